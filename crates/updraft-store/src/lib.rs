@@ -1,0 +1,182 @@
+//! Storage for Updraft: one trait per concern, implemented for SQLite here
+//! (PostgreSQL follows behind the same traits). Nothing above this crate
+//! knows which engine it talks to.
+
+use async_trait::async_trait;
+use updraft_core::model::{
+    ApiKey, App, Bundle, Channel, ChannelPatch, Device, DeviceOverride, DeviceSighting, ManifestFile,
+    Millis, OverrideSource, ReleaseConfig, Role, StatsEvent,
+};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique name is taken (`what` = "app", "bundle", "channel", ...).
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// A bundle name that was used by a deleted bundle cannot be reused.
+    #[error("bundle name was used by a deleted bundle")]
+    DeletedNameReused,
+    /// The operation would break a reference (e.g. a channel's bundle of another app).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new bundle, before it has an id.
+#[derive(Clone, Debug, Default)]
+pub struct NewBundle {
+    pub app_id: String,
+    pub name: String,
+    pub checksum: Option<String>,
+    pub encrypted_checksum: Option<String>,
+    pub session_key: Option<String>,
+    pub key_id: Option<String>,
+    pub external_url: Option<String>,
+    pub storage_path: Option<String>,
+    pub manifest: Vec<ManifestFile>,
+    pub min_update_version: Option<String>,
+    pub link: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Editable metadata of a bundle; `None` leaves a field, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct BundleMetadataPatch {
+    pub link: Option<Option<String>>,
+    pub comment: Option<Option<String>>,
+    pub min_update_version: Option<Option<String>>,
+}
+
+/// A new channel: its name plus the settings that differ from the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct NewChannel {
+    pub app_id: String,
+    pub name: String,
+    pub settings: ChannelPatch,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeviceQuery {
+    /// Substring of device_id or custom_id.
+    pub search: Option<String>,
+    pub custom_id: Option<String>,
+    /// Current bundle name.
+    pub version_name: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub name: String,
+    pub role: Role,
+    pub app_id: Option<String>,
+    pub expires_at: Option<Millis>,
+}
+
+#[async_trait]
+pub trait AppStore: Send + Sync {
+    async fn create_app(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<App>;
+    async fn list_apps(&self) -> StoreResult<Vec<App>>;
+    async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    async fn update_app(&self, app_id: &str, name: Option<&str>, expose_metadata: Option<bool>) -> StoreResult<App>;
+    /// Deletes the app and everything that belongs to it.
+    async fn delete_app(&self, app_id: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait BundleStore: Send + Sync {
+    /// `AlreadyExists("bundle")` for a live name, `DeletedNameReused` for a deleted one.
+    async fn create_bundle(&self, bundle: NewBundle, now: Millis) -> StoreResult<Bundle>;
+    async fn list_bundles(&self, app_id: &str, include_deleted: bool) -> StoreResult<Vec<Bundle>>;
+    /// Finds deleted bundles too; callers check `deleted`.
+    async fn get_bundle(&self, app_id: &str, name: &str) -> StoreResult<Option<Bundle>>;
+    async fn update_bundle_metadata(&self, app_id: &str, name: &str, patch: BundleMetadataPatch) -> StoreResult<Bundle>;
+    /// Soft delete; the name stays reserved.
+    async fn delete_bundle(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<Bundle>;
+}
+
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Making a channel public demotes any other public channel of the app that
+    /// shares a platform with it (one public channel per platform).
+    async fn create_channel(&self, channel: NewChannel, now: Millis) -> StoreResult<Channel>;
+    async fn update_channel(&self, app_id: &str, name: &str, patch: ChannelPatch, now: Millis) -> StoreResult<Channel>;
+    async fn list_channels(&self, app_id: &str) -> StoreResult<Vec<Channel>>;
+    async fn get_channel(&self, app_id: &str, name: &str) -> StoreResult<Option<Channel>>;
+    /// Also removes the device overrides that point at it.
+    async fn delete_channel(&self, app_id: &str, name: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait OverrideStore: Send + Sync {
+    /// Upsert on (app_id, device_id).
+    async fn set_override(&self, app_id: &str, device_id: &str, channel_id: i64, source: OverrideSource, now: Millis) -> StoreResult<DeviceOverride>;
+    /// Returns whether a row was deleted.
+    async fn delete_override(&self, app_id: &str, device_id: &str) -> StoreResult<bool>;
+    async fn list_overrides(&self, app_id: &str) -> StoreResult<Vec<DeviceOverride>>;
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Applies many sightings in one transaction, in order (later ones win).
+    async fn upsert_devices(&self, sightings: &[DeviceSighting]) -> StoreResult<()>;
+    async fn list_devices(&self, app_id: &str, query: &DeviceQuery) -> StoreResult<Vec<Device>>;
+    async fn count_devices(&self, app_id: &str, query: &DeviceQuery) -> StoreResult<i64>;
+    async fn get_device(&self, app_id: &str, device_id: &str) -> StoreResult<Option<Device>>;
+}
+
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Stores events and the device sightings that follow from them in one
+    /// transaction: when this returns Ok, both are durable.
+    async fn record_stats(&self, events: &[StatsEvent], sightings: &[DeviceSighting]) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_events(&self, app_id: &str, device_id: Option<&str>, limit: i64) -> StoreResult<Vec<StatsEvent>>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Returns the stored key and the secret (shown once; only its hash is kept).
+    async fn create_api_key(&self, key: NewApiKey, now: Millis) -> StoreResult<(ApiKey, String)>;
+    /// Looks a secret up by its hash. Returns revoked and expired keys too.
+    async fn find_api_key(&self, secret: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// By id or by name.
+    async fn revoke_api_key(&self, id_or_name: &str, now: Millis) -> StoreResult<ApiKey>;
+}
+
+#[async_trait]
+pub trait ReleaseStore: Send + Sync {
+    /// The app's whole release configuration; `app: None` when the app is unknown.
+    async fn load_release(&self, app_id: &str) -> StoreResult<ReleaseConfig>;
+    async fn list_app_ids(&self) -> StoreResult<Vec<String>>;
+    /// Health check: can the database answer?
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Every storage concern, as one object the server can hold.
+pub trait Store:
+    AppStore + BundleStore + ChannelStore + OverrideStore + DeviceStore + StatsStore + ApiKeyStore + ReleaseStore
+{
+}
+
+impl<T> Store for T where
+    T: AppStore + BundleStore + ChannelStore + OverrideStore + DeviceStore + StatsStore + ApiKeyStore + ReleaseStore
+{
+}
+
+/// SHA-256 hex of an API key secret: what is stored and looked up.
+pub fn hash_api_key(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
