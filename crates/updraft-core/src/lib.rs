@@ -1,6 +1,11 @@
 //! Updraft's domain, free of I/O: the release model, device request parsing
 //! and normalisation, the update decision, and response shaping.
 
-pub mod model;
+pub mod channel_self;
+pub mod decision;
 pub mod error;
+pub mod model;
 pub mod request;
+pub mod stats;
+pub mod validate;
+pub mod version;

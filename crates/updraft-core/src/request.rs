@@ -1,6 +1,16 @@
 //! Device request bodies, validated and normalised into typed values
 //! (reference-server-behaviour.md §1.1, §2.1, §3.1, §3.5).
 
+mod channel_self;
+pub(crate) mod fields;
+pub(crate) mod prelude;
+mod update;
+mod version;
+
+pub use channel_self::{parse_channel_list_query, parse_channel_self_request, query_to_body};
+pub use update::parse_update_request;
+pub use version::{normalize_version_build, parse_semver_lenient};
+
 use crate::error::DeviceError;
 use crate::model::Platform;
 use serde_json::Value;

@@ -1,0 +1,294 @@
+//! `/channel_self` answers (reference-server-behaviour.md §3, wire §7).
+//!
+//! Two semantics, chosen by plugin version
+//! ([`version::uses_local_channel_storage`]): new plugins keep their channel
+//! on the device and the server only validates; old plugins get a
+//! server-side device override, whose change is returned as an
+//! [`OverrideEffect`] for the caller to store.
+
+use crate::decision::{app_not_found_message, resolve_channel};
+use crate::error::DeviceError;
+use crate::model::{Channel, DeviceOverride, Platform, ReleaseConfig};
+use crate::request::{ChannelListQuery, ChannelSelfRequest};
+use crate::version;
+use serde_json::{json, Value};
+
+/// What the caller must do to the device's stored override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverrideEffect {
+    None,
+    Set { channel_id: i64 },
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelSelfAnswer {
+    pub status: u16,
+    pub body: Value,
+    pub effect: OverrideEffect,
+}
+
+impl ChannelSelfAnswer {
+    fn ok(body: Value) -> Self {
+        ChannelSelfAnswer {
+            status: 200,
+            body,
+            effect: OverrideEffect::None,
+        }
+    }
+
+    fn with_effect(mut self, effect: OverrideEffect) -> Self {
+        self.effect = effect;
+        self
+    }
+
+    /// The reference's "200 errors": `{"error", "message", ...extras}`, no `kind`.
+    fn refuse(error: DeviceError) -> Self {
+        ChannelSelfAnswer {
+            status: error.status,
+            body: error.to_json(),
+            effect: OverrideEffect::None,
+        }
+    }
+}
+
+fn app_not_found(app_id: &str) -> ChannelSelfAnswer {
+    ChannelSelfAnswer::refuse(
+        DeviceError::flat("app_not_found", app_not_found_message(app_id)).with_status(404),
+    )
+}
+
+fn cannot_override() -> ChannelSelfAnswer {
+    ChannelSelfAnswer::refuse(DeviceError::flat(
+        "cannot_override",
+        "Cannot change device override current channel don't allow it",
+    ))
+}
+
+fn status_ok() -> Value {
+    json!({ "status": "ok" })
+}
+
+fn is_new_plugin(req: &ChannelSelfRequest) -> bool {
+    version::uses_local_channel_storage(
+        req.plugin_version.as_ref(),
+        req.plugin_version_raw.as_deref(),
+    )
+}
+
+fn device_override<'a>(release: &'a ReleaseConfig, device_id: &str) -> Option<&'a DeviceOverride> {
+    release.overrides.get(&device_id.to_ascii_lowercase())
+}
+
+/// Lookup by exact name, first in (name, id) order, no platform check (§3.2 step 2).
+fn channel_named<'a>(release: &'a ReleaseConfig, name: &str) -> Option<&'a Channel> {
+    release.channels.iter().find(|c| c.name == name)
+}
+
+/// The platform's public ("main") channel.
+fn public_channel(release: &ReleaseConfig, platform: Platform) -> Option<&Channel> {
+    release
+        .channels
+        .iter()
+        .find(|c| c.public && c.allows_platform(platform))
+}
+
+/// §3.2 steps 2–3: the requested channel must exist and allow self-assignment.
+fn self_assignable_channel<'a>(
+    release: &'a ReleaseConfig,
+    app_id: &str,
+    name: &str,
+) -> Result<&'a Channel, ChannelSelfAnswer> {
+    let Some(channel) = channel_named(release, name) else {
+        return Err(ChannelSelfAnswer::refuse(
+            DeviceError::flat("channel_not_found", "Cannot find channel")
+                .with("channel", name)
+                .with("app_id", app_id),
+        ));
+    };
+    if channel.allow_device_self_set {
+        return Ok(channel);
+    }
+    let refusal = if channel.public {
+        DeviceError::flat(
+            "public_channel_self_set_not_allowed",
+            "This channel is public and does not allow device self-assignment. Unset the channel and the device will automatically use the public channel.",
+        )
+    } else {
+        DeviceError::flat(
+            "channel_self_set_not_allowed",
+            "This channel does not allow devices to self associate",
+        )
+    };
+    Err(ChannelSelfAnswer::refuse(
+        refusal.with("channel", name).with("app_id", app_id),
+    ))
+}
+
+/// POST: set the device's channel.
+pub fn answer_channel_set(req: &ChannelSelfRequest, release: &ReleaseConfig) -> ChannelSelfAnswer {
+    let Some(requested) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
+        return ChannelSelfAnswer::refuse(DeviceError::flat(
+            "missing_channel",
+            "Cannot find channel in body",
+        ));
+    };
+    if release.app.is_none() {
+        return app_not_found(&req.app_id);
+    }
+
+    if is_new_plugin(req) {
+        if let Err(refusal) = self_assignable_channel(release, &req.app_id, requested) {
+            return refusal;
+        }
+        // Pinning the public default would keep the device on it even after
+        // the app's public channel changes; `unset` makes the plugin forget it.
+        if public_channel(release, req.platform).is_some_and(|c| c.name == requested) {
+            return ChannelSelfAnswer::ok(json!({
+                "unset": true,
+                "status": "ok",
+                "message": format!("{requested} is the public channel: devices use it without being pinned"),
+            }));
+        }
+        return ChannelSelfAnswer::ok(json!({ "status": "ok", "allowSet": true }));
+    }
+
+    // Old plugins: a server-side override (§3.2 steps 1–6).
+    let existing = device_override(release, &req.device_id);
+    let existing_channel = existing.and_then(|o| release.channel_by_id(o.channel_id));
+    if existing_channel.is_some_and(|c| !c.allow_device_self_set) {
+        // An override the device may not change was set by an admin.
+        return cannot_override();
+    }
+    let channel = match self_assignable_channel(release, &req.app_id, requested) {
+        Ok(channel) => channel,
+        Err(refusal) => return refusal,
+    };
+    if public_channel(release, req.platform).is_some_and(|c| c.name == channel.name) {
+        return ChannelSelfAnswer::ok(status_ok()).with_effect(OverrideEffect::Delete);
+    }
+    if existing.is_some_and(|o| o.channel_id == channel.id) {
+        return ChannelSelfAnswer::ok(status_ok());
+    }
+    ChannelSelfAnswer::ok(status_ok()).with_effect(OverrideEffect::Set {
+        channel_id: channel.id,
+    })
+}
+
+/// PUT: which channel the device is on.
+pub fn answer_channel_get(req: &ChannelSelfRequest, release: &ReleaseConfig) -> ChannelSelfAnswer {
+    if release.app.is_none() {
+        return app_not_found(&req.app_id);
+    }
+    let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
+
+    if is_new_plugin(req) {
+        // The device persists what we return: answer the channel it resolves to.
+        let overridden = resolve_channel(release, &req.device_id, req.platform, None)
+            .filter(|resolved| resolved.via_override);
+        if let Some(resolved) = overridden {
+            return ChannelSelfAnswer::ok(json!({
+                "channel": resolved.channel.name,
+                "status": "override",
+                "allowSet": resolved.channel.allow_device_self_set,
+            }));
+        }
+        let requested = default_channel.and_then(|dc| {
+            release.channels.iter().find(|c| {
+                c.name == dc
+                    && c.allows_platform(req.platform)
+                    && (c.public || c.allow_device_self_set)
+            })
+        });
+        if let Some(channel) = requested.or_else(|| public_channel(release, req.platform)) {
+            return ChannelSelfAnswer::ok(json!({
+                "channel": channel.name,
+                "status": "default",
+                "allowSet": true,
+            }));
+        }
+        // 400 + channel_not_found lets the plugin fall back to its local choice (wire §7.2).
+        return ChannelSelfAnswer::refuse(
+            DeviceError::flat("channel_not_found", "Cannot find channel").with_status(400),
+        );
+    }
+
+    // Old plugins (§3.3).
+    let overridden =
+        device_override(release, &req.device_id).and_then(|o| release.channel_by_id(o.channel_id));
+    if let Some(channel) = overridden {
+        return ChannelSelfAnswer::ok(json!({
+            "channel": channel.name,
+            "status": "override",
+            "allowSet": channel.allow_device_self_set,
+        }));
+    }
+    let found = match default_channel {
+        Some(dc) => channel_named(release, dc),
+        None => public_channel(release, req.platform),
+    };
+    match found {
+        Some(channel) => ChannelSelfAnswer::ok(json!({
+            "channel": channel.name,
+            "status": "default",
+        })),
+        None => ChannelSelfAnswer::refuse(DeviceError::flat(
+            "channel_not_found",
+            "Cannot find channel",
+        )),
+    }
+}
+
+/// DELETE: remove the device's channel.
+pub fn answer_channel_unset(
+    req: &ChannelSelfRequest,
+    release: &ReleaseConfig,
+) -> ChannelSelfAnswer {
+    if release.app.is_none() {
+        return app_not_found(&req.app_id);
+    }
+    if is_new_plugin(req) {
+        // Nothing is stored server-side for these plugins.
+        return ChannelSelfAnswer::ok(status_ok());
+    }
+    let Some(existing) = device_override(release, &req.device_id) else {
+        return cannot_override();
+    };
+    if release
+        .channel_by_id(existing.channel_id)
+        .is_some_and(|c| !c.allow_device_self_set)
+    {
+        return cannot_override();
+    }
+    ChannelSelfAnswer::ok(status_ok()).with_effect(OverrideEffect::Delete)
+}
+
+/// GET: the channels this device may pick, as a bare array (wire §7.3).
+pub fn answer_channel_list(q: &ChannelListQuery, release: &ReleaseConfig) -> ChannelSelfAnswer {
+    if release.app.is_none() {
+        return app_not_found(&q.app_id);
+    }
+    let channels: Vec<Value> = release
+        .channels
+        .iter()
+        .filter(|c| c.allow_device_self_set || c.public)
+        .filter(|c| {
+            if q.is_emulator {
+                c.allow_emulator
+            } else {
+                c.allow_device
+            }
+        })
+        .filter(|c| if q.is_prod { c.allow_prod } else { c.allow_dev })
+        .filter(|c| c.allows_platform(q.platform))
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "public": c.public,
+                "allow_self_set": c.allow_device_self_set,
+            })
+        })
+        .collect();
+    ChannelSelfAnswer::ok(Value::Array(channels))
+}

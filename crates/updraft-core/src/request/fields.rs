@@ -1,0 +1,279 @@
+//! Field checks shared by the device request parsers: the schema issues list,
+//! the shapes of `app_id` and `device_id`, and typed reads of JSON fields.
+
+use crate::error::DeviceError;
+use serde_json::{json, Map, Value};
+
+pub(crate) const PARSE_BODY_MESSAGE: &str = "Cannot parse body";
+pub(crate) const APP_ID_ISSUE: &str = "App ID must be a reverse domain string";
+pub(crate) const DEVICE_ID_ISSUE: &str = "Device ID must be a valid UUID string";
+pub(crate) const PLATFORM_ISSUE: &str = "Platform is not supported or invalid";
+pub(crate) const DEVICE_ID_MAX_CHARS: usize = 36;
+pub(crate) const INSTALL_SOURCE_MAX_CHARS: usize = 64;
+pub(crate) const KEY_ID_MAX_CHARS: usize = 20;
+
+/// Schema failures of one body, reported together as the reference does:
+/// `moreInfo.parseResult.error.issues[] = {message, path, code:"custom"}`.
+#[derive(Debug, Default)]
+pub(crate) struct Issues(Vec<Value>);
+
+impl Issues {
+    pub(crate) fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(json!({
+            "message": message.into(),
+            "path": [field],
+            "code": "custom",
+        }));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn into_error(self, code: &'static str) -> DeviceError {
+        issues_error(code, self.0)
+    }
+
+    /// Appends `String must contain at most {max} character(s)` when `value` is longer.
+    pub(crate) fn max_chars(&mut self, field: &str, value: &str, max: usize) {
+        if value.chars().count() > max {
+            self.push(field, too_long_message(max));
+        }
+    }
+}
+
+pub(crate) fn too_long_message(max: usize) -> String {
+    format!("String must contain at most {max} character(s)")
+}
+
+fn issues_error(code: &'static str, issues: Vec<Value>) -> DeviceError {
+    DeviceError::bad_request(code, PARSE_BODY_MESSAGE)
+        .with("parseResult", json!({ "error": { "issues": issues } }))
+}
+
+/// A single-issue `Cannot parse body` error.
+pub(crate) fn single_issue_error(code: &'static str, field: &str, message: &str) -> DeviceError {
+    let mut issues = Issues::default();
+    issues.push(field, message);
+    issues.into_error(code)
+}
+
+/// `/^[a-z0-9]+(\.[\w-]+)+$/i`: a reverse domain with at least one dot.
+pub(crate) fn is_reverse_domain(app_id: &str) -> bool {
+    let mut segments = app_id.split('.');
+    let first_ok = segments
+        .next()
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let mut later_count = 0;
+    let later_ok = segments.all(|s| {
+        later_count += 1;
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    first_ok && later_ok && later_count > 0
+}
+
+/// `8-4-4-4-12` hex digits, either case.
+pub(crate) fn is_uuid_shape(device_id: &str) -> bool {
+    let bytes = device_id.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Adds the `device_id` issues (length, UUID shape) of an already lower-cased id.
+pub(crate) fn check_device_id(issues: &mut Issues, device_id: &str) {
+    issues.max_chars("device_id", device_id, DEVICE_ID_MAX_CHARS);
+    if !is_uuid_shape(device_id) {
+        issues.push("device_id", DEVICE_ID_ISSUE);
+    }
+}
+
+/// What a body says about `device_id` before the schema runs.
+#[derive(Debug, PartialEq)]
+pub(crate) enum DeviceIdField {
+    /// Absent, null or `""`.
+    Missing,
+    /// A number, boolean, object or array: refused, never a panic.
+    NotString,
+    /// Lower-cased.
+    Text(String),
+}
+
+pub(crate) fn device_id_field(obj: &Map<String, Value>) -> DeviceIdField {
+    match obj.get("device_id") {
+        None | Some(Value::Null) => DeviceIdField::Missing,
+        Some(Value::String(s)) if s.is_empty() => DeviceIdField::Missing,
+        Some(Value::String(s)) => DeviceIdField::Text(s.to_lowercase()),
+        Some(_) => DeviceIdField::NotString,
+    }
+}
+
+/// Absent, null and `""` all count as "not sent" for the required ids.
+pub(crate) fn is_missing(obj: &Map<String, Value>, field: &str) -> bool {
+    match obj.get(field) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// An optional string: absent or null is `None`; another type is an issue.
+pub(crate) fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
+    match obj.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            issues.push(field, format!("{field} must be a string"));
+            None
+        }
+    }
+}
+
+/// A required string (possibly empty): absent, null or another type is an issue.
+pub(crate) fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Some(s),
+        _ => {
+            issues.push(field, format!("{field} must be a string"));
+            None
+        }
+    }
+}
+
+/// A boolean flag with the reference's default when absent or null.
+pub(crate) fn flag(
+    obj: &Map<String, Value>,
+    field: &str,
+    default: bool,
+    issues: &mut Issues,
+) -> bool {
+    match obj.get(field) {
+        None | Some(Value::Null) => default,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            issues.push(field, format!("{field} must be a boolean"));
+            default
+        }
+    }
+}
+
+/// `app_id` must be a reverse-domain string.
+pub(crate) fn app_id<'a>(obj: &'a Map<String, Value>, issues: &mut Issues) -> Option<&'a str> {
+    match obj.get("app_id") {
+        Some(Value::String(s)) if is_reverse_domain(s) => Some(s),
+        _ => {
+            issues.push("app_id", APP_ID_ISSUE);
+            None
+        }
+    }
+}
+
+/// `platform` must be `ios`, `android` or `electron`.
+pub(crate) fn platform(
+    obj: &Map<String, Value>,
+    issues: &mut Issues,
+) -> Option<crate::model::Platform> {
+    let parsed = obj
+        .get("platform")
+        .and_then(Value::as_str)
+        .and_then(crate::model::Platform::parse);
+    if parsed.is_none() {
+        issues.push("platform", PLATFORM_ISSUE);
+    }
+    parsed
+}
+
+/// `defaultChannel`: blank means "use the public channel".
+pub(crate) fn non_blank(value: Option<&str>) -> Option<String> {
+    value.filter(|s| !s.trim().is_empty()).map(str::to_string)
+}
+
+/// `install_source` is stored trimmed and lower-cased; blank keeps the stored value.
+pub(crate) fn normalize_install_source(value: Option<&str>) -> Option<String> {
+    value
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+}
+
+/// `None` for absent and `""`.
+pub(crate) fn non_empty(value: Option<&str>) -> Option<String> {
+    value.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_domain_matches_the_reference_pattern() {
+        let cases = [
+            ("com.example.app", true),
+            ("COM.Example.App", true),
+            ("io.ionic.starter", true),
+            ("com.my_company.my-app", true),
+            ("a1.b", true),
+            ("com", false),
+            ("", false),
+            ("com.", false),
+            (".com.app", false),
+            ("com..app", false),
+            ("my-company.app", false),
+            ("com.exa mple", false),
+            ("com.exämple", false),
+            ("com/app.x", false),
+        ];
+        for (app_id, expected) in cases {
+            assert_eq!(is_reverse_domain(app_id), expected, "{app_id:?}");
+        }
+    }
+
+    #[test]
+    fn uuid_shape_is_8_4_4_4_12_hex() {
+        let cases = [
+            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11", true),
+            ("6E2C0C9A-3F5B-4C8E-9A43-1F0F4B2D7C11", true),
+            ("00000000-0000-0000-0000-000000000000", true),
+            ("6e2c0c9a3f5b4c8e9a431f0f4b2d7c11", false),
+            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c1", false),
+            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c111", false),
+            ("6e2c0c9g-3f5b-4c8e-9a43-1f0f4b2d7c11", false),
+            ("6e2c0c9a-3f5b-4c8e-9a43_1f0f4b2d7c11", false),
+            ("", false),
+        ];
+        for (id, expected) in cases {
+            assert_eq!(is_uuid_shape(id), expected, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn device_id_field_classifies_every_json_type() {
+        let cases = [
+            (json!({}), DeviceIdField::Missing),
+            (json!({"device_id": null}), DeviceIdField::Missing),
+            (json!({"device_id": ""}), DeviceIdField::Missing),
+            (json!({"device_id": 12}), DeviceIdField::NotString),
+            (json!({"device_id": false}), DeviceIdField::NotString),
+            (json!({"device_id": {"a": 1}}), DeviceIdField::NotString),
+            (
+                json!({"device_id": "ABC-Def"}),
+                DeviceIdField::Text("abc-def".into()),
+            ),
+        ];
+        for (body, expected) in cases {
+            let obj = body.as_object().unwrap();
+            assert_eq!(device_id_field(obj), expected, "{body}");
+        }
+    }
+}

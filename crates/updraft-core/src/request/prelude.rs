@@ -1,0 +1,93 @@
+//! The checks every device body goes through before its schema (reference
+//! §1.1 steps 1–4): a non-empty object, `device_id`, `app_id`, and the
+//! `version_build` coercion.
+
+use super::fields::{
+    device_id_field, is_missing, single_issue_error, DeviceIdField, DEVICE_ID_ISSUE,
+    PARSE_BODY_MESSAGE,
+};
+use super::version::normalize_version_build;
+use crate::error::DeviceError;
+use serde_json::{Map, Value};
+
+pub(crate) struct Prelude<'a> {
+    pub(crate) obj: &'a Map<String, Value>,
+    /// Lower-cased, not yet shape-checked.
+    pub(crate) device_id: String,
+    /// `Some` when `version_build` is a non-empty string; it then normalised.
+    pub(crate) version_build: Option<semver::Version>,
+}
+
+/// `invalid_code` is `invalid_json_body`, or `invalid_query_parameters` for
+/// bodies that came from a query string.
+pub(crate) fn prelude<'a>(
+    body: &'a Value,
+    invalid_code: &'static str,
+) -> Result<Prelude<'a>, DeviceError> {
+    let obj = match body {
+        Value::Object(obj) if !obj.is_empty() => obj,
+        _ => return Err(DeviceError::bad_request(invalid_code, PARSE_BODY_MESSAGE)),
+    };
+    let device_id = match device_id_field(obj) {
+        DeviceIdField::Missing => return Err(missing_device_id()),
+        DeviceIdField::NotString => {
+            return Err(single_issue_error(
+                invalid_code,
+                "device_id",
+                DEVICE_ID_ISSUE,
+            ))
+        }
+        DeviceIdField::Text(id) => id,
+    };
+    if is_missing(obj, "app_id") {
+        return Err(DeviceError::bad_request(
+            "missing_app_id",
+            "Cannot find app_id",
+        ));
+    }
+    let version_build = coerce_version_build(obj.get("version_build"))?;
+    Ok(Prelude {
+        obj,
+        device_id,
+        version_build,
+    })
+}
+
+pub(crate) fn missing_device_id() -> DeviceError {
+    DeviceError::bad_request("missing_device_id", "Cannot find device_id")
+}
+
+/// A non-empty string `version_build` must normalise, else `semver_error`;
+/// anything else is left to the schema.
+pub(crate) fn coerce_version_build(
+    value: Option<&Value>,
+) -> Result<Option<semver::Version>, DeviceError> {
+    match value {
+        Some(Value::String(raw)) if !raw.is_empty() => normalize_version_build(raw)
+            .map(Some)
+            .ok_or_else(|| semver_error(raw)),
+        _ => Ok(None),
+    }
+}
+
+fn semver_error(raw: &str) -> DeviceError {
+    DeviceError::bad_request(
+        "semver_error",
+        format!(
+            "Native version: {raw} doesn't follow semver convention, please check \
+             https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"
+        ),
+    )
+    .with("version_build", raw)
+}
+
+/// `version_name: "builtin"` stands for the native bundle: name it by the native version.
+pub(crate) fn resolve_builtin(
+    version_name: &str,
+    version_build: Option<&semver::Version>,
+) -> String {
+    match version_build {
+        Some(build) if version_name == crate::model::BUILTIN => build.to_string(),
+        _ => version_name.to_string(),
+    }
+}

@@ -1,0 +1,464 @@
+//! `POST /updates` and `/updates/manifest_size` bodies (reference §1.1).
+
+use super::fields::{
+    self, check_device_id, flag, non_blank, non_empty, normalize_install_source, optional_str,
+    Issues, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+};
+use super::prelude::{prelude, resolve_builtin};
+use super::version::parse_semver_lenient;
+use super::UpdateRequest;
+use crate::error::DeviceError;
+use serde_json::{Map, Value};
+
+const INVALID_BODY: &str = "invalid_json_body";
+
+/// Validates and normalises an update-check body; every refusal is a 400
+/// with the reference's code and message.
+pub fn parse_update_request(body: &Value) -> Result<UpdateRequest, DeviceError> {
+    let pre = prelude(body, INVALID_BODY)?;
+    let obj = pre.obj;
+    let mut issues = Issues::default();
+
+    let app_id = fields::app_id(obj, &mut issues);
+    check_device_id(&mut issues, &pre.device_id);
+    let version_name = non_empty_str(obj, "version_name", &mut issues)
+        .map(|name| resolve_builtin(name, pre.version_build.as_ref()));
+    if pre.version_build.is_none() {
+        issues.push("version_build", "version_build must be a non-empty string");
+    }
+    let is_emulator = flag(obj, "is_emulator", false, &mut issues);
+    let is_prod = flag(obj, "is_prod", true, &mut issues);
+    let platform = fields::platform(obj, &mut issues);
+    let plugin_version = plugin_version(obj, &mut issues);
+    let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    let install_source = optional_str(obj, "install_source", &mut issues);
+    if let Some(source) = install_source {
+        issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
+    }
+    let key_id = optional_str(obj, "key_id", &mut issues);
+    if let Some(key_id) = key_id {
+        issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
+    }
+    let custom_id = optional_str(obj, "custom_id", &mut issues);
+    let version_code = optional_str(obj, "version_code", &mut issues);
+    let version_os = optional_str(obj, "version_os", &mut issues);
+
+    match (
+        issues.is_empty(),
+        app_id,
+        version_name,
+        pre.version_build,
+        platform,
+        plugin_version,
+    ) {
+        (
+            true,
+            Some(app_id),
+            Some(version_name),
+            Some(version_build),
+            Some(platform),
+            Some(plugin_version),
+        ) => Ok(UpdateRequest {
+            platform,
+            device_id: pre.device_id,
+            app_id: app_id.to_string(),
+            custom_id: custom_id.map(str::trim).unwrap_or_default().to_string(),
+            version_build,
+            version_code: version_code.map(str::to_string),
+            version_os: version_os.map(str::to_string),
+            version_name,
+            plugin_version,
+            is_emulator,
+            is_prod,
+            install_source: normalize_install_source(install_source),
+            default_channel: non_blank(default_channel),
+            key_id: non_empty(key_id),
+        }),
+        // Every `None` above pushed an issue, so the list is never empty here.
+        _ => Err(issues.into_error(INVALID_BODY)),
+    }
+}
+
+fn non_empty_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => {
+            issues.push(field, format!("{field} must be a non-empty string"));
+            None
+        }
+    }
+}
+
+fn plugin_version(obj: &Map<String, Value>, issues: &mut Issues) -> Option<semver::Version> {
+    match obj.get("plugin_version") {
+        None | Some(Value::Null) => {
+            issues.push("plugin_version", "plugin_version is required");
+            None
+        }
+        Some(value) => {
+            let parsed = value.as_str().and_then(parse_semver_lenient);
+            if parsed.is_none() {
+                issues.push("plugin_version", "Plugin version is invalid");
+            }
+            parsed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Platform;
+    use serde_json::json;
+
+    const DEVICE: &str = "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11";
+
+    fn valid_body() -> Value {
+        json!({
+            "platform": "android",
+            "device_id": DEVICE,
+            "app_id": "com.example.app",
+            "custom_id": "",
+            "version_build": "1.4.0",
+            "version_code": "14",
+            "version_os": "14",
+            "version_name": "1.4.2",
+            "plugin_version": "8.51.14",
+            "is_emulator": false,
+            "is_prod": true,
+            "install_source": "google_play",
+            "defaultChannel": "beta",
+            "key_id": "MIIBCgKCAQEAsdxadXKk"
+        })
+    }
+
+    fn with(changes: Value) -> Value {
+        let mut body = valid_body();
+        for (k, v) in changes.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    }
+
+    fn without(field: &str) -> Value {
+        let mut body = valid_body();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    }
+
+    fn issue_messages(err: &DeviceError) -> Vec<(String, String)> {
+        err.extra["parseResult"]["error"]["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                assert_eq!(i["code"], "custom");
+                (
+                    i["path"][0].as_str().unwrap().to_string(),
+                    i["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plugin_example_body_parses() {
+        let req = parse_update_request(&valid_body()).unwrap();
+        assert_eq!(
+            req,
+            UpdateRequest {
+                platform: Platform::Android,
+                device_id: DEVICE.into(),
+                app_id: "com.example.app".into(),
+                custom_id: String::new(),
+                version_build: semver::Version::new(1, 4, 0),
+                version_code: Some("14".into()),
+                version_os: Some("14".into()),
+                version_name: "1.4.2".into(),
+                plugin_version: semver::Version::new(8, 51, 14),
+                is_emulator: false,
+                is_prod: true,
+                install_source: Some("google_play".into()),
+                default_channel: Some("beta".into()),
+                key_id: Some("MIIBCgKCAQEAsdxadXKk".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn early_refusals_have_the_reference_codes() {
+        let semver_message = "Native version: invalid_version doesn't follow semver convention, \
+             please check https://capgo.app/semver_tester/ to learn more about semver usage in Capgo";
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (json!({}), "invalid_json_body", "Cannot parse body"),
+            (json!([]), "invalid_json_body", "Cannot parse body"),
+            (
+                json!([valid_body()]),
+                "invalid_json_body",
+                "Cannot parse body",
+            ),
+            (json!("text"), "invalid_json_body", "Cannot parse body"),
+            (json!(null), "invalid_json_body", "Cannot parse body"),
+            (
+                json!({"platform": "android"}),
+                "missing_device_id",
+                "Cannot find device_id",
+            ),
+            (
+                with(json!({"device_id": null})),
+                "missing_device_id",
+                "Cannot find device_id",
+            ),
+            (
+                with(json!({"device_id": ""})),
+                "missing_device_id",
+                "Cannot find device_id",
+            ),
+            (without("app_id"), "missing_app_id", "Cannot find app_id"),
+            (
+                with(json!({"app_id": ""})),
+                "missing_app_id",
+                "Cannot find app_id",
+            ),
+            (
+                with(json!({"version_build": "invalid_version"})),
+                "semver_error",
+                semver_message,
+            ),
+        ];
+        for (body, code, message) in cases {
+            let err = parse_update_request(&body).unwrap_err();
+            assert_eq!(
+                (err.status, err.code, err.message.as_str()),
+                (400, code, message),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_ids_carry_empty_more_info_and_semver_error_names_the_version() {
+        let err = parse_update_request(&without("device_id")).unwrap_err();
+        assert_eq!(err.to_json()["moreInfo"], json!({}));
+        let err = parse_update_request(&with(json!({"version_build": "1.x"}))).unwrap_err();
+        assert_eq!(err.extra.get("version_build"), Some(&json!("1.x")));
+    }
+
+    #[test]
+    fn non_string_device_id_is_a_400_not_a_panic() {
+        for device_id in [
+            json!(42),
+            json!(true),
+            json!(false),
+            json!({"id": 1}),
+            json!([1]),
+        ] {
+            let err = parse_update_request(&with(json!({ "device_id": device_id }))).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "invalid_json_body"),
+                "{device_id}"
+            );
+            assert_eq!(
+                issue_messages(&err),
+                vec![(
+                    "device_id".to_string(),
+                    "Device ID must be a valid UUID string".to_string()
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn schema_failures_list_each_issue() {
+        let long_device = format!("{DEVICE}ab");
+        let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+            (
+                with(json!({"app_id": "example"})),
+                vec![("app_id", "App ID must be a reverse domain string")],
+            ),
+            (
+                with(json!({"app_id": 7})),
+                vec![("app_id", "App ID must be a reverse domain string")],
+            ),
+            (
+                with(json!({"device_id": long_device})),
+                vec![
+                    ("device_id", "String must contain at most 36 character(s)"),
+                    ("device_id", "Device ID must be a valid UUID string"),
+                ],
+            ),
+            (
+                with(json!({"device_id": "not-a-uuid"})),
+                vec![("device_id", "Device ID must be a valid UUID string")],
+            ),
+            (
+                with(json!({"platform": "windows"})),
+                vec![("platform", "Platform is not supported or invalid")],
+            ),
+            (
+                without("platform"),
+                vec![("platform", "Platform is not supported or invalid")],
+            ),
+            (
+                without("plugin_version"),
+                vec![("plugin_version", "plugin_version is required")],
+            ),
+            (
+                with(json!({"plugin_version": "invalid_version"})),
+                vec![("plugin_version", "Plugin version is invalid")],
+            ),
+            (
+                with(json!({"plugin_version": 8})),
+                vec![("plugin_version", "Plugin version is invalid")],
+            ),
+            (
+                with(json!({"key_id": "k".repeat(26)})),
+                vec![("key_id", "String must contain at most 20 character(s)")],
+            ),
+            (
+                with(json!({"install_source": "s".repeat(65)})),
+                vec![(
+                    "install_source",
+                    "String must contain at most 64 character(s)",
+                )],
+            ),
+            (
+                with(json!({"version_name": ""})),
+                vec![("version_name", "version_name must be a non-empty string")],
+            ),
+            (
+                without("version_name"),
+                vec![("version_name", "version_name must be a non-empty string")],
+            ),
+            (
+                without("version_build"),
+                vec![("version_build", "version_build must be a non-empty string")],
+            ),
+            (
+                with(json!({"version_build": ""})),
+                vec![("version_build", "version_build must be a non-empty string")],
+            ),
+            (
+                with(json!({"version_build": 1})),
+                vec![("version_build", "version_build must be a non-empty string")],
+            ),
+            (
+                with(json!({"is_emulator": "false"})),
+                vec![("is_emulator", "is_emulator must be a boolean")],
+            ),
+            (
+                with(json!({"is_prod": 1})),
+                vec![("is_prod", "is_prod must be a boolean")],
+            ),
+            (
+                with(json!({"defaultChannel": 3})),
+                vec![("defaultChannel", "defaultChannel must be a string")],
+            ),
+            (
+                with(json!({"custom_id": {}})),
+                vec![("custom_id", "custom_id must be a string")],
+            ),
+            (
+                with(json!({"version_code": 14})),
+                vec![("version_code", "version_code must be a string")],
+            ),
+            (
+                with(json!({"version_os": 14})),
+                vec![("version_os", "version_os must be a string")],
+            ),
+            (
+                with(json!({"app_id": "nodot", "platform": "web", "is_prod": "yes"})),
+                vec![
+                    ("app_id", "App ID must be a reverse domain string"),
+                    ("is_prod", "is_prod must be a boolean"),
+                    ("platform", "Platform is not supported or invalid"),
+                ],
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse_update_request(&body).unwrap_err();
+            assert_eq!(
+                (err.status, err.code, err.message.as_str()),
+                (400, "invalid_json_body", "Cannot parse body"),
+                "{body}"
+            );
+            let expected: Vec<(String, String)> = expected
+                .into_iter()
+                .map(|(f, m)| (f.to_string(), m.to_string()))
+                .collect();
+            assert_eq!(issue_messages(&err), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn normalisations() {
+        let req = parse_update_request(&with(json!({
+            "device_id": DEVICE.to_uppercase(),
+            "version_build": "v1.2",
+            "version_name": "builtin",
+            "plugin_version": "v5.2.0",
+            "custom_id": "  user-7  ",
+            "install_source": "  TestFlight  ",
+            "defaultChannel": "   ",
+            "key_id": "",
+            "is_emulator": null,
+            "is_prod": null,
+            "platform": "electron",
+            "unknown_field": [1, 2, 3],
+        })))
+        .unwrap();
+        assert_eq!(req.device_id, DEVICE);
+        assert_eq!(req.version_build, semver::Version::new(1, 2, 0));
+        assert_eq!(req.version_name, "1.2.0");
+        assert_eq!(req.plugin_version, semver::Version::new(5, 2, 0));
+        assert_eq!(req.custom_id, "user-7");
+        assert_eq!(req.install_source.as_deref(), Some("testflight"));
+        assert_eq!(req.default_channel, None);
+        assert_eq!(req.key_id, None);
+        assert!(!req.is_emulator);
+        assert!(req.is_prod);
+        assert_eq!(req.platform, Platform::Electron);
+    }
+
+    #[test]
+    fn optional_fields_default_when_absent() {
+        let mut body = valid_body();
+        let obj = body.as_object_mut().unwrap();
+        for field in [
+            "custom_id",
+            "version_code",
+            "version_os",
+            "install_source",
+            "defaultChannel",
+            "key_id",
+            "is_emulator",
+            "is_prod",
+        ] {
+            obj.remove(field);
+        }
+        let req = parse_update_request(&body).unwrap();
+        assert_eq!(req.custom_id, "");
+        assert_eq!(req.version_code, None);
+        assert_eq!(req.version_os, None);
+        assert_eq!(req.install_source, None);
+        assert_eq!(req.default_channel, None);
+        assert_eq!(req.key_id, None);
+        assert!(!req.is_emulator);
+        assert!(req.is_prod);
+    }
+
+    #[test]
+    fn builtin_version_build_normalises_to_zero() {
+        let req = parse_update_request(&with(
+            json!({"version_build": "builtin", "version_name": "builtin"}),
+        ))
+        .unwrap();
+        assert_eq!(req.version_build, semver::Version::new(0, 0, 0));
+        assert_eq!(req.version_name, "0.0.0");
+    }
+}

@@ -1,0 +1,980 @@
+//! `POST /stats` bodies: one event object or an array of them, all for one
+//! app (reference §2, with Updraft's differences of protocol/README.md items 3
+//! and 4: a well-formed event with an unknown action is accepted, and malformed
+//! input gets a 4xx with a stable code, never a 500).
+//!
+//! Limits:
+//! - at most [`MAX_EVENTS`] (1000) events per body, else 413 `too_many_events`;
+//! - `action`: 1 to 64 characters from `[A-Za-z0-9_:.-]`, else `invalid_action`;
+//! - `metadata`: an object of at most 30 keys, keys at most 64 characters,
+//!   values strings of at most 2048 characters, else `invalid_metadata`;
+//! - `timestamp` (epoch ms): a value more than 24 h after the arrival time or
+//!   more than 365 days before it is replaced by the arrival time, so a device
+//!   clock that is wrong cannot misplace events.
+
+use crate::error::DeviceError;
+use crate::model::{DeviceSighting, Millis, StatsEvent};
+use crate::request::fields::{
+    self, check_device_id, device_id_field, flag, is_reverse_domain, non_blank, non_empty,
+    normalize_install_source, optional_str, required_str, single_issue_error, DeviceIdField,
+    Issues, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+};
+use crate::request::prelude::{coerce_version_build, missing_device_id, resolve_builtin};
+use crate::request::{ParsedStatsEvent, StatsBatch, StatsItem};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const MAX_EVENTS: usize = 1000;
+pub const MAX_ACTION_CHARS: usize = 64;
+pub const MAX_METADATA_KEYS: usize = 30;
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+pub const MAX_METADATA_VALUE_CHARS: usize = 2048;
+pub const MAX_CUSTOM_ID_CHARS: usize = 36;
+/// How far ahead of the arrival time a device timestamp may be.
+pub const MAX_FUTURE_SKEW_MS: Millis = 24 * 60 * 60 * 1000;
+/// How old a device timestamp may be (a year: the plugin keeps a queue on disk).
+pub const MAX_EVENT_AGE_MS: Millis = 365 * 24 * 60 * 60 * 1000;
+
+const INVALID_BODY: &str = "invalid_json_body";
+
+/// Actions the reference service knows (its `stats_action` enum), except the
+/// `download_<n>` progress steps, which [`is_known_action`] matches by shape.
+const KNOWN_ACTIONS: &[&str] = &[
+    "ping",
+    "delete",
+    "reset",
+    "set",
+    "get",
+    "set_fail",
+    "update_fail",
+    "download_fail",
+    "windows_path_fail",
+    "canonical_path_fail",
+    "directory_path_fail",
+    "unzip_fail",
+    "low_mem_fail",
+    "download_complete",
+    "download_manifest_start",
+    "download_manifest_complete",
+    "download_zip_start",
+    "download_zip_complete",
+    "download_manifest_file_fail",
+    "download_manifest_checksum_fail",
+    "download_manifest_brotli_fail",
+    "finish_download_fail",
+    "manifest_path_fail",
+    "decrypt_fail",
+    "checksum_required",
+    "insufficient_disk_space",
+    "app_moved_to_foreground",
+    "app_moved_to_background",
+    "app_launch_start",
+    "app_launch_ready",
+    "app_launch_timeout",
+    "uninstall",
+    "needPlanUpgrade",
+    "missingBundle",
+    "noNew",
+    "disablePlatformIos",
+    "disablePlatformAndroid",
+    "disableAutoUpdateToMajor",
+    "cannotUpdateViaPrivateChannel",
+    "disableAutoUpdateToMinor",
+    "disableAutoUpdateToPatch",
+    "channelMisconfigured",
+    "disableAutoUpdateMetadata",
+    "disableAutoUpdateUnderNative",
+    "disableDevBuild",
+    "disableProdBuild",
+    "disableEmulator",
+    "disableDevice",
+    "cannotGetBundle",
+    "checksum_fail",
+    "NoChannelOrOverride",
+    "setChannel",
+    "getChannel",
+    "rateLimited",
+    "rate_limit_reached",
+    "disableAutoUpdate",
+    "keyMismatch",
+    "InvalidIp",
+    "blocked_by_server_url",
+    "backend_refusal",
+    "disablePlatformElectron",
+    "customIdBlocked",
+    "app_crash",
+    "app_crash_native",
+    "app_anr",
+    "app_killed_low_memory",
+    "app_killed_excessive_resource_usage",
+    "app_initialization_failure",
+    "app_memory_warning",
+    "webview_javascript_error",
+    "webview_unhandled_rejection",
+    "webview_resource_error",
+    "webview_security_policy_violation",
+    "webview_unclean_restart",
+    "webview_render_process_gone",
+    "webview_content_process_terminated",
+    "webview_dom_content_loaded",
+    "webview_page_loaded",
+    "set_next",
+    "os_version_changed",
+    "native_app_version_changed",
+];
+
+/// Is this a known plugin action (the 91 of reference §2.1 plus download_<n>)? For metrics/analytics only:
+/// unknown well-formed actions are still accepted.
+pub fn is_known_action(action: &str) -> bool {
+    let is_progress_step = action
+        .strip_prefix("download_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    is_progress_step || KNOWN_ACTIONS.contains(&action)
+}
+
+/// Validates a `/stats` body. `Err` refuses the whole body (nothing is
+/// stored); otherwise each item is an accepted event or why it was refused.
+pub fn parse_stats_body(body: &Value, now: Millis) -> Result<StatsBatch, DeviceError> {
+    let (events, is_batch) = match body {
+        Value::Array(events) => (events.as_slice(), true),
+        Value::Object(_) => (std::slice::from_ref(body), false),
+        _ => {
+            return Err(DeviceError::bad_request(
+                INVALID_BODY,
+                fields::PARSE_BODY_MESSAGE,
+            ))
+        }
+    };
+    let Some(first) = events.first() else {
+        return Ok(StatsBatch {
+            app_id: String::new(),
+            is_batch,
+            items: Vec::new(),
+        });
+    };
+    if events.len() > MAX_EVENTS {
+        return Err(DeviceError::bad_request(
+            "too_many_events",
+            format!("A stats body may hold at most {MAX_EVENTS} events"),
+        )
+        .with_status(413));
+    }
+    let app_id = event_app_id(first)?;
+    let mixed = events
+        .iter()
+        .filter_map(|event| event_app_id(event).ok())
+        .any(|other| other != app_id);
+    if mixed {
+        return Err(DeviceError::bad_request(
+            "mixed_app_ids",
+            "All events in a batch must have the same app_id",
+        ));
+    }
+    let items = events
+        .iter()
+        .map(|event| parse_event(event, app_id, now))
+        .collect();
+    Ok(StatsBatch {
+        app_id: app_id.to_string(),
+        is_batch,
+        items,
+    })
+}
+
+/// HTTP status and JSON body for a parsed batch once every accepted item is stored
+/// (single event: 200 {"status":"ok"} or the item's error with its status; array: 200
+/// {"status":"ok","results":[{"status":"ok","index":0} | {"status":"error","error":code,"message":msg,"index":i}]}).
+pub fn stats_response(batch: &StatsBatch) -> (u16, Value) {
+    if !batch.is_batch {
+        return match batch.items.first() {
+            Some(Err(error)) => (error.status, error.to_json()),
+            _ => (200, json!({ "status": "ok" })),
+        };
+    }
+    let results: Vec<Value> = batch
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Ok(_) => json!({ "status": "ok", "index": index }),
+            Err(error) => json!({
+                "status": "error",
+                "error": error.code,
+                "message": error.message,
+                "index": index,
+            }),
+        })
+        .collect();
+    (200, json!({ "status": "ok", "results": results }))
+}
+
+fn event_app_id(event: &Value) -> Result<&str, DeviceError> {
+    match event.get("app_id") {
+        Some(Value::String(app_id)) if is_reverse_domain(app_id) => Ok(app_id),
+        Some(Value::String(app_id)) if !app_id.is_empty() => {
+            Err(invalid_app_id("App ID must be a reverse domain string"))
+        }
+        _ => Err(invalid_app_id("App ID is required")),
+    }
+}
+
+fn invalid_app_id(message: &str) -> DeviceError {
+    DeviceError::bad_request("invalid_app_id", message)
+}
+
+fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
+    // Later events may still lack a valid app_id (a different valid one was refused before).
+    event_app_id(event)?;
+    // `event_app_id` only succeeds on objects.
+    let Some(obj) = event.as_object() else {
+        return Err(invalid_app_id("App ID is required"));
+    };
+
+    let device_id = match device_id_field(obj) {
+        DeviceIdField::Missing => return Err(missing_device_id()),
+        DeviceIdField::NotString => {
+            return Err(single_issue_error(
+                INVALID_BODY,
+                "device_id",
+                DEVICE_ID_ISSUE,
+            ))
+        }
+        DeviceIdField::Text(id) => id,
+    };
+    let action = action(obj)?;
+    let version_build = coerce_version_build(obj.get("version_build"))?;
+
+    let mut issues = Issues::default();
+    check_device_id(&mut issues, &device_id);
+    let platform = required_str(obj, "platform", &mut issues);
+    let version_name = required_str(obj, "version_name", &mut issues);
+    let version_os = optional_str(obj, "version_os", &mut issues);
+    optional_str(obj, "version_build", &mut issues);
+    let old_version_name = optional_str(obj, "old_version_name", &mut issues);
+    let version_code = optional_str(obj, "version_code", &mut issues);
+    let plugin_version = optional_str(obj, "plugin_version", &mut issues);
+    let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    optional_str(obj, "channel", &mut issues);
+    let is_emulator = flag(obj, "is_emulator", false, &mut issues);
+    let is_prod = flag(obj, "is_prod", true, &mut issues);
+    let custom_id = optional_str(obj, "custom_id", &mut issues).map(str::trim);
+    if let Some(custom_id) = custom_id {
+        issues.max_chars("custom_id", custom_id, MAX_CUSTOM_ID_CHARS);
+    }
+    let install_source = optional_str(obj, "install_source", &mut issues);
+    if let Some(source) = install_source {
+        issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
+    }
+    let key_id = optional_str(obj, "key_id", &mut issues);
+    if let Some(key_id) = key_id {
+        issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
+    }
+    let (Some(platform), Some(version_name), true) = (platform, version_name, issues.is_empty())
+    else {
+        return Err(issues.into_error(INVALID_BODY));
+    };
+    let metadata = metadata(obj.get("metadata"))?;
+    let timestamp = event_time(obj.get("timestamp"), now)?;
+
+    let version_name = resolve_builtin(version_name, version_build.as_ref());
+    let version_build = version_build.map(|v| v.to_string());
+    let plugin_version = non_empty(plugin_version);
+    let running_version = (reports_running_version(action)
+        && !version_name.is_empty()
+        && !version_name.contains(':'))
+    .then(|| version_name.clone());
+
+    Ok(ParsedStatsEvent {
+        event: StatsEvent {
+            app_id: app_id.to_string(),
+            device_id: device_id.clone(),
+            action: action.to_string(),
+            version_name,
+            old_version_name: non_empty(old_version_name),
+            platform: platform.to_string(),
+            plugin_version: plugin_version.clone(),
+            version_build: version_build.clone(),
+            is_prod,
+            is_emulator,
+            metadata,
+            timestamp,
+            received_at: now,
+        },
+        sighting: DeviceSighting {
+            app_id: app_id.to_string(),
+            device_id,
+            platform: platform.to_string(),
+            plugin_version,
+            version_os: non_empty(version_os),
+            version_build,
+            version_code: non_empty(version_code),
+            version_name: running_version,
+            custom_id: non_empty(custom_id),
+            is_prod,
+            is_emulator,
+            default_channel: non_blank(default_channel),
+            key_id: non_empty(key_id),
+            install_source: normalize_install_source(install_source),
+            last_offered_version: None,
+            last_update_outcome: None,
+            seen_at: now,
+        },
+    })
+}
+
+fn action(obj: &Map<String, Value>) -> Result<&str, DeviceError> {
+    match obj.get("action") {
+        None | Some(Value::Null) => Err(DeviceError::bad_request(
+            "missing_action",
+            "Cannot find action",
+        )),
+        Some(Value::String(action)) if is_well_formed_action(action) => Ok(action),
+        Some(_) => Err(DeviceError::bad_request(
+            "invalid_action",
+            format!(
+                "action must be a string of 1 to {MAX_ACTION_CHARS} characters \
+                 from A-Z, a-z, 0-9, '_', ':', '.' and '-'"
+            ),
+        )),
+    }
+}
+
+fn is_well_formed_action(action: &str) -> bool {
+    !action.is_empty()
+        && action.len() <= MAX_ACTION_CHARS
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'-'))
+}
+
+/// Whether an event's `version_name` is the bundle the device runs now:
+/// failures, downloads and queued or deleted bundles name another bundle.
+fn reports_running_version(action: &str) -> bool {
+    !(action.ends_with("_fail")
+        || action.starts_with("download")
+        || matches!(
+            action,
+            "set_next"
+                | "delete"
+                | "checksum_required"
+                | "insufficient_disk_space"
+                | "decrypt_fail"
+        ))
+}
+
+fn metadata(value: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, DeviceError> {
+    let entries = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(entries)) => entries,
+        Some(_) => return Err(invalid_metadata("metadata must be an object".into())),
+    };
+    if entries.len() > MAX_METADATA_KEYS {
+        return Err(invalid_metadata(format!(
+            "metadata may hold at most {MAX_METADATA_KEYS} keys"
+        )));
+    }
+    let mut metadata = BTreeMap::new();
+    for (key, value) in entries {
+        if key.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(invalid_metadata(format!(
+                "metadata keys may be at most {MAX_METADATA_KEY_CHARS} characters long"
+            )));
+        }
+        let Some(text) = value.as_str() else {
+            return Err(invalid_metadata(format!(
+                "metadata value of {key:?} must be a string"
+            )));
+        };
+        if text.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(invalid_metadata(format!(
+                "metadata value of {key:?} may be at most {MAX_METADATA_VALUE_CHARS} characters long"
+            )));
+        }
+        metadata.insert(key.clone(), text.to_string());
+    }
+    Ok(Some(metadata))
+}
+
+fn invalid_metadata(message: String) -> DeviceError {
+    DeviceError::bad_request("invalid_metadata", message)
+}
+
+/// The event's time: the device's `timestamp` (epoch ms) when plausible,
+/// else the arrival time `now` (see the module doc for the window).
+fn event_time(value: Option<&Value>, now: Millis) -> Result<Millis, DeviceError> {
+    let millis = match value {
+        None | Some(Value::Null) => return Ok(now),
+        Some(Value::Number(number)) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|f| f as Millis)),
+        Some(_) => None,
+    };
+    let Some(millis) = millis else {
+        return Err(DeviceError::bad_request(
+            "invalid_timestamp",
+            "timestamp must be a number of milliseconds since the Unix epoch",
+        ));
+    };
+    let too_new = millis > now.saturating_add(MAX_FUTURE_SKEW_MS);
+    let too_old = millis < now.saturating_sub(MAX_EVENT_AGE_MS);
+    Ok(if too_new || too_old { now } else { millis })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = 1_767_225_700_000;
+    const DEVICE: &str = "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11";
+    const HOUR: Millis = 60 * 60 * 1000;
+
+    fn event() -> Value {
+        json!({
+            "platform": "ios",
+            "device_id": DEVICE,
+            "app_id": "com.example.app",
+            "custom_id": "",
+            "version_build": "1.4.0",
+            "version_code": "14",
+            "version_os": "17.5",
+            "version_name": "1.4.3",
+            "old_version_name": "1.4.2",
+            "plugin_version": "8.51.14",
+            "is_emulator": false,
+            "is_prod": true,
+            "install_source": "app_store",
+            "defaultChannel": "",
+            "action": "set",
+            "timestamp": 1_767_225_600_000i64
+        })
+    }
+
+    fn event_with(changes: Value) -> Value {
+        let mut body = event();
+        for (k, v) in changes.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    }
+
+    fn event_without(field: &str) -> Value {
+        let mut body = event();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    }
+
+    fn single(body: Value) -> StatsItem {
+        let batch = parse_stats_body(&body, NOW).unwrap();
+        assert!(!batch.is_batch);
+        assert_eq!(batch.items.len(), 1);
+        batch.items.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn set_event_becomes_event_and_sighting() {
+        let parsed = single(event()).unwrap();
+        assert_eq!(
+            parsed.event,
+            StatsEvent {
+                app_id: "com.example.app".into(),
+                device_id: DEVICE.into(),
+                action: "set".into(),
+                version_name: "1.4.3".into(),
+                old_version_name: Some("1.4.2".into()),
+                platform: "ios".into(),
+                plugin_version: Some("8.51.14".into()),
+                version_build: Some("1.4.0".into()),
+                is_prod: true,
+                is_emulator: false,
+                metadata: None,
+                timestamp: 1_767_225_600_000,
+                received_at: NOW,
+            }
+        );
+        assert_eq!(
+            parsed.sighting,
+            DeviceSighting {
+                app_id: "com.example.app".into(),
+                device_id: DEVICE.into(),
+                platform: "ios".into(),
+                plugin_version: Some("8.51.14".into()),
+                version_os: Some("17.5".into()),
+                version_build: Some("1.4.0".into()),
+                version_code: Some("14".into()),
+                version_name: Some("1.4.3".into()),
+                custom_id: None,
+                is_prod: true,
+                is_emulator: false,
+                default_channel: None,
+                key_id: None,
+                install_source: Some("app_store".into()),
+                last_offered_version: None,
+                last_update_outcome: None,
+                seen_at: NOW,
+            }
+        );
+    }
+
+    #[test]
+    fn sighting_version_name_only_when_the_device_runs_it() {
+        let cases = [
+            ("set", "1.4.3", true),
+            ("reset", "1.4.3", true),
+            ("app_launch_ready", "1.4.3", true),
+            ("ping", "1.4.3", true),
+            ("some_future_action", "1.4.3", true),
+            ("set_fail", "1.4.3", false),
+            ("update_fail", "1.4.3", false),
+            ("download_fail", "1.4.3", false),
+            ("download_10", "1.4.3", false),
+            ("download_complete", "1.4.3", false),
+            ("download_zip_start", "1.4.3", false),
+            ("set_next", "1.4.3", false),
+            ("delete", "1.4.3", false),
+            ("checksum_required", "1.4.3", false),
+            ("insufficient_disk_space", "1.4.3", false),
+            ("decrypt_fail", "1.4.3", false),
+            ("set", "", false),
+            ("app_launch_ready", "1.4.3:www/index.html", false),
+        ];
+        for (action, version_name, runs) in cases {
+            let parsed = single(event_with(
+                json!({"action": action, "version_name": version_name}),
+            ))
+            .unwrap();
+            let expected = runs.then(|| version_name.to_string());
+            assert_eq!(
+                parsed.sighting.version_name, expected,
+                "{action} {version_name:?}"
+            );
+            assert_eq!(
+                parsed.event.version_name, version_name,
+                "event keeps it verbatim"
+            );
+        }
+    }
+
+    #[test]
+    fn normalisations() {
+        let parsed = single(event_with(json!({
+            "device_id": DEVICE.to_uppercase(),
+            "version_build": "2.1",
+            "version_name": "builtin",
+            "old_version_name": "",
+            "custom_id": "  user-1  ",
+            "install_source": "  TestFlight ",
+            "defaultChannel": "beta",
+            "key_id": "abcd",
+            "is_emulator": null,
+            "is_prod": null,
+            "platform": "some-new-os",
+            "plugin_version": "",
+            "channel": "x",
+            "extra": {"ignored": true}
+        })))
+        .unwrap();
+        assert_eq!(parsed.event.device_id, DEVICE);
+        assert_eq!(parsed.event.version_build.as_deref(), Some("2.1.0"));
+        assert_eq!(parsed.event.version_name, "2.1.0");
+        assert_eq!(parsed.event.old_version_name, None);
+        assert_eq!(parsed.event.platform, "some-new-os");
+        assert_eq!(parsed.event.plugin_version, None);
+        assert_eq!(parsed.sighting.version_name.as_deref(), Some("2.1.0"));
+        assert_eq!(parsed.sighting.custom_id.as_deref(), Some("user-1"));
+        assert_eq!(
+            parsed.sighting.install_source.as_deref(),
+            Some("testflight")
+        );
+        assert_eq!(parsed.sighting.default_channel.as_deref(), Some("beta"));
+        assert_eq!(parsed.sighting.key_id.as_deref(), Some("abcd"));
+        assert!(!parsed.event.is_emulator && parsed.event.is_prod);
+    }
+
+    #[test]
+    fn android_worker_event_without_optional_fields_is_accepted() {
+        let body = json!({"platform":"android","app_id":"com.example.app","plugin_version":"8.51.14",
+            "install_source":"","version_name":"1.4.3","old_version_name":"","action":"download_zip_start",
+            "device_id":DEVICE,"custom_id":"","version_build":"1.4.0","version_code":"14","version_os":"14",
+            "defaultChannel":"","is_prod":true,"is_emulator":false});
+        let parsed = single(body).unwrap();
+        assert_eq!(parsed.event.timestamp, NOW);
+        assert_eq!(parsed.event.action, "download_zip_start");
+        assert_eq!(parsed.sighting.install_source, None);
+        assert_eq!(parsed.sighting.version_name, None);
+    }
+
+    #[test]
+    fn per_event_refusals() {
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (event_without("device_id"), "missing_device_id", ""),
+            (
+                event_with(json!({"device_id": ""})),
+                "missing_device_id",
+                "",
+            ),
+            (
+                event_with(json!({"device_id": 5})),
+                "invalid_json_body",
+                "device_id",
+            ),
+            (
+                event_with(json!({"device_id": "abc"})),
+                "invalid_json_body",
+                "device_id",
+            ),
+            (event_without("action"), "missing_action", ""),
+            (event_with(json!({"action": null})), "missing_action", ""),
+            (event_with(json!({"action": ""})), "invalid_action", ""),
+            (event_with(json!({"action": 3})), "invalid_action", ""),
+            (event_with(json!({"action": "a b"})), "invalid_action", ""),
+            (event_with(json!({"action": "é"})), "invalid_action", ""),
+            (
+                event_with(json!({"action": "a".repeat(65)})),
+                "invalid_action",
+                "",
+            ),
+            (
+                event_with(json!({"version_build": "invalid_version"})),
+                "semver_error",
+                "",
+            ),
+            (
+                event_with(json!({"version_build": 1})),
+                "invalid_json_body",
+                "version_build",
+            ),
+            (event_without("platform"), "invalid_json_body", "platform"),
+            (
+                event_with(json!({"platform": 1})),
+                "invalid_json_body",
+                "platform",
+            ),
+            (
+                event_without("version_name"),
+                "invalid_json_body",
+                "version_name",
+            ),
+            (
+                event_with(json!({"version_os": 17})),
+                "invalid_json_body",
+                "version_os",
+            ),
+            (
+                event_with(json!({"old_version_name": 1})),
+                "invalid_json_body",
+                "old_version_name",
+            ),
+            (
+                event_with(json!({"version_code": 14})),
+                "invalid_json_body",
+                "version_code",
+            ),
+            (
+                event_with(json!({"plugin_version": 8})),
+                "invalid_json_body",
+                "plugin_version",
+            ),
+            (
+                event_with(json!({"defaultChannel": false})),
+                "invalid_json_body",
+                "defaultChannel",
+            ),
+            (
+                event_with(json!({"channel": []})),
+                "invalid_json_body",
+                "channel",
+            ),
+            (
+                event_with(json!({"is_emulator": "no"})),
+                "invalid_json_body",
+                "is_emulator",
+            ),
+            (
+                event_with(json!({"is_prod": 0})),
+                "invalid_json_body",
+                "is_prod",
+            ),
+            (
+                event_with(json!({"custom_id": "c".repeat(37)})),
+                "invalid_json_body",
+                "custom_id",
+            ),
+            (
+                event_with(json!({"install_source": "s".repeat(65)})),
+                "invalid_json_body",
+                "install_source",
+            ),
+            (
+                event_with(json!({"key_id": "k".repeat(21)})),
+                "invalid_json_body",
+                "key_id",
+            ),
+            (event_with(json!({"metadata": "x"})), "invalid_metadata", ""),
+            (
+                event_with(json!({"metadata": {"a": 1}})),
+                "invalid_metadata",
+                "",
+            ),
+            (
+                event_with(json!({"metadata": {"a": "v".repeat(2049)}})),
+                "invalid_metadata",
+                "",
+            ),
+            (
+                event_with(json!({"metadata": {"k".repeat(65): "v"}})),
+                "invalid_metadata",
+                "",
+            ),
+            (
+                event_with(json!({"timestamp": "1767225600000"})),
+                "invalid_timestamp",
+                "",
+            ),
+            (
+                event_with(json!({"timestamp": true})),
+                "invalid_timestamp",
+                "",
+            ),
+        ];
+        for (body, code, issue_field) in cases {
+            let err = single(body.clone()).unwrap_err();
+            assert_eq!((err.status, err.code), (400, code), "{body}");
+            if !issue_field.is_empty() {
+                assert_eq!(
+                    err.extra["parseResult"]["error"]["issues"][0]["path"][0],
+                    issue_field
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn limits_accept_their_maximum() {
+        let metadata: Map<String, Value> = (0..MAX_METADATA_KEYS)
+            .map(|i| {
+                (
+                    format!("{i:0>64}"),
+                    json!("v".repeat(MAX_METADATA_VALUE_CHARS)),
+                )
+            })
+            .collect();
+        let parsed = single(event_with(json!({
+            "metadata": metadata,
+            "action": "a".repeat(MAX_ACTION_CHARS),
+            "custom_id": format!("  {}  ", "c".repeat(36)),
+            "key_id": "k".repeat(20),
+        })))
+        .unwrap();
+        assert_eq!(
+            parsed.event.metadata.map(|m| m.len()),
+            Some(MAX_METADATA_KEYS)
+        );
+
+        let too_many: Map<String, Value> = (0..=MAX_METADATA_KEYS)
+            .map(|i| (i.to_string(), json!("v")))
+            .collect();
+        let err = single(event_with(json!({ "metadata": too_many }))).unwrap_err();
+        assert_eq!(err.code, "invalid_metadata");
+        assert!(err.message.contains("30 keys"), "{}", err.message);
+    }
+
+    #[test]
+    fn metadata_is_kept() {
+        let parsed = single(event_with(json!({
+            "action": "app_launch_ready",
+            "metadata": {"duration_ms": "812", "source": "notify_app_ready"}
+        })))
+        .unwrap();
+        let expected: BTreeMap<String, String> =
+            [("duration_ms", "812"), ("source", "notify_app_ready")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(parsed.event.metadata, Some(expected));
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_become_arrival_time() {
+        let day = 24 * HOUR;
+        let cases: Vec<(Value, Millis)> = vec![
+            (json!(NOW - HOUR), NOW - HOUR),
+            (json!(NOW + 23 * HOUR), NOW + 23 * HOUR),
+            (json!(NOW + 25 * HOUR), NOW),
+            (json!(NOW - 364 * day), NOW - 364 * day),
+            (json!(NOW - 366 * day), NOW),
+            (json!(-5), NOW),
+            (json!(1.0e300), NOW),
+            (json!((NOW - HOUR) as f64 + 0.5), NOW - HOUR),
+            (json!(null), NOW),
+        ];
+        for (timestamp, expected) in cases {
+            let parsed = single(event_with(json!({ "timestamp": timestamp }))).unwrap();
+            assert_eq!(parsed.event.timestamp, expected, "{timestamp}");
+            assert_eq!(parsed.event.received_at, NOW);
+        }
+    }
+
+    #[test]
+    fn whole_body_refusals() {
+        let good = event();
+        let other_app = event_with(json!({"app_id": "com.other.app"}));
+        let cases: Vec<(Value, u16, &str, &str)> = vec![
+            (json!("text"), 400, "invalid_json_body", "Cannot parse body"),
+            (json!(42), 400, "invalid_json_body", "Cannot parse body"),
+            (json!({}), 400, "invalid_app_id", "App ID is required"),
+            (
+                event_without("app_id"),
+                400,
+                "invalid_app_id",
+                "App ID is required",
+            ),
+            (
+                event_with(json!({"app_id": 5})),
+                400,
+                "invalid_app_id",
+                "App ID is required",
+            ),
+            (
+                event_with(json!({"app_id": "nodots"})),
+                400,
+                "invalid_app_id",
+                "App ID must be a reverse domain string",
+            ),
+            (
+                json!([event_without("app_id"), good.clone()]),
+                400,
+                "invalid_app_id",
+                "App ID is required",
+            ),
+            (
+                json!([1, good.clone()]),
+                400,
+                "invalid_app_id",
+                "App ID is required",
+            ),
+            (
+                json!([good.clone(), other_app]),
+                400,
+                "mixed_app_ids",
+                "All events in a batch must have the same app_id",
+            ),
+        ];
+        for (body, status, code, message) in cases {
+            let err = parse_stats_body(&body, NOW).unwrap_err();
+            assert_eq!(
+                (err.status, err.code, err.message.as_str()),
+                (status, code, message),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_size_limit() {
+        let at_limit = Value::Array(vec![event(); MAX_EVENTS]);
+        let batch = parse_stats_body(&at_limit, NOW).unwrap();
+        assert_eq!(batch.items.len(), MAX_EVENTS);
+
+        let over = Value::Array(vec![event(); MAX_EVENTS + 1]);
+        let err = parse_stats_body(&over, NOW).unwrap_err();
+        assert_eq!((err.status, err.code), (413, "too_many_events"));
+        assert!(err.message.contains("1000"), "{}", err.message);
+    }
+
+    #[test]
+    fn empty_batch_is_ok() {
+        let batch = parse_stats_body(&json!([]), NOW).unwrap();
+        assert_eq!(
+            batch,
+            StatsBatch {
+                app_id: String::new(),
+                is_batch: true,
+                items: vec![]
+            }
+        );
+        assert_eq!(
+            stats_response(&batch),
+            (200, json!({"status": "ok", "results": []}))
+        );
+    }
+
+    #[test]
+    fn batch_with_bad_items_answers_per_item() {
+        let body = json!([
+            event(),
+            event_without("action"),
+            event_with(json!({"app_id": "bad"})),
+            event_with(json!({"action": "brand_new_action"})),
+            "not an object",
+        ]);
+        let batch = parse_stats_body(&body, NOW).unwrap();
+        assert_eq!(batch.app_id, "com.example.app");
+        assert!(batch.is_batch);
+        let (status, response) = stats_response(&batch);
+        assert_eq!(status, 200);
+        assert_eq!(
+            response,
+            json!({"status": "ok", "results": [
+                {"status": "ok", "index": 0},
+                {"status": "error", "error": "missing_action", "message": "Cannot find action", "index": 1},
+                {"status": "error", "error": "invalid_app_id",
+                 "message": "App ID must be a reverse domain string", "index": 2},
+                {"status": "ok", "index": 3},
+                {"status": "error", "error": "invalid_app_id", "message": "App ID is required", "index": 4},
+            ]})
+        );
+    }
+
+    #[test]
+    fn single_event_responses() {
+        let ok = parse_stats_body(&event(), NOW).unwrap();
+        assert_eq!(stats_response(&ok), (200, json!({"status": "ok"})));
+
+        let bad = parse_stats_body(&event_without("device_id"), NOW).unwrap();
+        assert_eq!(
+            stats_response(&bad),
+            (
+                400,
+                json!({"error": "missing_device_id", "message": "Cannot find device_id", "moreInfo": {}})
+            )
+        );
+    }
+
+    #[test]
+    fn known_actions_are_the_reference_list() {
+        let reference = "ping delete reset set get set_fail update_fail download_fail windows_path_fail \
+            canonical_path_fail directory_path_fail unzip_fail low_mem_fail download_0 download_10 \
+            download_20 download_30 download_40 download_50 download_60 download_70 download_80 download_90 \
+            download_complete download_manifest_start download_manifest_complete download_zip_start \
+            download_zip_complete download_manifest_file_fail download_manifest_checksum_fail \
+            download_manifest_brotli_fail finish_download_fail manifest_path_fail decrypt_fail \
+            checksum_required insufficient_disk_space app_moved_to_foreground app_moved_to_background \
+            app_launch_start app_launch_ready app_launch_timeout uninstall needPlanUpgrade missingBundle \
+            noNew disablePlatformIos disablePlatformAndroid disableAutoUpdateToMajor \
+            cannotUpdateViaPrivateChannel disableAutoUpdateToMinor disableAutoUpdateToPatch \
+            channelMisconfigured disableAutoUpdateMetadata disableAutoUpdateUnderNative disableDevBuild \
+            disableProdBuild disableEmulator disableDevice cannotGetBundle checksum_fail \
+            NoChannelOrOverride setChannel getChannel rateLimited rate_limit_reached disableAutoUpdate \
+            keyMismatch InvalidIp blocked_by_server_url backend_refusal disablePlatformElectron \
+            customIdBlocked app_crash app_crash_native app_anr app_killed_low_memory \
+            app_killed_excessive_resource_usage app_initialization_failure app_memory_warning \
+            webview_javascript_error webview_unhandled_rejection webview_resource_error \
+            webview_security_policy_violation webview_unclean_restart webview_render_process_gone \
+            webview_content_process_terminated webview_dom_content_loaded webview_page_loaded set_next \
+            os_version_changed native_app_version_changed";
+        let names: Vec<&str> = reference.split_whitespace().collect();
+        assert_eq!(names.len(), 91);
+        for name in &names {
+            assert!(is_known_action(name), "{name}");
+        }
+        // Every entry of our table is in the reference list (no typo'd extras).
+        for name in KNOWN_ACTIONS {
+            assert!(names.contains(name), "{name}");
+        }
+        for unknown in ["download_", "download_x", "download_-1", "Set", "pong", ""] {
+            assert!(!is_known_action(unknown), "{unknown}");
+        }
+        assert!(is_known_action("download_5"));
+        assert!(is_known_action("download_100"));
+    }
+}
