@@ -1,1 +1,202 @@
+//! Updraft's HTTP layer: the device API the plugin calls, the management API,
+//! health endpoints, and the background writers behind them.
 
+pub mod api;
+pub mod cors;
+pub mod device;
+pub mod error;
+pub mod releases;
+pub mod state;
+pub mod writers;
+
+use crate::releases::ReleaseCache;
+use crate::state::{AppState, ServerConfig};
+use crate::writers::{RegistryWriter, StatsWriter};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use updraft_store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot load the release configuration: {0}")]
+    Load(#[from] updraft_store::StoreError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({"status": "unavailable", "error": "database_unavailable", "message": err.to_string()}),
+            ),
+        ),
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not_found", "message": "Not found"})),
+    )
+}
+
+/// Echoes a sane incoming `X-Request-Id`, else makes one, so a device's
+/// request can be found in the logs.
+async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let incoming = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 255
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .map(str::to_string);
+    let id = incoming.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+pub fn router(state: AppState) -> Router {
+    let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
+    let device_routes = device::routes().layer(axum::middleware::from_fn_with_state(
+        cors_policy,
+        cors::cors,
+    ));
+    Router::new()
+        .merge(device_routes)
+        .merge(api::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A bound, loaded server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    registry_handle: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )>,
+    stats_handle: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the listener and loads every app's release configuration.
+    pub async fn bind(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server, ServeError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let releases = Arc::new(ReleaseCache::new(Arc::clone(&store)));
+        let apps = releases.reload_all().await?;
+        tracing::info!(apps, "release configuration loaded");
+        let registry = Arc::new(RegistryWriter::new(Arc::clone(&store)));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let registry_task = registry.spawn_flusher(
+            Duration::from_millis(config.registry_flush_interval_ms.max(10)),
+            stop_rx,
+        );
+        let (stats, stats_handle) =
+            StatsWriter::spawn(Arc::clone(&store), config.stats_queue_capacity);
+        let state = AppState {
+            store,
+            releases,
+            registry,
+            stats: Arc::new(stats),
+            config: Arc::new(config),
+        };
+        Ok(Server {
+            listener,
+            state,
+            registry_handle: Some((registry_task, stop_tx)),
+            stats_handle,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then
+    /// flushes every buffered write.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let reload = spawn_periodic_reload(&self.state);
+        let app = router(self.state.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        reload.abort();
+        tracing::info!("stopped accepting requests; flushing buffered writes");
+        // Dropping the last sender lets the stats writer drain its queue and stop.
+        let AppState { stats, .. } = self.state;
+        drop(stats);
+        match tokio::time::timeout(Duration::from_secs(30), self.stats_handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "stats writer ended badly"),
+            Err(_) => tracing::error!("stats writer did not drain within 30 s"),
+        }
+        if let Some((task, stop)) = self.registry_handle.take() {
+            let _ = stop.send(true);
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "device registry writer ended badly");
+            }
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+fn spawn_periodic_reload(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let releases = Arc::clone(&state.releases);
+    let every = Duration::from_secs(state.config.release_reload_interval_secs.max(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(err) = releases.reload_all().await {
+                tracing::warn!(error = %err, "periodic release reload failed");
+            }
+        }
+    })
+}

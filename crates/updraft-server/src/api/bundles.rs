@@ -1,0 +1,312 @@
+//! Bundles: registered by external URL and checksum (uploads come with the
+//! bundles issue), listed, annotated and soft-deleted.
+
+use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
+use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use crate::device::now_ms;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use std::collections::HashMap;
+use updraft_core::model::{Bundle, ChannelPatch, Role};
+use updraft_core::validate::normalize_hex;
+use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel};
+
+/// Channel names per bundle id, for the views.
+async fn channels_by_bundle(
+    state: &AppState,
+    app_id: &str,
+) -> Result<HashMap<i64, Vec<String>>, ApiError> {
+    let mut map: HashMap<i64, Vec<String>> = HashMap::new();
+    for channel in state.store.list_channels(app_id).await? {
+        if let Some(id) = channel.bundle_id {
+            map.entry(id).or_default().push(channel.name);
+        }
+    }
+    Ok(map)
+}
+
+fn view(
+    state: &AppState,
+    headers: &HeaderMap,
+    bundle: Bundle,
+    channels: &HashMap<i64, Vec<String>>,
+) -> BundleView {
+    let names = channels.get(&bundle.id).cloned().unwrap_or_default();
+    BundleView::new(bundle, &state.base_url(headers), names)
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles",
+    params(("include_deleted" = Option<bool>, Query, description = "also list deleted bundles")),
+    responses((status = 200, body = BundleList), (status = 404, body = super::views::ErrorView)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<BundleList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    let bundles = state
+        .store
+        .list_bundles(&app_id, query.include_deleted)
+        .await?;
+    Ok(Json(BundleList {
+        bundles: bundles
+            .into_iter()
+            .map(|b| view(&state, &headers, b, &channels))
+            .collect(),
+    }))
+}
+
+/// Checks a registration and turns it into a storable bundle.
+fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> {
+    validate::bundle_version(&body.version)?;
+    validate::http_url("external_url", &body.external_url)?;
+    let session_key = body
+        .session_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    if let Some(key) = session_key {
+        validate::session_key(key)?;
+    }
+    let key_id = body
+        .key_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    if key_id.is_some_and(|k| k.chars().count() > 20) {
+        return Err(ApiError::bad_request(
+            "invalid_key_id",
+            "key_id is at most 20 characters",
+        ));
+    }
+    let checksum = body.checksum.trim();
+    let (plain, mut encrypted) = if let Some(plain) = normalize_hex(checksum, 64) {
+        (Some(plain), None)
+    } else if let Some(rsa) = normalize_hex(checksum, 512) {
+        (None, Some(rsa))
+    } else {
+        return Err(ApiError::bad_request(
+            "invalid_checksum",
+            "checksum must be the SHA-256 of the zip as 64 hex characters (or its RSA-encrypted form, 512 hex characters)",
+        ));
+    };
+    if let Some(given) = body
+        .encrypted_checksum
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        encrypted = Some(normalize_hex(given, 512).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_checksum",
+                "encrypted_checksum must be 512 hex characters (an RSA-2048 block)",
+            )
+        })?);
+    }
+    match (session_key.is_some(), encrypted.is_some()) {
+        (true, false) => {
+            return Err(ApiError::bad_request(
+                "invalid_checksum",
+                "an encrypted bundle (session_key) needs its RSA-encrypted checksum (512 hex characters) in encrypted_checksum: devices verify that one",
+            ))
+        }
+        (false, true) => {
+            return Err(ApiError::bad_request(
+                "invalid_checksum",
+                "an RSA-encrypted checksum only makes sense with a session_key; for a plain bundle send the 64-hex SHA-256",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(min) = body.min_update_version.as_deref() {
+        validate::bundle_version(min).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_version",
+                format!("min_update_version {min:?} is not semver"),
+            )
+        })?;
+    }
+    if let Some(link) = body.link.as_deref() {
+        validate::text("link", link, 2048)?;
+    }
+    if let Some(comment) = body.comment.as_deref() {
+        validate::text("comment", comment, 4096)?;
+    }
+    if let Some(channel) = body.channel.as_deref() {
+        validate::channel_name(channel)?;
+    }
+    Ok(NewBundle {
+        app_id: app_id.to_string(),
+        name: body.version.clone(),
+        checksum: plain,
+        encrypted_checksum: encrypted,
+        session_key: session_key.map(str::to_string),
+        key_id: key_id.map(str::to_string),
+        external_url: Some(body.external_url.clone()),
+        storage_path: None,
+        manifest: Vec::new(),
+        min_update_version: body.min_update_version.clone(),
+        link: body.link.clone().filter(|l| !l.is_empty()),
+        comment: body.comment.clone().filter(|c| !c.is_empty()),
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", request_body = CreateBundle,
+    responses((status = 201, body = BundleView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<CreateBundle>,
+) -> Result<(StatusCode, Json<BundleView>), ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let new = new_bundle(&app_id, &body)?;
+    let now = now_ms();
+    let bundle = state.store.create_bundle(new, now).await?;
+    if let Some(channel) = body.channel.as_deref() {
+        let patch = ChannelPatch {
+            bundle_id: Some(Some(bundle.id)),
+            ..ChannelPatch::default()
+        };
+        match state.store.get_channel(&app_id, channel).await? {
+            Some(_) => {
+                state
+                    .store
+                    .update_channel(&app_id, channel, patch, now)
+                    .await?;
+            }
+            None => {
+                state
+                    .store
+                    .create_channel(
+                        NewChannel {
+                            app_id: app_id.clone(),
+                            name: channel.to_string(),
+                            settings: patch,
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+    }
+    refresh_release(&state, &app_id).await;
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, &headers, bundle, &channels)),
+    ))
+}
+
+async fn existing_bundle(
+    state: &AppState,
+    app_id: &str,
+    version: &str,
+) -> Result<Bundle, ApiError> {
+    state
+        .store
+        .get_bundle(app_id, version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "bundle_not_found",
+                format!("bundle {version} of {app_id} does not exist"),
+            )
+        })
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles",
+    responses((status = 200, body = BundleView), (status = 404, body = super::views::ErrorView)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((app_id, version)): Path<(String, String)>,
+) -> Result<Json<BundleView>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let bundle = existing_bundle(&state, &app_id, &version).await?;
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    Ok(Json(view(&state, &headers, bundle, &channels)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", request_body = UpdateBundle,
+    responses((status = 200, body = BundleView), (status = 404, body = super::views::ErrorView)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((app_id, version)): Path<(String, String)>,
+    JsonBody(body): JsonBody<UpdateBundle>,
+) -> Result<Json<BundleView>, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let bundle = existing_bundle(&state, &app_id, &version).await?;
+    if bundle.deleted {
+        return Err(ApiError::conflict(
+            "bundle_deleted",
+            format!("bundle {version} is deleted"),
+        ));
+    }
+    if let Some(Some(link)) = &body.link {
+        validate::text("link", link, 2048)?;
+    }
+    if let Some(Some(comment)) = &body.comment {
+        validate::text("comment", comment, 4096)?;
+    }
+    if let Some(Some(min)) = &body.min_update_version {
+        validate::bundle_version(min)?;
+    }
+    let patch = BundleMetadataPatch {
+        link: body.link,
+        comment: body.comment,
+        min_update_version: body.min_update_version,
+    };
+    let bundle = state
+        .store
+        .update_bundle_metadata(&app_id, &version, patch)
+        .await?;
+    refresh_release(&state, &app_id).await;
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    Ok(Json(view(&state, &headers, bundle, &channels)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles",
+    responses((status = 204), (status = 404, body = super::views::ErrorView)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let bundle = existing_bundle(&state, &app_id, &version).await?;
+    if bundle.deleted {
+        return Err(ApiError::not_found(
+            "bundle_not_found",
+            format!("bundle {version} is already deleted"),
+        ));
+    }
+    state
+        .store
+        .delete_bundle(&app_id, &version, now_ms())
+        .await?;
+    refresh_release(&state, &app_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}

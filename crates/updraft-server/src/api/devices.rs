@@ -1,0 +1,190 @@
+//! Devices: the registry (what each device last reported) and per-device
+//! channel overrides.
+
+use super::views::{
+    DeviceDetail, DeviceList, DeviceView, EventView, OverrideList, OverrideView, SetOverride,
+};
+use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use crate::device::now_ms;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use std::collections::HashMap;
+use updraft_core::model::{OverrideSource, Role};
+use updraft_store::DeviceQuery;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    search: Option<String>,
+    custom_id: Option<String>,
+    bundle: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices", tag = "devices",
+    params(("search" = Option<String>, Query, description = "substring of device id or custom id"),
+           ("custom_id" = Option<String>, Query), ("bundle" = Option<String>, Query, description = "current bundle"),
+           ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = DeviceList), (status = 404, body = super::views::ErrorView)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<DeviceList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let query = DeviceQuery {
+        search: q.search.filter(|s| !s.is_empty()),
+        custom_id: q.custom_id.filter(|s| !s.is_empty()),
+        version_name: q.bundle.filter(|s| !s.is_empty()),
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        offset: q.offset.unwrap_or(0).max(0),
+    };
+    let total = state.store.count_devices(&app_id, &query).await?;
+    let devices = state.store.list_devices(&app_id, &query).await?;
+    Ok(Json(DeviceList {
+        devices: devices.into_iter().map(DeviceView::from).collect(),
+        total,
+    }))
+}
+
+async fn channel_names(state: &AppState, app_id: &str) -> Result<HashMap<i64, String>, ApiError> {
+    Ok(state
+        .store
+        .list_channels(app_id)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect())
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices/{device_id}", tag = "devices",
+    responses((status = 200, body = DeviceDetail), (status = 404, body = super::views::ErrorView)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, device_id)): Path<(String, String)>,
+) -> Result<Json<DeviceDetail>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let device_id = validate::device_id(&device_id)?;
+    // Flush first so a device seen a moment ago is there.
+    if let Err(err) = state.registry.flush().await {
+        tracing::warn!(error = %err, "registry flush before device lookup failed");
+    }
+    let device = state
+        .store
+        .get_device(&app_id, &device_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "device_not_found",
+                format!("device {device_id} has not been seen for {app_id}"),
+            )
+        })?;
+    let names = channel_names(&state, &app_id).await?;
+    let channel_override = state
+        .store
+        .list_overrides(&app_id)
+        .await?
+        .into_iter()
+        .find(|o| o.device_id == device_id)
+        .map(|o| {
+            let name = names.get(&o.channel_id).cloned().unwrap_or_default();
+            OverrideView::new(o, name)
+        });
+    let recent_events = state
+        .store
+        .list_events(&app_id, Some(&device_id), 50)
+        .await?
+        .into_iter()
+        .map(EventView::from)
+        .collect();
+    Ok(Json(DeviceDetail {
+        device: device.into(),
+        channel_override,
+        recent_events,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", request_body = SetOverride,
+    responses((status = 200, body = OverrideView), (status = 404, body = super::views::ErrorView)))]
+pub async fn set_override(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, device_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SetOverride>,
+) -> Result<Json<OverrideView>, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let device_id = validate::device_id(&device_id)?;
+    let channel = state
+        .store
+        .get_channel(&app_id, &body.channel)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "channel_not_found",
+                format!("channel {} of {app_id} does not exist", body.channel),
+            )
+        })?;
+    let stored = state
+        .store
+        .set_override(
+            &app_id,
+            &device_id,
+            channel.id,
+            OverrideSource::Admin,
+            now_ms(),
+        )
+        .await?;
+    refresh_release(&state, &app_id).await;
+    Ok(Json(OverrideView::new(stored, channel.name)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices",
+    responses((status = 204), (status = 404, body = super::views::ErrorView)))]
+pub async fn unset_override(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, device_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let device_id = validate::device_id(&device_id)?;
+    if !state.store.delete_override(&app_id, &device_id).await? {
+        return Err(ApiError::not_found(
+            "override_not_found",
+            format!("device {device_id} has no channel override"),
+        ));
+    }
+    refresh_release(&state, &app_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/overrides", tag = "devices",
+    responses((status = 200, body = OverrideList), (status = 404, body = super::views::ErrorView)))]
+pub async fn list_overrides(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Json<OverrideList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let names = channel_names(&state, &app_id).await?;
+    let overrides = state.store.list_overrides(&app_id).await?;
+    Ok(Json(OverrideList {
+        overrides: overrides
+            .into_iter()
+            .map(|o| {
+                let name = names.get(&o.channel_id).cloned().unwrap_or_default();
+                OverrideView::new(o, name)
+            })
+            .collect(),
+    }))
+}

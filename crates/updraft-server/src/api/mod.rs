@@ -1,0 +1,212 @@
+//! The management API under `/api/v1`: what a team's CI and people use.
+//! Authenticated with API keys (stored hashed), with roles and optional app scope.
+
+mod apikeys;
+mod apps;
+mod bundles;
+mod channels;
+mod devices;
+mod openapi;
+mod validate;
+pub mod views;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use updraft_core::model::{ApiKey, Role};
+
+pub use openapi::ApiDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/apps", get(apps::list).post(apps::create))
+        .route(
+            "/api/v1/apps/{app_id}",
+            get(apps::show).patch(apps::update).delete(apps::delete),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/bundles",
+            get(bundles::list).post(bundles::create),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/bundles/{version}",
+            get(bundles::show)
+                .patch(bundles::update)
+                .delete(bundles::delete),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/channels",
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/channels/{name}",
+            get(channels::show)
+                .patch(channels::update)
+                .delete(channels::delete),
+        )
+        .route("/api/v1/apps/{app_id}/devices", get(devices::list))
+        .route(
+            "/api/v1/apps/{app_id}/devices/{device_id}",
+            get(devices::show),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/devices/{device_id}/channel",
+            put(devices::set_override).delete(devices::unset_override),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/overrides",
+            get(devices::list_overrides),
+        )
+        .route("/api/v1/apikeys", get(apikeys::list).post(apikeys::create))
+        .route(
+            "/api/v1/apikeys/{id}",
+            axum::routing::delete(apikeys::revoke),
+        )
+}
+
+/// The authenticated API key behind a request.
+pub struct Caller {
+    pub key: ApiKey,
+}
+
+impl Caller {
+    /// Refuses unless the key has at least `role` and, for an app-scoped key,
+    /// the request is about its app (`app_id: None` = not about one app).
+    pub fn require(&self, role: Role, app_id: Option<&str>) -> Result<(), ApiError> {
+        if self.key.role < role {
+            return Err(ApiError::forbidden(format!(
+                "this API key's role ({}) cannot do this; it needs {}",
+                self.key.role.as_str(),
+                role.as_str()
+            )));
+        }
+        match (&self.key.app_id, app_id) {
+            (Some(scope), Some(app)) if scope != app => Err(ApiError::forbidden(format!(
+                "this API key is limited to app {scope}"
+            ))),
+            (Some(scope), None) => Err(ApiError::forbidden(format!(
+                "this API key is limited to app {scope} and cannot act on the whole server"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the key may see this app at all.
+    pub fn can_see(&self, app_id: &str) -> bool {
+        self.key
+            .app_id
+            .as_deref()
+            .is_none_or(|scope| scope == app_id)
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        return Some(
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .unwrap_or(value)
+                .trim(),
+        );
+    }
+    parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+            })?;
+        let key = state
+            .store
+            .find_api_key(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+        if !key.is_usable(crate::device::now_ms()) {
+            return Err(ApiError::unauthorized("this API key is revoked or expired"));
+        }
+        Ok(Caller { key })
+    }
+}
+
+/// A JSON body with the size cap and errors of this API.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let body: Body = request.into_body();
+        let bytes = axum::body::to_bytes(body, state.config.api_body_limit)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "request body is larger than {} bytes",
+                        state.config.api_body_limit
+                    ),
+                )
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_json_parse_body",
+                format!("body is not valid JSON: {e}"),
+            )
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "body must be a JSON object",
+            ));
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+    }
+}
+
+/// Refreshes the in-memory release of an app after a change, logging failures
+/// (the periodic reload catches up).
+pub(crate) async fn refresh_release(state: &AppState, app_id: &str) {
+    if let Err(err) = state.releases.refresh(app_id).await {
+        tracing::error!(error = %err, app_id, "release refresh failed");
+    }
+}
+
+/// The app, or 404 — also for apps a scoped key may not see.
+pub(crate) async fn existing_app(
+    state: &AppState,
+    caller: &Caller,
+    app_id: &str,
+) -> Result<updraft_core::model::App, ApiError> {
+    let not_found = || ApiError::not_found("app_not_found", format!("app {app_id} does not exist"));
+    if !caller.can_see(app_id) {
+        return Err(not_found());
+    }
+    state.store.get_app(app_id).await?.ok_or_else(not_found)
+}

@@ -1,0 +1,124 @@
+//! Checks on what people and CI send to the management API.
+
+use crate::error::ApiError;
+
+pub fn bundle_version(version: &str) -> Result<semver::Version, ApiError> {
+    semver::Version::parse(version).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_version",
+            format!("bundle version {version:?} is not semver (like 1.4.3 or 2.0.0-beta.1): {e}"),
+        )
+    })
+}
+
+pub fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = host.is_some_and(|h| !h.is_empty())
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && url.len() <= 2048;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_url",
+            format!("{field} must be an absolute http(s) URL, got {url:?}"),
+        ))
+    }
+}
+
+pub fn channel_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(|c| c.is_control())
+        || name.trim() != name
+    {
+        return Err(ApiError::bad_request(
+            "invalid_channel_name",
+            format!("channel name {name:?} must be 1 to 64 characters, without control characters or surrounding spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// Device ids are lower-cased, as the plugin sends them.
+pub fn device_id(device_id: &str) -> Result<String, ApiError> {
+    let lowered = device_id.trim().to_ascii_lowercase();
+    if lowered.is_empty()
+        || lowered.len() > 36
+        || !lowered
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_device_id",
+            format!("device id {device_id:?} must be 1 to 36 letters, digits or dashes (the plugin sends a UUID)"),
+        ));
+    }
+    Ok(lowered)
+}
+
+/// `base64(iv):base64(rsa(key))`, standard alphabet.
+pub fn session_key(key: &str) -> Result<(), ApiError> {
+    let is_b64 = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    };
+    match key.split_once(':') {
+        Some((iv, rsa)) if is_b64(iv) && is_b64(rsa) => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "invalid_session_key",
+            "session_key must be base64(iv):base64(encrypted key), as `npx @capgo/cli bundle encrypt` prints it",
+        )),
+    }
+}
+
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(http_url("u", "https://cdn.example.com/a.zip").is_ok());
+        assert!(http_url("u", "http://127.0.0.1:9000/a.zip?x=1").is_ok());
+        for bad in [
+            "",
+            "cdn.example.com/a.zip",
+            "ftp://x/a.zip",
+            "https://",
+            "https:///a.zip",
+            "https://a b/c",
+        ] {
+            assert_eq!(http_url("u", bad).unwrap_err().code, "invalid_url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_keys_are_two_base64_parts() {
+        assert!(session_key("Dxhg4mYyD8LX9GnjsOXVMg==:S28cNvVjlJ6FuHgR038w").is_ok());
+        for bad in ["", "abc", ":abc", "abc:", "a b:c"] {
+            assert!(session_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn device_ids_are_lowercased_and_bounded() {
+        assert_eq!(device_id("ABC-1").unwrap(), "abc-1");
+        assert!(device_id("").is_err());
+        assert!(device_id(&"a".repeat(37)).is_err());
+        assert!(device_id("a/b").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! The public device API the plugin calls: `/updates`, `/updates/manifest_size`,
+//! `/stats` and `/channel_self`. Thin: parse, look up the in-memory release,
+//! let `updraft-core` decide, hand writes to the background writers.
+
+use crate::error::{json_with_status, DeviceResponse};
+use crate::state::AppState;
+use crate::writers::StatsSubmitError;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use updraft_core::channel_self::{self, ChannelSelfAnswer, OverrideEffect};
+use updraft_core::decision::{answer_manifest_size, answer_update};
+use updraft_core::error::DeviceError;
+use updraft_core::model::{DeviceSighting, Millis, OverrideSource};
+use updraft_core::request::{
+    parse_channel_list_query, parse_channel_self_request, parse_json, parse_update_request,
+    query_to_body, ChannelSelfMethod, UpdateRequest,
+};
+use updraft_core::stats::{parse_stats_body, stats_response};
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+pub fn routes() -> Router<AppState> {
+    let device = Router::new()
+        .route("/updates", get(health).post(updates))
+        .route("/updates/manifest_size", axum::routing::post(manifest_size))
+        .route("/stats", get(health).post(stats))
+        .route(
+            "/channel_self",
+            get(channel_list)
+                .post(channel_set)
+                .put(channel_get)
+                .delete(channel_unset),
+        );
+    // The hosted service's legacy aliases, for apps configured with them.
+    Router::new().merge(device.clone()).nest("/plugin", device)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Reads a device body with the configured cap, as JSON.
+async fn read_json(state: &AppState, body: Body) -> Result<Value, DeviceError> {
+    let bytes: Bytes = axum::body::to_bytes(body, state.config.device_body_limit)
+        .await
+        .map_err(|_| {
+            DeviceError::bad_request(
+                "body_too_large",
+                format!(
+                    "Request body is larger than {} bytes or could not be read",
+                    state.config.device_body_limit
+                ),
+            )
+            .with_status(413)
+        })?;
+    parse_json(&bytes)
+}
+
+fn update_sighting(
+    req: &UpdateRequest,
+    outcome: &str,
+    offered: Option<&str>,
+    now: Millis,
+) -> DeviceSighting {
+    DeviceSighting {
+        app_id: req.app_id.clone(),
+        device_id: req.device_id.clone(),
+        platform: req.platform.as_str().to_string(),
+        plugin_version: Some(req.plugin_version.to_string()),
+        version_os: req.version_os.clone(),
+        version_build: Some(req.version_build.to_string()),
+        version_code: req.version_code.clone(),
+        version_name: Some(req.version_name.clone()),
+        custom_id: Some(req.custom_id.clone()).filter(|c| !c.is_empty()),
+        is_prod: req.is_prod,
+        is_emulator: req.is_emulator,
+        default_channel: req.default_channel.clone(),
+        key_id: req.key_id.clone(),
+        install_source: req.install_source.clone(),
+        last_offered_version: offered.map(str::to_string),
+        last_update_outcome: Some(outcome.to_string()),
+        seen_at: now,
+    }
+}
+
+async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let body = read_json(&state, body).await?;
+        let req = parse_update_request(&body)?;
+        let release = state.releases.get(&req.app_id);
+        let answer = answer_update(&req, &release, &state.base_url(&headers));
+        if release.app.is_some() {
+            state.registry.note(update_sighting(
+                &req,
+                answer.outcome,
+                answer.offered_version.as_deref(),
+                now_ms(),
+            ));
+        }
+        Ok::<_, DeviceError>(answer.body)
+    }
+    .await;
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(err) => DeviceResponse(err).into_response(),
+    }
+}
+
+async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
+    let result = async {
+        let body = read_json(&state, body).await?;
+        let req = parse_update_request(&body)?;
+        let release = state.releases.get(&req.app_id);
+        Ok::<_, DeviceError>(answer_manifest_size(&req, &body, &release).body)
+    }
+    .await;
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(err) => DeviceResponse(err).into_response(),
+    }
+}
+
+fn app_not_found(app_id: &str, status: u16) -> DeviceError {
+    DeviceError::flat(
+        "app_not_found",
+        format!("App {app_id} is not registered on this Updraft server"),
+    )
+    .with_status(status)
+}
+
+async fn stats(State(state): State<AppState>, body: Body) -> Response {
+    let result = async {
+        let body = read_json(&state, body).await?;
+        let batch = parse_stats_body(&body, now_ms())?;
+        if batch.items.is_empty() {
+            return Ok(json_with_status(
+                200,
+                json!({"status": "ok", "results": []}),
+            ));
+        }
+        if state.releases.get(&batch.app_id).app.is_none() {
+            return Err(app_not_found(&batch.app_id, 404));
+        }
+        let (events, sightings): (Vec<_>, Vec<_>) = batch
+            .items
+            .iter()
+            .filter_map(|item| item.as_ref().ok())
+            .map(|parsed| (parsed.event.clone(), parsed.sighting.clone()))
+            .unzip();
+        if !events.is_empty() {
+            match state.stats.submit(events, sightings).await {
+                Ok(()) => {}
+                Err(StatsSubmitError::Busy) => {
+                    return Err(DeviceError::bad_request(
+                        "too_many_requests",
+                        "Stats ingest is busy; retry after the given delay",
+                    )
+                    .with_status(429)
+                    .with("retryAfterSeconds", 1));
+                }
+                Err(StatsSubmitError::Stopped) => {
+                    return Err(DeviceError::bad_request(
+                        "service_unavailable",
+                        "The server is shutting down; retry shortly",
+                    )
+                    .with_status(503));
+                }
+                Err(StatsSubmitError::Store(err)) => {
+                    tracing::error!(error = %err, "stats could not be stored");
+                    return Err(DeviceError::bad_request(
+                        "storage_error",
+                        "Stats could not be stored; retry shortly",
+                    )
+                    .with_status(503));
+                }
+            }
+        }
+        let (status, body) = stats_response(&batch);
+        Ok(json_with_status(status, body))
+    }
+    .await;
+    result.unwrap_or_else(|err| DeviceResponse(err).into_response())
+}
+
+/// Applies what a channel_self answer asks of storage, then answers.
+async fn apply_channel_answer(
+    state: &AppState,
+    app_id: &str,
+    device_id: &str,
+    answer: ChannelSelfAnswer,
+) -> Response {
+    let now = now_ms();
+    let stored = match answer.effect {
+        OverrideEffect::None => Ok(()),
+        OverrideEffect::Set { channel_id } => state
+            .store
+            .set_override(app_id, device_id, channel_id, OverrideSource::Device, now)
+            .await
+            .map(|_| ()),
+        OverrideEffect::Delete => state
+            .store
+            .delete_override(app_id, device_id)
+            .await
+            .map(|_| ()),
+    };
+    let changed = !matches!(answer.effect, OverrideEffect::None);
+    if let Err(err) = stored {
+        tracing::error!(error = %err, "channel override could not be stored");
+        return json_with_status(
+            200,
+            json!({"error": "override_not_allowed", "message": "Cannot do channel override"}),
+        );
+    }
+    if changed {
+        if let Err(err) = state.releases.refresh(app_id).await {
+            tracing::error!(error = %err, app_id, "release refresh failed after a channel override");
+        }
+    }
+    json_with_status(answer.status, answer.body)
+}
+
+async fn channel_call(state: AppState, body: Value, method: ChannelSelfMethod) -> Response {
+    let req = match parse_channel_self_request(&body, method) {
+        Ok(req) => req,
+        Err(err) => return DeviceResponse(err).into_response(),
+    };
+    let release = state.releases.get(&req.app_id);
+    let answer = match method {
+        ChannelSelfMethod::Set => channel_self::answer_channel_set(&req, &release),
+        ChannelSelfMethod::Get => channel_self::answer_channel_get(&req, &release),
+        ChannelSelfMethod::Unset => channel_self::answer_channel_unset(&req, &release),
+    };
+    apply_channel_answer(&state, &req.app_id, &req.device_id, answer).await
+}
+
+async fn channel_set(State(state): State<AppState>, body: Body) -> Response {
+    match read_json(&state, body).await {
+        Ok(body) => channel_call(state, body, ChannelSelfMethod::Set).await,
+        Err(err) => DeviceResponse(err).into_response(),
+    }
+}
+
+async fn channel_get(State(state): State<AppState>, body: Body) -> Response {
+    match read_json(&state, body).await {
+        Ok(body) => channel_call(state, body, ChannelSelfMethod::Get).await,
+        Err(err) => DeviceResponse(err).into_response(),
+    }
+}
+
+async fn channel_unset(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let body = query_to_body(&pairs);
+    channel_call(state, body, ChannelSelfMethod::Unset).await
+}
+
+async fn channel_list(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    match parse_channel_list_query(&pairs) {
+        Ok(q) => {
+            let release = state.releases.get(&q.app_id);
+            let answer = channel_self::answer_channel_list(&q, &release);
+            json_with_status(answer.status, answer.body)
+        }
+        Err(err) => DeviceResponse(err).into_response(),
+    }
+}

@@ -1,0 +1,130 @@
+//! Every error the HTTP layer answers with, mapped to a response in one place.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use updraft_core::error::DeviceError;
+use updraft_store::StoreError;
+
+/// A management-API error: a status, a stable machine-readable code and a sentence.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => {
+                let code = match what {
+                    "app" => "app_not_found",
+                    "bundle" => "bundle_not_found",
+                    "channel" => "channel_not_found",
+                    "override" => "override_not_found",
+                    "apikey" => "apikey_not_found",
+                    "device" => "device_not_found",
+                    _ => "not_found",
+                };
+                ApiError::not_found(code, format!("{what} not found"))
+            }
+            StoreError::AlreadyExists(what) => {
+                let code = match what {
+                    "app" => "app_already_exists",
+                    "bundle" => "bundle_already_exists",
+                    "channel" => "channel_already_exists",
+                    "apikey" => "apikey_already_exists",
+                    _ => "already_exists",
+                };
+                ApiError::conflict(code, format!("{what} already exists"))
+            }
+            StoreError::DeletedNameReused => ApiError::conflict(
+                "bundle_version_deleted",
+                "this version belonged to a deleted bundle and cannot be reused; publish a new version",
+            ),
+            StoreError::Invalid(message) => ApiError::bad_request("invalid_body", message),
+            StoreError::Backend(detail) => {
+                tracing::error!(error = %detail, "storage error");
+                ApiError::internal("the database could not complete the request")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.code, "message": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A device-route answer: the reference service's envelopes, with their status.
+pub struct DeviceResponse(pub DeviceError);
+
+impl IntoResponse for DeviceResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = (status, axum::Json(self.0.to_json())).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(seconds) = self
+                .0
+                .extra
+                .get("retryAfterSeconds")
+                .and_then(|v| v.as_u64())
+            {
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+        }
+        response
+    }
+}
+
+impl From<DeviceError> for DeviceResponse {
+    fn from(err: DeviceError) -> Self {
+        DeviceResponse(err)
+    }
+}
+
+/// JSON with an explicit status, for the device routes whose status the decision chooses.
+pub fn json_with_status(status: u16, body: serde_json::Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,75 @@
+//! Configuration and the state every handler shares.
+
+use crate::releases::ReleaseCache;
+use crate::writers::{RegistryWriter, StatsWriter};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use updraft_store::Store;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base of download links; `None` = from the request's Host.
+    pub public_url: Option<String>,
+    /// Largest device request body (update checks, stats, channel calls).
+    pub device_body_limit: usize,
+    /// Largest management request body.
+    pub api_body_limit: usize,
+    /// Stats requests that may wait for a commit before new ones get 429.
+    pub stats_queue_capacity: usize,
+    pub registry_flush_interval_ms: u64,
+    /// Full reload of every app's release configuration (a safety net; changes
+    /// made through this server apply at once).
+    pub release_reload_interval_secs: u64,
+    /// Origins allowed by CORS on the device routes, besides the built-in
+    /// Capacitor/Ionic/localhost ones.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./updraft-data"),
+            public_url: None,
+            device_body_limit: 1024 * 1024,
+            api_body_limit: 16 * 1024 * 1024,
+            stats_queue_capacity: 4096,
+            registry_flush_interval_ms: 1000,
+            release_reload_interval_secs: 30,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub releases: Arc<ReleaseCache>,
+    pub registry: Arc<RegistryWriter>,
+    pub stats: Arc<StatsWriter>,
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// Base URL of this server as devices reach it, without a trailing slash.
+    pub fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.config.listen.to_string());
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .filter(|p| *p == "https" || *p == "http")
+            .unwrap_or("http");
+        format!("{scheme}://{host}")
+    }
+}
