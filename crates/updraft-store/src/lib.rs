@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use updraft_core::model::{
-    ApiKey, App, Bundle, Channel, ChannelPatch, Device, DeviceOverride, DeviceSighting, ManifestFile,
-    Millis, OverrideSource, ReleaseConfig, Role, StatsEvent,
+    ApiKey, App, Bundle, Channel, ChannelPatch, Device, DeviceOverride, DeviceSighting,
+    ManifestFile, Millis, OverrideSource, ReleaseConfig, Role, StatsEvent,
 };
 
 pub mod sqlite;
@@ -88,7 +88,12 @@ pub trait AppStore: Send + Sync {
     async fn create_app(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<App>;
     async fn list_apps(&self) -> StoreResult<Vec<App>>;
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>>;
-    async fn update_app(&self, app_id: &str, name: Option<&str>, expose_metadata: Option<bool>) -> StoreResult<App>;
+    async fn update_app(
+        &self,
+        app_id: &str,
+        name: Option<&str>,
+        expose_metadata: Option<bool>,
+    ) -> StoreResult<App>;
     /// Deletes the app and everything that belongs to it.
     async fn delete_app(&self, app_id: &str) -> StoreResult<()>;
 }
@@ -100,7 +105,12 @@ pub trait BundleStore: Send + Sync {
     async fn list_bundles(&self, app_id: &str, include_deleted: bool) -> StoreResult<Vec<Bundle>>;
     /// Finds deleted bundles too; callers check `deleted`.
     async fn get_bundle(&self, app_id: &str, name: &str) -> StoreResult<Option<Bundle>>;
-    async fn update_bundle_metadata(&self, app_id: &str, name: &str, patch: BundleMetadataPatch) -> StoreResult<Bundle>;
+    async fn update_bundle_metadata(
+        &self,
+        app_id: &str,
+        name: &str,
+        patch: BundleMetadataPatch,
+    ) -> StoreResult<Bundle>;
     /// Soft delete; the name stays reserved.
     async fn delete_bundle(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<Bundle>;
 }
@@ -110,7 +120,13 @@ pub trait ChannelStore: Send + Sync {
     /// Making a channel public demotes any other public channel of the app that
     /// shares a platform with it (one public channel per platform).
     async fn create_channel(&self, channel: NewChannel, now: Millis) -> StoreResult<Channel>;
-    async fn update_channel(&self, app_id: &str, name: &str, patch: ChannelPatch, now: Millis) -> StoreResult<Channel>;
+    async fn update_channel(
+        &self,
+        app_id: &str,
+        name: &str,
+        patch: ChannelPatch,
+        now: Millis,
+    ) -> StoreResult<Channel>;
     async fn list_channels(&self, app_id: &str) -> StoreResult<Vec<Channel>>;
     async fn get_channel(&self, app_id: &str, name: &str) -> StoreResult<Option<Channel>>;
     /// Also removes the device overrides that point at it.
@@ -120,7 +136,14 @@ pub trait ChannelStore: Send + Sync {
 #[async_trait]
 pub trait OverrideStore: Send + Sync {
     /// Upsert on (app_id, device_id).
-    async fn set_override(&self, app_id: &str, device_id: &str, channel_id: i64, source: OverrideSource, now: Millis) -> StoreResult<DeviceOverride>;
+    async fn set_override(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        channel_id: i64,
+        source: OverrideSource,
+        now: Millis,
+    ) -> StoreResult<DeviceOverride>;
     /// Returns whether a row was deleted.
     async fn delete_override(&self, app_id: &str, device_id: &str) -> StoreResult<bool>;
     async fn list_overrides(&self, app_id: &str) -> StoreResult<Vec<DeviceOverride>>;
@@ -139,9 +162,18 @@ pub trait DeviceStore: Send + Sync {
 pub trait StatsStore: Send + Sync {
     /// Stores events and the device sightings that follow from them in one
     /// transaction: when this returns Ok, both are durable.
-    async fn record_stats(&self, events: &[StatsEvent], sightings: &[DeviceSighting]) -> StoreResult<()>;
+    async fn record_stats(
+        &self,
+        events: &[StatsEvent],
+        sightings: &[DeviceSighting],
+    ) -> StoreResult<()>;
     /// Newest first.
-    async fn list_events(&self, app_id: &str, device_id: Option<&str>, limit: i64) -> StoreResult<Vec<StatsEvent>>;
+    async fn list_events(
+        &self,
+        app_id: &str,
+        device_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<StatsEvent>>;
 }
 
 #[async_trait]
@@ -166,12 +198,26 @@ pub trait ReleaseStore: Send + Sync {
 
 /// Every storage concern, as one object the server can hold.
 pub trait Store:
-    AppStore + BundleStore + ChannelStore + OverrideStore + DeviceStore + StatsStore + ApiKeyStore + ReleaseStore
+    AppStore
+    + BundleStore
+    + ChannelStore
+    + OverrideStore
+    + DeviceStore
+    + StatsStore
+    + ApiKeyStore
+    + ReleaseStore
 {
 }
 
 impl<T> Store for T where
-    T: AppStore + BundleStore + ChannelStore + OverrideStore + DeviceStore + StatsStore + ApiKeyStore + ReleaseStore
+    T: AppStore
+        + BundleStore
+        + ChannelStore
+        + OverrideStore
+        + DeviceStore
+        + StatsStore
+        + ApiKeyStore
+        + ReleaseStore
 {
 }
 

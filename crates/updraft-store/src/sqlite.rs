@@ -1,1 +1,0 @@
-//! SQLite implementation of the storage traits (embedded default).

@@ -1,0 +1,222 @@
+//! Bundles and their manifest files.
+
+use super::rows::{self, bundle_columns, manifest_columns};
+use super::{is_foreign_key_violation, is_unique_violation, SqliteStore};
+use crate::{BundleMetadataPatch, BundleStore, NewBundle, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::SqliteConnection;
+use std::collections::HashMap;
+use updraft_core::model::{Bundle, ManifestFile, Millis};
+
+/// Groups manifest rows (already in position order) by bundle id.
+pub(super) fn group_manifests(
+    manifest_rows: &[SqliteRow],
+) -> StoreResult<HashMap<i64, Vec<ManifestFile>>> {
+    let mut by_bundle: HashMap<i64, Vec<ManifestFile>> = HashMap::new();
+    for row in manifest_rows {
+        let (bundle_id, file) = rows::manifest_file(row)?;
+        by_bundle.entry(bundle_id).or_default().push(file);
+    }
+    Ok(by_bundle)
+}
+
+/// Decodes bundle rows and attaches their manifests.
+pub(super) fn assemble_bundles(
+    bundle_rows: &[SqliteRow],
+    manifest_rows: &[SqliteRow],
+) -> StoreResult<Vec<Bundle>> {
+    let mut manifests = group_manifests(manifest_rows)?;
+    bundle_rows
+        .iter()
+        .map(|row| {
+            let mut bundle = rows::bundle(row)?;
+            bundle.manifest = manifests.remove(&bundle.id).unwrap_or_default();
+            Ok(bundle)
+        })
+        .collect()
+}
+
+/// One bundle row plus its manifest, read on the same connection.
+async fn with_manifest(conn: &mut SqliteConnection, row: &SqliteRow) -> StoreResult<Bundle> {
+    let mut bundle = rows::bundle(row)?;
+    let manifest_rows = sqlx::query(concat!(
+        "SELECT ",
+        manifest_columns!(),
+        " FROM manifest_files WHERE bundle_id = $1 ORDER BY position"
+    ))
+    .bind(bundle.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    bundle.manifest = manifest_rows
+        .iter()
+        .map(|row| rows::manifest_file(row).map(|(_, file)| file))
+        .collect::<StoreResult<_>>()?;
+    Ok(bundle)
+}
+
+impl SqliteStore {
+    /// Tells a live duplicate from a name held by a deleted bundle.
+    async fn name_conflict(&self, app_id: &str, name: &str) -> StoreError {
+        let deleted: Result<Option<bool>, sqlx::Error> =
+            sqlx::query_scalar("SELECT deleted FROM bundles WHERE app_id = $1 AND name = $2")
+                .bind(app_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await;
+        match deleted {
+            Ok(Some(true)) => StoreError::DeletedNameReused,
+            Ok(_) => StoreError::AlreadyExists("bundle"),
+            Err(err) => err.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl BundleStore for SqliteStore {
+    async fn create_bundle(&self, bundle: NewBundle, now: Millis) -> StoreResult<Bundle> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO bundles (app_id, name, checksum, encrypted_checksum, session_key, key_id, external_url, \
+             storage_path, min_update_version, link, comment, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+            bundle_columns!()
+        ))
+        .bind(&bundle.app_id)
+        .bind(&bundle.name)
+        .bind(&bundle.checksum)
+        .bind(&bundle.encrypted_checksum)
+        .bind(&bundle.session_key)
+        .bind(&bundle.key_id)
+        .bind(&bundle.external_url)
+        .bind(&bundle.storage_path)
+        .bind(&bundle.min_update_version)
+        .bind(&bundle.link)
+        .bind(&bundle.comment)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(err) if is_unique_violation(&err) => {
+                tx.rollback().await?;
+                return Err(self.name_conflict(&bundle.app_id, &bundle.name).await);
+            }
+            Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound("app")),
+            Err(err) => return Err(err.into()),
+        };
+        let mut created = rows::bundle(&row)?;
+        for (position, file) in bundle.manifest.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO manifest_files (bundle_id, position, file_name, file_hash, location, size) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(created.id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&file.file_name)
+            .bind(&file.file_hash)
+            .bind(&file.location)
+            .bind(file.size)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        created.manifest = bundle.manifest;
+        Ok(created)
+    }
+
+    async fn list_bundles(&self, app_id: &str, include_deleted: bool) -> StoreResult<Vec<Bundle>> {
+        // One read transaction: a consistent snapshot of bundles and manifests.
+        let mut tx = self.pool.begin().await?;
+        let bundle_rows = sqlx::query(concat!(
+            "SELECT ",
+            bundle_columns!(),
+            " FROM bundles WHERE app_id = $1 AND ($2 OR deleted = FALSE) ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(app_id)
+        .bind(include_deleted)
+        .fetch_all(&mut *tx)
+        .await?;
+        let manifest_rows = sqlx::query(
+            "SELECT m.bundle_id, m.file_name, m.file_hash, m.location, m.size \
+             FROM manifest_files m JOIN bundles b ON b.id = m.bundle_id \
+             WHERE b.app_id = $1 AND ($2 OR b.deleted = FALSE) ORDER BY m.bundle_id, m.position",
+        )
+        .bind(app_id)
+        .bind(include_deleted)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        assemble_bundles(&bundle_rows, &manifest_rows)
+    }
+
+    async fn get_bundle(&self, app_id: &str, name: &str) -> StoreResult<Option<Bundle>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            bundle_columns!(),
+            " FROM bundles WHERE app_id = $1 AND name = $2"
+        ))
+        .bind(app_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let bundle = match row {
+            Some(row) => Some(with_manifest(&mut tx, &row).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(bundle)
+    }
+
+    async fn update_bundle_metadata(
+        &self,
+        app_id: &str,
+        name: &str,
+        patch: BundleMetadataPatch,
+    ) -> StoreResult<Bundle> {
+        let mut tx = self.begin_write().await?;
+        // Each field gets a "change it?" flag and a value, so `Some(None)` can clear it.
+        let row = sqlx::query(concat!(
+            "UPDATE bundles SET \
+             link = CASE WHEN $3 THEN $4 ELSE link END, \
+             comment = CASE WHEN $5 THEN $6 ELSE comment END, \
+             min_update_version = CASE WHEN $7 THEN $8 ELSE min_update_version END \
+             WHERE app_id = $1 AND name = $2 RETURNING ",
+            bundle_columns!()
+        ))
+        .bind(app_id)
+        .bind(name)
+        .bind(patch.link.is_some())
+        .bind(patch.link.flatten())
+        .bind(patch.comment.is_some())
+        .bind(patch.comment.flatten())
+        .bind(patch.min_update_version.is_some())
+        .bind(patch.min_update_version.flatten())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("bundle"))?;
+        let bundle = with_manifest(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(bundle)
+    }
+
+    async fn delete_bundle(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<Bundle> {
+        let mut tx = self.begin_write().await?;
+        // Deleting twice keeps the first deletion time.
+        let row = sqlx::query(concat!(
+            "UPDATE bundles SET deleted = TRUE, deleted_at = COALESCE(deleted_at, $3) \
+             WHERE app_id = $1 AND name = $2 RETURNING ",
+            bundle_columns!()
+        ))
+        .bind(app_id)
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("bundle"))?;
+        let bundle = with_manifest(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(bundle)
+    }
+}

@@ -1,0 +1,240 @@
+//! The device registry and stats events.
+
+use super::rows::{self, device_columns, event_columns};
+use super::{clamp_limit, SqliteStore};
+use crate::{DeviceQuery, DeviceStore, StatsStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+use updraft_core::model::{Device, DeviceSighting, StatsEvent};
+
+/// Optional text that is blank counts as absent (keeps the stored value).
+fn non_blank(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Applies sightings in order on `conn` (the caller's transaction); the same
+/// statement text every time so SQLite prepares it once.
+async fn apply_sightings(
+    conn: &mut SqliteConnection,
+    sightings: &[DeviceSighting],
+) -> StoreResult<()> {
+    for sighting in sightings {
+        sqlx::query(
+            "INSERT INTO devices (app_id, device_id, platform, plugin_version, version_os, version_build, \
+             version_code, version_name, custom_id, is_prod, is_emulator, default_channel, key_id, \
+             install_source, last_offered_version, last_update_outcome, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+             ON CONFLICT (app_id, device_id) DO UPDATE SET \
+             platform = COALESCE(NULLIF(excluded.platform, ''), devices.platform), \
+             plugin_version = COALESCE(excluded.plugin_version, devices.plugin_version), \
+             version_os = COALESCE(excluded.version_os, devices.version_os), \
+             version_build = COALESCE(excluded.version_build, devices.version_build), \
+             version_code = COALESCE(excluded.version_code, devices.version_code), \
+             version_name = COALESCE(excluded.version_name, devices.version_name), \
+             custom_id = COALESCE(excluded.custom_id, devices.custom_id), \
+             is_prod = excluded.is_prod, \
+             is_emulator = excluded.is_emulator, \
+             default_channel = excluded.default_channel, \
+             key_id = COALESCE(excluded.key_id, devices.key_id), \
+             install_source = COALESCE(excluded.install_source, devices.install_source), \
+             last_offered_version = COALESCE(excluded.last_offered_version, devices.last_offered_version), \
+             last_update_outcome = COALESCE(excluded.last_update_outcome, devices.last_update_outcome), \
+             last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
+                         THEN excluded.last_seen ELSE devices.last_seen END",
+        )
+        .bind(&sighting.app_id)
+        .bind(&sighting.device_id)
+        .bind(&sighting.platform)
+        .bind(&sighting.plugin_version)
+        .bind(&sighting.version_os)
+        .bind(&sighting.version_build)
+        .bind(&sighting.version_code)
+        .bind(&sighting.version_name)
+        .bind(non_blank(&sighting.custom_id))
+        .bind(sighting.is_prod)
+        .bind(sighting.is_emulator)
+        .bind(&sighting.default_channel)
+        .bind(&sighting.key_id)
+        .bind(non_blank(&sighting.install_source))
+        .bind(&sighting.last_offered_version)
+        .bind(&sighting.last_update_outcome)
+        .bind(sighting.seen_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `LIKE` pattern matching `needle` anywhere, with its wildcards escaped.
+fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for ch in needle.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Shared WHERE clause of list_devices and count_devices ($1..$4).
+macro_rules! device_filter {
+    () => {
+        " WHERE app_id = $1 \
+          AND ($2 IS NULL OR LOWER(device_id) LIKE $2 ESCAPE '\\' \
+               OR LOWER(COALESCE(custom_id, '')) LIKE $2 ESCAPE '\\') \
+          AND ($3 IS NULL OR custom_id = $3) \
+          AND ($4 IS NULL OR version_name = $4)"
+    };
+}
+
+#[async_trait]
+impl DeviceStore for SqliteStore {
+    async fn upsert_devices(&self, sightings: &[DeviceSighting]) -> StoreResult<()> {
+        if sightings.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        apply_sightings(&mut tx, sightings).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_devices(&self, app_id: &str, query: &DeviceQuery) -> StoreResult<Vec<Device>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices",
+            device_filter!(),
+            " ORDER BY last_seen DESC, device_id LIMIT $5 OFFSET $6"
+        ))
+        .bind(app_id)
+        .bind(query.search.as_deref().map(contains_pattern))
+        .bind(&query.custom_id)
+        .bind(&query.version_name)
+        .bind(clamp_limit(query.limit))
+        .bind(query.offset.max(0))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::device)
+        .collect()
+    }
+
+    async fn count_devices(&self, app_id: &str, query: &DeviceQuery) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM devices", device_filter!()))
+                .bind(app_id)
+                .bind(query.search.as_deref().map(contains_pattern))
+                .bind(&query.custom_id)
+                .bind(&query.version_name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn get_device(&self, app_id: &str, device_id: &str) -> StoreResult<Option<Device>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE app_id = $1 AND device_id = $2"
+        ))
+        .bind(app_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(rows::device)
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl StatsStore for SqliteStore {
+    async fn record_stats(
+        &self,
+        events: &[StatsEvent],
+        sightings: &[DeviceSighting],
+    ) -> StoreResult<()> {
+        if events.is_empty() && sightings.is_empty() {
+            return Ok(());
+        }
+        // Serialise before taking the write lock.
+        let metadata_json = events
+            .iter()
+            .map(|event| {
+                event
+                    .metadata
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Backend(format!("cannot encode event metadata: {e}")))?;
+        let mut tx = self.begin_write().await?;
+        for (event, metadata) in events.iter().zip(&metadata_json) {
+            sqlx::query(concat!(
+                "INSERT INTO stats_events (",
+                event_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
+            .bind(&event.app_id)
+            .bind(&event.device_id)
+            .bind(&event.action)
+            .bind(&event.version_name)
+            .bind(&event.old_version_name)
+            .bind(&event.platform)
+            .bind(&event.plugin_version)
+            .bind(&event.version_build)
+            .bind(event.is_prod)
+            .bind(event.is_emulator)
+            .bind(metadata)
+            .bind(event.timestamp)
+            .bind(event.received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        apply_sightings(&mut tx, sightings).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        app_id: &str,
+        device_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<StatsEvent>> {
+        let limit = clamp_limit(limit);
+        // Two statements rather than `($2 IS NULL OR ...)` so each can use its index.
+        let found = match device_id {
+            Some(device_id) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM stats_events WHERE app_id = $1 AND device_id = $2 \
+                     ORDER BY timestamp DESC, id DESC LIMIT $3"
+                ))
+                .bind(app_id)
+                .bind(device_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM stats_events WHERE app_id = $1 ORDER BY timestamp DESC, id DESC LIMIT $2"
+                ))
+                .bind(app_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        found.iter().map(rows::stats_event).collect()
+    }
+}

@@ -1,0 +1,115 @@
+//! SQLite implementation of the storage traits (embedded default).
+//!
+//! Every statement uses `$N` parameters and standard SQL (`ON CONFLICT ... DO
+//! UPDATE`, `RETURNING`, `CASE`) so a PostgreSQL implementation can reuse the
+//! text; what is specific to SQLite stays in this module: connection options,
+//! `BEGIN IMMEDIATE` and the row decoding.
+
+mod apikeys;
+mod apps;
+mod bundles;
+mod channels;
+mod devices;
+mod overrides;
+mod release;
+mod rows;
+
+use crate::{StoreError, StoreResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// The database file inside the data directory.
+pub const DB_FILE_NAME: &str = "updraft.db";
+
+/// Writes serialise in SQLite anyway; a few connections let reads run beside them.
+const MAX_CONNECTIONS: u32 = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage in one SQLite file, shared through a connection pool.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/updraft.db`, WAL mode,
+    /// synchronous=FULL (an acknowledged write survives a power cut / kill),
+    /// foreign_keys=ON, busy_timeout 5s, and runs the migrations.
+    pub async fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        Self::open_path(&data_dir.join(DB_FILE_NAME)).await
+    }
+
+    /// Opens (creating if needed) the database at exactly `db_file` and runs
+    /// the migrations. Tests point it at a file in a temp dir they keep alive.
+    pub async fn open_path(db_file: &Path) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(db_file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", db_file.display())))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for maintenance tasks (backup, diagnostics) and tests.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Waits for running queries and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction that takes the write lock up front, so it never
+    /// fails half-way on a lock upgrade (a deferred SQLite transaction that
+    /// reads first can get SQLITE_BUSY when it starts writing).
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+/// Page size of a list: 0 (or less) means the default, and there is a cap.
+fn clamp_limit(limit: i64) -> i64 {
+    const DEFAULT_LIMIT: i64 = 50;
+    const MAX_LIMIT: i64 = 1000;
+    if limit <= 0 {
+        DEFAULT_LIMIT
+    } else {
+        limit.min(MAX_LIMIT)
+    }
+}

@@ -1,0 +1,191 @@
+//! The storage suite against SQLite, plus what only a file database has.
+
+mod suite;
+
+use tempfile::TempDir;
+use updraft_core::model::{ChannelPatch, OverrideSource};
+use updraft_store::{
+    AppStore, BundleStore, ChannelStore, DeviceQuery, DeviceStore, NewBundle, NewChannel,
+    OverrideStore, ReleaseStore, SqliteStore,
+};
+
+/// A fresh store in its own temp dir (kept alive by the caller).
+async fn fresh() -> (SqliteStore, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_path(&dir.path().join("test.db"))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+macro_rules! sqlite_suite {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _dir) = fresh().await;
+                suite::$name(&store).await;
+            }
+        )*
+    };
+}
+
+sqlite_suite!(
+    suite_apps,
+    suite_bundles,
+    suite_channels,
+    suite_public_demotion,
+    suite_overrides,
+    suite_devices,
+    suite_stats,
+    suite_api_keys,
+    suite_release,
+    suite_delete_app,
+    suite_bulk,
+);
+
+#[tokio::test]
+async fn open_creates_the_database_in_the_data_dir() {
+    let dir = TempDir::new().unwrap();
+    let data_dir = dir.path().join("nested").join("data");
+    let store = SqliteStore::open(&data_dir).await.unwrap();
+    store.ping().await.unwrap();
+    assert!(data_dir.join("updraft.db").is_file());
+}
+
+#[tokio::test]
+async fn connections_are_durable_and_enforce_foreign_keys() {
+    let (store, _dir) = fresh().await;
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(journal_mode, "wal");
+    for (pragma, expected) in [
+        ("synchronous", 2_i64),
+        ("foreign_keys", 1),
+        ("busy_timeout", 5_000),
+    ] {
+        let value: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "PRAGMA {pragma}");
+    }
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_same_file() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("updraft.db");
+    let (bundle_id, channel_id) = {
+        let store = SqliteStore::open_path(&file).await.unwrap();
+        store
+            .create_app("com.example.app", "Example", 1)
+            .await
+            .unwrap();
+        let bundle = store
+            .create_bundle(
+                NewBundle {
+                    app_id: "com.example.app".to_string(),
+                    name: "1.0.0".to_string(),
+                    ..NewBundle::default()
+                },
+                2,
+            )
+            .await
+            .unwrap();
+        let channel = store
+            .create_channel(
+                NewChannel {
+                    app_id: "com.example.app".to_string(),
+                    name: "production".to_string(),
+                    settings: ChannelPatch {
+                        bundle_id: Some(Some(bundle.id)),
+                        public: Some(true),
+                        ..ChannelPatch::default()
+                    },
+                },
+                3,
+            )
+            .await
+            .unwrap();
+        store
+            .set_override(
+                "com.example.app",
+                "dev-1",
+                channel.id,
+                OverrideSource::Admin,
+                4,
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        (bundle.id, channel.id)
+    };
+
+    // Reopening runs the migrations again: they must be a no-op.
+    let reopened = SqliteStore::open_path(&file).await.unwrap();
+    let release = reopened.load_release("com.example.app").await.unwrap();
+    assert_eq!(release.app.as_ref().unwrap().name, "Example");
+    assert_eq!(release.channels.len(), 1);
+    assert_eq!(release.channels[0].id, channel_id);
+    assert!(release.channels[0].public);
+    assert_eq!(release.bundle(bundle_id).unwrap().name, "1.0.0");
+    assert_eq!(release.overrides["dev-1"].channel_id, channel_id);
+    assert_eq!(
+        reopened
+            .count_devices("com.example.app", &DeviceQuery::default())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_do_not_fail_with_busy() {
+    let (store, _dir) = fresh().await;
+    store
+        .create_app("com.example.app", "Example", 1)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("ch-{i}");
+            let channel = store
+                .create_channel(
+                    NewChannel {
+                        app_id: "com.example.app".to_string(),
+                        name: name.clone(),
+                        settings: ChannelPatch::default(),
+                    },
+                    i,
+                )
+                .await?;
+            store
+                .update_channel(
+                    "com.example.app",
+                    &name,
+                    ChannelPatch {
+                        public: Some(true),
+                        ..ChannelPatch::default()
+                    },
+                    100 + i,
+                )
+                .await?;
+            Ok::<_, updraft_store::StoreError>(channel.id)
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let channels = store.list_channels("com.example.app").await.unwrap();
+    assert_eq!(channels.len(), 16);
+    assert_eq!(
+        channels.iter().filter(|c| c.public).count(),
+        1,
+        "one public channel survives"
+    );
+}
