@@ -1,1 +1,136 @@
-fn main() {}
+//! `updraft`: the server (`updraft serve`) and the command line, in one binary.
+
+mod config;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::Arc;
+use updraft_store::SqliteStore;
+
+#[derive(Parser)]
+#[command(
+    name = "updraft",
+    version,
+    about = "Self-hosted live-update server for Capacitor apps (@capgo/capacitor-updater)"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: updraft_cli::GlobalOpts,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Run the server (SQLite and ./updraft-data by default)
+    Serve(config::ServeArgs),
+    #[command(flatten)]
+    Client(updraft_cli::Command),
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Top::Serve(args) => {
+            let data_dir_from_default = matches!(
+                matches.value_source("data_dir"),
+                None | Some(clap::parser::ValueSource::DefaultValue)
+            );
+            match runtime.block_on(serve(cli.global, args, data_dir_from_default)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Top::Client(command) => {
+            let code = runtime.block_on(updraft_cli::run(cli.global, command));
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+async fn serve(
+    global: updraft_cli::GlobalOpts,
+    args: config::ServeArgs,
+    data_dir_from_default: bool,
+) -> anyhow::Result<()> {
+    let settings = config::load(&args, &global.data_dir, data_dir_from_default)?;
+    init_tracing(&settings.log);
+    let server_config = settings.server;
+    std::fs::create_dir_all(&server_config.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            server_config.data_dir.display()
+        )
+    })?;
+    let store = SqliteStore::open(&server_config.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database in {}",
+                server_config.data_dir.display()
+            )
+        })?;
+    let data_dir = server_config.data_dir.clone();
+    let server = updraft_server::Server::bind(server_config, Arc::new(store)).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "updraft is serving");
+    // A stable line on stdout that scripts (and the tests) can wait for.
+    println!("updraft listening on http://{addr}");
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,150 @@
+//! Server configuration, in layers: built-in defaults < `updraft.toml` (or
+//! `--config PATH`) < environment (`UPDRAFT_*`) < command-line flags.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use updraft_server::state::ServerConfig;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Configuration file (default: ./updraft.toml when it exists)
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (env UPDRAFT_LISTEN; default 127.0.0.1:8080)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL of download links (env UPDRAFT_PUBLIC_URL; default: from the request's Host)
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// `updraft.toml`. Every key is optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    /// Largest device request body, in bytes (default 1 MiB).
+    pub device_body_limit: Option<usize>,
+    /// Largest management request body, in bytes (default 16 MiB).
+    pub api_body_limit: Option<usize>,
+    /// Stats requests waiting for a commit before new ones get 429 (default 4096).
+    pub stats_queue_capacity: Option<usize>,
+    /// How often coalesced device-registry writes are flushed (default 1000 ms).
+    pub registry_flush_interval_ms: Option<u64>,
+    /// Full reload of the in-memory release configuration (default 30 s).
+    pub release_reload_interval_secs: Option<u64>,
+    /// Extra CORS origins for the device routes (`*` = any).
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// Log filter, e.g. "info" or "updraft_server=debug" (RUST_LOG wins).
+    pub log: Option<String>,
+}
+
+pub struct Settings {
+    pub server: ServerConfig,
+    pub log: String,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn check_public_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) || trimmed.len() < 10 {
+        bail!("public URL must be an absolute http(s) URL, got {url:?}");
+    }
+    Ok(trimmed.to_string())
+}
+
+/// `data_dir` comes from the global `--data-dir`/`UPDRAFT_DATA_DIR`; when it
+/// only holds clap's default, the file may set it.
+pub fn load(
+    args: &ServeArgs,
+    data_dir: &Path,
+    data_dir_from_default: bool,
+) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None if Path::new("updraft.toml").exists() => read_file(Path::new("updraft.toml"))?,
+        None => FileConfig::default(),
+    };
+    let mut server = ServerConfig::default();
+    let listen = match (args.listen, env("UPDRAFT_LISTEN")) {
+        (Some(listen), _) => Some(listen),
+        (None, Some(text)) => Some(
+            text.parse::<SocketAddr>()
+                .with_context(|| format!("UPDRAFT_LISTEN must be host:port, got {text:?}"))?,
+        ),
+        (None, None) => file.listen,
+    };
+    if let Some(listen) = listen {
+        server.listen = listen;
+    }
+    server.data_dir = match (data_dir_from_default, file.data_dir) {
+        (true, Some(from_file)) => from_file,
+        _ => data_dir.to_path_buf(),
+    };
+    let public_url = args
+        .public_url
+        .clone()
+        .or_else(|| env("UPDRAFT_PUBLIC_URL"))
+        .or(file.public_url);
+    server.public_url = public_url.as_deref().map(check_public_url).transpose()?;
+    if let Some(v) = file.device_body_limit {
+        server.device_body_limit = v;
+    }
+    if let Some(v) = file.api_body_limit {
+        server.api_body_limit = v;
+    }
+    if let Some(v) = file.stats_queue_capacity {
+        server.stats_queue_capacity = v.max(1);
+    }
+    if let Some(v) = file.registry_flush_interval_ms {
+        server.registry_flush_interval_ms = v;
+    }
+    if let Some(v) = file.release_reload_interval_secs {
+        server.release_reload_interval_secs = v;
+    }
+    if let Some(v) = file.cors_allowed_origins {
+        server.cors_allowed_origins = v;
+    }
+    Ok(Settings {
+        server,
+        log: file
+            .log
+            .unwrap_or_else(|| "info,tower_http=warn,sqlx=warn".to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_must_be_absolute() {
+        assert_eq!(
+            check_public_url("https://u.example.com/").unwrap(),
+            "https://u.example.com"
+        );
+        assert!(check_public_url("u.example.com").is_err());
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1").unwrap_err();
+        assert!(err.to_string().contains("bogus"));
+        let ok: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"").unwrap();
+        assert_eq!(ok.listen, Some("127.0.0.1:9".parse().unwrap()));
+    }
+}
