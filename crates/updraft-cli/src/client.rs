@@ -1,0 +1,324 @@
+//! A small client of the management API (`/api/v1`).
+
+use crate::error::{error_chain, CliError};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    /// Server base URL without a trailing slash (it may carry a path prefix).
+    base: String,
+    apikey: String,
+}
+
+impl ApiClient {
+    /// Fails with `missing_apikey` when no key was given, before any network traffic.
+    pub fn new(server: &str, apikey: Option<&str>) -> Result<Self, CliError> {
+        let apikey = apikey
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                CliError::new(
+                    "missing_apikey",
+                    "this command needs an API key: pass --apikey KEY or set UPDRAFT_APIKEY \
+                 (create one on the server machine with `updraft apikey create --name NAME`)",
+                )
+            })?;
+        let base = server.trim().trim_end_matches('/').to_string();
+        let parsed = Url::parse(&base).map_err(|error| {
+            CliError::new(
+                "invalid_server_url",
+                format!("--server {server:?} is not a URL: {error}"),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
+            return Err(CliError::new(
+                "invalid_server_url",
+                format!(
+                    "--server {server:?} must be an http:// or https:// base URL such as {}",
+                    crate::args::DEFAULT_SERVER
+                ),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("updraft-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| CliError::new("client_error", error_chain(&error)))?;
+        Ok(ApiClient {
+            http,
+            base,
+            apikey: apikey.to_string(),
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    /// `<server>/api/v1/<segment>/<segment>…` with every segment percent-encoded
+    /// and the query appended.
+    pub fn endpoint(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Url, CliError> {
+        let mut text = format!("{}/api/v1", self.base);
+        for segment in segments {
+            text.push('/');
+            text.push_str(&encode_path_segment(segment)?);
+        }
+        let mut url = Url::parse(&text).map_err(|error| {
+            CliError::new(
+                "invalid_server_url",
+                format!("cannot build a URL from {text:?}: {error}"),
+            )
+        })?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+
+    pub async fn get(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, CliError> {
+        let body = self.send(Method::GET, segments, query, None).await?;
+        expect_body(body)
+    }
+
+    pub async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
+        expect_body(self.send(Method::POST, segments, &[], Some(body)).await?)
+    }
+
+    pub async fn put(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
+        expect_body(self.send(Method::PUT, segments, &[], Some(body)).await?)
+    }
+
+    pub async fn patch(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
+        expect_body(self.send(Method::PATCH, segments, &[], Some(body)).await?)
+    }
+
+    /// Any 2xx counts; the usual answer is 204 without a body.
+    pub async fn delete(&self, segments: &[&str]) -> Result<(), CliError> {
+        self.send(Method::DELETE, segments, &[], None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `Ok(None)` for a 2xx without a body.
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, CliError> {
+        let url = self.endpoint(segments, query)?;
+        let mut request = self.http.request(method, url).bearer_auth(&self.apikey);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if !status.is_success() {
+            return Err(error_from_response(status, &bytes));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            CliError::new(
+                "invalid_response",
+                format!(
+                    "the server at {} answered with something that is not JSON: {error}",
+                    self.base
+                ),
+            )
+        })
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> CliError {
+        // reqwest's own top line only repeats the URL; the causes say what went wrong.
+        let cause = match std::error::Error::source(error) {
+            Some(source) => error_chain(source),
+            None => error_chain(error),
+        };
+        CliError::new(
+            "connection_failed",
+            format!("cannot reach the Updraft server at {}: {cause}", self.base),
+        )
+    }
+}
+
+fn expect_body(body: Option<Value>) -> Result<Value, CliError> {
+    body.ok_or_else(|| {
+        CliError::new(
+            "invalid_response",
+            "the server answered without a body where one was expected",
+        )
+    })
+}
+
+/// A non-2xx answer as an error: the server's `{"error", "message"}` when it
+/// sent one, else `http_<status>` with whatever text came back.
+pub fn error_from_response(status: StatusCode, body: &[u8]) -> CliError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|value| value.get(name))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_string)
+    };
+    let code = field("error").unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let message = field("message").unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.trim().chars().take(200).collect();
+        let reason = status.canonical_reason().unwrap_or("error");
+        if text.is_empty() || parsed.is_some() {
+            format!("the server answered HTTP {} {reason}", status.as_u16())
+        } else {
+            format!(
+                "the server answered HTTP {} {reason}: {text}",
+                status.as_u16()
+            )
+        }
+    });
+    CliError::new(code, message)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so `/`, `?`,
+/// `#`, `%` and spaces in ids stay inside their segment.
+pub fn encode_path_segment(segment: &str) -> Result<String, CliError> {
+    // URL parsers resolve `.`/`..` segments (even encoded), which would change the route.
+    if segment.is_empty() || segment == "." || segment == ".." {
+        return Err(CliError::invalid_argument(format!(
+            "{segment:?} cannot be used as an id or name"
+        )));
+    }
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(encoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_reserved_characters_in_segments() {
+        assert_eq!(
+            encode_path_segment("com.example.app").unwrap(),
+            "com.example.app"
+        );
+        assert_eq!(
+            encode_path_segment("1.0.0-beta+1").unwrap(),
+            "1.0.0-beta%2B1"
+        );
+        assert_eq!(
+            encode_path_segment("a b/c?d#e%").unwrap(),
+            "a%20b%2Fc%3Fd%23e%25"
+        );
+        assert_eq!(encode_path_segment("é").unwrap(), "%C3%A9");
+    }
+
+    #[test]
+    fn dot_segments_and_empty_ids_are_rejected() {
+        for bad in ["", ".", ".."] {
+            assert_eq!(
+                encode_path_segment(bad).unwrap_err().code,
+                "invalid_argument"
+            );
+        }
+        assert_eq!(encode_path_segment("...").unwrap(), "...");
+    }
+
+    #[test]
+    fn endpoint_keeps_base_path_and_encodes_query() {
+        let client = ApiClient::new("http://localhost:9000/updraft/", Some("k")).unwrap();
+        let url = client
+            .endpoint(
+                &["apps", "com.x.y", "devices"],
+                &[("search", "a&b c".to_string())],
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://localhost:9000/updraft/api/v1/apps/com.x.y/devices?search=a%26b+c"
+        );
+    }
+
+    #[test]
+    fn missing_or_blank_apikey_is_refused() {
+        for key in [None, Some(""), Some("  ")] {
+            let error = ApiClient::new("http://127.0.0.1:8080", key).err().unwrap();
+            assert_eq!(error.code, "missing_apikey");
+            assert!(error.message.contains("updraft apikey create"));
+            assert!(error.message.contains("UPDRAFT_APIKEY"));
+        }
+    }
+
+    #[test]
+    fn bad_server_urls_are_refused() {
+        for server in ["not a url", "ftp://host", "http://host/?x=1"] {
+            let error = ApiClient::new(server, Some("k")).err().unwrap();
+            assert_eq!(error.code, "invalid_server_url", "{server}");
+        }
+    }
+
+    #[test]
+    fn server_error_body_gives_code_and_message() {
+        let error = error_from_response(
+            StatusCode::CONFLICT,
+            br#"{"error": "app_already_exists", "message": "app com.x.y already exists"}"#,
+        );
+        assert_eq!(
+            error,
+            CliError::new("app_already_exists", "app com.x.y already exists")
+        );
+    }
+
+    #[test]
+    fn non_json_error_falls_back_to_http_status() {
+        let error = error_from_response(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert_eq!(error.code, "http_502");
+        assert_eq!(
+            error.message,
+            "the server answered HTTP 502 Bad Gateway: <html>bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn json_error_without_fields_falls_back_per_field() {
+        let error = error_from_response(StatusCode::NOT_FOUND, br#"{"message": "no such route"}"#);
+        assert_eq!(error, CliError::new("http_404", "no such route"));
+        let error = error_from_response(StatusCode::UNAUTHORIZED, b"");
+        assert_eq!(
+            error,
+            CliError::new("http_401", "the server answered HTTP 401 Unauthorized")
+        );
+    }
+}

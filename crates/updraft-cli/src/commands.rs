@@ -1,0 +1,204 @@
+//! The commands that talk to a server through the management API.
+
+use crate::app_id::resolve_app_id;
+use crate::args::{AppCommand, BundleCommand, ChannelCommand, DeviceCommand};
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::output::Outcome;
+use crate::render;
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+fn text_field(value: &Value, key: &str, fallback: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or(fallback)
+        .to_string()
+}
+
+pub async fn app(client: &ApiClient, command: AppCommand) -> Result<Outcome, CliError> {
+    match command {
+        AppCommand::Add { app_id, name } => {
+            let mut body = Map::new();
+            body.insert("app_id".into(), json!(app_id));
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            let app = client.post(&["apps"], &Value::Object(body)).await?;
+            let text = format!(
+                "Created app {} ({}).",
+                text_field(&app, "app_id", &app_id),
+                text_field(&app, "name", &app_id)
+            );
+            Ok(Outcome::new(app, text))
+        }
+        AppCommand::List => {
+            let list = client.get(&["apps"], &[]).await?;
+            let text = render::apps_table(&list);
+            Ok(Outcome::new(list, text))
+        }
+        AppCommand::Delete { app_id } => {
+            client.delete(&["apps", &app_id]).await?;
+            Ok(Outcome::status_ok(format!(
+                "Deleted app {app_id} with its channels, bundles, devices and stats."
+            )))
+        }
+    }
+}
+
+pub async fn bundle(
+    client: &ApiClient,
+    command: BundleCommand,
+    work_dir: &Path,
+) -> Result<Outcome, CliError> {
+    match command {
+        BundleCommand::Upload(args) => {
+            let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            let body = args.request_body()?;
+            let bundle = client.post(&["apps", &app_id, "bundles"], &body).await?;
+            let version = text_field(&bundle, "version", &args.bundle);
+            let text = match &args.channel {
+                Some(channel) => format!(
+                    "Registered bundle {version} of {app_id}; channel {channel} now serves it."
+                ),
+                None => format!("Registered bundle {version} of {app_id}."),
+            };
+            Ok(Outcome::new(bundle, text))
+        }
+        BundleCommand::List {
+            app_id,
+            include_deleted,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let query = if include_deleted {
+                vec![("include_deleted", "true".to_string())]
+            } else {
+                Vec::new()
+            };
+            let list = client.get(&["apps", &app_id, "bundles"], &query).await?;
+            let text = render::bundles_table(&list, include_deleted);
+            Ok(Outcome::new(list, text))
+        }
+        BundleCommand::Delete { version, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            client
+                .delete(&["apps", &app_id, "bundles", &version])
+                .await?;
+            Ok(Outcome::status_ok(format!(
+                "Deleted bundle {version} of {app_id}; this version cannot be registered again."
+            )))
+        }
+    }
+}
+
+pub async fn channel(
+    client: &ApiClient,
+    command: ChannelCommand,
+    work_dir: &Path,
+) -> Result<Outcome, CliError> {
+    match command {
+        ChannelCommand::Add {
+            channel,
+            app_id,
+            default,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let mut body = Map::new();
+            body.insert("name".into(), json!(channel));
+            if default {
+                body.insert("public".into(), json!(true));
+            }
+            let created = client
+                .post(&["apps", &app_id, "channels"], &Value::Object(body))
+                .await?;
+            let text = format!(
+                "Created channel {} of {app_id}: {}.",
+                text_field(&created, "name", &channel),
+                render::channel_summary(&created)
+            );
+            Ok(Outcome::new(created, text))
+        }
+        ChannelCommand::Set(args) => {
+            let body = args.patch_body()?;
+            let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            let updated = client
+                .patch(&["apps", &app_id, "channels", &args.channel], &body)
+                .await?;
+            let text = format!(
+                "Updated channel {} of {app_id}: {}.",
+                text_field(&updated, "name", &args.channel),
+                render::channel_summary(&updated)
+            );
+            Ok(Outcome::new(updated, text))
+        }
+        ChannelCommand::List { app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let list = client.get(&["apps", &app_id, "channels"], &[]).await?;
+            let text = render::channels_table(&list);
+            Ok(Outcome::new(list, text))
+        }
+        ChannelCommand::Delete { channel, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            client
+                .delete(&["apps", &app_id, "channels", &channel])
+                .await?;
+            Ok(Outcome::status_ok(format!(
+                "Deleted channel {channel} of {app_id} and its device overrides."
+            )))
+        }
+    }
+}
+
+pub async fn device(
+    client: &ApiClient,
+    command: DeviceCommand,
+    work_dir: &Path,
+) -> Result<Outcome, CliError> {
+    match command {
+        DeviceCommand::Set {
+            device_id,
+            app_id,
+            channel,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let assigned = client
+                .put(
+                    &["apps", &app_id, "devices", &device_id, "channel"],
+                    &json!({"channel": channel}),
+                )
+                .await?;
+            let text = format!(
+                "Device {} of {app_id} now gets channel {}.",
+                text_field(&assigned, "device_id", &device_id),
+                text_field(&assigned, "channel", &channel)
+            );
+            Ok(Outcome::new(assigned, text))
+        }
+        DeviceCommand::Unset { device_id, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            client
+                .delete(&["apps", &app_id, "devices", &device_id, "channel"])
+                .await?;
+            Ok(Outcome::status_ok(format!(
+                "Removed the channel override of device {device_id} of {app_id}."
+            )))
+        }
+        DeviceCommand::List(args) => {
+            let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            let list = client
+                .get(&["apps", &app_id, "devices"], &args.query())
+                .await?;
+            let text = render::devices_table(&list);
+            Ok(Outcome::new(list, text))
+        }
+        DeviceCommand::Show { device_id, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let device = client
+                .get(&["apps", &app_id, "devices", &device_id], &[])
+                .await?;
+            let text = render::device_details(&device);
+            Ok(Outcome::new(device, text))
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `updraft apikey …`: works on the data directory's database directly, so the
+//! first key can be made before any key exists to call the API with.
+
+use crate::args::{ApikeyCommand, ApikeyCreateArgs};
+use crate::error::CliError;
+use crate::output::Outcome;
+use crate::table::Table;
+use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
+use serde_json::{json, Value};
+use std::path::Path;
+use updraft_core::model::{ApiKey, Millis, Role};
+use updraft_store::{ApiKeyStore, NewApiKey, SqliteStore, StoreError};
+
+/// Opens (creating if needed) the data directory's database and runs the command.
+pub async fn run_apikey_command(
+    command: ApikeyCommand,
+    data_dir: &Path,
+) -> Result<Outcome, CliError> {
+    let store = open_store(data_dir).await?;
+    apikey_command(&store, command, now_millis()).await
+}
+
+pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, CliError> {
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        CliError::new(
+            "data_dir_error",
+            format!(
+                "cannot create the data directory {}: {error}",
+                data_dir.display()
+            ),
+        )
+    })?;
+    SqliteStore::open(data_dir).await.map_err(|error| {
+        CliError::new(
+            "storage_error",
+            format!(
+                "cannot open the database in {}: {error}",
+                data_dir.display()
+            ),
+        )
+    })
+}
+
+/// The command against any key store (tests use a temporary one).
+pub async fn apikey_command<S: ApiKeyStore + ?Sized>(
+    store: &S,
+    command: ApikeyCommand,
+    now: Millis,
+) -> Result<Outcome, CliError> {
+    match command {
+        ApikeyCommand::Create(args) => create(store, args, now).await,
+        ApikeyCommand::List => {
+            let keys = store.list_api_keys().await?;
+            Ok(Outcome::new(
+                json!({"apikeys": keys.iter().map(api_key_json).collect::<Vec<_>>()}),
+                api_keys_table(&keys, now),
+            ))
+        }
+        ApikeyCommand::Revoke { id_or_name } => {
+            let id_or_name = id_or_name.trim();
+            if id_or_name.is_empty() {
+                return Err(CliError::invalid_argument(
+                    "give the id or name of the key to revoke",
+                ));
+            }
+            let key = store
+                .revoke_api_key(id_or_name, now)
+                .await
+                .map_err(|error| match error {
+                    StoreError::NotFound(_) => CliError::new(
+                        "apikey_not_found",
+                        format!("no API key with id or name {id_or_name:?}"),
+                    ),
+                    other => CliError::from(other),
+                })?;
+            Ok(Outcome::status_ok(format!(
+                "Revoked API key {} ({}).",
+                key.id, key.name
+            )))
+        }
+    }
+}
+
+async fn create<S: ApiKeyStore + ?Sized>(
+    store: &S,
+    args: ApikeyCreateArgs,
+    now: Millis,
+) -> Result<Outcome, CliError> {
+    let name = args.name.trim();
+    if name.is_empty() {
+        return Err(CliError::invalid_argument("--name must not be empty"));
+    }
+    let app_id = args
+        .app_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    let expires_at = args
+        .expires_in_days
+        .map(|days| now.saturating_add(Millis::from(days).saturating_mul(MILLIS_PER_DAY)));
+    let role = Role::from(args.role);
+    let new_key = NewApiKey {
+        name: name.to_string(),
+        role,
+        app_id: app_id.map(str::to_string),
+        expires_at,
+    };
+    let (key, secret) = store
+        .create_api_key(new_key, now)
+        .await
+        .map_err(|error| match error {
+            StoreError::AlreadyExists(_) => CliError::new(
+                "apikey_already_exists",
+                format!("an API key named {name:?} already exists"),
+            ),
+            other => CliError::from(other),
+        })?;
+
+    let mut body = api_key_json(&key);
+    if let Value::Object(fields) = &mut body {
+        fields.insert("key".into(), json!(secret));
+    }
+    let scope = key
+        .app_id
+        .as_deref()
+        .map(|app| format!(", app {app}"))
+        .unwrap_or_default();
+    let expiry = key
+        .expires_at
+        .map(|at| format!(", expires {}", short_time(&rfc3339(at))))
+        .unwrap_or_default();
+    let note = format!(
+        "Created API key {} \"{}\" (role {}{scope}{expiry}). Store it now: it is shown only once. \
+         Use it with --apikey or UPDRAFT_APIKEY.",
+        key.id,
+        key.name,
+        key.role.as_str()
+    );
+    Ok(Outcome::new(body, secret).with_note(note))
+}
+
+/// An API key as the management API shows it (times as RFC 3339).
+pub fn api_key_json(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "role": key.role.as_str(),
+        "app_id": key.app_id,
+        "expires_at": key.expires_at.map(rfc3339),
+        "created_at": rfc3339(key.created_at),
+        "revoked_at": key.revoked_at.map(rfc3339),
+    })
+}
+
+fn key_status(key: &ApiKey, now: Millis) -> &'static str {
+    if key.revoked_at.is_some() {
+        "revoked"
+    } else if key.is_usable(now) {
+        "active"
+    } else {
+        "expired"
+    }
+}
+
+pub fn api_keys_table(keys: &[ApiKey], now: Millis) -> String {
+    if keys.is_empty() {
+        return "No API keys. Create one with `updraft apikey create --name NAME`.".to_string();
+    }
+    let mut table = Table::new(&[
+        "ID", "NAME", "PREFIX", "ROLE", "APP", "EXPIRES", "CREATED", "STATUS",
+    ]);
+    let time = |at: Option<Millis>| {
+        at.map(|ms| short_time(&rfc3339(ms)))
+            .unwrap_or_else(|| "-".to_string())
+    };
+    for key in keys {
+        table.push_row(vec![
+            key.id.to_string(),
+            key.name.clone(),
+            key.prefix.clone(),
+            key.role.as_str().to_string(),
+            key.app_id.clone().unwrap_or_else(|| "all".to_string()),
+            time(key.expires_at),
+            time(Some(key.created_at)),
+            key_status(key, now).to_string(),
+        ]);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64, revoked_at: Option<Millis>, expires_at: Option<Millis>) -> ApiKey {
+        ApiKey {
+            id,
+            name: format!("key{id}"),
+            prefix: "upd_abcd".into(),
+            role: Role::Publisher,
+            app_id: None,
+            expires_at,
+            created_at: 1_714_566_605_042,
+            revoked_at,
+        }
+    }
+
+    #[test]
+    fn table_shows_status_of_each_key() {
+        let now = 1_714_600_000_000;
+        let keys = [
+            key(1, None, None),
+            key(2, Some(now - 1), None),
+            key(3, None, Some(now - 1)),
+        ];
+        let text = api_keys_table(&keys, now);
+        let statuses: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(statuses, ["active", "revoked", "expired"]);
+        assert!(text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1   key1  upd_abcd  publisher  all  -"));
+    }
+
+    #[test]
+    fn json_uses_rfc3339_times() {
+        let value = api_key_json(&key(7, None, Some(0)));
+        assert_eq!(value["created_at"], "2024-05-01T12:30:05.042Z");
+        assert_eq!(value["expires_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(value["revoked_at"], Value::Null);
+        assert_eq!(value["role"], "publisher");
+    }
+}

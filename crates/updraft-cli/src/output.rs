@@ -1,0 +1,52 @@
+//! What a command produced, and how it is printed.
+
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// The result of a successful command in both output modes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// Printed with `--json`: the server's JSON (or the offline equivalent).
+    pub json: Value,
+    /// Printed otherwise: a table or a one-line confirmation.
+    pub text: String,
+    /// Extra guidance for humans, printed on stderr in plain mode only.
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(json: Value, text: impl Into<String>) -> Self {
+        Outcome {
+            json,
+            text: text.into(),
+            note: None,
+        }
+    }
+
+    /// For deletes, which answer 204: `{"status": "ok"}` in JSON mode.
+    pub fn status_ok(text: impl Into<String>) -> Self {
+        Outcome::new(json!({"status": "ok"}), text)
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// Write errors (a closed pipe, e.g. `| head`) are ignored rather than panicking.
+    pub fn print(&self, json_mode: bool) {
+        if json_mode {
+            print_json(&self.json);
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{}", self.text);
+            if let Some(note) = &self.note {
+                let _ = writeln!(std::io::stderr().lock(), "{note}");
+            }
+        }
+    }
+}
+
+pub fn print_json(value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
