@@ -8,8 +8,17 @@ async fn readme_walkthrough_serves_a_device() {
     let s = Server::start().await;
     s.cli_ok(&["app", "add", APP, "--name", "Example"]);
     s.cli_ok(&[
-        "bundle", "upload", APP, "--bundle", "1.0.1", "--external", "https://cdn.example.com/1.0.1.zip",
-        "--checksum", CHECKSUM, "--channel", "production",
+        "bundle",
+        "upload",
+        APP,
+        "--bundle",
+        "1.0.1",
+        "--external",
+        "https://cdn.example.com/1.0.1.zip",
+        "--checksum",
+        CHECKSUM,
+        "--channel",
+        "production",
     ]);
     s.cli_ok(&["channel", "set", "production", APP, "--state", "default"]);
     let (_, b) = s.post("/updates", &device_body()).await;
@@ -19,7 +28,10 @@ async fn readme_walkthrough_serves_a_device() {
     let out = s.cli_ok(&["channel", "list", APP, "--json"]);
     let v: Value = serde_json::from_str(&out).expect("json");
     let production = &v["channels"][0];
-    assert_eq!((production["name"].as_str(), production["public"].as_bool()), (Some("production"), Some(true)));
+    assert_eq!(
+        (production["name"].as_str(), production["public"].as_bool()),
+        (Some("production"), Some(true))
+    );
     assert_eq!(production["bundle"], "1.0.1");
     let table = s.cli_ok(&["bundle", "list", APP]);
     assert!(table.contains("1.0.1"), "{table}");
@@ -30,7 +42,17 @@ async fn channel_set_flags_change_what_devices_get() {
     let s = Server::start().await;
     s.cli_ok(&["app", "add", APP]);
     s.cli_ok(&["channel", "add", "production", APP, "--default"]);
-    s.cli_ok(&["bundle", "upload", APP, "--bundle", "0.9.0", "--external", "https://cdn.example.com/0.9.0.zip", "--checksum", CHECKSUM]);
+    s.cli_ok(&[
+        "bundle",
+        "upload",
+        APP,
+        "--bundle",
+        "0.9.0",
+        "--external",
+        "https://cdn.example.com/0.9.0.zip",
+        "--checksum",
+        CHECKSUM,
+    ]);
     s.cli_ok(&["channel", "set", "production", APP, "--bundle", "0.9.0"]);
     // Under the native version (1.0.0): refused until downgrades are allowed.
     let (_, b) = s.post("/updates", &device_body()).await;
@@ -41,7 +63,16 @@ async fn channel_set_flags_change_what_devices_get() {
     s.cli_ok(&["channel", "set", "production", APP, "--no-android"]);
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_refusal(&b, "no_channel", "failed");
-    s.cli_ok(&["channel", "set", "production", APP, "--android", "--disable-auto-update", "none", "--self-assign"]);
+    s.cli_ok(&[
+        "channel",
+        "set",
+        "production",
+        APP,
+        "--android",
+        "--disable-auto-update",
+        "none",
+        "--self-assign",
+    ]);
     let out = s.cli_ok(&["channel", "list", APP, "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     let c = &v["channels"][0];
@@ -81,10 +112,26 @@ async fn app_id_comes_from_capacitor_config_json() {
     let s = Server::start().await;
     s.cli_ok(&["app", "add", APP]);
     let project = tempfile::tempdir().unwrap();
-    std::fs::write(project.path().join("capacitor.config.json"), json!({"appId": APP, "webDir": "dist"}).to_string()).unwrap();
-    let (code, out, err) = cli_in(&s.data_dir, Some(&s.url), Some(&s.key), &["channel", "add", "production", "--default"], Some(project.path()));
+    std::fs::write(
+        project.path().join("capacitor.config.json"),
+        json!({"appId": APP, "webDir": "dist"}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = cli_in(
+        &s.data_dir,
+        Some(&s.url),
+        Some(&s.key),
+        &["channel", "add", "production", "--default"],
+        Some(project.path()),
+    );
     assert_eq!(code, 0, "{out} {err}");
-    let (code, out, _) = cli_in(&s.data_dir, Some(&s.url), Some(&s.key), &["channel", "list", "--json"], Some(project.path()));
+    let (code, out, _) = cli_in(
+        &s.data_dir,
+        Some(&s.url),
+        Some(&s.key),
+        &["channel", "list", "--json"],
+        Some(project.path()),
+    );
     assert_eq!(code, 0);
     assert!(out.contains("production"));
 }
@@ -99,7 +146,12 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(out.trim()).expect("json error on stdout");
     assert_eq!(v["error"], "invalid_app_id");
-    let (code, _, err) = cli(&s.data_dir, Some("http://127.0.0.1:9"), Some(&s.key), &["app", "list"]);
+    let (code, _, err) = cli(
+        &s.data_dir,
+        Some("http://127.0.0.1:9"),
+        Some(&s.key),
+        &["app", "list"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("connection_failed"), "{err}");
 }
@@ -110,7 +162,10 @@ async fn serve_reads_updraft_toml_and_env_overrides_it() {
     let data = dir.path().join("from-file");
     std::fs::write(
         dir.path().join("updraft.toml"),
-        format!("listen = \"127.0.0.1:1\"\ndata_dir = \"{}\"\n", data.display()),
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
     )
     .unwrap();
     let mut child = std::process::Command::new(bin())
@@ -123,10 +178,23 @@ async fn serve_reads_updraft_toml_and_env_overrides_it() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     child.kill().unwrap();
     let _ = child.wait();
-    assert!(line.starts_with("updraft listening on http://127.0.0.1:"), "{line}");
-    assert!(!line.contains("127.0.0.1:1\n"), "env wins over the file: {line}");
-    assert!(data.join("updraft.db").exists(), "data_dir from the file is used");
+    assert!(
+        line.starts_with("updraft listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("127.0.0.1:1\n"),
+        "env wins over the file: {line}"
+    );
+    assert!(
+        data.join("updraft.db").exists(),
+        "data_dir from the file is used"
+    );
 }

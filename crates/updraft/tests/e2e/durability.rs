@@ -21,7 +21,13 @@ async fn acknowledged_stats_survive_sigkill() {
     }
     s.sigkill();
     s.restart();
-    let (st, d) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices/{DEVICE}"), None).await;
+    let (st, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{d}");
     // The device view shows the newest 50; count every event through the store.
     assert_eq!(d["recent_events"].as_array().unwrap().len(), 50);
@@ -31,7 +37,10 @@ async fn acknowledged_stats_survive_sigkill() {
         .arg(&db)
         .output()
         .expect("python3 counts the rows");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sent.to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sent.to_string()
+    );
 }
 
 #[tokio::test]
@@ -43,7 +52,13 @@ async fn sigterm_flushes_the_device_registry() {
     let status = s.sigterm();
     assert!(status.success(), "clean exit: {status:?}");
     s.restart();
-    let (st, d) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices/{DEVICE}"), None).await;
+    let (st, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{d}");
     assert_eq!(d["version_name"], "1.0.0");
     assert_eq!(d["last_offered_version"], "1.1.0");

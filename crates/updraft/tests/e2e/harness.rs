@@ -16,7 +16,12 @@ pub fn bin() -> &'static str {
 }
 
 /// Runs the CLI; returns (exit code, stdout, stderr).
-pub fn cli(data_dir: &Path, server: Option<&str>, apikey: Option<&str>, args: &[&str]) -> (i32, String, String) {
+pub fn cli(
+    data_dir: &Path,
+    server: Option<&str>,
+    apikey: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String) {
     cli_in(data_dir, server, apikey, args, None)
 }
 
@@ -140,7 +145,10 @@ impl Server {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -163,7 +171,10 @@ impl Server {
     /// Runs the CLI and insists it succeeds.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.cli(args);
-        assert_eq!(code, 0, "updraft {args:?} failed: stdout={out} stderr={err}");
+        assert_eq!(
+            code, 0,
+            "updraft {args:?} failed: stdout={out} stderr={err}"
+        );
         out
     }
 
@@ -191,7 +202,12 @@ impl Server {
         Self::read(resp).await
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(body) = body {
             req = req.json(body);
@@ -200,11 +216,22 @@ impl Server {
     }
 
     /// Management API call with this server's admin key.
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         self.api_as(&self.key.clone(), method, path, body).await
     }
 
-    pub async fn api_as(&self, key: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn api_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.url, path))
@@ -225,7 +252,11 @@ impl Server {
     /// App + external bundle + public channel pointing at it, through the API.
     pub async fn seed(&self, version: &str) {
         let (s, b) = self
-            .api(reqwest::Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/apps",
+                Some(&json!({"app_id": APP})),
+            )
             .await;
         assert!(s == 201 || s == 409, "{s} {b}");
         self.bundle(version).await;
@@ -295,16 +326,25 @@ pub fn with(mut body: Value, changes: Value) -> Value {
 pub fn assert_plugin_success(body: &Value) {
     let obj = body.as_object().expect("success is an object");
     for forbidden in ["error", "kind", "message"] {
-        assert!(!obj.contains_key(forbidden), "success carries {forbidden}: {body}");
+        assert!(
+            !obj.contains_key(forbidden),
+            "success carries {forbidden}: {body}"
+        );
     }
     assert!(body["version"].is_string(), "{body}");
     let url = body["url"].as_str().expect("url is a string");
-    assert!(url.starts_with("http://") || url.starts_with("https://"), "url not absolute: {url}");
+    assert!(
+        url.starts_with("http://") || url.starts_with("https://"),
+        "url not absolute: {url}"
+    );
     if let Some(checksum) = body.get("checksum").and_then(|c| c.as_str()) {
         assert_eq!(checksum, checksum.to_lowercase(), "checksum not lowercase");
     }
     if let Some(manifest) = body.get("manifest") {
-        assert!(!manifest.as_array().expect("array").is_empty(), "manifest: [] sent");
+        assert!(
+            !manifest.as_array().expect("array").is_empty(),
+            "manifest: [] sent"
+        );
     }
 }
 
@@ -312,5 +352,8 @@ pub fn assert_plugin_success(body: &Value) {
 pub fn assert_refusal(body: &Value, code: &str, kind: &str) {
     assert_eq!(body["error"], code, "{body}");
     assert_eq!(body["kind"], kind, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }

@@ -6,7 +6,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 fn event(action: &str, version_name: &str) -> Value {
-    with(device_body(), json!({"action": action, "version_name": version_name, "old_version_name": "", "timestamp": 1767225600000i64}))
+    with(
+        device_body(),
+        json!({"action": action, "version_name": version_name, "old_version_name": "", "timestamp": 1767225600000i64}),
+    )
 }
 
 #[tokio::test]
@@ -23,14 +26,35 @@ async fn batches_and_single_events_are_stored_and_move_the_registry() {
     assert_eq!(b["status"], "ok");
     let results = b["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
-    assert!(results.iter().enumerate().all(|(i, r)| r["status"] == "ok" && r["index"] == i));
-    let (st, b) = s.post("/stats", &event("app_moved_to_foreground", "1.1.0")).await;
+    assert!(results
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r["status"] == "ok" && r["index"] == i));
+    let (st, b) = s
+        .post("/stats", &event("app_moved_to_foreground", "1.1.0"))
+        .await;
     assert_eq!((st, b), (200, json!({"status": "ok"})));
-    let (st, d) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices/{DEVICE}"), None).await;
+    let (st, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{d}");
     assert_eq!(d["version_name"], "1.1.0");
-    let actions: Vec<&str> = d["recent_events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["download_complete", "set", "some_future_action", "app_moved_to_foreground"] {
+    let actions: Vec<&str> = d["recent_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "download_complete",
+        "set",
+        "some_future_action",
+        "app_moved_to_foreground",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 }
@@ -41,9 +65,23 @@ async fn a_failure_event_does_not_move_the_current_bundle() {
     s.seed("1.1.0").await;
     let (st, _) = s.post("/stats", &json!([event("set", "1.0.5")])).await;
     assert_eq!(st, 200);
-    let (st, _) = s.post("/stats", &json!([event("update_fail", "1.1.0"), event("download_1.1.0_start", "1.1.0")])).await;
+    let (st, _) = s
+        .post(
+            "/stats",
+            &json!([
+                event("update_fail", "1.1.0"),
+                event("download_1.1.0_start", "1.1.0")
+            ]),
+        )
+        .await;
     assert_eq!(st, 200);
-    let (_, d) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices/{DEVICE}"), None).await;
+    let (_, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
     assert_eq!(d["version_name"], "1.0.5", "{d}");
 }
 
@@ -59,20 +97,55 @@ async fn malformed_events_get_per_item_errors_and_the_rest_is_kept() {
     ]);
     let (st, b) = s.post("/stats", &batch).await;
     assert_eq!(st, 200, "{b}");
-    let codes: Vec<Value> = b["results"].as_array().unwrap().iter().map(|r| r["error"].clone()).collect();
-    assert_eq!(codes, vec![Value::Null, json!("missing_action"), json!("invalid_json_body"), json!("invalid_metadata")]);
+    let codes: Vec<Value> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            Value::Null,
+            json!("missing_action"),
+            json!("invalid_json_body"),
+            json!("invalid_metadata")
+        ]
+    );
     // A single malformed event is a 400.
-    let (st, b) = s.post("/stats", &with(event("set", "1.1.0"), json!({"action": null}))).await;
+    let (st, b) = s
+        .post(
+            "/stats",
+            &with(event("set", "1.1.0"), json!({"action": null})),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("missing_action")));
     // A batch of mixed apps is refused whole.
-    let mixed = json!([event("set", "1.1.0"), with(event("set", "1.1.0"), json!({"app_id": "com.other.app"}))]);
+    let mixed = json!([
+        event("set", "1.1.0"),
+        with(event("set", "1.1.0"), json!({"app_id": "com.other.app"}))
+    ]);
     let (st, b) = s.post("/stats", &mixed).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("mixed_app_ids")));
     // Unknown app.
-    let (st, b) = s.post("/stats", &json!([with(event("set", "1.1.0"), json!({"app_id": "com.unknown.app"}))])).await;
+    let (st, b) = s
+        .post(
+            "/stats",
+            &json!([with(
+                event("set", "1.1.0"),
+                json!({"app_id": "com.unknown.app"})
+            )]),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (404, Some("app_not_found")));
     // Only the one good event of the first batch was stored.
-    let (_, d) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices/{DEVICE}"), None).await;
+    let (_, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
     assert_eq!(d["recent_events"].as_array().unwrap().len(), 1, "{d}");
     // Empty array: nothing to do.
     let (st, b) = s.post("/stats", &json!([])).await;

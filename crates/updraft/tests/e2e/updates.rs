@@ -12,10 +12,16 @@ async fn a_device_on_an_older_bundle_gets_the_channel_bundle() {
     assert_eq!(status, 200);
     assert_plugin_success(&body);
     assert_eq!(body["version"], "1.1.0");
-    assert_eq!(body["url"], format!("https://cdn.example.com/{APP}/1.1.0.zip"));
+    assert_eq!(
+        body["url"],
+        format!("https://cdn.example.com/{APP}/1.1.0.zip")
+    );
     assert_eq!(body["checksum"], CHECKSUM);
     assert_eq!(body["session_key"], "");
-    assert!(body.get("manifest").is_none(), "no manifest key without files: {body}");
+    assert!(
+        body.get("manifest").is_none(),
+        "no manifest key without files: {body}"
+    );
 }
 
 #[tokio::test]
@@ -26,8 +32,10 @@ async fn checksums_registered_in_upper_case_are_served_lower_case() {
         .api(
             Method::POST,
             &format!("/api/v1/apps/{APP}/bundles"),
-            Some(&json!({"version": "1.2.0", "external_url": "https://cdn.example.com/1.2.0.zip",
-                         "checksum": CHECKSUM.to_uppercase(), "channel": "production"})),
+            Some(
+                &json!({"version": "1.2.0", "external_url": "https://cdn.example.com/1.2.0.zip",
+                         "checksum": CHECKSUM.to_uppercase(), "channel": "production"}),
+            ),
         )
         .await;
     assert_eq!(st, 201, "{b}");
@@ -41,15 +49,30 @@ async fn refusals_carry_kind_and_http_200() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     // Same bundle as running → up_to_date.
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"version_name": "1.1.0"}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"version_name": "1.1.0"})),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_refusal(&b, "no_new_version_available", "up_to_date");
     // A named channel that does not exist: no fallback to the public one.
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"defaultChannel": "staging"}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"defaultChannel": "staging"})),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_refusal(&b, "no_channel", "failed");
     // Unknown app: Updraft answers app_not_found with HTTP 200.
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"app_id": "com.unknown.app"}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"app_id": "com.unknown.app"})),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_refusal(&b, "app_not_found", "failed");
 }
@@ -66,7 +89,11 @@ async fn major_upgrades_are_blocked_by_default() {
     assert_eq!(b["old"], "1.0.0");
     // With the policy off, the same device updates.
     let (st, _) = s
-        .api(Method::PATCH, &format!("/api/v1/apps/{APP}/channels/production"), Some(&json!({"disable_auto_update": "none"})))
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            Some(&json!({"disable_auto_update": "none"})),
+        )
         .await;
     assert_eq!(st, 200);
     let (_, b) = s.post("/updates", &device_body()).await;
@@ -79,19 +106,37 @@ async fn platform_and_build_flags_block_in_order() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let (st, _) = s
-        .api(Method::PATCH, &format!("/api/v1/apps/{APP}/channels/production"), Some(&json!({"allow_prod": false, "allow_emulator": false})))
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            Some(&json!({"allow_prod": false, "allow_emulator": false})),
+        )
         .await;
     assert_eq!(st, 200);
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_refusal(&b, "disable_prod_build", "blocked");
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"is_prod": false, "is_emulator": true}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(
+                device_body(),
+                json!({"is_prod": false, "is_emulator": true}),
+            ),
+        )
+        .await;
     assert_refusal(&b, "disable_emulator", "blocked");
     // An android-only channel is not the public channel for iOS devices.
     let (st, _) = s
-        .api(Method::PATCH, &format!("/api/v1/apps/{APP}/channels/production"), Some(&json!({"ios": false, "allow_prod": true})))
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            Some(&json!({"ios": false, "allow_prod": true})),
+        )
         .await;
     assert_eq!(st, 200);
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"platform": "ios"}))).await;
+    let (_, b) = s
+        .post("/updates", &with(device_body(), json!({"platform": "ios"})))
+        .await;
     assert_refusal(&b, "no_channel", "failed");
 }
 
@@ -101,11 +146,22 @@ async fn a_device_override_wins_over_the_public_channel() {
     s.seed("1.1.0").await;
     s.bundle("1.2.0-beta.1").await;
     let (st, b) = s
-        .api(Method::POST, &format!("/api/v1/apps/{APP}/channels"), Some(&json!({"name": "beta", "bundle": "1.2.0-beta.1"})))
+        .api(
+            Method::POST,
+            &format!("/api/v1/apps/{APP}/channels"),
+            Some(&json!({"name": "beta", "bundle": "1.2.0-beta.1"})),
+        )
         .await;
     assert_eq!(st, 201, "{b}");
     let (st, b) = s
-        .api(Method::PUT, &format!("/api/v1/apps/{APP}/devices/{}/channel", DEVICE.to_uppercase()), Some(&json!({"channel": "beta"})))
+        .api(
+            Method::PUT,
+            &format!(
+                "/api/v1/apps/{APP}/devices/{}/channel",
+                DEVICE.to_uppercase()
+            ),
+            Some(&json!({"channel": "beta"})),
+        )
         .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["device_id"], DEVICE);
@@ -113,11 +169,20 @@ async fn a_device_override_wins_over_the_public_channel() {
     assert_plugin_success(&b);
     assert_eq!(b["version"], "1.2.0-beta.1");
     // Another device still gets production.
-    let other = with(device_body(), json!({"device_id": "00000000-0000-4000-8000-000000000002"}));
+    let other = with(
+        device_body(),
+        json!({"device_id": "00000000-0000-4000-8000-000000000002"}),
+    );
     let (_, b) = s.post("/updates", &other).await;
     assert_eq!(b["version"], "1.1.0");
     // Unset: back to production.
-    let (st, _) = s.api(Method::DELETE, &format!("/api/v1/apps/{APP}/devices/{DEVICE}/channel"), None).await;
+    let (st, _) = s
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}/channel"),
+            None,
+        )
+        .await;
     assert_eq!(st, 204);
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_eq!(b["version"], "1.1.0");
@@ -128,13 +193,27 @@ async fn builtin_channels_revert_devices_and_say_so_once_there() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let (st, _) = s
-        .api(Method::PATCH, &format!("/api/v1/apps/{APP}/channels/production"), Some(&json!({"bundle": "builtin"})))
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            Some(&json!({"bundle": "builtin"})),
+        )
         .await;
     assert_eq!(st, 200);
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"version_name": "1.1.0"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"version_name": "1.1.0"})),
+        )
+        .await;
     assert_plugin_success(&b);
     assert_eq!(b["version"], "builtin");
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"version_name": "builtin"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"version_name": "builtin"})),
+        )
+        .await;
     assert_refusal(&b, "already_on_builtin", "up_to_date");
 }
 
@@ -142,7 +221,12 @@ async fn builtin_channels_revert_devices_and_say_so_once_there() {
 async fn a_device_with_a_public_key_is_never_offered_a_plain_bundle() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"key_id": "MIIBCgKCAQEAqJikYizo"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"key_id": "MIIBCgKCAQEAqJikYizo"})),
+        )
+        .await;
     assert_refusal(&b, "encryption_required", "blocked");
 }
 
@@ -162,12 +246,25 @@ async fn key_id_mismatch_is_refused_for_new_plugins() {
         )
         .await;
     assert_eq!(st, 201, "{b}");
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"key_id": "MIIBCgKCAQEAzzzzzzzz"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"key_id": "MIIBCgKCAQEAzzzzzzzz"})),
+        )
+        .await;
     assert_refusal(&b, "key_id_mismatch", "blocked");
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"key_id": "MIIBCgKCAQEAqJikYizo"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"key_id": "MIIBCgKCAQEAqJikYizo"})),
+        )
+        .await;
     assert_plugin_success(&b);
     assert_eq!(b["checksum"], enc_checksum);
-    assert_eq!(b["session_key"], "Dxhg4mYyD8LX9GnjsOXVMg==:S28cNvVjlJ6FuHgR038w");
+    assert_eq!(
+        b["session_key"],
+        "Dxhg4mYyD8LX9GnjsOXVMg==:S28cNvVjlJ6FuHgR038w"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +283,12 @@ async fn link_and_comment_reach_plugins_that_support_them() {
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_eq!(b["link"], "https://example.com/changelog");
     assert_eq!(b["comment"], "Faster start");
-    let (_, b) = s.post("/updates", &with(device_body(), json!({"plugin_version": "8.34.0"}))).await;
+    let (_, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"plugin_version": "8.34.0"})),
+        )
+        .await;
     assert_plugin_success(&b);
     assert!(b.get("link").is_none() && b.get("comment").is_none(), "{b}");
 }
@@ -196,24 +298,49 @@ async fn malformed_update_checks_get_4xx_with_codes_and_change_nothing() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let (st, b) = s.post_raw("/updates", b"{not json".to_vec()).await;
-    assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_parse_body")));
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("invalid_json_parse_body"))
+    );
     let (st, b) = s.post("/updates", &json!({})).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_body")));
     let (st, b) = s.post("/updates", &json!({"platform": "android"})).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("missing_device_id")));
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"device_id": 12345}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"device_id": 12345})),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_body")));
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"version_build": "not-a-version"}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"version_build": "not-a-version"})),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("semver_error")));
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"platform": "windows"}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"platform": "windows"})),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_body")));
-    let (st, b) = s.post("/updates", &with(device_body(), json!({"key_id": "x".repeat(26)}))).await;
+    let (st, b) = s
+        .post(
+            "/updates",
+            &with(device_body(), json!({"key_id": "x".repeat(26)})),
+        )
+        .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_body")));
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let (st, b) = s.post_raw("/updates", huge.into_bytes()).await;
     assert_eq!((st, b["error"].as_str()), (413, Some("body_too_large")));
     // None of that registered a device.
-    let (st, b) = s.api(Method::GET, &format!("/api/v1/apps/{APP}/devices"), None).await;
+    let (st, b) = s
+        .api(Method::GET, &format!("/api/v1/apps/{APP}/devices"), None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(b["total"], 0, "{b}");
 }
@@ -234,7 +361,10 @@ async fn health_routes_and_cors() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "capacitor://localhost");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "capacitor://localhost"
+    );
     let resp = s
         .http
         .post(format!("{}/updates", s.url))
