@@ -255,7 +255,7 @@ fn channel_flag_refusal(
     // and names that are not semver take no part in them.
     let bundle_version = match resolved.target {
         Target::Builtin => None,
-        Target::Bundle(bundle) => version::parse_bundle_name(&bundle.name).map(|v| (bundle, v)),
+        Target::Bundle(bundle) => version::parse_semver_lenient(&bundle.name).map(|v| (bundle, v)),
     };
     let policy = channel.disable_auto_update;
 
@@ -324,7 +324,9 @@ fn channel_flag_refusal(
         }
         if policy == AutoUpdatePolicy::Metadata {
             // An absent or unparsable minimum cannot be honoured either way.
-            match non_empty(&bundle.min_update_version).and_then(version::parse_lenient) {
+            match non_empty(&bundle.min_update_version)
+                .and_then(|m| version::normalize_version_build(m.trim()))
+            {
                 None => {
                     return Some(
                         DeviceError::flat(

@@ -5,11 +5,10 @@ mod channel_self;
 pub(crate) mod fields;
 pub(crate) mod prelude;
 mod update;
-mod version;
 
+pub use crate::version::{normalize_version_build, parse_semver_lenient};
 pub use channel_self::{parse_channel_list_query, parse_channel_self_request, query_to_body};
 pub use update::parse_update_request;
-pub use version::{normalize_version_build, parse_semver_lenient};
 
 use crate::error::DeviceError;
 use crate::model::Platform;

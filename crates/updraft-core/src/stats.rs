@@ -15,9 +15,9 @@
 use crate::error::DeviceError;
 use crate::model::{DeviceSighting, Millis, StatsEvent};
 use crate::request::fields::{
-    self, check_device_id, device_id_field, flag, is_reverse_domain, non_blank, non_empty,
-    normalize_install_source, optional_str, required_str, single_issue_error, DeviceIdField,
-    Issues, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    self, check_device_id, device_id_field, flag, non_blank, non_empty, normalize_install_source,
+    optional_str, required_str, single_issue_error, DeviceIdField, Issues, DEVICE_ID_ISSUE,
+    INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
 };
 use crate::request::prelude::{coerce_version_build, missing_device_id, resolve_builtin};
 use crate::request::{ParsedStatsEvent, StatsBatch, StatsItem};
@@ -210,7 +210,7 @@ pub fn stats_response(batch: &StatsBatch) -> (u16, Value) {
 
 fn event_app_id(event: &Value) -> Result<&str, DeviceError> {
     match event.get("app_id") {
-        Some(Value::String(app_id)) if is_reverse_domain(app_id) => Ok(app_id),
+        Some(Value::String(app_id)) if crate::validate::is_valid_app_id(app_id) => Ok(app_id),
         Some(Value::String(app_id)) if !app_id.is_empty() => {
             Err(invalid_app_id("App ID must be a reverse domain string"))
         }

@@ -4,7 +4,7 @@
 //! Every comparison uses semver *precedence*: a prerelease sorts below its
 //! release (`8.35.0-beta.1 < 8.35.0`) and build metadata is ignored.
 
-use semver::Version;
+use semver::{BuildMetadata, Prerelease, Version};
 use std::cmp::Ordering;
 
 /// `a < b` by semver precedence (build metadata ignored).
@@ -77,7 +77,7 @@ pub fn uses_local_channel_storage(parsed: Option<&Version>, raw: Option<&str>) -
         Some(v) => v,
         None => match raw.map(str::trim).filter(|r| !r.is_empty()) {
             None => return true,
-            Some(text) => match parse_lenient(text) {
+            Some(text) => match parse_semver_lenient(text) {
                 Some(v) => {
                     owned = v;
                     &owned
@@ -95,35 +95,77 @@ pub fn uses_local_channel_storage(parsed: Option<&Version>, raw: Option<&str>) -
     )
 }
 
-/// Parses a version the way the reference coerces native versions: trims,
-/// accepts a leading `v`, pads a missing minor/patch (`1` → `1.0.0`,
-/// `1.2` → `1.2.0`, prerelease and build kept), and maps the legacy names
-/// `builtin`/`unknown` to `0.0.0`.
-pub fn parse_lenient(text: &str) -> Option<Version> {
-    let trimmed = text.trim();
-    if trimmed.eq_ignore_ascii_case("builtin") || trimmed.eq_ignore_ascii_case("unknown") {
-        return Some(Version::new(0, 0, 0));
-    }
-    let unprefixed = strip_v(trimmed);
-    // The numeric core ends where a prerelease (`-`) or build (`+`) starts.
-    let core_end = unprefixed.find(['-', '+']).unwrap_or(unprefixed.len());
-    let (core, rest) = unprefixed.split_at(core_end);
-    let padding = match core.matches('.').count() {
-        0 => ".0.0",
-        1 => ".0",
-        _ => "",
+/// Longer strings are refused outright, as the reference's semver parser does.
+const MAX_VERSION_LEN: usize = 256;
+
+/// The reference's `fixSemver` + `tryParse`, used for `version_build` everywhere:
+/// `builtin`/`unknown` → `0.0.0`, `1` → `1.0.0`, `1.2` → `1.2.0`, then a
+/// semver parse that tolerates surrounding spaces, a leading `v`, a
+/// prerelease and build metadata (`v1.2.3-beta.1+42`).
+pub fn normalize_version_build(raw: &str) -> Option<semver::Version> {
+    let fixed = match raw {
+        "builtin" | "unknown" => return Some(Version::new(0, 0, 0)),
+        _ => match raw.matches('.').count() {
+            0 => format!("{raw}.0.0"),
+            1 => format!("{raw}.0"),
+            _ => raw.to_string(),
+        },
     };
-    Version::parse(&format!("{core}{padding}{rest}")).ok()
+    parse_version(&fixed, false)
 }
 
-/// Parses a bundle name as semver (a leading `v` allowed, nothing padded):
-/// names that are not versions take no part in version policies.
-pub fn parse_bundle_name(name: &str) -> Option<Version> {
-    Version::parse(strip_v(name.trim())).ok()
+/// Lenient semver parse for plugin versions and bundle names typed by people:
+/// accepts surrounding spaces and a leading `v` or `=` (`v1.2.3`, `= 1.2.3`).
+pub fn parse_semver_lenient(raw: &str) -> Option<semver::Version> {
+    parse_version(raw, true)
 }
 
-fn strip_v(text: &str) -> &str {
-    text.strip_prefix(['v', 'V']).unwrap_or(text)
+fn parse_version(raw: &str, allow_equals_prefix: bool) -> Option<Version> {
+    if raw.len() > MAX_VERSION_LEN {
+        return None;
+    }
+    let mut text = raw.trim();
+    if allow_equals_prefix {
+        if let Some(rest) = text.strip_prefix('=') {
+            text = rest.trim_start();
+        }
+    }
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+
+    let (without_build, build) = match text.split_once('+') {
+        Some((head, build)) => (head, Some(build)),
+        None => (text, None),
+    };
+    let (core, pre) = match without_build.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (without_build, None),
+    };
+
+    let mut numbers = core.split('.');
+    let major = parse_number(numbers.next()?)?;
+    let minor = parse_number(numbers.next()?)?;
+    let patch = parse_number(numbers.next()?)?;
+    if numbers.next().is_some() {
+        return None;
+    }
+
+    let mut version = Version::new(major, minor, patch);
+    if let Some(pre) = pre {
+        version.pre = Prerelease::new(pre).ok().filter(|p| !p.is_empty())?;
+    }
+    if let Some(build) = build {
+        version.build = BuildMetadata::new(build).ok().filter(|b| !b.is_empty())?;
+    }
+    Some(version)
+}
+
+/// Digits only; leading zeros are tolerated in the numeric core because devices
+/// send native versions like `01.2.3` that the reference passes through.
+fn parse_number(part: &str) -> Option<u64> {
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
 }
 
 #[cfg(test)]
@@ -246,35 +288,68 @@ mod tests {
         assert!(uses_local_channel_storage(None, Some("  ")));
         assert!(!uses_local_channel_storage(None, Some("not-a-version")));
         assert!(!uses_local_channel_storage(None, Some("7.1")));
-        assert!(uses_local_channel_storage(None, Some("7.34")));
+        // Like the reference's semver parse, a short "7.34" is not a version.
+        assert!(!uses_local_channel_storage(None, Some("7.34")));
+        assert!(uses_local_channel_storage(None, Some("v7.34.0")));
     }
 
     #[test]
-    fn lenient_parse_pads_and_strips() {
-        let cases = [
-            ("1", Some("1.0.0")),
+    fn version_build_is_coerced_like_the_reference() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("1.2.3", Some("1.2.3")),
             ("1.2", Some("1.2.0")),
+            ("7", Some("7.0.0")),
             ("v1.2.3", Some("1.2.3")),
-            (" 2.0.0-beta.1 ", Some("2.0.0-beta.1")),
-            ("1.2-rc.1", Some("1.2.0-rc.1")),
+            ("v2", Some("2.0.0")),
+            (" 1.2.3 ", Some("1.2.3")),
             ("builtin", Some("0.0.0")),
             ("unknown", Some("0.0.0")),
-            ("abc", None),
+            ("1.2.3-beta.1", Some("1.2.3-beta.1")),
+            ("1.2.3+build.7", Some("1.2.3+build.7")),
+            ("1.2.3-rc.1+sha.abc", Some("1.2.3-rc.1+sha.abc")),
+            ("01.2.3", Some("1.2.3")),
+            ("invalid_version", None),
+            ("BUILTIN", None),
+            ("1.2.3.4", None),
+            ("1..3", None),
+            ("1.2.x", None),
             ("", None),
+            ("=1.2.3", None),
+            ("1.2.3-", None),
+            ("1.2.3-01", None),
+            ("1.2.3+", None),
+            ("-1.2.3", None),
         ];
-        for (text, expected) in cases {
-            assert_eq!(
-                parse_lenient(text).map(|p| p.to_string()),
-                expected.map(str::to_string),
-                "{text}"
-            );
+        for (raw, expected) in cases {
+            let got = normalize_version_build(raw).map(|v| v.to_string());
+            assert_eq!(got.as_deref(), *expected, "version_build {raw:?}");
         }
     }
 
     #[test]
-    fn bundle_names_parse_strictly() {
-        assert_eq!(parse_bundle_name("v1.2.3"), Some(v("1.2.3")));
-        assert_eq!(parse_bundle_name("1.2"), None);
-        assert_eq!(parse_bundle_name("deferred-v1"), None);
+    fn lenient_parse_accepts_what_people_type() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("8.51.14", Some("8.51.14")),
+            ("v8.0.0", Some("8.0.0")),
+            ("=1.0.0", Some("1.0.0")),
+            ("= 1.0.0", Some("1.0.0")),
+            ("  6.34.0  ", Some("6.34.0")),
+            ("1.0.0-alpha.1", Some("1.0.0-alpha.1")),
+            ("1.0", None),
+            ("invalid_version", None),
+            ("", None),
+            ("vv1.0.0", None),
+        ];
+        for (raw, expected) in cases {
+            let got = parse_semver_lenient(raw).map(|v| v.to_string());
+            assert_eq!(got.as_deref(), *expected, "plugin version {raw:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_version_is_refused() {
+        let long = format!("1.2.3-{}", "a".repeat(300));
+        assert_eq!(parse_semver_lenient(&long), None);
+        assert_eq!(normalize_version_build(&long), None);
     }
 }

@@ -6,9 +6,9 @@ use super::fields::{
     required_str, Issues, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
 };
 use super::prelude::{coerce_version_build, prelude, resolve_builtin};
-use super::version::parse_semver_lenient;
 use super::{ChannelListQuery, ChannelSelfMethod, ChannelSelfRequest};
 use crate::error::DeviceError;
+use crate::version::parse_semver_lenient;
 use serde_json::{Map, Value};
 
 const INVALID_BODY: &str = "invalid_json_body";

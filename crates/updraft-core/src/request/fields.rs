@@ -58,36 +58,10 @@ pub(crate) fn single_issue_error(code: &'static str, field: &str, message: &str)
     issues.into_error(code)
 }
 
-/// `/^[a-z0-9]+(\.[\w-]+)+$/i`: a reverse domain with at least one dot.
-pub(crate) fn is_reverse_domain(app_id: &str) -> bool {
-    let mut segments = app_id.split('.');
-    let first_ok = segments
-        .next()
-        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let mut later_count = 0;
-    let later_ok = segments.all(|s| {
-        later_count += 1;
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    });
-    first_ok && later_ok && later_count > 0
-}
-
-/// `8-4-4-4-12` hex digits, either case.
-pub(crate) fn is_uuid_shape(device_id: &str) -> bool {
-    let bytes = device_id.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
-}
-
 /// Adds the `device_id` issues (length, UUID shape) of an already lower-cased id.
 pub(crate) fn check_device_id(issues: &mut Issues, device_id: &str) {
     issues.max_chars("device_id", device_id, DEVICE_ID_MAX_CHARS);
-    if !is_uuid_shape(device_id) {
+    if !crate::validate::is_uuid(device_id) {
         issues.push("device_id", DEVICE_ID_ISSUE);
     }
 }
@@ -172,7 +146,7 @@ pub(crate) fn flag(
 /// `app_id` must be a reverse-domain string.
 pub(crate) fn app_id<'a>(obj: &'a Map<String, Value>, issues: &mut Issues) -> Option<&'a str> {
     match obj.get("app_id") {
-        Some(Value::String(s)) if is_reverse_domain(s) => Some(s),
+        Some(Value::String(s)) if crate::validate::is_valid_app_id(s) => Some(s),
         _ => {
             issues.push("app_id", APP_ID_ISSUE);
             None
@@ -215,47 +189,6 @@ pub(crate) fn non_empty(value: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reverse_domain_matches_the_reference_pattern() {
-        let cases = [
-            ("com.example.app", true),
-            ("COM.Example.App", true),
-            ("io.ionic.starter", true),
-            ("com.my_company.my-app", true),
-            ("a1.b", true),
-            ("com", false),
-            ("", false),
-            ("com.", false),
-            (".com.app", false),
-            ("com..app", false),
-            ("my-company.app", false),
-            ("com.exa mple", false),
-            ("com.exämple", false),
-            ("com/app.x", false),
-        ];
-        for (app_id, expected) in cases {
-            assert_eq!(is_reverse_domain(app_id), expected, "{app_id:?}");
-        }
-    }
-
-    #[test]
-    fn uuid_shape_is_8_4_4_4_12_hex() {
-        let cases = [
-            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11", true),
-            ("6E2C0C9A-3F5B-4C8E-9A43-1F0F4B2D7C11", true),
-            ("00000000-0000-0000-0000-000000000000", true),
-            ("6e2c0c9a3f5b4c8e9a431f0f4b2d7c11", false),
-            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c1", false),
-            ("6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c111", false),
-            ("6e2c0c9g-3f5b-4c8e-9a43-1f0f4b2d7c11", false),
-            ("6e2c0c9a-3f5b-4c8e-9a43_1f0f4b2d7c11", false),
-            ("", false),
-        ];
-        for (id, expected) in cases {
-            assert_eq!(is_uuid_shape(id), expected, "{id:?}");
-        }
-    }
 
     #[test]
     fn device_id_field_classifies_every_json_type() {

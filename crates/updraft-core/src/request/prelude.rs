@@ -6,8 +6,8 @@ use super::fields::{
     device_id_field, is_missing, single_issue_error, DeviceIdField, DEVICE_ID_ISSUE,
     PARSE_BODY_MESSAGE,
 };
-use super::version::normalize_version_build;
 use crate::error::DeviceError;
+use crate::version::normalize_version_build;
 use serde_json::{Map, Value};
 
 pub(crate) struct Prelude<'a> {

@@ -5,9 +5,9 @@ use super::fields::{
     Issues, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
 };
 use super::prelude::{prelude, resolve_builtin};
-use super::version::parse_semver_lenient;
 use super::UpdateRequest;
 use crate::error::DeviceError;
+use crate::version::parse_semver_lenient;
 use serde_json::{Map, Value};
 
 const INVALID_BODY: &str = "invalid_json_body";
