@@ -388,3 +388,213 @@ async fn manifest_size_answers_for_known_apps() {
     assert_eq!(b["totalSize"], 0, "{b}");
     assert_eq!(b["files"], json!([]));
 }
+
+/// One app per case: a public `production` channel on `bundle`, then `settings`.
+struct PolicyCase {
+    name: &'static str,
+    bundle: &'static str,
+    min_update_version: Option<&'static str>,
+    settings: serde_json::Value,
+    /// Pin the device with an admin override (reaches channels the public lookup skips).
+    pin: bool,
+    device: serde_json::Value,
+    expect_error: Option<(&'static str, &'static str)>,
+}
+
+#[tokio::test]
+async fn every_channel_rule_is_observable_over_http() {
+    let s = Server::start().await;
+    let none = json!({});
+    let cases = vec![
+        PolicyCase {
+            name: "minor policy",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"disable_auto_update": "minor"}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("disable_auto_update_to_minor", "blocked")),
+        },
+        PolicyCase {
+            name: "patch policy",
+            bundle: "1.0.1",
+            min_update_version: None,
+            settings: json!({"disable_auto_update": "patch"}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("disable_auto_update_to_patch", "blocked")),
+        },
+        PolicyCase {
+            name: "patch policy, same x.y.z",
+            bundle: "1.0.0-hotfix.1",
+            min_update_version: None,
+            settings: json!({"disable_auto_update": "patch", "disable_auto_update_under_native": false}),
+            pin: false,
+            device: none.clone(),
+            expect_error: None,
+        },
+        PolicyCase {
+            name: "metadata without min",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"disable_auto_update": "metadata"}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("misconfigured_channel", "failed")),
+        },
+        PolicyCase {
+            name: "metadata above native",
+            bundle: "1.1.0",
+            min_update_version: Some("1.0.5"),
+            settings: json!({"disable_auto_update": "metadata"}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("disable_auto_update_to_metadata", "blocked")),
+        },
+        PolicyCase {
+            name: "metadata satisfied",
+            bundle: "1.1.0",
+            min_update_version: Some("1.0.0"),
+            settings: json!({"disable_auto_update": "metadata"}),
+            pin: false,
+            device: none.clone(),
+            expect_error: None,
+        },
+        PolicyCase {
+            name: "under native",
+            bundle: "0.9.0",
+            min_update_version: None,
+            settings: json!({}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("disable_auto_update_under_native", "blocked")),
+        },
+        PolicyCase {
+            name: "dev build",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"allow_dev": false}),
+            pin: false,
+            device: json!({"is_prod": false}),
+            expect_error: Some(("disable_dev_build", "blocked")),
+        },
+        PolicyCase {
+            name: "physical device",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"allow_device": false}),
+            pin: false,
+            device: none.clone(),
+            expect_error: Some(("disable_device", "blocked")),
+        },
+        PolicyCase {
+            name: "ios disabled, pinned",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"ios": false}),
+            pin: true,
+            device: json!({"platform": "ios"}),
+            expect_error: Some(("disabled_platform_ios", "blocked")),
+        },
+        PolicyCase {
+            name: "android disabled, pinned",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"android": false}),
+            pin: true,
+            device: none.clone(),
+            expect_error: Some(("disabled_platform_android", "blocked")),
+        },
+        PolicyCase {
+            name: "plugin v4",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({}),
+            pin: false,
+            device: json!({"plugin_version": "4.13.0"}),
+            expect_error: Some(("unsupported_plugin_version", "failed")),
+        },
+        PolicyCase {
+            name: "electron",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({}),
+            pin: false,
+            device: json!({"platform": "electron"}),
+            expect_error: None,
+        },
+        PolicyCase {
+            name: "builtin on a plugin too old to revert",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({"bundle": "builtin"}),
+            pin: false,
+            device: json!({"plugin_version": "6.1.0", "version_name": "1.1.0"}),
+            expect_error: Some(("revert_to_builtin_plugin_version_too_old", "failed")),
+        },
+        PolicyCase {
+            name: "version_build coerced",
+            bundle: "1.1.0",
+            min_update_version: None,
+            settings: json!({}),
+            pin: false,
+            device: json!({"version_build": "v1", "version_name": "builtin"}),
+            expect_error: None,
+        },
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let app = format!("com.case{i}.app");
+        let (st, b) = s
+            .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": app})))
+            .await;
+        assert_eq!(st, 201, "{}: {b}", case.name);
+        let mut bundle = json!({"version": case.bundle, "external_url": "https://cdn.example.com/b.zip", "checksum": CHECKSUM});
+        if let Some(min) = case.min_update_version {
+            bundle["min_update_version"] = json!(min);
+        }
+        let (st, b) = s
+            .api(
+                Method::POST,
+                &format!("/api/v1/apps/{app}/bundles"),
+                Some(&bundle),
+            )
+            .await;
+        assert_eq!(st, 201, "{}: {b}", case.name);
+        let mut channel = json!({"name": "production", "public": true, "bundle": case.bundle});
+        for (k, v) in case.settings.as_object().unwrap() {
+            channel[k] = v.clone();
+        }
+        let (st, b) = s
+            .api(
+                Method::POST,
+                &format!("/api/v1/apps/{app}/channels"),
+                Some(&channel),
+            )
+            .await;
+        assert_eq!(st, 201, "{}: {b}", case.name);
+        if case.pin {
+            let (st, b) = s
+                .api(
+                    Method::PUT,
+                    &format!("/api/v1/apps/{app}/devices/{DEVICE}/channel"),
+                    Some(&json!({"channel": "production"})),
+                )
+                .await;
+            assert_eq!(st, 200, "{}: {b}", case.name);
+        }
+        let mut device = with(device_body(), json!({"app_id": app}));
+        device = with(device, case.device.clone());
+        let (st, body) = s.post("/updates", &device).await;
+        assert_eq!(st, 200, "{}: {body}", case.name);
+        match case.expect_error {
+            Some((code, kind)) => {
+                assert_eq!(body["error"], code, "{}: {body}", case.name);
+                assert_eq!(body["kind"], kind, "{}: {body}", case.name);
+            }
+            None => {
+                assert_plugin_success(&body);
+                assert_eq!(body["version"], case.bundle, "{}: {body}", case.name);
+            }
+        }
+    }
+}
