@@ -54,6 +54,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(
+            json!({"error": "method_not_allowed", "message": "This route does not take that method"}),
+        ),
+    )
+}
+
 async fn not_found() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
@@ -98,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -56,15 +56,22 @@ impl RegistryWriter {
 
     /// Queues a sighting; it reaches the database at the next flush.
     pub fn note(&self, sighting: DeviceSighting) {
+        self.fold_in(sighting, true);
+    }
+
+    /// Merges a sighting with what is pending for the same device; `is_newer`
+    /// says which of the two happened last.
+    fn fold_in(&self, sighting: DeviceSighting, is_newer: bool) {
         let key = (sighting.app_id.clone(), sighting.device_id.clone());
         let shard = (self.hasher.hash_one(&key) as usize) % REGISTRY_SHARDS;
         let mut pending = match self.shards[shard].lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let merged = match pending.remove(&key) {
-            Some(older) => merge_sighting(older, sighting),
-            None => sighting,
+        let merged = match (pending.remove(&key), is_newer) {
+            (Some(pending_one), true) => merge_sighting(pending_one, sighting),
+            (Some(pending_one), false) => merge_sighting(sighting, pending_one),
+            (None, _) => sighting,
         };
         pending.insert(key, merged);
     }
@@ -94,17 +101,7 @@ impl RegistryWriter {
             Ok(()) => Ok(batch.len()),
             Err(err) => {
                 for older in batch {
-                    let key = (older.app_id.clone(), older.device_id.clone());
-                    let shard = (self.hasher.hash_one(&key) as usize) % REGISTRY_SHARDS;
-                    let mut pending = match self.shards[shard].lock() {
-                        Ok(guard) => guard,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    let merged = match pending.remove(&key) {
-                        Some(newer) => merge_sighting(older, newer),
-                        None => older,
-                    };
-                    pending.insert(key, merged);
+                    self.fold_in(older, false);
                 }
                 Err(err)
             }

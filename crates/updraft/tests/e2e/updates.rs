@@ -376,6 +376,8 @@ async fn health_routes_and_cors() {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     let (st, b) = s.request(Method::GET, "/nope", None).await;
     assert_eq!((st, b["error"].as_str()), (404, Some("not_found")));
+    let (st, b) = s.request(Method::PATCH, "/updates", None).await;
+    assert_eq!((st, b["error"].as_str()), (405, Some("method_not_allowed")));
 }
 
 #[tokio::test]
