@@ -48,7 +48,11 @@ impl CorsPolicy {
     }
 }
 
+/// Applies to the device routes only; everything else passes through.
 pub async fn cors(State(policy): State<CorsPolicy>, request: Request, next: Next) -> Response {
+    if !crate::device::is_device_path(request.uri().path()) {
+        return next.run(request).await;
+    }
     let origin = request
         .headers()
         .get(header::ORIGIN)

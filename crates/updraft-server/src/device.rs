@@ -29,6 +29,15 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// The device routes, with or without the legacy `/plugin` prefix.
+pub fn is_device_path(path: &str) -> bool {
+    let path = path.strip_prefix("/plugin").unwrap_or(path);
+    matches!(
+        path,
+        "/updates" | "/updates/manifest_size" | "/stats" | "/channel_self"
+    )
+}
+
 pub fn routes() -> Router<AppState> {
     let device = Router::new()
         .route("/updates", get(health).post(updates))

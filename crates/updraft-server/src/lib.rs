@@ -97,17 +97,18 @@ async fn request_id(
 
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
-    let device_routes = device::routes().layer(axum::middleware::from_fn_with_state(
-        cors_policy,
-        cors::cors,
-    ));
     Router::new()
-        .merge(device_routes)
+        .merge(device::routes())
         .merge(api::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routing, so a preflight never meets the 405 fallback.
+        .layer(axum::middleware::from_fn_with_state(
+            cors_policy,
+            cors::cors,
+        ))
         .layer(axum::middleware::from_fn(request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -367,6 +367,18 @@ async fn health_routes_and_cors() {
     );
     let resp = s
         .http
+        .post(format!("{}/stats", s.url))
+        .header("Origin", "ionic://localhost")
+        .json(&serde_json::json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "ionic://localhost"
+    );
+    let resp = s
+        .http
         .post(format!("{}/updates", s.url))
         .header("Origin", "https://evil.example")
         .json(&device_body())
