@@ -1,7 +1,14 @@
 //! Shape checks for identifiers, shared by the device and management APIs.
 
-/// Reverse-domain app id: `/^[a-z0-9]+(\.[\w-]+)+$/i` (at least one dot).
+/// Longest app id accepted (Android package names stop at 255).
+pub const MAX_APP_ID_CHARS: usize = 255;
+
+/// Reverse-domain app id: `/^[a-z0-9]+(\.[\w-]+)+$/i` (at least one dot),
+/// at most [`MAX_APP_ID_CHARS`] long.
 pub fn is_valid_app_id(app_id: &str) -> bool {
+    if app_id.len() > MAX_APP_ID_CHARS {
+        return false;
+    }
     let mut parts = app_id.split('.');
     let first_ok = parts
         .next()
@@ -52,6 +59,8 @@ mod tests {
             ("com.exa mple", false),
             ("com.exämple", false),
             ("com/app.x", false),
+            (&format!("com.{}", "a".repeat(252)), false),
+            (&format!("com.{}", "a".repeat(251)), true),
         ];
         for (app_id, expected) in cases {
             assert_eq!(is_valid_app_id(app_id), expected, "{app_id:?}");

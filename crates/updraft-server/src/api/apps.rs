@@ -103,6 +103,13 @@ pub async fn delete(
     caller.require(Role::Admin, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     state.store.delete_app(&app_id).await?;
+    // Keys limited to this app would otherwise come back to life if the id is reused.
+    let now = now_ms();
+    for key in state.store.list_api_keys().await? {
+        if key.app_id.as_deref() == Some(app_id.as_str()) && key.revoked_at.is_none() {
+            state.store.revoke_api_key(&key.id.to_string(), now).await?;
+        }
+    }
     refresh_release(&state, &app_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
