@@ -90,8 +90,19 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "message": self.message});
-        (self.status, axum::Json(body)).into_response()
+        close_if_body_unread((self.status, axum::Json(body)).into_response())
     }
+}
+
+/// A 413 leaves the rest of the request body unread, so the connection cannot
+/// carry another request: say so, or a client reusing it meets a broken pipe.
+fn close_if_body_unread(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A device-route answer: the reference service's envelopes, with their status.
@@ -100,7 +111,8 @@ pub struct DeviceResponse(pub DeviceError);
 impl IntoResponse for DeviceResponse {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut response = (status, axum::Json(self.0.to_json())).into_response();
+        let mut response =
+            close_if_body_unread((status, axum::Json(self.0.to_json())).into_response());
         if status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(seconds) = self
                 .0

@@ -270,6 +270,16 @@ impl Server {
         assert_eq!(s, 201, "{b}");
     }
 
+    /// PATCHes the `production` channel of the test app.
+    pub async fn patch_production(&self, settings: Value) -> (u16, Value) {
+        self.api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            Some(&settings),
+        )
+        .await
+    }
+
     pub async fn bundle(&self, version: &str) {
         let (s, b) = self
             .api(

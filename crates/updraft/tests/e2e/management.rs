@@ -155,29 +155,13 @@ async fn bad_management_input_is_refused_with_codes() {
         .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
         .await;
     assert_eq!((st, b["error"].as_str()), (409, Some("app_already_exists")));
-    let (st, b) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"bundle": "9.9.9"})),
-        )
-        .await;
+    let (st, b) = s.patch_production(json!({"bundle": "9.9.9"})).await;
     assert_eq!((st, b["error"].as_str()), (404, Some("bundle_not_found")));
     let (st, b) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"disable_auto_update": "sometimes"})),
-        )
+        .patch_production(json!({"disable_auto_update": "sometimes"}))
         .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_body")));
-    let (st, b) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"no_such_flag": true})),
-        )
-        .await;
+    let (st, b) = s.patch_production(json!({"no_such_flag": true})).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_body")));
     // Nothing above changed the channel or the bundles.
     let (_, c) = s

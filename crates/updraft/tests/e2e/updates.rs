@@ -89,11 +89,7 @@ async fn major_upgrades_are_blocked_by_default() {
     assert_eq!(b["old"], "1.0.0");
     // With the policy off, the same device updates.
     let (st, _) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"disable_auto_update": "none"})),
-        )
+        .patch_production(json!({"disable_auto_update": "none"}))
         .await;
     assert_eq!(st, 200);
     let (_, b) = s.post("/updates", &device_body()).await;
@@ -106,11 +102,7 @@ async fn platform_and_build_flags_block_in_order() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let (st, _) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"allow_prod": false, "allow_emulator": false})),
-        )
+        .patch_production(json!({"allow_prod": false, "allow_emulator": false}))
         .await;
     assert_eq!(st, 200);
     let (_, b) = s.post("/updates", &device_body()).await;
@@ -127,11 +119,7 @@ async fn platform_and_build_flags_block_in_order() {
     assert_refusal(&b, "disable_emulator", "blocked");
     // An android-only channel is not the public channel for iOS devices.
     let (st, _) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"ios": false, "allow_prod": true})),
-        )
+        .patch_production(json!({"ios": false, "allow_prod": true}))
         .await;
     assert_eq!(st, 200);
     let (_, b) = s
@@ -192,13 +180,7 @@ async fn a_device_override_wins_over_the_public_channel() {
 async fn builtin_channels_revert_devices_and_say_so_once_there() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
-    let (st, _) = s
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/apps/{APP}/channels/production"),
-            Some(&json!({"bundle": "builtin"})),
-        )
-        .await;
+    let (st, _) = s.patch_production(json!({"bundle": "builtin"})).await;
     assert_eq!(st, 200);
     let (_, b) = s
         .post(
