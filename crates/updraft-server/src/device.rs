@@ -121,7 +121,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     .await;
     match result {
         Ok(body) => axum::Json(body).into_response(),
-        Err(err) => DeviceResponse(err).into_response(),
+        Err(err) => DeviceResponse::update_check(err),
     }
 }
 
@@ -135,7 +135,7 @@ async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
     .await;
     match result {
         Ok(body) => axum::Json(body).into_response(),
-        Err(err) => DeviceResponse(err).into_response(),
+        Err(err) => DeviceResponse::update_check(err),
     }
 }
 

@@ -108,11 +108,20 @@ fn close_if_body_unread(mut response: Response) -> Response {
 /// A device-route answer: the reference service's envelopes, with their status.
 pub struct DeviceResponse(pub DeviceError);
 
-impl IntoResponse for DeviceResponse {
-    fn into_response(self) -> Response {
+impl DeviceResponse {
+    /// An `/updates` refusal of malformed input: the plugin files an error
+    /// without `kind` as a failure anyway, but every refusal says so outright.
+    pub fn update_check(err: DeviceError) -> Response {
+        DeviceResponse(err).render(Some("failed"))
+    }
+
+    fn render(self, kind: Option<&str>) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut response =
-            close_if_body_unread((status, axum::Json(self.0.to_json())).into_response());
+        let mut body = self.0.to_json();
+        if let (Some(kind), Some(fields)) = (kind, body.as_object_mut()) {
+            fields.insert("kind".into(), serde_json::Value::String(kind.into()));
+        }
+        let mut response = close_if_body_unread((status, axum::Json(body)).into_response());
         if status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(seconds) = self
                 .0
@@ -126,6 +135,12 @@ impl IntoResponse for DeviceResponse {
             }
         }
         response
+    }
+}
+
+impl IntoResponse for DeviceResponse {
+    fn into_response(self) -> Response {
+        self.render(None)
     }
 }
 

@@ -316,6 +316,9 @@ async fn malformed_update_checks_get_4xx_with_codes_and_change_nothing() {
         )
         .await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_json_body")));
+    // Every /updates refusal carries a kind the plugin knows, malformed input included.
+    let (_, b) = s.post("/updates", &json!({})).await;
+    assert_eq!(b["kind"], "failed", "{b}");
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let (st, b) = s.post_raw("/updates", huge.into_bytes()).await;
     assert_eq!((st, b["error"].as_str()), (413, Some("body_too_large")));
