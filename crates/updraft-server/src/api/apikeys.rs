@@ -15,7 +15,7 @@ use updraft_store::NewApiKey;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-#[utoipa::path(get, path = "/api/v1/apikeys", tag = "apikeys",
+#[utoipa::path(get, path = "/api/v1/apikeys", tag = "apikeys", operation_id = "list_apikeys",
     responses((status = 200, body = ApiKeyList), (status = 403, body = super::views::ErrorView)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -28,7 +28,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", request_body = CreateApiKey,
+#[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", operation_id = "create_apikeys", request_body = CreateApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 400, body = super::views::ErrorView)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/apikeys/{id}", tag = "apikeys",
+#[utoipa::path(delete, path = "/api/v1/apikeys/{id}", tag = "apikeys", operation_id = "revoke_apikeys",
     responses((status = 204), (status = 404, body = super::views::ErrorView)))]
 pub async fn revoke(
     State(state): State<AppState>,

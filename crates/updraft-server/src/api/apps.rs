@@ -11,7 +11,7 @@ use axum::Json;
 use updraft_core::model::Role;
 use updraft_core::validate::is_valid_app_id;
 
-#[utoipa::path(get, path = "/api/v1/apps", tag = "apps",
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", operation_id = "list_apps",
     responses((status = 200, body = AppList), (status = 401, body = super::views::ErrorView)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -28,7 +28,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp,
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", operation_id = "create_apps", request_body = CreateApp,
     responses((status = 201, body = AppView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -60,7 +60,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(app.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}", tag = "apps",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}", tag = "apps", operation_id = "show_apps",
     responses((status = 200, body = AppView), (status = 404, body = super::views::ErrorView)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -71,7 +71,7 @@ pub async fn show(
     Ok(Json(existing_app(&state, &caller, &app_id).await?.into()))
 }
 
-#[utoipa::path(patch, path = "/api/v1/apps/{app_id}", tag = "apps", request_body = UpdateApp,
+#[utoipa::path(patch, path = "/api/v1/apps/{app_id}", tag = "apps", operation_id = "update_apps", request_body = UpdateApp,
     responses((status = 200, body = AppView), (status = 404, body = super::views::ErrorView)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -93,7 +93,7 @@ pub async fn update(
     Ok(Json(app.into()))
 }
 
-#[utoipa::path(delete, path = "/api/v1/apps/{app_id}", tag = "apps",
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}", tag = "apps", operation_id = "delete_apps",
     responses((status = 204), (status = 404, body = super::views::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,

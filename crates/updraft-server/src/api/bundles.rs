@@ -45,7 +45,7 @@ pub struct ListQuery {
     include_deleted: bool,
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", operation_id = "list_bundles",
     params(("include_deleted" = Option<bool>, Query, description = "also list deleted bundles")),
     responses((status = 200, body = BundleList), (status = 404, body = super::views::ErrorView)))]
 pub async fn list(
@@ -165,7 +165,7 @@ fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> 
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", request_body = CreateBundle,
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", operation_id = "create_bundles", request_body = CreateBundle,
     responses((status = 201, body = BundleView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -231,7 +231,7 @@ async fn existing_bundle(
         })
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "show_bundles",
     responses((status = 200, body = BundleView), (status = 404, body = super::views::ErrorView)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -246,7 +246,7 @@ pub async fn show(
     Ok(Json(view(&state, &headers, bundle, &channels)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", request_body = UpdateBundle,
+#[utoipa::path(patch, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "update_bundles", request_body = UpdateBundle,
     responses((status = 200, body = BundleView), (status = 404, body = super::views::ErrorView)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -287,7 +287,7 @@ pub async fn update(
     Ok(Json(view(&state, &headers, bundle, &channels)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles",
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "delete_bundles",
     responses((status = 204), (status = 404, body = super::views::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,

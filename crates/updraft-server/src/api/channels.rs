@@ -81,7 +81,7 @@ async fn patch_from_settings(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels", tag = "channels",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels", tag = "channels", operation_id = "list_channels",
     responses((status = 200, body = ChannelList), (status = 404, body = super::views::ErrorView)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -100,7 +100,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/apps/{app_id}/channels", tag = "channels", request_body = CreateChannel,
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/channels", tag = "channels", operation_id = "create_channels", request_body = CreateChannel,
     responses((status = 201, body = ChannelView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -147,7 +147,7 @@ async fn existing_channel(state: &AppState, app_id: &str, name: &str) -> Result<
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "show_channels",
     responses((status = 200, body = ChannelView), (status = 404, body = super::views::ErrorView)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -160,7 +160,7 @@ pub async fn show(
     Ok(Json(view(&state, channel).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", request_body = ChannelSettings,
+#[utoipa::path(patch, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "update_channels", request_body = ChannelSettings,
     responses((status = 200, body = ChannelView), (status = 404, body = super::views::ErrorView)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -180,7 +180,7 @@ pub async fn update(
     Ok(Json(view(&state, channel).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels",
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "delete_channels",
     responses((status = 204), (status = 404, body = super::views::ErrorView)))]
 pub async fn delete(
     State(state): State<AppState>,

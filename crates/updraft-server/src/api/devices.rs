@@ -25,7 +25,7 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices", tag = "devices",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices", tag = "devices", operation_id = "list_devices",
     params(("search" = Option<String>, Query, description = "substring of device id or custom id"),
            ("custom_id" = Option<String>, Query), ("bundle" = Option<String>, Query, description = "current bundle"),
            ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
@@ -63,7 +63,7 @@ async fn channel_names(state: &AppState, app_id: &str) -> Result<HashMap<i64, St
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices/{device_id}", tag = "devices",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices/{device_id}", tag = "devices", operation_id = "show_devices",
     responses((status = 200, body = DeviceDetail), (status = 404, body = super::views::ErrorView)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -112,7 +112,7 @@ pub async fn show(
     }))
 }
 
-#[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", request_body = SetOverride,
+#[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "set_override_devices", request_body = SetOverride,
     responses((status = 200, body = OverrideView), (status = 404, body = super::views::ErrorView)))]
 pub async fn set_override(
     State(state): State<AppState>,
@@ -147,7 +147,7 @@ pub async fn set_override(
     Ok(Json(OverrideView::new(stored, channel.name)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices",
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "unset_override_devices",
     responses((status = 204), (status = 404, body = super::views::ErrorView)))]
 pub async fn unset_override(
     State(state): State<AppState>,
@@ -167,7 +167,7 @@ pub async fn unset_override(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{app_id}/overrides", tag = "devices",
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/overrides", tag = "devices", operation_id = "list_overrides_devices",
     responses((status = 200, body = OverrideList), (status = 404, body = super::views::ErrorView)))]
 pub async fn list_overrides(
     State(state): State<AppState>,

@@ -238,11 +238,11 @@ pub struct ChannelSettings {
 
 /// A new channel: its name and any settings (documentation type; the handler
 /// reads `name` and parses the rest as `ChannelSettings`, unknown keys refused).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CreateChannel {
     pub name: String,
-    #[schema(inline)]
+    #[serde(flatten)]
     pub settings: ChannelSettings,
 }
 

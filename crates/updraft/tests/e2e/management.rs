@@ -215,6 +215,18 @@ async fn openapi_document_lists_the_routes() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    // Every operation has its own id (clients generate method names from them).
+    let mut ids = Vec::new();
+    for (_, item) in doc["paths"].as_object().unwrap() {
+        for (_, op) in item.as_object().unwrap() {
+            ids.push(op["operationId"].as_str().expect("operationId").to_string());
+        }
+    }
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operationId");
+    assert!(count >= 23, "{count} operations");
 }
 
 #[tokio::test]
