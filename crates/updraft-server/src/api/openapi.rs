@@ -2,7 +2,9 @@
 
 use super::{apikeys, apps, bundles, channels, devices, views};
 use axum::Json;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 struct BearerAuth;
@@ -13,6 +15,37 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "apikey",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// A new channel is `ChannelSettings` plus `name`, all in one object. Derived
+/// schemas can only express that as an `allOf`, which conflicts with the
+/// settings' `additionalProperties: false`; so it is built from them here.
+struct FlatChannelCreation;
+
+impl Modify for FlatChannelCreation {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(settings))) = components.schemas.get("ChannelSettings")
+        else {
+            return;
+        };
+        let mut creation = settings.clone();
+        creation.properties.insert(
+            "name".to_string(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("1 to 64 characters"))
+                .into(),
+        );
+        creation.required.insert(0, "name".to_string());
+        creation.description = Some("A new channel: its name and any settings.".to_string());
+        components.schemas.insert(
+            "CreateChannel".to_string(),
+            RefOr::T(Schema::Object(creation)),
         );
     }
 }
@@ -36,7 +69,7 @@ impl Modify for BearerAuth {
         views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey,
         views::ErrorView,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &FlatChannelCreation),
     security(("apikey" = [])),
 )]
 pub struct ApiDoc;

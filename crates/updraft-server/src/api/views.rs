@@ -236,14 +236,13 @@ pub struct ChannelSettings {
     pub disable_auto_update_under_native: Option<bool>,
 }
 
-/// A new channel: its name and any settings (documentation type; the handler
-/// reads `name` and parses the rest as `ChannelSettings`, unknown keys refused).
-#[derive(Deserialize, ToSchema)]
+/// A new channel: its name and any settings. Documentation only: the handler
+/// reads `name` and parses the rest as `ChannelSettings` (unknown keys
+/// refused), and the OpenAPI modifier writes its flat schema.
+#[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct CreateChannel {
     pub name: String,
-    #[serde(flatten)]
-    pub settings: ChannelSettings,
 }
 
 #[derive(Serialize, ToSchema)]
