@@ -360,3 +360,62 @@ impl ApiKey {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(expires_at: Option<Millis>, revoked_at: Option<Millis>) -> ApiKey {
+        ApiKey {
+            id: 1,
+            name: "ci".into(),
+            prefix: "upd_abcd".into(),
+            role: Role::Publisher,
+            app_id: None,
+            expires_at,
+            created_at: 0,
+            revoked_at,
+        }
+    }
+
+    #[test]
+    fn api_keys_stop_working_when_expired_or_revoked() {
+        assert!(key(None, None).is_usable(1_000));
+        assert!(key(Some(1_001), None).is_usable(1_000));
+        assert!(!key(Some(1_000), None).is_usable(1_000));
+        assert!(!key(None, Some(500)).is_usable(1_000));
+    }
+
+    #[test]
+    fn roles_are_ordered_by_what_they_allow() {
+        assert!(Role::Viewer < Role::Publisher && Role::Publisher < Role::Admin);
+        for role in [Role::Viewer, Role::Publisher, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+    }
+
+    #[test]
+    fn encrypted_bundles_send_their_rsa_checksum() {
+        let mut bundle = Bundle {
+            id: 1,
+            app_id: "com.example.app".into(),
+            name: "1.0.0".into(),
+            checksum: Some("aa".into()),
+            encrypted_checksum: Some("bb".into()),
+            session_key: None,
+            key_id: None,
+            external_url: None,
+            storage_path: None,
+            manifest: Vec::new(),
+            min_update_version: None,
+            link: None,
+            comment: None,
+            deleted: false,
+            created_at: 0,
+            deleted_at: None,
+        };
+        assert_eq!(bundle.device_checksum(), Some("aa"));
+        bundle.session_key = Some("iv:key".into());
+        assert_eq!(bundle.device_checksum(), Some("bb"));
+    }
+}
