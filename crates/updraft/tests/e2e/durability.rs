@@ -31,16 +31,14 @@ async fn acknowledged_stats_survive_sigkill() {
     assert_eq!(st, 200, "{d}");
     // The device view shows the newest 50; count every event through the store.
     assert_eq!(d["recent_events"].as_array().unwrap().len(), 50);
-    let db = s.data_dir.join("updraft.db");
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from stats_events').fetchone()[0])"])
-        .arg(&db)
-        .output()
-        .expect("python3 counts the rows");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        sent.to_string()
-    );
+    s.sigkill();
+    let store = updraft_store::SqliteStore::open(&s.data_dir)
+        .await
+        .expect("open the data directory");
+    let stored = updraft_store::StatsStore::list_events(&store, APP, None, 1000)
+        .await
+        .expect("events");
+    assert_eq!(stored.len(), sent);
 }
 
 #[tokio::test]
