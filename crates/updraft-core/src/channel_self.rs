@@ -76,8 +76,9 @@ fn is_new_plugin(req: &ChannelSelfRequest) -> bool {
     )
 }
 
+/// `device_id` is lower-case already (the request parser lower-cases it).
 fn device_override<'a>(release: &'a ReleaseConfig, device_id: &str) -> Option<&'a DeviceOverride> {
-    release.overrides.get(&device_id.to_ascii_lowercase())
+    release.overrides.get(device_id)
 }
 
 /// Lookup by exact name, first in (name, id) order, no platform check (§3.2 step 2).

@@ -118,7 +118,8 @@ pub fn channel_target<'a>(release: &'a ReleaseConfig, channel: &Channel) -> Opti
 /// Channel resolution (§1.3): a device override wins (no visibility filter);
 /// else the named `defaultChannel`, which must be enabled for the platform and
 /// public or self-assignable, with no fallback; else the platform's public
-/// channel. Channels whose bundle is deleted are skipped.
+/// channel. Channels whose bundle is deleted are skipped. `device_id` is
+/// lower-case, as parsed requests and the override keys both are.
 pub fn resolve_channel<'a>(
     release: &'a ReleaseConfig,
     device_id: &str,
@@ -127,7 +128,7 @@ pub fn resolve_channel<'a>(
 ) -> Option<ResolvedChannel<'a>> {
     let by_override = release
         .overrides
-        .get(&device_id.to_ascii_lowercase())
+        .get(device_id)
         .and_then(|o| release.channel_by_id(o.channel_id))
         .and_then(|channel| {
             channel_target(release, channel).map(|target| ResolvedChannel {

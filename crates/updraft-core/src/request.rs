@@ -53,6 +53,7 @@ pub enum ChannelSelfMethod {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelSelfRequest {
     pub platform: Platform,
+    /// Lower-cased.
     pub device_id: String,
     pub app_id: String,
     pub custom_id: String,
