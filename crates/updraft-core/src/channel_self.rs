@@ -6,7 +6,7 @@
 //! server-side device override, whose change is returned as an
 //! [`OverrideEffect`] for the caller to store.
 
-use crate::decision::{app_not_found_message, resolve_channel};
+use crate::decision::resolve_channel;
 use crate::error::DeviceError;
 use crate::model::{Channel, DeviceOverride, Platform, ReleaseConfig};
 use crate::request::{ChannelListQuery, ChannelSelfRequest};
@@ -53,9 +53,7 @@ impl ChannelSelfAnswer {
 }
 
 fn app_not_found(app_id: &str) -> ChannelSelfAnswer {
-    ChannelSelfAnswer::refuse(
-        DeviceError::flat("app_not_found", app_not_found_message(app_id)).with_status(404),
-    )
+    ChannelSelfAnswer::refuse(DeviceError::app_not_found(app_id))
 }
 
 fn cannot_override() -> ChannelSelfAnswer {

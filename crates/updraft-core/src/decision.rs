@@ -159,10 +159,6 @@ pub fn resolve_channel<'a>(
         })
 }
 
-pub(crate) fn app_not_found_message(app_id: &str) -> String {
-    format!("App {app_id} is not registered on this Updraft server")
-}
-
 /// A 200 refusal: `{"error", "message", ...extras, "kind"}`.
 fn refuse(error: DeviceError) -> UpdateAnswer {
     let kind = RefusalKind::of(error.code);
@@ -178,7 +174,7 @@ fn refuse(error: DeviceError) -> UpdateAnswer {
 }
 
 fn app_not_found(app_id: &str) -> DeviceError {
-    DeviceError::flat("app_not_found", app_not_found_message(app_id))
+    DeviceError::app_not_found(app_id).with_status(200)
 }
 
 fn no_channel() -> DeviceError {

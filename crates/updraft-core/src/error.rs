@@ -55,6 +55,16 @@ impl DeviceError {
         }
     }
 
+    /// The app is not registered: a 404 on `/stats` and `/channel_self`
+    /// (`/updates` answers it with 200 and a `kind`, protocol README item 2).
+    pub fn app_not_found(app_id: &str) -> Self {
+        DeviceError::flat(
+            "app_not_found",
+            format!("App {app_id} is not registered on this Updraft server"),
+        )
+        .with_status(404)
+    }
+
     pub fn to_json(&self) -> Value {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(self.code.to_string()));

@@ -139,14 +139,6 @@ async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
     }
 }
 
-fn app_not_found(app_id: &str, status: u16) -> DeviceError {
-    DeviceError::flat(
-        "app_not_found",
-        format!("App {app_id} is not registered on this Updraft server"),
-    )
-    .with_status(status)
-}
-
 async fn stats(State(state): State<AppState>, body: Body) -> Response {
     let result = async {
         let body = read_json(&state, body).await?;
@@ -158,7 +150,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
             ));
         }
         if state.releases.get(&batch.app_id).app.is_none() {
-            return Err(app_not_found(&batch.app_id, 404));
+            return Err(DeviceError::app_not_found(&batch.app_id));
         }
         let (events, sightings): (Vec<_>, Vec<_>) = batch
             .items
