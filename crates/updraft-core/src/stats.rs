@@ -423,6 +423,7 @@ fn event_time(value: Option<&Value>, now: Millis) -> Result<Millis, DeviceError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::fields::test_bodies::{patched, removed};
 
     const NOW: Millis = 1_767_225_700_000;
     const DEVICE: &str = "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11";
@@ -450,17 +451,11 @@ mod tests {
     }
 
     fn event_with(changes: Value) -> Value {
-        let mut body = event();
-        for (k, v) in changes.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
+        patched(event(), changes)
     }
 
     fn event_without(field: &str) -> Value {
-        let mut body = event();
-        body.as_object_mut().unwrap().remove(field);
-        body
+        removed(event(), field)
     }
 
     fn single(body: Value) -> StatsItem {

@@ -162,6 +162,7 @@ pub fn parse_channel_list_query(
 mod tests {
     use super::*;
     use crate::model::Platform;
+    use crate::request::fields::test_bodies::{patched, removed};
     use serde_json::json;
 
     const DEVICE: &str = "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11";
@@ -185,17 +186,11 @@ mod tests {
     }
 
     fn with(changes: Value) -> Value {
-        let mut body = valid_body();
-        for (k, v) in changes.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
+        patched(valid_body(), changes)
     }
 
     fn without(field: &str) -> Value {
-        let mut body = valid_body();
-        body.as_object_mut().unwrap().remove(field);
-        body
+        removed(valid_body(), field)
     }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -186,6 +186,26 @@ pub(crate) fn non_empty(value: Option<&str>) -> Option<String> {
     value.filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// Test bodies: a base body with some fields replaced, or one removed.
+#[cfg(test)]
+pub(crate) mod test_bodies {
+    use serde_json::Value;
+
+    pub(crate) fn patched(mut body: Value, changes: Value) -> Value {
+        if let (Value::Object(fields), Value::Object(changes)) = (&mut body, changes) {
+            fields.extend(changes);
+        }
+        body
+    }
+
+    pub(crate) fn removed(mut body: Value, field: &str) -> Value {
+        if let Value::Object(fields) = &mut body {
+            fields.remove(field);
+        }
+        body
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
