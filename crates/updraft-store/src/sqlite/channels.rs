@@ -4,7 +4,9 @@ use super::rows::{self, channel_columns};
 use super::{is_foreign_key_violation, is_unique_violation, SqliteStore};
 use crate::{ChannelStore, NewChannel, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Sqlite, SqliteConnection};
 use updraft_core::model::{AutoUpdatePolicy, Channel, ChannelPatch, Millis};
 
 /// A channel's settings with every patch field resolved.
@@ -57,6 +59,27 @@ impl ChannelSettings {
             disable_auto_update: channel.disable_auto_update,
             disable_auto_update_under_native: channel.disable_auto_update_under_native,
         }
+    }
+
+    /// Binds the settings as consecutive parameters, in column order
+    /// (`bundle_id` … `disable_auto_update_under_native`).
+    fn bind_in_order<'q>(
+        &self,
+        query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        query
+            .bind(self.bundle_id)
+            .bind(self.public)
+            .bind(self.ios)
+            .bind(self.android)
+            .bind(self.electron)
+            .bind(self.allow_device_self_set)
+            .bind(self.allow_emulator)
+            .bind(self.allow_device)
+            .bind(self.allow_dev)
+            .bind(self.allow_prod)
+            .bind(self.disable_auto_update.as_str())
+            .bind(self.disable_auto_update_under_native)
     }
 
     fn apply(mut self, patch: &ChannelPatch) -> ChannelSettings {
@@ -157,7 +180,7 @@ impl ChannelStore for SqliteStore {
         if let Some(bundle_id) = settings.bundle_id {
             check_bundle_reference(&mut tx, &channel.app_id, bundle_id).await?;
         }
-        let inserted = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "INSERT INTO channels (app_id, name, bundle_id, public, ios, android, electron, allow_device_self_set, \
              allow_emulator, allow_device, allow_dev, allow_prod, disable_auto_update, \
              disable_auto_update_under_native, created_at, updated_at) \
@@ -165,22 +188,12 @@ impl ChannelStore for SqliteStore {
             channel_columns!()
         ))
         .bind(&channel.app_id)
-        .bind(&channel.name)
-        .bind(settings.bundle_id)
-        .bind(settings.public)
-        .bind(settings.ios)
-        .bind(settings.android)
-        .bind(settings.electron)
-        .bind(settings.allow_device_self_set)
-        .bind(settings.allow_emulator)
-        .bind(settings.allow_device)
-        .bind(settings.allow_dev)
-        .bind(settings.allow_prod)
-        .bind(settings.disable_auto_update.as_str())
-        .bind(settings.disable_auto_update_under_native)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
+        .bind(&channel.name);
+        let inserted = settings
+            .bind_in_order(query)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
         let created = match inserted {
             Ok(row) => rows::channel(&row)?,
             Err(err) if is_unique_violation(&err) => {
@@ -211,29 +224,19 @@ impl ChannelStore for SqliteStore {
             check_bundle_reference(&mut tx, app_id, bundle_id).await?;
         }
         let settings = ChannelSettings::of(&current).apply(&patch);
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE channels SET bundle_id = $2, public = $3, ios = $4, android = $5, electron = $6, \
              allow_device_self_set = $7, allow_emulator = $8, allow_device = $9, allow_dev = $10, \
              allow_prod = $11, disable_auto_update = $12, disable_auto_update_under_native = $13, \
              updated_at = $14 WHERE id = $1 RETURNING ",
             channel_columns!()
         ))
-        .bind(current.id)
-        .bind(settings.bundle_id)
-        .bind(settings.public)
-        .bind(settings.ios)
-        .bind(settings.android)
-        .bind(settings.electron)
-        .bind(settings.allow_device_self_set)
-        .bind(settings.allow_emulator)
-        .bind(settings.allow_device)
-        .bind(settings.allow_dev)
-        .bind(settings.allow_prod)
-        .bind(settings.disable_auto_update.as_str())
-        .bind(settings.disable_auto_update_under_native)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        .bind(current.id);
+        let row = settings
+            .bind_in_order(query)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
         let updated = rows::channel(&row)?;
         // Also when the channel was already public and gained a platform.
         if updated.public {
