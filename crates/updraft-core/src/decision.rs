@@ -209,7 +209,7 @@ fn resolve_against(base_url: &str, path: &str) -> String {
 
 /// The zip URL of a bundle (§1.7): external URL verbatim, else the stored
 /// object under Updraft's base URL, else the placeholder for manifest bundles.
-fn bundle_url(bundle: &Bundle, base_url: &str) -> Option<String> {
+pub fn bundle_url(bundle: &Bundle, base_url: &str) -> Option<String> {
     if let Some(external) = non_empty(&bundle.external_url).filter(|u| is_http_url(u)) {
         return Some(external.to_string());
     }

@@ -82,12 +82,7 @@ pub struct BundleView {
 
 impl BundleView {
     pub fn new(bundle: Bundle, base_url: &str, channels: Vec<String>) -> Self {
-        let url = bundle.external_url.clone().or_else(|| {
-            bundle
-                .storage_path
-                .as_ref()
-                .map(|path| format!("{base_url}{path}"))
-        });
+        let url = updraft_core::decision::bundle_url(&bundle, base_url);
         BundleView {
             id: bundle.id,
             encrypted: bundle.is_encrypted(),
