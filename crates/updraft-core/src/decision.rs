@@ -190,8 +190,11 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 }
 
 fn is_http_url(text: &str) -> bool {
-    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    let has_prefix = |prefix: &str| {
+        text.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    has_prefix("http://") || has_prefix("https://")
 }
 
 /// An absolute URL for a stored path: absolute ones verbatim, others under `base_url`.
