@@ -152,11 +152,14 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
         if state.releases.get(&batch.app_id).app.is_none() {
             return Err(DeviceError::app_not_found(&batch.app_id));
         }
+        // The answer only depends on which items were accepted; it is sent
+        // once they are committed.
+        let (status, answer) = stats_response(&batch);
         let (events, sightings): (Vec<_>, Vec<_>) = batch
             .items
-            .iter()
-            .filter_map(|item| item.as_ref().ok())
-            .map(|parsed| (parsed.event.clone(), parsed.sighting.clone()))
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|parsed| (parsed.event, parsed.sighting))
             .unzip();
         if !events.is_empty() {
             match state.stats.submit(events, sightings).await {
@@ -186,8 +189,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                 }
             }
         }
-        let (status, body) = stats_response(&batch);
-        Ok(json_with_status(status, body))
+        Ok(json_with_status(status, answer))
     }
     .await;
     result.unwrap_or_else(|err| DeviceResponse(err).into_response())

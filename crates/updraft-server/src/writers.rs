@@ -178,14 +178,12 @@ impl StatsWriter {
                         Err(_) => break,
                     }
                 }
-                let events: Vec<StatsEvent> = batch
-                    .iter()
-                    .flat_map(|j| j.events.iter().cloned())
-                    .collect();
-                let sightings: Vec<DeviceSighting> = batch
-                    .iter()
-                    .flat_map(|j| j.sightings.iter().cloned())
-                    .collect();
+                let mut events: Vec<StatsEvent> = Vec::with_capacity(count);
+                let mut sightings: Vec<DeviceSighting> = Vec::with_capacity(count);
+                for job in &mut batch {
+                    events.append(&mut job.events);
+                    sightings.append(&mut job.sightings);
+                }
                 let result = store.record_stats(&events, &sightings).await;
                 if let Err(err) = &result {
                     tracing::error!(error = %err, events = events.len(), "stats commit failed");
