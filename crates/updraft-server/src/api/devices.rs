@@ -87,17 +87,15 @@ pub async fn show(
                 format!("device {device_id} has not been seen for {app_id}"),
             )
         })?;
-    let names = channel_names(&state, &app_id).await?;
-    let channel_override = state
-        .store
-        .list_overrides(&app_id)
-        .await?
-        .into_iter()
-        .find(|o| o.device_id == device_id)
-        .map(|o| {
-            let name = names.get(&o.channel_id).cloned().unwrap_or_default();
-            OverrideView::new(o, name)
-        });
+    // The in-memory release holds every override: no need to read them all.
+    let release = state.releases.get(&app_id);
+    let channel_override = release.overrides.get(&device_id).map(|o| {
+        let name = release
+            .channel_by_id(o.channel_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        OverrideView::new(o.clone(), name)
+    });
     let recent_events = state
         .store
         .list_events(&app_id, Some(&device_id), 50)

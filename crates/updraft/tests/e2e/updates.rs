@@ -156,6 +156,16 @@ async fn a_device_override_wins_over_the_public_channel() {
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_plugin_success(&b);
     assert_eq!(b["version"], "1.2.0-beta.1");
+    let (st, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["channel_override"]["channel"], "beta", "{d}");
+    assert_eq!(d["channel_override"]["source"], "admin", "{d}");
     // Another device still gets production.
     let other = with(
         device_body(),
