@@ -163,6 +163,26 @@ async fn bad_management_input_is_refused_with_codes() {
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_body")));
     let (st, b) = s.patch_production(json!({"no_such_flag": true})).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_body")));
+    let (st, b) = s
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}/channels/nope"),
+            Some(&json!({"public": true})),
+        )
+        .await;
+    assert_eq!((st, b["error"].as_str()), (404, Some("channel_not_found")));
+    let (st, b) = s
+        .api(
+            Method::PUT,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}/channel"),
+            Some(&json!({"channel": "nope"})),
+        )
+        .await;
+    assert_eq!((st, b["error"].as_str()), (404, Some("channel_not_found")));
+    let (st, b) = s
+        .api(Method::GET, "/api/v1/apps/com.unknown.app/channels", None)
+        .await;
+    assert_eq!((st, b["error"].as_str()), (404, Some("app_not_found")));
     // Nothing above changed the channel or the bundles.
     let (_, c) = s
         .api(
