@@ -1,0 +1,95 @@
+//! Entry-name rules of the plugin's `resolvePathInsideDirectory` (protocol §3.2).
+//!
+//! We do not use the zip crate's `enclosed_name()`: it silently turns `/abs` and
+//! `C:/x` into relative paths, which would accept zips the plugin refuses.
+
+use crate::error::{BundleError, UnsafeNameRule};
+
+fn unsafe_name(name: &str, rule: UnsafeNameRule) -> BundleError {
+    BundleError::UnsafeEntryName {
+        name: name.to_string(),
+        rule,
+    }
+}
+
+/// `C:` at the start, the Windows drive form that Java and Swift treat as absolute.
+fn has_drive_prefix(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
+}
+
+/// Checks one zip entry name or manifest `file_name` the way the plugin does:
+/// empty, NUL, absolute (`/x`, `C:/x`, `C:\x`), backslash, and any `..` that
+/// climbs above the extraction directory are refused. A `..` that stays inside
+/// (`a/../b`) is accepted, as the plugin canonicalises before comparing.
+pub fn check_entry_name(name: &str) -> Result<(), BundleError> {
+    normalize_entry_name(name).map(|_| ())
+}
+
+/// Checks `name` like [`check_entry_name`] and returns its canonical form: `/`-joined
+/// components with `.`, empty components and in-bounds `..` resolved. A trailing `/`
+/// (directory entry) is dropped; the result is empty only for names like `./`.
+pub fn normalize_entry_name(name: &str) -> Result<String, BundleError> {
+    if name.is_empty() {
+        return Err(unsafe_name(name, UnsafeNameRule::Empty));
+    }
+    if name.contains('\0') {
+        return Err(unsafe_name(name, UnsafeNameRule::Nul));
+    }
+    if name.starts_with('/') || has_drive_prefix(name) {
+        return Err(unsafe_name(name, UnsafeNameRule::Absolute));
+    }
+    if name.contains('\\') {
+        return Err(unsafe_name(name, UnsafeNameRule::Backslash));
+    }
+    let mut components: Vec<&str> = Vec::new();
+    for component in name.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if components.pop().is_none() {
+                    return Err(unsafe_name(name, UnsafeNameRule::DotDot));
+                }
+            }
+            other => components.push(other),
+        }
+    }
+    Ok(components.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule_of(name: &str) -> Option<UnsafeNameRule> {
+        match check_entry_name(name) {
+            Ok(()) => None,
+            Err(BundleError::UnsafeEntryName { rule, .. }) => Some(rule),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn refuses_each_rule() {
+        assert_eq!(rule_of(""), Some(UnsafeNameRule::Empty));
+        assert_eq!(rule_of("a\0b"), Some(UnsafeNameRule::Nul));
+        assert_eq!(rule_of("/etc/passwd"), Some(UnsafeNameRule::Absolute));
+        assert_eq!(rule_of("C:/x"), Some(UnsafeNameRule::Absolute));
+        assert_eq!(rule_of("C:\\x"), Some(UnsafeNameRule::Absolute));
+        assert_eq!(rule_of("assets\\app.js"), Some(UnsafeNameRule::Backslash));
+        assert_eq!(rule_of("../x"), Some(UnsafeNameRule::DotDot));
+        assert_eq!(rule_of("a/../../x"), Some(UnsafeNameRule::DotDot));
+        assert_eq!(rule_of(".."), Some(UnsafeNameRule::DotDot));
+    }
+
+    #[test]
+    fn accepts_names_that_stay_inside() {
+        assert_eq!(rule_of("index.html"), None);
+        assert_eq!(rule_of("dist/"), None);
+        assert_eq!(rule_of("a/../b"), None);
+        assert_eq!(rule_of("./a/./b.js"), None);
+        assert_eq!(rule_of("file:with:colons"), None);
+        assert_eq!(normalize_entry_name("./a//b/../c.js").unwrap(), "a/c.js");
+        assert_eq!(normalize_entry_name("dist/").unwrap(), "dist");
+    }
+}
