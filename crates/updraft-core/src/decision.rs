@@ -666,6 +666,8 @@ mod tests {
             key_id: None,
             external_url: None,
             storage_path: Some("/b.zip".into()),
+            zip_sha256: None,
+            size: None,
             manifest: Vec::<ManifestFile>::new(),
             min_update_version: None,
             link: None,

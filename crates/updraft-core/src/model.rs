@@ -95,6 +95,9 @@ pub struct ManifestFile {
     /// Absolute URL, or a path starting with `/` under the public base URL.
     pub location: String,
     pub size: Option<i64>,
+    /// The stored blob (lowercase hex SHA-256 of the bytes served) when Updraft hosts the file.
+    #[serde(default)]
+    pub blob_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,12 @@ pub struct Bundle {
     pub external_url: Option<String>,
     /// Bundle served by Updraft: a path starting with `/` under the public base URL.
     pub storage_path: Option<String>,
+    /// The stored zip blob (SHA-256 of the bytes served, encrypted ones included) when Updraft hosts it.
+    #[serde(default)]
+    pub zip_sha256: Option<String>,
+    /// Size in bytes of the stored zip.
+    #[serde(default)]
+    pub size: Option<i64>,
     pub manifest: Vec<ManifestFile>,
     pub min_update_version: Option<String>,
     pub link: Option<String>,
@@ -406,6 +415,8 @@ mod tests {
             key_id: None,
             external_url: None,
             storage_path: None,
+            zip_sha256: None,
+            size: None,
             manifest: Vec::new(),
             min_update_version: None,
             link: None,

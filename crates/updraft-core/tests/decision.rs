@@ -58,6 +58,8 @@ fn bundle(id: i64, name: &str) -> Bundle {
         key_id: None,
         external_url: None,
         storage_path: Some(format!("/files/{APP}/{name}.zip")),
+        zip_sha256: None,
+        size: None,
         manifest: Vec::new(),
         min_update_version: None,
         link: None,
@@ -78,12 +80,14 @@ fn manifest_bundle(id: i64, name: &str) -> Bundle {
                 file_hash: "E1C0FFEE".into(),
                 location: "/files/manifest/e1c0ffee/index.html".into(),
                 size: Some(1321),
+                blob_sha256: None,
             },
             ManifestFile {
                 file_name: "assets/app.js.br".into(),
                 file_hash: "77aa".into(),
                 location: "https://cdn.example.com/77aa/app.js.br".into(),
                 size: None,
+                blob_sha256: None,
             },
         ],
         ..bundle(id, name)

@@ -1,11 +1,12 @@
-//! Bundles: registered by external URL and checksum (uploads come with the
-//! bundles issue), listed, annotated and soft-deleted.
+//! Bundles: registered by external URL, or made of blobs uploaded to this
+//! server (a zip and/or delta files); listed, annotated and soft-deleted.
 
 use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
 use super::{existing_app, refresh_release, validate, Caller, JsonBody};
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::storage::publish;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use updraft_core::model::{Bundle, ChannelPatch, Role};
 use updraft_core::validate::normalize_hex;
-use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel};
+use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel, StoreError};
 
 /// Channel names per bundle id, for the views.
 async fn channels_by_bundle(
@@ -70,10 +71,46 @@ pub async fn list(
     }))
 }
 
-/// Checks a registration and turns it into a storable bundle.
-fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> {
+/// Where a new bundle's zip comes from.
+enum ZipSource<'a> {
+    External,
+    /// A stored blob, by the SHA-256 the client gave.
+    Stored(&'a str),
+    /// A manifest-only bundle.
+    Absent,
+}
+
+fn has_manifest(body: &CreateBundle) -> bool {
+    body.manifest.as_ref().is_some_and(|m| !m.is_empty())
+}
+
+/// Checks a registration (everything but the stored blobs) and turns it
+/// into a storable bundle.
+fn new_bundle<'a>(
+    app_id: &str,
+    body: &'a CreateBundle,
+) -> Result<(NewBundle, ZipSource<'a>), ApiError> {
     validate::bundle_version(&body.version)?;
-    validate::http_url("external_url", &body.external_url)?;
+    let source = match (body.external_url.as_deref(), body.zip_sha256.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either external_url or zip_sha256, not both",
+            ))
+        }
+        (Some(url), None) => {
+            validate::http_url("external_url", url)?;
+            ZipSource::External
+        }
+        (None, Some(sha)) => ZipSource::Stored(sha),
+        (None, None) if has_manifest(body) => ZipSource::Absent,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "a bundle needs external_url, zip_sha256 (an uploaded zip) or a manifest",
+            ))
+        }
+    };
     let session_key = body
         .session_key
         .as_deref()
@@ -93,16 +130,29 @@ fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> 
             "key_id is at most 20 characters",
         ));
     }
-    let checksum = body.checksum.trim();
-    let (plain, mut encrypted) = if let Some(plain) = normalize_hex(checksum, 64) {
-        (Some(plain), None)
-    } else if let Some(rsa) = normalize_hex(checksum, 512) {
-        (None, Some(rsa))
+    let checksum = match (body.checksum.as_deref(), &source) {
+        (Some(checksum), _) => Some(checksum.trim()),
+        (None, ZipSource::Absent) => None,
+        (None, _) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "checksum is required for a zip bundle: the SHA-256 of the plaintext zip",
+            ))
+        }
+    };
+    let (plain, mut encrypted) = if let Some(checksum) = checksum {
+        if let Some(plain) = normalize_hex(checksum, 64) {
+            (Some(plain), None)
+        } else if let Some(rsa) = normalize_hex(checksum, 512) {
+            (None, Some(rsa))
+        } else {
+            return Err(ApiError::bad_request(
+                "invalid_checksum",
+                "checksum must be the SHA-256 of the zip as 64 hex characters (or its RSA-encrypted form, 512 hex characters)",
+            ));
+        }
     } else {
-        return Err(ApiError::bad_request(
-            "invalid_checksum",
-            "checksum must be the SHA-256 of the zip as 64 hex characters (or its RSA-encrypted form, 512 hex characters)",
-        ));
+        (None, None)
     };
     if let Some(given) = body
         .encrypted_checksum
@@ -118,6 +168,8 @@ fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> 
         })?);
     }
     match (session_key.is_some(), encrypted.is_some()) {
+        // A manifest-only bundle has no zip checksum for devices to verify.
+        (true, false) if checksum.is_none() => {}
         (true, false) => {
             return Err(ApiError::bad_request(
                 "invalid_checksum",
@@ -149,24 +201,38 @@ fn new_bundle(app_id: &str, body: &CreateBundle) -> Result<NewBundle, ApiError> 
     if let Some(channel) = body.channel.as_deref() {
         validate::channel_name(channel)?;
     }
-    Ok(NewBundle {
+    let new = NewBundle {
         app_id: app_id.to_string(),
         name: body.version.clone(),
         checksum: plain,
         encrypted_checksum: encrypted,
         session_key: session_key.map(str::to_string),
         key_id: key_id.map(str::to_string),
-        external_url: Some(body.external_url.clone()),
+        external_url: body.external_url.clone(),
         storage_path: None,
+        zip_sha256: None,
+        size: None,
         manifest: Vec::new(),
         min_update_version: body.min_update_version.clone(),
         link: body.link.clone().filter(|l| !l.is_empty()),
         comment: body.comment.clone().filter(|c| !c.is_empty()),
-    })
+    };
+    Ok((new, source))
+}
+
+/// Refuses a version that exists (or existed) before the expensive checks;
+/// the insert still enforces it against races.
+async fn version_free(state: &AppState, app_id: &str, version: &str) -> Result<(), ApiError> {
+    match state.store.get_bundle(app_id, version).await? {
+        Some(existing) if existing.deleted => Err(StoreError::DeletedNameReused.into()),
+        Some(_) => Err(StoreError::AlreadyExists("bundle").into()),
+        None => Ok(()),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", operation_id = "create_bundles", request_body = CreateBundle,
-    responses((status = 201, body = BundleView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+    responses((status = 201, body = BundleView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView),
+        (status = 422, body = super::views::ErrorView, description = "a stored zip or manifest is refused (missing blob, invalid zip, checksum mismatch)")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,9 +242,32 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<BundleView>), ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let new = new_bundle(&app_id, &body)?;
+    let (mut new, source) = new_bundle(&app_id, &body)?;
+    version_free(&state, &app_id, &new.name).await?;
+    // Held until the row is committed: gc cannot delete the blobs checked here.
+    let publishing = state.storage.gc_lock.read().await;
+    let encrypted = new.session_key.is_some();
+    if let ZipSource::Stored(sha) = source {
+        let zip = publish::check_zip(
+            &state,
+            &app_id,
+            &new.name,
+            sha,
+            encrypted,
+            new.checksum.as_deref(),
+        )
+        .await?;
+        new.zip_sha256 = Some(zip.zip_sha256);
+        new.storage_path = Some(zip.storage_path);
+        new.size = Some(zip.size);
+    }
+    if let Some(entries) = body.manifest.as_deref().filter(|m| !m.is_empty()) {
+        new.manifest =
+            publish::check_manifest(&state, &app_id, &new.name, entries, encrypted).await?;
+    }
     let now = now_ms();
     let bundle = state.store.create_bundle(new, now).await?;
+    drop(publishing);
     if let Some(channel) = body.channel.as_deref() {
         let patch = ChannelPatch {
             bundle_id: Some(Some(bundle.id)),

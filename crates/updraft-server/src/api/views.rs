@@ -67,6 +67,12 @@ pub struct BundleView {
     pub session_key: Option<String>,
     pub key_id: Option<String>,
     pub external_url: Option<String>,
+    /// The stored zip blob (SHA-256 of the bytes served) when Updraft hosts the zip.
+    pub zip_sha256: Option<String>,
+    /// Size in bytes of the stored zip.
+    pub size: Option<i64>,
+    /// Number of delta (manifest) files.
+    pub manifest_count: usize,
     /// What devices are sent.
     pub url: Option<String>,
     pub encrypted: bool,
@@ -92,6 +98,9 @@ impl BundleView {
             session_key: bundle.session_key,
             key_id: bundle.key_id,
             external_url: bundle.external_url,
+            zip_sha256: bundle.zip_sha256,
+            size: bundle.size,
+            manifest_count: bundle.manifest.len(),
             url,
             min_update_version: bundle.min_update_version,
             link: bundle.link,
@@ -114,9 +123,16 @@ pub struct BundleList {
 pub struct CreateBundle {
     /// Semver, unique per app forever (deleted versions included).
     pub version: String,
-    pub external_url: String,
+    /// A zip hosted elsewhere. Exactly one of `external_url` and `zip_sha256`,
+    /// or neither for a manifest-only bundle.
+    pub external_url: Option<String>,
+    /// A zip uploaded to this server (a completed upload's SHA-256).
+    pub zip_sha256: Option<String>,
+    /// Delta files, each a stored blob.
+    pub manifest: Option<Vec<ManifestEntryInput>>,
     /// Lowercase hex SHA-256 of the plaintext zip (or the 512-hex RSA-encrypted one).
-    pub checksum: String,
+    /// Required with a zip; optional for manifest-only bundles.
+    pub checksum: Option<String>,
     pub session_key: Option<String>,
     pub key_id: Option<String>,
     pub encrypted_checksum: Option<String>,
@@ -125,6 +141,20 @@ pub struct CreateBundle {
     pub comment: Option<String>,
     /// Point this channel at the new bundle (created if missing).
     pub channel: Option<String>,
+}
+
+/// One delta file of a new bundle.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntryInput {
+    /// Path in the bundle, `/`-separated; a `.br` suffix means Brotli on the wire.
+    pub file_name: String,
+    /// SHA-256 of the final content (64 hex), or its RSA-encrypted form (512 hex) for encrypted bundles.
+    pub file_hash: String,
+    /// The stored blob served for this file.
+    pub blob_sha256: String,
+    /// Optional; when given it must equal the blob's size.
+    pub size: Option<i64>,
 }
 
 /// `null` clears a field; an absent key leaves it.

@@ -2,11 +2,14 @@
 
 use super::rows::{self, bundle_columns, manifest_columns};
 use super::{is_foreign_key_violation, is_unique_violation, SqliteStore};
-use crate::{BundleMetadataPatch, BundleStore, NewBundle, StoreError, StoreResult};
+use crate::{
+    BundleMetadataPatch, BundleStore, DownloadStore, DownloadTally, NewBundle, StoreError,
+    StoreResult,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqliteConnection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use updraft_core::model::{Bundle, ManifestFile, Millis};
 
 /// Groups manifest rows (already in position order) by bundle id.
@@ -78,8 +81,8 @@ impl BundleStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO bundles (app_id, name, checksum, encrypted_checksum, session_key, key_id, external_url, \
-             storage_path, min_update_version, link, comment, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+             storage_path, min_update_version, link, comment, created_at, zip_sha256, size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
             bundle_columns!()
         ))
         .bind(&bundle.app_id)
@@ -94,6 +97,8 @@ impl BundleStore for SqliteStore {
         .bind(&bundle.link)
         .bind(&bundle.comment)
         .bind(now)
+        .bind(&bundle.zip_sha256)
+        .bind(bundle.size)
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {
@@ -108,8 +113,8 @@ impl BundleStore for SqliteStore {
         let mut created = rows::bundle(&row)?;
         for (position, file) in bundle.manifest.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO manifest_files (bundle_id, position, file_name, file_hash, location, size) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO manifest_files (bundle_id, position, file_name, file_hash, location, size, blob_sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(created.id)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
@@ -117,6 +122,7 @@ impl BundleStore for SqliteStore {
             .bind(&file.file_hash)
             .bind(&file.location)
             .bind(file.size)
+            .bind(&file.blob_sha256)
             .execute(&mut *tx)
             .await?;
         }
@@ -138,7 +144,7 @@ impl BundleStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let manifest_rows = sqlx::query(
-            "SELECT m.bundle_id, m.file_name, m.file_hash, m.location, m.size \
+            "SELECT m.bundle_id, m.file_name, m.file_hash, m.location, m.size, m.blob_sha256 \
              FROM manifest_files m JOIN bundles b ON b.id = m.bundle_id \
              WHERE b.app_id = $1 AND ($2 OR b.deleted = FALSE) ORDER BY m.bundle_id, m.position",
         )
@@ -218,5 +224,45 @@ impl BundleStore for SqliteStore {
         let bundle = with_manifest(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(bundle)
+    }
+
+    async fn referenced_blobs(&self) -> StoreResult<HashSet<String>> {
+        let shas: Vec<String> = sqlx::query_scalar(
+            "SELECT zip_sha256 FROM bundles WHERE deleted = FALSE AND zip_sha256 IS NOT NULL \
+             UNION SELECT m.blob_sha256 FROM manifest_files m JOIN bundles b ON b.id = m.bundle_id \
+             WHERE b.deleted = FALSE AND m.blob_sha256 IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(shas.into_iter().collect())
+    }
+}
+
+#[async_trait]
+impl DownloadStore for SqliteStore {
+    async fn record_downloads(&self, tallies: &[DownloadTally]) -> StoreResult<()> {
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for tally in tallies {
+            // The WHERE drops tallies of bundles deleted with their app meanwhile
+            // (it also lets SQLite parse the upsert after a SELECT).
+            sqlx::query(
+                "INSERT INTO bundle_downloads (app_id, bundle_id, day, requests, bytes) \
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM bundles WHERE id = $2) \
+                 ON CONFLICT (app_id, bundle_id, day) DO UPDATE SET \
+                 requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
+            )
+            .bind(&tally.app_id)
+            .bind(tally.bundle_id)
+            .bind(&tally.day)
+            .bind(tally.requests)
+            .bind(tally.bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

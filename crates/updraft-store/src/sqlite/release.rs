@@ -50,7 +50,7 @@ impl ReleaseStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let manifest_rows = sqlx::query(
-            "SELECT bundle_id, file_name, file_hash, location, size FROM manifest_files \
+            "SELECT bundle_id, file_name, file_hash, location, size, blob_sha256 FROM manifest_files \
              WHERE bundle_id IN (SELECT bundle_id FROM channels WHERE app_id = $1) \
              ORDER BY bundle_id, position",
         )

@@ -19,12 +19,12 @@ macro_rules! app_columns {
 macro_rules! bundle_columns {
     () => {
         "id, app_id, name, checksum, encrypted_checksum, session_key, key_id, external_url, storage_path, \
-         min_update_version, link, comment, deleted, created_at, deleted_at"
+         zip_sha256, size, min_update_version, link, comment, deleted, created_at, deleted_at"
     };
 }
 macro_rules! manifest_columns {
     () => {
-        "bundle_id, file_name, file_hash, location, size"
+        "bundle_id, file_name, file_hash, location, size, blob_sha256"
     };
 }
 macro_rules! channel_columns {
@@ -89,6 +89,8 @@ pub(super) fn bundle(row: &SqliteRow) -> Result<Bundle, StoreError> {
         key_id: row.try_get("key_id")?,
         external_url: row.try_get("external_url")?,
         storage_path: row.try_get("storage_path")?,
+        zip_sha256: row.try_get("zip_sha256")?,
+        size: row.try_get("size")?,
         manifest: Vec::new(),
         min_update_version: row.try_get("min_update_version")?,
         link: row.try_get("link")?,
@@ -108,6 +110,7 @@ pub(super) fn manifest_file(row: &SqliteRow) -> Result<(i64, ManifestFile), Stor
             file_hash: row.try_get("file_hash")?,
             location: row.try_get("location")?,
             size: row.try_get("size")?,
+            blob_sha256: row.try_get("blob_sha256")?,
         },
     ))
 }

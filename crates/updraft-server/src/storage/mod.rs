@@ -1,0 +1,158 @@
+//! Bundles stored by Updraft: the blob store handle, resumable uploads,
+//! publishing checks, device downloads (with optional signed URLs), download
+//! counters and garbage collection.
+
+pub mod downloads;
+pub mod gc;
+pub mod publish;
+pub mod signing;
+pub mod uploads;
+
+use crate::api::Caller;
+use crate::error::ApiError;
+use crate::state::ServerConfig;
+use downloads::DownloadCounter;
+use signing::UrlSigner;
+use std::sync::Arc;
+use std::time::Duration;
+use updraft_core::model::Role;
+use updraft_store::blob::{BlobError, BlobStore, LocalBlobStore};
+use uploads::UploadSessions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob storage: {0}")]
+    Blob(#[from] BlobError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything about stored bundles the handlers share.
+pub struct Storage {
+    pub blobs: Arc<dyn BlobStore>,
+    pub uploads: UploadSessions,
+    pub downloads: DownloadCounter,
+    /// Set when download URLs must be signed.
+    pub signer: Option<UrlSigner>,
+    /// Publishing holds it shared from its blob checks to the row commit; gc
+    /// holds it exclusively while deleting, so it never removes a blob a
+    /// bundle is being committed with.
+    pub gc_lock: tokio::sync::RwLock<()>,
+    /// Unreferenced blobs younger than this are kept (an upload or publish may be under way).
+    pub grace: Duration,
+}
+
+impl Storage {
+    /// Opens the local blob store and the upload sessions under `data_dir`,
+    /// removing staging leftovers older than the session expiry.
+    pub fn open(config: &ServerConfig) -> Result<Storage, StorageError> {
+        let expiry = Duration::from_secs(config.upload_expiry_secs);
+        let local = LocalBlobStore::open(&config.data_dir)?;
+        let swept = local.sweep_staging(expiry)?;
+        if swept > 0 {
+            tracing::info!(files = swept, "removed stale staging files");
+        }
+        let uploads = UploadSessions::open(
+            &config.data_dir.join("uploads"),
+            local.staging_dir(),
+            expiry,
+        )?;
+        let signer = match config.signed_url_ttl_secs {
+            Some(ttl) => Some(UrlSigner::open(&config.data_dir, ttl)?),
+            None => None,
+        };
+        Ok(Storage {
+            blobs: Arc::new(local),
+            uploads,
+            downloads: DownloadCounter::default(),
+            signer,
+            gc_lock: tokio::sync::RwLock::new(()),
+            grace: expiry,
+        })
+    }
+}
+
+/// `GET`/`HEAD /dl/{app_id}/{version}/{file}`: device downloads (no auth, no CORS).
+pub fn download_routes() -> axum::Router<crate::state::AppState> {
+    axum::Router::new().route(
+        "/dl/{app_id}/{version}/{file}",
+        axum::routing::get(downloads::download),
+    )
+}
+
+/// Uploading needs the publisher role; app-scoped keys may upload too (blobs
+/// belong to no app until a bundle of theirs references them).
+pub(crate) fn require_uploader(caller: &Caller) -> Result<(), ApiError> {
+    if caller.key.role < Role::Publisher {
+        return Err(ApiError::forbidden(format!(
+            "this API key's role ({}) cannot upload; it needs publisher",
+            caller.key.role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// A client-supplied SHA-256: 64 hex characters, any case, returned lowercase.
+pub(crate) fn parse_sha256(field: &str, value: &str) -> Result<String, ApiError> {
+    updraft_core::validate::normalize_hex(value.trim(), 64).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_sha256",
+            format!("{field} must be a SHA-256 as 64 hex characters"),
+        )
+    })
+}
+
+pub(crate) fn blob_failure(err: BlobError) -> ApiError {
+    tracing::error!(error = %err, "blob storage failed");
+    ApiError::internal("the blob storage could not complete the request")
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The device URL path of a stored bundle zip.
+pub fn zip_path(app_id: &str, version: &str, sha256: &str) -> String {
+    format!(
+        "/dl/{}/{}/{sha256}.zip",
+        encode_segment(app_id),
+        encode_segment(version)
+    )
+}
+
+/// The device URL path of a stored manifest file.
+pub fn file_path(app_id: &str, version: &str, sha256: &str) -> String {
+    format!(
+        "/dl/{}/{}/{sha256}",
+        encode_segment(app_id),
+        encode_segment(version)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_paths_encode_their_segments() {
+        let sha = "a".repeat(64);
+        assert_eq!(
+            zip_path("com.example.app", "1.0.0+build.5", &sha),
+            format!("/dl/com.example.app/1.0.0%2Bbuild.5/{sha}.zip")
+        );
+        assert_eq!(
+            file_path("com.example.app", "2.0.0-beta.1", &sha),
+            format!("/dl/com.example.app/2.0.0-beta.1/{sha}")
+        );
+        assert_eq!(encode_segment("a b/ü"), "a%20b%2F%C3%BC");
+    }
+}
