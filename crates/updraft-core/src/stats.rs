@@ -349,7 +349,7 @@ fn is_well_formed_action(action: &str) -> bool {
 
 /// Whether an event's `version_name` is the bundle the device runs now:
 /// failures, downloads and queued or deleted bundles name another bundle.
-fn reports_running_version(action: &str) -> bool {
+pub fn reports_running_version(action: &str) -> bool {
     !(action.ends_with("_fail")
         || action.starts_with("download")
         || matches!(

@@ -4,14 +4,16 @@
 //! - stats are group-committed: concurrent requests' events share one
 //!   transaction, and each request is answered only once its events are durable.
 
+use crate::releases::ReleaseCache;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use updraft_core::analytics::attribute_channel;
 use updraft_core::model::{DeviceSighting, StatsEvent};
-use updraft_store::{Store, StoreError, StoreResult};
+use updraft_store::{StatsIngest, Store, StoreError, StoreResult};
 
 const REGISTRY_SHARDS: usize = 32;
 
@@ -113,6 +115,7 @@ impl RegistryWriter {
         self: &Arc<Self>,
         interval: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> JoinHandle<()> {
         let writer = Arc::clone(self);
         tokio::spawn(async move {
@@ -124,10 +127,12 @@ impl RegistryWriter {
                     _ = stop.changed() => break,
                 }
                 if let Err(err) = writer.flush().await {
+                    metrics.record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
                     tracing::warn!(error = %err, "device registry flush failed; will retry");
                 }
             }
             if let Err(err) = writer.flush().await {
+                metrics.record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
                 tracing::error!(error = %err, "final device registry flush failed");
             }
         })
@@ -149,22 +154,70 @@ pub enum StatsSubmitError {
 
 struct StatsJob {
     events: Vec<StatsEvent>,
+    channels: Vec<Option<String>>,
     sightings: Vec<DeviceSighting>,
     done: oneshot::Sender<StoreResult<()>>,
 }
 
-/// Group-commits stats from concurrent requests.
+/// Group-commits stats from concurrent requests: the writer takes every job
+/// queued while the previous commit ran (natural batching, capped at
+/// [`MAX_EVENTS_PER_COMMIT`]) and writes them, their rollups and the device
+/// rows in one transaction; each request is answered after that commit.
 pub struct StatsWriter {
     queue: mpsc::Sender<StatsJob>,
+    releases: Arc<ReleaseCache>,
 }
 
-/// Most events written in one transaction.
+/// Most events written in one transaction (a job is never split).
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 
+/// One commit's device sightings, one per device (later ones folded in), in
+/// first-seen order.
+fn coalesce_sightings(sightings: Vec<DeviceSighting>) -> Vec<DeviceSighting> {
+    let mut position: HashMap<DeviceKey, usize> = HashMap::with_capacity(sightings.len());
+    let mut merged: Vec<Option<DeviceSighting>> = Vec::with_capacity(sightings.len());
+    for sighting in sightings {
+        // A plugin's batch is one device: fold runs of it without hashing.
+        if let Some(slot) = merged.last_mut() {
+            let same_device = slot.as_ref().is_some_and(|last| {
+                last.device_id == sighting.device_id && last.app_id == sighting.app_id
+            });
+            if same_device {
+                if let Some(older) = slot.take() {
+                    *slot = Some(merge_sighting(older, sighting));
+                }
+                continue;
+            }
+        }
+        let key = (sighting.app_id.clone(), sighting.device_id.clone());
+        match position.get(&key) {
+            Some(&at) => {
+                if let Some(older) = merged[at].take() {
+                    merged[at] = Some(merge_sighting(older, sighting));
+                }
+            }
+            None => {
+                position.insert(key, merged.len());
+                merged.push(Some(sighting));
+            }
+        }
+    }
+    merged.into_iter().flatten().collect()
+}
+
 impl StatsWriter {
-    /// `capacity` = requests that may wait for a commit before new ones get 429.
-    pub fn spawn(store: Arc<dyn Store>, capacity: usize) -> (StatsWriter, JoinHandle<()>) {
+    /// `capacity` = requests that may wait for a commit before new ones get
+    /// 429; events older than `event_retention_days` count as events but not
+    /// as active devices (their per-device day rows are pruned).
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        releases: Arc<ReleaseCache>,
+        capacity: usize,
+        event_retention_days: u32,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> (StatsWriter, JoinHandle<()>) {
         let (queue, mut jobs) = mpsc::channel::<StatsJob>(capacity.max(1));
+        let retention_ms = i64::from(event_retention_days.max(1)) * 86_400_000;
         let handle = tokio::spawn(async move {
             while let Some(first) = jobs.recv().await {
                 let mut batch = vec![first];
@@ -179,14 +232,28 @@ impl StatsWriter {
                     }
                 }
                 let mut events: Vec<StatsEvent> = Vec::with_capacity(count);
+                let mut channels: Vec<Option<String>> = Vec::with_capacity(count);
                 let mut sightings: Vec<DeviceSighting> = Vec::with_capacity(count);
                 for job in &mut batch {
+                    // Keep `channels` parallel to `events` whatever a job holds.
+                    job.channels.resize(job.events.len(), None);
                     events.append(&mut job.events);
+                    channels.append(&mut job.channels);
                     sightings.append(&mut job.sightings);
                 }
-                let result = store.record_stats(&events, &sightings).await;
+                let sightings = coalesce_sightings(sightings);
+                let result = store
+                    .ingest_stats(StatsIngest {
+                        events: &events,
+                        channels: &channels,
+                        sightings: &sightings,
+                        active_devices_since: crate::device::now_ms() - retention_ms,
+                    })
+                    .await;
                 if let Err(err) = &result {
                     tracing::error!(error = %err, events = events.len(), "stats commit failed");
+                } else {
+                    metrics.record_stats_commit();
                 }
                 for job in batch {
                     let answer = match &result {
@@ -198,19 +265,45 @@ impl StatsWriter {
                 }
             }
         });
-        (StatsWriter { queue }, handle)
+        (StatsWriter { queue, releases }, handle)
     }
 
-    /// Resolves once the events are durable.
+    /// Resolves once the events are durable. `sightings` are parallel to
+    /// `events` (one per event, as `/stats` parses them): their
+    /// `defaultChannel` attributes each event to a channel.
     pub async fn submit(
         &self,
         events: Vec<StatsEvent>,
         sightings: Vec<DeviceSighting>,
     ) -> Result<(), StatsSubmitError> {
+        let channels = match events.first() {
+            Some(first) => {
+                let release = self.releases.get(&first.app_id);
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, event)| {
+                        let default_channel = sightings
+                            .get(i)
+                            .filter(|s| s.device_id == event.device_id)
+                            .and_then(|s| s.default_channel.as_deref());
+                        attribute_channel(
+                            &release,
+                            &event.device_id,
+                            &event.platform,
+                            default_channel,
+                        )
+                        .map(str::to_string)
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let (done, committed) = oneshot::channel();
         self.queue
             .try_send(StatsJob {
                 events,
+                channels,
                 sightings,
                 done,
             })
@@ -264,6 +357,21 @@ mod tests {
         assert_eq!(merged.default_channel, None);
         assert_eq!(merged.last_offered_version.as_deref(), Some("1.2.0"));
         assert_eq!(merged.seen_at, 20);
+    }
+
+    #[test]
+    fn a_commit_writes_one_sighting_per_device() {
+        let mut other = sighting(15);
+        other.device_id = "00000000-0000-4000-8000-000000000002".into();
+        let mut later = sighting(30);
+        later.custom_id = None;
+        later.version_name = Some("1.1.0".into());
+        let merged = coalesce_sightings(vec![sighting(10), other.clone(), later]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].version_name.as_deref(), Some("1.1.0"));
+        assert_eq!(merged[0].custom_id.as_deref(), Some("alice"));
+        assert_eq!(merged[0].seen_at, 30);
+        assert_eq!(merged[1], other);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::rows::{self, device_columns, event_columns};
 use super::{clamp_limit, SqliteStore};
-use crate::{DeviceQuery, DeviceStore, StatsStore, StoreError, StoreResult};
+use crate::{DeviceQuery, DeviceStore, StatsIngest, StatsStore, StoreResult};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 use updraft_core::model::{Device, DeviceSighting, StatsEvent};
@@ -14,7 +14,7 @@ fn non_blank(value: &Option<String>) -> Option<&str> {
 
 /// Applies sightings in order on `conn` (the caller's transaction); the same
 /// statement text every time so SQLite prepares it once.
-async fn apply_sightings(
+pub(super) async fn apply_sightings(
     conn: &mut SqliteConnection,
     sightings: &[DeviceSighting],
 ) -> StoreResult<()> {
@@ -161,42 +161,17 @@ impl StatsStore for SqliteStore {
         if events.is_empty() && sightings.is_empty() {
             return Ok(());
         }
-        // Serialise before taking the write lock.
-        let metadata_json = events
-            .iter()
-            .map(|event| {
-                event
-                    .metadata
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Backend(format!("cannot encode event metadata: {e}")))?;
         let mut tx = self.begin_write().await?;
-        for (event, metadata) in events.iter().zip(&metadata_json) {
-            sqlx::query(concat!(
-                "INSERT INTO stats_events (",
-                event_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            ))
-            .bind(&event.app_id)
-            .bind(&event.device_id)
-            .bind(&event.action)
-            .bind(&event.version_name)
-            .bind(&event.old_version_name)
-            .bind(&event.platform)
-            .bind(&event.plugin_version)
-            .bind(&event.version_build)
-            .bind(event.is_prod)
-            .bind(event.is_emulator)
-            .bind(metadata)
-            .bind(event.timestamp)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        apply_sightings(&mut tx, sightings).await?;
+        super::analytics::ingest(
+            &mut tx,
+            StatsIngest {
+                events,
+                channels: &[],
+                sightings,
+                active_devices_since: 0,
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
