@@ -1,0 +1,539 @@
+//! `bundle upload --path`: zip (or check) the bundle, optionally encrypt it and
+//! cut it into delta files, upload everything resumably, then register it.
+
+use crate::args::BundleUploadArgs;
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::output::Outcome;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
+use updraft_bundle::crypto::{self, PrivateKey, SessionKey};
+use updraft_bundle::delta::{self, DeltaFile};
+use updraft_bundle::limits::ZipLimits;
+
+/// Bytes per PATCH: each acknowledged chunk is durable on the server, so a
+/// broken connection costs at most one chunk.
+const CHUNK_BYTES: u64 = 8 * 1024 * 1024;
+/// Consecutive failed attempts before giving up on an upload.
+const MAX_ATTEMPTS: u32 = 8;
+/// A chunk on a slow link may take a while; the connection's own errors end it sooner.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(600);
+/// Hashes per `blobs/missing` question (the server takes up to 10,000).
+const MISSING_QUERY_BATCH: usize = 1000;
+
+/// The plaintext zip, and what was learnt while making or checking it.
+struct PreparedZip {
+    path: PathBuf,
+    checksum: String,
+    size: u64,
+    calls_notify_app_ready: bool,
+}
+
+struct Encryption {
+    key: PrivateKey,
+    session: SessionKey,
+    session_key: String,
+    key_id: String,
+}
+
+pub async fn upload_bundle(
+    client: &ApiClient,
+    app_id: &str,
+    args: &BundleUploadArgs,
+    source: &Path,
+    show_progress: bool,
+) -> Result<Outcome, CliError> {
+    let work = tempfile::tempdir().map_err(|e| io_error("cannot create a temporary folder", &e))?;
+    let zip = prepare_zip(source, work.path())?;
+    let mut warnings = Vec::new();
+    if !zip.calls_notify_app_ready {
+        warnings.push(
+            "warning: no file of the bundle calls notifyAppReady(); the plugin rolls an update back \
+             when the app does not call it soon after start"
+                .to_string(),
+        );
+    }
+    if let Some(given) = args.checksum.as_deref() {
+        if !given.trim().eq_ignore_ascii_case(&zip.checksum) {
+            return Err(CliError::new(
+                "checksum_mismatch",
+                format!(
+                    "--checksum {given} does not match the bundle's SHA-256 {}",
+                    zip.checksum
+                ),
+            ));
+        }
+    }
+
+    let encryption = match &args.key_v2 {
+        Some(key_path) => Some(load_encryption(key_path)?),
+        None => None,
+    };
+    let (served_zip, encrypted_checksum) = match &encryption {
+        Some(enc) => {
+            let out = work.path().join("bundle.enc");
+            let (src, dst, session) = (zip.path.clone(), out.clone(), enc.session.clone());
+            blocking(move || crypto::encrypt_file(&session, &src, &dst).map_err(CliError::from))
+                .await?;
+            let checksum = crypto::encrypt_checksum(&enc.key, &zip.checksum)?;
+            (out, Some(checksum))
+        }
+        None => (zip.path.clone(), None),
+    };
+    let served_sha = {
+        let path = served_zip.clone();
+        blocking(move || updraft_bundle::sha256_file(&path).map_err(Into::into)).await?
+    };
+    let served_size = file_size(&served_zip)?;
+
+    let mut manifest = Vec::new();
+    if args.delta {
+        let files = {
+            let (zip_path, out) = (zip.path.clone(), work.path().join("delta"));
+            let enc = encryption
+                .as_ref()
+                .map(|e| (e.session.clone(), e.key.clone()));
+            blocking(move || {
+                std::fs::create_dir_all(&out)?;
+                let enc_ref = enc.as_ref().map(|(s, k)| (s, k));
+                delta::build_delta(&zip_path, &out, enc_ref).map_err(CliError::from)
+            })
+            .await?
+        };
+        upload_delta_files(client, &files, show_progress).await?;
+        manifest = files
+            .iter()
+            .map(|file| {
+                json!({
+                    "file_name": file.file_name,
+                    "file_hash": file.file_hash,
+                    "blob_sha256": file.blob_sha256,
+                    "size": file.size,
+                })
+            })
+            .collect();
+    }
+
+    upload_blob(client, &served_zip, &served_sha, served_size, show_progress).await?;
+
+    let mut body = Map::new();
+    body.insert("version".into(), json!(args.bundle));
+    body.insert("zip_sha256".into(), json!(served_sha));
+    body.insert("checksum".into(), json!(zip.checksum));
+    if let (Some(enc), Some(encrypted_checksum)) = (&encryption, &encrypted_checksum) {
+        body.insert("session_key".into(), json!(enc.session_key));
+        body.insert("key_id".into(), json!(enc.key_id));
+        body.insert("encrypted_checksum".into(), json!(encrypted_checksum));
+    }
+    if !manifest.is_empty() {
+        body.insert("manifest".into(), Value::Array(manifest));
+    }
+    let optional = [
+        ("min_update_version", args.min_update_version.as_ref()),
+        ("link", args.link.as_ref()),
+        ("comment", args.comment.as_ref()),
+        ("channel", args.channel.as_ref()),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            body.insert(key.into(), json!(value));
+        }
+    }
+    let bundle = client
+        .post(&["apps", app_id, "bundles"], &Value::Object(body))
+        .await?;
+
+    let version = bundle
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or(&args.bundle)
+        .to_string();
+    let mut text = format!(
+        "Uploaded bundle {version} of {app_id} ({}, sha256 {}{}{}).",
+        human_bytes(zip.size),
+        zip.checksum,
+        if encryption.is_some() {
+            ", encrypted"
+        } else {
+            ""
+        },
+        if args.delta { ", with delta files" } else { "" },
+    );
+    if let Some(channel) = &args.channel {
+        text.push_str(&format!(" Channel {channel} now serves it."));
+    }
+    let mut outcome = Outcome::new(bundle, text);
+    if !warnings.is_empty() {
+        outcome = outcome.with_note(warnings.join("\n"));
+    }
+    Ok(outcome)
+}
+
+/// Zips a folder deterministically, or checks a given zip with the same rules
+/// the server applies (an encrypted bundle cannot be checked after encryption).
+fn prepare_zip(source: &Path, work: &Path) -> Result<PreparedZip, CliError> {
+    let meta = std::fs::metadata(source).map_err(|e| {
+        CliError::new(
+            "path_not_found",
+            format!("cannot read --path {}: {e}", source.display()),
+        )
+    })?;
+    if meta.is_dir() {
+        let out = work.join("bundle.zip");
+        let packed = updraft_bundle::pack::pack_dir(source, &out)?;
+        updraft_bundle::inspect::inspect_zip(&out, &ZipLimits::default())?;
+        Ok(PreparedZip {
+            size: packed.bytes,
+            checksum: packed.sha256,
+            calls_notify_app_ready: packed.calls_notify_app_ready,
+            path: out,
+        })
+    } else {
+        let summary = updraft_bundle::inspect::inspect_zip(source, &ZipLimits::default())?;
+        let checksum = updraft_bundle::sha256_file(source)?;
+        Ok(PreparedZip {
+            size: meta.len(),
+            checksum,
+            calls_notify_app_ready: summary.calls_notify_app_ready,
+            path: source.to_path_buf(),
+        })
+    }
+}
+
+fn load_encryption(key_path: &Path) -> Result<Encryption, CliError> {
+    let pem = std::fs::read_to_string(key_path).map_err(|e| {
+        CliError::new(
+            "invalid_key",
+            format!("cannot read the private key {}: {e}", key_path.display()),
+        )
+    })?;
+    let key = PrivateKey::from_pem(&pem)?;
+    let public_pem = key.public_key().to_pem()?;
+    let session = SessionKey::generate();
+    let session_key = session.seal(&key)?;
+    Ok(Encryption {
+        key_id: crypto::key_id(&public_pem),
+        key,
+        session,
+        session_key,
+    })
+}
+
+async fn upload_delta_files(
+    client: &ApiClient,
+    files: &[DeltaFile],
+    show_progress: bool,
+) -> Result<(), CliError> {
+    let mut unique: Vec<&DeltaFile> = Vec::new();
+    for file in files {
+        if !unique
+            .iter()
+            .any(|seen| seen.blob_sha256 == file.blob_sha256)
+        {
+            unique.push(file);
+        }
+    }
+    let mut missing = Vec::new();
+    for batch in unique.chunks(MISSING_QUERY_BATCH) {
+        let hashes: Vec<&str> = batch.iter().map(|f| f.blob_sha256.as_str()).collect();
+        let answer = client
+            .post(&["blobs", "missing"], &json!({"sha256": hashes}))
+            .await?;
+        let listed: Vec<String> = answer
+            .get("missing")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        missing.extend(
+            batch
+                .iter()
+                .filter(|f| listed.contains(&f.blob_sha256))
+                .copied(),
+        );
+    }
+    let total: u64 = missing.iter().map(|f| f.size).sum();
+    let bar = progress_bar(total, "delta files", show_progress);
+    for file in missing {
+        let bytes = tokio::fs::read(&file.path)
+            .await
+            .map_err(|e| io_error("cannot read a delta file", &e))?;
+        let len = bytes.len() as u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = client
+                .send_raw(
+                    Method::PUT,
+                    &["blobs", &file.blob_sha256],
+                    &[("content-type", "application/octet-stream".to_string())],
+                    reqwest::Body::from(bytes.clone()),
+                    CHUNK_TIMEOUT,
+                )
+                .await;
+            match result {
+                Ok((status, _)) if status.is_success() => break,
+                Ok((status, answer)) if !is_transient(status) || attempt >= MAX_ATTEMPTS => {
+                    return Err(answer_error(status, &answer));
+                }
+                Err(error) if error.code != "connection_failed" || attempt >= MAX_ATTEMPTS => {
+                    return Err(error)
+                }
+                _ => tokio::time::sleep(backoff(attempt)).await,
+            }
+        }
+        bar.inc(len);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Uploads one file through a resumable upload session. A session for the same
+/// content is picked up where it stopped, by this run or an earlier one.
+async fn upload_blob(
+    client: &ApiClient,
+    path: &Path,
+    sha256: &str,
+    size: u64,
+    show_progress: bool,
+) -> Result<(), CliError> {
+    let mut status = client
+        .post(&["uploads"], &json!({"size": size, "sha256": sha256}))
+        .await?;
+    let upload_id = status
+        .get("upload_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let bar = progress_bar(size, "bundle", show_progress);
+    let mut failures = 0u32;
+    loop {
+        if status.get("complete").and_then(Value::as_bool) == Some(true) {
+            break;
+        }
+        if upload_id.is_empty() {
+            return Err(CliError::new(
+                "invalid_response",
+                "the server did not say which upload session to use",
+            ));
+        }
+        let offset = status.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        bar.set_position(offset);
+        let len = CHUNK_BYTES.min(size.saturating_sub(offset));
+        let attempt = send_chunk(client, &upload_id, path, offset, len, bar.clone()).await;
+        match attempt {
+            Ok((code, answer)) if code.is_success() => {
+                failures = 0;
+                status = answer;
+            }
+            Ok((StatusCode::CONFLICT, answer)) if answer.get("offset").is_some() => {
+                // Our idea of the offset was stale (an earlier attempt landed): go on from the server's.
+                failures += 1;
+                status = json!({"offset": answer["offset"], "complete": false});
+            }
+            Ok((code, answer)) if !is_transient(code) => return Err(answer_error(code, &answer)),
+            Ok((code, answer)) => {
+                failures += 1;
+                if failures >= MAX_ATTEMPTS {
+                    return Err(answer_error(code, &answer));
+                }
+                tokio::time::sleep(backoff(failures)).await;
+                status = current_status(client, &upload_id).await?;
+            }
+            Err(error) if error.code == "connection_failed" && failures + 1 < MAX_ATTEMPTS => {
+                failures += 1;
+                tracing_note(
+                    &bar,
+                    &format!("connection lost ({}); resuming", error.message),
+                );
+                tokio::time::sleep(backoff(failures)).await;
+                status = current_status(client, &upload_id).await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The server's durable offset, retried while the server cannot be reached.
+async fn current_status(client: &ApiClient, upload_id: &str) -> Result<Value, CliError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.get(&["uploads", upload_id], &[]).await {
+            Ok(status) => return Ok(status),
+            Err(error) if error.code == "connection_failed" && attempt < MAX_ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn send_chunk(
+    client: &ApiClient,
+    upload_id: &str,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    bar: ProgressBar,
+) -> Result<(StatusCode, Value), CliError> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io_error("cannot open the bundle", &e))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| io_error("cannot read the bundle", &e))?;
+    let reader = CountingReader {
+        inner: file.take(len),
+        bar,
+    };
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
+    client
+        .send_raw(
+            Method::PATCH,
+            &["uploads", upload_id],
+            &[
+                ("upload-offset", offset.to_string()),
+                (
+                    "content-type",
+                    "application/offset+octet-stream".to_string(),
+                ),
+                ("content-length", len.to_string()),
+            ],
+            body,
+            CHUNK_TIMEOUT,
+        )
+        .await
+}
+
+/// Moves the progress bar as bytes leave.
+struct CountingReader<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.bar.inc(read as u64);
+        poll
+    }
+}
+
+fn progress_bar(total: u64, label: &str, show: bool) -> ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map(|style| style.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+fn tracing_note(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(6)))
+}
+
+fn answer_error(status: StatusCode, answer: &Value) -> CliError {
+    let text = serde_json::to_vec(answer).unwrap_or_default();
+    crate::client::error_from_response(status, &text)
+}
+
+fn file_size(path: &Path) -> Result<u64, CliError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| io_error("cannot read the bundle", &e))
+}
+
+fn io_error(what: &str, error: &std::io::Error) -> CliError {
+    CliError::new("io_error", format!("{what}: {error}"))
+}
+
+/// Runs CPU- or disk-heavy work (zipping, hashing, encrypting) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CliError> + Send + 'static,
+) -> Result<T, CliError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CliError::new("internal_error", format!("a worker thread failed: {e}")))?
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(6), backoff(20));
+    }
+
+    #[test]
+    fn transient_statuses() {
+        assert!(is_transient(StatusCode::BAD_GATEWAY));
+        assert!(is_transient(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!is_transient(StatusCode::UNPROCESSABLE_ENTITY));
+        assert!(!is_transient(StatusCode::CONFLICT));
+    }
+}
