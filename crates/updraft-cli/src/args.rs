@@ -51,6 +51,80 @@ pub enum Command {
     /// Inspect devices and set their channel
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// End-to-end encryption keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Delete stored files that no bundle uses any more
+    Gc,
+    /// Release analytics of an app: active devices, installs, failures, adoption
+    Stats(StatsArgs),
+    /// Raw stats events
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct StatsArgs {
+    /// App id (default: the appId of ./capacitor.config.json)
+    pub app_id: Option<String>,
+    /// Only this channel
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only this bundle (version)
+    #[arg(long)]
+    pub bundle: Option<String>,
+    /// Start of the range: 7d, 24h, 2w, YYYY-MM-DD or epoch ms
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// End of the range (default: now)
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum EventsCommand {
+    /// Export raw events as CSV or NDJSON (streamed)
+    Export(EventsExportArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormatArg {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EventsExportArgs {
+    /// App id (default: the appId of ./capacitor.config.json)
+    pub app_id: Option<String>,
+    #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
+    pub format: ExportFormatArg,
+    /// Only events since: 7d, 24h, YYYY-MM-DD or epoch ms
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before this time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this device
+    #[arg(long)]
+    pub device_id: Option<String>,
+    /// Write to this file instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum KeyCommand {
+    /// Write a new RSA-2048 key pair (`.capgo_key_v2`, `.capgo_key_v2.pub`) and print the
+    /// `capacitor.config` snippet for the app
+    Create {
+        /// Folder to write the keys into
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite existing key files
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Clone, Debug)]
@@ -147,13 +221,30 @@ pub struct BundleUploadArgs {
     /// Semver version of the bundle
     #[arg(short, long, value_name = "VERSION")]
     pub bundle: String,
-    /// URL where devices download the zip
-    // Optional in the type because a local-file source is planned; clap still requires it today.
-    #[arg(short, long, value_name = "URL", required = true)]
+    /// Folder (zipped for you) or .zip file to upload to Updraft
+    #[arg(
+        short,
+        long,
+        value_name = "DIR_OR_ZIP",
+        required_unless_present = "external"
+    )]
+    pub path: Option<PathBuf>,
+    /// URL where devices download the zip (a bundle hosted elsewhere; nothing is uploaded)
+    #[arg(short, long, value_name = "URL", conflicts_with = "path")]
     pub external: Option<String>,
-    /// SHA-256 (64 hex) of the plaintext zip, or its RSA-encrypted form (512 hex)
-    #[arg(long, value_name = "HEX", required = true)]
+    /// SHA-256 (64 hex) of the plaintext zip, or its RSA-encrypted form (512 hex); with
+    /// --path it is computed, and a given value must match
+    #[arg(long, value_name = "HEX", required_unless_present = "path")]
     pub checksum: Option<String>,
+    /// Encrypt end to end with this RSA private key (`.capgo_key_v2`, from `updraft key create`)
+    #[arg(long, value_name = "PRIVATE_KEY", conflicts_with = "external")]
+    pub key_v2: Option<PathBuf>,
+    /// Also upload each file on its own, for delta (manifest) updates
+    #[arg(long, conflicts_with = "external")]
+    pub delta: bool,
+    /// Do not draw a progress bar
+    #[arg(long)]
+    pub no_progress: bool,
     /// Point this channel at the new bundle (created if missing)
     #[arg(short, long)]
     pub channel: Option<String>,
@@ -167,16 +258,16 @@ pub struct BundleUploadArgs {
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
     /// Session key of an encrypted bundle: `<b64 iv>:<b64 rsa key>`
-    #[arg(long, value_name = "KEY", conflicts_with = "iv_session_key")]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["iv_session_key", "path"])]
     pub session_key: Option<String>,
     /// Same as --session-key (the Capgo CLI's name)
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", conflicts_with = "path")]
     pub iv_session_key: Option<String>,
     /// Public key id the bundle was encrypted for
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "path")]
     pub key_id: Option<String>,
     /// RSA-encrypted checksum (512 hex)
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", conflicts_with = "path")]
     pub encrypted_checksum: Option<String>,
 }
 
@@ -423,6 +514,8 @@ pub enum DeviceCommand {
     },
     /// List devices
     List(DeviceListArgs),
+    /// Act like a device: check for an update, download, decrypt, verify and unpack it
+    Simulate(Box<DeviceSimulateArgs>),
     /// Show one device, its override and recent events
     Show {
         /// Device id
@@ -474,4 +567,73 @@ impl DeviceListArgs {
         }
         query
     }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformArg {
+    Android,
+    Ios,
+    Electron,
+}
+
+impl PlatformArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlatformArg::Android => "android",
+            PlatformArg::Ios => "ios",
+            PlatformArg::Electron => "electron",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// As the plugin: the manifest when the server sends one, else the zip
+    Auto,
+    /// Always the zip
+    Zip,
+    /// Always the manifest (fails when there is none)
+    Manifest,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DeviceSimulateArgs {
+    /// App id (default: the appId of ./capacitor.config.json)
+    pub app_id: Option<String>,
+    /// The device's platform
+    #[arg(long, value_enum, default_value_t = PlatformArg::Android)]
+    pub platform: PlatformArg,
+    /// Native app version (versionName / CFBundleShortVersionString)
+    #[arg(long, value_name = "VERSION", default_value = "1.0.0")]
+    pub version_build: String,
+    /// Bundle the device runs now (`builtin` = the one shipped in the app)
+    #[arg(long, value_name = "VERSION", default_value = "builtin")]
+    pub version_name: String,
+    /// The app's `defaultChannel`
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// The app's `publicKey` (`.capgo_key_v2.pub`): the device decrypts and sends its key_id
+    #[arg(long, value_name = "PATH")]
+    pub public_key: Option<PathBuf>,
+    /// Device id (default: a new random one)
+    #[arg(long, value_name = "UUID")]
+    pub device_id: Option<String>,
+    /// Plugin version the device reports
+    #[arg(long, value_name = "VERSION", default_value = "8.51.14")]
+    pub plugin_version: String,
+    /// Report as a development build
+    #[arg(long)]
+    pub dev: bool,
+    /// Report as an emulator
+    #[arg(long)]
+    pub emulator: bool,
+    /// Zip or manifest download
+    #[arg(long, value_enum, default_value_t = DownloadMode::Auto)]
+    pub download: DownloadMode,
+    /// Update URL (default: <server>/updates)
+    #[arg(long, value_name = "URL")]
+    pub update_url: Option<String>,
+    /// Folder to unpack the bundle into (default: a new folder under ./updraft-simulated)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -113,6 +113,46 @@ impl ApiClient {
             .map(|_| ())
     }
 
+    /// A GET whose answer is read as it arrives (exports); a non-2xx answer
+    /// is turned into the usual error.
+    pub async fn get_streaming(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, CliError> {
+        let url = self.endpoint(segments, query)?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.apikey)
+            // An export may take long; the connect timeout still applies.
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        Err(error_from_response(status, &bytes))
+    }
+
+    /// Reads the next piece of a streamed answer.
+    pub async fn next_chunk(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<Option<Vec<u8>>, CliError> {
+        response
+            .chunk()
+            .await
+            .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
+            .map_err(|error| self.unreachable(&error))
+    }
+
     /// `Ok(None)` for a 2xx without a body.
     async fn send(
         &self,
@@ -126,15 +166,7 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| self.unreachable(&error))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| self.unreachable(&error))?;
+        let (status, bytes) = self.exchange(request).await?;
         if !status.is_success() {
             return Err(error_from_response(status, &bytes));
         }
@@ -150,6 +182,52 @@ impl ApiClient {
                 ),
             )
         })
+    }
+
+    /// A request with a raw body and extra headers (uploads). Returns the
+    /// status with the JSON answer (`Null` when there was none) so callers can
+    /// read fields of error answers too, such as the durable offset of a 409.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        segments: &[&str],
+        headers: &[(&str, String)],
+        body: reqwest::Body,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Value), CliError> {
+        let url = self.endpoint(segments, &[])?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(&self.apikey)
+            .timeout(timeout)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let (status, bytes) = self.exchange(request).await?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() && value.get("error").is_none() {
+            return Err(error_from_response(status, &bytes));
+        }
+        Ok((status, value))
+    }
+
+    /// Sends a request and reads the whole answer; transport failures become `connection_failed`.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), CliError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        Ok((status, bytes.to_vec()))
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> CliError {

@@ -51,10 +51,22 @@ pub async fn bundle(
     client: &ApiClient,
     command: BundleCommand,
     work_dir: &Path,
+    show_progress: bool,
 ) -> Result<Outcome, CliError> {
     match command {
         BundleCommand::Upload(args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            if let Some(path) = &args.path {
+                let show = show_progress && !args.no_progress;
+                return crate::upload::upload_bundle(
+                    client,
+                    &app_id,
+                    &args,
+                    &work_dir.join(path),
+                    show,
+                )
+                .await;
+            }
             let body = args.request_body()?;
             let bundle = client.post(&["apps", &app_id, "bundles"], &body).await?;
             let version = text_field(&bundle, "version", &args.bundle);
@@ -192,6 +204,10 @@ pub async fn device(
             let text = render::devices_table(&list);
             Ok(Outcome::new(list, text))
         }
+        DeviceCommand::Simulate(_) => Err(CliError::new(
+            "internal_error",
+            "device simulate runs without a management client",
+        )),
         DeviceCommand::Show { device_id, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
             let device = client
@@ -201,4 +217,16 @@ pub async fn device(
             Ok(Outcome::new(device, text))
         }
     }
+}
+
+pub async fn gc(client: &ApiClient) -> Result<Outcome, CliError> {
+    let result = client.post(&["gc"], &json!({})).await?;
+    let count = |key: &str| result.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let text = format!(
+        "Deleted {} unused files ({}); {} files are in use.",
+        count("deleted_blobs"),
+        crate::upload::human_bytes(count("freed_bytes")),
+        count("kept_blobs")
+    );
+    Ok(Outcome::new(result, text))
 }

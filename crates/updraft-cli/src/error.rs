@@ -76,6 +76,18 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+impl From<updraft_bundle::error::BundleError> for CliError {
+    fn from(error: updraft_bundle::error::BundleError) -> Self {
+        CliError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(error: std::io::Error) -> Self {
+        CliError::new("io_error", error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

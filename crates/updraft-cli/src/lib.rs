@@ -9,15 +9,19 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod keys;
 pub mod offline;
 pub mod output;
 pub mod render;
+pub mod simulate;
+pub mod stats;
 pub mod table;
 pub mod time;
+pub mod upload;
 
 pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
-    Command, DeviceCommand, DeviceListArgs, GlobalOpts,
+    Command, DeviceCommand, DeviceListArgs, DeviceSimulateArgs, GlobalOpts, KeyCommand,
 };
 pub use error::CliError;
 pub use output::Outcome;
@@ -56,9 +60,24 @@ pub async fn execute(
     match cmd {
         Command::Apikey(command) => offline::run_apikey_command(command, &global.data_dir).await,
         Command::App(command) => commands::app(&connect(global)?, command).await,
-        Command::Bundle(command) => commands::bundle(&connect(global)?, command, work_dir).await,
+        Command::Bundle(command) => {
+            commands::bundle(&connect(global)?, command, work_dir, !global.json).await
+        }
         Command::Channel(command) => commands::channel(&connect(global)?, command, work_dir).await,
+        // The device API is public: simulating a device needs no API key.
+        Command::Device(DeviceCommand::Simulate(args)) => {
+            let app_id = app_id::resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            simulate::simulate(&global.server, &app_id, &args, work_dir).await
+        }
         Command::Device(command) => commands::device(&connect(global)?, command, work_dir).await,
+        Command::Key(KeyCommand::Create { dir, force }) => {
+            keys::create_key_pair(&work_dir.join(dir), force)
+        }
+        Command::Gc => commands::gc(&connect(global)?).await,
+        Command::Stats(args) => stats::stats(&connect(global)?, &args, work_dir).await,
+        Command::Events(args::EventsCommand::Export(args)) => {
+            stats::export(&connect(global)?, &args, work_dir, global.json).await
+        }
     }
 }
 

@@ -622,3 +622,107 @@ fn help_documents_the_flag_pairs_and_hides_the_apikey_value() {
         "global options are listed on subcommands"
     );
 }
+
+#[test]
+fn bundle_upload_from_a_path() {
+    let Command::Bundle(BundleCommand::Upload(args)) = client_command(&[
+        "bundle",
+        "upload",
+        "com.example.app",
+        "--path",
+        "dist",
+        "--bundle",
+        "1.4.3",
+        "--channel",
+        "production",
+        "--key-v2",
+        ".capgo_key_v2",
+        "--delta",
+    ]) else {
+        panic!("not a bundle upload");
+    };
+    assert_eq!(args.path.as_deref(), Some(std::path::Path::new("dist")));
+    assert_eq!(
+        args.key_v2.as_deref(),
+        Some(std::path::Path::new(".capgo_key_v2"))
+    );
+    assert!(args.delta);
+    assert_eq!(args.external, None);
+    assert_eq!(args.checksum, None);
+}
+
+#[test]
+fn bundle_upload_path_conflicts_with_registration_flags() {
+    for extra in [
+        &["--external", "https://x.test/a.zip"][..],
+        &["--session-key", "a:b"][..],
+        &["--encrypted-checksum", "ff"][..],
+        &["--key-id", "MIIB"][..],
+    ] {
+        let mut args = vec!["bundle", "upload", "--path", "dist", "--bundle", "1.0.0"];
+        args.extend_from_slice(extra);
+        assert_eq!(
+            parse_error(&args),
+            clap::error::ErrorKind::ArgumentConflict,
+            "{extra:?}"
+        );
+    }
+    // Encryption and delta files need something to upload.
+    assert_eq!(
+        parse_error(&[
+            "bundle",
+            "upload",
+            "--bundle",
+            "1.0.0",
+            "--external",
+            "https://x.test/a.zip",
+            "--checksum",
+            "ff",
+            "--delta",
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+}
+
+#[test]
+fn key_create_and_gc_parse() {
+    let Command::Key(updraft_cli::KeyCommand::Create { dir, force }) =
+        client_command(&["key", "create", "--dir", "keys", "--force"])
+    else {
+        panic!("not key create");
+    };
+    assert_eq!(dir, std::path::PathBuf::from("keys"));
+    assert!(force);
+    assert!(matches!(client_command(&["gc"]), Command::Gc));
+}
+
+#[test]
+fn device_simulate_defaults_and_flags() {
+    let Command::Device(DeviceCommand::Simulate(args)) = client_command(&[
+        "device",
+        "simulate",
+        "com.example.app",
+        "--platform",
+        "ios",
+        "--version-build",
+        "2.1.0",
+        "--channel",
+        "beta",
+        "--public-key",
+        ".capgo_key_v2.pub",
+        "--download",
+        "manifest",
+    ]) else {
+        panic!("not device simulate");
+    };
+    assert_eq!(args.app_id.as_deref(), Some("com.example.app"));
+    assert_eq!(args.platform, updraft_cli::args::PlatformArg::Ios);
+    assert_eq!(args.version_build, "2.1.0");
+    assert_eq!(args.version_name, "builtin");
+    assert_eq!(args.channel.as_deref(), Some("beta"));
+    assert_eq!(args.download, updraft_cli::args::DownloadMode::Manifest);
+    assert_eq!(
+        parse_error(&["device", "simulate", "--platform", "windows"]),
+        clap::error::ErrorKind::InvalidValue
+    );
+}

@@ -3,6 +3,7 @@
 //! let `updraft-core` decide, hand writes to the background writers.
 
 use crate::error::{json_with_status, DeviceResponse};
+use crate::metrics::{db_operation, UpdateCheckOutcome};
 use crate::state::AppState;
 use crate::writers::StatsSubmitError;
 use axum::body::{Body, Bytes};
@@ -107,7 +108,11 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         let body = read_json(&state, body).await?;
         let req = parse_update_request(&body)?;
         let release = state.releases.get(&req.app_id);
-        let answer = answer_update(&req, &release, &state.base_url(&headers));
+        let base_url = state.base_url(&headers);
+        let mut answer = answer_update(&req, &release, &base_url);
+        if let Some(signer) = &state.storage.signer {
+            signer.sign_answer(&mut answer.body, &base_url);
+        }
         if release.app.is_some() {
             state.registry.note(update_sighting(
                 &req,
@@ -116,13 +121,22 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 now_ms(),
             ));
         }
-        Ok::<_, DeviceError>(answer.body)
+        Ok::<_, DeviceError>((answer.body, answer.outcome))
     }
     .await;
-    match result {
-        Ok(body) => axum::Json(body).into_response(),
-        Err(err) => DeviceResponse::update_check(err),
-    }
+    // The outcome rides along as an extension for the metrics middleware.
+    let (mut response, check) = match result {
+        Ok((body, outcome)) => (
+            axum::Json(body).into_response(),
+            UpdateCheckOutcome::of_answer(outcome),
+        ),
+        Err(err) => {
+            let check = UpdateCheckOutcome::rejected(err.code);
+            (DeviceResponse::update_check(err), check)
+        }
+    };
+    response.extensions_mut().insert(check);
+    response
 }
 
 async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
@@ -162,9 +176,14 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
             .map(|parsed| (parsed.event, parsed.sighting))
             .unzip();
         if !events.is_empty() {
-            match state.stats.submit(events, sightings).await {
-                Ok(()) => {}
+            let event_count = events.len();
+            let waiting = state.metrics.stats_waiting();
+            let submitted = state.stats.submit(events, sightings).await;
+            drop(waiting);
+            match submitted {
+                Ok(()) => state.metrics.record_stats_events_committed(event_count),
                 Err(StatsSubmitError::Busy) => {
+                    state.metrics.record_stats_rejected_busy();
                     return Err(DeviceError::bad_request(
                         "too_many_requests",
                         "Stats ingest is busy; retry after the given delay",
@@ -180,6 +199,9 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                     .with_status(503));
                 }
                 Err(StatsSubmitError::Store(err)) => {
+                    state
+                        .metrics
+                        .record_database_error(db_operation::STATS_COMMIT);
                     tracing::error!(error = %err, "stats could not be stored");
                     return Err(DeviceError::bad_request(
                         "storage_error",
@@ -218,6 +240,9 @@ async fn apply_channel_answer(
     };
     let changed = !matches!(answer.effect, OverrideEffect::None);
     if let Err(err) = stored {
+        state
+            .metrics
+            .record_database_error(db_operation::CHANNEL_OVERRIDE);
         tracing::error!(error = %err, "channel override could not be stored");
         return json_with_status(
             200,
@@ -226,6 +251,9 @@ async fn apply_channel_answer(
     }
     if changed {
         if let Err(err) = state.releases.refresh(app_id).await {
+            state
+                .metrics
+                .record_database_error(db_operation::RELEASE_RELOAD);
             tracing::error!(error = %err, app_id, "release refresh failed after a channel override");
         }
     }

@@ -1,5 +1,6 @@
 //! Every error the HTTP layer answers with, mapped to a response in one place.
 
+use crate::metrics::DatabaseFailure;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -13,6 +14,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The database failed (not the request): counted in the metrics.
+    database_failure: bool,
+    /// Extra top-level fields of the error body (e.g. `offset`, `missing`).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -21,7 +26,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            database_failure: false,
+            details: serde_json::Map::new(),
         }
+    }
+
+    /// Adds a field to the error body next to `error` and `message`.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// 422: the request is well-formed but its content is refused.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -81,7 +99,10 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(message) => ApiError::bad_request("invalid_body", message),
             StoreError::Backend(detail) => {
                 tracing::error!(error = %detail, "storage error");
-                ApiError::internal("the database could not complete the request")
+                ApiError {
+                    database_failure: true,
+                    ..ApiError::internal("the database could not complete the request")
+                }
             }
         }
     }
@@ -89,8 +110,17 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.code, "message": self.message});
-        close_if_body_unread((self.status, axum::Json(body)).into_response())
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some(fields) = body.as_object_mut() {
+            for (key, value) in self.details {
+                fields.entry(key).or_insert(value);
+            }
+        }
+        let mut response = close_if_body_unread((self.status, axum::Json(body)).into_response());
+        if self.database_failure {
+            response.extensions_mut().insert(DatabaseFailure);
+        }
+        response
     }
 }
 

@@ -5,10 +5,14 @@ pub mod api;
 pub mod cors;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod releases;
+pub mod retention;
 pub mod state;
+pub mod storage;
 pub mod writers;
 
+use crate::metrics::{db_operation, Metrics};
 use crate::releases::ReleaseCache;
 use crate::state::{AppState, ServerConfig};
 use crate::writers::{RegistryWriter, StatsWriter};
@@ -34,6 +38,8 @@ pub enum ServeError {
     },
     #[error("cannot load the release configuration: {0}")]
     Load(#[from] updraft_store::StoreError),
+    #[error("cannot open the bundle storage: {0}")]
+    Storage(#[from] storage::StorageError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -45,13 +51,26 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(
-                json!({"status": "unavailable", "error": "database_unavailable", "message": err.to_string()}),
-            ),
-        ),
+        Err(err) => {
+            state.metrics.record_database_error(db_operation::READYZ);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    json!({"status": "unavailable", "error": "database_unavailable", "message": err.to_string()}),
+                ),
+            )
+        }
     }
+}
+
+/// Unauthenticated, as Prometheus scrapes usually are: bind the server to a
+/// private address or keep `/metrics` behind the reverse proxy.
+async fn metrics_endpoint(State(state): State<AppState>) -> axum::response::Response {
+    // Sampled here rather than on every sighting: the count needs all shard locks.
+    state
+        .metrics
+        .set_registry_pending_devices(state.registry.pending());
+    state.metrics.response()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
@@ -97,11 +116,14 @@ async fn request_id(
 
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
+    let metrics = Arc::clone(&state.metrics);
     Router::new()
         .merge(device::routes())
         .merge(api::routes())
+        .merge(storage::download_routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routing, so a preflight never meets the 405 fallback.
@@ -111,6 +133,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Per route (after routing) so the matched template is known; outermost
+        // of those, so the latency covers CORS and the request id too.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track_requests,
+        ))
         .with_state(state)
 }
 
@@ -138,20 +166,30 @@ impl Server {
         let releases = Arc::new(ReleaseCache::new(Arc::clone(&store)));
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
+        let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(RegistryWriter::new(Arc::clone(&store)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let registry_task = registry.spawn_flusher(
             Duration::from_millis(config.registry_flush_interval_ms.max(10)),
             stop_rx,
+            Arc::clone(&metrics),
         );
-        let (stats, stats_handle) =
-            StatsWriter::spawn(Arc::clone(&store), config.stats_queue_capacity);
+        let (stats, stats_handle) = StatsWriter::spawn(
+            Arc::clone(&store),
+            Arc::clone(&releases),
+            config.stats_queue_capacity,
+            config.event_retention_days,
+            Arc::clone(&metrics),
+        );
+        let bundle_storage = Arc::new(storage::Storage::open(&config)?);
         let state = AppState {
+            storage: bundle_storage,
             store,
             releases,
             registry,
             stats: Arc::new(stats),
             config: Arc::new(config),
+            metrics,
         };
         Ok(Server {
             listener,
@@ -159,6 +197,11 @@ impl Server {
             registry_handle: Some((registry_task, stop_tx)),
             stats_handle,
         })
+    }
+
+    /// The shared state, for in-process tests that drive `router` directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -172,11 +215,35 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let reload = spawn_periodic_reload(&self.state);
+        let bundle_storage = Arc::clone(&self.state.storage);
+        let (downloads_stop, downloads_stop_rx) = tokio::sync::watch::channel(false);
+        let downloads_flusher = storage::downloads::spawn_flusher(
+            Arc::clone(&bundle_storage),
+            Arc::clone(&self.state.store),
+            Duration::from_secs(5),
+            downloads_stop_rx,
+        );
+        let gc = storage::gc::spawn_periodic(
+            bundle_storage,
+            Arc::clone(&self.state.store),
+            Duration::from_secs(self.state.config.gc_interval_secs.max(1)),
+        );
+        let retention = retention::spawn(
+            Arc::clone(&self.state.store),
+            self.state.config.event_retention_days,
+            Duration::from_secs(self.state.config.retention_interval_secs),
+        );
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         reload.abort();
+        gc.abort();
+        let _ = downloads_stop.send(true);
+        if let Err(err) = downloads_flusher.await {
+            tracing::error!(error = %err, "download counter flusher ended badly");
+        }
+        retention.abort();
         tracing::info!("stopped accepting requests; flushing buffered writes");
         // Dropping the last sender lets the stats writer drain its queue and stop.
         let AppState { stats, .. } = self.state;
@@ -199,6 +266,7 @@ impl Server {
 
 fn spawn_periodic_reload(state: &AppState) -> tokio::task::JoinHandle<()> {
     let releases = Arc::clone(&state.releases);
+    let metrics = Arc::clone(&state.metrics);
     let every = Duration::from_secs(state.config.release_reload_interval_secs.max(1));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
@@ -206,6 +274,7 @@ fn spawn_periodic_reload(state: &AppState) -> tokio::task::JoinHandle<()> {
         loop {
             ticker.tick().await;
             if let Err(err) = releases.reload_all().await {
+                metrics.record_database_error(db_operation::RELEASE_RELOAD);
                 tracing::warn!(error = %err, "periodic release reload failed");
             }
         }

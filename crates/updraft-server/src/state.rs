@@ -1,5 +1,6 @@
 //! Configuration and the state every handler shares.
 
+use crate::metrics::Metrics;
 use crate::releases::ReleaseCache;
 use crate::writers::{RegistryWriter, StatsWriter};
 use std::net::SocketAddr;
@@ -20,12 +21,27 @@ pub struct ServerConfig {
     /// Stats requests that may wait for a commit before new ones get 429.
     pub stats_queue_capacity: usize,
     pub registry_flush_interval_ms: u64,
+    /// Days raw stats events are kept (by arrival); rollups are kept for good.
+    pub event_retention_days: u32,
+    /// How often the retention task looks for raw events to delete.
+    pub retention_interval_secs: u64,
     /// Full reload of every app's release configuration (a safety net; changes
     /// made through this server apply at once).
     pub release_reload_interval_secs: u64,
     /// Origins allowed by CORS on the device routes, besides the built-in
     /// Capacitor/Ionic/localhost ones.
     pub cors_allowed_origins: Vec<String>,
+    /// Limits applied when validating uploaded plain zips.
+    pub zip_limits: updraft_bundle::ZipLimits,
+    /// Largest file one upload session may declare.
+    pub max_upload_size: u64,
+    /// Upload sessions expire this long after their last write; also the gc
+    /// grace period of unreferenced blobs.
+    pub upload_expiry_secs: u64,
+    /// When set, download URLs are signed and valid this long (rounded up to half of it).
+    pub signed_url_ttl_secs: Option<u64>,
+    /// How often gc runs in the background.
+    pub gc_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -38,8 +54,15 @@ impl Default for ServerConfig {
             api_body_limit: 16 * 1024 * 1024,
             stats_queue_capacity: 4096,
             registry_flush_interval_ms: 1000,
+            event_retention_days: 30,
+            retention_interval_secs: 3600,
             release_reload_interval_secs: 30,
             cors_allowed_origins: Vec::new(),
+            zip_limits: updraft_bundle::ZipLimits::default(),
+            max_upload_size: 2 * 1024 * 1024 * 1024,
+            upload_expiry_secs: 86_400,
+            signed_url_ttl_secs: None,
+            gc_interval_secs: 3600,
         }
     }
 }
@@ -51,6 +74,9 @@ pub struct AppState {
     pub registry: Arc<RegistryWriter>,
     pub stats: Arc<StatsWriter>,
     pub config: Arc<ServerConfig>,
+    /// Stored bundles: blobs, uploads, download counts, URL signing.
+    pub storage: Arc<crate::storage::Storage>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {

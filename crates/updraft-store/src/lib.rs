@@ -8,6 +8,7 @@ use updraft_core::model::{
     ManifestFile, Millis, OverrideSource, ReleaseConfig, Role, StatsEvent,
 };
 
+pub mod blob;
 pub mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -42,10 +43,25 @@ pub struct NewBundle {
     pub key_id: Option<String>,
     pub external_url: Option<String>,
     pub storage_path: Option<String>,
+    /// The stored zip blob, when Updraft hosts the zip.
+    pub zip_sha256: Option<String>,
+    /// Size of the stored zip in bytes.
+    pub size: Option<i64>,
     pub manifest: Vec<ManifestFile>,
     pub min_update_version: Option<String>,
     pub link: Option<String>,
     pub comment: Option<String>,
+}
+
+/// Downloads of one bundle on one day, to add to the stored totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadTally {
+    pub app_id: String,
+    pub bundle_id: i64,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub requests: i64,
+    pub bytes: i64,
 }
 
 /// Editable metadata of a bundle; `None` leaves a field, `Some(None)` clears it.
@@ -113,6 +129,16 @@ pub trait BundleStore: Send + Sync {
     ) -> StoreResult<Bundle>;
     /// Soft delete; the name stays reserved.
     async fn delete_bundle(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<Bundle>;
+    /// Every blob (zip or manifest file) a live bundle of any app references;
+    /// deleted bundles do not count. What gc must keep.
+    async fn referenced_blobs(&self) -> StoreResult<std::collections::HashSet<String>>;
+}
+
+#[async_trait]
+pub trait DownloadStore: Send + Sync {
+    /// Adds each tally to `bundle_downloads` (upsert), in one transaction.
+    /// Tallies of bundles that no longer exist are dropped.
+    async fn record_downloads(&self, tallies: &[DownloadTally]) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -160,8 +186,9 @@ pub trait DeviceStore: Send + Sync {
 
 #[async_trait]
 pub trait StatsStore: Send + Sync {
-    /// Stores events and the device sightings that follow from them in one
-    /// transaction: when this returns Ok, both are durable.
+    /// Stores events (with their rollups, channel unknown) and the device
+    /// sightings that follow from them in one transaction: when this returns
+    /// Ok, all of it is durable. `AnalyticsStore::ingest_stats` with channels.
     async fn record_stats(
         &self,
         events: &[StatsEvent],
@@ -174,6 +201,64 @@ pub trait StatsStore: Send + Sync {
         device_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<StatsEvent>>;
+}
+
+/// One group commit of stats: events, the channel each was attributed to
+/// (parallel to `events`; shorter means `None`), and the device sightings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatsIngest<'a> {
+    pub events: &'a [StatsEvent],
+    pub channels: &'a [Option<String>],
+    pub sightings: &'a [DeviceSighting],
+    /// Events before this time still count in the event rollups but not in
+    /// active devices: their `device_days` rows are already pruned, so
+    /// counting them again could count a device twice.
+    pub active_devices_since: Millis,
+}
+
+/// Raw events of one app for export, oldest id first, a page at a time.
+#[derive(Clone, Debug, Default)]
+pub struct EventExportQuery {
+    pub app_id: String,
+    /// Event time bounds: `since <= timestamp < until`.
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub device_id: Option<String>,
+    /// Keyset pagination: only events with a larger id.
+    pub after_id: i64,
+    pub limit: i64,
+}
+
+/// A raw event as stored, with its id and attributed channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub channel: Option<String>,
+    pub event: StatsEvent,
+}
+
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    /// Stores events, their rollups and the device sightings in one
+    /// transaction: when this returns Ok, all of it is durable.
+    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<()>;
+    /// The rollup rows of an app for `from_day..=to_day` (`YYYY-MM-DD`).
+    async fn stats_rollups(
+        &self,
+        app_id: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> StoreResult<updraft_core::analytics::Rollups>;
+    async fn export_events(&self, query: &EventExportQuery) -> StoreResult<Vec<StoredEvent>>;
+    /// Deletes at most `max_rows` raw events received before `before`;
+    /// returns how many went. Rollups stay.
+    async fn delete_events_received_before(
+        &self,
+        before: Millis,
+        max_rows: i64,
+    ) -> StoreResult<u64>;
+    /// Deletes at most `max_rows` per-device day rows of days before `day`.
+    async fn delete_device_days_before(&self, day: &str, max_rows: i64) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -204,8 +289,10 @@ pub trait Store:
     + OverrideStore
     + DeviceStore
     + StatsStore
+    + AnalyticsStore
     + ApiKeyStore
     + ReleaseStore
+    + DownloadStore
 {
 }
 
@@ -216,8 +303,10 @@ impl<T> Store for T where
         + OverrideStore
         + DeviceStore
         + StatsStore
+        + AnalyticsStore
         + ApiKeyStore
         + ReleaseStore
+        + DownloadStore
 {
 }
 

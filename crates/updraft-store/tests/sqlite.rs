@@ -42,7 +42,51 @@ sqlite_suite!(
     suite_release,
     suite_delete_app,
     suite_bulk,
+    suite_rollups_match_recount,
+    suite_active_devices,
+    suite_export,
+    suite_retention,
+    suite_delete_app_removes_analytics,
+    suite_bundle_storage,
+    suite_download_tallies,
 );
+
+#[tokio::test]
+async fn download_tallies_add_up_in_their_table() {
+    let (store, _dir) = fresh().await;
+    suite::suite_download_tallies(&store).await;
+    let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT app_id, bundle_id, day, requests, bytes FROM bundle_downloads ORDER BY day, bundle_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let bundle_id = store
+        .get_bundle("com.example.app", "1.0.0")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "com.example.app".to_string(),
+                bundle_id,
+                "2026-11-26".to_string(),
+                5,
+                150
+            ),
+            (
+                "com.example.app".to_string(),
+                bundle_id,
+                "2026-11-27".to_string(),
+                1,
+                7
+            ),
+        ]
+    );
+}
 
 #[tokio::test]
 async fn open_creates_the_database_in_the_data_dir() {

@@ -41,6 +41,37 @@ pub struct FileConfig {
     pub cors_allowed_origins: Option<Vec<String>>,
     /// Log filter, e.g. "info" or "updraft_server=debug" (RUST_LOG wins).
     pub log: Option<String>,
+    /// Days raw stats events are kept (default 30); rollups are kept for good.
+    pub event_retention_days: Option<u32>,
+    /// How often old raw events are deleted (default 3600 s).
+    pub retention_interval_secs: Option<u64>,
+    /// Largest file one upload may declare, in bytes (default 2 GiB).
+    pub max_upload_size: Option<u64>,
+    /// Unfinished uploads expire after this long; also the grace period before
+    /// gc deletes an unreferenced file (default 86400 s).
+    pub upload_expiry_secs: Option<u64>,
+    /// Sign download URLs, valid this long (default: unsigned).
+    pub signed_url_ttl_secs: Option<u64>,
+    /// How often unused files are collected (default 3600 s).
+    pub gc_interval_secs: Option<u64>,
+    /// Upload validation: most entries in a zip (default 50000).
+    pub zip_max_entries: Option<usize>,
+    /// Upload validation: largest uncompressed entry, in bytes.
+    pub zip_max_entry_size: Option<u64>,
+    /// Upload validation: largest uncompressed total, in bytes.
+    pub zip_max_total_size: Option<u64>,
+    /// Upload validation: highest uncompressed/compressed ratio.
+    pub zip_max_compression_ratio: Option<u64>,
+}
+
+/// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
+fn number<T: std::str::FromStr>(env_name: &str, from_file: Option<T>) -> anyhow::Result<Option<T>> {
+    match env(env_name) {
+        Some(text) => text.trim().parse::<T>().map(Some).map_err(|_| {
+            anyhow::anyhow!("{env_name} must be a non-negative whole number, got {text:?}")
+        }),
+        None => Ok(from_file),
+    }
 }
 
 pub struct Settings {
@@ -106,8 +137,44 @@ pub fn load(
     if let Some(v) = file.api_body_limit {
         server.api_body_limit = v;
     }
-    if let Some(v) = file.stats_queue_capacity {
+    if let Some(v) = number("UPDRAFT_STATS_QUEUE_CAPACITY", file.stats_queue_capacity)? {
         server.stats_queue_capacity = v.max(1);
+    }
+    if let Some(v) = number("UPDRAFT_EVENT_RETENTION_DAYS", file.event_retention_days)? {
+        server.event_retention_days = v;
+    }
+    if let Some(v) = number(
+        "UPDRAFT_RETENTION_INTERVAL_SECS",
+        file.retention_interval_secs,
+    )? {
+        server.retention_interval_secs = v.max(1);
+    }
+    if let Some(v) = number("UPDRAFT_MAX_UPLOAD_SIZE", file.max_upload_size)? {
+        server.max_upload_size = v;
+    }
+    if let Some(v) = number("UPDRAFT_UPLOAD_EXPIRY_SECS", file.upload_expiry_secs)? {
+        server.upload_expiry_secs = v;
+    }
+    server.signed_url_ttl_secs =
+        number("UPDRAFT_SIGNED_URL_TTL_SECS", file.signed_url_ttl_secs)?.filter(|ttl| *ttl > 0);
+    if let Some(v) = number("UPDRAFT_GC_INTERVAL_SECS", file.gc_interval_secs)? {
+        server.gc_interval_secs = v.max(1);
+    }
+    let limits = &mut server.zip_limits;
+    if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRIES", file.zip_max_entries)? {
+        limits.max_entries = v;
+    }
+    if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRY_SIZE", file.zip_max_entry_size)? {
+        limits.max_entry_size = v;
+    }
+    if let Some(v) = number("UPDRAFT_ZIP_MAX_TOTAL_SIZE", file.zip_max_total_size)? {
+        limits.max_total_size = v;
+    }
+    if let Some(v) = number(
+        "UPDRAFT_ZIP_MAX_COMPRESSION_RATIO",
+        file.zip_max_compression_ratio,
+    )? {
+        limits.max_compression_ratio = v;
     }
     if let Some(v) = file.registry_flush_interval_ms {
         server.registry_flush_interval_ms = v;
@@ -144,7 +211,9 @@ mod tests {
         let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"));
         let ok: FileConfig =
-            toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"").unwrap();
+            toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"\nzip_max_entries = 10")
+                .unwrap();
+        assert_eq!(ok.zip_max_entries, Some(10));
         assert_eq!(ok.listen, Some("127.0.0.1:9".parse().unwrap()));
     }
 }

@@ -1,6 +1,8 @@
 //! The management API under `/api/v1`: what a team's CI and people use.
 //! Authenticated with API keys (stored hashed), with roles and optional app scope.
 
+mod analytics;
+mod analytics_views;
 mod apikeys;
 mod apps;
 mod bundles;
@@ -15,7 +17,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use updraft_core::model::{ApiKey, Role};
@@ -63,6 +65,25 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/apps/{app_id}/overrides",
             get(devices::list_overrides),
         )
+        .route("/api/v1/apps/{app_id}/stats", get(analytics::stats))
+        .route(
+            "/api/v1/apps/{app_id}/events/export",
+            get(analytics::export),
+        )
+        .route("/api/v1/uploads", post(crate::storage::uploads::create))
+        .route(
+            "/api/v1/uploads/{upload_id}",
+            get(crate::storage::uploads::show).patch(crate::storage::uploads::append),
+        )
+        .route(
+            "/api/v1/blobs/missing",
+            post(crate::storage::uploads::missing),
+        )
+        .route(
+            "/api/v1/blobs/{sha256}",
+            put(crate::storage::uploads::put_blob),
+        )
+        .route("/api/v1/gc", post(crate::storage::gc::run))
         .route("/api/v1/apikeys", get(apikeys::list).post(apikeys::create))
         .route(
             "/api/v1/apikeys/{id}",

@@ -1,6 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{apikeys, apps, bundles, channels, devices, views};
+use super::{analytics, analytics_views, apikeys, apps, bundles, channels, devices, views};
+use crate::storage::{gc, uploads};
 use axum::Json;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,7 +59,9 @@ impl Modify for FlatChannelCreation {
         bundles::list, bundles::create, bundles::show, bundles::update, bundles::delete,
         channels::list, channels::create, channels::show, channels::update, channels::delete,
         devices::list, devices::show, devices::set_override, devices::unset_override, devices::list_overrides,
+        analytics::stats, analytics::export,
         apikeys::list, apikeys::create, apikeys::revoke,
+        uploads::create, uploads::show, uploads::append, uploads::put_blob, uploads::missing, gc::run,
     ),
     components(schemas(
         views::AppView, views::AppList, views::CreateApp, views::UpdateApp,
@@ -67,6 +70,11 @@ impl Modify for FlatChannelCreation {
         views::DeviceView, views::DeviceList, views::DeviceDetail, views::EventView,
         views::OverrideView, views::OverrideList, views::SetOverride,
         views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey,
+        analytics_views::StatsReportView, analytics_views::StatsTotalsView, analytics_views::DayStatsView,
+        analytics_views::BundleAdoptionView, analytics_views::AdoptionPointView,
+        views::ManifestEntryInput,
+        uploads::CreateUpload, uploads::UploadStatus, uploads::MissingBlobsQuery, uploads::MissingBlobs,
+        uploads::StoredBlob, gc::GcReport,
         views::ErrorView,
     )),
     modifiers(&BearerAuth, &FlatChannelCreation),

@@ -5,6 +5,7 @@
 //! text; what is specific to SQLite stays in this module: connection options,
 //! `BEGIN IMMEDIATE` and the row decoding.
 
+mod analytics;
 mod apikeys;
 mod apps;
 mod bundles;

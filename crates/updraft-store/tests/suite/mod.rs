@@ -1,6 +1,9 @@
 //! Engine-independent behaviour tests of the storage traits. Each function
 //! takes any `Store` and expects it empty, so every engine runs the same suite.
 
+mod analytics;
+pub use analytics::*;
+
 use std::collections::BTreeMap;
 use updraft_core::model::{
     AutoUpdatePolicy, ChannelPatch, DeviceSighting, ManifestFile, OverrideSource, Role, StatsEvent,
@@ -94,6 +97,7 @@ fn manifest(names: &[&str]) -> Vec<ManifestFile> {
             } else {
                 None
             },
+            blob_sha256: None,
         })
         .collect()
 }
@@ -1116,4 +1120,121 @@ pub async fn suite_bulk<S: Store>(s: &S) {
     let newest = s.list_devices(APP, &DeviceQuery::default()).await.unwrap();
     assert_eq!(newest.len(), 50, "default page size");
     assert_eq!(newest[0].device_id, format!("bulk-{:05}", DEVICES - 1));
+}
+
+fn stored_file(name: &str, blob: &str, size: i64) -> ManifestFile {
+    ManifestFile {
+        file_name: name.to_string(),
+        file_hash: blob.to_string(),
+        location: format!("/dl/{APP}/2.0.0/{blob}"),
+        size: Some(size),
+        blob_sha256: Some(blob.to_string()),
+    }
+}
+
+/// Bundles hosted by Updraft keep their blob references, and gc sees exactly
+/// the blobs of live bundles.
+pub async fn suite_bundle_storage<S: Store>(s: &S) {
+    s.create_app(APP, "Example", 1).await.unwrap();
+    s.create_app(OTHER_APP, "Other", 1).await.unwrap();
+    let zip = "a".repeat(64);
+    let index = "b".repeat(64);
+    let script = "c".repeat(64);
+    let other_zip = "d".repeat(64);
+
+    let stored = NewBundle {
+        app_id: APP.to_string(),
+        name: "2.0.0".to_string(),
+        checksum: Some(zip.clone()),
+        storage_path: Some(format!("/dl/{APP}/2.0.0/{zip}.zip")),
+        zip_sha256: Some(zip.clone()),
+        size: Some(4096),
+        manifest: vec![
+            stored_file("index.html", &index, 120),
+            stored_file("app.js.br", &script, 77),
+        ],
+        ..NewBundle::default()
+    };
+    let created = s.create_bundle(stored.clone(), 5).await.unwrap();
+    assert_eq!(created.zip_sha256.as_deref(), Some(zip.as_str()));
+    assert_eq!(created.size, Some(4096));
+    assert_eq!(created.manifest, stored.manifest);
+    let fetched = s.get_bundle(APP, "2.0.0").await.unwrap().unwrap();
+    assert_eq!(fetched, created);
+    let listed = s.list_bundles(APP, false).await.unwrap();
+    assert_eq!(listed, vec![created.clone()]);
+
+    let other = NewBundle {
+        app_id: OTHER_APP.to_string(),
+        name: "1.0.0".to_string(),
+        zip_sha256: Some(other_zip.clone()),
+        size: Some(1),
+        ..NewBundle::default()
+    };
+    s.create_bundle(other, 6).await.unwrap();
+    // An external bundle references no blob.
+    s.create_bundle(new_bundle(APP, "3.0.0"), 7).await.unwrap();
+
+    let referenced = s.referenced_blobs().await.unwrap();
+    let mut expected: Vec<String> = vec![
+        zip.clone(),
+        index.clone(),
+        script.clone(),
+        other_zip.clone(),
+    ];
+    expected.sort();
+    let mut got: Vec<String> = referenced.into_iter().collect();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // Deleted bundles stop referencing their blobs.
+    s.delete_bundle(APP, "2.0.0", 8).await.unwrap();
+    let got: Vec<String> = s.referenced_blobs().await.unwrap().into_iter().collect();
+    assert_eq!(got, vec![other_zip.clone()]);
+
+    // The release (in-memory cache source) carries the references too.
+    let channel = s
+        .create_channel(
+            new_channel(
+                OTHER_APP,
+                "production",
+                ChannelPatch {
+                    bundle_id: Some(Some(
+                        s.get_bundle(OTHER_APP, "1.0.0").await.unwrap().unwrap().id,
+                    )),
+                    ..ChannelPatch::default()
+                },
+            ),
+            9,
+        )
+        .await
+        .unwrap();
+    let release = s.load_release(OTHER_APP).await.unwrap();
+    let bundle = release.bundle(channel.bundle_id.unwrap()).unwrap();
+    assert_eq!(bundle.zip_sha256.as_deref(), Some(other_zip.as_str()));
+}
+
+/// Download tallies add up per (app, bundle, day); unknown bundles are dropped.
+pub async fn suite_download_tallies<S: Store>(s: &S) {
+    use updraft_store::DownloadTally;
+    s.create_app(APP, "Example", 1).await.unwrap();
+    let bundle = s.create_bundle(new_bundle(APP, "1.0.0"), 2).await.unwrap();
+    let tally = |day: &str, requests: i64, bytes: i64| DownloadTally {
+        app_id: APP.to_string(),
+        bundle_id: bundle.id,
+        day: day.to_string(),
+        requests,
+        bytes,
+    };
+    s.record_downloads(&[tally("2026-11-26", 2, 100), tally("2026-11-27", 1, 7)])
+        .await
+        .unwrap();
+    let mut missing = tally("2026-11-26", 5, 5);
+    missing.bundle_id = bundle.id + 1000;
+    s.record_downloads(&[tally("2026-11-26", 3, 50), missing])
+        .await
+        .unwrap();
+    s.record_downloads(&[]).await.unwrap();
+    // Read back through the delete path: the totals are in the table the
+    // analytics read; the SQLite test checks the rows themselves.
 }

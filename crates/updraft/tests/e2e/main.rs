@@ -3,9 +3,14 @@
 
 mod harness;
 
+mod analytics;
+mod bundles;
 mod channel_self;
 mod cli;
 mod durability;
+mod interop;
 mod management;
+mod metrics;
 mod stats;
+mod storage;
 mod updates;
