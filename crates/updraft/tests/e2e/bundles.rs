@@ -426,3 +426,47 @@ async fn an_upload_resumes_after_the_connection_breaks() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test]
+async fn download_urls_use_the_public_url() {
+    let public = "https://updates.example.com/edge";
+    let server = Server::start_with(&[("UPDRAFT_PUBLIC_URL", public)]).await;
+    let project = project();
+    let cwd = project.dir.as_path();
+    add_app_with_public_channel(&server, cwd);
+    write_web_bundle(&cwd.join("dist"), 5);
+    run_ok(
+        &server,
+        cwd,
+        &[
+            "bundle",
+            "upload",
+            APP,
+            "--path",
+            "dist",
+            "--bundle",
+            "1.0.1",
+            "--channel",
+            "production",
+            "--delta",
+        ],
+    );
+    let (status, answer) = server
+        .post("/updates", &crate::harness::device_body())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let url = answer["url"].as_str().unwrap();
+    let prefix = format!("{public}/dl/{APP}/1.0.1/");
+    assert!(url.starts_with(&prefix) && url.ends_with(".zip"), "{url}");
+    let manifest = answer["manifest"].as_array().unwrap();
+    assert_eq!(manifest.len(), 5, "{manifest:?}");
+    for entry in manifest {
+        let file_url = entry["download_url"].as_str().unwrap();
+        assert!(file_url.starts_with(&prefix), "{file_url}");
+        // The same path is served here (a CDN or proxy in front maps the public URL to it).
+        let local = format!("{}{}", server.url, &file_url[public.len()..]);
+        let response = reqwest::get(&local).await.unwrap();
+        assert_eq!(response.status(), 200, "{local}");
+        assert!(response.headers().get("content-encoding").is_none());
+    }
+}
