@@ -16,6 +16,7 @@
 //!   that day; a device is *on* the bundle it last reported running that day
 //!   (adoption share = devices on the bundle / active devices).
 
+use crate::decision::resolve_channel;
 use crate::model::{Millis, Platform, ReleaseConfig};
 use crate::stats::{is_known_action, reports_running_version};
 use serde::{Deserialize, Serialize};
@@ -64,41 +65,21 @@ pub fn running_bundle<'a>(action: &str, version_name: &'a str) -> Option<&'a str
 }
 
 /// The channel an event is attributed to, from what is known at ingest: the
-/// device's override; else its `defaultChannel` (trimmed) when that channel
-/// is enabled for its platform and public or self-assignable; else the
-/// platform's public channel. The client's `channel` field is not trusted.
+/// channel the update check would resolve (override, else a usable
+/// `defaultChannel`, else the platform's public channel — `decision::resolve_channel`),
+/// falling back to the public channel when the `defaultChannel` is not usable.
+/// The client's `channel` field is not trusted.
 pub fn attribute_channel<'a>(
     release: &'a ReleaseConfig,
     device_id: &str,
     platform: &str,
     default_channel: Option<&str>,
 ) -> Option<&'a str> {
-    if let Some(channel) = release
-        .overrides
-        .get(device_id)
-        .and_then(|o| release.channel_by_id(o.channel_id))
-    {
-        return Some(&channel.name);
-    }
     let platform = Platform::parse(platform)?;
-    let usable = |c: &&crate::model::Channel| c.allows_platform(platform);
     let requested = default_channel.map(str::trim).filter(|n| !n.is_empty());
-    if let Some(name) = requested {
-        if let Some(channel) = release
-            .channels
-            .iter()
-            .filter(usable)
-            .find(|c| c.name == name && (c.public || c.allow_device_self_set))
-        {
-            return Some(&channel.name);
-        }
-    }
-    release
-        .channels
-        .iter()
-        .filter(usable)
-        .find(|c| c.public)
-        .map(|c| c.name.as_str())
+    resolve_channel(release, device_id, platform, requested)
+        .or_else(|| resolve_channel(release, device_id, platform, None))
+        .map(|resolved| resolved.channel.name.as_str())
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian

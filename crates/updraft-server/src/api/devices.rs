@@ -47,8 +47,12 @@ pub async fn list(
     };
     let total = state.store.count_devices(&app_id, &query).await?;
     let devices = state.store.list_devices(&app_id, &query).await?;
+    let release = state.releases.get(&app_id);
     Ok(Json(DeviceList {
-        devices: devices.into_iter().map(DeviceView::from).collect(),
+        devices: devices
+            .into_iter()
+            .map(|device| DeviceView::new(device, &release))
+            .collect(),
         total,
     }))
 }
@@ -104,7 +108,7 @@ pub async fn show(
         .map(EventView::from)
         .collect();
     Ok(Json(DeviceDetail {
-        device: device.into(),
+        device: DeviceView::new(device, &release),
         channel_override,
         recent_events,
     }))

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use updraft_core::model::{
-    ApiKey, App, Bundle, Channel, Device, DeviceOverride, Millis, StatsEvent,
+    ApiKey, App, Bundle, Channel, Device, DeviceOverride, Millis, ReleaseConfig, StatsEvent,
 };
 use utoipa::ToSchema;
 
@@ -284,6 +284,9 @@ pub struct DeviceView {
     pub is_prod: bool,
     pub is_emulator: bool,
     pub default_channel: Option<String>,
+    /// The channel the device belongs to now: its override, else a usable
+    /// `defaultChannel`, else its platform's public channel.
+    pub channel: Option<String>,
     pub key_id: Option<String>,
     pub install_source: Option<String>,
     pub last_offered_version: Option<String>,
@@ -292,9 +295,17 @@ pub struct DeviceView {
     pub last_seen: String,
 }
 
-impl From<Device> for DeviceView {
-    fn from(d: Device) -> Self {
+impl DeviceView {
+    pub fn new(d: Device, release: &ReleaseConfig) -> Self {
+        let channel = updraft_core::analytics::attribute_channel(
+            release,
+            &d.device_id,
+            &d.platform,
+            d.default_channel.as_deref(),
+        )
+        .map(str::to_string);
         DeviceView {
+            channel,
             device_id: d.device_id,
             platform: d.platform,
             plugin_version: d.plugin_version,
