@@ -416,6 +416,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/uploads/{upload_id}", tag = "uploads", operation_id = "show_upload",
+    params(("upload_id" = String, Path, description = "the id POST /api/v1/uploads returned")),
     responses((status = 200, body = UploadStatus), (status = 404, body = crate::api::views::ErrorView)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -485,8 +486,9 @@ async fn append_body(
 }
 
 #[utoipa::path(patch, path = "/api/v1/uploads/{upload_id}", tag = "uploads", operation_id = "append_upload",
-    params(("Upload-Offset" = u64, Header, description = "the offset this body starts at; must equal the session's offset")),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "the next bytes of the file"),
+    params(("upload_id" = String, Path, description = "the id POST /api/v1/uploads returned"),
+        ("Upload-Offset" = u64, Header, description = "the offset this body starts at; must equal the session's offset")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the next bytes of the file (any content type is accepted; the CLI sends application/offset+octet-stream)"),
     responses((status = 200, body = UploadStatus), (status = 400, body = crate::api::views::ErrorView),
         (status = 404, body = crate::api::views::ErrorView), (status = 409, body = crate::api::views::ErrorView),
         (status = 422, body = crate::api::views::ErrorView)))]
@@ -615,6 +617,7 @@ async fn write_body(
 }
 
 #[utoipa::path(put, path = "/api/v1/blobs/{sha256}", tag = "uploads", operation_id = "put_blob",
+    params(("sha256" = String, Path, description = "lowercase hex SHA-256 of the body")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the whole file (up to the management body limit)"),
     responses((status = 201, body = StoredBlob), (status = 200, body = StoredBlob, description = "already stored"),
         (status = 413, body = crate::api::views::ErrorView), (status = 422, body = crate::api::views::ErrorView)))]
