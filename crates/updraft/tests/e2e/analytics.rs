@@ -213,7 +213,10 @@ async fn acknowledged_events_and_their_rollups_survive_sigkill() {
         .await;
     assert_eq!(status, 200, "{device}");
     assert_eq!(device["version_name"], "1.1.0");
-    assert_eq!(device["channel"], "production", "the registry shows the device's channel");
+    assert_eq!(
+        device["channel"], "production",
+        "the registry shows the device's channel"
+    );
     let (_, device) = s
         .api(
             Method::GET,

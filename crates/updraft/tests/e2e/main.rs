@@ -14,3 +14,4 @@ mod metrics;
 mod stats;
 mod storage;
 mod updates;
+mod validation;
