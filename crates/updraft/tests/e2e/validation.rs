@@ -5,7 +5,7 @@ use crate::harness::{Server, APP};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-#[allow(dead_code)]
+// The same crafted-zip writer the library's own validation tests use.
 #[path = "../../../updraft-bundle/tests/common/mod.rs"]
 mod crafted;
 
