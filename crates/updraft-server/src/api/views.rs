@@ -7,17 +7,7 @@ use updraft_core::model::{
 };
 use utoipa::ToSchema;
 
-/// RFC 3339 in UTC.
-pub fn rfc3339(ms: Millis) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use updraft_core::analytics::rfc3339;
 
 #[derive(Serialize, ToSchema)]
 pub struct AppView {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
+use updraft_core::analytics::day_of;
 use updraft_core::model::Bundle;
 use updraft_store::{DownloadTally, Store};
 
@@ -34,20 +35,6 @@ impl Default for DownloadCounter {
     }
 }
 
-fn utc_day(unix_secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix_secs)
-        .map(|t| {
-            let date = t.date();
-            format!(
-                "{:04}-{:02}-{:02}",
-                date.year(),
-                u8::from(date.month()),
-                date.day()
-            )
-        })
-        .unwrap_or_else(|_| "1970-01-01".to_string())
-}
-
 impl DownloadCounter {
     fn shard(&self, key: &TallyKey) -> &Mutex<HashMap<TallyKey, (i64, i64)>> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -57,7 +44,7 @@ impl DownloadCounter {
 
     /// Counts one download of `bytes` bytes.
     pub fn note(&self, app_id: &str, bundle_id: i64, bytes: u64) {
-        let day = utc_day(crate::device::now_ms() / 1000);
+        let day = day_of(crate::device::now_ms());
         let key = (app_id.to_string(), bundle_id, day);
         let mut shard = self
             .shard(&key)
@@ -416,7 +403,7 @@ mod tests {
         counter.note("a", 2, 7);
         let mut tallies = counter.take();
         tallies.sort_by_key(|t| t.bundle_id);
-        let day = utc_day(crate::device::now_ms() / 1000);
+        let day = day_of(crate::device::now_ms());
         assert_eq!(tallies.len(), 2);
         assert_eq!(
             (
@@ -428,7 +415,7 @@ mod tests {
         );
         assert_eq!((tallies[1].requests, tallies[1].bytes), (1, 7));
         assert!(counter.take().is_empty());
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(1_795_651_200), "2026-11-26");
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_795_651_200_000), "2026-11-26");
     }
 }
