@@ -236,12 +236,22 @@ pub struct BundleUploadArgs {
     /// --path it is computed, and a given value must match
     #[arg(long, value_name = "HEX", required_unless_present = "path")]
     pub checksum: Option<String>,
-    /// Encrypt end to end with this RSA private key (`.capgo_key_v2`, from `updraft key create`)
-    #[arg(long, value_name = "PRIVATE_KEY", conflicts_with = "external")]
+    /// Encrypt end to end with this RSA private key (default: ./.capgo_key_v2 when it exists,
+    /// as the Capgo CLI does)
+    #[arg(long, value_name = "PRIVATE_KEY", conflicts_with_all = ["external", "key_data_v2"])]
     pub key_v2: Option<PathBuf>,
+    /// Encrypt end to end with this RSA private key, given as PEM text
+    #[arg(long, value_name = "PEM", conflicts_with = "external")]
+    pub key_data_v2: Option<String>,
+    /// Upload in clear even though ./.capgo_key_v2 exists
+    #[arg(long, conflicts_with_all = ["key_v2", "key_data_v2"])]
+    pub no_key: bool,
     /// Also upload each file on its own, for delta (manifest) updates
     #[arg(long, conflicts_with = "external")]
     pub delta: bool,
+    /// Upload only the delta files, no zip (devices whose plugin cannot read manifests get nothing)
+    #[arg(long, conflicts_with_all = ["external", "delta"])]
+    pub delta_only: bool,
     /// Do not draw a progress bar
     #[arg(long)]
     pub no_progress: bool,

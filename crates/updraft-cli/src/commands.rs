@@ -56,16 +56,9 @@ pub async fn bundle(
     match command {
         BundleCommand::Upload(args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
-            if let Some(path) = &args.path {
+            if args.path.is_some() {
                 let show = show_progress && !args.no_progress;
-                return crate::upload::upload_bundle(
-                    client,
-                    &app_id,
-                    &args,
-                    &work_dir.join(path),
-                    show,
-                )
-                .await;
+                return crate::upload::upload_bundle(client, &app_id, &args, work_dir, show).await;
             }
             let body = args.request_body()?;
             let bundle = client.post(&["apps", &app_id, "bundles"], &body).await?;

@@ -12,6 +12,8 @@ pub struct Outcome {
     pub text: String,
     /// Extra guidance for humans, printed on stderr in plain mode only.
     pub note: Option<String>,
+    /// Printed on stderr in both modes: things a script should see too.
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -20,6 +22,7 @@ impl Outcome {
             json,
             text: text.into(),
             note: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -33,8 +36,16 @@ impl Outcome {
         self
     }
 
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+
     /// Write errors (a closed pipe, e.g. `| head`) are ignored rather than panicking.
     pub fn print(&self, json_mode: bool) {
+        for warning in &self.warnings {
+            let _ = writeln!(std::io::stderr().lock(), "{warning}");
+        }
         if json_mode {
             print_json(&self.json);
         } else {

@@ -47,9 +47,14 @@ pub async fn upload_bundle(
     client: &ApiClient,
     app_id: &str,
     args: &BundleUploadArgs,
-    source: &Path,
+    work_dir: &Path,
     show_progress: bool,
 ) -> Result<Outcome, CliError> {
+    let source = match &args.path {
+        Some(path) => work_dir.join(path),
+        None => return Err(CliError::invalid_argument("--path DIR_OR_ZIP is required")),
+    };
+    let source = source.as_path();
     let work = tempfile::tempdir().map_err(|e| io_error("cannot create a temporary folder", &e))?;
     let zip = prepare_zip(source, work.path())?;
     let mut warnings = Vec::new();
@@ -72,10 +77,19 @@ pub async fn upload_bundle(
         }
     }
 
-    let encryption = match &args.key_v2 {
-        Some(key_path) => Some(load_encryption(key_path)?),
+    let encryption = match private_key_pem(args, work_dir)? {
+        Some((pem, origin)) => {
+            if let Some(origin) = origin {
+                warnings.push(format!(
+                    "note: encrypting with {} (pass --no-key to upload in clear)",
+                    origin.display()
+                ));
+            }
+            Some(load_encryption(&pem)?)
+        }
         None => None,
     };
+    let with_delta = args.delta || args.delta_only;
     let (served_zip, encrypted_checksum) = match &encryption {
         Some(enc) => {
             let out = work.path().join("bundle.enc");
@@ -94,7 +108,7 @@ pub async fn upload_bundle(
     let served_size = file_size(&served_zip)?;
 
     let mut manifest = Vec::new();
-    if args.delta {
+    if with_delta {
         let files = {
             let (zip_path, out) = (zip.path.clone(), work.path().join("delta"));
             let enc = encryption
@@ -121,11 +135,15 @@ pub async fn upload_bundle(
             .collect();
     }
 
-    upload_blob(client, &served_zip, &served_sha, served_size, show_progress).await?;
+    if !args.delta_only {
+        upload_blob(client, &served_zip, &served_sha, served_size, show_progress).await?;
+    }
 
     let mut body = Map::new();
     body.insert("version".into(), json!(args.bundle));
-    body.insert("zip_sha256".into(), json!(served_sha));
+    if !args.delta_only {
+        body.insert("zip_sha256".into(), json!(served_sha));
+    }
     body.insert("checksum".into(), json!(zip.checksum));
     if let (Some(enc), Some(encrypted_checksum)) = (&encryption, &encrypted_checksum) {
         body.insert("session_key".into(), json!(enc.session_key));
@@ -164,14 +182,20 @@ pub async fn upload_bundle(
         } else {
             ""
         },
-        if args.delta { ", with delta files" } else { "" },
+        if args.delta_only {
+            ", delta files only"
+        } else if args.delta {
+            ", with delta files"
+        } else {
+            ""
+        },
     );
     if let Some(channel) = &args.channel {
         text.push_str(&format!(" Channel {channel} now serves it."));
     }
     let mut outcome = Outcome::new(bundle, text);
-    if !warnings.is_empty() {
-        outcome = outcome.with_note(warnings.join("\n"));
+    for warning in warnings {
+        outcome = outcome.with_warning(warning);
     }
     Ok(outcome)
 }
@@ -207,14 +231,37 @@ fn prepare_zip(source: &Path, work: &Path) -> Result<PreparedZip, CliError> {
     }
 }
 
-fn load_encryption(key_path: &Path) -> Result<Encryption, CliError> {
-    let pem = std::fs::read_to_string(key_path).map_err(|e| {
+/// The private key to encrypt with, and where it was found when nobody named it:
+/// `--key-data-v2`, `--key-v2 PATH`, else `./.capgo_key_v2` unless `--no-key`.
+fn private_key_pem(
+    args: &BundleUploadArgs,
+    work_dir: &Path,
+) -> Result<Option<(String, Option<PathBuf>)>, CliError> {
+    if let Some(pem) = &args.key_data_v2 {
+        return Ok(Some((pem.clone(), None)));
+    }
+    let (path, implicit) = match &args.key_v2 {
+        Some(path) => (work_dir.join(path), false),
+        None if args.no_key => return Ok(None),
+        None => {
+            let default = work_dir.join(crate::keys::PRIVATE_KEY_FILE);
+            if !default.is_file() {
+                return Ok(None);
+            }
+            (default, true)
+        }
+    };
+    let pem = std::fs::read_to_string(&path).map_err(|e| {
         CliError::new(
             "invalid_key",
-            format!("cannot read the private key {}: {e}", key_path.display()),
+            format!("cannot read the private key {}: {e}", path.display()),
         )
     })?;
-    let key = PrivateKey::from_pem(&pem)?;
+    Ok(Some((pem, implicit.then_some(path))))
+}
+
+fn load_encryption(pem: &str) -> Result<Encryption, CliError> {
+    let key = PrivateKey::from_pem(pem)?;
     let public_pem = key.public_key().to_pem()?;
     let session = SessionKey::generate();
     let session_key = session.seal(&key)?;

@@ -726,3 +726,28 @@ fn device_simulate_defaults_and_flags() {
         clap::error::ErrorKind::InvalidValue
     );
 }
+
+#[test]
+fn bundle_upload_key_flags_exclude_each_other() {
+    let base = ["bundle", "upload", "--path", "dist", "--bundle", "1.0.0"];
+    for extra in [
+        &["--no-key", "--key-v2", "k"][..],
+        &["--no-key", "--key-data-v2", "PEM"][..],
+        &["--key-v2", "k", "--key-data-v2", "PEM"][..],
+        &["--delta", "--delta-only"][..],
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        assert_eq!(
+            parse_error(&args),
+            clap::error::ErrorKind::ArgumentConflict,
+            "{extra:?}"
+        );
+    }
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--no-key", "--delta-only"]);
+    let Command::Bundle(BundleCommand::Upload(upload)) = client_command(&args) else {
+        panic!("not a bundle upload");
+    };
+    assert!(upload.no_key && upload.delta_only && !upload.delta);
+}

@@ -138,13 +138,21 @@ async fn uploaded_folders_install_byte_for_byte_plain_encrypted_and_delta() {
         .unwrap()
         .starts_with("-----BEGIN RSA PUBLIC KEY-----"));
 
-    let variants: [(&str, &[&str], bool); 4] = [
-        ("1.0.1", &[], false),
-        ("1.0.2", &["--key-v2", ".capgo_key_v2"], false),
-        ("1.0.3", &["--delta"], true),
-        ("1.0.4", &["--key-v2", ".capgo_key_v2", "--delta"], true),
+    // (version, flags, delta files, encrypted). Without --key-v2 or --no-key the
+    // CLI encrypts with ./.capgo_key_v2 when it exists, as the Capgo CLI does.
+    let variants: [(&str, &[&str], bool, bool); 5] = [
+        ("1.0.1", &["--no-key"], false, false),
+        ("1.0.2", &[], false, true),
+        ("1.0.3", &["--no-key", "--delta"], true, false),
+        (
+            "1.0.4",
+            &["--key-v2", ".capgo_key_v2", "--delta"],
+            true,
+            true,
+        ),
+        ("1.0.5", &["--delta-only"], true, true),
     ];
-    for (index, (version, extra, delta)) in variants.into_iter().enumerate() {
+    for (index, (version, extra, delta, encrypted)) in variants.into_iter().enumerate() {
         let dist = cwd.join(format!("dist-{version}"));
         write_web_bundle(&dist, index as u8);
         let dist_arg = dist.to_string_lossy().into_owned();
@@ -161,9 +169,15 @@ async fn uploaded_folders_install_byte_for_byte_plain_encrypted_and_delta() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let uploaded = json_out(&run_ok(&server, cwd, &args));
+        let (code, out, err) = run_in(&server, cwd, &args);
+        assert_eq!(code, 0, "{args:?}: {out} {err}");
+        let uploaded = json_out(&out);
         assert_eq!(uploaded["version"], version, "{uploaded}");
-        let encrypted = extra.contains(&"--key-v2");
+        assert_eq!(
+            err.contains("encrypting with"),
+            !extra.contains(&"--key-v2") && !extra.contains(&"--no-key"),
+            "the implicit key is announced, and only then: {err}"
+        );
 
         for platform in ["android", "ios"] {
             let out_dir = format!("installed-{version}-{platform}");
@@ -224,7 +238,11 @@ async fn uploaded_folders_install_byte_for_byte_plain_encrypted_and_delta() {
             );
         }
 
-        if delta {
+        let delta_only = extra.contains(&"--delta-only");
+        if delta_only {
+            assert!(uploaded["zip_sha256"].is_null(), "{uploaded}");
+        }
+        if delta && !delta_only {
             // Zip-only plugins still get the zip of a delta bundle.
             let out_dir = format!("installed-{version}-zip");
             let mut sim = vec![
