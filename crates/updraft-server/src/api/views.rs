@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use updraft_core::model::{
-    ApiKey, App, Bundle, Channel, Device, DeviceOverride, Millis, ReleaseConfig, StatsEvent,
+    ApiKey, App, Bundle, Channel, Device, DeviceOverride, ReleaseConfig, StatsEvent,
 };
 use utoipa::ToSchema;
 
