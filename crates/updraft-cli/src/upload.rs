@@ -401,7 +401,7 @@ async fn upload_blob(
             }
             Err(error) if error.code == "connection_failed" && failures + 1 < MAX_ATTEMPTS => {
                 failures += 1;
-                tracing_note(
+                print_above_progress(
                     &bar,
                     &format!("connection lost ({}); resuming", error.message),
                 );
@@ -502,7 +502,7 @@ fn progress_bar(total: u64, label: &str, show: bool) -> ProgressBar {
     bar
 }
 
-fn tracing_note(bar: &ProgressBar, line: &str) {
+fn print_above_progress(bar: &ProgressBar, line: &str) {
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {
