@@ -3,6 +3,7 @@
 //! plugin would — plain, encrypted, delta and encrypted delta.
 
 use crate::harness::{Server, APP};
+use crate::storage::noise;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -32,23 +33,10 @@ pub fn write_web_bundle(dir: &Path, seed: u8) {
         .collect::<String>()
         + "import { CapacitorUpdater } from '@capgo/capacitor-updater';\nCapacitorUpdater.notifyAppReady();\n";
     write("assets/app.js", app_js.as_bytes());
-    write("assets/logo.bin", &pseudo_random(20_000, seed));
+    write("assets/logo.bin", &noise(20_000, u64::from(seed)));
     write("assets/empty.txt", b"");
     write("css/deep/nested/site.css", b"body { margin: 0 }\n");
     write(".env", b"SECRET=not-shipped\n");
-}
-
-/// Bytes that do not compress (xorshift64).
-pub fn pseudo_random(len: usize, seed: u8) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 /// Every non-dot file under `dir`, by relative `/` path.
@@ -78,7 +66,7 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn json_out(text: &str) -> Value {
+pub(crate) fn json_out(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -103,7 +91,7 @@ fn run_in(server: &Server, cwd: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn run_ok(server: &Server, cwd: &Path, args: &[&str]) -> String {
+pub(crate) fn run_ok(server: &Server, cwd: &Path, args: &[&str]) -> String {
     let (code, out, err) = run_in(server, cwd, args);
     assert_eq!(
         code, 0,
@@ -388,7 +376,7 @@ async fn an_upload_resumes_after_the_connection_breaks() {
     let dist = cwd.join("dist");
     write_web_bundle(&dist, 7);
     // 12 MB that do not compress: the upload spans two chunks.
-    let big = pseudo_random(12 * 1024 * 1024, 99);
+    let big = noise(12 * 1024 * 1024, 99);
     std::fs::write(dist.join("assets/video.bin"), &big).unwrap();
 
     let upstream = server.url.trim_start_matches("http://").to_string();

@@ -2,7 +2,7 @@
 //! tests/interop/package-lock.json and installed here on first use): keys and
 //! encrypted bundles made by one tool work with the other, unchanged.
 
-use crate::bundles::{add_app_with_public_channel, tree, write_web_bundle};
+use crate::bundles::{add_app_with_public_channel, json_out, run_ok, tree, write_web_bundle};
 use crate::harness::{Server, APP};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -105,21 +105,6 @@ fn serve_file(path: PathBuf) -> String {
     format!("http://{addr}/bundle.zip")
 }
 
-fn run_ok(server: &Server, cwd: &Path, args: &[&str]) -> Value {
-    let (code, out, err) = crate::harness::cli_in(
-        &server.data_dir,
-        Some(&server.url),
-        Some(&server.key),
-        args,
-        Some(cwd),
-    );
-    assert_eq!(
-        code, 0,
-        "updraft {args:?} failed: stdout={out} stderr={err}"
-    );
-    serde_json::from_str(out.trim()).unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn capgo_cli_decrypts_a_bundle_updraft_encrypted_with_capgo_keys() {
     let server = Server::start().await;
@@ -154,6 +139,7 @@ async fn capgo_cli_decrypts_a_bundle_updraft_encrypted_with_capgo_keys() {
 
     // What a device with the app's public key is told, and the bytes it downloads.
     let public = std::fs::read_to_string(cwd.join(".capgo_key_v2.pub")).unwrap();
+    // §4.6 computed here, independently of updraft_bundle::crypto::key_id.
     let key_id: String = public
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -250,7 +236,7 @@ async fn a_bundle_capgo_cli_encrypted_with_updraft_keys_installs_from_an_externa
     );
     for platform in ["android", "ios"] {
         let out_dir = format!("installed-{platform}");
-        let report = run_ok(
+        let report = json_out(&run_ok(
             &server,
             cwd,
             &[
@@ -265,7 +251,7 @@ async fn a_bundle_capgo_cli_encrypted_with_updraft_keys_installs_from_an_externa
                 &out_dir,
                 "--json",
             ],
-        );
+        ));
         assert_eq!(report["version"], "1.3.0", "{report}");
         assert_eq!(tree(&cwd.join(&out_dir)), tree(&dist), "{platform}");
     }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-fn sha(bytes: &[u8]) -> String {
+pub(crate) fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -26,7 +26,7 @@ fn make_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// Bytes that do not compress much, so chunks and ranges are meaningful.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -47,7 +47,7 @@ fn app_zip() -> Vec<u8> {
     ])
 }
 
-async fn create_app(s: &Server) {
+pub(crate) async fn create_app(s: &Server) {
     let (st, b) = s
         .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
         .await;
@@ -78,7 +78,7 @@ async fn patch(s: &Server, upload_id: &str, offset: u64, chunk: Vec<u8>) -> (u16
 }
 
 /// Uploads `bytes` in one PATCH; returns the blob's SHA-256.
-async fn put_blob(s: &Server, bytes: &[u8]) -> String {
+pub(crate) async fn put_blob(s: &Server, bytes: &[u8]) -> String {
     let digest = sha(bytes);
     let resp = s
         .http
@@ -93,7 +93,7 @@ async fn put_blob(s: &Server, bytes: &[u8]) -> String {
     digest
 }
 
-async fn publish(s: &Server, body: Value) -> (u16, Value) {
+pub(crate) async fn publish(s: &Server, body: Value) -> (u16, Value) {
     s.api(
         Method::POST,
         &format!("/api/v1/apps/{APP}/bundles"),

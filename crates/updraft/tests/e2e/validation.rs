@@ -2,6 +2,7 @@
 //! (or version) is refused with its own code, and no bundle appears.
 
 use crate::harness::{Server, APP};
+use crate::storage::{self, create_app, put_blob};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -12,11 +13,6 @@ mod crafted;
 use crafted::{raw_zip, RawEntry};
 
 const INDEX: &[u8] = b"<html><script>CapacitorUpdater.notifyAppReady()</script></html>";
-
-fn sha(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
 
 fn with_index(extra: Vec<RawEntry>) -> Vec<u8> {
     let mut entries = vec![RawEntry::stored("index.html", INDEX)];
@@ -55,26 +51,11 @@ async fn bundle_names(s: &Server) -> Vec<String> {
         .collect()
 }
 
-async fn put_blob(s: &Server, bytes: &[u8]) -> String {
-    let hash = sha(bytes);
-    let response = s
-        .http
-        .put(format!("{}/api/v1/blobs/{hash}", s.url))
-        .bearer_auth(&s.key)
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    hash
-}
-
 async fn publish(s: &Server, version: &str, zip: &[u8]) -> (u16, Value) {
     let hash = put_blob(s, zip).await;
-    s.api(
-        Method::POST,
-        &format!("/api/v1/apps/{APP}/bundles"),
-        Some(&json!({"version": version, "zip_sha256": hash, "checksum": hash})),
+    storage::publish(
+        s,
+        json!({"version": version, "zip_sha256": hash, "checksum": hash}),
     )
     .await
 }
@@ -87,10 +68,7 @@ async fn every_validation_rule_refuses_its_zip_and_changes_nothing() {
         ("UPDRAFT_ZIP_MAX_TOTAL_SIZE", "300000"),
     ])
     .await;
-    let (status, body) = s
-        .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
-        .await;
-    assert_eq!(status, 201, "{body}");
+    create_app(&s).await;
     let (status, body) = publish(&s, "1.0.0", &with_index(Vec::new())).await;
     assert_eq!(status, 201, "a good zip is accepted: {body}");
     let (status, body) = s
@@ -220,10 +198,7 @@ async fn every_validation_rule_refuses_its_zip_and_changes_nothing() {
 
     // A zip bomb, judged by the default ratio limit on its real content.
     let bomb_server = Server::start().await;
-    let (status, _) = bomb_server
-        .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
-        .await;
-    assert_eq!(status, 201);
+    create_app(&bomb_server).await;
     let zeros = vec![0u8; 8 * 1024 * 1024];
     let (status, body) = publish(&bomb_server, "2.0.0", &deflated(&[("zeros.bin", &zeros)])).await;
     assert_eq!(status, 422, "{body}");
