@@ -4,7 +4,6 @@ use crate::crypto::{encrypt_checksum, encrypt_file, PrivateKey, SessionKey};
 use crate::error::BundleError;
 use crate::inspect::{check_archive, not_a_zip};
 use crate::limits::ZipLimits;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -49,25 +48,9 @@ impl Drop for ScratchFile {
     }
 }
 
-/// Copies `reader` into `path`, returning (size, sha256 hex).
-fn copy_hashed(mut reader: impl Read, path: &Path) -> std::io::Result<(u64, String)> {
-    let mut output = BufWriter::new(File::create(path)?);
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
-        output.write_all(&buffer[..read])?;
-        size += read as u64;
-    }
-    output.flush()?;
-    Ok((size, hex::encode(hasher.finalize())))
+/// Copies `reader` into a new file at `path`, returning (size, sha256 hex).
+fn copy_hashed(reader: impl Read, path: &Path) -> std::io::Result<(u64, String)> {
+    crate::copy_hashed(reader, BufWriter::new(File::create(path)?))
 }
 
 fn brotli_compress(src: &Path, dst: &Path) -> std::io::Result<u64> {

@@ -31,17 +31,31 @@ use std::path::Path;
 
 /// Lowercase hex SHA-256 of a file, read in chunks so large bundles never sit in memory.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
+    copy_hashed(file, std::io::sink()).map(|(_, sha256)| sha256)
+}
+
+/// Copies `reader` into `writer` while hashing it; returns (bytes, lowercase hex SHA-256).
+pub(crate) fn copy_hashed(
+    mut reader: impl Read,
+    mut writer: impl std::io::Write,
+) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
     loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
         hasher.update(&buffer[..read]);
+        writer.write_all(&buffer[..read])?;
+        size += read as u64;
     }
-    Ok(hex::encode(hasher.finalize()))
+    writer.flush()?;
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// Lowercase hex SHA-256 of a byte slice.
