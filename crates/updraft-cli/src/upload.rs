@@ -8,6 +8,7 @@ use crate::output::Outcome;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -278,36 +279,27 @@ async fn upload_delta_files(
     files: &[DeltaFile],
     show_progress: bool,
 ) -> Result<(), CliError> {
-    let mut unique: Vec<&DeltaFile> = Vec::new();
-    for file in files {
-        if !unique
-            .iter()
-            .any(|seen| seen.blob_sha256 == file.blob_sha256)
-        {
-            unique.push(file);
-        }
-    }
+    // Entries with identical content share one blob: ask about and send each once.
+    let mut seen = HashSet::new();
+    let unique: Vec<&DeltaFile> = files
+        .iter()
+        .filter(|file| seen.insert(file.blob_sha256.as_str()))
+        .collect();
     let mut missing = Vec::new();
     for batch in unique.chunks(MISSING_QUERY_BATCH) {
         let hashes: Vec<&str> = batch.iter().map(|f| f.blob_sha256.as_str()).collect();
         let answer = client
             .post(&["blobs", "missing"], &json!({"sha256": hashes}))
             .await?;
-        let listed: Vec<String> = answer
+        let listed: HashSet<&str> = answer
             .get("missing")
             .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         missing.extend(
             batch
                 .iter()
-                .filter(|f| listed.contains(&f.blob_sha256))
+                .filter(|f| listed.contains(f.blob_sha256.as_str()))
                 .copied(),
         );
     }
