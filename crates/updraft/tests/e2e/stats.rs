@@ -112,6 +112,17 @@ async fn malformed_events_get_per_item_errors_and_the_rest_is_kept() {
             json!("invalid_metadata")
         ]
     );
+    // Only the valid event reaches the rollups (on the day of its own timestamp).
+    let (st, report) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/apps/{APP}/stats?since=2026-01-01&until=2026-01-01"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["totals"]["events"], 1, "{report}");
+    assert_eq!(report["totals"]["installs"], 1, "{report}");
     // A single malformed event is a 400.
     let (st, b) = s
         .post(
