@@ -61,6 +61,11 @@ pub enum Command {
     /// Raw stats events
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The audit log: every management change, who made it, before and after
+    Audit(crate::ops::AuditArgs),
+    /// Signed notifications of releases and rollouts (Standard Webhooks)
+    #[command(subcommand)]
+    Webhook(crate::ops::WebhookCommand),
 }
 
 #[derive(Args, Clone, Debug)]

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod keys;
 pub mod offline;
+pub mod ops;
 pub mod output;
 pub mod render;
 pub mod simulate;
@@ -78,6 +79,8 @@ pub async fn execute(
         Command::Events(args::EventsCommand::Export(args)) => {
             stats::export(&connect(global)?, &args, work_dir, global.json).await
         }
+        Command::Audit(args) => ops::audit(&connect(global)?, &args).await,
+        Command::Webhook(command) => ops::webhook(&connect(global)?, command).await,
     }
 }
 

@@ -520,6 +520,10 @@ mod tests {
             allow_prod: true,
             disable_auto_update: crate::model::AutoUpdatePolicy::Major,
             disable_auto_update_under_native: true,
+            targeting: Default::default(),
+            rollout: None,
+            auto_pause: Default::default(),
+            ramp: Default::default(),
             created_at: 0,
             updated_at: 0,
         }

@@ -650,6 +650,10 @@ mod tests {
             allow_prod: true,
             disable_auto_update: policy,
             disable_auto_update_under_native: false,
+            targeting: Default::default(),
+            rollout: None,
+            auto_pause: Default::default(),
+            ramp: Default::default(),
             created_at: 0,
             updated_at: 0,
         }
@@ -672,6 +676,7 @@ mod tests {
             min_update_version: None,
             link: None,
             comment: None,
+            native_packages: None,
             deleted: false,
             created_at: 0,
             deleted_at: None,

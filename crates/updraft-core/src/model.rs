@@ -127,9 +127,26 @@ pub struct Bundle {
     pub min_update_version: Option<String>,
     pub link: Option<String>,
     pub comment: Option<String>,
+    /// The Capacitor plugins with native code the bundle was built against;
+    /// `None` when the uploader did not say (the compatibility guard then
+    /// has nothing to compare).
+    #[serde(default)]
+    pub native_packages: Option<Vec<NativePackage>>,
     pub deleted: bool,
     pub created_at: Millis,
     pub deleted_at: Option<Millis>,
+}
+
+/// One npm package with native code a bundle depends on (from the project's
+/// `package.json` and `node_modules`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativePackage {
+    pub name: String,
+    /// The installed version (`node_modules/<name>/package.json`).
+    pub version: String,
+    /// The range `package.json` asks for, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_version: Option<String>,
 }
 
 impl Bundle {
@@ -151,7 +168,7 @@ impl Bundle {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Channel {
     pub id: i64,
     pub app_id: String,
@@ -171,8 +188,192 @@ pub struct Channel {
     pub disable_auto_update: AutoUpdatePolicy,
     /// Refuse bundles older than the native version (`--no-downgrade`).
     pub disable_auto_update_under_native: bool,
+    /// Which devices the channel serves at all; others get `device_not_targeted`.
+    #[serde(default)]
+    pub targeting: Targeting,
+    /// A second bundle served to a share of the channel's devices.
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+    /// When the control loop pauses, rolls back or alerts on a failing rollout.
+    #[serde(default)]
+    pub auto_pause: AutoPausePolicy,
+    /// How the control loop raises the rollout's percentage while it is healthy.
+    #[serde(default)]
+    pub ramp: RampPlan,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// A semver range (`>=14`, `^8.40.0`, `>=1.2, <2`) over versions that devices
+/// send leniently (`14`, `17.2`, `1.4.0-beta.1`). Parsed once, when set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRange {
+    pub text: String,
+    pub req: semver::VersionReq,
+}
+
+impl VersionRange {
+    pub fn parse(text: &str) -> Result<VersionRange, String> {
+        let trimmed = text.trim();
+        semver::VersionReq::parse(trimmed)
+            .map(|req| VersionRange {
+                text: trimmed.to_string(),
+                req,
+            })
+            .map_err(|e| format!("{trimmed:?} is not a version range: {e}"))
+    }
+}
+
+impl Serialize for VersionRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        VersionRange::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which devices a channel or a rollout is for. Every criterion that is set
+/// must match; within a list any entry matches. The identity criteria
+/// (`custom_ids`, `custom_id_prefix`, `device_ids`) together form one
+/// criterion: a device listed by any of them matches it. All empty = every
+/// device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Targeting {
+    pub platforms: Vec<Platform>,
+    /// On the device's `version_os`.
+    pub os_version: Option<VersionRange>,
+    /// On the device's `version_build` (the native app's version).
+    pub native_version: Option<VersionRange>,
+    pub plugin_version: Option<VersionRange>,
+    /// Lower-case; `""` matches devices that send none.
+    pub install_sources: Vec<String>,
+    pub custom_ids: Vec<String>,
+    pub custom_id_prefix: Option<String>,
+    /// Lower-case device ids.
+    pub device_ids: Vec<String>,
+}
+
+impl Targeting {
+    pub fn is_everyone(&self) -> bool {
+        *self == Targeting::default()
+    }
+}
+
+/// A progressive rollout on a channel: `bundle_id` beside the stable bundle,
+/// for `percentage_bps` of the devices (basis points, 0..=10000).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub bundle_id: i64,
+    pub percentage_bps: u32,
+    /// Paused rollouts reach no new device; devices already on the bundle keep it.
+    pub paused_at: Option<Millis>,
+    /// New for every rollout (bundle): the seed of the device buckets.
+    pub rollout_id: String,
+    pub started_at: Millis,
+    /// When the percentage last changed: a ramp step's dwell starts here.
+    pub step_started_at: Millis,
+    /// Devices outside it get the stable bundle.
+    #[serde(default)]
+    pub targeting: Targeting,
+    /// When auto-pause last acted (or alerted) on this rollout: the cooldown runs from here.
+    #[serde(default)]
+    pub auto_pause_triggered_at: Option<Millis>,
+}
+
+/// What auto-pause does when a rollout fails too often.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoPauseAction {
+    #[default]
+    Pause,
+    Rollback,
+    Notify,
+}
+
+impl AutoPauseAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoPauseAction::Pause => "pause",
+            AutoPauseAction::Rollback => "rollback",
+            AutoPauseAction::Notify => "notify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AutoPauseAction> {
+        match s {
+            "pause" => Some(AutoPauseAction::Pause),
+            "rollback" => Some(AutoPauseAction::Rollback),
+            "notify" => Some(AutoPauseAction::Notify),
+            _ => None,
+        }
+    }
+}
+
+/// Per channel: when the rollout's failures in the last `window_minutes`
+/// are too many — at least `min_attempts` installs + failures and
+/// `min_failures` failures, and the Wilson lower bound of the failure rate at
+/// `confidence` above `failure_rate_bps` — do `action`, then not again
+/// within `cooldown_minutes`. Names as the Capgo CLI's `--auto-pause-*`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutoPausePolicy {
+    pub enabled: bool,
+    pub window_minutes: u32,
+    pub failure_rate_bps: u32,
+    /// Strictly between 0 and 1.
+    pub confidence: f64,
+    pub min_attempts: u32,
+    pub min_failures: u32,
+    pub action: AutoPauseAction,
+    pub cooldown_minutes: u32,
+}
+
+impl Default for AutoPausePolicy {
+    fn default() -> Self {
+        AutoPausePolicy {
+            enabled: false,
+            window_minutes: 60,
+            failure_rate_bps: 500,
+            confidence: 0.95,
+            min_attempts: 100,
+            min_failures: 5,
+            action: AutoPauseAction::Pause,
+            cooldown_minutes: 60,
+        }
+    }
+}
+
+/// Per channel: raise the rollout through `steps_bps` (increasing, the last
+/// 10000), staying at least `min_dwell_minutes` on each step and advancing
+/// only when at least `min_attempts` installs + failures were seen on that
+/// step and its failure rate is under the auto-pause threshold. At the last
+/// step, `promote_at_end` makes the rollout bundle the stable one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RampPlan {
+    pub enabled: bool,
+    pub steps_bps: Vec<u32>,
+    pub min_dwell_minutes: u32,
+    pub min_attempts: u32,
+    pub promote_at_end: bool,
+}
+
+impl Default for RampPlan {
+    fn default() -> Self {
+        RampPlan {
+            enabled: false,
+            steps_bps: vec![100, 500, 2500, 10_000],
+            min_dwell_minutes: 60,
+            min_attempts: 100,
+            promote_at_end: true,
+        }
+    }
 }
 
 impl Channel {
@@ -186,7 +387,7 @@ impl Channel {
 }
 
 /// A change to a channel's settings; `None` leaves a field as it is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChannelPatch {
     /// `Some(None)` = builtin, `Some(Some(id))` = that bundle.
     pub bundle_id: Option<Option<i64>>,
@@ -201,6 +402,12 @@ pub struct ChannelPatch {
     pub allow_prod: Option<bool>,
     pub disable_auto_update: Option<AutoUpdatePolicy>,
     pub disable_auto_update_under_native: Option<bool>,
+    pub targeting: Option<Targeting>,
+    /// `Some(None)` ends the rollout; `Some(Some(r))` stores `r` as it is
+    /// (see `rollout::apply_change` for how a change is computed).
+    pub rollout: Option<Option<Rollout>>,
+    pub auto_pause: Option<AutoPausePolicy>,
+    pub ramp: Option<RampPlan>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +577,249 @@ impl ApiKey {
     }
 }
 
+/// Who made a change, and why: stored with channel history and audit entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeContext {
+    pub at: Millis,
+    /// An API key's name (`key:<name>`), `control-loop`, `schedule:<id>`, `cli:offline`.
+    pub actor: String,
+    /// What kind of change: `set`, `rollout_start`, `promote`, `rollback`,
+    /// `auto_rollback`, `ramp`, `schedule`, `update`, …
+    pub reason: String,
+}
+
+/// One change of what a channel serves (stable bundle or rollout).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelHistoryEntry {
+    pub id: i64,
+    pub app_id: String,
+    pub channel: String,
+    /// The stable bundle's name after the change (`builtin` for none).
+    pub bundle: String,
+    pub rollout_bundle: Option<String>,
+    pub rollout_percentage_bps: Option<u32>,
+    pub rollout_paused: bool,
+    pub at: Millis,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// What the rollout control loop decided, and the figures it decided on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutDecision {
+    pub id: i64,
+    pub app_id: String,
+    pub channel: String,
+    pub rollout_id: String,
+    pub bundle: String,
+    pub at: Millis,
+    /// `advanced`, `held`, `paused`, `rolled_back`, `notified`, `promoted`.
+    pub action: String,
+    /// Stable code of the reason (`healthy`, `dwell_not_reached`,
+    /// `not_enough_attempts`, `failure_rate_above_threshold`, `cooldown`, …).
+    pub reason: String,
+    /// A sentence for people, with the numbers.
+    pub message: String,
+    pub from_bps: u32,
+    pub to_bps: u32,
+    pub attempts: i64,
+    pub failures: i64,
+    pub failure_rate: Option<f64>,
+    pub wilson_lower_bound: Option<f64>,
+    pub threshold_bps: u32,
+}
+
+/// Installs (`set`) and failures (`*_fail`) of one bundle on one channel in a
+/// time window, from the per-minute rollups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub installs: i64,
+    pub failures: i64,
+}
+
+impl Health {
+    pub fn attempts(&self) -> i64 {
+        self.installs + self.failures
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ScheduledAction {
+    /// Make `bundle` the channel's stable bundle.
+    SetBundle { bundle: String },
+    /// Start a rollout of `bundle` at `percentage_bps`.
+    StartRollout { bundle: String, percentage_bps: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleStatus {
+    Pending,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl ScheduleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleStatus::Pending => "pending",
+            ScheduleStatus::Done => "done",
+            ScheduleStatus::Failed => "failed",
+            ScheduleStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ScheduleStatus> {
+        match s {
+            "pending" => Some(ScheduleStatus::Pending),
+            "done" => Some(ScheduleStatus::Done),
+            "failed" => Some(ScheduleStatus::Failed),
+            "cancelled" => Some(ScheduleStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A release change to make on a channel at `run_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledRelease {
+    pub id: i64,
+    pub app_id: String,
+    pub channel: String,
+    pub run_at: Millis,
+    pub action: ScheduledAction,
+    /// Checked when it runs: refused if incompatible unless accepted here.
+    pub accept_incompatible: bool,
+    pub status: ScheduleStatus,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub executed_at: Option<Millis>,
+    /// Why it failed, or what it did.
+    pub result: Option<String>,
+}
+
+/// One management change: who, what, before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    /// `key:<name>`, `control-loop`, `schedule:<id>`, `cli:offline`.
+    pub actor: String,
+    pub api_key_id: Option<i64>,
+    pub app_id: Option<String>,
+    /// Dotted: `channel.update`, `bundle.create`, `apikey.revoke`, …
+    pub action: String,
+    /// What was changed (channel name, bundle version, key name, …).
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Where signed event notifications go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: i64,
+    /// `None` = events of every app.
+    pub app_id: Option<String>,
+    pub url: String,
+    /// `whsec_` + base64 key (Standard Webhooks).
+    pub secret: String,
+    /// Event types (`bundle.uploaded`, `channel.changed`, `rollout.*` …); empty = all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    /// Every attempt failed; no more retries.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "succeeded" => Some(DeliveryStatus::Succeeded),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event for one webhook, with its attempts so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: i64,
+    /// The `webhook-id` header: the same on every retry.
+    pub message_id: String,
+    pub event_type: String,
+    /// The exact body sent (and signed).
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub delivered_at: Option<Millis>,
+}
+
+/// The time, injectable so that tests can run days of a rollout in a second.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Millis;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Millis) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(start))
+    }
+
+    pub fn set(&self, at: Millis) {
+        self.0.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: Millis) {
+        self.0.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +871,7 @@ mod tests {
             min_update_version: None,
             link: None,
             comment: None,
+            native_packages: None,
             deleted: false,
             created_at: 0,
             deleted_at: None,

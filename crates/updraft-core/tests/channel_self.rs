@@ -37,6 +37,10 @@ fn channel(id: i64, name: &str) -> Channel {
         allow_prod: true,
         disable_auto_update: AutoUpdatePolicy::Major,
         disable_auto_update_under_native: true,
+        targeting: Default::default(),
+        rollout: None,
+        auto_pause: Default::default(),
+        ramp: Default::default(),
         created_at: 0,
         updated_at: 0,
     }

@@ -35,6 +35,10 @@ fn channel(id: i64, name: &str, bundle_id: Option<i64>) -> Channel {
         allow_prod: true,
         disable_auto_update: AutoUpdatePolicy::None,
         disable_auto_update_under_native: false,
+        targeting: Default::default(),
+        rollout: None,
+        auto_pause: Default::default(),
+        ramp: Default::default(),
         created_at: 0,
         updated_at: 0,
     }
@@ -64,6 +68,7 @@ fn bundle(id: i64, name: &str) -> Bundle {
         min_update_version: None,
         link: None,
         comment: None,
+        native_packages: None,
         deleted: false,
         created_at: 0,
         deleted_at: None,

@@ -97,6 +97,7 @@ impl From<StoreError> for ApiError {
                 "this version belonged to a deleted bundle and cannot be reused; publish a new version",
             ),
             StoreError::Invalid(message) => ApiError::bad_request("invalid_body", message),
+            StoreError::Conflict(message) => ApiError::conflict("conflict", message),
             StoreError::Backend(detail) => {
                 tracing::error!(error = %detail, "storage error");
                 ApiError {

@@ -2,6 +2,7 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod api;
+pub mod audit;
 pub mod cors;
 pub mod device;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod releases;
 pub mod retention;
 pub mod state;
 pub mod storage;
+pub mod webhooks;
 pub mod writers;
 
 use crate::metrics::{db_operation, Metrics};
@@ -156,6 +158,15 @@ pub struct Server {
 impl Server {
     /// Binds the listener and loads every app's release configuration.
     pub async fn bind(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server, ServeError> {
+        Self::bind_with_clock(config, store, Arc::new(updraft_core::model::SystemClock)).await
+    }
+
+    /// `bind` with another clock (tests: a `ManualClock`).
+    pub async fn bind_with_clock(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn updraft_core::model::Clock>,
+    ) -> Result<Server, ServeError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -190,6 +201,7 @@ impl Server {
             stats: Arc::new(stats),
             config: Arc::new(config),
             metrics,
+            clock,
         };
         Ok(Server {
             listener,

@@ -42,6 +42,14 @@ pub struct ServerConfig {
     pub signed_url_ttl_secs: Option<u64>,
     /// How often gc runs in the background.
     pub gc_interval_secs: u64,
+    /// How often the rollout control loop evaluates rollouts and runs due schedules.
+    pub rollout_control_interval_ms: u64,
+    /// Webhook retries wait this long, then 4× longer each time (capped at 10 h).
+    pub webhook_retry_base_ms: u64,
+    /// Attempts per webhook delivery before it is marked failed.
+    pub webhook_max_attempts: u32,
+    /// Timeout of one webhook request.
+    pub webhook_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +71,10 @@ impl Default for ServerConfig {
             upload_expiry_secs: 86_400,
             signed_url_ttl_secs: None,
             gc_interval_secs: 3600,
+            rollout_control_interval_ms: 15_000,
+            webhook_retry_base_ms: 5_000,
+            webhook_max_attempts: 8,
+            webhook_timeout_ms: 10_000,
         }
     }
 }
@@ -77,6 +89,9 @@ pub struct AppState {
     /// Stored bundles: blobs, uploads, download counts, URL signing.
     pub storage: Arc<crate::storage::Storage>,
     pub metrics: Arc<Metrics>,
+    /// The time for release decisions, stats arrival, schedules and the
+    /// control loop; tests inject a `ManualClock`.
+    pub clock: Arc<dyn updraft_core::model::Clock>,
 }
 
 impl AppState {

@@ -4,8 +4,10 @@
 
 use async_trait::async_trait;
 use updraft_core::model::{
-    ApiKey, App, Bundle, Channel, ChannelPatch, Device, DeviceOverride, DeviceSighting,
-    ManifestFile, Millis, OverrideSource, ReleaseConfig, Role, StatsEvent,
+    ApiKey, App, AuditEntry, Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch,
+    Device, DeviceOverride, DeviceSighting, Health, ManifestFile, Millis, NativePackage,
+    OverrideSource, ReleaseConfig, Role, RolloutDecision, ScheduleStatus, ScheduledAction,
+    ScheduledRelease, StatsEvent,
 };
 
 pub mod blob;
@@ -26,6 +28,10 @@ pub enum StoreError {
     /// The operation would break a reference (e.g. a channel's bundle of another app).
     #[error("{0}")]
     Invalid(String),
+    /// The row changed since it was read (e.g. a rollout ended while the
+    /// control loop was deciding about it); nothing was written.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Backend(String),
 }
@@ -51,6 +57,8 @@ pub struct NewBundle {
     pub min_update_version: Option<String>,
     pub link: Option<String>,
     pub comment: Option<String>,
+    /// `None` = not known (the compatibility guard cannot compare).
+    pub native_packages: Option<Vec<NativePackage>>,
 }
 
 /// Downloads of one bundle on one day, to add to the stored totals.
@@ -141,8 +149,39 @@ pub trait DownloadStore: Send + Sync {
     async fn record_downloads(&self, tallies: &[DownloadTally]) -> StoreResult<()>;
 }
 
+/// A channel change with what must be written in the same transaction.
+#[derive(Clone, Debug)]
+pub struct ChannelUpdate {
+    pub app_id: String,
+    pub name: String,
+    pub patch: ChannelPatch,
+    /// When, who and why; a history row is written when the stable bundle or
+    /// the rollout (bundle, percentage, paused) changes.
+    pub change: ChangeContext,
+    /// For changes computed from a snapshot (the control loop, schedules):
+    /// `Some(expected)` refuses with `Conflict` unless the channel's current
+    /// rollout id is `expected` (`None` = no rollout).
+    pub expect_rollout_id: Option<Option<String>>,
+    /// Recorded with the change (its id is assigned by the store).
+    pub decision: Option<RolloutDecision>,
+    /// A pending schedule this change executes: marked done with the change.
+    pub completes_schedule: Option<i64>,
+    /// Written with the change.
+    pub audit: Option<NewAuditEntry>,
+}
+
 #[async_trait]
 pub trait ChannelStore: Send + Sync {
+    /// Applies `update.patch` and writes its history row, decision, schedule
+    /// completion and audit entry in one transaction.
+    async fn apply_channel_update(&self, update: ChannelUpdate) -> StoreResult<Channel>;
+    /// Newest first.
+    async fn channel_history(
+        &self,
+        app_id: &str,
+        channel: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<ChannelHistoryEntry>>;
     /// Making a channel public demotes any other public channel of the app that
     /// shares a platform with it (one public channel per platform).
     async fn create_channel(&self, channel: NewChannel, now: Millis) -> StoreResult<Channel>;
@@ -262,6 +301,108 @@ pub trait AnalyticsStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Installs and failures of `bundle` attributed to `channel`, by arrival
+    /// time in `since..until` (per-minute rollups written at ingest).
+    async fn rollout_health(
+        &self,
+        app_id: &str,
+        channel: &str,
+        bundle: &str,
+        since: Millis,
+        until: Millis,
+    ) -> StoreResult<Health>;
+    /// A decision that changes nothing on the channel (held, notified).
+    async fn record_rollout_decision(
+        &self,
+        decision: RolloutDecision,
+    ) -> StoreResult<RolloutDecision>;
+    /// Newest first; `channel: None` = every channel of the app.
+    async fn list_rollout_decisions(
+        &self,
+        app_id: &str,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RolloutDecision>>;
+    /// Prunes per-minute health rows older than `before`; returns how many went.
+    async fn delete_health_before(&self, before: Millis, max_rows: i64) -> StoreResult<u64>;
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSchedule {
+    pub app_id: String,
+    pub channel: String,
+    pub run_at: Millis,
+    pub action: ScheduledAction,
+    pub accept_incompatible: bool,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<ScheduledRelease>;
+    /// By `run_at`, then id; `channel: None` = every channel of the app.
+    async fn list_schedules(
+        &self,
+        app_id: &str,
+        channel: Option<&str>,
+    ) -> StoreResult<Vec<ScheduledRelease>>;
+    async fn get_schedule(&self, app_id: &str, id: i64) -> StoreResult<Option<ScheduledRelease>>;
+    /// Pending → cancelled. `NotFound("schedule")`, or `Conflict` when it is no longer pending.
+    async fn cancel_schedule(
+        &self,
+        app_id: &str,
+        id: i64,
+        at: Millis,
+    ) -> StoreResult<ScheduledRelease>;
+    /// Pending schedules of every app with `run_at <= now`, oldest first.
+    async fn due_schedules(&self, now: Millis, limit: i64) -> StoreResult<Vec<ScheduledRelease>>;
+    /// Pending → `status` with `result`. `Ok(false)` when it was no longer
+    /// pending. (A schedule that changes a channel is completed through
+    /// `ChannelUpdate::completes_schedule` instead.)
+    async fn finish_schedule(
+        &self,
+        id: i64,
+        status: ScheduleStatus,
+        result: &str,
+        at: Millis,
+    ) -> StoreResult<bool>;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAuditEntry {
+    pub at: Millis,
+    pub actor: String,
+    pub api_key_id: Option<i64>,
+    pub app_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub app_id: Option<String>,
+    /// Exact action, or a prefix ending in `.` (`channel.`).
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    /// Keyset pagination: only entries with a smaller id.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Newest first.
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+}
+
+#[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// Returns the stored key and the secret (shown once; only its hash is kept).
     async fn create_api_key(&self, key: NewApiKey, now: Millis) -> StoreResult<(ApiKey, String)>;
@@ -293,6 +434,9 @@ pub trait Store:
     + ApiKeyStore
     + ReleaseStore
     + DownloadStore
+    + RolloutStore
+    + ScheduleStore
+    + AuditStore
 {
 }
 
@@ -307,6 +451,9 @@ impl<T> Store for T where
         + ApiKeyStore
         + ReleaseStore
         + DownloadStore
+        + RolloutStore
+        + ScheduleStore
+        + AuditStore
 {
 }
 

@@ -54,6 +54,14 @@ pub struct FileConfig {
     pub signed_url_ttl_secs: Option<u64>,
     /// How often unused files are collected (default 3600 s).
     pub gc_interval_secs: Option<u64>,
+    /// How often the rollout control loop runs (default 15000 ms).
+    pub rollout_control_interval_ms: Option<u64>,
+    /// First webhook retry delay; each next one is 4× longer, at most 10 h (default 5000 ms).
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Attempts per webhook delivery before it is marked failed (default 8).
+    pub webhook_max_attempts: Option<u32>,
+    /// Timeout of one webhook request (default 10000 ms).
+    pub webhook_timeout_ms: Option<u64>,
     /// Upload validation: most entries in a zip (default 50000).
     pub zip_max_entries: Option<usize>,
     /// Upload validation: largest uncompressed entry, in bytes.
@@ -159,6 +167,21 @@ pub fn load(
         number("UPDRAFT_SIGNED_URL_TTL_SECS", file.signed_url_ttl_secs)?.filter(|ttl| *ttl > 0);
     if let Some(v) = number("UPDRAFT_GC_INTERVAL_SECS", file.gc_interval_secs)? {
         server.gc_interval_secs = v.max(1);
+    }
+    if let Some(v) = number(
+        "UPDRAFT_ROLLOUT_CONTROL_INTERVAL_MS",
+        file.rollout_control_interval_ms,
+    )? {
+        server.rollout_control_interval_ms = v.max(10);
+    }
+    if let Some(v) = number("UPDRAFT_WEBHOOK_RETRY_BASE_MS", file.webhook_retry_base_ms)? {
+        server.webhook_retry_base_ms = v.max(1);
+    }
+    if let Some(v) = number("UPDRAFT_WEBHOOK_MAX_ATTEMPTS", file.webhook_max_attempts)? {
+        server.webhook_max_attempts = v.max(1);
+    }
+    if let Some(v) = number("UPDRAFT_WEBHOOK_TIMEOUT_MS", file.webhook_timeout_ms)? {
+        server.webhook_timeout_ms = v.max(100);
     }
     let limits = &mut server.zip_limits;
     if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRIES", file.zip_max_entries)? {

@@ -216,6 +216,7 @@ fn new_bundle<'a>(
         min_update_version: body.min_update_version.clone(),
         link: body.link.clone().filter(|l| !l.is_empty()),
         comment: body.comment.clone().filter(|c| !c.is_empty()),
+        native_packages: None,
     };
     Ok((new, source))
 }

@@ -78,6 +78,7 @@ async fn patch_from_settings(
         allow_prod: s.allow_prod,
         disable_auto_update,
         disable_auto_update_under_native: s.disable_auto_update_under_native,
+        ..ChannelPatch::default()
     })
 }
 

@@ -174,6 +174,19 @@ async fn fetch_channel(
 
 #[async_trait]
 impl ChannelStore for SqliteStore {
+    async fn apply_channel_update(&self, update: crate::ChannelUpdate) -> StoreResult<Channel> {
+        self.apply_channel_update_impl(update).await
+    }
+
+    async fn channel_history(
+        &self,
+        app_id: &str,
+        channel: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<updraft_core::model::ChannelHistoryEntry>> {
+        self.channel_history_impl(app_id, channel, limit).await
+    }
+
     async fn create_channel(&self, channel: NewChannel, now: Millis) -> StoreResult<Channel> {
         let settings = ChannelSettings::defaults().apply(&channel.settings);
         let mut tx = self.begin_write().await?;

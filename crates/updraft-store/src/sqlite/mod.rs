@@ -8,11 +8,13 @@
 mod analytics;
 mod apikeys;
 mod apps;
+mod audit;
 mod bundles;
 mod channels;
 mod devices;
 mod overrides;
 mod release;
+mod release_safety;
 mod rows;
 
 use crate::{StoreError, StoreResult};

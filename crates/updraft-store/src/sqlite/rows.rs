@@ -95,6 +95,7 @@ pub(super) fn bundle(row: &SqliteRow) -> Result<Bundle, StoreError> {
         min_update_version: row.try_get("min_update_version")?,
         link: row.try_get("link")?,
         comment: row.try_get("comment")?,
+        native_packages: None,
         deleted: row.try_get("deleted")?,
         created_at: row.try_get("created_at")?,
         deleted_at: row.try_get("deleted_at")?,
@@ -134,6 +135,10 @@ pub(super) fn channel(row: &SqliteRow) -> Result<Channel, StoreError> {
         disable_auto_update: AutoUpdatePolicy::parse(&policy)
             .ok_or_else(|| corrupt("disable_auto_update", &policy))?,
         disable_auto_update_under_native: row.try_get("disable_auto_update_under_native")?,
+        targeting: Default::default(),
+        rollout: None,
+        auto_pause: Default::default(),
+        ramp: Default::default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
