@@ -7,6 +7,7 @@ pub mod cors;
 pub mod device;
 pub mod error;
 pub mod metrics;
+pub mod release_changes;
 pub mod releases;
 pub mod retention;
 pub mod state;

@@ -7,6 +7,7 @@ mod apikeys;
 mod apps;
 mod bundles;
 mod channels;
+pub mod compat;
 mod devices;
 mod openapi;
 mod validate;
