@@ -1,12 +1,19 @@
 //! The `/updates` decision (reference-server-behaviour.md §1.2 steps 12–22,
-//! §1.3, §1.5–§1.8; plugin-wire-protocol.md §2, §5): which bundle a device
+//! §1.3–§1.8; plugin-wire-protocol.md §2, §5): which bundle a device
 //! gets, or why not, as the exact JSON body to send with HTTP 200.
+//!
+//! Order: resolve the channel (§1.3); pick its rollout bundle when the
+//! device is selected for the rollout (§1.4 with a deterministic bucket,
+//! `rollout::selects_rollout`), else its stable bundle; run the checks
+//! against that bundle (§1.5); finally refuse devices outside the channel's
+//! targeting (`device_not_targeted`).
 //!
 //! Pure: everything comes from the request and the app's `ReleaseConfig`.
 
 use crate::error::DeviceError;
 use crate::model::{AutoUpdatePolicy, Bundle, Channel, Platform, ReleaseConfig, BUILTIN};
 use crate::request::UpdateRequest;
+use crate::rollout::{selects_rollout, targeting_matches, DeviceFacts};
 use crate::version;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -65,6 +72,7 @@ impl RefusalKind {
             | "disable_emulator"
             | "key_id_mismatch"
             | "encryption_required"
+            | "device_not_targeted"
             | "provider_infrastructure_request_blocked" => RefusalKind::Blocked,
             _ => RefusalKind::Failed,
         }
@@ -157,6 +165,32 @@ pub fn resolve_channel<'a>(
                 via_override: false,
             })
         })
+}
+
+/// The channel's rollout bundle when the device is selected for the rollout
+/// (a rollout whose bundle is unknown or deleted is ignored), else the
+/// channel's stable target as resolved.
+pub fn choose_target<'a>(
+    release: &'a ReleaseConfig,
+    resolved: ResolvedChannel<'a>,
+    req: &UpdateRequest,
+) -> ResolvedChannel<'a> {
+    let Some(rollout) = &resolved.channel.rollout else {
+        return resolved;
+    };
+    let Some(bundle) = release.bundle(rollout.bundle_id).filter(|b| !b.deleted) else {
+        return resolved;
+    };
+    let device = DeviceFacts::from_request(req);
+    if !selects_rollout(rollout, &bundle.name, &device, &req.version_name) {
+        return resolved;
+    }
+    let target = if bundle.name == BUILTIN {
+        Target::Builtin
+    } else {
+        Target::Bundle(bundle)
+    };
+    ResolvedChannel { target, ..resolved }
 }
 
 /// A 200 refusal: `{"error", "message", ...extras, "kind"}`.
@@ -450,6 +484,7 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
     else {
         return refuse(no_channel());
     };
+    let resolved = choose_target(release, resolved, req);
     let target_name = resolved.target.name();
 
     if let Target::Bundle(bundle) = resolved.target {
@@ -505,6 +540,17 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
         return refuse(block);
     }
 
+    if !targeting_matches(&resolved.channel.targeting, &DeviceFacts::from_request(req)) {
+        return refuse(
+            DeviceError::flat(
+                "device_not_targeted",
+                "This channel's release does not target this device",
+            )
+            .with("version", target_name)
+            .with("old", req.version_name.as_str()),
+        );
+    }
+
     match resolved.target {
         Target::Builtin => {
             if !version::supports_builtin_revert(&req.plugin_version) {
@@ -538,7 +584,8 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
 /// answer {"totalSize","knownFiles","unknownFiles","files":[{file_name,file_hash,download_url,size}|{…,"error":"size_unknown"}]}.
 /// Unknown app / version → the same refusal shapes as answer_update would give (200 + error + kind).
 ///
-/// Without `version`, the bundle is the one the device's channel points at.
+/// Without `version`, the bundle is the one the device would be offered (the
+/// channel's rollout bundle when the device is selected for it).
 /// A sizes answer has outcome [`MANIFEST_SIZE_OUTCOME`] and no offered version.
 pub fn answer_manifest_size(
     req: &UpdateRequest,
@@ -561,7 +608,9 @@ pub fn answer_manifest_size(
             .find(|b| b.name == name && !b.deleted),
         None => {
             let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
-            match resolve_channel(release, &req.device_id, req.platform, default_channel) {
+            let resolved = resolve_channel(release, &req.device_id, req.platform, default_channel)
+                .map(|resolved| choose_target(release, resolved, req));
+            match resolved {
                 None => return refuse(no_channel()),
                 Some(ResolvedChannel {
                     target: Target::Bundle(bundle),

@@ -3,10 +3,13 @@
 
 pub mod analytics;
 pub mod channel_self;
+pub mod compat;
+pub mod control;
 pub mod decision;
 pub mod error;
 pub mod model;
 pub mod request;
+pub mod rollout;
 pub mod stats;
 pub mod validate;
 pub mod version;

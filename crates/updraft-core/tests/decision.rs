@@ -1256,3 +1256,206 @@ fn manifest_size_empty_request_is_all_zero() {
         json!({"totalSize": 0, "knownFiles": 0, "unknownFiles": 0, "files": []})
     );
 }
+
+// ---------- rollouts and targeting ----------
+
+/// DEVICE's bucket in rollout "rollout-1" (SHA-256 of "rollout-1:<DEVICE>",
+/// computed independently): selected from 9540 bps up, not at 9539.
+const DEVICE_BUCKET: u32 = 9539;
+
+fn rollout_on(percentage_bps: u32) -> updraft_core::model::Rollout {
+    updraft_core::model::Rollout {
+        bundle_id: 20,
+        percentage_bps,
+        paused_at: None,
+        rollout_id: "rollout-1".into(),
+        started_at: 0,
+        step_started_at: 0,
+        targeting: Default::default(),
+        auto_pause_triggered_at: None,
+    }
+}
+
+/// Production on 1.0.1 (id 10) with a rollout of 1.1.0 (id 20).
+fn rollout_release(rollout: updraft_core::model::Rollout, rollout_bundle: Bundle) -> Release {
+    Release::new()
+        .bundle(bundle(10, "1.0.1"))
+        .bundle(rollout_bundle)
+        .channel(Channel {
+            rollout: Some(rollout),
+            ..public_channel(1, "production", Some(10))
+        })
+}
+
+#[test]
+fn rollout_selected_device_gets_the_rollout_bundle() {
+    let release = rollout_release(rollout_on(DEVICE_BUCKET + 1), bundle(20, "1.1.0"));
+    let answer = answer(&request(), &release);
+    assert_eq!(
+        answer.body,
+        json!({
+            "version": "1.1.0",
+            "url": format!("{BASE}/files/{APP}/1.1.0.zip"),
+            "checksum": SHA,
+            "session_key": "",
+        })
+    );
+    assert_eq!(
+        (answer.outcome, answer.offered_version.as_deref()),
+        ("get", Some("1.1.0"))
+    );
+}
+
+#[test]
+fn rollout_not_selected_device_gets_the_stable_bundle() {
+    let release = rollout_release(rollout_on(DEVICE_BUCKET), bundle(20, "1.1.0"));
+    assert_eq!(
+        answer(&request(), &release).offered_version.as_deref(),
+        Some("1.0.1")
+    );
+}
+
+#[test]
+fn paused_rollout_keeps_devices_already_on_it_and_takes_no_new_ones() {
+    let paused = updraft_core::model::Rollout {
+        paused_at: Some(5),
+        ..rollout_on(10_000)
+    };
+    let release = rollout_release(paused, bundle(20, "1.1.0"));
+    assert_eq!(
+        answer(&request(), &release).offered_version.as_deref(),
+        Some("1.0.1")
+    );
+    let on_rollout = UpdateRequest {
+        version_name: "1.1.0".into(),
+        ..request()
+    };
+    assert_eq!(
+        answer(&on_rollout, &release).body,
+        json!({"error": "no_new_version_available", "message": "No new version available", "kind": "up_to_date"})
+    );
+    // The same holds at 0 %.
+    let zero = rollout_release(rollout_on(0), bundle(20, "1.1.0"));
+    assert_eq!(
+        answer(&on_rollout, &zero).outcome,
+        "no_new_version_available"
+    );
+}
+
+#[test]
+fn deleted_or_unknown_rollout_bundle_falls_back_to_stable() {
+    let deleted = rollout_release(
+        rollout_on(10_000),
+        Bundle {
+            deleted: true,
+            ..bundle(20, "1.1.0")
+        },
+    );
+    let on_rollout = UpdateRequest {
+        version_name: "1.1.0".into(),
+        ..request()
+    };
+    assert_eq!(
+        answer(&on_rollout, &deleted).offered_version.as_deref(),
+        Some("1.0.1")
+    );
+    let unknown = rollout_release(rollout_on(10_000), bundle(99, "9.9.9"));
+    assert_eq!(
+        answer(&request(), &unknown).offered_version.as_deref(),
+        Some("1.0.1")
+    );
+}
+
+#[test]
+fn rollout_targeting_limits_who_gets_the_rollout() {
+    let ios_only = updraft_core::model::Rollout {
+        targeting: updraft_core::model::Targeting {
+            platforms: vec![Platform::Ios],
+            ..Default::default()
+        },
+        ..rollout_on(10_000)
+    };
+    let release = rollout_release(ios_only, bundle(20, "1.1.0"));
+    assert_eq!(
+        answer(&request(), &release).offered_version.as_deref(),
+        Some("1.0.1")
+    );
+    let ios = UpdateRequest {
+        platform: Platform::Ios,
+        ..request()
+    };
+    assert_eq!(
+        answer(&ios, &release).offered_version.as_deref(),
+        Some("1.1.0")
+    );
+}
+
+#[test]
+fn channel_checks_run_against_the_rollout_bundle() {
+    let mut release = rollout_release(rollout_on(10_000), bundle(20, "2.0.0"));
+    release.0.channels[0].disable_auto_update = AutoUpdatePolicy::Major;
+    assert_eq!(
+        answer(&request(), &release).body,
+        json!({
+            "error": "disable_auto_update_to_major",
+            "message": "Cannot upgrade major version",
+            "major": true,
+            "version": "2.0.0",
+            "old": "1.0.0",
+            "kind": "blocked",
+        })
+    );
+}
+
+fn testflight_only() -> updraft_core::model::Targeting {
+    updraft_core::model::Targeting {
+        install_sources: vec!["testflight".into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn channel_targeting_refuses_other_devices_with_exact_body() {
+    let mut release = Release::standard();
+    release.0.channels[0].targeting = testflight_only();
+    let answer = answer(&request(), &release);
+    assert_eq!(
+        answer.body,
+        json!({
+            "error": "device_not_targeted",
+            "message": "This channel's release does not target this device",
+            "version": "1.0.1",
+            "old": "1.0.0",
+            "kind": "blocked",
+        })
+    );
+    assert_eq!(
+        (answer.outcome, answer.offered_version),
+        ("device_not_targeted", None)
+    );
+    let tester = UpdateRequest {
+        install_source: Some("testflight".into()),
+        ..request()
+    };
+    assert_eq!(
+        answer_update(&tester, &release.0, BASE)
+            .offered_version
+            .as_deref(),
+        Some("1.0.1")
+    );
+}
+
+#[test]
+fn channel_targeting_comes_after_equality_and_the_flag_checks() {
+    let mut release = rollout_release(rollout_on(10_000), bundle(20, "1.1.0"));
+    release.0.channels[0].targeting = testflight_only();
+    // The refusal names the bundle the device would have got: the rollout's.
+    assert_eq!(answer(&request(), &release).body["version"], json!("1.1.0"));
+    let on_it = UpdateRequest {
+        version_name: "1.1.0".into(),
+        ..request()
+    };
+    assert_eq!(answer(&on_it, &release).outcome, "no_new_version_available");
+    release.0.channels[0].allow_prod = false;
+    assert_eq!(answer(&request(), &release).outcome, "disable_prod_build");
+}
