@@ -7,7 +7,7 @@ use updraft_core::model::{
     ApiKey, App, AuditEntry, Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch,
     Device, DeviceOverride, DeviceSighting, Health, ManifestFile, Millis, NativePackage,
     OverrideSource, ReleaseConfig, Role, RolloutDecision, ScheduleStatus, ScheduledAction,
-    ScheduledRelease, StatsEvent,
+    ScheduledRelease, StatsEvent, Webhook, WebhookDelivery,
 };
 
 pub mod blob;
@@ -402,6 +402,89 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
 }
 
+/// A webhook to create; the secret is chosen by the caller (`whsec_` + base64).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewWebhook {
+    /// `None` = events of every app.
+    pub app_id: Option<String>,
+    pub url: String,
+    pub secret: String,
+    /// Empty = every event type.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: Millis,
+}
+
+/// A pending delivery whose time has come, with where and how to send it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub delivery: WebhookDelivery,
+    pub url: String,
+    pub secret: String,
+}
+
+/// The outcome of one attempt to send a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub delivery_id: i64,
+    pub at: Millis,
+    /// The receiver answered 2xx.
+    pub succeeded: bool,
+    /// The HTTP status, when the receiver answered at all.
+    pub status_code: Option<u16>,
+    /// Why it failed (timeout, connection refused, non-2xx status …).
+    pub error: Option<String>,
+    /// When a failed delivery is tried again, unless this was its last attempt.
+    pub retry_at: Millis,
+    /// A failed attempt that brings the count to this marks the delivery failed.
+    pub max_attempts: u32,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn create_webhook(&self, webhook: NewWebhook) -> StoreResult<Webhook>;
+    /// By id. `app_id: Some(app)` = that app's webhooks and the global ones;
+    /// `None` = every webhook.
+    async fn list_webhooks(&self, app_id: Option<&str>) -> StoreResult<Vec<Webhook>>;
+    async fn get_webhook(&self, id: i64) -> StoreResult<Option<Webhook>>;
+    /// Also deletes its deliveries. `NotFound("webhook")` when there is none.
+    async fn delete_webhook(&self, id: i64) -> StoreResult<()>;
+    /// One pending delivery of `payload` (due now) per enabled webhook of
+    /// `app_id` or global whose events include `event_type` (or are empty),
+    /// each with its own message id, in one transaction.
+    async fn enqueue_event(
+        &self,
+        app_id: &str,
+        event_type: &str,
+        payload: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// One pending delivery to exactly this webhook (test sends), whatever
+    /// its event filter. `NotFound("webhook")` when there is none.
+    async fn enqueue_for_webhook(
+        &self,
+        webhook_id: i64,
+        event_type: &str,
+        payload: &str,
+        now: Millis,
+    ) -> StoreResult<WebhookDelivery>;
+    /// Pending deliveries with `next_attempt_at <= now`, oldest due first.
+    async fn due_deliveries(&self, now: Millis, limit: i64) -> StoreResult<Vec<DueDelivery>>;
+    /// Success → succeeded; failure → attempts + 1 and retry at `retry_at`,
+    /// or failed once `max_attempts` is reached. Only a pending delivery
+    /// changes; returns it as it is afterwards.
+    async fn record_delivery_attempt(
+        &self,
+        attempt: DeliveryAttempt,
+    ) -> StoreResult<WebhookDelivery>;
+    /// Newest first.
+    async fn list_deliveries(
+        &self,
+        webhook_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+}
+
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// Returns the stored key and the secret (shown once; only its hash is kept).
@@ -437,6 +520,7 @@ pub trait Store:
     + RolloutStore
     + ScheduleStore
     + AuditStore
+    + WebhookStore
 {
 }
 
@@ -454,6 +538,7 @@ impl<T> Store for T where
         + RolloutStore
         + ScheduleStore
         + AuditStore
+        + WebhookStore
 {
 }
 

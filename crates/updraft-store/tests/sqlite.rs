@@ -51,6 +51,25 @@ sqlite_suite!(
     suite_download_tallies,
 );
 
+// Webhooks and their delivery queue.
+sqlite_suite!(
+    suite_webhook_fan_out,
+    suite_webhook_retries,
+    suite_webhook_delete_cascades,
+);
+
+// Release safety: channel history, rollouts, schedules, audit.
+sqlite_suite!(
+    suite_release_fields_round_trip,
+    suite_channel_history,
+    suite_channel_update_is_atomic,
+    suite_rollout_health,
+    suite_rollout_decisions,
+    suite_schedules,
+    suite_deletes_take_release_rows,
+    suite_audit_log,
+);
+
 #[tokio::test]
 async fn download_tallies_add_up_in_their_table() {
     let (store, _dir) = fresh().await;

@@ -7,6 +7,7 @@
 //! each statement shape once and reuses it.
 
 use super::devices::apply_sightings;
+use super::release_safety::minute_of;
 use super::rows::{self, event_columns};
 use super::SqliteStore;
 use crate::{AnalyticsStore, EventExportQuery, StatsIngest, StoreError, StoreResult, StoredEvent};
@@ -14,8 +15,8 @@ use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 use updraft_core::analytics::{
-    day_of, event_bundle, rollup_action, running_bundle, ActionCount, DeviceCount, DownloadCount,
-    Rollups, MILLIS_PER_DAY,
+    day_of, event_bundle, is_failure, rollup_action, running_bundle, ActionCount, DeviceCount,
+    DownloadCount, Rollups, INSTALL_ACTION, MILLIS_PER_DAY,
 };
 use updraft_core::model::{Millis, StatsEvent};
 
@@ -149,6 +150,44 @@ async fn upsert_action_counts(
                 .bind(*bundle)
                 .bind(*action)
                 .bind(**n);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// (app, channel, bundle, minute of arrival).
+type HealthKey<'a> = (&'a str, &'a str, &'a str, i64);
+
+/// Installs and failures of this commit, per key.
+#[derive(Clone, Copy, Debug, Default)]
+struct HealthCount {
+    installs: i64,
+    failures: i64,
+}
+
+async fn upsert_health(
+    conn: &mut SqliteConnection,
+    counts: &HashMap<HealthKey<'_>, HealthCount>,
+) -> StoreResult<()> {
+    let rows: Vec<(&HealthKey, &HealthCount)> = counts.iter().collect();
+    for chunk in chunks(&rows) {
+        let sql = format!(
+            "INSERT INTO rollout_health (app_id, channel, bundle, minute, installs, failures) VALUES {} \
+             ON CONFLICT (app_id, channel, bundle, minute) DO UPDATE SET \
+             installs = rollout_health.installs + excluded.installs, \
+             failures = rollout_health.failures + excluded.failures",
+            placeholders(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((app_id, channel, bundle, minute), count) in chunk {
+            query = query
+                .bind(*app_id)
+                .bind(*channel)
+                .bind(*bundle)
+                .bind(*minute)
+                .bind(count.installs)
+                .bind(count.failures);
         }
         query.execute(&mut *conn).await?;
     }
@@ -300,19 +339,34 @@ pub(super) async fn ingest(conn: &mut SqliteConnection, batch: StatsIngest<'_>) 
     };
 
     let mut action_counts: HashMap<ActionKey, i64> = HashMap::new();
+    let mut health: HashMap<HealthKey, HealthCount> = HashMap::new();
     let mut device_days: HashMap<DeviceDayKey, Candidate> = HashMap::new();
     for (i, event) in events.iter().enumerate() {
         let day = day_index(event.timestamp);
         let channel = channel_of(i);
+        let bundle = event_bundle(&event.version_name);
+        let action = rollup_action(&event.action);
         *action_counts
-            .entry((
-                event.app_id.as_str(),
-                day,
-                channel,
-                event_bundle(&event.version_name),
-                rollup_action(&event.action),
-            ))
+            .entry((event.app_id.as_str(), day, channel, bundle, action))
             .or_default() += 1;
+        // Rollout health counts by arrival: the control loop judges what
+        // reached the server in its window, whatever the device clocks say.
+        let install = action == INSTALL_ACTION;
+        if install || is_failure(action) {
+            let count = health
+                .entry((
+                    event.app_id.as_str(),
+                    channel,
+                    bundle,
+                    minute_of(event.received_at),
+                ))
+                .or_default();
+            if install {
+                count.installs += 1;
+            } else {
+                count.failures += 1;
+            }
+        }
         if event.timestamp < batch.active_devices_since {
             continue;
         }
@@ -335,6 +389,7 @@ pub(super) async fn ingest(conn: &mut SqliteConnection, batch: StatsIngest<'_>) 
     let mut days = DayNames::default();
     insert_events(conn, events, batch.channels, &metadata).await?;
     upsert_action_counts(conn, &action_counts, &mut days).await?;
+    upsert_health(conn, &health).await?;
     update_device_days(conn, device_days, &mut days).await?;
     apply_sightings(conn, batch.sightings).await?;
     Ok(())

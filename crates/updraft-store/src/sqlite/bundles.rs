@@ -78,11 +78,16 @@ impl SqliteStore {
 #[async_trait]
 impl BundleStore for SqliteStore {
     async fn create_bundle(&self, bundle: NewBundle, now: Millis) -> StoreResult<Bundle> {
+        let native_packages = bundle
+            .native_packages
+            .as_ref()
+            .map(rows::json_text)
+            .transpose()?;
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO bundles (app_id, name, checksum, encrypted_checksum, session_key, key_id, external_url, \
-             storage_path, min_update_version, link, comment, created_at, zip_sha256, size) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+             storage_path, min_update_version, link, comment, created_at, zip_sha256, size, native_packages) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
             bundle_columns!()
         ))
         .bind(&bundle.app_id)
@@ -99,6 +104,7 @@ impl BundleStore for SqliteStore {
         .bind(now)
         .bind(&bundle.zip_sha256)
         .bind(bundle.size)
+        .bind(native_packages)
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {

@@ -16,6 +16,7 @@ mod overrides;
 mod release;
 mod release_safety;
 mod rows;
+mod webhooks;
 
 use crate::{StoreError, StoreResult};
 use sqlx::sqlite::{

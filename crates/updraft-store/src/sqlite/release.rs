@@ -8,6 +8,14 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use updraft_core::model::ReleaseConfig;
 
+/// Every bundle the channels of app `$1` point at: stable and rollout.
+macro_rules! channel_bundle_ids {
+    () => {
+        "SELECT bundle_id FROM channels WHERE app_id = $1 AND bundle_id IS NOT NULL \
+         UNION SELECT rollout_bundle_id FROM channels WHERE app_id = $1 AND rollout_bundle_id IS NOT NULL"
+    };
+}
+
 #[async_trait]
 impl ReleaseStore for SqliteStore {
     async fn load_release(&self, app_id: &str) -> StoreResult<ReleaseConfig> {
@@ -40,20 +48,24 @@ impl ReleaseStore for SqliteStore {
         .map(rows::channel)
         .collect::<StoreResult<Vec<_>>>()?;
         // Deleted bundles included: a channel still pointing at one must be
-        // seen as such, not as builtin.
+        // seen as such, not as builtin. Rollout bundles too, so the decision
+        // can tell a rollout whose bundle is gone.
         let bundle_rows = sqlx::query(concat!(
             "SELECT ",
             bundle_columns!(),
-            " FROM bundles WHERE id IN (SELECT bundle_id FROM channels WHERE app_id = $1)"
+            " FROM bundles WHERE id IN (",
+            channel_bundle_ids!(),
+            ")"
         ))
         .bind(app_id)
         .fetch_all(&mut *tx)
         .await?;
-        let manifest_rows = sqlx::query(
+        let manifest_rows = sqlx::query(concat!(
             "SELECT bundle_id, file_name, file_hash, location, size, blob_sha256 FROM manifest_files \
-             WHERE bundle_id IN (SELECT bundle_id FROM channels WHERE app_id = $1) \
-             ORDER BY bundle_id, position",
-        )
+             WHERE bundle_id IN (",
+            channel_bundle_ids!(),
+            ") ORDER BY bundle_id, position"
+        ))
         .bind(app_id)
         .fetch_all(&mut *tx)
         .await?;

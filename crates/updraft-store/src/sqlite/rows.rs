@@ -1,12 +1,15 @@
 //! Column lists and row decoding, shared by every query of a table.
 
 use crate::StoreError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use updraft_core::model::{
-    ApiKey, App, AutoUpdatePolicy, Bundle, Channel, Device, DeviceOverride, ManifestFile,
-    OverrideSource, Role, StatsEvent,
+    ApiKey, App, AuditEntry, AutoUpdatePolicy, Bundle, Channel, ChannelHistoryEntry, Device,
+    DeviceOverride, ManifestFile, OverrideSource, Role, Rollout, RolloutDecision, ScheduleStatus,
+    ScheduledRelease, StatsEvent,
 };
 
 // Macros rather than consts so `concat!` can build `&'static str` statements,
@@ -19,7 +22,7 @@ macro_rules! app_columns {
 macro_rules! bundle_columns {
     () => {
         "id, app_id, name, checksum, encrypted_checksum, session_key, key_id, external_url, storage_path, \
-         zip_sha256, size, min_update_version, link, comment, deleted, created_at, deleted_at"
+         zip_sha256, size, min_update_version, link, comment, native_packages, deleted, created_at, deleted_at"
     };
 }
 macro_rules! manifest_columns {
@@ -31,6 +34,8 @@ macro_rules! channel_columns {
     () => {
         "id, app_id, name, bundle_id, public, ios, android, electron, allow_device_self_set, allow_emulator, \
          allow_device, allow_dev, allow_prod, disable_auto_update, disable_auto_update_under_native, \
+         targeting, rollout_bundle_id, rollout_percentage_bps, rollout_paused_at, rollout_id, rollout_started_at, \
+         rollout_step_started_at, rollout_targeting, rollout_auto_pause_triggered_at, auto_pause, ramp, \
          created_at, updated_at"
     };
 }
@@ -95,7 +100,7 @@ pub(super) fn bundle(row: &SqliteRow) -> Result<Bundle, StoreError> {
         min_update_version: row.try_get("min_update_version")?,
         link: row.try_get("link")?,
         comment: row.try_get("comment")?,
-        native_packages: None,
+        native_packages: json_column(row, "native_packages")?,
         deleted: row.try_get("deleted")?,
         created_at: row.try_get("created_at")?,
         deleted_at: row.try_get("deleted_at")?,
@@ -135,13 +140,67 @@ pub(super) fn channel(row: &SqliteRow) -> Result<Channel, StoreError> {
         disable_auto_update: AutoUpdatePolicy::parse(&policy)
             .ok_or_else(|| corrupt("disable_auto_update", &policy))?,
         disable_auto_update_under_native: row.try_get("disable_auto_update_under_native")?,
-        targeting: Default::default(),
-        rollout: None,
-        auto_pause: Default::default(),
-        ramp: Default::default(),
+        targeting: json_column(row, "targeting")?.unwrap_or_default(),
+        rollout: rollout(row)?,
+        auto_pause: json_column(row, "auto_pause")?.unwrap_or_default(),
+        ramp: json_column(row, "ramp")?.unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// A JSON text column; NULL = `None`.
+fn json_column<T: DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|json| serde_json::from_str(&json).map_err(|_| corrupt(column, &json)))
+        .transpose()
+}
+
+/// The JSON text stored for `value`: NULL when it is the default, so rows
+/// written before a setting existed and rows left at the default read alike.
+pub(super) fn json_unless_default<T: Serialize + Default + PartialEq>(
+    value: &T,
+) -> Result<Option<String>, StoreError> {
+    if *value == T::default() {
+        return Ok(None);
+    }
+    json_text(value).map(Some)
+}
+
+pub(super) fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
+}
+
+/// The channel's rollout: present when `rollout_bundle_id` is set.
+fn rollout(row: &SqliteRow) -> Result<Option<Rollout>, StoreError> {
+    let Some(bundle_id) = row.try_get::<Option<i64>, _>("rollout_bundle_id")? else {
+        return Ok(None);
+    };
+    fn required<T>(value: Option<T>, column: &str) -> Result<T, StoreError> {
+        value.ok_or_else(|| corrupt(column, "NULL with a rollout bundle"))
+    }
+    let percentage: i64 = required(
+        row.try_get("rollout_percentage_bps")?,
+        "rollout_percentage_bps",
+    )?;
+    Ok(Some(Rollout {
+        bundle_id,
+        percentage_bps: u32::try_from(percentage)
+            .map_err(|_| corrupt("rollout_percentage_bps", &percentage.to_string()))?,
+        paused_at: row.try_get("rollout_paused_at")?,
+        rollout_id: required(row.try_get("rollout_id")?, "rollout_id")?,
+        started_at: required(row.try_get("rollout_started_at")?, "rollout_started_at")?,
+        step_started_at: required(
+            row.try_get("rollout_step_started_at")?,
+            "rollout_step_started_at",
+        )?,
+        targeting: json_column(row, "rollout_targeting")?.unwrap_or_default(),
+        auto_pause_triggered_at: row.try_get("rollout_auto_pause_triggered_at")?,
+    }))
 }
 
 pub(super) fn parse_override_source(value: &str) -> Option<OverrideSource> {
@@ -224,5 +283,103 @@ pub(super) fn api_key(row: &SqliteRow) -> Result<ApiKey, StoreError> {
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// A basis-point figure stored as INTEGER.
+fn bps(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
+}
+
+pub(super) fn channel_history_entry(row: &SqliteRow) -> Result<ChannelHistoryEntry, StoreError> {
+    let percentage: Option<i64> = row.try_get("rollout_percentage_bps")?;
+    Ok(ChannelHistoryEntry {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        channel: row.try_get("channel")?,
+        bundle: row.try_get("bundle")?,
+        rollout_bundle: row.try_get("rollout_bundle")?,
+        rollout_percentage_bps: percentage
+            .map(|p| {
+                u32::try_from(p).map_err(|_| corrupt("rollout_percentage_bps", &p.to_string()))
+            })
+            .transpose()?,
+        rollout_paused: row.try_get("rollout_paused")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+macro_rules! decision_columns {
+    () => {
+        "id, app_id, channel, rollout_id, bundle, at, action, reason, message, from_bps, to_bps, \
+         attempts, failures, failure_rate, wilson_lower_bound, threshold_bps"
+    };
+}
+macro_rules! schedule_columns {
+    () => {
+        "id, app_id, channel, run_at, action, accept_incompatible, status, created_by, created_at, \
+         executed_at, result"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "id, at, actor, api_key_id, app_id, action, target, before_value, after_value"
+    };
+}
+pub(super) use {audit_columns, decision_columns, schedule_columns};
+
+pub(super) fn rollout_decision(row: &SqliteRow) -> Result<RolloutDecision, StoreError> {
+    Ok(RolloutDecision {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        channel: row.try_get("channel")?,
+        rollout_id: row.try_get("rollout_id")?,
+        bundle: row.try_get("bundle")?,
+        at: row.try_get("at")?,
+        action: row.try_get("action")?,
+        reason: row.try_get("reason")?,
+        message: row.try_get("message")?,
+        from_bps: bps(row, "from_bps")?,
+        to_bps: bps(row, "to_bps")?,
+        attempts: row.try_get("attempts")?,
+        failures: row.try_get("failures")?,
+        failure_rate: row.try_get("failure_rate")?,
+        wilson_lower_bound: row.try_get("wilson_lower_bound")?,
+        threshold_bps: bps(row, "threshold_bps")?,
+    })
+}
+
+pub(super) fn scheduled_release(row: &SqliteRow) -> Result<ScheduledRelease, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(ScheduledRelease {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        channel: row.try_get("channel")?,
+        run_at: row.try_get("run_at")?,
+        action: json_column(row, "action")?.ok_or_else(|| corrupt("schedule action", "NULL"))?,
+        accept_incompatible: row.try_get("accept_incompatible")?,
+        status: ScheduleStatus::parse(&status)
+            .ok_or_else(|| corrupt("schedule status", &status))?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        executed_at: row.try_get("executed_at")?,
+        result: row.try_get("result")?,
+    })
+}
+
+pub(super) fn audit_entry(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        api_key_id: row.try_get("api_key_id")?,
+        app_id: row.try_get("app_id")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        before: json_column(row, "before_value")?,
+        after: json_column(row, "after_value")?,
     })
 }

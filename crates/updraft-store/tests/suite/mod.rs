@@ -3,6 +3,12 @@
 
 mod analytics;
 pub use analytics::*;
+mod audit;
+pub use audit::*;
+mod release_safety;
+pub use release_safety::*;
+mod webhooks;
+pub use webhooks::*;
 
 use std::collections::BTreeMap;
 use updraft_core::model::{
