@@ -66,6 +66,9 @@ pub enum Command {
     /// Signed notifications of releases and rollouts (Standard Webhooks)
     #[command(subcommand)]
     Webhook(crate::ops::WebhookCommand),
+    /// Release changes planned for a given time
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -217,6 +220,27 @@ pub enum BundleCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
     },
+    /// Compare native packages (Capacitor plugins) with the channel's live bundle:
+    /// this project's (package.json, node_modules) or a stored bundle's
+    Compatibility(BundleCompatibilityArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BundleCompatibilityArgs {
+    /// App id (default: the appId of ./capacitor.config.json)
+    pub app_id: Option<String>,
+    /// Channel whose live bundle to compare with
+    #[arg(short, long)]
+    pub channel: String,
+    /// A stored bundle to check instead of the local project
+    #[arg(short, long, value_name = "VERSION", conflicts_with_all = ["package_json", "node_modules"])]
+    pub bundle: Option<String>,
+    /// package.json files to read, comma-separated (default: ./package.json)
+    #[arg(long, value_name = "PATHS")]
+    pub package_json: Option<String>,
+    /// node_modules folders to look in, comma-separated (default: ./node_modules and its parents')
+    #[arg(long, value_name = "PATHS")]
+    pub node_modules: Option<String>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -284,6 +308,109 @@ pub struct BundleUploadArgs {
     /// RSA-encrypted checksum (512 hex)
     #[arg(long, value_name = "HEX", conflicts_with = "path")]
     pub encrypted_checksum: Option<String>,
+    /// Start a rollout of the new bundle on --channel at this percentage (0 to 100, e.g. 12.5)
+    /// instead of making it the stable bundle
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, requires = "channel",
+        conflicts_with = "rollout_percentage_bps")]
+    pub rollout: Option<u32>,
+    /// Same as --rollout, in basis points (0 to 10000)
+    #[arg(long, value_name = "BPS", value_parser = parse_bps, requires = "channel")]
+    pub rollout_percentage_bps: Option<u32>,
+    /// Put the bundle on --channel even though its native packages differ from the live bundle's
+    #[arg(long, requires = "channel", conflicts_with = "ignore_metadata_check")]
+    pub accept_incompatible: bool,
+    /// Do not read package.json / node_modules: the bundle's native packages stay unknown
+    #[arg(long, conflicts_with_all = ["package_json", "node_modules"])]
+    pub ignore_metadata_check: bool,
+    /// package.json files to read native packages from, comma-separated (default: ./package.json)
+    #[arg(long, value_name = "PATHS")]
+    pub package_json: Option<String>,
+    /// node_modules folders to look in, comma-separated (default: ./node_modules and its parents')
+    #[arg(long, value_name = "PATHS")]
+    pub node_modules: Option<String>,
+}
+
+/// `12.5` (percent) → `1250` (basis points); 0 to 100, at most two decimals are kept.
+pub fn parse_percent(text: &str) -> Result<u32, String> {
+    let value: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage (0 to 100, e.g. 12.5)"))?;
+    if !value.is_finite() || !(0.0..=100.0).contains(&value) {
+        return Err(format!("{text:?} is not between 0 and 100"));
+    }
+    // In range, so the rounded value fits: 0..=10000.
+    Ok((value * 100.0).round() as u32)
+}
+
+/// Basis points: 0 to 10000.
+pub fn parse_bps(text: &str) -> Result<u32, String> {
+    let value: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of basis points (0 to 10000)"))?;
+    if value > 10_000 {
+        return Err(format!("{value} is more than 10000 basis points (100%)"));
+    }
+    Ok(value)
+}
+
+/// A confidence strictly between 0 and 1 (e.g. 0.95).
+pub fn parse_confidence(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !(value > 0.0 && value < 1.0) {
+        return Err(format!(
+            "{text:?} must be strictly between 0 and 1 (e.g. 0.95)"
+        ));
+    }
+    Ok(value)
+}
+
+/// Ramp steps in percent, `1,5,25,100`, as basis points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RampSteps(pub Vec<u32>);
+
+pub fn parse_ramp_steps(text: &str) -> Result<RampSteps, String> {
+    let steps = text
+        .split(',')
+        .map(str::trim)
+        .filter(|step| !step.is_empty())
+        .map(parse_percent)
+        .collect::<Result<Vec<u32>, String>>()?;
+    if steps.is_empty() {
+        return Err("give the steps as percentages, e.g. 1,5,25,100".to_string());
+    }
+    if steps.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err(format!("{text:?}: the steps must increase"));
+    }
+    if steps.first() == Some(&0) {
+        return Err(format!("{text:?}: a step of 0% reaches nobody"));
+    }
+    if steps.last() != Some(&10_000) {
+        return Err(format!("{text:?}: the last step must be 100"));
+    }
+    Ok(RampSteps(steps))
+}
+
+impl BundleUploadArgs {
+    /// The rollout percentage asked for, in basis points.
+    pub fn rollout_bps(&self) -> Option<u32> {
+        self.rollout.or(self.rollout_percentage_bps)
+    }
+
+    /// The channel fields of a new bundle's body: rollout and the compatibility override.
+    pub fn insert_release_fields(&self, body: &mut Map<String, Value>) {
+        if let Some(bps) = self.rollout_bps() {
+            body.insert("rollout_percentage_bps".into(), json!(bps));
+        }
+        if self.accept_incompatible {
+            body.insert("accept_incompatible".into(), json!(true));
+        }
+    }
 }
 
 impl BundleUploadArgs {
@@ -316,6 +443,7 @@ impl BundleUploadArgs {
                 body.insert(key.into(), json!(value));
             }
         }
+        self.insert_release_fields(&mut body);
         Ok(Value::Object(body))
     }
 }
@@ -346,6 +474,161 @@ pub enum ChannelCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
     },
+    /// Show one channel with its rollout, targeting, auto-pause policy and ramp
+    Show {
+        /// Channel name
+        channel: String,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+    },
+    /// Every change of what the channel serves, newest first: when, by whom, why
+    History {
+        /// Channel name
+        channel: String,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+        /// Most entries to show
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+    /// Go back to the previous stable bundle (or --to a version); ends any rollout
+    Rollback {
+        /// Channel name
+        channel: String,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+        /// The bundle version to go back to (default: the one before the current)
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// What the rollout control loop decided (advanced, held, paused, …) and on which numbers
+    Decisions {
+        /// Channel name
+        channel: String,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+        /// Most decisions to show
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum ScheduleCommand {
+    /// Set a bundle (or start a rollout) on a channel at a given time
+    Add(ScheduleAddArgs),
+    /// List scheduled release changes
+    List {
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+    },
+    /// Cancel a pending scheduled change
+    Cancel {
+        /// Schedule id (from `schedule list`)
+        id: i64,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+    },
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ScheduleAddArgs {
+    /// Channel name
+    pub channel: String,
+    /// App id (default: the appId of ./capacitor.config.json)
+    pub app_id: Option<String>,
+    /// Bundle version to release
+    #[arg(short, long, value_name = "VERSION")]
+    pub bundle: String,
+    /// When: RFC 3339 (2026-12-01T09:00:00Z), epoch milliseconds, or from now (+30s, +30m, +2h, +1d)
+    #[arg(long, value_name = "TIME", value_parser = parse_run_at)]
+    pub at: RunAt,
+    /// Start a rollout at this percentage (0 to 100) instead of setting the stable bundle
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, conflicts_with = "rollout_percentage_bps")]
+    pub rollout: Option<u32>,
+    /// Same as --rollout, in basis points
+    #[arg(long, value_name = "BPS", value_parser = parse_bps)]
+    pub rollout_percentage_bps: Option<u32>,
+    /// Run even if the bundle's native packages differ from the live bundle's then
+    #[arg(long)]
+    pub accept_incompatible: bool,
+}
+
+/// When a scheduled change runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunAt {
+    /// Milliseconds from now.
+    In(i64),
+    /// Epoch milliseconds.
+    At(i64),
+    /// RFC 3339 text, checked by the server.
+    Text(String),
+}
+
+impl RunAt {
+    /// The `run_at` of the request: epoch milliseconds, or the RFC 3339 text.
+    pub fn to_json(&self, now: i64) -> Value {
+        match self {
+            RunAt::In(ms) => json!(now.saturating_add(*ms)),
+            RunAt::At(ms) => json!(ms),
+            RunAt::Text(text) => json!(text),
+        }
+    }
+}
+
+pub fn parse_run_at(text: &str) -> Result<RunAt, String> {
+    let text = text.trim();
+    if let Some(relative) = text.strip_prefix('+') {
+        let split = relative
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(relative.len());
+        let (number, unit) = relative.split_at(split);
+        let amount: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected +<number><s|m|h|d>, e.g. +30m"))?;
+        let unit_ms: i64 = match unit {
+            "s" => 1_000,
+            "m" | "" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+        };
+        return amount
+            .checked_mul(unit_ms)
+            .map(RunAt::In)
+            .ok_or_else(|| format!("{text:?} is too far away"));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(RunAt::At)
+            .map_err(|_| format!("{text:?} is too large"));
+    }
+    let looks_like_rfc3339 = text.len() >= 20 && text.as_bytes().get(10) == Some(&b'T');
+    if looks_like_rfc3339 {
+        Ok(RunAt::Text(text.to_string()))
+    } else {
+        Err(format!(
+            "{text:?}: give an RFC 3339 time (2026-12-01T09:00:00Z), epoch milliseconds or +30m"
+        ))
+    }
+}
+
+impl ScheduleAddArgs {
+    /// The body of `POST /apps/{app_id}/schedules`.
+    pub fn request_body(&self, now: i64) -> Value {
+        let mut body = Map::new();
+        body.insert("channel".into(), json!(self.channel));
+        body.insert("bundle".into(), json!(self.bundle));
+        body.insert("run_at".into(), self.at.to_json(now));
+        if let Some(bps) = self.rollout.or(self.rollout_percentage_bps) {
+            body.insert("rollout_percentage_bps".into(), json!(bps));
+        }
+        if self.accept_incompatible {
+            body.insert("accept_incompatible".into(), json!(true));
+        }
+        Value::Object(body)
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -448,6 +731,272 @@ pub struct ChannelSetArgs {
     /// Do not serve physical devices
     #[arg(long, overrides_with = "device")]
     pub no_device: bool,
+    // Boxed: together these groups would make every `Command` large.
+    #[command(flatten)]
+    pub rollout: Box<RolloutFlags>,
+    #[command(flatten)]
+    pub auto_pause: Box<AutoPauseFlags>,
+    #[command(flatten)]
+    pub ramp: Box<RampFlags>,
+    #[command(flatten)]
+    pub targeting: Box<TargetingFlags>,
+    #[command(flatten)]
+    pub rollout_targeting: Box<RolloutTargetingFlags>,
+}
+
+/// The rollout of `channel set` (the Capgo CLI's names).
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Rollout")]
+pub struct RolloutFlags {
+    /// Bundle version to release gradually on this channel (a new rollout)
+    #[arg(long, value_name = "VERSION")]
+    pub rollout_bundle: Option<String>,
+    /// Share of the channel's devices that get the rollout bundle, 0 to 100 (e.g. 12.5)
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent,
+        conflicts_with = "rollout_percentage_bps")]
+    pub rollout_percentage: Option<u32>,
+    /// Same as --rollout-percentage, in basis points (0 to 10000)
+    #[arg(long, value_name = "BPS", value_parser = parse_bps)]
+    pub rollout_percentage_bps: Option<u32>,
+    /// Stop the rollout reaching new devices (devices already on it keep it)
+    #[arg(long, conflicts_with_all = ["rollout_resume", "rollout_promote", "rollout_rollback"])]
+    pub rollout_pause: bool,
+    /// Let a paused rollout reach devices again
+    #[arg(long, conflicts_with_all = ["rollout_promote", "rollout_rollback"])]
+    pub rollout_resume: bool,
+    /// Make the rollout bundle the stable bundle for every device and end the rollout
+    #[arg(long, conflicts_with_all = ["rollout_rollback", "bundle", "rollout_bundle",
+        "rollout_percentage", "rollout_percentage_bps"])]
+    pub rollout_promote: bool,
+    /// End the rollout: every device goes back to the stable bundle
+    #[arg(long, conflicts_with_all = ["rollout_bundle", "rollout_percentage", "rollout_percentage_bps"])]
+    pub rollout_rollback: bool,
+    /// Set the bundle even though its native packages differ from the live bundle's
+    #[arg(long)]
+    pub accept_incompatible: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoPauseActionArg {
+    /// Stop the rollout reaching new devices
+    Pause,
+    /// End the rollout: devices go back to the stable bundle
+    Rollback,
+    /// Only record the decision and send a `rollout.alert` webhook
+    Notify,
+}
+
+impl AutoPauseActionArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoPauseActionArg::Pause => "pause",
+            AutoPauseActionArg::Rollback => "rollback",
+            AutoPauseActionArg::Notify => "notify",
+        }
+    }
+}
+
+/// When the control loop acts on a failing rollout (the Capgo CLI's `--auto-pause-*`).
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Auto-pause")]
+pub struct AutoPauseFlags {
+    /// Let the control loop act on a failing rollout
+    #[arg(long, overrides_with = "auto_pause_disabled")]
+    pub auto_pause_enabled: bool,
+    /// Never act automatically on this channel's rollouts
+    #[arg(long, overrides_with = "auto_pause_enabled")]
+    pub auto_pause_disabled: bool,
+    /// Minutes of recent stats to look at
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub auto_pause_window_minutes: Option<u32>,
+    /// Failure-rate threshold in basis points (500 = 5%)
+    #[arg(long, value_name = "BPS", value_parser = parse_bps)]
+    pub auto_pause_failure_rate_bps: Option<u32>,
+    /// How sure the loop must be that the failure rate is above the threshold (0 < c < 1)
+    #[arg(long, value_name = "CONFIDENCE", value_parser = parse_confidence)]
+    pub auto_pause_confidence: Option<f64>,
+    /// Installs + failures needed before it may act
+    #[arg(long, value_name = "N")]
+    pub auto_pause_min_attempts: Option<u32>,
+    /// Failures needed before it may act
+    #[arg(long, value_name = "N")]
+    pub auto_pause_min_failures: Option<u32>,
+    /// What to do: pause, rollback or notify
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub auto_pause_action: Option<AutoPauseActionArg>,
+    /// After acting, wait this long before acting again (at most 10080 = a week)
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=10_080))]
+    pub auto_pause_cooldown_minutes: Option<u32>,
+}
+
+/// How the control loop raises a healthy rollout (Updraft's own).
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Ramp")]
+pub struct RampFlags {
+    /// Raise healthy rollouts step by step
+    #[arg(long, overrides_with = "ramp_disabled")]
+    pub ramp_enabled: bool,
+    /// Leave the percentage to people
+    #[arg(long, overrides_with = "ramp_enabled")]
+    pub ramp_disabled: bool,
+    /// The steps in percent, increasing, ending at 100: 1,5,25,100
+    #[arg(long, value_name = "PERCENTS", value_parser = parse_ramp_steps)]
+    pub ramp_steps: Option<RampSteps>,
+    /// Least time on each step
+    #[arg(long, value_name = "MINUTES")]
+    pub ramp_dwell_minutes: Option<u32>,
+    /// Installs + failures needed on a step before moving on
+    #[arg(long, value_name = "N")]
+    pub ramp_min_attempts: Option<u32>,
+    /// After the last step, make the rollout bundle the stable one
+    #[arg(long, overrides_with = "no_ramp_promote")]
+    pub ramp_promote: bool,
+    /// Stay at 100% after the last step
+    #[arg(long, overrides_with = "ramp_promote")]
+    pub no_ramp_promote: bool,
+}
+
+/// Which devices the channel serves; others are refused `device_not_targeted`.
+/// Given criteria replace those of the channel; the others stay.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Channel targeting")]
+pub struct TargetingFlags {
+    /// Only these platforms (repeat the flag for several)
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub target_platform: Vec<PlatformArg>,
+    /// OS version range, e.g. ">=14"
+    #[arg(long, value_name = "RANGE")]
+    pub target_os_version: Option<String>,
+    /// Native app version range, e.g. ">=1.4, <2"
+    #[arg(long, value_name = "RANGE")]
+    pub target_native_version: Option<String>,
+    /// Updater plugin version range, e.g. ">=8.40"
+    #[arg(long, value_name = "RANGE")]
+    pub target_plugin_version: Option<String>,
+    /// Install source (google_play, app_store, testflight, …); repeatable
+    #[arg(long, value_name = "SOURCE")]
+    pub target_install_source: Vec<String>,
+    /// Custom id; repeatable
+    #[arg(long, value_name = "ID")]
+    pub target_custom_id: Vec<String>,
+    /// Custom ids starting with this
+    #[arg(long, value_name = "PREFIX")]
+    pub target_custom_id_prefix: Option<String>,
+    /// Device id; repeatable
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub target_device: Vec<String>,
+    /// Serve every device again (removes all channel targeting)
+    #[arg(long, conflicts_with_all = ["target_platform", "target_os_version", "target_native_version",
+        "target_plugin_version", "target_install_source", "target_custom_id", "target_custom_id_prefix",
+        "target_device"])]
+    pub clear_targeting: bool,
+}
+
+/// Which devices the rollout may reach; others get the stable bundle.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Rollout targeting")]
+pub struct RolloutTargetingFlags {
+    /// Only these platforms get the rollout (repeatable)
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub rollout_target_platform: Vec<PlatformArg>,
+    /// Native app version range for the rollout
+    #[arg(long, value_name = "RANGE")]
+    pub rollout_target_native_version: Option<String>,
+    /// Custom id that may get the rollout; repeatable
+    #[arg(long, value_name = "ID")]
+    pub rollout_target_custom_id: Vec<String>,
+    /// Device id that may get the rollout; repeatable
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub rollout_target_device: Vec<String>,
+    /// Let the rollout reach every device of the channel again
+    #[arg(long, conflicts_with_all = ["rollout_target_platform", "rollout_target_native_version",
+        "rollout_target_custom_id", "rollout_target_device"])]
+    pub clear_rollout_targeting: bool,
+}
+
+/// Sets `key` in `object` when `value` is given.
+fn put<T: serde::Serialize>(object: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        object.insert(key.into(), json!(value));
+    }
+}
+
+fn put_list(object: &mut Map<String, Value>, key: &str, values: Vec<String>) {
+    if !values.is_empty() {
+        object.insert(key.into(), json!(values));
+    }
+}
+
+fn platforms(list: &[PlatformArg]) -> Vec<String> {
+    list.iter().map(|p| p.as_str().to_string()).collect()
+}
+
+fn lower(list: &[String]) -> Vec<String> {
+    list.iter().map(|v| v.trim().to_lowercase()).collect()
+}
+
+/// `current` (the channel's targeting object, if any) with the given criteria replaced.
+fn merged_targeting(current: Option<&Value>, given: Map<String, Value>) -> Value {
+    let mut merged = current
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    merged.extend(given);
+    Value::Object(merged)
+}
+
+impl TargetingFlags {
+    fn given(&self) -> Map<String, Value> {
+        let mut given = Map::new();
+        put_list(&mut given, "platforms", platforms(&self.target_platform));
+        put(&mut given, "os_version", self.target_os_version.as_ref());
+        put(
+            &mut given,
+            "native_version",
+            self.target_native_version.as_ref(),
+        );
+        put(
+            &mut given,
+            "plugin_version",
+            self.target_plugin_version.as_ref(),
+        );
+        put_list(
+            &mut given,
+            "install_sources",
+            lower(&self.target_install_source),
+        );
+        put_list(&mut given, "custom_ids", self.target_custom_id.clone());
+        put(
+            &mut given,
+            "custom_id_prefix",
+            self.target_custom_id_prefix.as_ref(),
+        );
+        put_list(&mut given, "device_ids", lower(&self.target_device));
+        given
+    }
+}
+
+impl RolloutTargetingFlags {
+    fn given(&self) -> Map<String, Value> {
+        let mut given = Map::new();
+        put_list(
+            &mut given,
+            "platforms",
+            platforms(&self.rollout_target_platform),
+        );
+        put(
+            &mut given,
+            "native_version",
+            self.rollout_target_native_version.as_ref(),
+        );
+        put_list(
+            &mut given,
+            "custom_ids",
+            self.rollout_target_custom_id.clone(),
+        );
+        put_list(&mut given, "device_ids", lower(&self.rollout_target_device));
+        given
+    }
 }
 
 /// `Some(true)` for `--x`, `Some(false)` for `--no-x`, `None` when neither was given.
@@ -463,6 +1012,19 @@ impl ChannelSetArgs {
     /// The body of `PATCH /apps/{app_id}/channels/{name}`: only the settings
     /// given on the command line. An empty change is an error.
     pub fn patch_body(&self) -> Result<Value, CliError> {
+        self.patch_body_with(None)
+    }
+
+    /// Whether targeting criteria are given that must be merged into the channel's
+    /// current ones (fetch the channel and call [`Self::patch_body_with`]).
+    pub fn merges_targeting(&self) -> bool {
+        !self.targeting.given().is_empty() || !self.rollout_targeting.given().is_empty()
+    }
+
+    /// As [`Self::patch_body`], with given targeting criteria merged into those of
+    /// `current` (the channel as the API shows it): a criterion given replaces the
+    /// channel's, the others stay.
+    pub fn patch_body_with(&self, current: Option<&Value>) -> Result<Value, CliError> {
         let mut body = Map::new();
         if let Some(bundle) = &self.bundle {
             body.insert("bundle".into(), json!(bundle));
@@ -498,6 +1060,7 @@ impl ChannelSetArgs {
                 json!(AutoUpdatePolicy::from(policy).as_str()),
             );
         }
+        self.insert_release_fields(&mut body, current);
         if body.is_empty() {
             return Err(CliError::new(
                 "nothing_to_set",
@@ -505,6 +1068,123 @@ impl ChannelSetArgs {
             ));
         }
         Ok(Value::Object(body))
+    }
+}
+
+impl ChannelSetArgs {
+    fn insert_release_fields(&self, body: &mut Map<String, Value>, current: Option<&Value>) {
+        let rollout = &self.rollout;
+        put(body, "rollout_bundle", rollout.rollout_bundle.as_ref());
+        put(
+            body,
+            "rollout_percentage_bps",
+            rollout
+                .rollout_percentage
+                .or(rollout.rollout_percentage_bps),
+        );
+        let action = [
+            (rollout.rollout_pause, "pause"),
+            (rollout.rollout_resume, "resume"),
+            (rollout.rollout_promote, "promote"),
+            (rollout.rollout_rollback, "rollback"),
+        ]
+        .into_iter()
+        .find_map(|(given, action)| given.then_some(action));
+        put(body, "rollout_action", action);
+
+        let pause = &self.auto_pause;
+        let mut auto_pause = Map::new();
+        put(
+            &mut auto_pause,
+            "enabled",
+            flag_pair(pause.auto_pause_enabled, pause.auto_pause_disabled),
+        );
+        put(
+            &mut auto_pause,
+            "window_minutes",
+            pause.auto_pause_window_minutes,
+        );
+        put(
+            &mut auto_pause,
+            "failure_rate_bps",
+            pause.auto_pause_failure_rate_bps,
+        );
+        put(&mut auto_pause, "confidence", pause.auto_pause_confidence);
+        put(
+            &mut auto_pause,
+            "min_attempts",
+            pause.auto_pause_min_attempts,
+        );
+        put(
+            &mut auto_pause,
+            "min_failures",
+            pause.auto_pause_min_failures,
+        );
+        put(
+            &mut auto_pause,
+            "action",
+            pause.auto_pause_action.map(AutoPauseActionArg::as_str),
+        );
+        put(
+            &mut auto_pause,
+            "cooldown_minutes",
+            pause.auto_pause_cooldown_minutes,
+        );
+        if !auto_pause.is_empty() {
+            body.insert("auto_pause".into(), Value::Object(auto_pause));
+        }
+
+        let ramp_flags = &self.ramp;
+        let mut ramp = Map::new();
+        put(
+            &mut ramp,
+            "enabled",
+            flag_pair(ramp_flags.ramp_enabled, ramp_flags.ramp_disabled),
+        );
+        put(
+            &mut ramp,
+            "steps_bps",
+            ramp_flags.ramp_steps.as_ref().map(|steps| &steps.0),
+        );
+        put(
+            &mut ramp,
+            "min_dwell_minutes",
+            ramp_flags.ramp_dwell_minutes,
+        );
+        put(&mut ramp, "min_attempts", ramp_flags.ramp_min_attempts);
+        put(
+            &mut ramp,
+            "promote_at_end",
+            flag_pair(ramp_flags.ramp_promote, ramp_flags.no_ramp_promote),
+        );
+        if !ramp.is_empty() {
+            body.insert("ramp".into(), Value::Object(ramp));
+        }
+
+        if self.targeting.clear_targeting {
+            body.insert("targeting".into(), json!({}));
+        } else {
+            let given = self.targeting.given();
+            if !given.is_empty() {
+                let now = current.and_then(|c| c.get("targeting"));
+                body.insert("targeting".into(), merged_targeting(now, given));
+            }
+        }
+        if self.rollout_targeting.clear_rollout_targeting {
+            body.insert("rollout_targeting".into(), json!({}));
+        } else {
+            let given = self.rollout_targeting.given();
+            if !given.is_empty() {
+                let now = current
+                    .and_then(|c| c.get("rollout"))
+                    .and_then(|r| r.get("targeting"));
+                body.insert("rollout_targeting".into(), merged_targeting(now, given));
+            }
+        }
+        // Only meaningful next to a change; alone it is "nothing to set".
+        if self.rollout.accept_incompatible && !body.is_empty() {
+            body.insert("accept_incompatible".into(), json!(true));
+        }
     }
 }
 

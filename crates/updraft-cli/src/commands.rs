@@ -17,6 +17,18 @@ fn text_field(value: &Value, key: &str, fallback: &str) -> String {
         .to_string()
 }
 
+/// What a new bundle did to `--channel`, as the end of a confirmation (empty without one).
+pub fn channel_outcome(channel: Option<&str>, rollout_bps: Option<u32>) -> String {
+    match (channel, rollout_bps) {
+        (Some(channel), Some(bps)) => format!(
+            " Channel {channel} rolls it out to {} of its devices.",
+            render::percent(u64::from(bps))
+        ),
+        (Some(channel), None) => format!(" Channel {channel} now serves it."),
+        (None, _) => String::new(),
+    }
+}
+
 pub async fn app(client: &ApiClient, command: AppCommand) -> Result<Outcome, CliError> {
     match command {
         AppCommand::Add { app_id, name } => {
@@ -60,16 +72,30 @@ pub async fn bundle(
                 let show = show_progress && !args.no_progress;
                 return crate::upload::upload_bundle(client, &app_id, &args, work_dir, show).await;
             }
-            let body = args.request_body()?;
-            let bundle = client.post(&["apps", &app_id, "bundles"], &body).await?;
+            let mut body = args.request_body()?;
+            let (packages, warning) = crate::release::upload_native_packages(
+                args.ignore_metadata_check,
+                args.package_json.as_deref(),
+                args.node_modules.as_deref(),
+                work_dir,
+            )?;
+            if let (Some(packages), Some(fields)) = (packages, body.as_object_mut()) {
+                fields.insert("native_packages".into(), json!(packages));
+            }
+            let bundle = client
+                .post(&["apps", &app_id, "bundles"], &body)
+                .await
+                .map_err(crate::release::explain_incompatible)?;
             let version = text_field(&bundle, "version", &args.bundle);
-            let text = match &args.channel {
-                Some(channel) => format!(
-                    "Registered bundle {version} of {app_id}; channel {channel} now serves it."
-                ),
-                None => format!("Registered bundle {version} of {app_id}."),
-            };
-            Ok(Outcome::new(bundle, text))
+            let text = format!(
+                "Registered bundle {version} of {app_id}.{}",
+                channel_outcome(args.channel.as_deref(), args.rollout_bps())
+            );
+            let mut outcome = Outcome::new(bundle, text);
+            if let Some(warning) = warning {
+                outcome = outcome.with_warning(warning);
+            }
+            Ok(outcome)
         }
         BundleCommand::List {
             app_id,
@@ -84,6 +110,9 @@ pub async fn bundle(
             let list = client.get(&["apps", &app_id, "bundles"], &query).await?;
             let text = render::bundles_table(&list, include_deleted);
             Ok(Outcome::new(list, text))
+        }
+        BundleCommand::Compatibility(args) => {
+            crate::release::compatibility(client, &args, work_dir).await
         }
         BundleCommand::Delete { version, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
@@ -125,11 +154,20 @@ pub async fn channel(
             Ok(Outcome::new(created, text))
         }
         ChannelCommand::Set(args) => {
-            let body = args.patch_body()?;
+            // Checked before any request: an empty change fails without a server.
+            args.patch_body()?;
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            let body = if args.merges_targeting() {
+                let current =
+                    crate::release::current_channel(client, &app_id, &args.channel).await?;
+                args.patch_body_with(Some(&current))?
+            } else {
+                args.patch_body()?
+            };
             let updated = client
                 .patch(&["apps", &app_id, "channels", &args.channel], &body)
-                .await?;
+                .await
+                .map_err(crate::release::explain_incompatible)?;
             let text = format!(
                 "Updated channel {} of {app_id}: {}.",
                 text_field(&updated, "name", &args.channel),
@@ -142,6 +180,34 @@ pub async fn channel(
             let list = client.get(&["apps", &app_id, "channels"], &[]).await?;
             let text = render::channels_table(&list);
             Ok(Outcome::new(list, text))
+        }
+        ChannelCommand::Show { channel, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            crate::release::channel_show(client, &app_id, &channel).await
+        }
+        ChannelCommand::History {
+            channel,
+            app_id,
+            limit,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            crate::release::channel_history(client, &app_id, &channel, limit).await
+        }
+        ChannelCommand::Rollback {
+            channel,
+            app_id,
+            to,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            crate::release::channel_rollback(client, &app_id, &channel, to.as_deref()).await
+        }
+        ChannelCommand::Decisions {
+            channel,
+            app_id,
+            limit,
+        } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            crate::release::channel_decisions(client, &app_id, &channel, limit).await
         }
         ChannelCommand::Delete { channel, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;

@@ -151,6 +151,7 @@ pub fn channels_table(list: &Value) -> String {
     let mut table = Table::new(&[
         "NAME",
         "BUNDLE",
+        "ROLLOUT",
         "DEFAULT",
         "PLATFORMS",
         "SELF-ASSIGN",
@@ -162,6 +163,7 @@ pub fn channels_table(list: &Value) -> String {
         table.push_row(vec![
             cell(channel, "name"),
             cell(channel, "bundle"),
+            rollout_cell(channel),
             cell(channel, "public"),
             enabled(channel, &PLATFORMS),
             cell(channel, "allow_device_self_set"),
@@ -180,8 +182,12 @@ pub fn channel_summary(channel: &Value) -> String {
     } else {
         "normal"
     };
+    let rollout = match rollout_cell(channel).as_str() {
+        "-" => String::new(),
+        text => format!(", rollout {text}"),
+    };
     format!(
-        "bundle {}, {visibility}, platforms {}, self-assign {}, disable auto update {}, downgrade {}, serves {}",
+        "bundle {}{rollout}, {visibility}, platforms {}, self-assign {}, disable auto update {}, downgrade {}, serves {}",
         cell(channel, "bundle"),
         enabled(channel, &PLATFORMS),
         cell(channel, "allow_device_self_set"),
@@ -189,6 +195,316 @@ pub fn channel_summary(channel: &Value) -> String {
         downgrade_cell(channel),
         enabled(channel, &AUDIENCES),
     )
+}
+
+/// Basis points as a percentage: `1250` → `12.5%`.
+pub fn percent(bps: u64) -> String {
+    if bps.is_multiple_of(100) {
+        format!("{}%", bps / 100)
+    } else {
+        let text = format!("{:.2}", bps as f64 / 100.0);
+        format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+fn percent_cell(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_u64)
+        .map(percent)
+        .unwrap_or_else(|| "-".to_string())
+}
+
+/// Whether a rollout (or history entry) is paused: a `paused` flag or a `paused_at` time.
+fn is_paused(rollout: &Value) -> bool {
+    flag(rollout, "paused") || rollout.get("paused_at").is_some_and(|at| !at.is_null())
+}
+
+/// `1.4.0 @ 5% (paused)`, or `-` without a rollout.
+pub fn rollout_cell(channel: &Value) -> String {
+    let Some(rollout) = channel.get("rollout").filter(|r| r.is_object()) else {
+        return "-".to_string();
+    };
+    let bundle = match cell(rollout, "bundle").as_str() {
+        "-" => cell(rollout, "bundle_name"),
+        name => name.to_string(),
+    };
+    let mut text = format!("{bundle} @ {}", percent_cell(rollout, "percentage_bps"));
+    if is_paused(rollout) {
+        text.push_str(" (paused)");
+    }
+    text
+}
+
+/// Targeting criteria in one line: `platforms ios; os_version >=14`, or `everyone`.
+fn targeting_text(targeting: Option<&Value>) -> String {
+    let Some(whole) = targeting.filter(|t| t.is_object()) else {
+        return "everyone".to_string();
+    };
+    let keys = whole.as_object().map(|o| o.keys()).into_iter().flatten();
+    let parts: Vec<String> = keys
+        .filter_map(|key| match cell(whole, key).as_str() {
+            "-" => None,
+            value => Some(format!("{key} {value}")),
+        })
+        .collect();
+    if parts.is_empty() {
+        "everyone".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Every field of an object as `key value`, in the server's order.
+fn fields_text(object: Option<&Value>) -> String {
+    match object.and_then(Value::as_object) {
+        Some(fields) if !fields.is_empty() => {
+            let whole = Value::Object(fields.clone());
+            fields
+                .keys()
+                .map(|key| format!("{key} {}", cell(&whole, key)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// `channel show`: settings, then the rollout, targeting, auto-pause and ramp.
+pub fn channel_details(channel: &Value) -> String {
+    let mut lines: Vec<(String, String)> = vec![
+        ("Channel".into(), cell(channel, "name")),
+        ("Settings".into(), channel_summary(channel)),
+        ("Targeting".into(), targeting_text(channel.get("targeting"))),
+    ];
+    match channel.get("rollout").filter(|r| r.is_object()) {
+        Some(rollout) => {
+            lines.push(("Rollout".into(), rollout_cell(channel)));
+            lines.push(("Rollout started".into(), time_cell(rollout, "started_at")));
+            lines.push((
+                "Rollout step since".into(),
+                time_cell(rollout, "step_started_at"),
+            ));
+            lines.push((
+                "Rollout targeting".into(),
+                targeting_text(rollout.get("targeting")),
+            ));
+        }
+        None => lines.push(("Rollout".into(), "none".into())),
+    }
+    lines.push(("Auto-pause".into(), fields_text(channel.get("auto_pause"))));
+    lines.push(("Ramp".into(), ramp_text(channel.get("ramp"))));
+    let width = lines
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|(label, value)| format!("{label:<width$}  {}", sanitize_cell(value)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The ramp with its steps as percentages.
+fn ramp_text(ramp: Option<&Value>) -> String {
+    let Some(ramp) = ramp.filter(|r| r.is_object()) else {
+        return "-".to_string();
+    };
+    let steps = ramp
+        .get("steps_bps")
+        .and_then(Value::as_array)
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(percent)
+                .collect::<Vec<_>>()
+                .join(" → ")
+        })
+        .unwrap_or_else(|| "-".to_string());
+    format!(
+        "enabled {}, steps {steps}, dwell {} min, min attempts {}, promote at end {}",
+        cell(ramp, "enabled"),
+        cell(ramp, "min_dwell_minutes"),
+        cell(ramp, "min_attempts"),
+        cell(ramp, "promote_at_end"),
+    )
+}
+
+/// The list under the first of `keys` that holds one, or the value itself when it is a list.
+fn list_of<'a>(value: &'a Value, keys: &[&str]) -> &'a [Value] {
+    if let Some(list) = value.as_array() {
+        return list;
+    }
+    keys.iter()
+        .find_map(|key| value.get(*key).and_then(Value::as_array))
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+pub fn history_table(list: &Value) -> String {
+    let entries = list_of(list, &["history", "entries"]);
+    if entries.is_empty() {
+        return "No history.".to_string();
+    }
+    let mut table = Table::new(&["TIME", "BUNDLE", "ROLLOUT", "ACTOR", "REASON"]);
+    for entry in entries {
+        let rollout = match cell(entry, "rollout_bundle").as_str() {
+            "-" => "-".to_string(),
+            bundle => {
+                let mut text = format!(
+                    "{bundle} @ {}",
+                    percent_cell(entry, "rollout_percentage_bps")
+                );
+                if flag(entry, "rollout_paused") {
+                    text.push_str(" (paused)");
+                }
+                text
+            }
+        };
+        table.push_row(vec![
+            time_cell(entry, "at"),
+            cell(entry, "bundle"),
+            rollout,
+            cell(entry, "actor"),
+            cell(entry, "reason"),
+        ]);
+    }
+    table.render()
+}
+
+/// A rate (0..1) as a percentage with one decimal.
+fn rate_cell(object: &Value, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_f64)
+        .map(|rate| format!("{:.1}%", rate * 100.0))
+        .unwrap_or_else(|| "-".to_string())
+}
+
+pub fn decisions_table(list: &Value) -> String {
+    let decisions = list_of(list, &["decisions"]);
+    if decisions.is_empty() {
+        return "No decisions.".to_string();
+    }
+    let mut table = Table::new(&[
+        "TIME",
+        "BUNDLE",
+        "ACTION",
+        "REASON",
+        "FROM",
+        "TO",
+        "ATTEMPTS",
+        "FAILURES",
+        "RATE",
+        "WILSON LOW",
+        "THRESHOLD",
+    ]);
+    for decision in decisions {
+        table.push_row(vec![
+            time_cell(decision, "at"),
+            cell(decision, "bundle"),
+            cell(decision, "action"),
+            cell(decision, "reason"),
+            percent_cell(decision, "from_bps"),
+            percent_cell(decision, "to_bps"),
+            cell(decision, "attempts"),
+            cell(decision, "failures"),
+            rate_cell(decision, "failure_rate"),
+            rate_cell(decision, "wilson_lower_bound"),
+            percent_cell(decision, "threshold_bps"),
+        ]);
+    }
+    let mut text = table.render();
+    // The newest decision's sentence, for the why.
+    if let Some(message) = decisions
+        .first()
+        .and_then(|d| d.get("message"))
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+    {
+        text.push_str(&format!("\nLatest: {}", sanitize_cell(message)));
+    }
+    text
+}
+
+/// `set 1.5.0` or `rollout 1.5.0 @ 5%`, from a schedule's action (nested or flat).
+pub fn schedule_action(schedule: &Value) -> String {
+    let action = schedule
+        .get("action")
+        .filter(|a| a.is_object())
+        .unwrap_or(schedule);
+    let bundle = cell(action, "bundle");
+    let bps = action
+        .get("percentage_bps")
+        .or_else(|| action.get("rollout_percentage_bps"))
+        .and_then(Value::as_u64);
+    match bps {
+        Some(bps) => format!("rollout {bundle} @ {}", percent(bps)),
+        None => format!("set {bundle}"),
+    }
+}
+
+pub fn schedules_table(list: &Value) -> String {
+    let schedules = list_of(list, &["schedules"]);
+    if schedules.is_empty() {
+        return "No scheduled changes.".to_string();
+    }
+    let mut table = Table::new(&[
+        "ID", "CHANNEL", "RUN AT", "ACTION", "STATUS", "BY", "RESULT",
+    ]);
+    for schedule in schedules {
+        table.push_row(vec![
+            cell(schedule, "id"),
+            cell(schedule, "channel"),
+            time_cell(schedule, "run_at"),
+            schedule_action(schedule),
+            cell(schedule, "status"),
+            cell(schedule, "created_by"),
+            cell(schedule, "result"),
+        ]);
+    }
+    table.render()
+}
+
+/// `bundle compatibility`: one row per package and a verdict.
+pub fn compatibility_report(report: &Value, channel: &str) -> String {
+    let live = cell(report, "live_bundle");
+    let subject = match cell(report, "bundle").as_str() {
+        "-" => "This project".to_string(),
+        bundle => format!("Bundle {bundle}"),
+    };
+    let mut lines = Vec::new();
+    let packages = list_of(report, &["packages"]);
+    if packages.is_empty() {
+        lines.push("No native packages on either side.".to_string());
+    } else {
+        let mut table = Table::new(&["PACKAGE", "BUNDLE", "LIVE", "COMPATIBLE", "REASON"]);
+        for package in packages {
+            table.push_row(vec![
+                cell(package, "name"),
+                cell(package, "bundle_version"),
+                cell(package, "live_version"),
+                cell(package, "compatible"),
+                cell(package, "reason"),
+            ]);
+        }
+        lines.push(table.render());
+    }
+    let verdict = if report.get("live_known").and_then(Value::as_bool) == Some(false) {
+        format!(
+            "The native packages of channel {channel}'s live bundle ({live}) are unknown: nothing to compare, {subject} is accepted."
+        )
+    } else if flag(report, "compatible") {
+        format!("{subject} is compatible with channel {channel}'s live bundle {live}.")
+    } else {
+        format!(
+            "{subject} is NOT compatible with channel {channel}'s live bundle {live}: setting it needs --accept-incompatible."
+        )
+    };
+    lines.push(verdict);
+    lines.join("\n")
 }
 
 pub fn devices_table(list: &Value) -> String {
@@ -370,6 +686,7 @@ mod tests {
             [
                 "production",
                 "1.4.3",
+                "-",
                 "yes",
                 "ios,electron",
                 "no",
@@ -458,5 +775,66 @@ mod tests {
         let bare = device_details(&json!({"device_id": "abc", "channel_override": null}));
         assert!(bare.contains("Channel override  none"), "{bare}");
         assert!(bare.ends_with("No recent events."), "{bare}");
+    }
+
+    #[test]
+    fn percentages_and_rollout_cells() {
+        assert_eq!(percent(1250), "12.5%");
+        assert_eq!(percent(1), "0.01%");
+        assert_eq!(percent(10_000), "100%");
+        let channel = json!({"bundle": "1.0.0", "rollout": {"bundle": "1.1.0", "percentage_bps": 500, "paused": true}});
+        assert_eq!(rollout_cell(&channel), "1.1.0 @ 5% (paused)");
+        assert_eq!(rollout_cell(&json!({"rollout": null})), "-");
+        let running = json!({"rollout": {"bundle": "1.1.0", "percentage_bps": 2500, "paused": false, "paused_at": null}});
+        assert_eq!(rollout_cell(&running), "1.1.0 @ 25%");
+    }
+
+    #[test]
+    fn decisions_table_shows_the_numbers() {
+        let list = json!({"decisions": [{"at": "2024-05-01T12:30:05Z", "bundle": "1.1.0", "action": "paused",
+            "reason": "auto_pause_triggered", "from_bps": 500, "to_bps": 500, "attempts": 120, "failures": 36,
+            "failure_rate": 0.3, "wilson_lower_bound": 0.2266, "threshold_bps": 500,
+            "message": "paused: 36 of 120 failed"}]});
+        let text = decisions_table(&list);
+        let row = text.lines().nth(1).unwrap();
+        let cells: Vec<&str> = row
+            .split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "2024-05-01 12:30",
+                "1.1.0",
+                "paused",
+                "auto_pause_triggered",
+                "5%",
+                "5%",
+                "120",
+                "36",
+                "30.0%",
+                "22.7%",
+                "5%"
+            ]
+        );
+        assert!(text.ends_with("Latest: paused: 36 of 120 failed"), "{text}");
+        assert_eq!(decisions_table(&json!({"decisions": []})), "No decisions.");
+    }
+
+    #[test]
+    fn compatibility_report_gives_a_verdict() {
+        let report = json!({"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0",
+            "compatible": false, "live_known": true, "bundle_known": true, "packages": [
+                {"name": "@capacitor/camera", "bundle_version": "7.0.0", "live_version": "6.0.0",
+                 "compatible": false, "reason": "version_mismatch"}]});
+        let text = compatibility_report(&report, "production");
+        assert!(
+            text.contains("@capacitor/camera  7.0.0   6.0.0  no          version_mismatch"),
+            "{text}"
+        );
+        assert!(text.ends_with("Bundle 1.1.0 is NOT compatible with channel production's live bundle 1.0.0: setting it needs --accept-incompatible."), "{text}");
+        let unknown = json!({"bundle": null, "live_bundle": "builtin", "compatible": true, "live_known": false, "packages": []});
+        assert!(compatibility_report(&unknown, "beta").contains("are unknown"));
     }
 }

@@ -56,9 +56,16 @@ pub async fn upload_bundle(
         None => return Err(CliError::invalid_argument("--path DIR_OR_ZIP is required")),
     };
     let source = source.as_path();
+    // Before the slow part: a project whose dependencies are not installed fails now.
+    let (native_packages, native_warning) = crate::release::upload_native_packages(
+        args.ignore_metadata_check,
+        args.package_json.as_deref(),
+        args.node_modules.as_deref(),
+        work_dir,
+    )?;
     let work = tempfile::tempdir().map_err(|e| io_error("cannot create a temporary folder", &e))?;
     let zip = prepare_zip(source, work.path())?;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = native_warning.into_iter().collect();
     if !zip.calls_notify_app_ready {
         warnings.push(
             "warning: no file of the bundle calls notifyAppReady(); the plugin rolls an update back \
@@ -165,9 +172,14 @@ pub async fn upload_bundle(
             body.insert(key.into(), json!(value));
         }
     }
+    if let Some(packages) = &native_packages {
+        body.insert("native_packages".into(), json!(packages));
+    }
+    args.insert_release_fields(&mut body);
     let bundle = client
         .post(&["apps", app_id, "bundles"], &Value::Object(body))
-        .await?;
+        .await
+        .map_err(crate::release::explain_incompatible)?;
 
     let version = bundle
         .get("version")
@@ -191,9 +203,10 @@ pub async fn upload_bundle(
             ""
         },
     );
-    if let Some(channel) = &args.channel {
-        text.push_str(&format!(" Channel {channel} now serves it."));
-    }
+    text.push_str(&crate::commands::channel_outcome(
+        args.channel.as_deref(),
+        args.rollout_bps(),
+    ));
     let mut outcome = Outcome::new(bundle, text);
     for warning in warnings {
         outcome = outcome.with_warning(warning);

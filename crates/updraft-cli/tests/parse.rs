@@ -751,3 +751,588 @@ fn bundle_upload_key_flags_exclude_each_other() {
     };
     assert!(upload.no_key && upload.delta_only && !upload.delta);
 }
+
+// ---- Release safety: rollouts, policies, targeting, history, schedules, compatibility ----
+
+#[test]
+fn channel_set_rollout_percent_becomes_basis_points() {
+    assert_eq!(
+        channel_set_body(&["--rollout-bundle", "1.4.0", "--rollout-percentage", "12.5"]).unwrap(),
+        json!({"rollout_bundle": "1.4.0", "rollout_percentage_bps": 1250})
+    );
+    assert_eq!(
+        channel_set_body(&["--rollout-percentage", "0.01"]).unwrap(),
+        json!({"rollout_percentage_bps": 1})
+    );
+    assert_eq!(
+        channel_set_body(&["--rollout-percentage", "100"]).unwrap(),
+        json!({"rollout_percentage_bps": 10000})
+    );
+    assert_eq!(
+        channel_set_body(&["--rollout-percentage-bps", "250"]).unwrap(),
+        json!({"rollout_percentage_bps": 250})
+    );
+    for bad in ["100.5", "-1", "abc", "NaN"] {
+        let flag = format!("--rollout-percentage={bad}");
+        assert_eq!(
+            parse_error(&["channel", "set", "p", &flag]),
+            clap::error::ErrorKind::ValueValidation,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        parse_error(&["channel", "set", "p", "--rollout-percentage-bps", "10001"]),
+        clap::error::ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        parse_error(&[
+            "channel",
+            "set",
+            "p",
+            "--rollout-percentage",
+            "5",
+            "--rollout-percentage-bps",
+            "500"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+}
+
+#[test]
+fn channel_set_rollout_actions() {
+    for (flag, action) in [
+        ("--rollout-pause", "pause"),
+        ("--rollout-resume", "resume"),
+        ("--rollout-promote", "promote"),
+        ("--rollout-rollback", "rollback"),
+    ] {
+        assert_eq!(
+            channel_set_body(&[flag]).unwrap(),
+            json!({"rollout_action": action}),
+            "{flag}"
+        );
+    }
+    for pair in [
+        ["--rollout-pause", "--rollout-resume"],
+        ["--rollout-pause", "--rollout-promote"],
+        ["--rollout-resume", "--rollout-rollback"],
+        ["--rollout-promote", "--rollout-rollback"],
+        ["--rollout-promote", "--bundle"],
+    ] {
+        let mut args = vec!["channel", "set", "p"];
+        args.extend(pair);
+        if pair[1] == "--bundle" {
+            args.push("1.0.0");
+        }
+        assert_eq!(
+            parse_error(&args),
+            clap::error::ErrorKind::ArgumentConflict,
+            "{pair:?}"
+        );
+    }
+    assert_eq!(
+        parse_error(&[
+            "channel",
+            "set",
+            "p",
+            "--rollout-rollback",
+            "--rollout-percentage",
+            "5"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    // Accepting incompatibility goes with a change, and alone changes nothing.
+    assert_eq!(
+        channel_set_body(&["--bundle", "2.0.0", "--accept-incompatible"]).unwrap(),
+        json!({"bundle": "2.0.0", "accept_incompatible": true})
+    );
+    assert_eq!(
+        channel_set_body(&["--accept-incompatible"])
+            .unwrap_err()
+            .code,
+        "nothing_to_set"
+    );
+}
+
+#[test]
+fn channel_set_auto_pause_policy_is_a_partial_object() {
+    assert_eq!(
+        channel_set_body(&[
+            "--auto-pause-enabled",
+            "--auto-pause-window-minutes",
+            "30",
+            "--auto-pause-failure-rate-bps",
+            "200",
+            "--auto-pause-confidence",
+            "0.99",
+            "--auto-pause-min-attempts",
+            "50",
+            "--auto-pause-min-failures",
+            "3",
+            "--auto-pause-action",
+            "rollback",
+            "--auto-pause-cooldown-minutes",
+            "120",
+        ])
+        .unwrap(),
+        json!({"auto_pause": {
+            "enabled": true, "window_minutes": 30, "failure_rate_bps": 200, "confidence": 0.99,
+            "min_attempts": 50, "min_failures": 3, "action": "rollback", "cooldown_minutes": 120
+        }})
+    );
+    assert_eq!(
+        channel_set_body(&["--auto-pause-disabled"]).unwrap(),
+        json!({"auto_pause": {"enabled": false}})
+    );
+    assert_eq!(
+        channel_set_body(&["--auto-pause-action", "notify"]).unwrap(),
+        json!({"auto_pause": {"action": "notify"}})
+    );
+    for (flag, bad) in [
+        ("--auto-pause-confidence", "1"),
+        ("--auto-pause-confidence", "0"),
+        ("--auto-pause-window-minutes", "0"),
+        ("--auto-pause-cooldown-minutes", "10081"),
+        ("--auto-pause-failure-rate-bps", "10001"),
+        ("--auto-pause-action", "explode"),
+    ] {
+        let kind = parse_error(&["channel", "set", "p", flag, bad]);
+        assert!(
+            matches!(
+                kind,
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ),
+            "{flag} {bad}: {kind:?}"
+        );
+    }
+}
+
+#[test]
+fn channel_set_ramp_steps_are_percent_lists() {
+    assert_eq!(
+        channel_set_body(&[
+            "--ramp-enabled",
+            "--ramp-steps",
+            "1,5,25,100",
+            "--ramp-dwell-minutes",
+            "60",
+            "--ramp-min-attempts",
+            "200",
+            "--no-ramp-promote",
+        ])
+        .unwrap(),
+        json!({"ramp": {"enabled": true, "steps_bps": [100, 500, 2500, 10000],
+            "min_dwell_minutes": 60, "min_attempts": 200, "promote_at_end": false}})
+    );
+    assert_eq!(
+        channel_set_body(&["--ramp-steps", "0.5, 12.5,100"]).unwrap(),
+        json!({"ramp": {"steps_bps": [50, 1250, 10000]}})
+    );
+    for bad in ["5,1,100", "1,5,50", "0,100", "", "1,1,100"] {
+        assert_eq!(
+            parse_error(&["channel", "set", "p", "--ramp-steps", bad]),
+            clap::error::ErrorKind::ValueValidation,
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn channel_set_targeting_flags() {
+    assert_eq!(
+        channel_set_body(&[
+            "--target-platform",
+            "ios",
+            "--target-platform",
+            "android",
+            "--target-os-version",
+            ">=14",
+            "--target-native-version",
+            ">=1.4, <2",
+            "--target-plugin-version",
+            ">=8.40",
+            "--target-install-source",
+            "Google_Play",
+            "--target-custom-id",
+            "qa-1",
+            "--target-custom-id",
+            "qa-2",
+            "--target-custom-id-prefix",
+            "beta-",
+            "--target-device",
+            "ABC-1",
+        ])
+        .unwrap(),
+        json!({"targeting": {
+            "platforms": ["ios", "android"], "os_version": ">=14", "native_version": ">=1.4, <2",
+            "plugin_version": ">=8.40", "install_sources": ["google_play"],
+            "custom_ids": ["qa-1", "qa-2"], "custom_id_prefix": "beta-", "device_ids": ["abc-1"]
+        }})
+    );
+    assert_eq!(
+        channel_set_body(&["--clear-targeting", "--clear-rollout-targeting"]).unwrap(),
+        json!({"targeting": {}, "rollout_targeting": {}})
+    );
+    assert_eq!(
+        parse_error(&[
+            "channel",
+            "set",
+            "p",
+            "--clear-targeting",
+            "--target-platform",
+            "ios"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        channel_set_body(&[
+            "--rollout-target-platform",
+            "android",
+            "--rollout-target-native-version",
+            ">=2",
+            "--rollout-target-custom-id",
+            "me",
+            "--rollout-target-device",
+            "DEV-9",
+        ])
+        .unwrap(),
+        json!({"rollout_targeting": {"platforms": ["android"], "native_version": ">=2",
+            "custom_ids": ["me"], "device_ids": ["dev-9"]}})
+    );
+}
+
+#[test]
+fn channel_set_targeting_merges_into_the_current_channel() {
+    let Command::Channel(ChannelCommand::Set(set)) = client_command(&[
+        "channel",
+        "set",
+        "p",
+        "--target-platform",
+        "ios",
+        "--rollout-target-device",
+        "d1",
+    ]) else {
+        panic!("not channel set");
+    };
+    assert!(set.merges_targeting());
+    let current = json!({
+        "name": "p",
+        "targeting": {"platforms": ["android"], "os_version": ">=14", "custom_ids": []},
+        "rollout": {"bundle": "1.4.0", "targeting": {"native_version": ">=1", "device_ids": ["old"]}}
+    });
+    assert_eq!(
+        set.patch_body_with(Some(&current)).unwrap(),
+        json!({
+            "targeting": {"platforms": ["ios"], "os_version": ">=14", "custom_ids": []},
+            "rollout_targeting": {"native_version": ">=1", "device_ids": ["d1"]}
+        })
+    );
+    let Command::Channel(ChannelCommand::Set(plain)) =
+        client_command(&["channel", "set", "p", "--clear-targeting"])
+    else {
+        panic!("not channel set");
+    };
+    assert!(!plain.merges_targeting());
+}
+
+#[test]
+fn bundle_upload_rollout_and_compatibility_flags() {
+    let Command::Bundle(BundleCommand::Upload(args)) = client_command(&[
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.4.0",
+        "--external",
+        "https://x.test/a.zip",
+        "--checksum",
+        "ab",
+        "--channel",
+        "production",
+        "--rollout",
+        "12.5",
+        "--accept-incompatible",
+        "--package-json",
+        "a/package.json,b/package.json",
+        "--node-modules",
+        "node_modules",
+    ]) else {
+        panic!("not an upload");
+    };
+    assert_eq!(args.rollout_bps(), Some(1250));
+    assert_eq!(
+        args.package_json.as_deref(),
+        Some("a/package.json,b/package.json")
+    );
+    assert_eq!(
+        args.request_body().unwrap(),
+        json!({"version": "1.4.0", "external_url": "https://x.test/a.zip", "checksum": "ab",
+            "channel": "production", "rollout_percentage_bps": 1250, "accept_incompatible": true})
+    );
+    let base = [
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.4.0",
+        "--external",
+        "https://x.test/a.zip",
+        "--checksum",
+        "ab",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        parse_error(&args)
+    };
+    // A rollout or an override needs the channel it is about.
+    assert_eq!(
+        with(&["--rollout", "5"]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        with(&["--accept-incompatible"]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        with(&[
+            "-c",
+            "p",
+            "--rollout",
+            "5",
+            "--rollout-percentage-bps",
+            "500"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        with(&[
+            "-c",
+            "p",
+            "--accept-incompatible",
+            "--ignore-metadata-check"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        with(&["--ignore-metadata-check", "--package-json", "x"]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    assert_eq!(
+        with(&["-c", "p", "--rollout", "101"]),
+        clap::error::ErrorKind::ValueValidation
+    );
+}
+
+#[test]
+fn bundle_compatibility_parses() {
+    match client_command(&[
+        "bundle",
+        "compatibility",
+        "com.example.app",
+        "--channel",
+        "production",
+        "--bundle",
+        "1.2.0",
+    ]) {
+        Command::Bundle(BundleCommand::Compatibility(args)) => {
+            assert_eq!(args.app_id.as_deref(), Some("com.example.app"));
+            assert_eq!(args.channel, "production");
+            assert_eq!(args.bundle.as_deref(), Some("1.2.0"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        parse_error(&["bundle", "compatibility"]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        parse_error(&[
+            "bundle",
+            "compatibility",
+            "-c",
+            "p",
+            "--bundle",
+            "1.0.0",
+            "--package-json",
+            "x"
+        ]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+}
+
+#[test]
+fn channel_history_rollback_decisions_show() {
+    match client_command(&[
+        "channel",
+        "history",
+        "production",
+        "com.x.y",
+        "--limit",
+        "5",
+    ]) {
+        Command::Channel(ChannelCommand::History {
+            channel,
+            app_id,
+            limit,
+        }) => {
+            assert_eq!(
+                (channel.as_str(), app_id.as_deref(), limit),
+                ("production", Some("com.x.y"), Some(5))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match client_command(&["channel", "rollback", "production", "--to", "1.2.0"]) {
+        Command::Channel(ChannelCommand::Rollback {
+            channel,
+            app_id,
+            to,
+        }) => {
+            assert_eq!(
+                (channel.as_str(), app_id, to.as_deref()),
+                ("production", None, Some("1.2.0"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client_command(&["channel", "decisions", "production"]),
+        Command::Channel(ChannelCommand::Decisions { limit: None, .. })
+    ));
+    assert!(matches!(
+        client_command(&["channel", "show", "production", "com.x.y"]),
+        Command::Channel(ChannelCommand::Show { .. })
+    ));
+}
+
+#[test]
+fn schedule_commands_and_times() {
+    use updraft_cli::args::{RunAt, ScheduleCommand};
+    let Command::Schedule(ScheduleCommand::Add(add)) = client_command(&[
+        "schedule",
+        "add",
+        "production",
+        "com.x.y",
+        "--bundle",
+        "1.5.0",
+        "--at",
+        "+30m",
+        "--rollout",
+        "5",
+        "--accept-incompatible",
+    ]) else {
+        panic!("not schedule add");
+    };
+    assert_eq!(add.at, RunAt::In(30 * 60_000));
+    assert_eq!(
+        add.request_body(1_000),
+        json!({"channel": "production", "bundle": "1.5.0", "run_at": 1_000 + 30 * 60_000,
+            "rollout_percentage_bps": 500, "accept_incompatible": true})
+    );
+    let at = |text: &str| match client_command(&[
+        "schedule", "add", "p", "--bundle", "1.0.0", "--at", text,
+    ]) {
+        Command::Schedule(ScheduleCommand::Add(add)) => add.at,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(at("+2s"), RunAt::In(2_000));
+    assert_eq!(at("+2h"), RunAt::In(7_200_000));
+    assert_eq!(at("+1d"), RunAt::In(86_400_000));
+    assert_eq!(at("1767225600000"), RunAt::At(1_767_225_600_000));
+    assert_eq!(
+        at("2026-12-01T09:00:00Z"),
+        RunAt::Text("2026-12-01T09:00:00Z".into())
+    );
+    for bad in ["+2y", "tomorrow", "+", "2026-12-01"] {
+        assert_eq!(
+            parse_error(&["schedule", "add", "p", "--bundle", "1.0.0", "--at", bad]),
+            clap::error::ErrorKind::ValueValidation,
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        client_command(&["schedule", "list"]),
+        Command::Schedule(ScheduleCommand::List { app_id: None })
+    ));
+    assert!(matches!(
+        client_command(&["schedule", "cancel", "7", "com.x.y"]),
+        Command::Schedule(ScheduleCommand::Cancel { id: 7, .. })
+    ));
+}
+
+#[test]
+fn audit_and_webhook_commands() {
+    use updraft_cli::ops::WebhookCommand;
+    match client_command(&[
+        "audit",
+        "com.example.app",
+        "--action",
+        "channel.",
+        "--actor",
+        "key:ci",
+        "--since",
+        "7d",
+        "--limit",
+        "10",
+    ]) {
+        Command::Audit(args) => {
+            assert_eq!(args.app_id.as_deref(), Some("com.example.app"));
+            assert_eq!(args.action.as_deref(), Some("channel."));
+            assert_eq!(args.actor.as_deref(), Some("key:ci"));
+            assert_eq!(args.since.as_deref(), Some("7d"));
+            assert_eq!(args.limit, 10);
+        }
+        other => panic!("{other:?}"),
+    }
+    match client_command(&["audit"]) {
+        Command::Audit(args) => {
+            assert_eq!(args.app_id, None);
+            assert_eq!(args.limit, 50);
+        }
+        other => panic!("{other:?}"),
+    }
+    match client_command(&[
+        "webhook",
+        "add",
+        "https://hooks.example.com/x",
+        "--app",
+        "com.example.app",
+        "--event",
+        "bundle.uploaded",
+        "--event",
+        "rollout.paused",
+        "--secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ]) {
+        Command::Webhook(WebhookCommand::Add {
+            url,
+            app_id,
+            events,
+            secret,
+            disabled,
+        }) => {
+            assert_eq!(url, "https://hooks.example.com/x");
+            assert_eq!(app_id.as_deref(), Some("com.example.app"));
+            assert_eq!(events, vec!["bundle.uploaded", "rollout.paused"]);
+            assert_eq!(
+                secret.as_deref(),
+                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            );
+            assert!(!disabled);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client_command(&["webhook", "list"]),
+        Command::Webhook(WebhookCommand::List { app_id: None })
+    ));
+    for (sub, expected) in [("delete", "3"), ("test", "3"), ("deliveries", "3")] {
+        match client_command(&["webhook", sub, "3"]) {
+            Command::Webhook(WebhookCommand::Delete { id })
+            | Command::Webhook(WebhookCommand::Test { id })
+            | Command::Webhook(WebhookCommand::Deliveries { id, .. }) => {
+                assert_eq!(id, expected)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -118,7 +118,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 &req,
                 answer.outcome,
                 answer.offered_version.as_deref(),
-                now_ms(),
+                state.clock.now(),
             ));
         }
         Ok::<_, DeviceError>((answer.body, answer.outcome))
@@ -156,7 +156,7 @@ async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
 async fn stats(State(state): State<AppState>, body: Body) -> Response {
     let result = async {
         let body = read_json(&state, body).await?;
-        let batch = parse_stats_body(&body, now_ms())?;
+        let batch = parse_stats_body(&body, state.clock.now())?;
         if batch.items.is_empty() {
             return Ok(json_with_status(
                 200,

@@ -1,17 +1,49 @@
-//! SKELETON (being implemented): the one way a channel's release changes —
-//! from the API, `bundle upload --channel`, schedules and the control loop —
-//! with the compatibility guard, history, audit entry and webhooks.
+//! The one way a channel's release changes — from the API, `bundle upload
+//! --channel`, schedules and the control loop: resolves bundle names, runs
+//! the compatibility guard, computes the patch, and writes it with its
+//! history row, decision, schedule completion and audit entry in one store
+//! transaction; then refreshes the in-memory release and queues webhooks.
+//!
+//! A change is first built as a [`Plan`] on an in-memory copy of the
+//! channel, so that several changes of one request (a PATCH with a bundle,
+//! a rollout and settings) are written together or not at all.
 
-use crate::api::Caller;
+use crate::api::views::ChannelView;
+use crate::api::{refresh_release, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
-use updraft_core::model::Channel;
+use crate::webhooks::{self, events};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use updraft_core::model::{
+    Bundle, ChangeContext, Channel, ChannelPatch, Millis, RolloutDecision, BUILTIN,
+};
+use updraft_core::rollout::{apply_change, RolloutChange, RolloutError};
+use updraft_store::{ChannelUpdate, NewAuditEntry, StoreError};
 
 /// Who asks for a change.
 pub enum Actor<'a> {
     Key(&'a Caller),
     ControlLoop,
     Schedule(i64),
+}
+
+impl Actor<'_> {
+    /// As it appears in history and the audit log.
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Key(caller) => crate::audit::actor(caller),
+            Actor::ControlLoop => "control-loop".to_string(),
+            Actor::Schedule(id) => format!("schedule:{id}"),
+        }
+    }
+
+    fn api_key_id(&self) -> Option<i64> {
+        match self {
+            Actor::Key(caller) => Some(caller.key.id),
+            Actor::ControlLoop | Actor::Schedule(_) => None,
+        }
+    }
 }
 
 /// A rollout operation, bundles by version name.
@@ -39,7 +71,8 @@ pub enum ReleaseChange {
 
 /// Applies `change` to `channel` of `app_id`: refuses incompatible bundles
 /// unless `accept_incompatible`, writes history and audit with the change,
-/// refreshes the in-memory release and queues webhooks.
+/// refreshes the in-memory release and queues webhooks. A schedule actor's
+/// schedule is marked done in the same transaction.
 pub async fn change_release(
     state: &AppState,
     actor: Actor<'_>,
@@ -48,10 +81,652 @@ pub async fn change_release(
     change: ReleaseChange,
     accept_incompatible: bool,
 ) -> Result<Channel, ApiError> {
-    let _ = (state, app_id, channel, change, accept_incompatible);
-    match actor {
-        Actor::Key(_) | Actor::ControlLoop | Actor::Schedule(_) => {
-            Err(ApiError::internal("not implemented yet"))
+    let current = existing_channel(state, app_id, channel).await?;
+    let mut plan = Plan::new(state, current).await?;
+    plan.add_release(state, change, accept_incompatible).await?;
+    let completes_schedule = match actor {
+        Actor::Schedule(id) => Some(id),
+        Actor::Key(_) | Actor::ControlLoop => None,
+    };
+    plan.commit(
+        state,
+        &actor,
+        Commit {
+            completes_schedule,
+            ..Commit::default()
+        },
+    )
+    .await
+}
+
+/// Points `channel` back at `to`, or else at the newest stable bundle in its
+/// history that differs from the current one, and ends any rollout. No
+/// compatibility guard: the bundle was live before.
+pub async fn rollback_channel(
+    state: &AppState,
+    actor: Actor<'_>,
+    app_id: &str,
+    channel: &str,
+    to: Option<&str>,
+) -> Result<Channel, ApiError> {
+    let current = existing_channel(state, app_id, channel).await?;
+    let mut plan = Plan::new(state, current).await?;
+    let version = match to {
+        Some(version) => version.to_string(),
+        None => {
+            let current_name = plan.stable_name();
+            let history = state.store.channel_history(app_id, channel, 200).await?;
+            history
+                .into_iter()
+                .map(|entry| entry.bundle)
+                .find(|bundle| *bundle != current_name)
+                .ok_or_else(|| {
+                    ApiError::conflict(
+                        "nothing_to_roll_back",
+                        format!(
+                            "channel {channel} has served no other bundle than {current_name}; give the version to roll back to"
+                        ),
+                    )
+                })?
         }
+    };
+    let target = resolve_bundle(state, app_id, &version).await?;
+    let had_rollout = plan.after.rollout.is_some();
+    plan.push(
+        ChannelPatch {
+            bundle_id: Some(target.map(|b| b.id)),
+            rollout: had_rollout.then_some(None),
+            ..ChannelPatch::default()
+        },
+        "rollback",
+        Some(events::CHANNEL_CHANGED),
+    );
+    if had_rollout {
+        plan.events.push(events::ROLLOUT_ROLLED_BACK);
+    }
+    plan.commit(state, &actor, Commit::default()).await
+}
+
+/// The channel or 404 `channel_not_found`.
+pub(crate) async fn existing_channel(
+    state: &AppState,
+    app_id: &str,
+    name: &str,
+) -> Result<Channel, ApiError> {
+    state.store.get_channel(app_id, name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "channel_not_found",
+            format!("channel {name} of {app_id} does not exist"),
+        )
+    })
+}
+
+/// A bundle by version name: `None` for `builtin`, 404 `bundle_not_found`,
+/// 409 `bundle_deleted`.
+pub(crate) async fn resolve_bundle(
+    state: &AppState,
+    app_id: &str,
+    version: &str,
+) -> Result<Option<Bundle>, ApiError> {
+    if version == BUILTIN {
+        return Ok(None);
+    }
+    let bundle = state
+        .store
+        .get_bundle(app_id, version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "bundle_not_found",
+                format!("bundle {version} of {app_id} does not exist"),
+            )
+        })?;
+    if bundle.deleted {
+        return Err(ApiError::conflict(
+            "bundle_deleted",
+            format!("bundle {version} is deleted and cannot be served"),
+        ));
+    }
+    Ok(Some(bundle))
+}
+
+/// Every bundle name of the app by id, deleted ones included (for views).
+pub(crate) async fn bundle_names(
+    state: &AppState,
+    app_id: &str,
+) -> Result<HashMap<i64, String>, ApiError> {
+    Ok(state
+        .store
+        .list_bundles(app_id, true)
+        .await?
+        .into_iter()
+        .map(|b| (b.id, b.name))
+        .collect())
+}
+
+/// A new rollout's id: the seed of its device buckets.
+pub(crate) fn new_rollout_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn rollout_error(err: RolloutError) -> ApiError {
+    let status = if err.code.starts_with("invalid_") {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::CONFLICT
+    };
+    ApiError::new(status, err.code, err.message)
+}
+
+/// What else is written with a change.
+#[derive(Default)]
+pub(crate) struct Commit {
+    /// `Some(expected)`: refuse unless the stored rollout id is still `expected`.
+    /// `None`: the one the plan started from.
+    pub expect_rollout_id: Option<Option<String>>,
+    pub decision: Option<RolloutDecision>,
+    pub completes_schedule: Option<i64>,
+}
+
+/// A channel change being built in memory.
+pub(crate) struct Plan {
+    pub before: Channel,
+    /// `before` with `patch` applied: what the store will hold.
+    pub after: Channel,
+    pub patch: ChannelPatch,
+    /// History reasons of the release changes (empty = settings only).
+    pub reasons: Vec<&'static str>,
+    /// Webhook events to emit once written.
+    pub events: Vec<&'static str>,
+    names: HashMap<i64, String>,
+}
+
+impl Plan {
+    pub async fn new(state: &AppState, channel: Channel) -> Result<Plan, ApiError> {
+        let names = bundle_names(state, &channel.app_id).await?;
+        Ok(Plan {
+            after: channel.clone(),
+            before: channel,
+            patch: ChannelPatch::default(),
+            reasons: Vec::new(),
+            events: Vec::new(),
+            names,
+        })
+    }
+
+    pub fn bundle_name(&self, id: i64) -> String {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    fn stable_name(&self) -> String {
+        match self.after.bundle_id {
+            None => BUILTIN.to_string(),
+            Some(id) => self.bundle_name(id),
+        }
+    }
+
+    /// Adds a settings change (no history reason of its own).
+    pub fn add_settings(&mut self, patch: ChannelPatch) {
+        apply_patch(&mut self.after, &patch);
+        merge_patch(&mut self.patch, patch);
+    }
+
+    fn push(&mut self, patch: ChannelPatch, reason: &'static str, event: Option<&'static str>) {
+        self.add_settings(patch);
+        self.reasons.push(reason);
+        self.events.extend(event);
+    }
+
+    /// Adds a rollout change computed by `rollout::apply_change` (no guard).
+    pub fn add_rollout_change(
+        &mut self,
+        change: RolloutChange,
+        now: Millis,
+        reason: &'static str,
+        event: Option<&'static str>,
+    ) -> Result<(), ApiError> {
+        let patch =
+            apply_change(&self.after, change, now, new_rollout_id).map_err(rollout_error)?;
+        self.push(patch, reason, event);
+        Ok(())
+    }
+
+    /// A change with no patch of its own (an alert): its reason and event.
+    pub fn add_event(&mut self, reason: &'static str, event: &'static str) {
+        self.reasons.push(reason);
+        self.events.push(event);
+    }
+
+    /// Records that auto-pause acted on the current rollout now (the cooldown starts).
+    pub fn mark_auto_pause_triggered(&mut self, now: Millis) {
+        if let Some(rollout) = self.after.rollout.as_mut() {
+            rollout.auto_pause_triggered_at = Some(now);
+            self.patch.rollout = Some(Some(rollout.clone()));
+        }
+    }
+
+    /// Adds a release change as asked through the API, a schedule or upload.
+    pub async fn add_release(
+        &mut self,
+        state: &AppState,
+        change: ReleaseChange,
+        accept_incompatible: bool,
+    ) -> Result<(), ApiError> {
+        let app_id = self.after.app_id.clone();
+        let now = state.clock.now();
+        match change {
+            ReleaseChange::SetBundle { version } => {
+                let target = resolve_bundle(state, &app_id, &version).await?;
+                if let Some(bundle) = &target {
+                    self.names.insert(bundle.id, bundle.name.clone());
+                    if self.after.bundle_id != Some(bundle.id) {
+                        crate::api::compat::guard(state, &self.after, bundle, accept_incompatible)
+                            .await?;
+                    }
+                }
+                let target_id = target.map(|b| b.id);
+                // The rollout bundle made stable: the rollout has nothing left to do.
+                let ends_rollout = matches!(
+                    (&self.after.rollout, target_id),
+                    (Some(rollout), Some(id)) if rollout.bundle_id == id
+                );
+                self.push(
+                    ChannelPatch {
+                        bundle_id: Some(target_id),
+                        rollout: ends_rollout.then_some(None),
+                        ..ChannelPatch::default()
+                    },
+                    "set",
+                    Some(events::CHANNEL_CHANGED),
+                );
+            }
+            ReleaseChange::Rollout(RolloutRequest::Start {
+                version,
+                percentage_bps,
+            }) => {
+                let bundle = resolve_bundle(state, &app_id, &version)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_rollout_bundle",
+                            "the builtin bundle cannot be rolled out; set it as the channel's bundle",
+                        )
+                    })?;
+                self.names.insert(bundle.id, bundle.name.clone());
+                let same_rollout = self
+                    .after
+                    .rollout
+                    .as_ref()
+                    .is_some_and(|r| r.bundle_id == bundle.id);
+                if !same_rollout && self.after.bundle_id != Some(bundle.id) {
+                    crate::api::compat::guard(state, &self.after, &bundle, accept_incompatible)
+                        .await?;
+                }
+                let (reason, event) = if same_rollout {
+                    ("rollout_percentage", events::ROLLOUT_ADVANCED)
+                } else {
+                    ("rollout_start", events::ROLLOUT_STARTED)
+                };
+                self.add_rollout_change(
+                    RolloutChange::Start {
+                        bundle_id: bundle.id,
+                        percentage_bps,
+                    },
+                    now,
+                    reason,
+                    Some(event),
+                )?;
+            }
+            ReleaseChange::Rollout(RolloutRequest::SetPercentage(bps)) => {
+                self.add_rollout_change(
+                    RolloutChange::SetPercentage(bps),
+                    now,
+                    "rollout_percentage",
+                    Some(events::ROLLOUT_ADVANCED),
+                )?;
+            }
+            ReleaseChange::Rollout(RolloutRequest::Pause) => {
+                self.add_rollout_change(
+                    RolloutChange::Pause,
+                    now,
+                    "pause",
+                    Some(events::ROLLOUT_PAUSED),
+                )?;
+            }
+            ReleaseChange::Rollout(RolloutRequest::Resume) => {
+                self.add_rollout_change(
+                    RolloutChange::Resume,
+                    now,
+                    "resume",
+                    Some(events::ROLLOUT_RESUMED),
+                )?;
+            }
+            ReleaseChange::Rollout(RolloutRequest::Promote) => {
+                // The rollout bundle may have been deleted since it started.
+                if let Some(rollout) = &self.after.rollout {
+                    let name = self.bundle_name(rollout.bundle_id);
+                    resolve_bundle(state, &app_id, &name).await?;
+                }
+                self.add_rollout_change(
+                    RolloutChange::Promote,
+                    now,
+                    "promote",
+                    Some(events::ROLLOUT_PROMOTED),
+                )?;
+            }
+            ReleaseChange::Rollout(RolloutRequest::Rollback) => {
+                self.add_rollout_change(
+                    RolloutChange::Rollback,
+                    now,
+                    "rollback",
+                    Some(events::ROLLOUT_ROLLED_BACK),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The view of a channel with this plan's bundle names.
+    pub fn view(&self, channel: &Channel) -> ChannelView {
+        ChannelView::new(channel.clone(), &self.names)
+    }
+
+    /// Writes the plan (patch, history, decision, schedule completion, audit
+    /// entry) in one transaction, refreshes the release and emits webhooks.
+    pub async fn commit(
+        mut self,
+        state: &AppState,
+        actor: &Actor<'_>,
+        commit: Commit,
+    ) -> Result<Channel, ApiError> {
+        let now = state.clock.now();
+        self.after.updated_at = now;
+        let app_id = self.before.app_id.clone();
+        let channel_name = self.before.name.clone();
+        let reason = if self.reasons.is_empty() {
+            "update".to_string()
+        } else {
+            self.reasons.join("+")
+        };
+        let audit_action = if self.reasons.is_empty() {
+            "channel.update"
+        } else {
+            "channel.release"
+        };
+        let before_view = serde_json::to_value(self.view(&self.before)).ok();
+        let after_view = serde_json::to_value(self.view(&self.after)).ok();
+        let expect_rollout_id = commit
+            .expect_rollout_id
+            .unwrap_or_else(|| self.before.rollout.as_ref().map(|r| r.rollout_id.clone()));
+        let update = ChannelUpdate {
+            app_id: app_id.clone(),
+            name: channel_name.clone(),
+            patch: self.patch.clone(),
+            change: ChangeContext {
+                at: now,
+                actor: actor.name(),
+                reason: reason.clone(),
+            },
+            expect_rollout_id: Some(expect_rollout_id),
+            decision: commit.decision.clone(),
+            completes_schedule: commit.completes_schedule,
+            audit: Some(NewAuditEntry {
+                at: now,
+                actor: actor.name(),
+                api_key_id: actor.api_key_id(),
+                app_id: Some(app_id.clone()),
+                action: audit_action.to_string(),
+                target: channel_name.clone(),
+                before: before_view,
+                after: after_view,
+            }),
+        };
+        let stored = match state.store.apply_channel_update(update).await {
+            Ok(channel) => channel,
+            Err(StoreError::Conflict(message)) => {
+                return Err(ApiError::conflict(
+                    "conflict",
+                    format!("channel {channel_name} changed meanwhile ({message}); retry"),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        };
+        refresh_release(state, &app_id).await;
+        for event in &self.events {
+            let data = self.event_data(&stored, actor, &reason, commit.decision.as_ref());
+            webhooks::emit(state, &app_id, event, data).await;
+        }
+        Ok(stored)
+    }
+
+    fn event_data(
+        &self,
+        after: &Channel,
+        actor: &Actor<'_>,
+        reason: &str,
+        decision: Option<&RolloutDecision>,
+    ) -> Value {
+        // A rollout that just ended (promoted, rolled back) is still the subject.
+        let rollout = after.rollout.as_ref().or(self.before.rollout.as_ref());
+        let stable = match after.bundle_id {
+            None => BUILTIN.to_string(),
+            Some(id) => self.bundle_name(id),
+        };
+        let mut data = json!({
+            "app_id": after.app_id,
+            "channel": after.name,
+            "bundle": stable,
+            "rollout_bundle": rollout.map(|r| self.bundle_name(r.bundle_id)),
+            "rollout_percentage_bps": rollout.map(|r| r.percentage_bps),
+            "previous_rollout_percentage_bps": self.before.rollout.as_ref().map(|r| r.percentage_bps),
+            "rollout_paused": after.rollout.as_ref().is_some_and(|r| r.paused_at.is_some()),
+            "rollout_active": after.rollout.is_some(),
+            "actor": actor.name(),
+            "reason": reason,
+        });
+        if let (Some(decision), Some(fields)) = (decision, data.as_object_mut()) {
+            if let Ok(value) = serde_json::to_value(decision) {
+                fields.insert("decision".to_string(), value);
+            }
+        }
+        data
+    }
+}
+
+/// `channel` with `patch` applied, as the store applies it.
+pub(crate) fn apply_patch(channel: &mut Channel, patch: &ChannelPatch) {
+    let ChannelPatch {
+        bundle_id,
+        public,
+        ios,
+        android,
+        electron,
+        allow_device_self_set,
+        allow_emulator,
+        allow_device,
+        allow_dev,
+        allow_prod,
+        disable_auto_update,
+        disable_auto_update_under_native,
+        targeting,
+        rollout,
+        auto_pause,
+        ramp,
+    } = patch;
+    fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+        if let Some(value) = value {
+            *field = value.clone();
+        }
+    }
+    set(&mut channel.bundle_id, bundle_id);
+    set(&mut channel.public, public);
+    set(&mut channel.ios, ios);
+    set(&mut channel.android, android);
+    set(&mut channel.electron, electron);
+    set(&mut channel.allow_device_self_set, allow_device_self_set);
+    set(&mut channel.allow_emulator, allow_emulator);
+    set(&mut channel.allow_device, allow_device);
+    set(&mut channel.allow_dev, allow_dev);
+    set(&mut channel.allow_prod, allow_prod);
+    set(&mut channel.disable_auto_update, disable_auto_update);
+    set(
+        &mut channel.disable_auto_update_under_native,
+        disable_auto_update_under_native,
+    );
+    set(&mut channel.targeting, targeting);
+    set(&mut channel.rollout, rollout);
+    set(&mut channel.auto_pause, auto_pause);
+    set(&mut channel.ramp, ramp);
+}
+
+/// Later fields win.
+fn merge_patch(into: &mut ChannelPatch, next: ChannelPatch) {
+    let ChannelPatch {
+        bundle_id,
+        public,
+        ios,
+        android,
+        electron,
+        allow_device_self_set,
+        allow_emulator,
+        allow_device,
+        allow_dev,
+        allow_prod,
+        disable_auto_update,
+        disable_auto_update_under_native,
+        targeting,
+        rollout,
+        auto_pause,
+        ramp,
+    } = next;
+    fn set<T>(field: &mut Option<T>, value: Option<T>) {
+        if value.is_some() {
+            *field = value;
+        }
+    }
+    set(&mut into.bundle_id, bundle_id);
+    set(&mut into.public, public);
+    set(&mut into.ios, ios);
+    set(&mut into.android, android);
+    set(&mut into.electron, electron);
+    set(&mut into.allow_device_self_set, allow_device_self_set);
+    set(&mut into.allow_emulator, allow_emulator);
+    set(&mut into.allow_device, allow_device);
+    set(&mut into.allow_dev, allow_dev);
+    set(&mut into.allow_prod, allow_prod);
+    set(&mut into.disable_auto_update, disable_auto_update);
+    set(
+        &mut into.disable_auto_update_under_native,
+        disable_auto_update_under_native,
+    );
+    set(&mut into.targeting, targeting);
+    set(&mut into.rollout, rollout);
+    set(&mut into.auto_pause, auto_pause);
+    set(&mut into.ramp, ramp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use updraft_core::model::{AutoUpdatePolicy, Rollout, Targeting};
+
+    fn channel() -> Channel {
+        Channel {
+            id: 1,
+            app_id: "com.example.app".into(),
+            name: "production".into(),
+            bundle_id: Some(1),
+            public: true,
+            ios: true,
+            android: true,
+            electron: true,
+            allow_device_self_set: false,
+            allow_emulator: false,
+            allow_device: true,
+            allow_dev: false,
+            allow_prod: true,
+            disable_auto_update: AutoUpdatePolicy::Major,
+            disable_auto_update_under_native: true,
+            targeting: Targeting::default(),
+            rollout: None,
+            auto_pause: Default::default(),
+            ramp: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn rollout(bundle_id: i64) -> Rollout {
+        Rollout {
+            bundle_id,
+            percentage_bps: 100,
+            paused_at: None,
+            rollout_id: "r1".into(),
+            started_at: 5,
+            step_started_at: 5,
+            targeting: Targeting::default(),
+            auto_pause_triggered_at: None,
+        }
+    }
+
+    #[test]
+    fn later_patches_win_and_unset_fields_stay() {
+        let mut merged = ChannelPatch {
+            bundle_id: Some(Some(2)),
+            ios: Some(false),
+            rollout: Some(Some(rollout(3))),
+            ..ChannelPatch::default()
+        };
+        merge_patch(
+            &mut merged,
+            ChannelPatch {
+                rollout: Some(None),
+                android: Some(false),
+                ..ChannelPatch::default()
+            },
+        );
+        assert_eq!(merged.bundle_id, Some(Some(2)));
+        assert_eq!(merged.ios, Some(false));
+        assert_eq!(merged.android, Some(false));
+        assert_eq!(merged.rollout, Some(None));
+        let mut c = channel();
+        c.rollout = Some(rollout(3));
+        apply_patch(&mut c, &merged);
+        assert_eq!(c.bundle_id, Some(2));
+        assert!(!c.ios && !c.android && c.electron);
+        assert_eq!(c.rollout, None);
+    }
+
+    #[test]
+    fn builtin_is_a_patch_to_none() {
+        let mut c = channel();
+        apply_patch(
+            &mut c,
+            &ChannelPatch {
+                bundle_id: Some(None),
+                ..ChannelPatch::default()
+            },
+        );
+        assert_eq!(c.bundle_id, None);
+    }
+
+    #[test]
+    fn rollout_errors_keep_their_codes() {
+        let bad = rollout_error(RolloutError {
+            code: "invalid_percentage",
+            message: "too high".into(),
+        });
+        assert_eq!((bad.status.as_u16(), bad.code), (400, "invalid_percentage"));
+        let conflict = rollout_error(RolloutError {
+            code: "no_rollout",
+            message: "none".into(),
+        });
+        assert_eq!(
+            (conflict.status.as_u16(), conflict.code),
+            (409, "no_rollout")
+        );
     }
 }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use updraft_core::model::{
-    ApiKey, App, Bundle, Channel, Device, DeviceOverride, ReleaseConfig, StatsEvent,
+    ApiKey, App, AutoPausePolicy, Bundle, Channel, ChannelHistoryEntry, Device, DeviceOverride,
+    RampPlan, ReleaseConfig, Rollout, RolloutDecision, ScheduledAction, ScheduledRelease,
+    StatsEvent, Targeting,
 };
 use utoipa::ToSchema;
 
@@ -74,6 +76,10 @@ pub struct BundleView {
     pub deleted_at: Option<String>,
     /// Channels pointing at this bundle.
     pub channels: Vec<String>,
+    /// Capacitor plugins with native code the bundle was built against
+    /// (`name`, `version`, `requested_version`); `null` = unknown.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub native_packages: Option<Vec<updraft_core::model::NativePackage>>,
 }
 
 impl BundleView {
@@ -99,6 +105,7 @@ impl BundleView {
             created_at: rfc3339(bundle.created_at),
             deleted_at: bundle.deleted_at.map(rfc3339),
             channels,
+            native_packages: bundle.native_packages,
         }
     }
 }
@@ -131,6 +138,15 @@ pub struct CreateBundle {
     pub comment: Option<String>,
     /// Point this channel at the new bundle (created if missing).
     pub channel: Option<String>,
+    /// Capacitor plugins with native code the bundle was built against
+    /// (`name`, `version`, `requested_version`?); absent = unknown.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub native_packages: Option<Vec<updraft_core::model::NativePackage>>,
+    /// With `channel`: start a rollout of the new bundle at this share
+    /// (0..=10000 basis points) instead of making it the stable bundle.
+    pub rollout_percentage_bps: Option<i64>,
+    /// With `channel`: put it live even when its native packages differ from the live bundle's.
+    pub accept_incompatible: Option<bool>,
 }
 
 /// One delta file of a new bundle.
@@ -192,6 +208,12 @@ pub struct ChannelView {
     pub allow_prod: bool,
     pub disable_auto_update: String,
     pub disable_auto_update_under_native: bool,
+    /// Which devices the channel serves; others get `device_not_targeted`.
+    pub targeting: TargetingSpec,
+    /// The bundle served to a share of the devices beside `bundle`.
+    pub rollout: Option<RolloutView>,
+    pub auto_pause: AutoPauseView,
+    pub ramp: RampView,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -220,6 +242,13 @@ impl ChannelView {
             allow_prod: channel.allow_prod,
             disable_auto_update: channel.disable_auto_update.as_str().to_string(),
             disable_auto_update_under_native: channel.disable_auto_update_under_native,
+            targeting: TargetingSpec::from(&channel.targeting),
+            rollout: channel
+                .rollout
+                .as_ref()
+                .map(|r| RolloutView::new(r, bundle_names)),
+            auto_pause: AutoPauseView::from(&channel.auto_pause),
+            ramp: RampView::from(&channel.ramp),
             created_at: rfc3339(channel.created_at),
             updated_at: rfc3339(channel.updated_at),
         }
@@ -249,6 +278,338 @@ pub struct ChannelSettings {
     /// major | minor | patch | metadata | none
     pub disable_auto_update: Option<String>,
     pub disable_auto_update_under_native: Option<bool>,
+    /// Replaces the channel's targeting (`{}` = every device).
+    pub targeting: Option<TargetingSpec>,
+    /// Starts a rollout of this bundle version (or, for the current rollout
+    /// bundle, sets its percentage).
+    pub rollout_bundle: Option<String>,
+    /// 0..=10000 basis points; alone, changes the current rollout's percentage.
+    pub rollout_percentage_bps: Option<i64>,
+    /// pause | resume | promote | rollback
+    pub rollout_action: Option<String>,
+    /// Replaces the current (or starting) rollout's targeting.
+    pub rollout_targeting: Option<TargetingSpec>,
+    /// Changes only the fields given.
+    pub auto_pause: Option<AutoPauseSettings>,
+    /// Changes only the fields given.
+    pub ramp: Option<RampSettings>,
+    /// Put a bundle live even when its native packages differ from the live one's.
+    pub accept_incompatible: Option<bool>,
+}
+
+/// Targeting rules: every criterion given must match; a list matches any
+/// entry; `custom_ids`, `custom_id_prefix` and `device_ids` together count as
+/// one criterion. All empty = every device.
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetingSpec {
+    /// ios | android | electron
+    pub platforms: Vec<String>,
+    /// Semver range on the device's OS version (`>=14`).
+    pub os_version: Option<String>,
+    /// Semver range on the native app version (`>=1.4, <2`).
+    pub native_version: Option<String>,
+    /// Semver range on the plugin version.
+    pub plugin_version: Option<String>,
+    /// `google_play`, `app_store`, … (`""` = devices that send none).
+    pub install_sources: Vec<String>,
+    pub custom_ids: Vec<String>,
+    pub custom_id_prefix: Option<String>,
+    pub device_ids: Vec<String>,
+}
+
+impl From<&Targeting> for TargetingSpec {
+    fn from(t: &Targeting) -> Self {
+        TargetingSpec {
+            platforms: t.platforms.iter().map(|p| p.as_str().to_string()).collect(),
+            os_version: t.os_version.as_ref().map(|r| r.text.clone()),
+            native_version: t.native_version.as_ref().map(|r| r.text.clone()),
+            plugin_version: t.plugin_version.as_ref().map(|r| r.text.clone()),
+            install_sources: t.install_sources.clone(),
+            custom_ids: t.custom_ids.clone(),
+            custom_id_prefix: t.custom_id_prefix.clone(),
+            device_ids: t.device_ids.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RolloutView {
+    /// The rollout bundle's version.
+    pub bundle: String,
+    pub percentage_bps: u32,
+    pub paused: bool,
+    pub paused_at: Option<String>,
+    /// The seed of the device buckets; new for every rollout bundle.
+    pub rollout_id: String,
+    pub started_at: String,
+    /// When the percentage last changed (a ramp step's dwell starts here).
+    pub step_started_at: String,
+    pub targeting: TargetingSpec,
+    /// When auto-pause last acted or alerted (its cooldown runs from here).
+    pub auto_pause_triggered_at: Option<String>,
+}
+
+impl RolloutView {
+    pub fn new(r: &Rollout, bundle_names: &HashMap<i64, String>) -> Self {
+        RolloutView {
+            bundle: bundle_names
+                .get(&r.bundle_id)
+                .cloned()
+                .unwrap_or_else(|| format!("#{}", r.bundle_id)),
+            percentage_bps: r.percentage_bps,
+            paused: r.paused_at.is_some(),
+            paused_at: r.paused_at.map(rfc3339),
+            rollout_id: r.rollout_id.clone(),
+            started_at: rfc3339(r.started_at),
+            step_started_at: rfc3339(r.step_started_at),
+            targeting: TargetingSpec::from(&r.targeting),
+            auto_pause_triggered_at: r.auto_pause_triggered_at.map(rfc3339),
+        }
+    }
+}
+
+/// When the control loop pauses, rolls back or alerts on a failing rollout.
+#[derive(Serialize, ToSchema)]
+pub struct AutoPauseView {
+    pub enabled: bool,
+    pub window_minutes: u32,
+    pub failure_rate_bps: u32,
+    pub confidence: f64,
+    pub min_attempts: u32,
+    pub min_failures: u32,
+    /// pause | rollback | notify
+    pub action: String,
+    pub cooldown_minutes: u32,
+}
+
+impl From<&AutoPausePolicy> for AutoPauseView {
+    fn from(p: &AutoPausePolicy) -> Self {
+        AutoPauseView {
+            enabled: p.enabled,
+            window_minutes: p.window_minutes,
+            failure_rate_bps: p.failure_rate_bps,
+            confidence: p.confidence,
+            min_attempts: p.min_attempts,
+            min_failures: p.min_failures,
+            action: p.action.as_str().to_string(),
+            cooldown_minutes: p.cooldown_minutes,
+        }
+    }
+}
+
+/// Auto-pause settings to change; absent ones stay.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPauseSettings {
+    pub enabled: Option<bool>,
+    /// At least 1.
+    pub window_minutes: Option<u32>,
+    /// 0..=10000.
+    pub failure_rate_bps: Option<u32>,
+    /// Strictly between 0 and 1.
+    pub confidence: Option<f64>,
+    pub min_attempts: Option<u32>,
+    pub min_failures: Option<u32>,
+    /// pause | rollback | notify
+    pub action: Option<String>,
+    /// At most 10080 (a week).
+    pub cooldown_minutes: Option<u32>,
+}
+
+/// How the control loop raises a healthy rollout's percentage.
+#[derive(Serialize, ToSchema)]
+pub struct RampView {
+    pub enabled: bool,
+    pub steps_bps: Vec<u32>,
+    pub min_dwell_minutes: u32,
+    pub min_attempts: u32,
+    pub promote_at_end: bool,
+}
+
+impl From<&RampPlan> for RampView {
+    fn from(r: &RampPlan) -> Self {
+        RampView {
+            enabled: r.enabled,
+            steps_bps: r.steps_bps.clone(),
+            min_dwell_minutes: r.min_dwell_minutes,
+            min_attempts: r.min_attempts,
+            promote_at_end: r.promote_at_end,
+        }
+    }
+}
+
+/// Ramp settings to change; absent ones stay.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RampSettings {
+    pub enabled: Option<bool>,
+    /// Strictly increasing, each 1..=10000, the last 10000.
+    pub steps_bps: Option<Vec<u32>>,
+    pub min_dwell_minutes: Option<u32>,
+    pub min_attempts: Option<u32>,
+    pub promote_at_end: Option<bool>,
+}
+
+/// One change of what a channel serves.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryEntryView {
+    pub id: i64,
+    /// The stable bundle after the change (`builtin` for none).
+    pub bundle: String,
+    pub rollout_bundle: Option<String>,
+    pub rollout_percentage_bps: Option<u32>,
+    pub rollout_paused: bool,
+    pub at: String,
+    /// `key:<name>`, `control-loop`, `schedule:<id>`.
+    pub actor: String,
+    /// `set`, `rollout_start`, `rollout_percentage`, `pause`, `resume`, `promote`, `rollback`, …
+    pub reason: String,
+}
+
+impl From<ChannelHistoryEntry> for HistoryEntryView {
+    fn from(e: ChannelHistoryEntry) -> Self {
+        HistoryEntryView {
+            id: e.id,
+            bundle: e.bundle,
+            rollout_bundle: e.rollout_bundle,
+            rollout_percentage_bps: e.rollout_percentage_bps,
+            rollout_paused: e.rollout_paused,
+            at: rfc3339(e.at),
+            actor: e.actor,
+            reason: e.reason,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryList {
+    pub channel: String,
+    /// Newest first.
+    pub history: Vec<HistoryEntryView>,
+}
+
+/// Back to `to`, or else to the newest earlier stable bundle of the history.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// A bundle version or `builtin`.
+    pub to: Option<String>,
+}
+
+/// What the rollout control loop decided, with its numbers.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionView {
+    pub id: i64,
+    pub channel: String,
+    pub rollout_id: String,
+    pub bundle: String,
+    pub at: String,
+    /// advanced | held | paused | rolled_back | notified | promoted
+    pub action: String,
+    /// healthy | dwell_not_reached | not_enough_attempts | failure_rate_above_threshold | auto_pause_triggered | cooldown | paused | ramp_complete
+    pub reason: String,
+    pub message: String,
+    pub from_bps: u32,
+    pub to_bps: u32,
+    pub attempts: i64,
+    pub failures: i64,
+    pub failure_rate: Option<f64>,
+    pub wilson_lower_bound: Option<f64>,
+    pub threshold_bps: u32,
+}
+
+impl From<RolloutDecision> for DecisionView {
+    fn from(d: RolloutDecision) -> Self {
+        DecisionView {
+            id: d.id,
+            channel: d.channel,
+            rollout_id: d.rollout_id,
+            bundle: d.bundle,
+            at: rfc3339(d.at),
+            action: d.action,
+            reason: d.reason,
+            message: d.message,
+            from_bps: d.from_bps,
+            to_bps: d.to_bps,
+            attempts: d.attempts,
+            failures: d.failures,
+            failure_rate: d.failure_rate,
+            wilson_lower_bound: d.wilson_lower_bound,
+            threshold_bps: d.threshold_bps,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DecisionList {
+    /// Newest first.
+    pub decisions: Vec<DecisionView>,
+}
+
+/// A release change to make on a channel at a given time.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchedule {
+    pub channel: String,
+    /// RFC 3339 (`2026-12-01T09:00:00Z`) or epoch milliseconds; in the future.
+    #[schema(value_type = Object)]
+    pub run_at: serde_json::Value,
+    /// The bundle version to put live (`builtin` only without a rollout).
+    pub bundle: String,
+    /// Start a rollout of `bundle` at this share instead of making it stable.
+    pub rollout_percentage_bps: Option<i64>,
+    pub accept_incompatible: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub id: i64,
+    pub channel: String,
+    pub run_at: String,
+    /// set_bundle | start_rollout
+    pub action: String,
+    pub bundle: String,
+    pub rollout_percentage_bps: Option<u32>,
+    pub accept_incompatible: bool,
+    /// pending | done | failed | cancelled
+    pub status: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub executed_at: Option<String>,
+    /// Why it failed, or what it did.
+    pub result: Option<String>,
+}
+
+impl From<ScheduledRelease> for ScheduleView {
+    fn from(s: ScheduledRelease) -> Self {
+        let (action, bundle, percentage) = match s.action {
+            ScheduledAction::SetBundle { bundle } => ("set_bundle", bundle, None),
+            ScheduledAction::StartRollout {
+                bundle,
+                percentage_bps,
+            } => ("start_rollout", bundle, Some(percentage_bps)),
+        };
+        ScheduleView {
+            id: s.id,
+            channel: s.channel,
+            run_at: rfc3339(s.run_at),
+            action: action.to_string(),
+            bundle,
+            rollout_percentage_bps: percentage,
+            accept_incompatible: s.accept_incompatible,
+            status: s.status.as_str().to_string(),
+            created_by: s.created_by,
+            created_at: rfc3339(s.created_at),
+            executed_at: s.executed_at.map(rfc3339),
+            result: s.result,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
 }
 
 /// A new channel: its name and any settings. Documentation only: the handler

@@ -1,0 +1,397 @@
+//! Release history, one-call rollback, the control loop's decisions and
+//! scheduled releases.
+
+use super::views::{
+    ChannelView, CreateSchedule, DecisionList, DecisionView, HistoryEntryView, HistoryList,
+    RollbackRequest, ScheduleList, ScheduleView,
+};
+use super::{existing_app, Caller, JsonBody};
+use crate::error::ApiError;
+use crate::release_changes::{
+    bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
+};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use updraft_core::model::{Millis, Role, ScheduledAction, BUILTIN};
+use updraft_store::{NewSchedule, StoreError};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct HistoryQuery {
+    /// At most 1000; default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DecisionQuery {
+    /// Only this channel's decisions.
+    pub channel: Option<String>,
+    /// At most 1000; default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ScheduleQuery {
+    /// Only this channel's schedules.
+    pub channel: Option<String>,
+}
+
+fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}, got {n}"),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}/history", tag = "releases", operation_id = "channel_history",
+    params(HistoryQuery),
+    responses((status = 200, body = HistoryList), (status = 404, body = super::views::ErrorView)))]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<HistoryList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    existing_channel(&state, &app_id, &name).await?;
+    let entries = state
+        .store
+        .channel_history(&app_id, &name, limit(query.limit)?)
+        .await?;
+    Ok(Json(HistoryList {
+        channel: name,
+        history: entries.into_iter().map(HistoryEntryView::from).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/channels/{name}/rollback", tag = "releases", operation_id = "rollback_channel",
+    request_body = RollbackRequest,
+    responses((status = 200, body = ChannelView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<ChannelView>, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    // The body is optional: no body = back to the previous stable bundle.
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+    };
+    let channel = rollback_channel(
+        &state,
+        Actor::Key(&caller),
+        &app_id,
+        &name,
+        request.to.as_deref(),
+    )
+    .await?;
+    let names = bundle_names(&state, &app_id).await?;
+    Ok(Json(ChannelView::new(channel, &names)))
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/rollouts/decisions", tag = "releases", operation_id = "rollout_decisions",
+    params(DecisionQuery),
+    responses((status = 200, body = DecisionList), (status = 404, body = super::views::ErrorView)))]
+pub async fn decisions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    Query(query): Query<DecisionQuery>,
+) -> Result<Json<DecisionList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let decisions = state
+        .store
+        .list_rollout_decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
+        .await?;
+    Ok(Json(DecisionList {
+        decisions: decisions.into_iter().map(DecisionView::from).collect(),
+    }))
+}
+
+/// `2026-12-01T09:00:00Z`, `2026-12-01T09:00:00.250+02:00` → epoch ms.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<Millis> {
+    let text = text.trim();
+    let (date, rest) = text.split_at_checked(10)?;
+    let day = updraft_core::analytics::day_start(date)?;
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let number = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let hours = number(rest.get(0..2)?)?;
+    let minutes = number(rest.get(3..5)?)?;
+    let seconds = number(rest.get(6..8)?)?;
+    if rest.get(2..3)? != ":"
+        || rest.get(5..6)? != ":"
+        || hours > 23
+        || minutes > 59
+        || seconds > 60
+    {
+        return None;
+    }
+    let mut rest = rest.get(8..)?;
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded: String = fraction[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
+        millis = number(&padded)?;
+        rest = &fraction[digits..];
+    }
+    let offset_ms = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.get(3..4)? != ":" {
+                return None;
+            }
+            let (h, m) = (number(rest.get(1..3)?)?, number(rest.get(4..6)?)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3_600_000 + m * 60_000)
+        }
+    };
+    Some(day + hours * 3_600_000 + minutes * 60_000 + seconds * 1000 + millis - offset_ms)
+}
+
+fn run_at(value: &serde_json::Value) -> Result<Millis, ApiError> {
+    let parsed = match value {
+        serde_json::Value::Number(n) => n.as_i64().filter(|ms| *ms >= 0),
+        serde_json::Value::String(s) => parse_rfc3339(s),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_run_at",
+            format!("run_at must be an RFC 3339 time (2026-12-01T09:00:00Z) or epoch milliseconds, got {value}"),
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/schedules", tag = "releases", operation_id = "create_schedule",
+    request_body = CreateSchedule,
+    responses((status = 201, body = ScheduleView), (status = 400, body = super::views::ErrorView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<CreateSchedule>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let now = state.clock.now();
+    let run_at = run_at(&body.run_at)?;
+    if run_at <= now {
+        return Err(ApiError::bad_request(
+            "invalid_run_at",
+            format!(
+                "run_at ({}) must be in the future (now is {})",
+                super::views::rfc3339(run_at),
+                super::views::rfc3339(now)
+            ),
+        ));
+    }
+    let percentage_bps = match body.rollout_percentage_bps {
+        None => None,
+        Some(bps) => Some(
+            u32::try_from(bps)
+                .ok()
+                .filter(|b| *b <= 10_000)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                "invalid_percentage",
+                format!("rollout percentage must be between 0 and 10000 basis points, got {bps}"),
+            )
+                })?,
+        ),
+    };
+    existing_channel(&state, &app_id, &body.channel).await?;
+    let bundle = resolve_bundle(&state, &app_id, &body.bundle).await?;
+    let action = match (percentage_bps, bundle) {
+        (None, bundle) => ScheduledAction::SetBundle {
+            bundle: bundle.map_or_else(|| BUILTIN.to_string(), |b| b.name),
+        },
+        (Some(percentage_bps), Some(bundle)) => ScheduledAction::StartRollout {
+            bundle: bundle.name,
+            percentage_bps,
+        },
+        (Some(_), None) => {
+            return Err(ApiError::bad_request(
+                "invalid_rollout_bundle",
+                "the builtin bundle cannot be rolled out; schedule it without a percentage",
+            ))
+        }
+    };
+    let actor = crate::audit::actor(&caller);
+    let schedule = state
+        .store
+        .create_schedule(NewSchedule {
+            app_id: app_id.clone(),
+            channel: body.channel,
+            run_at,
+            action,
+            accept_incompatible: body.accept_incompatible.unwrap_or(false),
+            created_by: actor,
+            created_at: now,
+        })
+        .await?;
+    let view = ScheduleView::from(schedule);
+    crate::audit::record(
+        &state,
+        crate::audit::entry(
+            &state,
+            &caller,
+            Some(&app_id),
+            "schedule.create",
+            &view.id.to_string(),
+            None,
+            serde_json::to_value(&view).ok(),
+        ),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/schedules", tag = "releases", operation_id = "list_schedules",
+    params(ScheduleQuery),
+    responses((status = 200, body = ScheduleList), (status = 404, body = super::views::ErrorView)))]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    Query(query): Query<ScheduleQuery>,
+) -> Result<Json<ScheduleList>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let schedules = state
+        .store
+        .list_schedules(&app_id, query.channel.as_deref())
+        .await?;
+    Ok(Json(ScheduleList {
+        schedules: schedules.into_iter().map(ScheduleView::from).collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}/schedules/{id}", tag = "releases", operation_id = "cancel_schedule",
+    responses((status = 200, body = ScheduleView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+pub async fn cancel_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app_id, id)): Path<(String, i64)>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    caller.require(Role::Publisher, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let not_found = || {
+        ApiError::not_found(
+            "schedule_not_found",
+            format!("schedule {id} of {app_id} does not exist"),
+        )
+    };
+    let before = state
+        .store
+        .get_schedule(&app_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let cancelled = match state
+        .store
+        .cancel_schedule(&app_id, id, state.clock.now())
+        .await
+    {
+        Ok(schedule) => schedule,
+        Err(StoreError::NotFound(_)) => return Err(not_found()),
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "schedule_not_pending",
+                format!(
+                    "schedule {id} is {} and can no longer be cancelled",
+                    before.status.as_str()
+                ),
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let view = ScheduleView::from(cancelled);
+    crate::audit::record(
+        &state,
+        crate::audit::entry(
+            &state,
+            &caller,
+            Some(&app_id),
+            "schedule.cancel",
+            &id.to_string(),
+            serde_json::to_value(ScheduleView::from(before)).ok(),
+            serde_json::to_value(&view).ok(),
+        ),
+    )
+    .await;
+    Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_parse_with_offsets_and_fractions() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00-00:30"), Some(1_800_000));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T09:00:00Z"),
+            Some(1_796_115_600_000)
+        );
+        for bad in [
+            "2026-12-01",
+            "2026-12-01T25:00:00Z",
+            "2026-12-01T09:00:00",
+            "x",
+            "2026-02-30T00:00:00Z",
+            "2026-12-01T09:00:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_at_takes_milliseconds_or_text() {
+        assert_eq!(run_at(&serde_json::json!(1234)).ok(), Some(1234));
+        assert_eq!(
+            run_at(&serde_json::json!(-1)).err().map(|e| e.code),
+            Some("invalid_run_at")
+        );
+        assert_eq!(
+            run_at(&serde_json::json!(true)).err().map(|e| e.code),
+            Some("invalid_run_at")
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! The rollout control loop: runs due scheduled releases, then judges every
+//! running rollout from its health (`updraft_core::control::evaluate`) and
+//! advances, pauses, rolls back, promotes or alerts — each decision written
+//! with the change it makes, in one transaction.
+//!
+//! One pass is [`tick`]; [`spawn`] runs it every `rollout_control_interval_ms`.
+//! The pass is a single function so that, with several nodes, it can later
+//! run under a leader lock.
+
+use crate::error::ApiError;
+use crate::release_changes::{change_release, Actor, Commit, Plan, ReleaseChange, RolloutRequest};
+use crate::state::AppState;
+use crate::webhooks::events;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use updraft_core::control::{
+    evaluate, health_windows, ControlAction, ControlInput, ControlOutcome,
+};
+use updraft_core::model::{
+    Channel, Millis, Rollout, RolloutDecision, ScheduleStatus, ScheduledAction, ScheduledRelease,
+};
+use updraft_core::rollout::RolloutChange;
+
+/// Most schedules run in one pass (the rest wait for the next).
+const SCHEDULES_PER_TICK: i64 = 100;
+
+/// What one pass did, for tests and logs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TickReport {
+    /// Schedule ids that ran and changed their channel.
+    pub schedules_done: Vec<i64>,
+    /// Schedule ids refused (marked failed), with why.
+    pub schedules_failed: Vec<(i64, String)>,
+    /// Decisions written (changes, alerts and new holds), in order.
+    pub decisions: Vec<RolloutDecision>,
+    /// Holds not written because the rollout's last decision said the same.
+    pub holds_skipped: usize,
+    /// Rollouts changed by someone else while the loop decided (skipped).
+    pub conflicts: usize,
+    /// Storage or other failures (logged; retried next pass).
+    pub errors: usize,
+}
+
+/// Runs [`tick`] every `rollout_control_interval_ms` until `stop` says so.
+pub fn spawn(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
+    let every = Duration::from_millis(state.config.rollout_control_interval_ms.max(10));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let report = tick(&state).await;
+            if report.errors > 0 {
+                tracing::warn!(errors = report.errors, "rollout control pass had failures");
+            }
+        }
+    })
+}
+
+/// One pass: due schedules, then every rollout.
+pub async fn tick(state: &AppState) -> TickReport {
+    let mut report = TickReport::default();
+    run_due_schedules(state, &mut report).await;
+    let app_ids = match state.store.list_app_ids().await {
+        Ok(ids) => ids,
+        Err(err) => {
+            tracing::error!(error = %err, "rollout control: cannot list apps");
+            report.errors += 1;
+            return report;
+        }
+    };
+    for app_id in app_ids {
+        // The in-memory release says where rollouts run; each is reloaded
+        // from the store before acting on it.
+        let release = state.releases.get(&app_id);
+        let with_rollout: Vec<String> = release
+            .channels
+            .iter()
+            .filter(|c| c.rollout.is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        for channel in with_rollout {
+            if let Err(err) = control_rollout(state, &app_id, &channel, &mut report).await {
+                tracing::error!(error = %err, app_id, channel, "rollout control failed");
+                report.errors += 1;
+            }
+        }
+    }
+    report
+}
+
+fn release_change(action: &ScheduledAction) -> ReleaseChange {
+    match action {
+        ScheduledAction::SetBundle { bundle } => ReleaseChange::SetBundle {
+            version: bundle.clone(),
+        },
+        ScheduledAction::StartRollout {
+            bundle,
+            percentage_bps,
+        } => ReleaseChange::Rollout(RolloutRequest::Start {
+            version: bundle.clone(),
+            percentage_bps: *percentage_bps,
+        }),
+    }
+}
+
+async fn run_due_schedules(state: &AppState, report: &mut TickReport) {
+    let now = state.clock.now();
+    let due = match state.store.due_schedules(now, SCHEDULES_PER_TICK).await {
+        Ok(due) => due,
+        Err(err) => {
+            tracing::error!(error = %err, "rollout control: cannot read due schedules");
+            report.errors += 1;
+            return;
+        }
+    };
+    for schedule in due {
+        run_schedule(state, schedule, report).await;
+    }
+}
+
+async fn run_schedule(state: &AppState, schedule: ScheduledRelease, report: &mut TickReport) {
+    let result = change_release(
+        state,
+        Actor::Schedule(schedule.id),
+        &schedule.app_id,
+        &schedule.channel,
+        release_change(&schedule.action),
+        schedule.accept_incompatible,
+    )
+    .await;
+    match result {
+        Ok(_) => {
+            tracing::info!(schedule = schedule.id, app_id = %schedule.app_id, channel = %schedule.channel, "scheduled release ran");
+            report.schedules_done.push(schedule.id);
+        }
+        // A refusal (bundle gone, incompatible, channel deleted) will not
+        // change by waiting; a storage failure may, so it stays pending.
+        Err(err) if err.status.is_client_error() => {
+            let message = format!("{}: {}", err.code, err.message);
+            tracing::warn!(schedule = schedule.id, app_id = %schedule.app_id, channel = %schedule.channel, reason = %message, "scheduled release refused");
+            match state
+                .store
+                .finish_schedule(
+                    schedule.id,
+                    ScheduleStatus::Failed,
+                    &message,
+                    state.clock.now(),
+                )
+                .await
+            {
+                Ok(_) => report.schedules_failed.push((schedule.id, message)),
+                Err(err) => {
+                    tracing::error!(error = %err, schedule = schedule.id, "cannot mark schedule failed");
+                    report.errors += 1;
+                }
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, schedule = schedule.id, "scheduled release failed; retrying next pass");
+            report.errors += 1;
+        }
+    }
+}
+
+fn decision_of(
+    channel: &Channel,
+    rollout: &Rollout,
+    bundle: &str,
+    outcome: &ControlOutcome,
+    now: Millis,
+) -> RolloutDecision {
+    RolloutDecision {
+        id: 0,
+        app_id: channel.app_id.clone(),
+        channel: channel.name.clone(),
+        rollout_id: rollout.rollout_id.clone(),
+        bundle: bundle.to_string(),
+        at: now,
+        action: outcome.action.decision_action().to_string(),
+        reason: outcome.reason.to_string(),
+        message: outcome.message.clone(),
+        from_bps: outcome.from_bps,
+        to_bps: outcome.to_bps,
+        attempts: outcome.attempts,
+        failures: outcome.failures,
+        failure_rate: outcome.failure_rate,
+        wilson_lower_bound: outcome.wilson_lower_bound,
+        threshold_bps: outcome.threshold_bps,
+    }
+}
+
+/// Judges and acts on one channel's rollout.
+async fn control_rollout(
+    state: &AppState,
+    app_id: &str,
+    channel_name: &str,
+    report: &mut TickReport,
+) -> Result<(), ApiError> {
+    let Some(channel) = state.store.get_channel(app_id, channel_name).await? else {
+        return Ok(());
+    };
+    let Some(rollout) = channel.rollout.clone() else {
+        return Ok(());
+    };
+    let now = state.clock.now();
+    let plan = Plan::new(state, channel.clone()).await?;
+    let bundle = plan.bundle_name(rollout.bundle_id);
+    let (window_since, step_since) = health_windows(&channel, &rollout, now);
+    let window_health = state
+        .store
+        .rollout_health(app_id, channel_name, &bundle, window_since, now)
+        .await?;
+    let step_health = state
+        .store
+        .rollout_health(app_id, channel_name, &bundle, step_since, now)
+        .await?;
+    let Some(outcome) = evaluate(&ControlInput {
+        channel: &channel,
+        rollout: &rollout,
+        now,
+        window_health,
+        step_health,
+    }) else {
+        return Ok(());
+    };
+    let decision = decision_of(&channel, &rollout, &bundle, &outcome, now);
+    let (change, reason, event): (Option<RolloutChange>, &'static str, &'static str) =
+        match outcome.action {
+            ControlAction::Hold => {
+                return record_hold(state, decision, report).await;
+            }
+            ControlAction::Advance { to_bps } => (
+                Some(RolloutChange::SetPercentage(to_bps)),
+                "ramp",
+                events::ROLLOUT_ADVANCED,
+            ),
+            ControlAction::Promote => (
+                Some(RolloutChange::Promote),
+                "promote",
+                events::ROLLOUT_PROMOTED,
+            ),
+            ControlAction::Pause => (
+                Some(RolloutChange::Pause),
+                "auto_pause",
+                events::ROLLOUT_PAUSED,
+            ),
+            ControlAction::Rollback => (
+                Some(RolloutChange::Rollback),
+                "auto_rollback",
+                events::ROLLOUT_ROLLED_BACK,
+            ),
+            // Changes nothing but the cooldown's start.
+            ControlAction::Notify => (None, "auto_pause_alert", events::ROLLOUT_ALERT),
+        };
+    tracing::info!(
+        app_id,
+        channel = channel_name,
+        bundle = %bundle,
+        action = %decision.action,
+        reason = %decision.reason,
+        from_bps = decision.from_bps,
+        to_bps = decision.to_bps,
+        attempts = decision.attempts,
+        failures = decision.failures,
+        wilson_lower_bound = ?decision.wilson_lower_bound,
+        "rollout control decision"
+    );
+    let mut plan = plan;
+    match change {
+        Some(change) => plan.add_rollout_change(change, now, reason, Some(event))?,
+        None => plan.add_event(reason, event),
+    }
+    if matches!(
+        outcome.action,
+        ControlAction::Pause | ControlAction::Notify | ControlAction::Rollback
+    ) {
+        plan.mark_auto_pause_triggered(now);
+    }
+    let committed = plan
+        .commit(
+            state,
+            &Actor::ControlLoop,
+            Commit {
+                expect_rollout_id: Some(Some(rollout.rollout_id.clone())),
+                decision: Some(decision.clone()),
+                completes_schedule: None,
+            },
+        )
+        .await;
+    match committed {
+        Ok(_) => {
+            report.decisions.push(decision);
+            Ok(())
+        }
+        // Someone ended or replaced the rollout meanwhile: their change wins.
+        Err(err) if err.code == "conflict" => {
+            tracing::info!(
+                app_id,
+                channel = channel_name,
+                "rollout changed during control; skipped"
+            );
+            report.conflicts += 1;
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes a hold unless the rollout's newest decision already says the same.
+async fn record_hold(
+    state: &AppState,
+    decision: RolloutDecision,
+    report: &mut TickReport,
+) -> Result<(), ApiError> {
+    let newest = state
+        .store
+        .list_rollout_decisions(&decision.app_id, Some(&decision.channel), 1)
+        .await?;
+    let repeated = newest.first().is_some_and(|last| {
+        last.rollout_id == decision.rollout_id
+            && last.action == decision.action
+            && last.reason == decision.reason
+    });
+    if repeated {
+        report.holds_skipped += 1;
+        return Ok(());
+    }
+    tracing::info!(
+        app_id = %decision.app_id,
+        channel = %decision.channel,
+        reason = %decision.reason,
+        attempts = decision.attempts,
+        failures = decision.failures,
+        "rollout held"
+    );
+    let stored = state.store.record_rollout_decision(decision).await?;
+    report.decisions.push(stored);
+    Ok(())
+}
