@@ -10,9 +10,11 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod keys;
+pub mod native;
 pub mod offline;
 pub mod ops;
 pub mod output;
+pub mod release;
 pub mod render;
 pub mod simulate;
 pub mod stats;
@@ -81,6 +83,7 @@ pub async fn execute(
         }
         Command::Audit(args) => ops::audit(&connect(global)?, &args).await,
         Command::Webhook(command) => ops::webhook(&connect(global)?, command).await,
+        Command::Schedule(command) => release::schedule(&connect(global)?, command, work_dir).await,
     }
 }
 

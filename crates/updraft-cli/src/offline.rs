@@ -9,7 +9,7 @@ use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
 use serde_json::{json, Value};
 use std::path::Path;
 use updraft_core::model::{ApiKey, Millis, Role};
-use updraft_store::{ApiKeyStore, NewApiKey, SqliteStore, StoreError};
+use updraft_store::{ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, SqliteStore, StoreError};
 
 /// Opens (creating if needed) the data directory's database and runs the command.
 pub async fn run_apikey_command(
@@ -42,7 +42,7 @@ pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, CliError> {
 }
 
 /// The command against any key store (tests use a temporary one).
-pub async fn apikey_command<S: ApiKeyStore + ?Sized>(
+pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
     store: &S,
     command: ApikeyCommand,
     now: Millis,
@@ -63,6 +63,13 @@ pub async fn apikey_command<S: ApiKeyStore + ?Sized>(
                     "give the id or name of the key to revoke",
                 ));
             }
+            let before = store
+                .list_api_keys()
+                .await?
+                .into_iter()
+                .filter(|k| k.id.to_string() == id_or_name || k.name == id_or_name)
+                // By id first, as the store looks it up.
+                .min_by_key(|k| k.id.to_string() != id_or_name);
             let key = store
                 .revoke_api_key(id_or_name, now)
                 .await
@@ -73,15 +80,24 @@ pub async fn apikey_command<S: ApiKeyStore + ?Sized>(
                     ),
                     other => CliError::from(other),
                 })?;
-            Ok(Outcome::status_ok(format!(
-                "Revoked API key {} ({}).",
-                key.id, key.name
-            )))
+            let outcome = Outcome::status_ok(format!("Revoked API key {} ({}).", key.id, key.name));
+            // Revoking a revoked key changes nothing: nothing to record.
+            if before.as_ref().is_some_and(|k| k.revoked_at.is_some()) {
+                return Ok(outcome);
+            }
+            let entry = offline_entry(
+                now,
+                &key,
+                "apikey.revoke",
+                before.as_ref().map(api_key_json),
+                Some(api_key_json(&key)),
+            );
+            Ok(record_audit(store, entry, outcome).await)
         }
     }
 }
 
-async fn create<S: ApiKeyStore + ?Sized>(
+async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
     store: &S,
     args: ApikeyCreateArgs,
     now: Millis,
@@ -136,7 +152,42 @@ async fn create<S: ApiKeyStore + ?Sized>(
         key.name,
         key.role.as_str()
     );
-    Ok(Outcome::new(body, secret).with_note(note))
+    let entry = offline_entry(now, &key, "apikey.create", None, Some(api_key_json(&key)));
+    Ok(record_audit(store, entry, Outcome::new(body, secret).with_note(note)).await)
+}
+
+/// The audit entry of a key change made on the data directory (no API key acted).
+fn offline_entry(
+    now: Millis,
+    key: &ApiKey,
+    action: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now,
+        actor: "cli:offline".to_string(),
+        api_key_id: None,
+        app_id: key.app_id.clone(),
+        action: action.to_string(),
+        target: key.name.clone(),
+        before,
+        after,
+    }
+}
+
+/// Records the entry; the change is made already, so a failure is only a warning.
+async fn record_audit<S: AuditStore + ?Sized>(
+    store: &S,
+    entry: NewAuditEntry,
+    outcome: Outcome,
+) -> Outcome {
+    match store.record_audit(entry).await {
+        Ok(_) => outcome,
+        Err(error) => outcome.with_warning(format!(
+            "warning: the change is made but its audit entry could not be stored: {error}"
+        )),
+    }
 }
 
 /// An API key as the management API shows it (times as RFC 3339).

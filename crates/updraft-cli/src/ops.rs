@@ -1,26 +1,379 @@
-//! SKELETON (being implemented): `updraft audit` and `updraft webhook …`.
+//! `updraft audit` (who changed what) and `updraft webhook …` (signed event
+//! notifications and their delivery log).
 
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::Outcome;
+use crate::render::{cell, time_cell};
+use crate::table::Table;
 use clap::{Args, Subcommand};
+use serde_json::{json, Value};
 
 #[derive(Args, Clone, Debug)]
 pub struct AuditArgs {
     /// Only this app's changes
     pub app_id: Option<String>,
+    /// Only this action (`bundle.create`), or a prefix ending in a dot (`channel.`)
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only changes by this actor (`key:<name>`, `control-loop`, `schedule:<id>`, `cli:offline`)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only changes since: 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only changes before: same forms as --since
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only entries older than this id (the `next_before_id` of a previous page)
+    #[arg(long)]
+    pub before_id: Option<i64>,
+    /// How many entries, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
 }
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum WebhookCommand {
+    /// Add a webhook; its signing secret is shown once
+    Add {
+        /// http:// or https:// URL that receives the events
+        url: String,
+        /// Only this app's events (default: every app)
+        #[arg(long = "app")]
+        app_id: Option<String>,
+        /// An event type to receive (repeat for more; default: all)
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Signing secret (`whsec_` + base64); default: generated
+        #[arg(long)]
+        secret: Option<String>,
+        /// Create it disabled
+        #[arg(long)]
+        disabled: bool,
+    },
     /// List webhooks
-    List,
+    List {
+        /// Only this app's webhooks and the global ones
+        #[arg(long = "app")]
+        app_id: Option<String>,
+    },
+    /// Delete a webhook and its delivery log
+    Delete {
+        /// Webhook id
+        id: String,
+    },
+    /// Send a `webhook.test` event
+    Test {
+        /// Webhook id
+        id: String,
+    },
+    /// A webhook's deliveries, newest first
+    Deliveries {
+        /// Webhook id
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
 }
 
-pub async fn audit(_client: &ApiClient, _args: &AuditArgs) -> Result<Outcome, CliError> {
-    Err(CliError::new("not_implemented", "not implemented yet"))
+fn non_blank(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
-pub async fn webhook(_client: &ApiClient, _command: WebhookCommand) -> Result<Outcome, CliError> {
-    Err(CliError::new("not_implemented", "not implemented yet"))
+fn items<'a>(list: &'a Value, key: &str) -> &'a [Value] {
+    list.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+pub async fn audit(client: &ApiClient, args: &AuditArgs) -> Result<Outcome, CliError> {
+    if args.limit < 1 {
+        return Err(CliError::invalid_argument("--limit must be at least 1"));
+    }
+    let mut query = vec![("limit", args.limit.to_string())];
+    for (key, value) in [
+        ("app_id", &args.app_id),
+        ("action", &args.action),
+        ("actor", &args.actor),
+        ("since", &args.since),
+        ("until", &args.until),
+    ] {
+        if let Some(value) = non_blank(value) {
+            query.push((key, value));
+        }
+    }
+    if let Some(before_id) = args.before_id {
+        query.push(("before_id", before_id.to_string()));
+    }
+    let page = client.get(&["audit"], &query).await?;
+    let text = audit_table(&page);
+    let mut outcome = Outcome::new(page.clone(), text);
+    if let Some(next) = page.get("next_before_id").and_then(Value::as_i64) {
+        outcome = outcome.with_note(format!("Older entries: add --before-id {next}"));
+    }
+    Ok(outcome)
+}
+
+/// Time, actor, action, app, target: newest first, as the server sends them.
+pub fn audit_table(page: &Value) -> String {
+    let entries = items(page, "entries");
+    if entries.is_empty() {
+        return "No audit entries.".to_string();
+    }
+    let mut table = Table::new(&["ID", "TIME", "ACTOR", "ACTION", "APP", "TARGET"]);
+    for entry in entries {
+        table.push_row(vec![
+            cell(entry, "id"),
+            time_cell(entry, "at"),
+            cell(entry, "actor"),
+            cell(entry, "action"),
+            cell(entry, "app_id"),
+            cell(entry, "target"),
+        ]);
+    }
+    table.render()
+}
+
+pub fn webhooks_table(list: &Value) -> String {
+    let hooks = items(list, "webhooks");
+    if hooks.is_empty() {
+        return "No webhooks. Add one with `updraft webhook add URL`.".to_string();
+    }
+    let mut table = Table::new(&["ID", "APP", "URL", "EVENTS", "ENABLED", "SECRET", "CREATED"]);
+    for hook in hooks {
+        let app = match cell(hook, "app_id").as_str() {
+            "-" => "all".to_string(),
+            app => app.to_string(),
+        };
+        let events = match cell(hook, "events").as_str() {
+            "-" => "all".to_string(),
+            events => events.to_string(),
+        };
+        table.push_row(vec![
+            cell(hook, "id"),
+            app,
+            cell(hook, "url"),
+            events,
+            cell(hook, "enabled"),
+            cell(hook, "secret"),
+            time_cell(hook, "created_at"),
+        ]);
+    }
+    table.render()
+}
+
+pub fn deliveries_table(list: &Value) -> String {
+    let deliveries = items(list, "deliveries");
+    if deliveries.is_empty() {
+        return "No deliveries yet.".to_string();
+    }
+    let mut table = Table::new(&[
+        "ID",
+        "EVENT",
+        "STATUS",
+        "ATTEMPTS",
+        "LAST CODE",
+        "LAST ERROR",
+        "NEXT ATTEMPT",
+        "CREATED",
+        "MESSAGE ID",
+    ]);
+    for delivery in deliveries {
+        table.push_row(vec![
+            cell(delivery, "id"),
+            cell(delivery, "event_type"),
+            cell(delivery, "status"),
+            cell(delivery, "attempts"),
+            cell(delivery, "last_status_code"),
+            cell(delivery, "last_error"),
+            time_cell(delivery, "next_attempt_at"),
+            time_cell(delivery, "created_at"),
+            cell(delivery, "message_id"),
+        ]);
+    }
+    table.render()
+}
+
+fn webhook_id(id: &str) -> Result<&str, CliError> {
+    let id = id.trim();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CliError::invalid_argument(format!(
+            "a webhook id is a number (see `updraft webhook list`), not {id:?}"
+        )));
+    }
+    Ok(id)
+}
+
+pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outcome, CliError> {
+    match command {
+        WebhookCommand::Add {
+            url,
+            app_id,
+            events,
+            secret,
+            disabled,
+        } => {
+            let mut body = json!({"url": url.trim(), "enabled": !disabled});
+            if let Some(app_id) = non_blank(&app_id) {
+                body["app_id"] = json!(app_id);
+            }
+            if !events.is_empty() {
+                body["events"] = json!(events);
+            }
+            if let Some(secret) = non_blank(&secret) {
+                body["secret"] = json!(secret);
+            }
+            let created = client.post(&["webhooks"], &body).await?;
+            let text = format!(
+                "Created webhook {} for {} ({} events) → {}\nSigning secret: {}",
+                cell(&created, "id"),
+                match cell(&created, "app_id").as_str() {
+                    "-" => "every app".to_string(),
+                    app => app.to_string(),
+                },
+                match cell(&created, "events").as_str() {
+                    "-" => "all".to_string(),
+                    events => events.to_string(),
+                },
+                cell(&created, "url"),
+                cell(&created, "secret"),
+            );
+            Ok(Outcome::new(created, text).with_note(
+                "Store the secret now: lists show it masked. Receivers verify the \
+                 webhook-signature header with it (Standard Webhooks).",
+            ))
+        }
+        WebhookCommand::List { app_id } => {
+            let query: Vec<(&str, String)> = non_blank(&app_id)
+                .map(|app| vec![("app_id", app)])
+                .unwrap_or_default();
+            let list = client.get(&["webhooks"], &query).await?;
+            let text = webhooks_table(&list);
+            Ok(Outcome::new(list, text))
+        }
+        WebhookCommand::Delete { id } => {
+            let id = webhook_id(&id)?;
+            client.delete(&["webhooks", id]).await?;
+            Ok(Outcome::status_ok(format!("Deleted webhook {id}.")))
+        }
+        WebhookCommand::Test { id } => {
+            let id = webhook_id(&id)?;
+            let delivery = client.post(&["webhooks", id, "test"], &json!({})).await?;
+            let text = format!(
+                "Queued a webhook.test event for webhook {id} (delivery {}, message {}). \
+                 See `updraft webhook deliveries {id}`.",
+                cell(&delivery, "id"),
+                cell(&delivery, "message_id"),
+            );
+            Ok(Outcome::new(delivery, text))
+        }
+        WebhookCommand::Deliveries { id, limit } => {
+            let id = webhook_id(&id)?;
+            if limit < 1 {
+                return Err(CliError::invalid_argument("--limit must be at least 1"));
+            }
+            let list = client
+                .get(
+                    &["webhooks", id, "deliveries"],
+                    &[("limit", limit.to_string())],
+                )
+                .await?;
+            let text = deliveries_table(&list);
+            Ok(Outcome::new(list, text))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_table_shows_time_actor_action_app_target() {
+        let page = json!({"entries": [
+            {"id": 7, "at": "2024-05-01T12:30:05.042Z", "actor": "key:ci", "action": "bundle.create",
+             "app_id": "com.example.app", "target": "1.2.0", "before": null, "after": {}},
+            {"id": 6, "at": "2024-05-01T12:00:00.000Z", "actor": "cli:offline", "action": "apikey.create",
+             "app_id": null, "target": "ci"}
+        ], "next_before_id": null});
+        let text = audit_table(&page);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            vec![
+                "7",
+                "2024-05-01",
+                "12:30",
+                "key:ci",
+                "bundle.create",
+                "com.example.app",
+                "1.2.0"
+            ]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            vec![
+                "6",
+                "2024-05-01",
+                "12:00",
+                "cli:offline",
+                "apikey.create",
+                "-",
+                "ci"
+            ]
+        );
+        assert_eq!(audit_table(&json!({"entries": []})), "No audit entries.");
+    }
+
+    #[test]
+    fn webhooks_table_says_all_for_global_hooks_and_every_event() {
+        let list = json!({"webhooks": [
+            {"id": 1, "app_id": null, "url": "https://h.example.com", "events": [], "enabled": true,
+             "secret": "whsec_…abcd", "created_at": "2024-05-01T12:30:05.042Z"},
+            {"id": 2, "app_id": "com.example.app", "url": "https://i.example.com",
+             "events": ["bundle.uploaded", "rollout.paused"], "enabled": false,
+             "secret": "whsec_…wxyz", "created_at": "2024-05-01T12:30:05.042Z"}
+        ]});
+        let text = webhooks_table(&list);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[1][..6],
+            [
+                "1",
+                "all",
+                "https://h.example.com",
+                "all",
+                "yes",
+                "whsec_…abcd"
+            ]
+        );
+        assert_eq!(
+            lines[2][..6],
+            [
+                "2",
+                "com.example.app",
+                "https://i.example.com",
+                "bundle.uploaded,rollout.paused",
+                "no",
+                "whsec_…wxyz"
+            ]
+        );
+    }
+
+    #[test]
+    fn webhook_ids_are_numbers() {
+        assert_eq!(webhook_id(" 12 ").unwrap(), "12");
+        assert_eq!(webhook_id("abc").unwrap_err().code, "invalid_argument");
+        assert_eq!(webhook_id("").unwrap_err().code, "invalid_argument");
+    }
 }

@@ -161,7 +161,14 @@ fn a_rollout_at_zero_takes_the_first_ramp_step_at_once() {
     let outcome = run(&ch, &r, START, health(0, 0), health(0, 0)).unwrap();
     assert_eq!(
         summary(&outcome),
-        (ControlAction::Advance { to_bps: 100 }, "ramp_start", 0, 100, 0, 0)
+        (
+            ControlAction::Advance { to_bps: 100 },
+            "ramp_start",
+            0,
+            100,
+            0,
+            0
+        )
     );
 }
 

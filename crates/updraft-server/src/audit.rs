@@ -1,8 +1,12 @@
-//! SKELETON (being implemented): who changed what, recorded for every
-//! management change.
+//! Who changed what, recorded for every management change.
+//!
+//! Entries are written after the change succeeded; a failure to write one is
+//! logged and counted, never turned into a failed request (the change is done).
 
 use crate::api::Caller;
+use crate::metrics::db_operation;
 use crate::state::AppState;
+use serde::Serialize;
 use serde_json::Value;
 use updraft_store::NewAuditEntry;
 
@@ -10,6 +14,9 @@ use updraft_store::NewAuditEntry;
 pub fn actor(caller: &Caller) -> String {
     format!("key:{}", caller.key.name)
 }
+
+/// The actor of changes made offline on the data directory.
+pub const OFFLINE_ACTOR: &str = "cli:offline";
 
 /// The audit entry of a change `caller` made now.
 pub fn entry(
@@ -33,8 +40,33 @@ pub fn entry(
     }
 }
 
+/// An API view as the before/after of an entry (`None` if it cannot be
+/// serialised, which the API's own views always can).
+pub fn view<T: Serialize>(value: &T) -> Option<Value> {
+    serde_json::to_value(value).ok()
+}
+
 /// Records an entry for a change that is already made: a failure is logged,
 /// never turned into a failed request.
 pub async fn record(state: &AppState, entry: NewAuditEntry) {
-    let _ = (state, entry);
+    let (action, target) = (entry.action.clone(), entry.target.clone());
+    if let Err(err) = state.store.record_audit(entry).await {
+        state.metrics.record_database_error(db_operation::API);
+        tracing::error!(error = %err, action, target, "audit entry could not be stored");
+    }
+}
+
+/// `entry` + `record` in one call.
+#[allow(clippy::too_many_arguments)]
+pub async fn log(
+    state: &AppState,
+    caller: &Caller,
+    app_id: Option<&str>,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
+    let entry = entry(state, caller, app_id, action, target, before, after);
+    record(state, entry).await;
 }

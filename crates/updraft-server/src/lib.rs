@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod control;
 pub mod cors;
 pub mod device;
 pub mod error;
@@ -246,6 +247,14 @@ impl Server {
             self.state.config.event_retention_days,
             Duration::from_secs(self.state.config.retention_interval_secs),
         );
+        let (webhooks_stop, webhooks_stop_rx) = tokio::sync::watch::channel(false);
+        let webhook_worker = webhooks::spawn_worker(
+            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.config),
+            webhooks_stop_rx,
+        );
+        let (control_stop, control_stop_rx) = tokio::sync::watch::channel(false);
+        let control_loop = control::spawn(self.state.clone(), control_stop_rx);
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -257,6 +266,18 @@ impl Server {
             tracing::error!(error = %err, "download counter flusher ended badly");
         }
         retention.abort();
+        // Before the webhook worker (its events get queued) and the stats
+        // writer drains (the loop holds a copy of the state).
+        let _ = control_stop.send(true);
+        if let Err(err) = control_loop.await {
+            tracing::error!(error = %err, "rollout control loop ended badly");
+        }
+        // Deliveries in flight finish (each within the webhook timeout); what
+        // is still pending stays queued for the next start.
+        let _ = webhooks_stop.send(true);
+        if let Err(err) = webhook_worker.await {
+            tracing::error!(error = %err, "webhook delivery worker ended badly");
+        }
         tracing::info!("stopped accepting requests; flushing buffered writes");
         // Dropping the last sender lets the stats writer drain its queue and stop.
         let AppState { stats, .. } = self.state;

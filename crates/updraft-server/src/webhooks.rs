@@ -1,8 +1,25 @@
-//! SKELETON (being implemented): signed event notifications (Standard
-//! Webhooks), queued durably and delivered in the background with retries.
+//! Signed event notifications (Standard Webhooks), queued durably and
+//! delivered in the background with retries.
+//!
+//! `emit` stores one delivery per interested webhook before it returns, so a
+//! restart resumes them; the worker sends what is due, signs every attempt
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC>`)
+//! and records the outcome.
 
-use crate::state::AppState;
-use serde_json::Value;
+use crate::metrics::db_operation;
+use crate::state::{AppState, ServerConfig};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use updraft_core::analytics::rfc3339;
+use updraft_core::model::{Millis, WebhookDelivery};
+use updraft_store::{DeliveryAttempt, DueDelivery, Store, StoreError};
 
 /// Event types.
 pub mod events {
@@ -17,11 +34,372 @@ pub mod events {
     /// Auto-pause with action `notify` found the rollout failing.
     pub const ROLLOUT_ALERT: &str = "rollout.alert";
     pub const WEBHOOK_TEST: &str = "webhook.test";
+
+    pub const ALL: [&str; 10] = [
+        BUNDLE_UPLOADED,
+        CHANNEL_CHANGED,
+        ROLLOUT_STARTED,
+        ROLLOUT_ADVANCED,
+        ROLLOUT_PAUSED,
+        ROLLOUT_RESUMED,
+        ROLLOUT_ROLLED_BACK,
+        ROLLOUT_PROMOTED,
+        ROLLOUT_ALERT,
+        WEBHOOK_TEST,
+    ];
+}
+
+/// Standard Webhooks' secret prefix.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Random bytes of a generated secret.
+const SECRET_BYTES: usize = 32;
+/// The spec's bounds on a secret's key length.
+const MIN_KEY_BYTES: usize = 24;
+const MAX_KEY_BYTES: usize = 64;
+/// Retries never wait longer than this.
+const MAX_RETRY_DELAY_MS: u64 = 10 * 60 * 60 * 1000;
+/// How often the worker looks for due deliveries when nobody wakes it.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Deliveries taken per round, and sent at the same time.
+const BATCH_SIZE: i64 = 64;
+const CONCURRENT_SENDS: usize = 8;
+
+/// Wakes the delivery worker when `emit` queued something. Process-wide:
+/// with several servers in one process (tests) a wake may reach another
+/// worker, and the poll interval covers that.
+static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// A new secret: `whsec_` + base64 of 32 random bytes.
+pub fn generate_secret() -> String {
+    let key: [u8; SECRET_BYTES] = rand::random();
+    format!("{SECRET_PREFIX}{}", BASE64.encode(key))
+}
+
+/// The HMAC key of a `whsec_…` secret, if it is one (24 to 64 bytes).
+pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
+    let key = BASE64.decode(secret.strip_prefix(SECRET_PREFIX)?).ok()?;
+    (MIN_KEY_BYTES..=MAX_KEY_BYTES)
+        .contains(&key.len())
+        .then_some(key)
+}
+
+/// A secret as lists show it: `whsec_…` and its last 4 characters.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    format!("{SECRET_PREFIX}…{tail}")
+}
+
+/// The `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key,
+/// "{id}.{timestamp}.{body}")). `None` when the secret is not a valid one.
+pub fn sign(secret: &str, message_id: &str, timestamp_secs: i64, body: &str) -> Option<String> {
+    let key = secret_key(secret)?;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).ok()?;
+    mac.update(format!("{message_id}.{timestamp_secs}.{body}").as_bytes());
+    Some(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
+}
+
+/// The body of an event: `{"type", "timestamp", "data"}`.
+pub fn payload(event_type: &str, at: Millis, data: Value) -> String {
+    json!({"type": event_type, "timestamp": rfc3339(at), "data": data}).to_string()
+}
+
+/// How long to wait after the `attempt`-th failed attempt (1-based):
+/// `base * 4^(attempt-1)`, capped at 10 hours.
+pub fn retry_delay_ms(base_ms: u64, attempt: u32) -> u64 {
+    let factor = 4_u64.saturating_pow(attempt.saturating_sub(1));
+    base_ms.saturating_mul(factor).min(MAX_RETRY_DELAY_MS)
+}
+
+/// Whether `url` is an absolute http(s) URL with a host.
+pub fn is_valid_url(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            matches!(parsed.scheme(), "http" | "https")
+                && parsed.host_str().is_some_and(|h| !h.is_empty())
+        }
+        Err(_) => false,
+    }
+}
+
+fn wall_clock_ms() -> Millis {
+    crate::device::now_ms()
 }
 
 /// Queues `data` as event `event_type` of `app_id` for every webhook that
 /// wants it; returns once the deliveries are stored (they go out in the
 /// background). Failures are logged: the change that caused the event is done.
 pub async fn emit(state: &AppState, app_id: &str, event_type: &str, data: Value) {
-    let _ = (state, app_id, event_type, data);
+    let body = payload(event_type, state.clock.now(), data);
+    // Queue times are wall-clock: retries wait real time whatever clock the
+    // release logic runs on.
+    match state
+        .store
+        .enqueue_event(app_id, event_type, &body, wall_clock_ms())
+        .await
+    {
+        Ok(queued) if !queued.is_empty() => WAKE.notify_one(),
+        Ok(_) => {}
+        Err(err) => {
+            state.metrics.record_database_error(db_operation::API);
+            tracing::error!(error = %err, app_id, event_type, "webhook event could not be queued");
+        }
+    }
+}
+
+/// Queues a `webhook.test` event for one webhook and returns its delivery.
+pub async fn send_test(state: &AppState, webhook_id: i64) -> Result<WebhookDelivery, StoreError> {
+    let body = payload(
+        events::WEBHOOK_TEST,
+        state.clock.now(),
+        json!({"webhook_id": webhook_id, "message": "This is a test event from Updraft"}),
+    );
+    let delivery = state
+        .store
+        .enqueue_for_webhook(webhook_id, events::WEBHOOK_TEST, &body, wall_clock_ms())
+        .await?;
+    WAKE.notify_one();
+    Ok(delivery)
+}
+
+/// Runs the delivery worker until `stop` turns true.
+pub fn spawn_worker(
+    store: Arc<dyn Store>,
+    config: Arc<ServerConfig>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = match reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.webhook_timeout_ms.max(1)))
+            // A redirect is an answer other than 2xx: not followed, so a
+            // receiver cannot bounce signed events elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("updraft-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::error!(error = %err, "webhook HTTP client could not be built; no deliveries");
+                return;
+            }
+        };
+        loop {
+            // A full batch means more may be waiting: go again at once.
+            let full = deliver_due(&store, &config, &http).await;
+            if *stop.borrow() {
+                break;
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = WAKE.notified() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Sends one batch of due deliveries; returns whether the batch was full.
+async fn deliver_due(
+    store: &Arc<dyn Store>,
+    config: &ServerConfig,
+    http: &reqwest::Client,
+) -> bool {
+    let due = match store.due_deliveries(wall_clock_ms(), BATCH_SIZE).await {
+        Ok(due) => due,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read due webhook deliveries");
+            return false;
+        }
+    };
+    let full = due.len() as i64 >= BATCH_SIZE;
+    // An attempt that could not be recorded stays due: going again at once
+    // would resend it in a tight loop while the database is failing.
+    let unrecorded = std::sync::atomic::AtomicBool::new(false);
+    futures_util::stream::iter(due)
+        .for_each_concurrent(CONCURRENT_SENDS, |due| {
+            let unrecorded = &unrecorded;
+            async move {
+                let attempt = attempt(http, config, &due).await;
+                match store.record_delivery_attempt(attempt).await {
+                    Ok(_) => {}
+                    // Its webhook was deleted while it was being sent.
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(err) => {
+                        unrecorded.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(error = %err, delivery = due.delivery.id, "cannot record a webhook delivery attempt");
+                    }
+                }
+            }
+        })
+        .await;
+    full && !unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sends one delivery once and describes the outcome.
+async fn attempt(
+    http: &reqwest::Client,
+    config: &ServerConfig,
+    due: &DueDelivery,
+) -> DeliveryAttempt {
+    let delivery = &due.delivery;
+    let attempt_number = delivery.attempts.saturating_add(1);
+    let started = wall_clock_ms();
+    let timestamp = started.div_euclid(1000);
+    let (succeeded, status_code, error) = match sign(
+        &due.secret,
+        &delivery.message_id,
+        timestamp,
+        &delivery.payload,
+    ) {
+        None => (
+            false,
+            None,
+            Some("the webhook's secret is not a valid whsec_ key".to_string()),
+        ),
+        Some(signature) => {
+            let sent = http
+                .post(&due.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("webhook-id", &delivery.message_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(delivery.payload.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => {
+                    (true, Some(response.status().as_u16()), None)
+                }
+                Ok(response) => (
+                    false,
+                    Some(response.status().as_u16()),
+                    Some(format!(
+                        "receiver answered HTTP {}",
+                        response.status().as_u16()
+                    )),
+                ),
+                Err(err) if err.is_timeout() => (
+                    false,
+                    None,
+                    Some(format!("timed out after {} ms", config.webhook_timeout_ms)),
+                ),
+                Err(err) => (false, None, Some(error_chain(&err))),
+            }
+        }
+    };
+    let finished = wall_clock_ms();
+    let delay = retry_delay_ms(config.webhook_retry_base_ms, attempt_number);
+    if !succeeded {
+        tracing::info!(
+            delivery = delivery.id,
+            attempt = attempt_number,
+            error = error.as_deref().unwrap_or(""),
+            "webhook delivery attempt failed"
+        );
+    }
+    DeliveryAttempt {
+        delivery_id: delivery.id,
+        at: finished,
+        succeeded,
+        status_code,
+        error,
+        retry_at: finished.saturating_add(Millis::try_from(delay).unwrap_or(Millis::MAX)),
+        max_attempts: config.webhook_max_attempts.max(1),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_the_standard_webhooks_example() {
+        // The example of the Standard Webhooks specification.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = r#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).as_deref(),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        );
+    }
+
+    #[test]
+    fn generated_secrets_are_32_byte_keys() {
+        let secret = generate_secret();
+        assert!(secret.starts_with("whsec_"));
+        assert_eq!(secret_key(&secret).map(|k| k.len()), Some(32));
+        assert_ne!(secret, generate_secret());
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_base64_of_24_to_64_bytes() {
+        assert_eq!(secret_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
+        assert_eq!(secret_key("whsec_not base64!"), None);
+        assert_eq!(
+            secret_key(&format!("whsec_{}", BASE64.encode([1u8; 23]))),
+            None
+        );
+        assert_eq!(
+            secret_key(&format!("whsec_{}", BASE64.encode([1u8; 65]))),
+            None
+        );
+        assert_eq!(
+            secret_key(&format!("whsec_{}", BASE64.encode([7u8; 24]))),
+            Some(vec![7u8; 24])
+        );
+    }
+
+    #[test]
+    fn masks_all_but_the_last_four() {
+        assert_eq!(
+            mask_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "whsec_…LaSw"
+        );
+        assert_eq!(mask_secret("ab"), "whsec_…ab");
+    }
+
+    #[test]
+    fn retries_back_off_four_times_longer_up_to_ten_hours() {
+        assert_eq!(retry_delay_ms(5_000, 1), 5_000);
+        assert_eq!(retry_delay_ms(5_000, 2), 20_000);
+        assert_eq!(retry_delay_ms(5_000, 3), 80_000);
+        assert_eq!(retry_delay_ms(5_000, 9), 36_000_000);
+        assert_eq!(retry_delay_ms(5_000, 60), 36_000_000);
+        assert_eq!(retry_delay_ms(100, 3), 1_600);
+    }
+
+    #[test]
+    fn urls_must_be_http_or_https_with_a_host() {
+        assert!(is_valid_url("https://hooks.example.com/updraft"));
+        assert!(is_valid_url("http://127.0.0.1:9000/x"));
+        assert!(!is_valid_url("ftp://hooks.example.com"));
+        assert!(!is_valid_url("file:///etc/passwd"));
+        assert!(!is_valid_url("hooks.example.com"));
+        assert!(!is_valid_url(""));
+    }
+
+    #[test]
+    fn payload_has_type_timestamp_and_data() {
+        let body: Value =
+            serde_json::from_str(&payload("bundle.uploaded", 0, json!({"version": "1.0.0"})))
+                .unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "bundle.uploaded", "timestamp": "1970-01-01T00:00:00.000Z", "data": {"version": "1.0.0"}})
+        );
+    }
 }

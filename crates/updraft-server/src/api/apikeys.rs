@@ -3,6 +3,7 @@
 
 use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
 use super::{Caller, JsonBody};
+use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -76,10 +77,22 @@ pub async fn create(
             now,
         )
         .await?;
+    // The view has the key's shown prefix, never its secret.
+    let created = ApiKeyView::from(key);
+    audit::log(
+        &state,
+        &caller,
+        created.app_id.as_deref(),
+        "apikey.create",
+        &created.name,
+        None,
+        audit::view(&created),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
-            apikey: key.into(),
+            apikey: created,
             key: secret,
         }),
     ))
@@ -93,6 +106,37 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin, None)?;
-    state.store.revoke_api_key(&id, now_ms()).await?;
+    let before = key_by_id_or_name(&state, &id).await?;
+    let revoked = state.store.revoke_api_key(&id, now_ms()).await?;
+    // Revoking a revoked key changes nothing: nothing to record.
+    if before.as_ref().is_none_or(|k| k.revoked_at.is_none()) {
+        let before = before.map(ApiKeyView::from);
+        let after = ApiKeyView::from(revoked);
+        audit::log(
+            &state,
+            &caller,
+            after.app_id.as_deref(),
+            "apikey.revoke",
+            &after.name,
+            before.as_ref().and_then(audit::view),
+            audit::view(&after),
+        )
+        .await;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The key `revoke_api_key` will find: by id first, then by name.
+async fn key_by_id_or_name(
+    state: &AppState,
+    id_or_name: &str,
+) -> Result<Option<updraft_core::model::ApiKey>, ApiError> {
+    let keys = state.store.list_api_keys().await?;
+    let by_id = id_or_name
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| keys.iter().find(|k| k.id == id));
+    Ok(by_id
+        .or_else(|| keys.iter().find(|k| k.name == id_or_name))
+        .cloned())
 }

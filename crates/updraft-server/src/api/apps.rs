@@ -2,6 +2,7 @@
 
 use super::views::{AppList, AppView, CreateApp, UpdateApp};
 use super::{existing_app, refresh_release, Caller, JsonBody};
+use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,7 +58,18 @@ pub async fn create(
             .await?;
     }
     refresh_release(&state, &app.app_id).await;
-    Ok((StatusCode::CREATED, Json(app.into())))
+    let created = AppView::from(app);
+    audit::log(
+        &state,
+        &caller,
+        Some(&created.app_id),
+        "app.create",
+        &created.app_id,
+        None,
+        audit::view(&created),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}", tag = "apps", operation_id = "show_apps",
@@ -80,7 +92,9 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateApp>,
 ) -> Result<Json<AppView>, ApiError> {
     caller.require(Role::Admin, Some(&app_id))?;
-    existing_app(&state, &caller, &app_id).await?;
+    let before = audit::view(&AppView::from(
+        existing_app(&state, &caller, &app_id).await?,
+    ));
     let app = state
         .store
         .update_app(
@@ -90,7 +104,18 @@ pub async fn update(
         )
         .await?;
     refresh_release(&state, &app_id).await;
-    Ok(Json(app.into()))
+    let updated = AppView::from(app);
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "app.update",
+        &app_id,
+        before,
+        audit::view(&updated),
+    )
+    .await;
+    Ok(Json(updated))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}", tag = "apps", operation_id = "delete_apps",
@@ -101,7 +126,9 @@ pub async fn delete(
     Path(app_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin, Some(&app_id))?;
-    existing_app(&state, &caller, &app_id).await?;
+    let before = audit::view(&AppView::from(
+        existing_app(&state, &caller, &app_id).await?,
+    ));
     state.store.delete_app(&app_id).await?;
     // Keys limited to this app would otherwise come back to life if the id is reused.
     let now = now_ms();
@@ -111,5 +138,15 @@ pub async fn delete(
         }
     }
     refresh_release(&state, &app_id).await;
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "app.delete",
+        &app_id,
+        before,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

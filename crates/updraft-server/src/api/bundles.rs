@@ -2,11 +2,14 @@
 //! server (a zip and/or delta files); listed, annotated and soft-deleted.
 
 use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
-use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use super::{compat, existing_app, refresh_release, validate, Caller, JsonBody};
+use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
+use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
 use crate::storage::publish;
+use crate::webhooks;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -216,9 +219,37 @@ fn new_bundle<'a>(
         min_update_version: body.min_update_version.clone(),
         link: body.link.clone().filter(|l| !l.is_empty()),
         comment: body.comment.clone().filter(|c| !c.is_empty()),
-        native_packages: None,
+        native_packages: body.native_packages.clone(),
     };
     Ok((new, source))
+}
+
+/// Checks the fields that put a new bundle on its channel; returns the rollout
+/// percentage asked for.
+fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
+    if let Some(packages) = body.native_packages.as_deref() {
+        compat::validate_native_packages(packages)?;
+    }
+    let wants_channel = body.rollout_percentage_bps.is_some() || body.accept_incompatible.is_some();
+    if wants_channel && body.channel.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "rollout_percentage_bps and accept_incompatible need a channel",
+        ));
+    }
+    body.rollout_percentage_bps
+        .map(|bps| {
+            u32::try_from(bps)
+                .ok()
+                .filter(|bps| *bps <= 10_000)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_percentage",
+                        format!("rollout_percentage_bps must be 0 to 10000, not {bps}"),
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// Refuses a version that exists (or existed) before the expensive checks;
@@ -244,7 +275,22 @@ pub async fn create(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let (mut new, source) = new_bundle(&app_id, &body)?;
+    let rollout_bps = release_fields(&body)?;
+    let accept_incompatible = body.accept_incompatible.unwrap_or(false);
     version_free(&state, &app_id, &new.name).await?;
+    // Refused before anything is stored; the change itself checks again.
+    if let Some(name) = body.channel.as_deref() {
+        if let Some(channel) = state.store.get_channel(&app_id, name).await? {
+            compat::check(
+                &state,
+                &channel,
+                &new.name,
+                new.native_packages.as_deref(),
+                accept_incompatible,
+            )
+            .await?;
+        }
+    }
     // Held until the row is committed: gc cannot delete the blobs checked here.
     let publishing = state.storage.gc_lock.read().await;
     let encrypted = new.session_key.is_some();
@@ -269,32 +315,62 @@ pub async fn create(
     let now = now_ms();
     let bundle = state.store.create_bundle(new, now).await?;
     drop(publishing);
+    // Recorded as created, before any channel points at it.
+    let created = audit::view(&view(&state, &headers, bundle.clone(), &HashMap::new()));
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "bundle.create",
+        &bundle.name,
+        None,
+        created.clone(),
+    )
+    .await;
+    webhooks::emit(
+        &state,
+        &app_id,
+        webhooks::events::BUNDLE_UPLOADED,
+        serde_json::json!({"app_id": app_id, "version": bundle.name, "bundle": created}),
+    )
+    .await;
     if let Some(channel) = body.channel.as_deref() {
-        let patch = ChannelPatch {
-            bundle_id: Some(Some(bundle.id)),
-            ..ChannelPatch::default()
-        };
-        match state.store.get_channel(&app_id, channel).await? {
-            Some(_) => {
-                state
-                    .store
-                    .update_channel(&app_id, channel, patch, now)
-                    .await?;
-            }
-            None => {
-                state
-                    .store
-                    .create_channel(
-                        NewChannel {
-                            app_id: app_id.clone(),
-                            name: channel.to_string(),
-                            settings: patch,
-                        },
-                        now,
-                    )
-                    .await?;
+        if state.store.get_channel(&app_id, channel).await?.is_none() {
+            let created = state
+                .store
+                .create_channel(
+                    NewChannel {
+                        app_id: app_id.clone(),
+                        name: channel.to_string(),
+                        settings: ChannelPatch::default(),
+                    },
+                    now,
+                )
+                .await;
+            // Created meanwhile by someone else: use it.
+            if let Err(error) = created {
+                if !matches!(error, StoreError::AlreadyExists(_)) {
+                    return Err(error.into());
+                }
             }
         }
+        let version = bundle.name.clone();
+        let change = match rollout_bps {
+            Some(percentage_bps) => ReleaseChange::Rollout(RolloutRequest::Start {
+                version,
+                percentage_bps,
+            }),
+            None => ReleaseChange::SetBundle { version },
+        };
+        change_release(
+            &state,
+            Actor::Key(&caller),
+            &app_id,
+            channel,
+            change,
+            accept_incompatible,
+        )
+        .await?;
     }
     refresh_release(&state, &app_id).await;
     let channels = channels_by_bundle(&state, &app_id).await?;
@@ -368,13 +444,26 @@ pub async fn update(
         comment: body.comment,
         min_update_version: body.min_update_version,
     };
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    let before = audit::view(&view(&state, &headers, bundle, &channels));
     let bundle = state
         .store
         .update_bundle_metadata(&app_id, &version, patch)
         .await?;
     refresh_release(&state, &app_id).await;
     let channels = channels_by_bundle(&state, &app_id).await?;
-    Ok(Json(view(&state, &headers, bundle, &channels)))
+    let updated = view(&state, &headers, bundle, &channels);
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "bundle.update",
+        &version,
+        before,
+        audit::view(&updated),
+    )
+    .await;
+    Ok(Json(updated))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "delete_bundles",
@@ -382,6 +471,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path((app_id, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
@@ -393,10 +483,22 @@ pub async fn delete(
             format!("bundle {version} is already deleted"),
         ));
     }
+    let channels = channels_by_bundle(&state, &app_id).await?;
+    let before = audit::view(&view(&state, &headers, bundle, &channels));
     state
         .store
         .delete_bundle(&app_id, &version, now_ms())
         .await?;
     refresh_release(&state, &app_id).await;
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "bundle.delete",
+        &version,
+        before,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ use super::views::{
     DeviceDetail, DeviceList, DeviceView, EventView, OverrideList, OverrideView, SetOverride,
 };
 use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -114,6 +115,18 @@ pub async fn show(
     }))
 }
 
+/// A device's override as the in-memory release holds it (every override of
+/// the app, kept current after each change), for the audit log.
+fn current_override(state: &AppState, app_id: &str, device_id: &str) -> Option<serde_json::Value> {
+    let release = state.releases.get(app_id);
+    let existing = release.overrides.get(device_id)?;
+    let name = release
+        .channel_by_id(existing.channel_id)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    audit::view(&OverrideView::new(existing.clone(), name))
+}
+
 #[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "set_override_devices", request_body = SetOverride,
     responses((status = 200, body = OverrideView), (status = 404, body = super::views::ErrorView)))]
 pub async fn set_override(
@@ -135,6 +148,7 @@ pub async fn set_override(
                 format!("channel {} of {app_id} does not exist", body.channel),
             )
         })?;
+    let before = current_override(&state, &app_id, &device_id);
     let stored = state
         .store
         .set_override(
@@ -146,7 +160,18 @@ pub async fn set_override(
         )
         .await?;
     refresh_release(&state, &app_id).await;
-    Ok(Json(OverrideView::new(stored, channel.name)))
+    let view = OverrideView::new(stored, channel.name);
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "device.override.set",
+        &device_id,
+        before,
+        audit::view(&view),
+    )
+    .await;
+    Ok(Json(view))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "unset_override_devices",
@@ -159,6 +184,7 @@ pub async fn unset_override(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
+    let before = current_override(&state, &app_id, &device_id);
     if !state.store.delete_override(&app_id, &device_id).await? {
         return Err(ApiError::not_found(
             "override_not_found",
@@ -166,6 +192,16 @@ pub async fn unset_override(
         ));
     }
     refresh_release(&state, &app_id).await;
+    audit::log(
+        &state,
+        &caller,
+        Some(&app_id),
+        "device.override.delete",
+        &device_id,
+        before,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

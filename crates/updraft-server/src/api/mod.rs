@@ -5,13 +5,16 @@ mod analytics;
 mod analytics_views;
 mod apikeys;
 mod apps;
+mod audit;
 mod bundles;
 mod channels;
 pub mod compat;
 mod devices;
 mod openapi;
+mod releases;
 mod validate;
 pub mod views;
+mod webhooks;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,6 +56,30 @@ pub fn routes() -> Router<AppState> {
                 .patch(channels::update)
                 .delete(channels::delete),
         )
+        .route(
+            "/api/v1/apps/{app_id}/channels/{name}/compatibility",
+            get(compat::show).post(compat::check_packages),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/channels/{name}/history",
+            get(releases::history),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/channels/{name}/rollback",
+            post(releases::rollback),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/rollouts/decisions",
+            get(releases::decisions),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/schedules",
+            get(releases::list_schedules).post(releases::create_schedule),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/schedules/{id}",
+            axum::routing::delete(releases::cancel_schedule),
+        )
         .route("/api/v1/apps/{app_id}/devices", get(devices::list))
         .route(
             "/api/v1/apps/{app_id}/devices/{device_id}",
@@ -89,6 +116,20 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/apikeys/{id}",
             axum::routing::delete(apikeys::revoke),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::show).delete(webhooks::delete),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
         )
 }
 

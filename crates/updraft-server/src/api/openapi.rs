@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{analytics, analytics_views, apikeys, apps, bundles, channels, devices, views};
+use super::{
+    analytics, analytics_views, apikeys, apps, audit, bundles, channels, compat, devices, releases,
+    views, webhooks,
+};
 use crate::storage::{gc, uploads};
 use axum::Json;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -58,15 +61,25 @@ impl Modify for FlatChannelCreation {
         apps::list, apps::create, apps::show, apps::update, apps::delete,
         bundles::list, bundles::create, bundles::show, bundles::update, bundles::delete,
         channels::list, channels::create, channels::show, channels::update, channels::delete,
+        releases::history, releases::rollback, releases::decisions,
+        compat::show, compat::check_packages,
+        releases::create_schedule, releases::list_schedules, releases::cancel_schedule,
         devices::list, devices::show, devices::set_override, devices::unset_override, devices::list_overrides,
         analytics::stats, analytics::export,
         apikeys::list, apikeys::create, apikeys::revoke,
+        audit::list,
+        webhooks::list, webhooks::create, webhooks::show, webhooks::delete, webhooks::test, webhooks::deliveries,
         uploads::create, uploads::show, uploads::append, uploads::put_blob, uploads::missing, gc::run,
     ),
     components(schemas(
         views::AppView, views::AppList, views::CreateApp, views::UpdateApp,
         views::BundleView, views::BundleList, views::CreateBundle, views::UpdateBundle,
         views::ChannelView, views::ChannelList, views::ChannelSettings, views::CreateChannel,
+        views::TargetingSpec, views::RolloutView, views::AutoPauseView, views::AutoPauseSettings,
+        views::RampView, views::RampSettings, views::HistoryEntryView, views::HistoryList,
+        views::RollbackRequest, views::DecisionView, views::DecisionList,
+        views::CreateSchedule, views::ScheduleView, views::ScheduleList,
+        compat::CompatibilityRequest, compat::CompatibilityView,
         views::DeviceView, views::DeviceList, views::DeviceDetail, views::EventView,
         views::OverrideView, views::OverrideList, views::SetOverride,
         views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey,

@@ -4,6 +4,7 @@
 mod harness;
 
 mod analytics;
+mod audit;
 mod bundles;
 mod channel_self;
 mod cli;
@@ -11,7 +12,10 @@ mod durability;
 mod interop;
 mod management;
 mod metrics;
+mod release_cli;
+mod rollouts;
 mod stats;
 mod storage;
 mod updates;
 mod validation;
+mod webhooks;

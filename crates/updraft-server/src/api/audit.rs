@@ -1,0 +1,132 @@
+//! The audit log: every management change, newest first, a page at a time.
+
+use super::views::{rfc3339, ErrorView};
+use super::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use updraft_core::analytics::parse_time_bound;
+use updraft_core::model::{AuditEntry, Millis, Role};
+use updraft_store::AuditQuery;
+use utoipa::ToSchema;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+/// One management change.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryView {
+    pub id: i64,
+    pub at: String,
+    /// `key:<name>`, `control-loop`, `schedule:<id>`, `cli:offline`.
+    pub actor: String,
+    pub api_key_id: Option<i64>,
+    pub app_id: Option<String>,
+    /// Dotted: `channel.update`, `bundle.create`, `apikey.revoke`, …
+    pub action: String,
+    pub target: String,
+    /// The API's view of the thing before the change; `null` for a creation.
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    /// … and after it; `null` for a deletion.
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+}
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryView {
+            id: e.id,
+            at: rfc3339(e.at),
+            actor: e.actor,
+            api_key_id: e.api_key_id,
+            app_id: e.app_id,
+            action: e.action,
+            target: e.target,
+            before: e.before,
+            after: e.after,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `before_id` for the next (older) page; `null` when this page is the last.
+    pub next_before_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    app_id: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn time_bound(
+    name: &'static str,
+    text: Option<&str>,
+    now: Millis,
+) -> Result<Option<Millis>, ApiError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => parse_time_bound(text, now).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_time",
+                format!("{name} must be like 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds; got {text:?}"),
+            )
+        }),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", operation_id = "list_audit",
+    params(("app_id" = Option<String>, Query, description = "only this app's changes (an app-scoped key always sees only its app)"),
+           ("action" = Option<String>, Query, description = "exact action, or a prefix ending in '.' (channel.)"),
+           ("actor" = Option<String>, Query, description = "key:<name>, control-loop, schedule:<id>, cli:offline"),
+           ("since" = Option<String>, Query, description = "7d, 24h, YYYY-MM-DD or epoch ms"),
+           ("until" = Option<String>, Query, description = "7d, 24h, YYYY-MM-DD or epoch ms"),
+           ("before_id" = Option<i64>, Query, description = "only entries older than this id (next_before_id of the previous page)"),
+           ("limit" = Option<i64>, Query, description = "default 50, at most 500")),
+    responses((status = 200, body = AuditList), (status = 400, body = ErrorView), (status = 403, body = ErrorView)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<AuditList>, ApiError> {
+    let app_id = non_blank(q.app_id).or_else(|| caller.key.app_id.clone());
+    caller.require(Role::Viewer, app_id.as_deref())?;
+    let now = state.clock.now();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let query = AuditQuery {
+        app_id,
+        action: non_blank(q.action),
+        actor: non_blank(q.actor),
+        since: time_bound("since", q.since.as_deref(), now)?,
+        until: time_bound("until", q.until.as_deref(), now)?,
+        before_id: q.before_id,
+        limit,
+    };
+    let entries = state.store.list_audit(&query).await?;
+    let next_before_id = if entries.len() as i64 >= limit {
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditList {
+        entries: entries.into_iter().map(AuditEntryView::from).collect(),
+        next_before_id,
+    }))
+}

@@ -1,0 +1,348 @@
+//! Webhooks: where signed event notifications go, and their delivery log.
+//! Admins only; an app-scoped key manages only its app's webhooks.
+
+use super::views::{rfc3339, ErrorView};
+use super::{existing_app, Caller, JsonBody};
+use crate::audit;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::webhooks::{self, events};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use updraft_core::model::{Role, Webhook, WebhookDelivery};
+use updraft_store::{NewWebhook, StoreError};
+use utoipa::ToSchema;
+
+/// A webhook. Lists show the secret masked (`whsec_…` + its last 4
+/// characters); only the answer to its creation shows it whole.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: i64,
+    /// `null` = events of every app.
+    pub app_id: Option<String>,
+    pub url: String,
+    pub secret: String,
+    /// Event types it receives; empty = all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+impl WebhookView {
+    /// With the secret masked.
+    pub fn masked(hook: Webhook) -> Self {
+        let secret = webhooks::mask_secret(&hook.secret);
+        WebhookView {
+            secret,
+            ..Self::revealed(hook)
+        }
+    }
+
+    fn revealed(hook: Webhook) -> Self {
+        WebhookView {
+            id: hook.id,
+            app_id: hook.app_id,
+            url: hook.url,
+            secret: hook.secret,
+            events: hook.events,
+            enabled: hook.enabled,
+            created_at: rfc3339(hook.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// http:// or https:// URL that receives the POSTs.
+    pub url: String,
+    /// Only this app's events; omitted = every app (unscoped admin keys only).
+    pub app_id: Option<String>,
+    /// Event types to receive; omitted or empty = all.
+    pub events: Option<Vec<String>>,
+    /// `whsec_` + base64 of 24 to 64 bytes; omitted = generated.
+    pub secret: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// One event for one webhook, with its attempts so far.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub webhook_id: i64,
+    /// The `webhook-id` header, the same on every retry.
+    pub message_id: String,
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    /// The body that is sent and signed.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<WebhookDelivery> for DeliveryView {
+    fn from(d: WebhookDelivery) -> Self {
+        let payload = serde_json::from_str(&d.payload).unwrap_or(Value::String(d.payload));
+        DeliveryView {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            message_id: d.message_id,
+            event_type: d.event_type,
+            status: d.status.as_str().to_string(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.map(rfc3339),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            created_at: rfc3339(d.created_at),
+            delivered_at: d.delivered_at.map(rfc3339),
+            payload,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    app_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<i64>,
+}
+
+/// Ids are numbers; anything else names no webhook.
+fn parse_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::not_found(
+            "webhook_not_found",
+            format!("webhook {text} does not exist"),
+        )
+    })
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::not_found("webhook_not_found", format!("webhook {id} does not exist"))
+}
+
+/// The webhook, or 404 — also for webhooks the key may not see (another
+/// app's, or a global one for an app-scoped key).
+async fn visible_webhook(state: &AppState, caller: &Caller, id: i64) -> Result<Webhook, ApiError> {
+    let hook = state
+        .store
+        .get_webhook(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let visible = match (&hook.app_id, &caller.key.app_id) {
+        (_, None) => true,
+        (Some(app), Some(scope)) => app == scope,
+        (None, Some(_)) => false,
+    };
+    if !visible {
+        return Err(not_found(id));
+    }
+    caller.require(Role::Admin, hook.app_id.as_deref())?;
+    Ok(hook)
+}
+
+fn store_error(id: i64, err: StoreError) -> ApiError {
+    match err {
+        StoreError::NotFound("webhook") => not_found(id),
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks",
+    params(("app_id" = Option<String>, Query, description = "this app's webhooks and the global ones")),
+    responses((status = 200, body = WebhookList), (status = 403, body = ErrorView)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<WebhookList>, ApiError> {
+    let app_id = query
+        .app_id
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| caller.key.app_id.clone());
+    caller.require(Role::Admin, app_id.as_deref())?;
+    let hooks = state.store.list_webhooks(app_id.as_deref()).await?;
+    let scope = caller.key.app_id.as_deref();
+    Ok(Json(WebhookList {
+        webhooks: hooks
+            .into_iter()
+            // A scoped key does not see the global webhooks.
+            .filter(|h| scope.is_none() || h.app_id.as_deref() == scope)
+            .map(WebhookView::masked)
+            .collect(),
+    }))
+}
+
+fn checked_events(given: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let mut wanted: Vec<String> = Vec::new();
+    for event in given.unwrap_or_default() {
+        let event = event.trim().to_string();
+        if !events::ALL.contains(&event.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_event",
+                format!(
+                    "unknown event type {event:?}; known: {}",
+                    events::ALL.join(", ")
+                ),
+            ));
+        }
+        if !wanted.contains(&event) {
+            wanted.push(event);
+        }
+    }
+    Ok(wanted)
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "create_webhooks", request_body = CreateWebhook,
+    responses((status = 201, body = WebhookView, description = "the secret is shown whole, this once"),
+        (status = 400, body = ErrorView), (status = 404, body = ErrorView)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+    let app_id = body
+        .app_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    caller.require(Role::Admin, app_id)?;
+    if let Some(app_id) = app_id {
+        existing_app(&state, &caller, app_id).await?;
+    }
+    let url = body.url.trim();
+    if url.len() > 2048 || !webhooks::is_valid_url(url) {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("url must be an http:// or https:// URL, got {url:?}"),
+        ));
+    }
+    let events = checked_events(body.events)?;
+    let secret = match body.secret.as_deref().map(str::trim) {
+        None | Some("") => webhooks::generate_secret(),
+        Some(given) if webhooks::secret_key(given).is_some() => given.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_secret",
+                "secret must be whsec_ followed by the base64 of 24 to 64 random bytes",
+            ))
+        }
+    };
+    let hook = state
+        .store
+        .create_webhook(NewWebhook {
+            app_id: app_id.map(str::to_string),
+            url: url.to_string(),
+            secret,
+            events,
+            enabled: body.enabled.unwrap_or(true),
+            created_at: state.clock.now(),
+        })
+        .await?;
+    audit::log(
+        &state,
+        &caller,
+        hook.app_id.as_deref(),
+        "webhook.create",
+        &hook.id.to_string(),
+        None,
+        audit::view(&WebhookView::masked(hook.clone())),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(WebhookView::revealed(hook))))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "show_webhooks",
+    responses((status = 200, body = WebhookView), (status = 404, body = ErrorView)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let id = parse_id(&id)?;
+    let hook = visible_webhook(&state, &caller, id).await?;
+    Ok(Json(WebhookView::masked(hook)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhooks",
+    responses((status = 204), (status = 404, body = ErrorView)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let hook = visible_webhook(&state, &caller, id).await?;
+    state
+        .store
+        .delete_webhook(id)
+        .await
+        .map_err(|e| store_error(id, e))?;
+    let before = audit::view(&WebhookView::masked(hook.clone()));
+    audit::log(
+        &state,
+        &caller,
+        hook.app_id.as_deref(),
+        "webhook.delete",
+        &id.to_string(),
+        before,
+        None,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", operation_id = "test_webhooks",
+    responses((status = 202, body = DeliveryView, description = "a webhook.test event is queued"), (status = 404, body = ErrorView)))]
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    let id = parse_id(&id)?;
+    visible_webhook(&state, &caller, id).await?;
+    let delivery = webhooks::send_test(&state, id)
+        .await
+        .map_err(|e| store_error(id, e))?;
+    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries",
+    params(("limit" = Option<i64>, Query, description = "newest first; default 50, at most 500")),
+    responses((status = 200, body = DeliveryList), (status = 404, body = ErrorView)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let id = parse_id(&id)?;
+    visible_webhook(&state, &caller, id).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let deliveries = state.store.list_deliveries(id, limit).await?;
+    Ok(Json(DeliveryList {
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+    }))
+}
