@@ -6,6 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use updraft_core::model::{AutoUpdatePolicy, Role};
+use updraft_core::rollout::FULL_BPS;
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./updraft-data";
@@ -350,8 +351,10 @@ pub fn parse_bps(text: &str) -> Result<u32, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a whole number of basis points (0 to 10000)"))?;
-    if value > 10_000 {
-        return Err(format!("{value} is more than 10000 basis points (100%)"));
+    if value > FULL_BPS {
+        return Err(format!(
+            "{value} is more than {FULL_BPS} basis points (100%)"
+        ));
     }
     Ok(value)
 }
@@ -390,7 +393,7 @@ pub fn parse_ramp_steps(text: &str) -> Result<RampSteps, String> {
     if steps.first() == Some(&0) {
         return Err(format!("{text:?}: a step of 0% reaches nobody"));
     }
-    if steps.last() != Some(&10_000) {
+    if steps.last() != Some(&FULL_BPS) {
         return Err(format!("{text:?}: the last step must be 100"));
     }
     Ok(RampSteps(steps))

@@ -410,6 +410,101 @@ pub struct ChannelPatch {
     pub ramp: Option<RampPlan>,
 }
 
+impl ChannelPatch {
+    /// Changes every field of `channel` that the patch sets.
+    pub fn apply_to(&self, channel: &mut Channel) {
+        fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+            if let Some(value) = value {
+                *field = value.clone();
+            }
+        }
+        // Destructured so that a new patch field cannot be forgotten here.
+        let ChannelPatch {
+            bundle_id,
+            public,
+            ios,
+            android,
+            electron,
+            allow_device_self_set,
+            allow_emulator,
+            allow_device,
+            allow_dev,
+            allow_prod,
+            disable_auto_update,
+            disable_auto_update_under_native,
+            targeting,
+            rollout,
+            auto_pause,
+            ramp,
+        } = self;
+        set(&mut channel.bundle_id, bundle_id);
+        set(&mut channel.public, public);
+        set(&mut channel.ios, ios);
+        set(&mut channel.android, android);
+        set(&mut channel.electron, electron);
+        set(&mut channel.allow_device_self_set, allow_device_self_set);
+        set(&mut channel.allow_emulator, allow_emulator);
+        set(&mut channel.allow_device, allow_device);
+        set(&mut channel.allow_dev, allow_dev);
+        set(&mut channel.allow_prod, allow_prod);
+        set(&mut channel.disable_auto_update, disable_auto_update);
+        set(
+            &mut channel.disable_auto_update_under_native,
+            disable_auto_update_under_native,
+        );
+        set(&mut channel.targeting, targeting);
+        set(&mut channel.rollout, rollout);
+        set(&mut channel.auto_pause, auto_pause);
+        set(&mut channel.ramp, ramp);
+    }
+
+    /// Folds a later patch into this one: the fields it sets win.
+    pub fn merge(&mut self, later: ChannelPatch) {
+        fn set<T>(field: &mut Option<T>, value: Option<T>) {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        let ChannelPatch {
+            bundle_id,
+            public,
+            ios,
+            android,
+            electron,
+            allow_device_self_set,
+            allow_emulator,
+            allow_device,
+            allow_dev,
+            allow_prod,
+            disable_auto_update,
+            disable_auto_update_under_native,
+            targeting,
+            rollout,
+            auto_pause,
+            ramp,
+        } = later;
+        set(&mut self.bundle_id, bundle_id);
+        set(&mut self.public, public);
+        set(&mut self.ios, ios);
+        set(&mut self.android, android);
+        set(&mut self.electron, electron);
+        set(&mut self.allow_device_self_set, allow_device_self_set);
+        set(&mut self.allow_emulator, allow_emulator);
+        set(&mut self.allow_device, allow_device);
+        set(&mut self.allow_dev, allow_dev);
+        set(&mut self.allow_prod, allow_prod);
+        set(&mut self.disable_auto_update, disable_auto_update);
+        set(
+            &mut self.disable_auto_update_under_native,
+            disable_auto_update_under_native,
+        );
+        set(&mut self.targeting, targeting);
+        set(&mut self.rollout, rollout);
+        set(&mut self.auto_pause, auto_pause);
+        set(&mut self.ramp, ramp);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OverrideSource {

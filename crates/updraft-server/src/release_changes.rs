@@ -270,8 +270,8 @@ impl Plan {
 
     /// Adds a settings change (no history reason of its own).
     pub fn add_settings(&mut self, patch: ChannelPatch) {
-        apply_patch(&mut self.after, &patch);
-        merge_patch(&mut self.patch, patch);
+        patch.apply_to(&mut self.after);
+        self.patch.merge(patch);
     }
 
     fn push(&mut self, patch: ChannelPatch, reason: &'static str, event: Option<&'static str>) {
@@ -536,98 +536,6 @@ impl Plan {
     }
 }
 
-/// `channel` with `patch` applied, as the store applies it.
-pub(crate) fn apply_patch(channel: &mut Channel, patch: &ChannelPatch) {
-    let ChannelPatch {
-        bundle_id,
-        public,
-        ios,
-        android,
-        electron,
-        allow_device_self_set,
-        allow_emulator,
-        allow_device,
-        allow_dev,
-        allow_prod,
-        disable_auto_update,
-        disable_auto_update_under_native,
-        targeting,
-        rollout,
-        auto_pause,
-        ramp,
-    } = patch;
-    fn set<T: Clone>(field: &mut T, value: &Option<T>) {
-        if let Some(value) = value {
-            *field = value.clone();
-        }
-    }
-    set(&mut channel.bundle_id, bundle_id);
-    set(&mut channel.public, public);
-    set(&mut channel.ios, ios);
-    set(&mut channel.android, android);
-    set(&mut channel.electron, electron);
-    set(&mut channel.allow_device_self_set, allow_device_self_set);
-    set(&mut channel.allow_emulator, allow_emulator);
-    set(&mut channel.allow_device, allow_device);
-    set(&mut channel.allow_dev, allow_dev);
-    set(&mut channel.allow_prod, allow_prod);
-    set(&mut channel.disable_auto_update, disable_auto_update);
-    set(
-        &mut channel.disable_auto_update_under_native,
-        disable_auto_update_under_native,
-    );
-    set(&mut channel.targeting, targeting);
-    set(&mut channel.rollout, rollout);
-    set(&mut channel.auto_pause, auto_pause);
-    set(&mut channel.ramp, ramp);
-}
-
-/// Later fields win.
-fn merge_patch(into: &mut ChannelPatch, next: ChannelPatch) {
-    let ChannelPatch {
-        bundle_id,
-        public,
-        ios,
-        android,
-        electron,
-        allow_device_self_set,
-        allow_emulator,
-        allow_device,
-        allow_dev,
-        allow_prod,
-        disable_auto_update,
-        disable_auto_update_under_native,
-        targeting,
-        rollout,
-        auto_pause,
-        ramp,
-    } = next;
-    fn set<T>(field: &mut Option<T>, value: Option<T>) {
-        if value.is_some() {
-            *field = value;
-        }
-    }
-    set(&mut into.bundle_id, bundle_id);
-    set(&mut into.public, public);
-    set(&mut into.ios, ios);
-    set(&mut into.android, android);
-    set(&mut into.electron, electron);
-    set(&mut into.allow_device_self_set, allow_device_self_set);
-    set(&mut into.allow_emulator, allow_emulator);
-    set(&mut into.allow_device, allow_device);
-    set(&mut into.allow_dev, allow_dev);
-    set(&mut into.allow_prod, allow_prod);
-    set(&mut into.disable_auto_update, disable_auto_update);
-    set(
-        &mut into.disable_auto_update_under_native,
-        disable_auto_update_under_native,
-    );
-    set(&mut into.targeting, targeting);
-    set(&mut into.rollout, rollout);
-    set(&mut into.auto_pause, auto_pause);
-    set(&mut into.ramp, ramp);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,21 +588,18 @@ mod tests {
             rollout: Some(Some(rollout(3))),
             ..ChannelPatch::default()
         };
-        merge_patch(
-            &mut merged,
-            ChannelPatch {
-                rollout: Some(None),
-                android: Some(false),
-                ..ChannelPatch::default()
-            },
-        );
+        merged.merge(ChannelPatch {
+            rollout: Some(None),
+            android: Some(false),
+            ..ChannelPatch::default()
+        });
         assert_eq!(merged.bundle_id, Some(Some(2)));
         assert_eq!(merged.ios, Some(false));
         assert_eq!(merged.android, Some(false));
         assert_eq!(merged.rollout, Some(None));
         let mut c = channel();
         c.rollout = Some(rollout(3));
-        apply_patch(&mut c, &merged);
+        merged.apply_to(&mut c);
         assert_eq!(c.bundle_id, Some(2));
         assert!(!c.ios && !c.android && c.electron);
         assert_eq!(c.rollout, None);
@@ -703,13 +608,11 @@ mod tests {
     #[test]
     fn builtin_is_a_patch_to_none() {
         let mut c = channel();
-        apply_patch(
-            &mut c,
-            &ChannelPatch {
-                bundle_id: Some(None),
-                ..ChannelPatch::default()
-            },
-        );
+        (ChannelPatch {
+            bundle_id: Some(None),
+            ..ChannelPatch::default()
+        })
+        .apply_to(&mut c);
         assert_eq!(c.bundle_id, None);
     }
 

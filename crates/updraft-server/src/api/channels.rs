@@ -20,13 +20,11 @@ use updraft_core::model::{
     AutoPauseAction, AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan,
     Role, Targeting, VersionRange,
 };
-use updraft_core::rollout::RolloutChange;
+use updraft_core::rollout::{RolloutChange, FULL_BPS};
 use updraft_store::NewChannel;
 
 /// Longest auto-pause cooldown: a week.
 const MAX_COOLDOWN_MINUTES: u32 = 10_080;
-/// 100 % in basis points.
-const FULL_BPS: u32 = 10_000;
 
 async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
     let names = bundle_names(state, &channel.app_id).await?;

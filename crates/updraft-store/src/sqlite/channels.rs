@@ -12,132 +12,51 @@ use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Sqlite, SqliteConnection};
 use updraft_core::model::{
-    AutoPausePolicy, AutoUpdatePolicy, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch,
-    Millis, RampPlan, Rollout, ScheduleStatus, Targeting,
+    ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch, Millis, ScheduleStatus,
 };
 
 /// History's name for "no bundle": the native one.
-const BUILTIN: &str = "builtin";
 /// The actor of changes made through `create_channel` / `update_channel`.
 const SYSTEM_ACTOR: &str = "system";
 /// The result recorded on a schedule completed by the change it made.
 const SCHEDULE_APPLIED: &str = "applied";
-/// 100 %, in basis points.
-const MAX_BPS: u32 = 10_000;
 
-/// A channel's settings with every patch field resolved.
-struct ChannelSettings {
-    bundle_id: Option<i64>,
-    public: bool,
-    ios: bool,
-    android: bool,
-    electron: bool,
-    allow_device_self_set: bool,
-    allow_emulator: bool,
-    allow_device: bool,
-    allow_dev: bool,
-    allow_prod: bool,
-    disable_auto_update: AutoUpdatePolicy,
-    disable_auto_update_under_native: bool,
-    targeting: Targeting,
-    rollout: Option<Rollout>,
-    auto_pause: AutoPausePolicy,
-    ramp: RampPlan,
-}
-
-impl ChannelSettings {
-    fn of(channel: &Channel) -> ChannelSettings {
-        ChannelSettings {
-            bundle_id: channel.bundle_id,
-            public: channel.public,
-            ios: channel.ios,
-            android: channel.android,
-            electron: channel.electron,
-            allow_device_self_set: channel.allow_device_self_set,
-            allow_emulator: channel.allow_emulator,
-            allow_device: channel.allow_device,
-            allow_dev: channel.allow_dev,
-            allow_prod: channel.allow_prod,
-            disable_auto_update: channel.disable_auto_update,
-            disable_auto_update_under_native: channel.disable_auto_update_under_native,
-            targeting: channel.targeting.clone(),
-            rollout: channel.rollout.clone(),
-            auto_pause: channel.auto_pause.clone(),
-            ramp: channel.ramp.clone(),
-        }
-    }
-
-    /// Binds the settings as consecutive parameters, in column order
-    /// (`bundle_id` … `disable_auto_update_under_native`, then `targeting`,
-    /// the nine `rollout_*` columns, `auto_pause` and `ramp`).
-    fn bind_in_order<'q>(
-        &self,
-        query: Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> StoreResult<Query<'q, Sqlite, SqliteArguments<'q>>> {
-        let rollout = self.rollout.as_ref();
-        let rollout_targeting = match rollout {
-            Some(rollout) => rows::json_unless_default(&rollout.targeting)?,
-            None => None,
-        };
-        Ok(query
-            .bind(self.bundle_id)
-            .bind(self.public)
-            .bind(self.ios)
-            .bind(self.android)
-            .bind(self.electron)
-            .bind(self.allow_device_self_set)
-            .bind(self.allow_emulator)
-            .bind(self.allow_device)
-            .bind(self.allow_dev)
-            .bind(self.allow_prod)
-            .bind(self.disable_auto_update.as_str())
-            .bind(self.disable_auto_update_under_native)
-            .bind(rows::json_unless_default(&self.targeting)?)
-            .bind(rollout.map(|r| r.bundle_id))
-            .bind(rollout.map(|r| i64::from(r.percentage_bps)))
-            .bind(rollout.and_then(|r| r.paused_at))
-            .bind(rollout.map(|r| r.rollout_id.clone()))
-            .bind(rollout.map(|r| r.started_at))
-            .bind(rollout.map(|r| r.step_started_at))
-            .bind(rollout_targeting)
-            .bind(rollout.and_then(|r| r.auto_pause_triggered_at))
-            .bind(rows::json_unless_default(&self.auto_pause)?)
-            .bind(rows::json_unless_default(&self.ramp)?))
-    }
-
-    fn apply(mut self, patch: &ChannelPatch) -> ChannelSettings {
-        fn set<T>(field: &mut T, value: &Option<T>)
-        where
-            T: Clone,
-        {
-            if let Some(value) = value {
-                *field = value.clone();
-            }
-        }
-        set(&mut self.bundle_id, &patch.bundle_id);
-        set(&mut self.public, &patch.public);
-        set(&mut self.ios, &patch.ios);
-        set(&mut self.android, &patch.android);
-        set(&mut self.electron, &patch.electron);
-        set(
-            &mut self.allow_device_self_set,
-            &patch.allow_device_self_set,
-        );
-        set(&mut self.allow_emulator, &patch.allow_emulator);
-        set(&mut self.allow_device, &patch.allow_device);
-        set(&mut self.allow_dev, &patch.allow_dev);
-        set(&mut self.allow_prod, &patch.allow_prod);
-        set(&mut self.disable_auto_update, &patch.disable_auto_update);
-        set(
-            &mut self.disable_auto_update_under_native,
-            &patch.disable_auto_update_under_native,
-        );
-        set(&mut self.targeting, &patch.targeting);
-        set(&mut self.rollout, &patch.rollout);
-        set(&mut self.auto_pause, &patch.auto_pause);
-        set(&mut self.ramp, &patch.ramp);
-        self
-    }
+/// Binds a channel's settings as consecutive parameters, in column order
+/// (`bundle_id` … `disable_auto_update_under_native`, then `targeting`,
+/// the nine `rollout_*` columns, `auto_pause` and `ramp`).
+fn bind_settings<'q>(
+    settings: &Channel,
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+) -> StoreResult<Query<'q, Sqlite, SqliteArguments<'q>>> {
+    let rollout = settings.rollout.as_ref();
+    let rollout_targeting = match rollout {
+        Some(rollout) => rows::json_unless_default(&rollout.targeting)?,
+        None => None,
+    };
+    Ok(query
+        .bind(settings.bundle_id)
+        .bind(settings.public)
+        .bind(settings.ios)
+        .bind(settings.android)
+        .bind(settings.electron)
+        .bind(settings.allow_device_self_set)
+        .bind(settings.allow_emulator)
+        .bind(settings.allow_device)
+        .bind(settings.allow_dev)
+        .bind(settings.allow_prod)
+        .bind(settings.disable_auto_update.as_str())
+        .bind(settings.disable_auto_update_under_native)
+        .bind(rows::json_unless_default(&settings.targeting)?)
+        .bind(rollout.map(|r| r.bundle_id))
+        .bind(rollout.map(|r| i64::from(r.percentage_bps)))
+        .bind(rollout.and_then(|r| r.paused_at))
+        .bind(rollout.map(|r| r.rollout_id.clone()))
+        .bind(rollout.map(|r| r.started_at))
+        .bind(rollout.map(|r| r.step_started_at))
+        .bind(rollout_targeting)
+        .bind(rollout.and_then(|r| r.auto_pause_triggered_at))
+        .bind(rows::json_unless_default(&settings.auto_pause)?)
+        .bind(rows::json_unless_default(&settings.ramp)?))
 }
 
 /// The safety net behind the API's own check: a channel may only point at a
@@ -222,7 +141,7 @@ fn release_state(channel: &Channel) -> ReleaseState {
 /// A bundle's name for history: `builtin` for none.
 async fn bundle_name(conn: &mut SqliteConnection, bundle_id: Option<i64>) -> StoreResult<String> {
     let Some(id) = bundle_id else {
-        return Ok(BUILTIN.to_string());
+        return Ok(updraft_core::model::BUILTIN.to_string());
     };
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM bundles WHERE id = $1")
         .bind(id)
@@ -273,10 +192,11 @@ async fn write_update(
         check_bundle_reference(conn, &current.app_id, bundle_id).await?;
     }
     if let Some(Some(rollout)) = &patch.rollout {
-        if rollout.percentage_bps > MAX_BPS {
+        if rollout.percentage_bps > updraft_core::rollout::FULL_BPS {
             return Err(StoreError::Invalid(format!(
-                "rollout percentage {} bps is above {MAX_BPS}",
-                rollout.percentage_bps
+                "rollout percentage {} bps is above {}",
+                rollout.percentage_bps,
+                updraft_core::rollout::FULL_BPS
             )));
         }
         // A new rollout bundle must be live; an ongoing rollout may still be
@@ -286,7 +206,8 @@ async fn write_update(
             check_bundle_reference(conn, &current.app_id, rollout.bundle_id).await?;
         }
     }
-    let settings = ChannelSettings::of(current).apply(patch);
+    let mut settings = current.clone();
+    patch.apply_to(&mut settings);
     let query = sqlx::query(concat!(
         "UPDATE channels SET bundle_id = $2, public = $3, ios = $4, android = $5, electron = $6, \
          allow_device_self_set = $7, allow_emulator = $8, allow_device = $9, allow_dev = $10, \
@@ -298,8 +219,7 @@ async fn write_update(
         channel_columns!()
     ))
     .bind(current.id);
-    let row = settings
-        .bind_in_order(query)?
+    let row = bind_settings(&settings, query)?
         .bind(change.at)
         .fetch_one(&mut *conn)
         .await?;
