@@ -347,11 +347,23 @@ pub async fn create(
                     now,
                 )
                 .await;
-            // Created meanwhile by someone else: use it.
-            if let Err(error) = created {
-                if !matches!(error, StoreError::AlreadyExists(_)) {
-                    return Err(error.into());
+            match created {
+                Ok(new_channel) => {
+                    let after = audit::view(&super::channels::view(&state, new_channel).await?);
+                    audit::log(
+                        &state,
+                        &caller,
+                        Some(&app_id),
+                        "channel.create",
+                        channel,
+                        None,
+                        after,
+                    )
+                    .await;
                 }
+                // Created meanwhile by someone else: use it.
+                Err(StoreError::AlreadyExists(_)) => {}
+                Err(error) => return Err(error.into()),
             }
         }
         let version = bundle.name.clone();

@@ -26,7 +26,7 @@ use updraft_store::NewChannel;
 /// Longest auto-pause cooldown: a week.
 const MAX_COOLDOWN_MINUTES: u32 = 10_080;
 
-async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
+pub(super) async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
     let names = bundle_names(state, &channel.app_id).await?;
     Ok(ChannelView::new(channel, &names))
 }

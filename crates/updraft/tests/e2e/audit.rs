@@ -99,6 +99,43 @@ async fn every_management_change_is_recorded_once() {
         200,
     )
     .await;
+    // Release changes: a stable bundle, an upload that creates its channel
+    // and goes live there, a schedule made and cancelled.
+    call(
+        &s,
+        Method::PATCH,
+        &format!("{app}/channels/beta"),
+        Some(json!({"bundle": "1.0.0"})),
+        200,
+    )
+    .await;
+    let mut into_rollout = external_bundle("1.0.2");
+    into_rollout["channel"] = json!("canary");
+    call(
+        &s,
+        Method::POST,
+        &format!("{app}/bundles"),
+        Some(into_rollout),
+        201,
+    )
+    .await;
+    let schedule = call(
+        &s,
+        Method::POST,
+        &format!("{app}/schedules"),
+        Some(json!({"channel": "beta", "bundle": "1.0.2", "run_at": "2099-01-01T00:00:00Z"})),
+        201,
+    )
+    .await;
+    let schedule_id = schedule["id"].as_i64().unwrap().to_string();
+    call(
+        &s,
+        Method::DELETE,
+        &format!("{app}/schedules/{schedule_id}"),
+        None,
+        200,
+    )
+    .await;
     let device = format!("{app}/devices/{DEVICE}/channel");
     call(
         &s,
@@ -166,6 +203,12 @@ async fn every_management_change_is_recorded_once() {
         ("key:admin", "bundle.delete", "1.0.1"),
         ("key:admin", "channel.create", "beta"),
         ("key:admin", "channel.update", "beta"),
+        ("key:admin", "channel.release", "beta"),
+        ("key:admin", "bundle.create", "1.0.2"),
+        ("key:admin", "channel.create", "canary"),
+        ("key:admin", "channel.release", "canary"),
+        ("key:admin", "schedule.create", &schedule_id),
+        ("key:admin", "schedule.cancel", &schedule_id),
         ("key:admin", "device.override.set", DEVICE),
         ("key:admin", "device.override.delete", DEVICE),
         ("key:admin", "apikey.create", "ci"),
