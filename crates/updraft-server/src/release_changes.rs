@@ -190,18 +190,43 @@ pub(crate) async fn resolve_bundle(
     Ok(Some(bundle))
 }
 
-/// Every bundle name of the app by id, deleted ones included (for views).
-pub(crate) async fn bundle_names(
+/// Names of the bundles `channels` point at (stable and rollout), for
+/// views: from the in-memory release, which holds every bundle a channel
+/// points at; from the store only when a channel was just changed and the
+/// release has not caught up.
+pub(crate) async fn bundle_names<'a>(
     state: &AppState,
     app_id: &str,
+    channels: impl IntoIterator<Item = &'a Channel>,
 ) -> Result<HashMap<i64, String>, ApiError> {
-    Ok(state
-        .store
-        .list_bundles(app_id, true)
-        .await?
-        .into_iter()
-        .map(|b| (b.id, b.name))
-        .collect())
+    let release = state.releases.get(app_id);
+    let mut names = HashMap::new();
+    let mut missing = false;
+    for channel in channels {
+        let ids = channel
+            .bundle_id
+            .into_iter()
+            .chain(channel.rollout.as_ref().map(|r| r.bundle_id));
+        for id in ids {
+            match release.bundles.get(&id) {
+                Some(bundle) => {
+                    names.insert(id, bundle.name.clone());
+                }
+                None => missing = true,
+            }
+        }
+    }
+    if missing {
+        names.extend(
+            state
+                .store
+                .list_bundles(app_id, true)
+                .await?
+                .into_iter()
+                .map(|b| (b.id, b.name)),
+        );
+    }
+    Ok(names)
 }
 
 /// A new rollout's id: the seed of its device buckets.
@@ -243,7 +268,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub async fn new(state: &AppState, channel: Channel) -> Result<Plan, ApiError> {
-        let names = bundle_names(state, &channel.app_id).await?;
+        let names = bundle_names(state, &channel.app_id, [&channel]).await?;
         Ok(Plan {
             after: channel.clone(),
             before: channel,

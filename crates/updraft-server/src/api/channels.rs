@@ -27,7 +27,7 @@ use updraft_store::NewChannel;
 const MAX_COOLDOWN_MINUTES: u32 = 10_080;
 
 pub(super) async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
-    let names = bundle_names(state, &channel.app_id).await?;
+    let names = bundle_names(state, &channel.app_id, [&channel]).await?;
     Ok(ChannelView::new(channel, &names))
 }
 
@@ -336,8 +336,8 @@ pub async fn list(
 ) -> Result<Json<ChannelList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let names = bundle_names(&state, &app_id).await?;
     let channels = state.store.list_channels(&app_id).await?;
+    let names = bundle_names(&state, &app_id, &channels).await?;
     Ok(Json(ChannelList {
         channels: channels
             .into_iter()

@@ -101,7 +101,7 @@ pub async fn rollback(
         request.to.as_deref(),
     )
     .await?;
-    let names = bundle_names(&state, &app_id).await?;
+    let names = bundle_names(&state, &app_id, [&channel]).await?;
     Ok(Json(ChannelView::new(channel, &names)))
 }
 
