@@ -230,6 +230,9 @@ async fn control_rollout(
     }) else {
         return Ok(());
     };
+    state
+        .metrics
+        .record_rollout_control_outcome(outcome.action.decision_action(), outcome.reason);
     let decision = decision_of(&channel, &rollout, &bundle, &outcome, now);
     let (change, reason, event): (Option<RolloutChange>, &'static str, &'static str) =
         match outcome.action {

@@ -251,6 +251,7 @@ impl Server {
         let webhook_worker = webhooks::spawn_worker(
             Arc::clone(&self.state.store),
             Arc::clone(&self.state.config),
+            Arc::clone(&self.state.metrics),
             webhooks_stop_rx,
         );
         let (control_stop, control_stop_rx) = tokio::sync::watch::channel(false);

@@ -160,6 +160,29 @@ impl EncodeLabelSet for OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ControlOutcomeLabels {
+    action: &'static str,
+    reason: &'static str,
+}
+
+impl EncodeLabelSet for ControlOutcomeLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("action", self.action), ("reason", self.reason)].encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct DeliveryLabels {
+    outcome: &'static str,
+}
+
+impl EncodeLabelSet for DeliveryLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("outcome", self.outcome)].encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -238,6 +261,8 @@ pub struct Metrics {
     storage_errors: Family<OperationLabels, Counter>,
     download_bytes: Counter,
     registry_pending_devices: Gauge,
+    rollout_control_outcomes: Family<ControlOutcomeLabels, Counter>,
+    webhook_attempts: Family<DeliveryLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -327,6 +352,21 @@ impl Metrics {
             "Device sightings buffered for the next registry flush (sampled at scrape)",
             registry_pending_devices.clone(),
         );
+        let rollout_control_outcomes = Family::<ControlOutcomeLabels, Counter>::default();
+        registry.register(
+            "rollout_control_outcomes",
+            "What the rollout control loop concluded for a rollout, per pass (holds included)",
+            rollout_control_outcomes.clone(),
+        );
+        let webhook_attempts = Family::<DeliveryLabels, Counter>::default();
+        for outcome in ["succeeded", "failed"] {
+            drop(webhook_attempts.get_or_create(&DeliveryLabels { outcome }));
+        }
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts, by whether the receiver answered 2xx",
+            webhook_attempts.clone(),
+        );
         let start_time = Gauge::<f64, AtomicU64>::default();
         start_time.set(
             SystemTime::now()
@@ -362,6 +402,8 @@ impl Metrics {
             storage_errors,
             download_bytes,
             registry_pending_devices,
+            rollout_control_outcomes,
+            webhook_attempts,
         }
     }
 
@@ -446,6 +488,20 @@ impl Metrics {
     /// For the download code: bytes of bundle files sent.
     pub fn record_download_bytes(&self, bytes: u64) {
         self.download_bytes.inc_by(bytes);
+    }
+
+    /// One outcome of `control::evaluate` (`action` as recorded, reason code).
+    pub fn record_rollout_control_outcome(&self, action: &'static str, reason: &'static str) {
+        self.rollout_control_outcomes
+            .get_or_create(&ControlOutcomeLabels { action, reason })
+            .inc();
+    }
+
+    pub fn record_webhook_attempt(&self, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.webhook_attempts
+            .get_or_create(&DeliveryLabels { outcome })
+            .inc();
     }
 
     pub fn set_registry_pending_devices(&self, pending: usize) {

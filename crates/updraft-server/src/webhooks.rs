@@ -166,6 +166,7 @@ pub async fn send_test(state: &AppState, webhook_id: i64) -> Result<WebhookDeliv
 pub fn spawn_worker(
     store: Arc<dyn Store>,
     config: Arc<ServerConfig>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -185,7 +186,7 @@ pub fn spawn_worker(
         };
         loop {
             // A full batch means more may be waiting: go again at once.
-            let full = deliver_due(&store, &config, &http).await;
+            let full = deliver_due(&store, &config, &metrics, &http).await;
             if *stop.borrow() {
                 break;
             }
@@ -205,6 +206,7 @@ pub fn spawn_worker(
 async fn deliver_due(
     store: &Arc<dyn Store>,
     config: &ServerConfig,
+    metrics: &crate::metrics::Metrics,
     http: &reqwest::Client,
 ) -> bool {
     let due = match store.due_deliveries(wall_clock_ms(), BATCH_SIZE).await {
@@ -223,6 +225,7 @@ async fn deliver_due(
             let unrecorded = &unrecorded;
             async move {
                 let attempt = attempt(http, config, &due).await;
+                metrics.record_webhook_attempt(attempt.succeeded);
                 match store.record_delivery_attempt(attempt).await {
                     Ok(_) => {}
                     // Its webhook was deleted while it was being sent.

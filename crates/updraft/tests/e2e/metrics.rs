@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 #[derive(Debug, PartialEq)]
-struct Sample {
+pub(crate) struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
     value: f64,
@@ -111,7 +111,7 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the one sample with exactly these labels.
-fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let wanted: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -124,7 +124,7 @@ fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f
     found.first().map(|s| s.value)
 }
 
-async fn scrape(s: &Server) -> (String, Vec<Sample>) {
+pub(crate) async fn scrape(s: &Server) -> (String, Vec<Sample>) {
     let resp = s
         .http
         .get(format!("{}/metrics", s.url))

@@ -649,4 +649,14 @@ async fn auto_pause_stops_a_failing_rollout() {
     assert_eq!(history["history"][0]["actor"], "control-loop");
     assert_eq!(history["history"][0]["reason"], "auto_pause");
     assert_eq!(history["history"][0]["rollout_paused"], true);
+    // The pause is counted once in /metrics.
+    let (_, samples) = crate::metrics::scrape(&s).await;
+    assert_eq!(
+        crate::metrics::value_of(
+            &samples,
+            "updraft_rollout_control_outcomes_total",
+            &[("action", "paused"), ("reason", "auto_pause_triggered")]
+        ),
+        Some(1.0)
+    );
 }

@@ -384,6 +384,18 @@ async fn a_failing_receiver_gets_the_third_attempt() {
         received.iter().map(|r| r.answered).collect::<Vec<_>>(),
         vec![503, 503, 204]
     );
+    let (_, samples) = crate::metrics::scrape(&s).await;
+    let attempts = |outcome| {
+        crate::metrics::value_of(
+            &samples,
+            "updraft_webhook_delivery_attempts_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (attempts("failed"), attempts("succeeded")),
+        (Some(2.0), Some(1.0))
+    );
     // The same message on every attempt, each signed afresh.
     for r in &received {
         assert_eq!(r.message_id, delivery["message_id"].as_str().unwrap());
