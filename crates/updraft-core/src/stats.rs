@@ -12,15 +12,21 @@
 //!   more than 365 days before it is replaced by the arrival time, so a device
 //!   clock that is wrong cannot misplace events.
 
+mod body;
+#[cfg(test)]
+mod legacy_oracle;
+
 use crate::error::DeviceError;
 use crate::model::{DeviceSighting, Millis, StatsEvent};
 use crate::request::fields::{
-    self, check_device_id, device_id_field, flag, non_blank, non_empty, normalize_install_source,
-    optional_str, required_str, single_issue_error, DeviceIdField, Issues, DEVICE_ID_ISSUE,
-    INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    self, check_device_id, non_blank, non_empty, normalize_install_source, single_issue_error,
+    Issues, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
 };
-use crate::request::prelude::{coerce_version_build, missing_device_id, resolve_builtin};
+use crate::request::prelude::{missing_device_id, resolve_builtin, version_build_of};
 use crate::request::{ParsedStatsEvent, StatsBatch, StatsItem};
+use body::{EventFields, Field, Metadata, RawEvent};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -132,53 +138,192 @@ pub fn is_known_action(action: &str) -> bool {
     is_progress_step || KNOWN_ACTIONS.contains(&action)
 }
 
+/// Validates a raw `/stats` body in one pass over its text (no
+/// `serde_json::Value` in between). Not JSON: `invalid_json_parse_body`, as
+/// [`crate::request::parse_json`] answers; otherwise as [`parse_stats_body`].
+pub fn parse_stats_bytes(bytes: &[u8], now: Millis) -> Result<StatsBatch, DeviceError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let reader = BodyReader {
+        now,
+        // Sized for the plugin's events (~350 bytes each) to spare regrowing.
+        capacity_hint: (bytes.len() / 256).min(MAX_EVENTS),
+    };
+    let parsed = reader
+        .deserialize(&mut deserializer)
+        .and_then(|batch| deserializer.end().map(|()| batch));
+    parsed.map_err(|_| invalid_json_parse_body())?
+}
+
 /// Validates a `/stats` body. `Err` refuses the whole body (nothing is
 /// stored); otherwise each item is an accepted event or why it was refused.
 pub fn parse_stats_body(body: &Value, now: Millis) -> Result<StatsBatch, DeviceError> {
-    let (events, is_batch) = match body {
-        Value::Array(events) => (events.as_slice(), true),
-        Value::Object(_) => (std::slice::from_ref(body), false),
-        _ => {
-            return Err(DeviceError::bad_request(
-                INVALID_BODY,
-                fields::PARSE_BODY_MESSAGE,
-            ))
+    let reader = BodyReader {
+        now,
+        capacity_hint: body
+            .as_array()
+            .map_or(1, |events| events.len().min(MAX_EVENTS)),
+    };
+    // A `Value` is always well-formed, so the reader cannot fail on one.
+    reader
+        .deserialize(body)
+        .map_err(|_| invalid_json_parse_body())?
+}
+
+fn invalid_json_parse_body() -> DeviceError {
+    DeviceError::bad_request("invalid_json_parse_body", "Invalid JSON body")
+        .with("e", Value::Object(Map::new()))
+}
+
+/// Reads a whole body: an array of events, one event object, or (refused)
+/// anything else. Its value is the parse result; the deserializer's own error
+/// only ever means malformed JSON.
+struct BodyReader {
+    now: Millis,
+    capacity_hint: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BodyReader {
+    type Value = Result<StatsBatch, DeviceError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl BodyReader {
+    fn not_a_body<E>(self) -> Result<Result<StatsBatch, DeviceError>, E> {
+        Ok(Err(DeviceError::bad_request(
+            INVALID_BODY,
+            fields::PARSE_BODY_MESSAGE,
+        )))
+    }
+}
+
+impl<'de> Visitor<'de> for BodyReader {
+    type Value = Result<StatsBatch, DeviceError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a stats event or an array of them")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut batch = BatchBuilder::new(self.now, true, self.capacity_hint);
+        while batch.count < MAX_EVENTS {
+            match seq.next_element::<RawEvent<'de>>()? {
+                Some(event) => batch.push(&event),
+                None => return Ok(batch.finish()),
+            }
         }
-    };
-    let Some(first) = events.first() else {
-        return Ok(StatsBatch {
-            app_id: String::new(),
+        // Past the cap the answer is 413, but only if the rest is JSON.
+        while body::skip_element(&mut seq)? {
+            batch.count += 1;
+        }
+        Ok(batch.finish())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let event = RawEvent::Object(EventFields::from_map(map)?);
+        let mut batch = BatchBuilder::new(self.now, false, 1);
+        batch.push(&event);
+        Ok(batch.finish())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        self.not_a_body()
+    }
+}
+
+/// Folds events into a batch as they are read. Whole-body refusals win over
+/// per-item results, in this order: too many events, the first event's
+/// `app_id`, mixed app ids.
+struct BatchBuilder {
+    now: Millis,
+    is_batch: bool,
+    count: usize,
+    /// The first event's app id (or why it is refused); `None` before it.
+    app_id: Option<Result<String, DeviceError>>,
+    mixed_app_ids: bool,
+    items: Vec<StatsItem>,
+}
+
+impl BatchBuilder {
+    fn new(now: Millis, is_batch: bool, capacity: usize) -> Self {
+        BatchBuilder {
+            now,
             is_batch,
-            items: Vec::new(),
-        });
-    };
-    if events.len() > MAX_EVENTS {
-        return Err(DeviceError::bad_request(
-            "too_many_events",
-            format!("A stats body may hold at most {MAX_EVENTS} events"),
-        )
-        .with_status(413));
+            count: 0,
+            app_id: None,
+            mixed_app_ids: false,
+            items: Vec::with_capacity(capacity),
+        }
     }
-    let app_id = event_app_id(first)?;
-    let mixed = events
-        .iter()
-        .filter_map(|event| event_app_id(event).ok())
-        .any(|other| other != app_id);
-    if mixed {
-        return Err(DeviceError::bad_request(
-            "mixed_app_ids",
-            "All events in a batch must have the same app_id",
-        ));
+
+    fn push(&mut self, event: &RawEvent) {
+        self.count += 1;
+        let first = self
+            .app_id
+            .get_or_insert_with(|| event_app_id(event).map(str::to_owned));
+        // Once the body is refused, items no longer matter.
+        let Ok(app_id) = first else { return };
+        if self.mixed_app_ids {
+            return;
+        }
+        if event_app_id(event).is_ok_and(|other| other != app_id) {
+            self.mixed_app_ids = true;
+            self.items = Vec::new();
+            return;
+        }
+        self.items.push(parse_event(event, app_id, self.now));
     }
-    let items = events
-        .iter()
-        .map(|event| parse_event(event, app_id, now))
-        .collect();
-    Ok(StatsBatch {
-        app_id: app_id.to_string(),
-        is_batch,
-        items,
-    })
+
+    fn finish(self) -> Result<StatsBatch, DeviceError> {
+        let app_id = match self.app_id {
+            None => {
+                return Ok(StatsBatch {
+                    app_id: String::new(),
+                    is_batch: self.is_batch,
+                    items: Vec::new(),
+                })
+            }
+            Some(_) if self.count > MAX_EVENTS => {
+                return Err(DeviceError::bad_request(
+                    "too_many_events",
+                    format!("A stats body may hold at most {MAX_EVENTS} events"),
+                )
+                .with_status(413))
+            }
+            Some(first) => first?,
+        };
+        if self.mixed_app_ids {
+            return Err(DeviceError::bad_request(
+                "mixed_app_ids",
+                "All events in a batch must have the same app_id",
+            ));
+        }
+        Ok(StatsBatch {
+            app_id,
+            is_batch: self.is_batch,
+            items: self.items,
+        })
+    }
 }
 
 /// HTTP status and JSON body for a parsed batch once every accepted item is stored
@@ -208,10 +353,88 @@ pub fn stats_response(batch: &StatsBatch) -> (u16, Value) {
     (200, json!({ "status": "ok", "results": results }))
 }
 
-fn event_app_id(event: &Value) -> Result<&str, DeviceError> {
-    match event.get("app_id") {
-        Some(Value::String(app_id)) if crate::validate::is_valid_app_id(app_id) => Ok(app_id),
-        Some(Value::String(app_id)) if !app_id.is_empty() => {
+/// [`stats_response`] for the wire: the same status and, once serialized,
+/// the same JSON text (keys in the same, sorted, order), written straight
+/// from the batch instead of through a `Value` per item.
+pub fn stats_answer(batch: &StatsBatch) -> (u16, StatsAnswer<'_>) {
+    let status = match (batch.is_batch, batch.items.first()) {
+        (false, Some(Err(error))) => error.status,
+        _ => 200,
+    };
+    (status, StatsAnswer { batch })
+}
+
+/// The JSON answer to a parsed batch; see [`stats_answer`].
+#[derive(Debug)]
+pub struct StatsAnswer<'a> {
+    batch: &'a StatsBatch,
+}
+
+impl Serialize for StatsAnswer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !self.batch.is_batch {
+            return match self.batch.items.first() {
+                Some(Err(error)) => error.to_json().serialize(serializer),
+                _ => {
+                    let mut answer = serializer.serialize_map(Some(1))?;
+                    answer.serialize_entry("status", "ok")?;
+                    answer.end()
+                }
+            };
+        }
+        let mut answer = serializer.serialize_map(Some(2))?;
+        answer.serialize_entry("results", &ItemResults(&self.batch.items))?;
+        answer.serialize_entry("status", "ok")?;
+        answer.end()
+    }
+}
+
+struct ItemResults<'a>(&'a [StatsItem]);
+
+impl Serialize for ItemResults<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .enumerate()
+                .map(|(index, item)| ItemResult { index, item }),
+        )
+    }
+}
+
+struct ItemResult<'a> {
+    index: usize,
+    item: &'a StatsItem,
+}
+
+impl Serialize for ItemResult<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.item {
+            Ok(_) => {
+                let mut result = serializer.serialize_map(Some(2))?;
+                result.serialize_entry("index", &self.index)?;
+                result.serialize_entry("status", "ok")?;
+                result.end()
+            }
+            Err(error) => {
+                let mut result = serializer.serialize_map(Some(4))?;
+                result.serialize_entry("error", error.code)?;
+                result.serialize_entry("index", &self.index)?;
+                result.serialize_entry("message", &error.message)?;
+                result.serialize_entry("status", "error")?;
+                result.end()
+            }
+        }
+    }
+}
+
+fn event_app_id<'e>(event: &'e RawEvent) -> Result<&'e str, DeviceError> {
+    let RawEvent::Object(fields) = event else {
+        return Err(invalid_app_id("App ID is required"));
+    };
+    match &fields.app_id {
+        Field::Str(app_id) if crate::validate::is_valid_app_id(app_id) => Ok(app_id),
+        Field::Str(app_id) if !app_id.is_empty() => {
             Err(invalid_app_id("App ID must be a reverse domain string"))
         }
         _ => Err(invalid_app_id("App ID is required")),
@@ -222,50 +445,51 @@ fn invalid_app_id(message: &str) -> DeviceError {
     DeviceError::bad_request("invalid_app_id", message)
 }
 
-fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
+fn parse_event(event: &RawEvent, app_id: &str, now: Millis) -> StatsItem {
     // Later events may still lack a valid app_id (a different valid one was refused before).
     event_app_id(event)?;
     // `event_app_id` only succeeds on objects.
-    let Some(obj) = event.as_object() else {
+    let RawEvent::Object(fields) = event else {
         return Err(invalid_app_id("App ID is required"));
     };
 
-    let device_id = match device_id_field(obj) {
-        DeviceIdField::Missing => return Err(missing_device_id()),
-        DeviceIdField::NotString => {
+    let device_id = match &fields.device_id {
+        Field::Absent | Field::Null => return Err(missing_device_id()),
+        Field::Str(id) if id.is_empty() => return Err(missing_device_id()),
+        Field::Str(id) => id.to_lowercase(),
+        Field::Bool(_) | Field::Number(_) | Field::Compound => {
             return Err(single_issue_error(
                 INVALID_BODY,
                 "device_id",
                 DEVICE_ID_ISSUE,
             ))
         }
-        DeviceIdField::Text(id) => id,
     };
-    let action = action(obj)?;
-    let version_build = coerce_version_build(obj.get("version_build"))?;
+    let action = action(&fields.action)?;
+    let version_build = version_build_of(fields.version_build.text())?;
 
     let mut issues = Issues::default();
     check_device_id(&mut issues, &device_id);
-    let platform = required_str(obj, "platform", &mut issues);
-    let version_name = required_str(obj, "version_name", &mut issues);
-    let version_os = optional_str(obj, "version_os", &mut issues);
-    optional_str(obj, "version_build", &mut issues);
-    let old_version_name = optional_str(obj, "old_version_name", &mut issues);
-    let version_code = optional_str(obj, "version_code", &mut issues);
-    let plugin_version = optional_str(obj, "plugin_version", &mut issues);
-    let default_channel = optional_str(obj, "defaultChannel", &mut issues);
-    optional_str(obj, "channel", &mut issues);
-    let is_emulator = flag(obj, "is_emulator", false, &mut issues);
-    let is_prod = flag(obj, "is_prod", true, &mut issues);
-    let custom_id = optional_str(obj, "custom_id", &mut issues).map(str::trim);
+    let platform = required_str(&fields.platform, "platform", &mut issues);
+    let version_name = required_str(&fields.version_name, "version_name", &mut issues);
+    let version_os = optional_str(&fields.version_os, "version_os", &mut issues);
+    optional_str(&fields.version_build, "version_build", &mut issues);
+    let old_version_name = optional_str(&fields.old_version_name, "old_version_name", &mut issues);
+    let version_code = optional_str(&fields.version_code, "version_code", &mut issues);
+    let plugin_version = optional_str(&fields.plugin_version, "plugin_version", &mut issues);
+    let default_channel = optional_str(&fields.default_channel, "defaultChannel", &mut issues);
+    optional_str(&fields.channel, "channel", &mut issues);
+    let is_emulator = flag(&fields.is_emulator, "is_emulator", false, &mut issues);
+    let is_prod = flag(&fields.is_prod, "is_prod", true, &mut issues);
+    let custom_id = optional_str(&fields.custom_id, "custom_id", &mut issues).map(str::trim);
     if let Some(custom_id) = custom_id {
         issues.max_chars("custom_id", custom_id, MAX_CUSTOM_ID_CHARS);
     }
-    let install_source = optional_str(obj, "install_source", &mut issues);
+    let install_source = optional_str(&fields.install_source, "install_source", &mut issues);
     if let Some(source) = install_source {
         issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
     }
-    let key_id = optional_str(obj, "key_id", &mut issues);
+    let key_id = optional_str(&fields.key_id, "key_id", &mut issues);
     if let Some(key_id) = key_id {
         issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
     }
@@ -273,8 +497,8 @@ fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
     else {
         return Err(issues.into_error(INVALID_BODY));
     };
-    let metadata = metadata(obj.get("metadata"))?;
-    let timestamp = event_time(obj.get("timestamp"), now)?;
+    let metadata = metadata(&fields.metadata)?;
+    let timestamp = event_time(&fields.timestamp, now)?;
 
     let version_name = resolve_builtin(version_name, version_build.as_ref());
     let version_build = version_build.map(|v| v.to_string());
@@ -322,14 +546,57 @@ fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
     })
 }
 
-fn action(obj: &Map<String, Value>) -> Result<&str, DeviceError> {
-    match obj.get("action") {
-        None | Some(Value::Null) => Err(DeviceError::bad_request(
+impl Field<'_> {
+    /// The text of a string field; `None` for every other type.
+    fn text(&self) -> Option<&str> {
+        match self {
+            Field::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// An optional string: absent or null is `None`; another type is an issue.
+fn optional_str<'f>(field: &'f Field, name: &str, issues: &mut Issues) -> Option<&'f str> {
+    match field {
+        Field::Absent | Field::Null => None,
+        Field::Str(text) => Some(text),
+        Field::Bool(_) | Field::Number(_) | Field::Compound => {
+            fields::not_a_string(issues, name);
+            None
+        }
+    }
+}
+
+/// A required string (possibly empty): absent, null or another type is an issue.
+fn required_str<'f>(field: &'f Field, name: &str, issues: &mut Issues) -> Option<&'f str> {
+    let text = field.text();
+    if text.is_none() {
+        fields::not_a_string(issues, name);
+    }
+    text
+}
+
+/// A boolean flag with the reference's default when absent or null.
+fn flag(field: &Field, name: &str, default: bool, issues: &mut Issues) -> bool {
+    match field {
+        Field::Absent | Field::Null => default,
+        Field::Bool(value) => *value,
+        Field::Str(_) | Field::Number(_) | Field::Compound => {
+            fields::not_a_boolean(issues, name);
+            default
+        }
+    }
+}
+
+fn action<'f>(field: &'f Field) -> Result<&'f str, DeviceError> {
+    match field {
+        Field::Absent | Field::Null => Err(DeviceError::bad_request(
             "missing_action",
             "Cannot find action",
         )),
-        Some(Value::String(action)) if is_well_formed_action(action) => Ok(action),
-        Some(_) => Err(DeviceError::bad_request(
+        Field::Str(action) if is_well_formed_action(action) => Ok(action),
+        _ => Err(DeviceError::bad_request(
             "invalid_action",
             format!(
                 "action must be a string of 1 to {MAX_ACTION_CHARS} characters \
@@ -362,11 +629,11 @@ pub fn reports_running_version(action: &str) -> bool {
         ))
 }
 
-fn metadata(value: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, DeviceError> {
+fn metadata(value: &Metadata) -> Result<Option<BTreeMap<String, String>>, DeviceError> {
     let entries = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(entries)) => entries,
-        Some(_) => return Err(invalid_metadata("metadata must be an object".into())),
+        Metadata::Absent | Metadata::Null => return Ok(None),
+        Metadata::Object(entries) => entries,
+        Metadata::NotObject => return Err(invalid_metadata("metadata must be an object".into())),
     };
     if entries.len() > MAX_METADATA_KEYS {
         return Err(invalid_metadata(format!(
@@ -374,13 +641,15 @@ fn metadata(value: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, D
         )));
     }
     let mut metadata = BTreeMap::new();
+    // Sorted by key, as `serde_json::Map` iterates: the first bad entry is reported.
     for (key, value) in entries {
+        let key: &str = key;
         if key.chars().count() > MAX_METADATA_KEY_CHARS {
             return Err(invalid_metadata(format!(
                 "metadata keys may be at most {MAX_METADATA_KEY_CHARS} characters long"
             )));
         }
-        let Some(text) = value.as_str() else {
+        let Some(text) = value.text() else {
             return Err(invalid_metadata(format!(
                 "metadata value of {key:?} must be a string"
             )));
@@ -390,7 +659,7 @@ fn metadata(value: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, D
                 "metadata value of {key:?} may be at most {MAX_METADATA_VALUE_CHARS} characters long"
             )));
         }
-        metadata.insert(key.clone(), text.to_string());
+        metadata.insert(key.to_string(), text.to_string());
     }
     Ok(Some(metadata))
 }
@@ -401,19 +670,16 @@ fn invalid_metadata(message: String) -> DeviceError {
 
 /// The event's time: the device's `timestamp` (epoch ms) when plausible,
 /// else the arrival time `now` (see the module doc for the window).
-fn event_time(value: Option<&Value>, now: Millis) -> Result<Millis, DeviceError> {
+fn event_time(value: &Field, now: Millis) -> Result<Millis, DeviceError> {
     let millis = match value {
-        None | Some(Value::Null) => return Ok(now),
-        Some(Value::Number(number)) => number
-            .as_i64()
-            .or_else(|| number.as_f64().map(|f| f as Millis)),
-        Some(_) => None,
-    };
-    let Some(millis) = millis else {
-        return Err(DeviceError::bad_request(
-            "invalid_timestamp",
-            "timestamp must be a number of milliseconds since the Unix epoch",
-        ));
+        Field::Absent | Field::Null => return Ok(now),
+        Field::Number(millis) => *millis,
+        Field::Str(_) | Field::Bool(_) | Field::Compound => {
+            return Err(DeviceError::bad_request(
+                "invalid_timestamp",
+                "timestamp must be a number of milliseconds since the Unix epoch",
+            ))
+        }
     };
     let too_new = millis > now.saturating_add(MAX_FUTURE_SKEW_MS);
     let too_old = millis < now.saturating_sub(MAX_EVENT_AGE_MS);
@@ -971,5 +1237,279 @@ mod tests {
         }
         assert!(is_known_action("download_5"));
         assert!(is_known_action("download_100"));
+    }
+
+    // --- The typed reader against the `Value`-based parser it replaced. ---
+
+    /// What the old handler did with raw bytes: `parse_json`, then the `Value` parser.
+    fn legacy(bytes: &[u8]) -> Result<StatsBatch, DeviceError> {
+        let body = crate::request::parse_json(bytes)?;
+        legacy_oracle::parse_stats_body(&body, NOW)
+    }
+
+    /// Parses `bytes` the new way and asserts it matches the old way exactly.
+    fn same_as_legacy(bytes: &[u8]) -> Result<StatsBatch, DeviceError> {
+        let typed = parse_stats_bytes(bytes, NOW);
+        assert_eq!(typed, legacy(bytes), "{}", String::from_utf8_lossy(bytes));
+        typed
+    }
+
+    /// The base event's JSON text with `changes` (raw `"key":value` pairs) appended.
+    fn text_with(changes: &str) -> String {
+        let base = event().to_string();
+        format!("{},{changes}}}", &base[..base.len() - 1])
+    }
+
+    /// Every body the tests above use, plus odd ones, through both readers.
+    fn value_corpus() -> Vec<Value> {
+        let mut bodies = vec![
+            event(),
+            json!({}),
+            json!([]),
+            json!(null),
+            json!("text"),
+            json!(42),
+            json!(true),
+            json!([event(), [event()], null, 7, "x", {}]),
+            json!([event_with(json!({"app_id": "com.other.app"})), event()]),
+            json!([event_with(json!({"app_id": "bad"})), event()]),
+            json!([
+                event(),
+                event_with(json!({"app_id": "bad"})),
+                event_without("app_id")
+            ]),
+            json!([event(), event_with(json!({"app_id": ""}))]),
+            event_with(json!({"metadata": {"b": 1, "a": "x".repeat(2049)}})),
+            event_with(json!({"metadata": {"b": "ok", "a": 2}})),
+            event_with(json!({"metadata": null})),
+            event_with(json!({"metadata": [1, 2]})),
+            event_with(json!({"metadata": {}})),
+            event_with(json!({"timestamp": u64::MAX})),
+            event_with(json!({"timestamp": i64::MIN})),
+            event_with(json!({"timestamp": -1.0e300})),
+            event_with(json!({"timestamp": {"ms": 1}})),
+            event_with(json!({"version_build": ""})),
+            event_with(json!({"version_build": null})),
+            event_with(json!({"version_build": "builtin", "version_name": "builtin"})),
+            event_with(json!({"device_id": [DEVICE]})),
+            event_with(json!({"device_id": DEVICE.replace('-', "")})),
+            event_with(json!({"device_id": format!("{DEVICE}0")})),
+            event_with(json!({"platform": null, "version_name": 3, "is_prod": "yes"})),
+            event_with(json!({"custom_id": 5, "install_source": {}, "key_id": []})),
+            event_with(json!({"action": "download_fail", "version_name": "2.0.0"})),
+            event_with(json!({"unknown": {"deep": [[[{"x": null}]]]}})),
+        ];
+        for field in ["device_id", "action", "platform", "version_name", "app_id"] {
+            bodies.push(event_without(field));
+            bodies.push(event_with(json!({ field: null })));
+            bodies.push(event_with(json!({ field: 1.5 })));
+        }
+        bodies
+    }
+
+    #[test]
+    fn typed_reader_matches_the_value_parser() {
+        for body in value_corpus() {
+            let via_value = parse_stats_body(&body, NOW);
+            assert_eq!(
+                via_value,
+                legacy_oracle::parse_stats_body(&body, NOW),
+                "{body}"
+            );
+            let bytes = serde_json::to_vec(&body).unwrap();
+            assert_eq!(same_as_legacy(&bytes), via_value, "{body}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value() {
+        let body = text_with(r#""action":"ping","action":"app_launch_ready""#);
+        let parsed = same_as_legacy(body.as_bytes()).unwrap();
+        assert_eq!(parsed.items.len(), 1);
+        assert_eq!(
+            parsed.items[0].as_ref().unwrap().event.action,
+            "app_launch_ready"
+        );
+
+        // A valid value first does not rescue an invalid last one.
+        let body = text_with(r#""is_prod":false,"is_prod":"no""#);
+        let refused = same_as_legacy(body.as_bytes()).unwrap();
+        assert_eq!(
+            refused.items[0].as_ref().unwrap_err().code,
+            "invalid_json_body"
+        );
+
+        // Repeated metadata keys count once toward the 30-key limit.
+        let mut entries: Vec<String> = (0..MAX_METADATA_KEYS)
+            .map(|i| format!(r#""k{i}":"v""#))
+            .collect();
+        entries.push(r#""k0":"again""#.to_string());
+        let body = text_with(&format!(r#""metadata":{{{}}}"#, entries.join(",")));
+        let batch = same_as_legacy(body.as_bytes()).unwrap();
+        let metadata = batch.items[0].as_ref().unwrap().event.metadata.clone();
+        let metadata = metadata.unwrap();
+        assert_eq!(metadata.len(), MAX_METADATA_KEYS);
+        assert_eq!(metadata["k0"], "again");
+    }
+
+    #[test]
+    fn metadata_errors_name_the_first_key_in_sorted_order() {
+        let body = text_with(r#""metadata":{"zeta":1,"alpha":true}"#);
+        let batch = same_as_legacy(body.as_bytes()).unwrap();
+        let err = batch.items[0].as_ref().unwrap_err();
+        assert_eq!(err.code, "invalid_metadata");
+        assert_eq!(err.message, r#"metadata value of "alpha" must be a string"#);
+    }
+
+    #[test]
+    fn unicode_escapes_are_decoded_in_keys_and_values() {
+        let body = text_with(concat!(
+            r#""\u0061ction":"app_launch_ready","version_name":"caf\u00e9-\ud83d\ude00","#,
+            r#""device_id":"\u0036E2C0C9A-3F5B-4C8E-9A43-1F0F4B2D7C11","#,
+            r#""metadata":{"n\u00e4me":"\u00fc"}"#
+        ));
+        let batch = same_as_legacy(body.as_bytes()).unwrap();
+        let parsed = batch.items[0].as_ref().unwrap();
+        assert_eq!(parsed.event.action, "app_launch_ready");
+        assert_eq!(parsed.event.version_name, "caf\u{e9}-\u{1f600}");
+        assert_eq!(parsed.event.device_id, DEVICE);
+        let metadata = parsed.event.metadata.as_ref().unwrap();
+        assert_eq!(
+            metadata.get("n\u{e4}me").map(String::as_str),
+            Some("\u{fc}")
+        );
+
+        // A lone surrogate is not JSON text: the whole body is refused as before.
+        let body = text_with(r#""custom_id":"\ud800""#);
+        let err = same_as_legacy(body.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "invalid_json_parse_body");
+    }
+
+    #[test]
+    fn numbers_where_strings_are_expected_are_refused_per_field() {
+        let body = text_with(r#""version_code":14,"version_os":17.5,"platform":-1"#);
+        let batch = same_as_legacy(body.as_bytes()).unwrap();
+        let err = batch.items[0].as_ref().unwrap_err();
+        assert_eq!(err.code, "invalid_json_body");
+        let paths: Vec<&Value> = err.extra["parseResult"]["error"]["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|issue| &issue["path"][0])
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                &json!("platform"),
+                &json!("version_os"),
+                &json!("version_code")
+            ]
+        );
+
+        for (timestamp, expected) in [
+            ("18446744073709551615", NOW),
+            ("-9223372036854775809", NOW),
+            ("1767225600000.9", 1_767_225_600_000),
+            ("1.7672256e12", 1_767_225_600_000),
+            ("-0", NOW),
+        ] {
+            let body = text_with(&format!(r#""timestamp":{timestamp}"#));
+            let batch = same_as_legacy(body.as_bytes()).unwrap();
+            let parsed = batch.items[0].as_ref().unwrap();
+            assert_eq!(parsed.event.timestamp, expected, "{timestamp}");
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_refused_whole_wherever_it_is() {
+        let event = event().to_string();
+        let many = vec![event.as_str(); MAX_EVENTS + 5].join(",");
+        let bodies = [
+            String::new(),
+            "[".to_string(),
+            format!("[{event},]"),
+            format!("[{event}] x"),
+            format!("{event}{event}"),
+            format!(r#"[{event},{{"a":}}]"#),
+            format!(r#"[{many},{{"a":tru}}]"#),
+            text_with(r#""timestamp":1e400"#),
+            text_with(r#""extra":"\x""#),
+        ];
+        for body in bodies {
+            let err = same_as_legacy(body.as_bytes()).unwrap_err();
+            assert_eq!((err.status, err.code), (400, "invalid_json_parse_body"));
+            assert_eq!(err.extra["e"], json!({}));
+        }
+        let valid_with_spaces = format!(" \n[ {event} ]\t");
+        assert!(same_as_legacy(valid_with_spaces.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn nesting_limit_is_unchanged_in_ignored_fields() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let shallow = text_with(&format!(r#""extra":{}"#, nested(100)));
+        assert!(same_as_legacy(shallow.as_bytes()).unwrap().items[0].is_ok());
+        let deep = text_with(&format!(r#""extra":{}"#, nested(200)));
+        let err = same_as_legacy(deep.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "invalid_json_parse_body");
+        let deep_metadata = text_with(&format!(r#""metadata":{{"a":{}}}"#, nested(200)));
+        let err = same_as_legacy(deep_metadata.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "invalid_json_parse_body");
+    }
+
+    #[test]
+    fn huge_batches_from_text() {
+        let event = event().to_string();
+        let batch_of = |count: usize| format!("[{}]", vec![event.as_str(); count].join(","));
+
+        let at_limit = same_as_legacy(batch_of(MAX_EVENTS).as_bytes()).unwrap();
+        assert_eq!(at_limit.items.len(), MAX_EVENTS);
+        assert!(at_limit.items.iter().all(Result::is_ok));
+
+        for count in [MAX_EVENTS + 1, 5 * MAX_EVENTS] {
+            let err = same_as_legacy(batch_of(count).as_bytes()).unwrap_err();
+            assert_eq!((err.status, err.code), (413, "too_many_events"));
+        }
+        // The cap wins over a bad first app_id, as before.
+        let bad_first = format!(
+            "[{},{}]",
+            event_with(json!({"app_id": "bad"})),
+            vec![event.as_str(); MAX_EVENTS].join(",")
+        );
+        let err = same_as_legacy(bad_first.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "too_many_events");
+    }
+
+    #[test]
+    fn answer_text_is_the_value_answer_serialized() {
+        let bodies = [
+            event(),
+            event_without("device_id"),
+            event_with(json!({"is_prod": 1})),
+            json!([]),
+            json!([
+                event(),
+                event_without("action"),
+                "x",
+                event_with(json!({"metadata": 1}))
+            ]),
+        ];
+        for body in bodies {
+            let batch = parse_stats_body(&body, NOW).unwrap();
+            let (status, value) = stats_response(&batch);
+            let (answer_status, answer) = stats_answer(&batch);
+            assert_eq!(answer_status, status, "{body}");
+            assert_eq!(
+                serde_json::to_string(&answer).unwrap(),
+                serde_json::to_string(&value).unwrap(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_json_answers_as_parse_json_does() {
+        let err = parse_stats_bytes(b"{oops", NOW).unwrap_err();
+        assert_eq!(err, crate::request::parse_json(b"{oops").unwrap_err());
     }
 }

@@ -61,9 +61,20 @@ pub(crate) fn single_issue_error(code: &'static str, field: &str, message: &str)
 /// Adds the `device_id` issues (length, UUID shape) of an already lower-cased id.
 pub(crate) fn check_device_id(issues: &mut Issues, device_id: &str) {
     issues.max_chars("device_id", device_id, DEVICE_ID_MAX_CHARS);
-    if !crate::validate::is_uuid(device_id) {
+    if !is_canonical_uuid(device_id) && !crate::validate::is_uuid(device_id) {
         issues.push("device_id", DEVICE_ID_ISSUE);
     }
+}
+
+/// `8-4-4-4-12` hex digits, checked without allocating: the shape every
+/// plugin sends, so the general [`crate::validate::is_uuid`] (which this
+/// implies) only runs for the rest.
+fn is_canonical_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// What a body says about `device_id` before the schema runs.
@@ -105,7 +116,7 @@ pub(crate) fn optional_str<'a>(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => {
-            issues.push(field, format!("{field} must be a string"));
+            not_a_string(issues, field);
             None
         }
     }
@@ -120,7 +131,7 @@ pub(crate) fn required_str<'a>(
     match obj.get(field) {
         Some(Value::String(s)) => Some(s),
         _ => {
-            issues.push(field, format!("{field} must be a string"));
+            not_a_string(issues, field);
             None
         }
     }
@@ -137,10 +148,20 @@ pub(crate) fn flag(
         None | Some(Value::Null) => default,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            issues.push(field, format!("{field} must be a boolean"));
+            not_a_boolean(issues, field);
             default
         }
     }
+}
+
+/// The issue of a field that must be a string but is another JSON type.
+pub(crate) fn not_a_string(issues: &mut Issues, field: &str) {
+    issues.push(field, format!("{field} must be a string"));
+}
+
+/// The issue of a field that must be a boolean but is another JSON type.
+pub(crate) fn not_a_boolean(issues: &mut Issues, field: &str) {
+    issues.push(field, format!("{field} must be a boolean"));
 }
 
 /// `app_id` must be a reverse-domain string.

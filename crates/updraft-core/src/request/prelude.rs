@@ -62,8 +62,13 @@ pub(crate) fn missing_device_id() -> DeviceError {
 pub(crate) fn coerce_version_build(
     value: Option<&Value>,
 ) -> Result<Option<semver::Version>, DeviceError> {
-    match value {
-        Some(Value::String(raw)) if !raw.is_empty() => normalize_version_build(raw)
+    version_build_of(value.and_then(Value::as_str))
+}
+
+/// [`coerce_version_build`] of a field already known to be a string (`Some`) or not.
+pub(crate) fn version_build_of(text: Option<&str>) -> Result<Option<semver::Version>, DeviceError> {
+    match text {
+        Some(raw) if !raw.is_empty() => normalize_version_build(raw)
             .map(Some)
             .ok_or_else(|| semver_error(raw)),
         _ => Ok(None),
