@@ -385,8 +385,27 @@ fn rate_cell(object: &Value, key: &str) -> String {
 
 pub fn decisions_table(list: &Value) -> String {
     let decisions = list_of(list, &["decisions"]);
+    // What the loop would decide now, with today's figures (holds are only
+    // recorded when their reason changes, so the rows can be old).
+    let now_lines: String = list_of(list, &["current"])
+        .iter()
+        .map(|now| {
+            format!(
+                "\nNow ({}, {} @ {}): {} {}, {} attempts, {} failures, failure rate {} — {}",
+                cell(now, "channel"),
+                cell(now, "bundle"),
+                percent_cell(now, "from_bps"),
+                cell(now, "action"),
+                cell(now, "reason"),
+                cell(now, "attempts"),
+                cell(now, "failures"),
+                rate_cell(now, "failure_rate"),
+                sanitize_cell(now.get("message").and_then(Value::as_str).unwrap_or("")),
+            )
+        })
+        .collect();
     if decisions.is_empty() {
-        return "No decisions.".to_string();
+        return format!("No decisions.{now_lines}");
     }
     let mut table = Table::new(&[
         "TIME",
@@ -426,6 +445,7 @@ pub fn decisions_table(list: &Value) -> String {
     {
         text.push_str(&format!("\nLatest: {}", sanitize_cell(message)));
     }
+    text.push_str(&now_lines);
     text
 }
 
@@ -820,6 +840,13 @@ mod tests {
         );
         assert!(text.ends_with("Latest: paused: 36 of 120 failed"), "{text}");
         assert_eq!(decisions_table(&json!({"decisions": []})), "No decisions.");
+        let with_now = json!({"decisions": [], "current": [{"channel": "production", "bundle": "1.1.0",
+            "from_bps": 100, "action": "held", "reason": "not_enough_attempts", "attempts": 19,
+            "failures": 9, "failure_rate": 0.4737, "message": "Watching: 19 of 100 attempts needed"}]});
+        assert_eq!(
+            decisions_table(&with_now),
+            "No decisions.\nNow (production, 1.1.0 @ 1%): held not_enough_attempts, 19 attempts, 9 failures, failure rate 47.4% — Watching: 19 of 100 attempts needed"
+        );
     }
 
     #[test]

@@ -92,8 +92,15 @@ pub fn wilson_lower_bound(failures: i64, attempts: i64, confidence: f64) -> Opti
 pub fn health_windows(channel: &Channel, rollout: &Rollout, now: Millis) -> (Millis, Millis) {
     let window = Millis::from(channel.auto_pause.window_minutes).saturating_mul(MINUTE_MS);
     let window_start = now.saturating_sub(window).max(rollout.started_at);
-    let step_start = rollout.step_started_at.max(rollout.started_at);
+    // Health is counted per minute of arrival: a step counts from the first
+    // whole minute it ran for, so the attempts of the step before it (in the
+    // minute the percentage changed) are never counted for it again.
+    let step_start = ceil_to_minute(rollout.step_started_at.max(rollout.started_at));
     (window_start, step_start)
+}
+
+fn ceil_to_minute(at: Millis) -> Millis {
+    at.saturating_add(MINUTE_MS - 1).div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
 pub struct ControlInput<'a> {
@@ -135,6 +142,8 @@ pub mod reasons {
     pub const HEALTHY: &str = "healthy";
     pub const DWELL_NOT_REACHED: &str = "dwell_not_reached";
     pub const NOT_ENOUGH_ATTEMPTS: &str = "not_enough_attempts";
+    /// Enough attempts, but fewer failures than the policy's minimum.
+    pub const NOT_ENOUGH_FAILURES: &str = "not_enough_failures";
     pub const FAILURE_RATE_ABOVE_THRESHOLD: &str = "failure_rate_above_threshold";
     pub const AUTO_PAUSE_TRIGGERED: &str = "auto_pause_triggered";
     pub const COOLDOWN: &str = "cooldown";
@@ -365,6 +374,7 @@ fn auto_pause_hold(input: &ControlInput<'_>) -> ControlOutcome {
         health: input.window_health,
     };
     let attempts = input.window_health.attempts();
+    let failures = input.window_health.failures;
     if attempts < i64::from(policy.min_attempts) {
         figures.outcome(
             ControlAction::Hold,
@@ -374,11 +384,20 @@ fn auto_pause_hold(input: &ControlInput<'_>) -> ControlOutcome {
                 policy.min_attempts
             ),
         )
+    } else if failures < i64::from(policy.min_failures) {
+        figures.outcome(
+            ControlAction::Hold,
+            reasons::NOT_ENOUGH_FAILURES,
+            format!(
+                "Watching: {failures} of {} failures needed before acting",
+                policy.min_failures
+            ),
+        )
     } else {
         figures.outcome(
             ControlAction::Hold,
             reasons::HEALTHY,
-            "Watching: failure rate within the threshold".to_string(),
+            "Watching: the failure rate is not shown to be above the threshold".to_string(),
         )
     }
 }

@@ -287,7 +287,7 @@ pub fn apply_change(
                 return Err(RolloutError {
                     code: "rollout_same_as_stable",
                     message: format!(
-                        "bundle {bundle_id} is already the stable bundle of channel {}",
+                        "that bundle is already the stable bundle of channel {}: a rollout needs another one",
                         channel.name
                     ),
                 });

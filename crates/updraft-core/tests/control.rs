@@ -426,7 +426,7 @@ fn auto_pause_minimums_hold() {
     let outcome = run(&ch, &r, START + MINUTE, health(96, 4), health(0, 0)).unwrap();
     assert_eq!(
         (outcome.action, outcome.reason),
-        (ControlAction::Hold, "healthy")
+        (ControlAction::Hold, "not_enough_failures")
     );
     // 5/100: bound 2.15 % > 1 % → acts.
     let outcome = run(&ch, &r, START + MINUTE, health(95, 5), health(0, 0)).unwrap();
@@ -543,14 +543,51 @@ fn health_windows_start_no_earlier_than_the_rollout() {
     let ch = channel(auto_pause_on(AutoPauseAction::Pause), ramp_on());
     let mut r = rollout(500);
     r.step_started_at = START + 30 * MINUTE;
+    // START is 20 s into a minute: the step counts from the next whole minute,
+    // so attempts of the step before (in the minute it changed) never count twice.
+    let step_counted_from = START + 30 * MINUTE + 40_000;
+    assert_eq!(step_counted_from % MINUTE, 0);
     // 20 minutes in: the 60-minute window is cut at the rollout's start.
     assert_eq!(
         health_windows(&ch, &r, START + 40 * MINUTE),
-        (START, START + 30 * MINUTE)
+        (START, step_counted_from)
     );
     // Later, the window slides.
     assert_eq!(
         health_windows(&ch, &r, START + 200 * MINUTE),
-        (START + 140 * MINUTE, START + 30 * MINUTE)
+        (START + 140 * MINUTE, step_counted_from)
+    );
+    // A step that started on a minute boundary counts from there.
+    r.step_started_at = step_counted_from;
+    assert_eq!(
+        health_windows(&ch, &r, START + 200 * MINUTE).1,
+        step_counted_from
+    );
+}
+
+#[test]
+fn an_auto_pause_hold_names_what_is_missing() {
+    let mut policy = auto_pause_on(AutoPauseAction::Pause);
+    policy.min_attempts = 10;
+    policy.min_failures = 50;
+    let ch = channel(policy, RampPlan::default());
+    let r = rollout(500);
+    // 19 failures in 119 attempts: far above 5 %, but fewer than 50 failures.
+    let outcome = run(&ch, &r, START + MINUTE, health(100, 19), health(100, 19)).unwrap();
+    assert_eq!(
+        summary(&outcome),
+        (
+            ControlAction::Hold,
+            "not_enough_failures",
+            500,
+            500,
+            119,
+            19
+        )
+    );
+    assert!(
+        outcome.message.contains("19 of 50 failures"),
+        "{}",
+        outcome.message
     );
 }

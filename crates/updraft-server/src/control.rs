@@ -212,22 +212,7 @@ async fn control_rollout(
     let now = state.clock.now();
     let plan = Plan::new(state, channel.clone()).await?;
     let bundle = plan.bundle_name(rollout.bundle_id);
-    let (window_since, step_since) = health_windows(&channel, &rollout, now);
-    let window_health = state
-        .store
-        .rollout_health(app_id, channel_name, &bundle, window_since, now)
-        .await?;
-    let step_health = state
-        .store
-        .rollout_health(app_id, channel_name, &bundle, step_since, now)
-        .await?;
-    let Some(outcome) = evaluate(&ControlInput {
-        channel: &channel,
-        rollout: &rollout,
-        now,
-        window_health,
-        step_health,
-    }) else {
+    let Some(outcome) = assess_with(state, &channel, &rollout, &bundle, now).await? else {
         return Ok(());
     };
     state
@@ -314,6 +299,52 @@ async fn control_rollout(
         }
         Err(err) => Err(err),
     }
+}
+
+/// The loop's judgement of a rollout from its current health.
+async fn assess_with(
+    state: &AppState,
+    channel: &Channel,
+    rollout: &Rollout,
+    bundle: &str,
+    now: Millis,
+) -> Result<Option<ControlOutcome>, ApiError> {
+    let (window_since, step_since) = health_windows(channel, rollout, now);
+    let window_health = state
+        .store
+        .rollout_health(&channel.app_id, &channel.name, bundle, window_since, now)
+        .await?;
+    let step_health = state
+        .store
+        .rollout_health(&channel.app_id, &channel.name, bundle, step_since, now)
+        .await?;
+    Ok(evaluate(&ControlInput {
+        channel,
+        rollout,
+        now,
+        window_health,
+        step_health,
+    }))
+}
+
+/// What the loop would decide for `channel`'s rollout right now, with the
+/// current figures; nothing is written. (Holds are recorded only when their
+/// reason changes, so the recorded ones can be old.)
+pub async fn assess(
+    state: &AppState,
+    channel: &Channel,
+) -> Result<Option<RolloutDecision>, ApiError> {
+    let Some(rollout) = channel.rollout.as_ref() else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let names = crate::release_changes::bundle_names(state, &channel.app_id, [channel]).await?;
+    let bundle = names
+        .get(&rollout.bundle_id)
+        .cloned()
+        .unwrap_or_else(|| format!("#{}", rollout.bundle_id));
+    let outcome = assess_with(state, channel, rollout, &bundle, now).await?;
+    Ok(outcome.map(|outcome| decision_of(channel, rollout, &bundle, &outcome, now)))
 }
 
 /// Writes a hold unless the rollout's newest decision already says the same.

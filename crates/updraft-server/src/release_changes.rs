@@ -520,8 +520,20 @@ impl Plan {
             Err(err) => return Err(err.into()),
         };
         refresh_release(state, &app_id).await;
+        // The decision as stored (its id, its time as the API shows it), so a
+        // receiver can find it in the decisions list; only the loop writes
+        // decisions, one at a time, so the newest one is this one.
+        let decision = match commit.decision {
+            Some(_) => state
+                .store
+                .list_rollout_decisions(&app_id, Some(&channel_name), 1)
+                .await
+                .ok()
+                .and_then(|newest| newest.into_iter().next()),
+            None => None,
+        };
         for event in &self.events {
-            let data = self.event_data(&stored, actor, &reason, commit.decision.as_ref());
+            let data = self.event_data(&stored, actor, &reason, decision.as_ref());
             webhooks::emit(state, &app_id, event, data).await;
         }
         Ok(stored)
@@ -553,7 +565,9 @@ impl Plan {
             "reason": reason,
         });
         if let (Some(decision), Some(fields)) = (decision, data.as_object_mut()) {
-            if let Ok(value) = serde_json::to_value(decision) {
+            if let Ok(value) =
+                serde_json::to_value(crate::api::views::DecisionView::from(decision.clone()))
+            {
                 fields.insert("decision".to_string(), value);
             }
         }

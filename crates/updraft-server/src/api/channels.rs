@@ -136,6 +136,13 @@ pub(crate) fn merge_auto_pause(
             "auto_pause.window_minutes must be at least 1".to_string(),
         ));
     }
+    if policy.action == AutoPauseAction::Notify && policy.cooldown_minutes == 0 {
+        // A pause or rollback changes the rollout, so it cannot repeat; an
+        // alert changes nothing and would go out at every pass.
+        return Err(invalid_auto_pause(
+            "auto_pause.cooldown_minutes must be at least 1 with action notify".to_string(),
+        ));
+    }
     if policy.cooldown_minutes > MAX_COOLDOWN_MINUTES {
         return Err(invalid_auto_pause(format!(
             "auto_pause.cooldown_minutes must be at most {MAX_COOLDOWN_MINUTES} (a week), got {}",
@@ -565,6 +572,15 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(merged.action, AutoPauseAction::Notify);
         assert_eq!(merged.window_minutes, base.window_minutes);
+        // An alert changes nothing, so without a cooldown it would repeat at every pass.
+        assert_eq!(
+            code(AutoPauseSettings {
+                action: Some("notify".into()),
+                cooldown_minutes: Some(0),
+                ..AutoPauseSettings::default()
+            }),
+            Some("invalid_auto_pause")
+        );
     }
 
     #[test]

@@ -120,8 +120,18 @@ pub async fn decisions(
         .store
         .list_rollout_decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
         .await?;
+    let mut current = Vec::new();
+    for channel in state.store.list_channels(&app_id).await? {
+        if query.channel.as_deref().is_some_and(|c| c != channel.name) {
+            continue;
+        }
+        if let Some(now) = crate::control::assess(&state, &channel).await? {
+            current.push(DecisionView::from(now));
+        }
+    }
     Ok(Json(DecisionList {
         decisions: decisions.into_iter().map(DecisionView::from).collect(),
+        current,
     }))
 }
 

@@ -545,6 +545,10 @@ impl From<RolloutDecision> for DecisionView {
 pub struct DecisionList {
     /// Newest first.
     pub decisions: Vec<DecisionView>,
+    /// What the loop would decide now for each running rollout, with the
+    /// current figures (not recorded; `id` 0). Holds are recorded only when
+    /// their reason changes, so the newest recorded one can be old.
+    pub current: Vec<DecisionView>,
 }
 
 /// A release change to make on a channel at a given time.

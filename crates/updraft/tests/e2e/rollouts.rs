@@ -298,6 +298,11 @@ async fn refused_changes_change_nothing() {
             "invalid_auto_pause",
         ),
         (
+            json!({"auto_pause": {"action": "notify", "cooldown_minutes": 0}}),
+            400,
+            "invalid_auto_pause",
+        ),
+        (
             json!({"auto_pause": {"action": "explode"}}),
             400,
             "invalid_auto_pause",
@@ -593,6 +598,18 @@ async fn auto_pause_stops_a_failing_rollout() {
         }),
     )
     .await;
+    // Before any stats: the live assessment says what is missing.
+    let before = get(
+        &s,
+        &format!("/api/v1/apps/{APP}/rollouts/decisions?channel=production"),
+    )
+    .await;
+    assert_eq!(
+        before["current"][0]["reason"], "not_enough_attempts",
+        "{before}"
+    );
+    assert_eq!(before["current"][0]["attempts"], 0);
+    assert_eq!(before["current"][0]["bundle"], "1.1.0");
     // 25 devices fail to install it, reported in one batch (one commit).
     let failures: Vec<Value> = (0..25)
         .map(|i| {
@@ -624,6 +641,8 @@ async fn auto_pause_stops_a_failing_rollout() {
         .cloned()
         .expect("a paused decision");
     assert_eq!(decision["reason"], "auto_pause_triggered");
+    // Paused, no ramp: nothing left to assess.
+    assert_eq!(decisions["current"], json!([]));
     assert_eq!(
         (decision["attempts"].as_i64(), decision["failures"].as_i64()),
         (Some(25), Some(25))
