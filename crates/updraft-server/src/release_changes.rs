@@ -102,6 +102,9 @@ pub async fn change_release(
 /// Points `channel` back at `to`, or else at the newest stable bundle in its
 /// history that differs from the current one, and ends any rollout. No
 /// compatibility guard: the bundle was live before.
+/// How far back a rollback looks in the channel's history.
+const ROLLBACK_HISTORY_DEPTH: i64 = 1000;
+
 pub async fn rollback_channel(
     state: &AppState,
     actor: Actor<'_>,
@@ -111,14 +114,33 @@ pub async fn rollback_channel(
 ) -> Result<Channel, ApiError> {
     let current = existing_channel(state, app_id, channel).await?;
     let mut plan = Plan::new(state, current).await?;
+    let current_name = plan.stable_name();
+    // Only bundles the channel served to every device: that is what lets a
+    // rollback skip the compatibility guard. Anything else is a release.
+    let served: Vec<String> = state
+        .store
+        .channel_history(app_id, channel, ROLLBACK_HISTORY_DEPTH)
+        .await?
+        .into_iter()
+        .map(|entry| entry.bundle)
+        .collect();
     let version = match to {
-        Some(version) => version.to_string(),
+        Some(version) => {
+            // An unknown or deleted version says so first.
+            resolve_bundle(state, app_id, version).await?;
+            if !served.iter().any(|bundle| bundle == version) {
+                return Err(ApiError::conflict(
+                    "not_in_history",
+                    format!(
+                        "channel {channel} never served {version} to every device, so it is not a rollback; release it with `channel set --bundle {version}` (the compatibility guard applies)"
+                    ),
+                ));
+            }
+            version.to_string()
+        }
         None => {
-            let current_name = plan.stable_name();
-            let history = state.store.channel_history(app_id, channel, 200).await?;
-            history
+            served
                 .into_iter()
-                .map(|entry| entry.bundle)
                 .find(|bundle| *bundle != current_name)
                 .ok_or_else(|| {
                     ApiError::conflict(
@@ -279,6 +301,17 @@ impl Plan {
         })
     }
 
+    /// The event of moving the current rollout to `to_bps`: up, down, or
+    /// none when it stays.
+    fn percentage_event(&self, to_bps: u32) -> Option<&'static str> {
+        let from_bps = self.after.rollout.as_ref()?.percentage_bps;
+        match to_bps.cmp(&from_bps) {
+            std::cmp::Ordering::Greater => Some(events::ROLLOUT_ADVANCED),
+            std::cmp::Ordering::Less => Some(events::ROLLOUT_REDUCED),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
     pub fn bundle_name(&self, id: i64) -> String {
         self.names
             .get(&id)
@@ -391,9 +424,9 @@ impl Plan {
                         .await?;
                 }
                 let (reason, event) = if same_rollout {
-                    ("rollout_percentage", events::ROLLOUT_ADVANCED)
+                    ("rollout_percentage", self.percentage_event(percentage_bps))
                 } else {
-                    ("rollout_start", events::ROLLOUT_STARTED)
+                    ("rollout_start", Some(events::ROLLOUT_STARTED))
                 };
                 self.add_rollout_change(
                     RolloutChange::Start {
@@ -402,15 +435,16 @@ impl Plan {
                     },
                     now,
                     reason,
-                    Some(event),
+                    event,
                 )?;
             }
             ReleaseChange::Rollout(RolloutRequest::SetPercentage(bps)) => {
+                let event = self.percentage_event(bps);
                 self.add_rollout_change(
                     RolloutChange::SetPercentage(bps),
                     now,
                     "rollout_percentage",
-                    Some(events::ROLLOUT_ADVANCED),
+                    event,
                 )?;
             }
             ReleaseChange::Rollout(RolloutRequest::Pause) => {
@@ -532,7 +566,12 @@ impl Plan {
                 .and_then(|newest| newest.into_iter().next()),
             None => None,
         };
-        for event in &self.events {
+        let mut events = self.events.clone();
+        // A change of settings, targeting or policies is a channel change too.
+        if events.is_empty() && self.before != self.after {
+            events.push(events::CHANNEL_CHANGED);
+        }
+        for event in events {
             let data = self.event_data(&stored, actor, &reason, decision.as_ref());
             webhooks::emit(state, &app_id, event, data).await;
         }
@@ -552,10 +591,15 @@ impl Plan {
             None => BUILTIN.to_string(),
             Some(id) => self.bundle_name(id),
         };
+        let previous_stable = match self.before.bundle_id {
+            None => BUILTIN.to_string(),
+            Some(id) => self.bundle_name(id),
+        };
         let mut data = json!({
             "app_id": after.app_id,
             "channel": after.name,
             "bundle": stable,
+            "previous_bundle": previous_stable,
             "rollout_bundle": rollout.map(|r| self.bundle_name(r.bundle_id)),
             "rollout_percentage_bps": rollout.map(|r| r.percentage_bps),
             "previous_rollout_percentage_bps": self.before.rollout.as_ref().map(|r| r.percentage_bps),

@@ -26,7 +26,10 @@ pub mod events {
     pub const BUNDLE_UPLOADED: &str = "bundle.uploaded";
     pub const CHANNEL_CHANGED: &str = "channel.changed";
     pub const ROLLOUT_STARTED: &str = "rollout.started";
+    /// The rollout's percentage went up (by hand or by the ramp).
     pub const ROLLOUT_ADVANCED: &str = "rollout.advanced";
+    /// The rollout's percentage was lowered by hand.
+    pub const ROLLOUT_REDUCED: &str = "rollout.reduced";
     pub const ROLLOUT_PAUSED: &str = "rollout.paused";
     pub const ROLLOUT_RESUMED: &str = "rollout.resumed";
     pub const ROLLOUT_ROLLED_BACK: &str = "rollout.rolled_back";
@@ -35,11 +38,12 @@ pub mod events {
     pub const ROLLOUT_ALERT: &str = "rollout.alert";
     pub const WEBHOOK_TEST: &str = "webhook.test";
 
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         BUNDLE_UPLOADED,
         CHANNEL_CHANGED,
         ROLLOUT_STARTED,
         ROLLOUT_ADVANCED,
+        ROLLOUT_REDUCED,
         ROLLOUT_PAUSED,
         ROLLOUT_RESUMED,
         ROLLOUT_ROLLED_BACK,

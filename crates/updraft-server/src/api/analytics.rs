@@ -2,12 +2,12 @@
 //! writer keeps current (never a scan of the raw events).
 
 use super::analytics_views::StatsReportView;
-use super::{existing_app, Caller};
+use super::{existing_app, ApiQuery, Caller};
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,7 +67,7 @@ pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
     Path(app_id): Path<String>,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<StatsReportView>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
@@ -233,7 +233,7 @@ pub async fn export(
     State(state): State<AppState>,
     caller: Caller,
     Path(app_id): Path<String>,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;

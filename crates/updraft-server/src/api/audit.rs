@@ -1,10 +1,11 @@
 //! The audit log: every management change, newest first, a page at a time.
 
 use super::views::{rfc3339, ErrorView};
+use super::ApiQuery;
 use super::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,7 +105,7 @@ fn time_bound(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     let app_id = non_blank(q.app_id).or_else(|| caller.key.app_id.clone());
     caller.require(Role::Viewer, app_id.as_deref())?;

@@ -2,7 +2,7 @@
 //! server (a zip and/or delta files); listed, annotated and soft-deleted.
 
 use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
-use super::{compat, existing_app, refresh_release, validate, Caller, JsonBody};
+use super::{compat, existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
@@ -10,7 +10,7 @@ use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutReques
 use crate::state::AppState;
 use crate::storage::publish;
 use crate::webhooks;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
@@ -57,7 +57,7 @@ pub async fn list(
     caller: Caller,
     headers: HeaderMap,
     Path(app_id): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<BundleList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;

@@ -3,10 +3,10 @@
 //! devices, so putting one live on a channel is refused unless accepted.
 //! Also the `compatibility` endpoints that show the comparison beforehand.
 
-use super::{existing_app, Caller, JsonBody};
+use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
@@ -249,7 +249,7 @@ pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
-    Query(query): Query<CompatibilityQuery>,
+    ApiQuery(query): ApiQuery<CompatibilityQuery>,
 ) -> Result<Json<CompatibilityView>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;

@@ -4,12 +4,12 @@
 use super::views::{
     DeviceDetail, DeviceList, DeviceView, EventView, OverrideList, OverrideView, SetOverride,
 };
-use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use super::{existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -35,7 +35,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(app_id): Path<String>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DeviceList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;

@@ -215,6 +215,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Query-string parameters, refused with this API's JSON error
+/// (`invalid_query`) rather than axum's plain-text one.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
 /// A JSON body with the size cap and errors of this API.
 pub struct JsonBody<T>(pub T);
 

@@ -5,14 +5,14 @@ use super::views::{
     ChannelView, CreateSchedule, DecisionList, DecisionView, HistoryEntryView, HistoryList,
     RollbackRequest, ScheduleList, ScheduleView,
 };
-use super::{existing_app, Caller, JsonBody};
+use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::error::ApiError;
 use crate::release_changes::{
     bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
 };
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -60,7 +60,7 @@ pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
-    Query(query): Query<HistoryQuery>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
@@ -112,10 +112,13 @@ pub async fn decisions(
     State(state): State<AppState>,
     caller: Caller,
     Path(app_id): Path<String>,
-    Query(query): Query<DecisionQuery>,
+    ApiQuery(query): ApiQuery<DecisionQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
+    if let Some(channel) = query.channel.as_deref() {
+        existing_channel(&state, &app_id, channel).await?;
+    }
     let decisions = state
         .store
         .list_rollout_decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
@@ -298,10 +301,13 @@ pub async fn list_schedules(
     State(state): State<AppState>,
     caller: Caller,
     Path(app_id): Path<String>,
-    Query(query): Query<ScheduleQuery>,
+    ApiQuery(query): ApiQuery<ScheduleQuery>,
 ) -> Result<Json<ScheduleList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
+    if let Some(channel) = query.channel.as_deref() {
+        existing_channel(&state, &app_id, channel).await?;
+    }
     let schedules = state
         .store
         .list_schedules(&app_id, query.channel.as_deref())

@@ -2,12 +2,12 @@
 //! Admins only; an app-scoped key manages only its app's webhooks.
 
 use super::views::{rfc3339, ErrorView};
-use super::{existing_app, Caller, JsonBody};
+use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::{self, events};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -176,7 +176,7 @@ fn store_error(id: i64, err: StoreError) -> ApiError {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
     let app_id = query
         .app_id
@@ -336,7 +336,7 @@ pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<DeliveriesQuery>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let id = parse_id(&id)?;
     visible_webhook(&state, &caller, id).await?;

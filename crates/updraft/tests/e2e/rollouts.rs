@@ -220,14 +220,29 @@ async fn rollout_lifecycle_by_patch_with_history_and_rollback() {
         .await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["bundle"], "1.0.0");
-    let (status, view) = s
+    // 1.2.0 was only ever a rollout bundle here: putting it live for everyone
+    // is a release (with the compatibility guard), not a rollback.
+    let (status, body) = s
         .api(
             Method::POST,
             &format!("/api/v1/apps/{APP}/channels/production/rollback"),
             Some(&json!({"to": "1.2.0"})),
         )
         .await;
-    assert_eq!((status, &view["bundle"]), (200, &json!("1.2.0")), "{view}");
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("not_in_history")),
+        "{body}"
+    );
+    assert_eq!(production(&s).await["bundle"], "1.0.0");
+    let (status, view) = s
+        .api(
+            Method::POST,
+            &format!("/api/v1/apps/{APP}/channels/production/rollback"),
+            Some(&json!({"to": "1.1.0"})),
+        )
+        .await;
+    assert_eq!((status, &view["bundle"]), (200, &json!("1.1.0")), "{view}");
     let history = get(
         &s,
         &format!("/api/v1/apps/{APP}/channels/production/history?limit=1"),
@@ -258,6 +273,35 @@ async fn rollout_lifecycle_by_patch_with_history_and_rollback() {
 
     let decisions = get(&s, &format!("/api/v1/apps/{APP}/rollouts/decisions")).await;
     assert_eq!(decisions["decisions"], json!([]));
+
+    // Filters name real channels; malformed query strings get the API's JSON errors.
+    for path in [
+        format!("/api/v1/apps/{APP}/rollouts/decisions?channel=nope"),
+        format!("/api/v1/apps/{APP}/schedules?channel=nope"),
+    ] {
+        let (status, body) = s.api(Method::GET, &path, None).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (404, &json!("channel_not_found")),
+            "{path}: {body}"
+        );
+    }
+    for path in [
+        format!("/api/v1/apps/{APP}/channels/production/history?limit=abc"),
+        format!("/api/v1/apps/{APP}/bundles?include_deleted=maybe"),
+        "/api/v1/audit?limit=abc".to_string(),
+    ] {
+        let (status, body) = s.api(Method::GET, &path, None).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (400, &json!("invalid_query")),
+            "{path}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]

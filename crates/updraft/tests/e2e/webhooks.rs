@@ -304,6 +304,27 @@ async fn uploads_channel_changes_and_tests_arrive_signed() {
     assert_eq!(changed["data"]["app_id"], APP);
     assert_eq!(changed["data"]["channel"], "production");
     assert_eq!(changed["data"]["bundle"], "1.0.0");
+    assert_eq!(changed["data"]["previous_bundle"], "builtin");
+
+    // A settings change is a channel change too.
+    let (st, b) = s.patch_production(json!({"allow_emulator": false})).await;
+    assert_eq!(st, 200, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let settings_change = loop {
+        let changes: Vec<Value> = receiver
+            .received()
+            .into_iter()
+            .filter(|r| r.answered == 204 && r.json()["type"] == "channel.changed")
+            .map(|r| r.json())
+            .collect();
+        if changes.len() >= 2 {
+            break changes[1].clone();
+        }
+        assert!(Instant::now() < deadline, "no second channel.changed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(settings_change["data"]["bundle"], "1.0.0");
+    assert_eq!(settings_change["data"]["previous_bundle"], "1.0.0");
 
     // `updraft webhook test`.
     let out = s.cli_ok(&["webhook", "test", &id.to_string()]);
