@@ -19,15 +19,29 @@ use updraft_core::model::{Bundle, ChannelPatch, Role};
 use updraft_core::validate::normalize_hex;
 use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel, StoreError};
 
-/// Channel names per bundle id, for the views.
+/// Which channels use a bundle, for the views.
+#[derive(Default)]
+struct ChannelUse {
+    /// As their stable bundle.
+    stable: Vec<String>,
+    /// As their rollout bundle.
+    rollout: Vec<String>,
+}
+
 async fn channels_by_bundle(
     state: &AppState,
     app_id: &str,
-) -> Result<HashMap<i64, Vec<String>>, ApiError> {
-    let mut map: HashMap<i64, Vec<String>> = HashMap::new();
+) -> Result<HashMap<i64, ChannelUse>, ApiError> {
+    let mut map: HashMap<i64, ChannelUse> = HashMap::new();
     for channel in state.store.list_channels(app_id).await? {
+        if let Some(rollout) = &channel.rollout {
+            map.entry(rollout.bundle_id)
+                .or_default()
+                .rollout
+                .push(channel.name.clone());
+        }
         if let Some(id) = channel.bundle_id {
-            map.entry(id).or_default().push(channel.name);
+            map.entry(id).or_default().stable.push(channel.name);
         }
     }
     Ok(map)
@@ -37,10 +51,13 @@ fn view(
     state: &AppState,
     headers: &HeaderMap,
     bundle: Bundle,
-    channels: &HashMap<i64, Vec<String>>,
+    channels: &HashMap<i64, ChannelUse>,
 ) -> BundleView {
-    let names = channels.get(&bundle.id).cloned().unwrap_or_default();
-    BundleView::new(bundle, &state.base_url(headers), names)
+    let (stable, rollout) = channels
+        .get(&bundle.id)
+        .map(|used| (used.stable.clone(), used.rollout.clone()))
+        .unwrap_or_default();
+    BundleView::new(bundle, &state.base_url(headers), stable, rollout)
 }
 
 #[derive(Deserialize)]

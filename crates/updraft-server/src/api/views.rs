@@ -74,8 +74,10 @@ pub struct BundleView {
     pub deleted: bool,
     pub created_at: String,
     pub deleted_at: Option<String>,
-    /// Channels pointing at this bundle.
+    /// Channels serving this bundle as their stable bundle.
     pub channels: Vec<String>,
+    /// Channels rolling this bundle out to part of their devices.
+    pub rollout_channels: Vec<String>,
     /// Capacitor plugins with native code the bundle was built against
     /// (`name`, `version`, `requested_version`); `null` = unknown.
     #[schema(value_type = Option<Vec<Object>>)]
@@ -83,7 +85,12 @@ pub struct BundleView {
 }
 
 impl BundleView {
-    pub fn new(bundle: Bundle, base_url: &str, channels: Vec<String>) -> Self {
+    pub fn new(
+        bundle: Bundle,
+        base_url: &str,
+        channels: Vec<String>,
+        rollout_channels: Vec<String>,
+    ) -> Self {
         let url = updraft_core::decision::bundle_url(&bundle, base_url);
         BundleView {
             id: bundle.id,
@@ -105,6 +112,7 @@ impl BundleView {
             created_at: rfc3339(bundle.created_at),
             deleted_at: bundle.deleted_at.map(rfc3339),
             channels,
+            rollout_channels,
             native_packages: bundle.native_packages,
         }
     }

@@ -106,6 +106,17 @@ async fn rollout_lifecycle_by_patch_with_history_and_rollback() {
     assert_eq!(view["rollout"]["percentage_bps"], 10000);
     assert_eq!(view["rollout"]["paused"], false);
     assert_eq!(offered(&s, DEVICE, "1.0.0").await.as_deref(), Some("1.1.0"));
+    // The bundles say which channel serves them, and how.
+    let rolled = get(&s, &format!("/api/v1/apps/{APP}/bundles/1.1.0")).await;
+    assert_eq!(
+        (&rolled["channels"], &rolled["rollout_channels"]),
+        (&json!([]), &json!(["production"]))
+    );
+    let stable = get(&s, &format!("/api/v1/apps/{APP}/bundles/1.0.0")).await;
+    assert_eq!(
+        (&stable["channels"], &stable["rollout_channels"]),
+        (&json!(["production"]), &json!([]))
+    );
 
     // At 0 % nobody new gets it, and a device already on it keeps it.
     patch_ok(&s, json!({"rollout_percentage_bps": 0})).await;
