@@ -896,24 +896,39 @@ pub struct TargetingFlags {
 }
 
 /// Which devices the rollout may reach; others get the stable bundle.
+/// The same criteria as the channel's, merged the same way.
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Rollout targeting")]
 pub struct RolloutTargetingFlags {
     /// Only these platforms get the rollout (repeatable)
     #[arg(long, value_enum, value_name = "PLATFORM")]
     pub rollout_target_platform: Vec<PlatformArg>,
+    /// OS version range for the rollout, e.g. ">=14"
+    #[arg(long, value_name = "RANGE")]
+    pub rollout_target_os_version: Option<String>,
     /// Native app version range for the rollout
     #[arg(long, value_name = "RANGE")]
     pub rollout_target_native_version: Option<String>,
+    /// Updater plugin version range for the rollout, e.g. ">=8.40"
+    #[arg(long, value_name = "RANGE")]
+    pub rollout_target_plugin_version: Option<String>,
+    /// Install source that may get the rollout (google_play, app_store, …); repeatable
+    #[arg(long, value_name = "SOURCE")]
+    pub rollout_target_install_source: Vec<String>,
     /// Custom id that may get the rollout; repeatable
     #[arg(long, value_name = "ID")]
     pub rollout_target_custom_id: Vec<String>,
+    /// Custom ids starting with this may get the rollout
+    #[arg(long, value_name = "PREFIX")]
+    pub rollout_target_custom_id_prefix: Option<String>,
     /// Device id that may get the rollout; repeatable
     #[arg(long, value_name = "DEVICE_ID")]
     pub rollout_target_device: Vec<String>,
     /// Let the rollout reach every device of the channel again
-    #[arg(long, conflicts_with_all = ["rollout_target_platform", "rollout_target_native_version",
-        "rollout_target_custom_id", "rollout_target_device"])]
+    #[arg(long, conflicts_with_all = ["rollout_target_platform", "rollout_target_os_version",
+        "rollout_target_native_version", "rollout_target_plugin_version",
+        "rollout_target_install_source", "rollout_target_custom_id",
+        "rollout_target_custom_id_prefix", "rollout_target_device"])]
     pub clear_rollout_targeting: bool,
 }
 
@@ -938,67 +953,87 @@ fn lower(list: &[String]) -> Vec<String> {
     list.iter().map(|v| v.trim().to_lowercase()).collect()
 }
 
-/// `current` (the channel's targeting object, if any) with the given criteria replaced.
-fn merged_targeting(current: Option<&Value>, given: Map<String, Value>) -> Value {
-    let mut merged = current
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    merged.extend(given);
-    Value::Object(merged)
+/// Sets `key` (`targeting` or `rollout_targeting`) in `body`: `{}` when cleared,
+/// else `current` (the channel's targeting object, if any) with the given
+/// criteria replaced; nothing when no criterion is given.
+fn insert_targeting(
+    body: &mut Map<String, Value>,
+    key: &str,
+    clear: bool,
+    given: Map<String, Value>,
+    current: Option<&Value>,
+) {
+    if clear {
+        body.insert(key.into(), json!({}));
+    } else if !given.is_empty() {
+        let mut merged = current
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        merged.extend(given);
+        body.insert(key.into(), Value::Object(merged));
+    }
+}
+
+/// The criteria one targeting flag group gives, borrowed from either group
+/// (`--target-*` for the channel, `--rollout-target-*` for its rollout): clap
+/// needs distinct field names, the API body is the same.
+struct TargetingCriteria<'a> {
+    platforms: &'a [PlatformArg],
+    os_version: Option<&'a String>,
+    native_version: Option<&'a String>,
+    plugin_version: Option<&'a String>,
+    install_sources: &'a [String],
+    custom_ids: &'a [String],
+    custom_id_prefix: Option<&'a String>,
+    device_ids: &'a [String],
+}
+
+impl TargetingCriteria<'_> {
+    /// The API's targeting object with only the given criteria.
+    fn given(&self) -> Map<String, Value> {
+        let mut given = Map::new();
+        put_list(&mut given, "platforms", platforms(self.platforms));
+        put(&mut given, "os_version", self.os_version);
+        put(&mut given, "native_version", self.native_version);
+        put(&mut given, "plugin_version", self.plugin_version);
+        put_list(&mut given, "install_sources", lower(self.install_sources));
+        put_list(&mut given, "custom_ids", self.custom_ids.to_vec());
+        put(&mut given, "custom_id_prefix", self.custom_id_prefix);
+        put_list(&mut given, "device_ids", lower(self.device_ids));
+        given
+    }
 }
 
 impl TargetingFlags {
     fn given(&self) -> Map<String, Value> {
-        let mut given = Map::new();
-        put_list(&mut given, "platforms", platforms(&self.target_platform));
-        put(&mut given, "os_version", self.target_os_version.as_ref());
-        put(
-            &mut given,
-            "native_version",
-            self.target_native_version.as_ref(),
-        );
-        put(
-            &mut given,
-            "plugin_version",
-            self.target_plugin_version.as_ref(),
-        );
-        put_list(
-            &mut given,
-            "install_sources",
-            lower(&self.target_install_source),
-        );
-        put_list(&mut given, "custom_ids", self.target_custom_id.clone());
-        put(
-            &mut given,
-            "custom_id_prefix",
-            self.target_custom_id_prefix.as_ref(),
-        );
-        put_list(&mut given, "device_ids", lower(&self.target_device));
-        given
+        TargetingCriteria {
+            platforms: &self.target_platform,
+            os_version: self.target_os_version.as_ref(),
+            native_version: self.target_native_version.as_ref(),
+            plugin_version: self.target_plugin_version.as_ref(),
+            install_sources: &self.target_install_source,
+            custom_ids: &self.target_custom_id,
+            custom_id_prefix: self.target_custom_id_prefix.as_ref(),
+            device_ids: &self.target_device,
+        }
+        .given()
     }
 }
 
 impl RolloutTargetingFlags {
     fn given(&self) -> Map<String, Value> {
-        let mut given = Map::new();
-        put_list(
-            &mut given,
-            "platforms",
-            platforms(&self.rollout_target_platform),
-        );
-        put(
-            &mut given,
-            "native_version",
-            self.rollout_target_native_version.as_ref(),
-        );
-        put_list(
-            &mut given,
-            "custom_ids",
-            self.rollout_target_custom_id.clone(),
-        );
-        put_list(&mut given, "device_ids", lower(&self.rollout_target_device));
-        given
+        TargetingCriteria {
+            platforms: &self.rollout_target_platform,
+            os_version: self.rollout_target_os_version.as_ref(),
+            native_version: self.rollout_target_native_version.as_ref(),
+            plugin_version: self.rollout_target_plugin_version.as_ref(),
+            install_sources: &self.rollout_target_install_source,
+            custom_ids: &self.rollout_target_custom_id,
+            custom_id_prefix: self.rollout_target_custom_id_prefix.as_ref(),
+            device_ids: &self.rollout_target_device,
+        }
+        .given()
     }
 }
 
@@ -1164,26 +1199,22 @@ impl ChannelSetArgs {
             body.insert("ramp".into(), Value::Object(ramp));
         }
 
-        if self.targeting.clear_targeting {
-            body.insert("targeting".into(), json!({}));
-        } else {
-            let given = self.targeting.given();
-            if !given.is_empty() {
-                let now = current.and_then(|c| c.get("targeting"));
-                body.insert("targeting".into(), merged_targeting(now, given));
-            }
-        }
-        if self.rollout_targeting.clear_rollout_targeting {
-            body.insert("rollout_targeting".into(), json!({}));
-        } else {
-            let given = self.rollout_targeting.given();
-            if !given.is_empty() {
-                let now = current
-                    .and_then(|c| c.get("rollout"))
-                    .and_then(|r| r.get("targeting"));
-                body.insert("rollout_targeting".into(), merged_targeting(now, given));
-            }
-        }
+        insert_targeting(
+            body,
+            "targeting",
+            self.targeting.clear_targeting,
+            self.targeting.given(),
+            current.and_then(|c| c.get("targeting")),
+        );
+        insert_targeting(
+            body,
+            "rollout_targeting",
+            self.rollout_targeting.clear_rollout_targeting,
+            self.rollout_targeting.given(),
+            current
+                .and_then(|c| c.get("rollout"))
+                .and_then(|r| r.get("targeting")),
+        );
         // Only meaningful next to a change; alone it is "nothing to set".
         if self.rollout.accept_incompatible && !body.is_empty() {
             body.insert("accept_incompatible".into(), json!(true));

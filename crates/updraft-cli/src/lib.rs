@@ -36,13 +36,23 @@ use std::path::{Path, PathBuf};
 /// Runs one command, prints its result, and returns the exit code (0 ok, 1 error).
 ///
 /// Errors go to stderr as `error: <message> [<code>]`; with `--json` the
-/// `{"error", "message"}` object is also printed on stdout.
+/// `{"error", "message"}` object is also printed on stdout. A result that is a
+/// failure ([`Outcome::failure`]) is printed as usual, then its error line on
+/// stderr, and exits 1.
 pub async fn run(global: GlobalOpts, cmd: Command) -> i32 {
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match execute(&global, cmd, &work_dir).await {
         Ok(outcome) => {
             outcome.print(global.json);
-            0
+            match &outcome.failure {
+                // The result on stdout is the whole story (one JSON document with
+                // `--json`); the error line is for people and the exit code for scripts.
+                Some(failure) => {
+                    let _ = writeln!(std::io::stderr().lock(), "{}", failure.report_line());
+                    1
+                }
+                None => 0,
+            }
         }
         Err(error) => {
             let _ = writeln!(std::io::stderr().lock(), "{}", error.report_line());

@@ -1,5 +1,6 @@
 //! What a command produced, and how it is printed.
 
+use crate::error::CliError;
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -14,6 +15,9 @@ pub struct Outcome {
     pub note: Option<String>,
     /// Printed on stderr in both modes: things a script should see too.
     pub warnings: Vec<String>,
+    /// Set when the command's result is itself a failure (e.g. an incompatible
+    /// bundle): the result is printed as usual, then the error, and the exit code is 1.
+    pub failure: Option<CliError>,
 }
 
 impl Outcome {
@@ -23,6 +27,7 @@ impl Outcome {
             text: text.into(),
             note: None,
             warnings: Vec::new(),
+            failure: None,
         }
     }
 
@@ -38,6 +43,11 @@ impl Outcome {
 
     pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
+        self
+    }
+
+    pub fn with_failure(mut self, failure: CliError) -> Self {
+        self.failure = Some(failure);
         self
     }
 

@@ -12,17 +12,66 @@ use serde_json::{json, Value};
 use std::path::Path;
 use updraft_core::model::NativePackage;
 
+/// What to do about an incompatible bundle, in the CLI's terms.
+const ACCEPT_ADVICE: &str = "pass --accept-incompatible to release it anyway";
+
 /// A refusal for native incompatibility, with the way round it for people.
+/// The server's own advice names the API field (`accept_incompatible`); it is
+/// replaced by the CLI flag rather than repeated.
 pub fn explain_incompatible(error: CliError) -> CliError {
-    if error.code == "incompatible_bundle" {
-        let message = format!(
-            "{} (check with `updraft bundle compatibility`; pass --accept-incompatible to release it anyway)",
-            error.message
-        );
-        CliError::new(error.code, message)
-    } else {
-        error
+    if error.code != "incompatible_bundle" {
+        return error;
     }
+    let finding = match error.message.rsplit_once("; ") {
+        Some((finding, advice)) if advice.contains("accept_incompatible") => finding,
+        _ => error.message.as_str(),
+    };
+    let message = format!("{finding}; {ACCEPT_ADVICE} (details: `updraft bundle compatibility`)");
+    CliError::new(error.code, message)
+}
+
+/// The error of `bundle compatibility` for a report that says incompatible;
+/// `None` when compatible or when the live bundle's packages are unknown
+/// (nothing to compare, so nothing is refused).
+pub fn incompatibility_error(report: &Value, channel: &str) -> Option<CliError> {
+    let live_known = report.get("live_known").and_then(Value::as_bool) != Some(false);
+    let compatible = report.get("compatible").and_then(Value::as_bool) != Some(false);
+    if compatible || !live_known {
+        return None;
+    }
+    let subject = match report.get("bundle").and_then(Value::as_str) {
+        Some(bundle) => format!("bundle {bundle}"),
+        None => "this project".to_string(),
+    };
+    let live = report
+        .get("live_bundle")
+        .and_then(Value::as_str)
+        .unwrap_or("builtin");
+    let differing: Vec<String> = report
+        .get("packages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|package| package.get("compatible").and_then(Value::as_bool) == Some(false))
+        .map(|package| {
+            let name = package.get("name").and_then(Value::as_str).unwrap_or("?");
+            match package.get("reason").and_then(Value::as_str) {
+                Some(reason) => format!("{name} ({reason})"),
+                None => name.to_string(),
+            }
+        })
+        .collect();
+    let differing = if differing.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", differing.join(", "))
+    };
+    Some(CliError::new(
+        "incompatible_bundle",
+        format!(
+            "{subject} is not compatible with channel {channel}'s live bundle {live}{differing}; {ACCEPT_ADVICE}"
+        ),
+    ))
 }
 
 /// The native packages to send with a new bundle, and a warning when unknown.
@@ -192,7 +241,12 @@ pub async fn compatibility(
         }
     };
     let text = render::compatibility_report(&report, &args.channel);
-    Ok(Outcome::new(report, text))
+    let failure = incompatibility_error(&report, &args.channel);
+    let outcome = Outcome::new(report, text);
+    Ok(match failure {
+        Some(failure) => outcome.with_failure(failure),
+        None => outcome,
+    })
 }
 
 /// The channel as the API shows it, for merging targeting criteria.
@@ -204,4 +258,71 @@ pub async fn current_channel(
     client
         .get(&["apps", app_id, "channels", channel], &[])
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incompatible_refusal_gives_the_advice_once_in_cli_terms() {
+        let server = CliError::new(
+            "incompatible_bundle",
+            "bundle 1.1.0 is not compatible with the native packages of channel production's live \
+             bundle 1.0.0: @capacitor/camera 6.0.0 → 7.0.0 (version_mismatch); \
+             pass accept_incompatible to put it live anyway",
+        );
+        let explained = explain_incompatible(server);
+        assert_eq!(explained.code, "incompatible_bundle");
+        assert_eq!(
+            explained.message,
+            "bundle 1.1.0 is not compatible with the native packages of channel production's live \
+             bundle 1.0.0: @capacitor/camera 6.0.0 → 7.0.0 (version_mismatch); pass \
+             --accept-incompatible to release it anyway (details: `updraft bundle compatibility`)"
+        );
+        assert!(!explained.message.contains("accept_incompatible"));
+        // A server sentence without API advice keeps all of its text.
+        let plain = explain_incompatible(CliError::new("incompatible_bundle", "a; b differ"));
+        assert_eq!(
+            plain.message,
+            format!("a; b differ; {ACCEPT_ADVICE} (details: `updraft bundle compatibility`)")
+        );
+        // Other errors pass through untouched.
+        let other = CliError::new("bundle_not_found", "x; pass accept_incompatible");
+        assert_eq!(explain_incompatible(other.clone()), other);
+    }
+
+    #[test]
+    fn compatibility_fails_only_for_a_known_incompatible_live_bundle() {
+        let incompatible = json!({"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": false,
+            "live_known": true, "bundle_known": true, "packages": [
+                {"name": "@capacitor/camera", "bundle_version": "7.0.0", "live_version": "6.0.0",
+                 "compatible": false, "reason": "version_mismatch"},
+                {"name": "@capacitor/app", "bundle_version": "6.0.0", "live_version": "6.0.0",
+                 "compatible": true, "reason": null}]});
+        let error = incompatibility_error(&incompatible, "production").unwrap();
+        assert_eq!(error.code, "incompatible_bundle");
+        assert_eq!(
+            error.message,
+            format!(
+                "bundle 1.1.0 is not compatible with channel production's live bundle 1.0.0: \
+                 @capacitor/camera (version_mismatch); pass --accept-incompatible to release it \
+                 anyway"
+            )
+        );
+        let project = json!({"bundle": null, "live_bundle": "2.0.0", "compatible": false,
+            "live_known": true, "packages": [{"name": "@capacitor/nfc", "compatible": false,
+            "reason": "new_plugin"}]});
+        assert!(incompatibility_error(&project, "beta")
+            .unwrap()
+            .message
+            .starts_with("this project is not compatible with channel beta's live bundle 2.0.0: @capacitor/nfc (new_plugin);"));
+
+        let compatible = json!({"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
+            "live_known": true, "packages": []});
+        assert_eq!(incompatibility_error(&compatible, "production"), None);
+        let live_unknown = json!({"bundle": "1.1.0", "live_bundle": "builtin", "compatible": false,
+            "live_known": false, "packages": []});
+        assert_eq!(incompatibility_error(&live_unknown, "production"), None);
+    }
 }

@@ -378,3 +378,70 @@ async fn success_with_non_json_body_is_invalid_response() {
         .unwrap_err();
     assert_eq!(error.code, "invalid_response");
 }
+
+fn compatibility_command(bundle: &str) -> Command {
+    Command::Bundle(BundleCommand::Compatibility(
+        updraft_cli::args::BundleCompatibilityArgs {
+            app_id: Some("com.example.app".into()),
+            channel: "production".into(),
+            bundle: Some(bundle.into()),
+            package_json: None,
+            node_modules: None,
+        },
+    ))
+}
+
+const INCOMPATIBLE_REPORT: &str = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": false,
+    "live_known": true, "bundle_known": true, "packages": [{"name": "@capacitor/camera",
+    "bundle_version": "7.0.0", "live_version": "6.0.0", "compatible": false, "reason": "version_mismatch"}]}"#;
+
+#[tokio::test]
+async fn incompatible_report_is_the_result_and_a_failure() {
+    let server = FakeServer::start(vec![(200, INCOMPATIBLE_REPORT)]);
+    let dir = empty_dir();
+    let outcome = run_against(&server, compatibility_command("1.1.0"), dir.path())
+        .await
+        .unwrap();
+    let request = server.next_request();
+    assert_eq!(
+        request.request_line,
+        "GET /api/v1/apps/com.example.app/channels/production/compatibility?bundle=1.1.0 HTTP/1.1"
+    );
+    // The report itself is printed (the JSON unchanged), and the command fails.
+    assert_eq!(
+        outcome.json,
+        serde_json::from_str::<Value>(INCOMPATIBLE_REPORT).unwrap()
+    );
+    assert!(
+        outcome.text.contains("version_mismatch"),
+        "{}",
+        outcome.text
+    );
+    let failure = outcome.failure.expect("an incompatible bundle fails");
+    assert_eq!(failure.code, "incompatible_bundle");
+    assert!(
+        failure
+            .message
+            .contains("@capacitor/camera (version_mismatch)"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("--accept-incompatible"));
+}
+
+#[tokio::test]
+async fn run_exits_1_for_incompatible_and_0_for_compatible_or_unknown() {
+    let compatible = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
+        "live_known": true, "bundle_known": true, "packages": []}"#;
+    let live_unknown = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
+        "live_known": false, "bundle_known": true, "packages": []}"#;
+    for (body, expected_code) in [(INCOMPATIBLE_REPORT, 1), (compatible, 0), (live_unknown, 0)] {
+        let server = FakeServer::start(vec![(200, body)]);
+        let code = updraft_cli::run(
+            global(&server.url, Some("upd_test_key")),
+            compatibility_command("1.1.0"),
+        )
+        .await;
+        assert_eq!(code, expected_code, "{body}");
+    }
+}

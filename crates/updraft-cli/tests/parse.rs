@@ -1002,6 +1002,86 @@ fn channel_set_targeting_flags() {
 }
 
 #[test]
+fn channel_set_rollout_targeting_has_every_channel_criterion() {
+    assert_eq!(
+        channel_set_body(&[
+            "--rollout-target-platform",
+            "ios",
+            "--rollout-target-os-version",
+            ">=17",
+            "--rollout-target-native-version",
+            ">=2",
+            "--rollout-target-plugin-version",
+            ">=8.40",
+            "--rollout-target-install-source",
+            "TestFlight",
+            "--rollout-target-install-source",
+            "app_store",
+            "--rollout-target-custom-id",
+            "qa-1",
+            "--rollout-target-custom-id-prefix",
+            "beta-",
+            "--rollout-target-device",
+            "DEV-9",
+        ])
+        .unwrap(),
+        json!({"rollout_targeting": {
+            "platforms": ["ios"], "os_version": ">=17", "native_version": ">=2",
+            "plugin_version": ">=8.40", "install_sources": ["testflight", "app_store"],
+            "custom_ids": ["qa-1"], "custom_id_prefix": "beta-", "device_ids": ["dev-9"]
+        }})
+    );
+    for (flag, value) in [
+        ("--rollout-target-os-version", ">=17"),
+        ("--rollout-target-plugin-version", ">=8"),
+        ("--rollout-target-install-source", "app_store"),
+        ("--rollout-target-custom-id-prefix", "beta-"),
+    ] {
+        assert_eq!(
+            parse_error(&[
+                "channel",
+                "set",
+                "p",
+                "--clear-rollout-targeting",
+                flag,
+                value
+            ]),
+            clap::error::ErrorKind::ArgumentConflict,
+            "{flag} with --clear-rollout-targeting"
+        );
+    }
+}
+
+#[test]
+fn channel_set_new_rollout_criteria_merge_like_the_channel_ones() {
+    let Command::Channel(ChannelCommand::Set(set)) = client_command(&[
+        "channel",
+        "set",
+        "p",
+        "--rollout-target-os-version",
+        ">=17",
+        "--rollout-target-custom-id-prefix",
+        "beta-",
+    ]) else {
+        panic!("not channel set");
+    };
+    assert!(set.merges_targeting());
+    let current = json!({
+        "name": "p",
+        "targeting": {"platforms": ["android"]},
+        "rollout": {"bundle": "1.4.0", "targeting": {"os_version": ">=14", "install_sources": ["app_store"]}}
+    });
+    // The channel's own targeting is not touched; the rollout's os_version is
+    // replaced, its install_sources kept, custom_id_prefix added.
+    assert_eq!(
+        set.patch_body_with(Some(&current)).unwrap(),
+        json!({"rollout_targeting": {
+            "os_version": ">=17", "install_sources": ["app_store"], "custom_id_prefix": "beta-"
+        }})
+    );
+}
+
+#[test]
 fn channel_set_targeting_merges_into_the_current_channel() {
     let Command::Channel(ChannelCommand::Set(set)) = client_command(&[
         "channel",

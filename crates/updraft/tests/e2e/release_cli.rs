@@ -114,7 +114,9 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
         root,
         &["bundle", "upload", "--path", "dist", "--bundle", "1.1.0"],
     );
-    let report = json_of(&s.cli_at_ok(
+    // Incompatible: the report is printed (one JSON document) and the command fails,
+    // so a CI step can gate on the exit code.
+    let (code, out, err) = s.cli_at(
         root,
         &[
             "bundle",
@@ -125,7 +127,14 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
             "1.1.0",
             "--json",
         ],
-    ));
+    );
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains("@capacitor/camera (version_mismatch)")
+            && err.ends_with("[incompatible_bundle]\n"),
+        "{err}"
+    );
+    let report = json_of(&out);
     assert_eq!(report["compatible"], false, "{report}");
     assert_eq!(report["live_bundle"], "1.0.0");
     assert_eq!(
@@ -134,10 +143,12 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
                 "compatible": false, "reason": "version_mismatch"}])
     );
     // Without --bundle: the local project, as a table.
-    let table = s.cli_at_ok(
+    let (code, table, err) = s.cli_at(
         root,
         &["bundle", "compatibility", "--channel", "production"],
     );
+    assert_eq!(code, 1, "{table} {err}");
+    assert!(err.contains("[incompatible_bundle]"), "{err}");
     assert!(table.contains("version_mismatch"), "{table}");
     assert!(table.contains("NOT compatible"), "{table}");
 
@@ -149,6 +160,9 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
         err.contains("@capacitor/camera 6.0.0 → 7.0.0 (version_mismatch)"),
         "{err}"
     );
+    // The advice comes once, in the CLI's spelling (not the API's `accept_incompatible`).
+    assert_eq!(err.matches("accept").count(), 1, "{err}");
+    assert!(err.contains("pass --accept-incompatible"), "{err}");
     assert_eq!(s.channel_json("production")["bundle"], "1.0.0");
     let (code, out, _) = s.cli_at(
         root,
@@ -176,6 +190,19 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
         ],
     );
     assert_eq!(s.channel_json("production")["bundle"], "1.1.0");
+    // Now live, 1.1.0 is compatible with itself: exit 0.
+    let out = s.cli_at_ok(
+        root,
+        &[
+            "bundle",
+            "compatibility",
+            "--channel",
+            "production",
+            "--bundle",
+            "1.1.0",
+        ],
+    );
+    assert!(out.contains("is compatible"), "{out}");
 
     // Same packages as the live bundle: accepted at upload.
     s.cli_at_ok(
@@ -465,6 +492,55 @@ async fn rollouts_history_and_rollback_through_the_cli() {
     ]);
     assert_eq!(code, 1);
     assert_eq!(json_of(&out)["error"], "no_rollout");
+}
+
+#[tokio::test]
+async fn rollout_targeted_by_os_version_reaches_only_matching_devices() {
+    let s = Server::start().await;
+    s.seed("1.0.0").await;
+    s.bundle("1.1.0").await;
+    s.cli_ok(&[
+        "channel",
+        "set",
+        "production",
+        APP,
+        "--rollout-bundle",
+        "1.1.0",
+        "--rollout-percentage",
+        "100",
+        "--rollout-target-os-version",
+        ">=15",
+    ]);
+    // A second criterion merges in; the OS range stays.
+    s.cli_ok(&[
+        "channel",
+        "set",
+        "production",
+        APP,
+        "--rollout-target-install-source",
+        "Google_Play",
+    ]);
+    let targeting = &s.channel_json("production")["rollout"]["targeting"];
+    assert_eq!(targeting["os_version"], ">=15", "{targeting}");
+    assert_eq!(
+        targeting["install_sources"],
+        json!(["google_play"]),
+        "{targeting}"
+    );
+
+    for (version_os, expected) in [("14", None), ("15", Some("1.1.0")), ("16.2", Some("1.1.0"))] {
+        let body = with(
+            device_body(),
+            json!({"version_os": version_os, "install_source": "google_play"}),
+        );
+        let (status, answer) = s.post("/updates", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["version"].as_str(),
+            expected,
+            "android {version_os}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]
