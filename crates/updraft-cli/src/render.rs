@@ -83,6 +83,34 @@ pub fn apps_table(list: &Value) -> String {
     table.render()
 }
 
+/// The channels serving a bundle, then those rolling it out: `production,beta (rollout)`.
+fn bundle_channels_cell(bundle: &Value) -> String {
+    let names = |key: &str| -> Vec<String> {
+        bundle
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut parts = names("channels");
+    parts.extend(
+        names("rollout_channels")
+            .into_iter()
+            .map(|name| format!("{name} (rollout)")),
+    );
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
 pub fn bundles_table(list: &Value, include_deleted: bool) -> String {
     let bundles = items(list, "bundles");
     if bundles.is_empty() {
@@ -97,7 +125,7 @@ pub fn bundles_table(list: &Value, include_deleted: bool) -> String {
     for bundle in bundles {
         let mut row = vec![
             cell(bundle, "version"),
-            cell(bundle, "channels"),
+            bundle_channels_cell(bundle),
             cell(bundle, "encrypted"),
             cell(bundle, "min_update_version"),
             time_cell(bundle, "created_at"),
@@ -733,7 +761,7 @@ mod tests {
     #[test]
     fn bundles_table_shows_deleted_column_only_on_request() {
         let list = json!({"bundles": [
-            {"version": "1.0.1", "channels": ["production", "beta"], "encrypted": false,
+            {"version": "1.0.1", "channels": ["production"], "rollout_channels": ["beta"], "encrypted": false,
              "min_update_version": null, "created_at": "2024-05-02T00:00:00Z", "deleted": false,
              "url": "https://cdn.example.com/1.0.1.zip"},
             {"version": "1.0.0", "channels": [], "encrypted": true, "min_update_version": "1.0.0",
@@ -744,7 +772,7 @@ mod tests {
         assert!(!plain.contains("DELETED"));
         assert_eq!(
             plain.lines().nth(1).unwrap(),
-            "1.0.1    production,beta  no         -           2024-05-02 00:00  https://cdn.example.com/1.0.1.zip"
+            "1.0.1    production,beta (rollout)  no         -           2024-05-02 00:00  https://cdn.example.com/1.0.1.zip"
         );
         let with_deleted = bundles_table(&list, true);
         let last = with_deleted.lines().nth(2).unwrap();
