@@ -21,11 +21,13 @@ use updraft_core::analytics::{
 use updraft_core::model::{Millis, StatsEvent};
 
 /// Statement sizes, largest first: a batch is cut into as many of the
-/// largest as fit, then the rest into the smaller ones.
-const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+/// largest as fit, then the rest into the smaller ones. The largest keeps
+/// the widest statement (18 columns) under SQLite's 32,766 parameters.
+const CHUNK_SIZES: [usize; 6] = [1024, 256, 64, 16, 4, 1];
 
-/// Cuts `items` into chunks of the sizes in [`CHUNK_SIZES`].
-fn chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+/// Cuts `items` into chunks of the sizes in [`CHUNK_SIZES`], largest first
+/// (so equal sizes are neighbours and can share one statement text).
+pub(super) fn chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     let mut out = Vec::new();
     for size in CHUNK_SIZES {
         while items.len() >= size {
@@ -38,9 +40,47 @@ fn chunks<T>(mut items: &[T]) -> Vec<&[T]> {
 }
 
 /// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let one = format!("({})", vec!["?"; columns].join(", "));
-    vec![one; rows].join(", ")
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
+    let mut one = String::with_capacity(columns * 3 + 2);
+    one.push('(');
+    for column in 0..columns {
+        one.push_str(if column == 0 { "?" } else { ", ?" });
+    }
+    one.push(')');
+    let mut all = String::with_capacity(rows * (one.len() + 2));
+    for row in 0..rows {
+        if row > 0 {
+            all.push_str(", ");
+        }
+        all.push_str(&one);
+    }
+    all
+}
+
+/// One statement text per chunk size, built when the size changes (chunks
+/// come largest first, so once per size per commit).
+struct StatementText<F: Fn(usize) -> String> {
+    build: F,
+    rows: usize,
+    text: String,
+}
+
+impl<F: Fn(usize) -> String> StatementText<F> {
+    fn new(build: F) -> Self {
+        StatementText {
+            build,
+            rows: 0,
+            text: String::new(),
+        }
+    }
+
+    fn for_rows(&mut self, rows: usize) -> &str {
+        if rows != self.rows {
+            self.rows = rows;
+            self.text = (self.build)(rows);
+        }
+        &self.text
+    }
 }
 
 /// A UTC day index → `YYYY-MM-DD`, formatted once per commit.
@@ -93,16 +133,18 @@ async fn insert_events(
 ) -> StoreResult<()> {
     const COLUMNS: usize = 14;
     let indices: Vec<usize> = (0..events.len()).collect();
-    for chunk in chunks(&indices) {
-        let sql = format!(
+    let mut sql = StatementText::new(|rows| {
+        format!(
             concat!(
                 "INSERT INTO stats_events (",
                 event_columns!(),
                 ", channel) VALUES {}"
             ),
-            placeholders(chunk.len(), COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, COLUMNS)
+        )
+    });
+    for chunk in chunks(&indices) {
+        let mut query = sqlx::query(sql.for_rows(chunk.len()));
         for &i in chunk {
             let event = &events[i];
             query = query
@@ -134,14 +176,16 @@ async fn upsert_action_counts(
     days: &mut DayNames,
 ) -> StoreResult<()> {
     let rows: Vec<(&ActionKey, &i64)> = counts.iter().collect();
-    for chunk in chunks(&rows) {
-        let sql = format!(
+    let mut sql = StatementText::new(|rows| {
+        format!(
             "INSERT INTO stats_daily (app_id, day, channel, bundle, action, events) VALUES {} \
              ON CONFLICT (app_id, day, channel, bundle, action) \
              DO UPDATE SET events = stats_daily.events + excluded.events",
-            placeholders(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, 6)
+        )
+    });
+    for chunk in chunks(&rows) {
+        let mut query = sqlx::query(sql.for_rows(chunk.len()));
         for ((app_id, day, channel, bundle, action), n) in chunk {
             query = query
                 .bind(*app_id)
@@ -171,15 +215,17 @@ async fn upsert_health(
     counts: &HashMap<HealthKey<'_>, HealthCount>,
 ) -> StoreResult<()> {
     let rows: Vec<(&HealthKey, &HealthCount)> = counts.iter().collect();
-    for chunk in chunks(&rows) {
-        let sql = format!(
+    let mut sql = StatementText::new(|rows| {
+        format!(
             "INSERT INTO rollout_health (app_id, channel, bundle, minute, installs, failures) VALUES {} \
              ON CONFLICT (app_id, channel, bundle, minute) DO UPDATE SET \
              installs = rollout_health.installs + excluded.installs, \
              failures = rollout_health.failures + excluded.failures",
-            placeholders(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, 6)
+        )
+    });
+    for chunk in chunks(&rows) {
+        let mut query = sqlx::query(sql.for_rows(chunk.len()));
         for ((app_id, channel, bundle, minute), count) in chunk {
             query = query
                 .bind(*app_id)
@@ -206,13 +252,15 @@ async fn update_device_days<'a>(
 ) -> StoreResult<()> {
     let keys: Vec<DeviceDayKey> = candidates.keys().copied().collect();
     let mut stored: HashMap<DeviceDayKey, DeviceDay> = HashMap::with_capacity(keys.len());
-    for chunk in chunks(&keys) {
-        let sql = format!(
+    let mut select_sql = StatementText::new(|rows| {
+        format!(
             "SELECT day, app_id, device_id, channel, bundle, bundle_at FROM device_days \
              WHERE (day, app_id, device_id) IN (VALUES {})",
-            placeholders(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, 3)
+        )
+    });
+    for chunk in chunks(&keys) {
+        let mut query = sqlx::query(select_sql.for_rows(chunk.len()));
         for (day, app_id, device_id) in chunk {
             query = query
                 .bind(days.get(*day).to_string())
@@ -274,14 +322,16 @@ async fn update_device_days<'a>(
         }
     }
 
-    for chunk in chunks(&writes) {
-        let sql = format!(
+    let mut write_sql = StatementText::new(|rows| {
+        format!(
             "INSERT INTO device_days (day, app_id, device_id, channel, bundle, bundle_at) VALUES {} \
              ON CONFLICT (day, app_id, device_id) DO UPDATE SET \
              channel = excluded.channel, bundle = excluded.bundle, bundle_at = excluded.bundle_at",
-            placeholders(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, 6)
+        )
+    });
+    for chunk in chunks(&writes) {
+        let mut query = sqlx::query(write_sql.for_rows(chunk.len()));
         for ((day, app_id, device_id), row) in chunk {
             query = query
                 .bind(days.get(*day).to_string())
@@ -295,14 +345,16 @@ async fn update_device_days<'a>(
     }
 
     let deltas: Vec<_> = deltas.into_iter().filter(|(_, n)| *n != 0).collect();
-    for chunk in chunks(&deltas) {
-        let sql = format!(
+    let mut delta_sql = StatementText::new(|rows| {
+        format!(
             "INSERT INTO daily_devices (app_id, day, channel, bundle, devices) VALUES {} \
              ON CONFLICT (app_id, day, channel, bundle) \
              DO UPDATE SET devices = daily_devices.devices + excluded.devices",
-            placeholders(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(&sql);
+            placeholders(rows, 5)
+        )
+    });
+    for chunk in chunks(&deltas) {
+        let mut query = sqlx::query(delta_sql.for_rows(chunk.len()));
         for ((app_id, day, channel, bundle), n) in chunk {
             query = query
                 .bind(*app_id)
@@ -600,5 +652,44 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_item_in_order_largest_first() {
+        let items: Vec<usize> = (0..1_301).collect();
+        let cut = chunks(&items);
+        let sizes: Vec<usize> = cut.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![1024, 256, 16, 4, 1]);
+        let rejoined: Vec<usize> = cut.concat();
+        assert_eq!(rejoined, items);
+        assert!(chunks::<usize>(&[]).is_empty());
+    }
+
+    #[test]
+    fn placeholders_have_one_parameter_per_value() {
+        assert_eq!(placeholders(1, 1), "(?)");
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+        // The widest statement stays under SQLite's parameter limit.
+        let widest = placeholders(CHUNK_SIZES[0], 18);
+        assert_eq!(widest.matches('?').count(), 18_432);
+        assert!(widest.matches('?').count() <= 32_766);
+    }
+
+    #[test]
+    fn a_statement_text_is_rebuilt_only_when_the_size_changes() {
+        let built = std::cell::Cell::new(0);
+        let mut text = StatementText::new(|rows| {
+            built.set(built.get() + 1);
+            placeholders(rows, 2)
+        });
+        assert_eq!(text.for_rows(2), "(?, ?), (?, ?)");
+        assert_eq!(text.for_rows(2), "(?, ?), (?, ?)");
+        assert_eq!(text.for_rows(1), "(?, ?)");
+        assert_eq!(built.get(), 2);
     }
 }

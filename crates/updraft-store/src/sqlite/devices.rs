@@ -1,5 +1,6 @@
 //! The device registry and stats events.
 
+use super::analytics::{chunks, placeholders};
 use super::rows::{self, device_columns, event_columns};
 use super::{clamp_limit, SqliteStore};
 use crate::{DeviceQuery, DeviceStore, StatsIngest, StatsStore, StoreResult};
@@ -12,55 +13,70 @@ fn non_blank(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// Applies sightings in order on `conn` (the caller's transaction); the same
-/// statement text every time so SQLite prepares it once.
+/// Columns of one registry row in [`apply_sightings`]' VALUES.
+const SIGHTING_COLUMNS: usize = 18;
+
+/// Applies sightings in order on `conn` (the caller's transaction), many rows
+/// per statement: a multi-row upsert applies its rows one after the other, so
+/// the result equals one statement per sighting. Chunks come in a few fixed
+/// sizes so SQLite prepares each statement shape once.
 pub(super) async fn apply_sightings(
     conn: &mut SqliteConnection,
     sightings: &[DeviceSighting],
 ) -> StoreResult<()> {
-    for sighting in sightings {
-        sqlx::query(
-            "INSERT INTO devices (app_id, device_id, platform, plugin_version, version_os, version_build, \
-             version_code, version_name, custom_id, is_prod, is_emulator, default_channel, key_id, \
-             install_source, last_offered_version, last_update_outcome, first_seen, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-             ON CONFLICT (app_id, device_id) DO UPDATE SET \
-             platform = COALESCE(NULLIF(excluded.platform, ''), devices.platform), \
-             plugin_version = COALESCE(excluded.plugin_version, devices.plugin_version), \
-             version_os = COALESCE(excluded.version_os, devices.version_os), \
-             version_build = COALESCE(excluded.version_build, devices.version_build), \
-             version_code = COALESCE(excluded.version_code, devices.version_code), \
-             version_name = COALESCE(excluded.version_name, devices.version_name), \
-             custom_id = COALESCE(excluded.custom_id, devices.custom_id), \
-             is_prod = excluded.is_prod, \
-             is_emulator = excluded.is_emulator, \
-             default_channel = excluded.default_channel, \
-             key_id = COALESCE(excluded.key_id, devices.key_id), \
-             install_source = COALESCE(excluded.install_source, devices.install_source), \
-             last_offered_version = COALESCE(excluded.last_offered_version, devices.last_offered_version), \
-             last_update_outcome = COALESCE(excluded.last_update_outcome, devices.last_update_outcome), \
-             last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
-                         THEN excluded.last_seen ELSE devices.last_seen END",
-        )
-        .bind(&sighting.app_id)
-        .bind(&sighting.device_id)
-        .bind(&sighting.platform)
-        .bind(&sighting.plugin_version)
-        .bind(&sighting.version_os)
-        .bind(&sighting.version_build)
-        .bind(&sighting.version_code)
-        .bind(&sighting.version_name)
-        .bind(non_blank(&sighting.custom_id))
-        .bind(sighting.is_prod)
-        .bind(sighting.is_emulator)
-        .bind(&sighting.default_channel)
-        .bind(&sighting.key_id)
-        .bind(non_blank(&sighting.install_source))
-        .bind(&sighting.last_offered_version)
-        .bind(&sighting.last_update_outcome)
-        .bind(sighting.seen_at)
-        .execute(&mut *conn)
-        .await?;
+    let mut sql = String::new();
+    let mut sql_rows = 0;
+    for chunk in chunks(sightings) {
+        if chunk.len() != sql_rows {
+            sql_rows = chunk.len();
+            sql = format!(
+                "INSERT INTO devices (app_id, device_id, platform, plugin_version, version_os, version_build, \
+                 version_code, version_name, custom_id, is_prod, is_emulator, default_channel, key_id, \
+                 install_source, last_offered_version, last_update_outcome, first_seen, last_seen) \
+                 VALUES {} \
+                 ON CONFLICT (app_id, device_id) DO UPDATE SET \
+                 platform = COALESCE(NULLIF(excluded.platform, ''), devices.platform), \
+                 plugin_version = COALESCE(excluded.plugin_version, devices.plugin_version), \
+                 version_os = COALESCE(excluded.version_os, devices.version_os), \
+                 version_build = COALESCE(excluded.version_build, devices.version_build), \
+                 version_code = COALESCE(excluded.version_code, devices.version_code), \
+                 version_name = COALESCE(excluded.version_name, devices.version_name), \
+                 custom_id = COALESCE(excluded.custom_id, devices.custom_id), \
+                 is_prod = excluded.is_prod, \
+                 is_emulator = excluded.is_emulator, \
+                 default_channel = excluded.default_channel, \
+                 key_id = COALESCE(excluded.key_id, devices.key_id), \
+                 install_source = COALESCE(excluded.install_source, devices.install_source), \
+                 last_offered_version = COALESCE(excluded.last_offered_version, devices.last_offered_version), \
+                 last_update_outcome = COALESCE(excluded.last_update_outcome, devices.last_update_outcome), \
+                 last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
+                             THEN excluded.last_seen ELSE devices.last_seen END",
+                placeholders(sql_rows, SIGHTING_COLUMNS)
+            );
+        }
+        let mut query = sqlx::query(&sql);
+        for sighting in chunk {
+            query = query
+                .bind(&sighting.app_id)
+                .bind(&sighting.device_id)
+                .bind(&sighting.platform)
+                .bind(&sighting.plugin_version)
+                .bind(&sighting.version_os)
+                .bind(&sighting.version_build)
+                .bind(&sighting.version_code)
+                .bind(&sighting.version_name)
+                .bind(non_blank(&sighting.custom_id))
+                .bind(sighting.is_prod)
+                .bind(sighting.is_emulator)
+                .bind(&sighting.default_channel)
+                .bind(&sighting.key_id)
+                .bind(non_blank(&sighting.install_source))
+                .bind(&sighting.last_offered_version)
+                .bind(&sighting.last_update_outcome)
+                .bind(sighting.seen_at)
+                .bind(sighting.seen_at);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -211,5 +227,80 @@ impl StatsStore for SqliteStore {
             }
         };
         found.iter().map(rows::stats_event).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sighting(device_id: String, seen_at: i64) -> DeviceSighting {
+        DeviceSighting {
+            app_id: "com.example.app".to_string(),
+            device_id,
+            platform: "android".to_string(),
+            plugin_version: Some("8.0.0".to_string()),
+            version_os: None,
+            version_build: Some("1.0.0".to_string()),
+            version_code: None,
+            version_name: Some("1.0.0".to_string()),
+            custom_id: None,
+            is_prod: true,
+            is_emulator: false,
+            default_channel: None,
+            key_id: None,
+            install_source: None,
+            last_offered_version: None,
+            last_update_outcome: None,
+            seen_at,
+        }
+    }
+
+    /// 1,301 sightings span every chunk size (1024 + 256 + 16 + 4 + 1); one
+    /// device appears in the first and in the last chunk, so the second
+    /// write must see the first, as one statement per sighting would.
+    #[tokio::test]
+    async fn a_multi_row_upsert_applies_rows_in_order_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let mut batch: Vec<DeviceSighting> = (0..1_300)
+            .map(|i| sighting(format!("device-{i:04}"), 1_000 + i))
+            .collect();
+        batch[7].custom_id = Some("alice".to_string());
+        batch[7].default_channel = Some("beta".to_string());
+        let mut again = sighting("device-0007".to_string(), 500);
+        again.version_name = Some("2.0.0".to_string());
+        batch.push(again);
+        store.upsert_devices(&batch).await.unwrap();
+
+        let query = DeviceQuery::default();
+        assert_eq!(
+            store
+                .count_devices("com.example.app", &query)
+                .await
+                .unwrap(),
+            1_300
+        );
+        let device = store
+            .get_device("com.example.app", "device-0007")
+            .await
+            .unwrap()
+            .unwrap();
+        // Kept from the first write (the second carries no custom_id).
+        assert_eq!(device.custom_id.as_deref(), Some("alice"));
+        // Overwritten by the second write, as the registry does.
+        assert_eq!(device.default_channel, None);
+        assert_eq!(device.version_name.as_deref(), Some("2.0.0"));
+        // last_seen never moves backwards; first_seen is the first write's.
+        assert_eq!(device.last_seen, 1_007);
+        assert_eq!(device.first_seen, 1_007);
+        let last = store
+            .get_device("com.example.app", "device-1299")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.last_seen, 2_299);
     }
 }
