@@ -138,68 +138,10 @@ pub async fn decisions(
     }))
 }
 
-/// `2026-12-01T09:00:00Z`, `2026-12-01T09:00:00.250+02:00` → epoch ms.
-pub(crate) fn parse_rfc3339(text: &str) -> Option<Millis> {
-    let text = text.trim();
-    let (date, rest) = text.split_at_checked(10)?;
-    let day = updraft_core::analytics::day_start(date)?;
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let number = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let hours = number(rest.get(0..2)?)?;
-    let minutes = number(rest.get(3..5)?)?;
-    let seconds = number(rest.get(6..8)?)?;
-    if rest.get(2..3)? != ":"
-        || rest.get(5..6)? != ":"
-        || hours > 23
-        || minutes > 59
-        || seconds > 60
-    {
-        return None;
-    }
-    let mut rest = rest.get(8..)?;
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded: String = fraction[..digits]
-            .chars()
-            .chain("000".chars())
-            .take(3)
-            .collect();
-        millis = number(&padded)?;
-        rest = &fraction[digits..];
-    }
-    let offset_ms = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(0..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            if rest.len() != 6 || rest.get(3..4)? != ":" {
-                return None;
-            }
-            let (h, m) = (number(rest.get(1..3)?)?, number(rest.get(4..6)?)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            sign * (h * 3_600_000 + m * 60_000)
-        }
-    };
-    Some(day + hours * 3_600_000 + minutes * 60_000 + seconds * 1000 + millis - offset_ms)
-}
-
 fn run_at(value: &serde_json::Value) -> Result<Millis, ApiError> {
     let parsed = match value {
         serde_json::Value::Number(n) => n.as_i64().filter(|ms| *ms >= 0),
-        serde_json::Value::String(s) => parse_rfc3339(s),
+        serde_json::Value::String(s) => updraft_core::analytics::parse_rfc3339(s),
         _ => None,
     };
     parsed.ok_or_else(|| {
@@ -375,28 +317,6 @@ pub async fn cancel_schedule(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_times_parse_with_offsets_and_fractions() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1500));
-        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00-00:30"), Some(1_800_000));
-        assert_eq!(
-            parse_rfc3339("2026-12-01T09:00:00Z"),
-            Some(1_796_115_600_000)
-        );
-        for bad in [
-            "2026-12-01",
-            "2026-12-01T25:00:00Z",
-            "2026-12-01T09:00:00",
-            "x",
-            "2026-02-30T00:00:00Z",
-            "2026-12-01T09:00:00.Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn run_at_takes_milliseconds_or_text() {
