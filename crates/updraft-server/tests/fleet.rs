@@ -441,11 +441,14 @@ async fn a_healthy_rollout_ramps_through_every_step_and_is_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_rollout_pauses_at_the_first_step_and_spreads_no_further() {
     let mut sim = Sim::start(true).await;
+    // A first step of 5 %: about 100 of the 2,000 devices, so that the share
+    // of failing devices among them (the rollout id, hence the buckets, is
+    // random) is never so small that the step looks healthy by chance.
     sim.patch_production(json!({
         "rollout_bundle": NEXT,
-        "rollout_percentage_bps": 100,
+        "rollout_percentage_bps": 500,
         "auto_pause": auto_pause("pause", 20, 60),
-        "ramp": {"enabled": true, "steps_bps": [100, 500, 2500, 10000], "min_dwell_minutes": 30, "min_attempts": 5},
+        "ramp": {"enabled": true, "steps_bps": [500, 2500, 10000], "min_dwell_minutes": 30, "min_attempts": 5},
     }))
     .await;
     let t0 = sim.clock.now();
@@ -464,7 +467,7 @@ async fn a_failing_rollout_pauses_at_the_first_step_and_spreads_no_further() {
     );
     assert_eq!(
         (paused.from_bps, paused.to_bps),
-        (100, 100),
+        (500, 500),
         "paused on the first step"
     );
     let (attempts, failures) = sim.tally(t0.max(paused.at - 60 * MINUTE), paused.at);
