@@ -110,16 +110,19 @@ pub struct ResolvedChannel<'a> {
 pub fn channel_target<'a>(release: &'a ReleaseConfig, channel: &Channel) -> Option<Target<'a>> {
     match channel.bundle_id {
         None => Some(Target::Builtin),
-        Some(id) => {
-            let bundle = release.bundle(id)?;
-            if bundle.name == BUILTIN {
-                Some(Target::Builtin)
-            } else if bundle.deleted {
-                None
-            } else {
-                Some(Target::Bundle(bundle))
-            }
-        }
+        Some(id) => bundle_target(release, id),
+    }
+}
+
+/// What a bundle id stands for: `None` when the bundle is deleted or unknown.
+fn bundle_target(release: &ReleaseConfig, id: i64) -> Option<Target<'_>> {
+    let bundle = release.bundle(id)?;
+    if bundle.name == BUILTIN {
+        Some(Target::Builtin)
+    } else if bundle.deleted {
+        None
+    } else {
+        Some(Target::Bundle(bundle))
     }
 }
 
@@ -178,18 +181,13 @@ pub fn choose_target<'a>(
     let Some(rollout) = &resolved.channel.rollout else {
         return resolved;
     };
-    let Some(bundle) = release.bundle(rollout.bundle_id).filter(|b| !b.deleted) else {
+    let Some(target) = bundle_target(release, rollout.bundle_id) else {
         return resolved;
     };
     let device = DeviceFacts::from_request(req);
-    if !selects_rollout(rollout, &bundle.name, &device, &req.version_name) {
+    if !selects_rollout(rollout, target.name(), &device, &req.version_name) {
         return resolved;
     }
-    let target = if bundle.name == BUILTIN {
-        Target::Builtin
-    } else {
-        Target::Bundle(bundle)
-    };
     ResolvedChannel { target, ..resolved }
 }
 
