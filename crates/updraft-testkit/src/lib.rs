@@ -1,0 +1,31 @@
+//! Throwaway servers for tests: a real PostgreSQL cluster and a real
+//! S3-compatible server (moto), each started once per test process on a free
+//! loopback port and stopped when the process ends.
+//!
+//! Missing programs are installed by `scripts/test-services.sh` (Debian's
+//! `postgresql`, `moto[server]` from PyPI into `target/test-tools/venv`), so
+//! the README's `cargo test --workspace` needs nothing set up by hand.
+//!
+//! Each server runs under a small `sh` watchdog that polls for the test
+//! process and shuts the server down (removing its files) once it is gone:
+//! Rust runs no destructors for statics, and a test binary can be killed.
+
+mod postgres;
+mod process;
+mod s3;
+
+pub use postgres::postgres_database;
+pub use s3::{s3_bucket, S3Bucket};
+
+/// The workspace root (where `scripts/` and `target/` are).
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// A fresh lowercase name part, unique enough for databases and buckets.
+fn unique_suffix() -> String {
+    format!("{}_{:08x}", std::process::id(), rand::random::<u32>())
+}
