@@ -1,6 +1,6 @@
-//! Storage for Updraft: one trait per concern, implemented for SQLite here
-//! (PostgreSQL follows behind the same traits). Nothing above this crate
-//! knows which engine it talks to.
+//! Storage for Updraft: one trait per concern, implemented once in SQL
+//! (`src/sql/`) and compiled for SQLite and for PostgreSQL. Nothing above
+//! this crate knows which engine it talks to.
 
 use async_trait::async_trait;
 use updraft_core::model::{
@@ -11,8 +11,12 @@ use updraft_core::model::{
 };
 
 pub mod blob;
+pub mod cluster;
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -497,12 +501,84 @@ pub trait ApiKeyStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait SettingStore: Send + Sync {
+    /// The stored value of `name`; when there is none, stores `candidate`
+    /// first. The first writer wins, so every node ends up with one value.
+    async fn setting_or_insert(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: Millis,
+    ) -> StoreResult<String>;
+}
+
+#[async_trait]
 pub trait ReleaseStore: Send + Sync {
     /// The app's whole release configuration; `app: None` when the app is unknown.
     async fn load_release(&self, app_id: &str) -> StoreResult<ReleaseConfig>;
     async fn list_app_ids(&self) -> StoreResult<Vec<String>>;
     /// Health check: can the database answer?
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A resumable upload session shared by every node (used when the bytes go
+/// to object storage). Its bytes are part objects, one per accepted PATCH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSession {
+    pub upload_id: String,
+    pub sha256: String,
+    pub size: i64,
+    /// The durable offset: every byte before it is in a listed part.
+    pub received: i64,
+    pub complete: bool,
+    pub created_at: Millis,
+    /// Last write or creation; expiry counts from here.
+    pub last_activity: Millis,
+}
+
+/// One part of an upload: the bytes `[start, start + len)` in scratch object `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadPart {
+    pub start: i64,
+    pub len: i64,
+    pub name: String,
+}
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// The live (`last_activity > live_after`), incomplete session with this
+    /// content (the furthest along when there are several) or else
+    /// `candidate`, inserted. Atomic across nodes, so one (sha256, size) gets
+    /// one session while it lives. `true` when `candidate` was inserted.
+    async fn find_or_create_upload(
+        &self,
+        candidate: UploadSession,
+        live_after: Millis,
+    ) -> StoreResult<(UploadSession, bool)>;
+    async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadSession>>;
+    /// Records part `part` (starting at `part.start`) and advances `received`
+    /// by its length, only if the session exists, is incomplete and its
+    /// `received` equals `part.start`; `None` when it did not (nothing changed).
+    async fn append_upload_part(
+        &self,
+        upload_id: &str,
+        part: &UploadPart,
+        now: Millis,
+    ) -> StoreResult<Option<UploadSession>>;
+    /// The session's parts in offset order.
+    async fn list_upload_parts(&self, upload_id: &str) -> StoreResult<Vec<UploadPart>>;
+    /// Marks a fully received session complete and forgets its parts
+    /// (returned, for the caller to delete); `None` when it is not fully
+    /// received or gone.
+    async fn complete_upload(
+        &self,
+        upload_id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<Vec<UploadPart>>>;
+    /// Deletes the session; returns its parts (empty when it did not exist).
+    async fn delete_upload(&self, upload_id: &str) -> StoreResult<Vec<UploadPart>>;
+    /// Sessions with `last_activity <= before`, oldest first, at most `limit`.
+    async fn expired_uploads(&self, before: Millis, limit: i64) -> StoreResult<Vec<UploadSession>>;
 }
 
 /// Every storage concern, as one object the server can hold.
@@ -521,6 +597,8 @@ pub trait Store:
     + ScheduleStore
     + AuditStore
     + WebhookStore
+    + SettingStore
+    + UploadStore
 {
 }
 
@@ -539,6 +617,8 @@ impl<T> Store for T where
         + ScheduleStore
         + AuditStore
         + WebhookStore
+        + SettingStore
+        + UploadStore
 {
 }
 

@@ -37,8 +37,10 @@ sqlite_suite!(
     suite_public_demotion,
     suite_overrides,
     suite_devices,
+    suite_multi_row_upserts,
     suite_stats,
     suite_api_keys,
+    suite_settings,
     suite_release,
     suite_delete_app,
     suite_bulk,
@@ -49,6 +51,14 @@ sqlite_suite!(
     suite_delete_app_removes_analytics,
     suite_bundle_storage,
     suite_download_tallies,
+);
+
+// Upload sessions shared by every node.
+sqlite_suite!(
+    suite_upload_find_or_create,
+    suite_upload_parts,
+    suite_upload_racing_appends,
+    suite_upload_expiry_and_delete,
 );
 
 // Webhooks and their delivery queue.

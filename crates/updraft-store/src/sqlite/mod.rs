@@ -1,28 +1,55 @@
 //! SQLite implementation of the storage traits (embedded default).
 //!
-//! Every statement uses `$N` parameters and standard SQL (`ON CONFLICT ... DO
-//! UPDATE`, `RETURNING`, `CASE`) so a PostgreSQL implementation can reuse the
-//! text; what is specific to SQLite stays in this module: connection options,
-//! `BEGIN IMMEDIATE` and the row decoding.
+//! The statements live in `src/sql/` and are shared with PostgreSQL (see
+//! `src/sql/common.rs` for the scheme); what is specific to SQLite stays in
+//! this module: connection options, `BEGIN IMMEDIATE`, `?` parameter markers
+//! in multi-row statements and the dialect macros below.
 
+/// Keeps SQLite off every index for a scan that must walk the primary key.
+macro_rules! not_indexed {
+    () => {
+        " NOT INDEXED"
+    };
+}
+
+#[path = "../sql/analytics.rs"]
 mod analytics;
+#[path = "../sql/apikeys.rs"]
 mod apikeys;
+#[path = "../sql/apps.rs"]
 mod apps;
+#[path = "../sql/audit.rs"]
 mod audit;
+#[path = "../sql/bundles.rs"]
 mod bundles;
+#[path = "../sql/channels.rs"]
 mod channels;
+#[path = "../sql/common.rs"]
+mod common;
+#[path = "../sql/devices.rs"]
 mod devices;
+#[path = "../sql/overrides.rs"]
 mod overrides;
+#[path = "../sql/release.rs"]
 mod release;
+#[path = "../sql/release_safety.rs"]
 mod release_safety;
+#[path = "../sql/rows.rs"]
 mod rows;
+#[path = "../sql/settings.rs"]
+mod settings;
+#[path = "../sql/uploads.rs"]
+mod uploads;
+#[path = "../sql/webhooks.rs"]
 mod webhooks;
 
 use crate::{StoreError, StoreResult};
+use common::{clamp_limit, is_foreign_key_violation, is_unique_violation};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
@@ -101,33 +128,50 @@ impl SqliteStore {
 
     /// A write transaction that takes the write lock up front, so it never
     /// fails half-way on a lock upgrade (a deferred SQLite transaction that
-    /// reads first can get SQLITE_BUSY when it starts writing).
+    /// reads first can get SQLITE_BUSY when it starts writing). The shared
+    /// code relies on it: a read-then-write inside it sees no other writer.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// Where release loads read: the one file.
+    fn read_pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
+// What the shared files in `src/sql/` name through `super::`.
+type Db = Sqlite;
+type DbRow = SqliteRow;
+type DbConnection = SqliteConnection;
+type EngineStore = SqliteStore;
+
+/// SQLITE_MAX_VARIABLE_NUMBER's default.
+const MAX_PARAMETERS: usize = 32_766;
+
+/// Anonymous markers: SQLite looks numbered ones up by name, one by one,
+/// which is quadratic in a statement with thousands of them.
+fn push_placeholder(sql: &mut String, _number: usize) {
+    sql.push('?');
+}
+
+/// A read transaction: a deferred SQLite transaction reads one snapshot.
+async fn begin_snapshot(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+    Ok(pool.begin().await?)
+}
+
+/// Both engines convert through here (the impl must exist once per crate).
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::Backend(err.to_string())
     }
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
-}
-
-/// Page size of a list: 0 (or less) means the default, and there is a cap.
-fn clamp_limit(limit: i64) -> i64 {
-    const DEFAULT_LIMIT: i64 = 50;
-    const MAX_LIMIT: i64 = 1000;
-    if limit <= 0 {
-        DEFAULT_LIMIT
-    } else {
-        limit.min(MAX_LIMIT)
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multi_row_statements_use_anonymous_markers() {
+        assert_eq!(super::analytics::placeholders(1, 1), "(?)");
+        assert_eq!(super::analytics::placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 }

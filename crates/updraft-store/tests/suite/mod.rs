@@ -7,6 +7,8 @@ mod audit;
 pub use audit::*;
 mod release_safety;
 pub use release_safety::*;
+mod uploads;
+pub use uploads::*;
 mod webhooks;
 pub use webhooks::*;
 
@@ -632,6 +634,43 @@ pub async fn suite_overrides<S: Store>(s: &S) {
     assert_eq!(remaining, vec!["dev-4"]);
 }
 
+/// 1,301 distinct devices span every statement size (1024 + 256 + 16 + 4 +
+/// 1); two devices appear twice in the batch, so a later sighting must see
+/// the earlier one, as one statement per sighting would (PostgreSQL refuses
+/// an upsert touching a row twice, so the store must split them).
+pub async fn suite_multi_row_upserts<S: Store>(s: &S) {
+    let mut batch: Vec<DeviceSighting> = (0..1_301)
+        .map(|i| sighting(APP, &format!("device-{i:04}"), 1_000 + i))
+        .collect();
+    batch[7].custom_id = Some("alice".to_string());
+    batch[7].default_channel = Some("beta".to_string());
+    let mut later = sighting(APP, "device-0007", 500);
+    later.version_name = Some("2.0.0".to_string());
+    batch.push(later);
+    // Within the first thousand: same statement size as its first sighting.
+    let mut again = sighting(APP, "device-0003", 5_000);
+    again.custom_id = Some("bob".to_string());
+    batch.insert(600, again);
+    s.upsert_devices(&batch).await.unwrap();
+
+    let query = DeviceQuery::default();
+    assert_eq!(s.count_devices(APP, &query).await.unwrap(), 1_301);
+    let device = s.get_device(APP, "device-0007").await.unwrap().unwrap();
+    // Kept from the first write (the second carries no custom_id).
+    assert_eq!(device.custom_id.as_deref(), Some("alice"));
+    // Overwritten by the second write, as the registry does.
+    assert_eq!(device.default_channel, None);
+    assert_eq!(device.version_name.as_deref(), Some("2.0.0"));
+    // last_seen never moves backwards; first_seen is the first write's.
+    assert_eq!(device.last_seen, 1_007);
+    assert_eq!(device.first_seen, 1_007);
+    let twice = s.get_device(APP, "device-0003").await.unwrap().unwrap();
+    assert_eq!(twice.custom_id.as_deref(), Some("bob"));
+    assert_eq!((twice.first_seen, twice.last_seen), (1_003, 5_000));
+    let last = s.get_device(APP, "device-1300").await.unwrap().unwrap();
+    assert_eq!(last.last_seen, 2_300);
+}
+
 pub async fn suite_devices<S: Store>(s: &S) {
     let mut first = sighting(APP, "dev-a", 1_000);
     first.custom_id = Some("customer-42".to_string());
@@ -1243,4 +1282,20 @@ pub async fn suite_download_tallies<S: Store>(s: &S) {
     s.record_downloads(&[]).await.unwrap();
     // Read back through the delete path: the totals are in the table the
     // analytics read; the SQLite test checks the rows themselves.
+}
+
+pub async fn suite_settings<S: Store>(s: &S) {
+    let first = s
+        .setting_or_insert("url_signing_key", "aaaa", 1)
+        .await
+        .unwrap();
+    assert_eq!(first, "aaaa");
+    // A second node's candidate loses: everyone gets the first value.
+    let second = s
+        .setting_or_insert("url_signing_key", "bbbb", 2)
+        .await
+        .unwrap();
+    assert_eq!(second, "aaaa");
+    let other = s.setting_or_insert("other", "cccc", 3).await.unwrap();
+    assert_eq!(other, "cccc");
 }

@@ -2,10 +2,11 @@
 
 use super::analytics::{chunks, placeholders};
 use super::rows::{self, device_columns, event_columns};
-use super::{clamp_limit, SqliteStore};
+use super::DbConnection;
+use super::{clamp_limit, EngineStore};
 use crate::{DeviceQuery, DeviceStore, StatsIngest, StatsStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
+use std::collections::HashMap;
 use updraft_core::model::{Device, DeviceSighting, StatsEvent};
 
 /// Optional text that is blank counts as absent (keeps the stored value).
@@ -16,17 +17,38 @@ fn non_blank(value: &Option<String>) -> Option<&str> {
 /// Columns of one registry row in [`apply_sightings`]' VALUES.
 const SIGHTING_COLUMNS: usize = 18;
 
+/// Splits sightings into rounds in which no device appears twice: the k-th
+/// sighting of a device goes to round k (usually there is one round).
+/// PostgreSQL refuses an upsert that touches one row twice; applying the
+/// rounds in order equals applying the sightings in order, because sightings
+/// of different devices do not interact.
+fn rounds(sightings: &[DeviceSighting]) -> Vec<Vec<&DeviceSighting>> {
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(sightings.len());
+    let mut rounds: Vec<Vec<&DeviceSighting>> = Vec::new();
+    for sighting in sightings {
+        let round = seen
+            .entry((sighting.app_id.as_str(), sighting.device_id.as_str()))
+            .or_insert(0);
+        if *round == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(sighting);
+        *round += 1;
+    }
+    rounds
+}
+
 /// Applies sightings in order on `conn` (the caller's transaction), many rows
-/// per statement: a multi-row upsert applies its rows one after the other, so
-/// the result equals one statement per sighting. Chunks come in a few fixed
-/// sizes so SQLite prepares each statement shape once.
+/// per statement (see [`rounds`] for a device seen twice). Chunks come in a
+/// few fixed sizes so the database prepares each statement shape once.
 pub(super) async fn apply_sightings(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     sightings: &[DeviceSighting],
 ) -> StoreResult<()> {
     let mut sql = String::new();
     let mut sql_rows = 0;
-    for chunk in chunks(sightings) {
+    let rounds = rounds(sightings);
+    for chunk in rounds.iter().flat_map(|round| chunks(round)) {
         if chunk.len() != sql_rows {
             sql_rows = chunk.len();
             sql = format!(
@@ -107,7 +129,7 @@ macro_rules! device_filter {
 }
 
 #[async_trait]
-impl DeviceStore for SqliteStore {
+impl DeviceStore for EngineStore {
     async fn upsert_devices(&self, sightings: &[DeviceSighting]) -> StoreResult<()> {
         if sightings.is_empty() {
             return Ok(());
@@ -168,7 +190,7 @@ impl DeviceStore for SqliteStore {
 }
 
 #[async_trait]
-impl StatsStore for SqliteStore {
+impl StatsStore for EngineStore {
     async fn record_stats(
         &self,
         events: &[StatsEvent],
@@ -227,80 +249,5 @@ impl StatsStore for SqliteStore {
             }
         };
         found.iter().map(rows::stats_event).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sighting(device_id: String, seen_at: i64) -> DeviceSighting {
-        DeviceSighting {
-            app_id: "com.example.app".to_string(),
-            device_id,
-            platform: "android".to_string(),
-            plugin_version: Some("8.0.0".to_string()),
-            version_os: None,
-            version_build: Some("1.0.0".to_string()),
-            version_code: None,
-            version_name: Some("1.0.0".to_string()),
-            custom_id: None,
-            is_prod: true,
-            is_emulator: false,
-            default_channel: None,
-            key_id: None,
-            install_source: None,
-            last_offered_version: None,
-            last_update_outcome: None,
-            seen_at,
-        }
-    }
-
-    /// 1,301 sightings span every chunk size (1024 + 256 + 16 + 4 + 1); one
-    /// device appears in the first and in the last chunk, so the second
-    /// write must see the first, as one statement per sighting would.
-    #[tokio::test]
-    async fn a_multi_row_upsert_applies_rows_in_order_across_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_path(&dir.path().join("t.db"))
-            .await
-            .unwrap();
-        let mut batch: Vec<DeviceSighting> = (0..1_300)
-            .map(|i| sighting(format!("device-{i:04}"), 1_000 + i))
-            .collect();
-        batch[7].custom_id = Some("alice".to_string());
-        batch[7].default_channel = Some("beta".to_string());
-        let mut again = sighting("device-0007".to_string(), 500);
-        again.version_name = Some("2.0.0".to_string());
-        batch.push(again);
-        store.upsert_devices(&batch).await.unwrap();
-
-        let query = DeviceQuery::default();
-        assert_eq!(
-            store
-                .count_devices("com.example.app", &query)
-                .await
-                .unwrap(),
-            1_300
-        );
-        let device = store
-            .get_device("com.example.app", "device-0007")
-            .await
-            .unwrap()
-            .unwrap();
-        // Kept from the first write (the second carries no custom_id).
-        assert_eq!(device.custom_id.as_deref(), Some("alice"));
-        // Overwritten by the second write, as the registry does.
-        assert_eq!(device.default_channel, None);
-        assert_eq!(device.version_name.as_deref(), Some("2.0.0"));
-        // last_seen never moves backwards; first_seen is the first write's.
-        assert_eq!(device.last_seen, 1_007);
-        assert_eq!(device.first_seen, 1_007);
-        let last = store
-            .get_device("com.example.app", "device-1299")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(last.last_seen, 2_299);
     }
 }

@@ -1,13 +1,13 @@
 //! Device → channel overrides.
 
 use super::rows::{self, override_columns};
-use super::SqliteStore;
+use super::EngineStore;
 use crate::{OverrideStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use updraft_core::model::{DeviceOverride, Millis, OverrideSource};
 
 #[async_trait]
-impl OverrideStore for SqliteStore {
+impl OverrideStore for EngineStore {
     async fn set_override(
         &self,
         app_id: &str,

@@ -1,7 +1,7 @@
 //! API keys: only a hash of the secret is stored.
 
 use super::rows::{self, apikey_columns};
-use super::{is_unique_violation, SqliteStore};
+use super::{is_unique_violation, EngineStore};
 use crate::{hash_api_key, ApiKeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
 use rand::distributions::Alphanumeric;
@@ -24,7 +24,7 @@ fn generate_secret() -> String {
 }
 
 #[async_trait]
-impl ApiKeyStore for SqliteStore {
+impl ApiKeyStore for EngineStore {
     async fn create_api_key(&self, key: NewApiKey, now: Millis) -> StoreResult<(ApiKey, String)> {
         let secret = generate_secret();
         let prefix: String = secret.chars().take(SHOWN_PREFIX_CHARS).collect();

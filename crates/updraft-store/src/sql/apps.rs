@@ -1,13 +1,13 @@
 //! Apps.
 
 use super::rows::{self, app_columns};
-use super::{is_unique_violation, SqliteStore};
+use super::{is_unique_violation, EngineStore};
 use crate::{AppStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use updraft_core::model::{App, Millis};
 
 #[async_trait]
-impl AppStore for SqliteStore {
+impl AppStore for EngineStore {
     async fn create_app(&self, app_id: &str, name: &str, now: Millis) -> StoreResult<App> {
         let inserted = sqlx::query(concat!(
             "INSERT INTO apps (app_id, name, created_at) VALUES ($1, $2, $3) RETURNING ",

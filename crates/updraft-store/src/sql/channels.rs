@@ -5,12 +5,11 @@
 use super::audit::insert_audit;
 use super::release_safety::insert_decision;
 use super::rows::{self, channel_columns};
-use super::{clamp_limit, is_foreign_key_violation, is_unique_violation, SqliteStore};
+use super::{clamp_limit, is_foreign_key_violation, is_unique_violation, EngineStore};
+use super::{Db, DbConnection};
 use crate::{ChannelStore, ChannelUpdate, NewChannel, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Sqlite, SqliteConnection};
 use updraft_core::model::{
     ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch, Millis, ScheduleStatus,
 };
@@ -26,8 +25,8 @@ const SCHEDULE_APPLIED: &str = "applied";
 /// the nine `rollout_*` columns, `auto_pause` and `ramp`).
 fn bind_settings<'q>(
     settings: &Channel,
-    query: Query<'q, Sqlite, SqliteArguments<'q>>,
-) -> StoreResult<Query<'q, Sqlite, SqliteArguments<'q>>> {
+    query: Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
+) -> StoreResult<Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>> {
     let rollout = settings.rollout.as_ref();
     let rollout_targeting = match rollout {
         Some(rollout) => rows::json_unless_default(&rollout.targeting)?,
@@ -62,7 +61,7 @@ fn bind_settings<'q>(
 /// The safety net behind the API's own check: a channel may only point at a
 /// live bundle of its own app.
 async fn check_bundle_reference(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     app_id: &str,
     bundle_id: i64,
 ) -> StoreResult<()> {
@@ -85,7 +84,7 @@ async fn check_bundle_reference(
 /// Makes every other public channel of the app that shares an enabled
 /// platform with `channel` non-public.
 async fn demote_other_public(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     channel: &Channel,
     now: Millis,
 ) -> StoreResult<()> {
@@ -106,7 +105,7 @@ async fn demote_other_public(
 }
 
 async fn fetch_channel(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     app_id: &str,
     name: &str,
 ) -> StoreResult<Option<Channel>> {
@@ -139,7 +138,7 @@ fn release_state(channel: &Channel) -> ReleaseState {
 }
 
 /// A bundle's name for history: `builtin` for none.
-async fn bundle_name(conn: &mut SqliteConnection, bundle_id: Option<i64>) -> StoreResult<String> {
+async fn bundle_name(conn: &mut DbConnection, bundle_id: Option<i64>) -> StoreResult<String> {
     let Some(id) = bundle_id else {
         return Ok(updraft_core::model::BUILTIN.to_string());
     };
@@ -152,7 +151,7 @@ async fn bundle_name(conn: &mut SqliteConnection, bundle_id: Option<i64>) -> Sto
 }
 
 async fn insert_history(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     channel: &Channel,
     change: &ChangeContext,
 ) -> StoreResult<()> {
@@ -183,7 +182,7 @@ async fn insert_history(
 /// bundle references, writes the row, demotes other public channels and
 /// writes a history row when what devices are served changed.
 async fn write_update(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     current: &Channel,
     patch: &ChannelPatch,
     change: &ChangeContext,
@@ -236,7 +235,7 @@ async fn write_update(
 
 /// Marks the pending schedule `id` of the app done, as part of the change it made.
 async fn complete_schedule(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     app_id: &str,
     id: i64,
     at: Millis,
@@ -271,7 +270,7 @@ fn system_change(at: Millis, reason: &str) -> ChangeContext {
 }
 
 #[async_trait]
-impl ChannelStore for SqliteStore {
+impl ChannelStore for EngineStore {
     async fn apply_channel_update(&self, update: ChannelUpdate) -> StoreResult<Channel> {
         let mut tx = self.begin_write().await?;
         let current = fetch_channel(&mut tx, &update.app_id, &update.name)

@@ -3,10 +3,10 @@
 //! `channels.rs`.)
 
 use super::rows::{self, decision_columns, schedule_columns};
-use super::{clamp_limit, SqliteStore};
+use super::DbConnection;
+use super::{clamp_limit, EngineStore};
 use crate::{NewSchedule, RolloutStore, ScheduleStore, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
 use updraft_core::model::{Health, Millis, RolloutDecision, ScheduleStatus, ScheduledRelease};
 
 /// Health rows are per minute of arrival: `minute = received_at / 60000`.
@@ -19,7 +19,7 @@ pub(super) fn minute_of(at: Millis) -> i64 {
 
 /// Writes `decision` (its id is assigned here) on the caller's transaction.
 pub(super) async fn insert_decision(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     decision: &RolloutDecision,
 ) -> StoreResult<RolloutDecision> {
     let row = sqlx::query(concat!(
@@ -49,7 +49,7 @@ pub(super) async fn insert_decision(
 }
 
 #[async_trait]
-impl RolloutStore for SqliteStore {
+impl RolloutStore for EngineStore {
     /// Sums the minutes whose start lies in `[floor(since / 1 min), until)`:
     /// the minute `since` falls in counts whole (the rollups cannot split
     /// it), a minute starting at or after `until` does not.
@@ -65,7 +65,7 @@ impl RolloutStore for SqliteStore {
         // Minutes m with m * 60000 < until, i.e. m < ceil(until / 60000).
         let end_minute = minute_of(until.saturating_add(MILLIS_PER_MINUTE - 1));
         let (installs, failures): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT SUM(installs), SUM(failures) FROM rollout_health \
+            "SELECT CAST(SUM(installs) AS BIGINT), CAST(SUM(failures) AS BIGINT) FROM rollout_health \
              WHERE app_id = $1 AND channel = $2 AND bundle = $3 AND minute >= $4 AND minute < $5",
         )
         .bind(app_id)
@@ -129,7 +129,7 @@ impl RolloutStore for SqliteStore {
 }
 
 #[async_trait]
-impl ScheduleStore for SqliteStore {
+impl ScheduleStore for EngineStore {
     /// `NotFound("channel")` when the app has no such channel.
     async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<ScheduledRelease> {
         let action = rows::json_text(&schedule.action)?;

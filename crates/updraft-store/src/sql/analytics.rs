@@ -3,16 +3,17 @@
 //! Ingest is built for throughput inside one group commit: events go in with
 //! multi-row INSERTs, the rollups are aggregated in memory first (one UPSERT
 //! per key per commit, not per event), and the per-device day rows are read
-//! and written in chunks. Chunks come in a few fixed sizes so SQLite prepares
-//! each statement shape once and reuses it.
+//! and written in chunks. Chunks come in a few fixed sizes so the database
+//! prepares each statement shape once and reuses it.
 
 use super::devices::apply_sightings;
 use super::release_safety::minute_of;
 use super::rows::{self, event_columns};
-use super::SqliteStore;
+use super::DbConnection;
+use super::EngineStore;
 use crate::{AnalyticsStore, EventExportQuery, StatsIngest, StoreError, StoreResult, StoredEvent};
 use async_trait::async_trait;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 use std::collections::HashMap;
 use updraft_core::analytics::{
     day_of, event_bundle, is_failure, rollup_action, running_bundle, ActionCount, DeviceCount,
@@ -22,8 +23,11 @@ use updraft_core::model::{Millis, StatsEvent};
 
 /// Statement sizes, largest first: a batch is cut into as many of the
 /// largest as fit, then the rest into the smaller ones. The largest keeps
-/// the widest statement (18 columns) under SQLite's 32,766 parameters.
+/// the widest statement (18 columns) under each engine's parameter limit
+/// (`super::MAX_PARAMETERS`: 32,766 for SQLite, 65,535 for PostgreSQL).
 const CHUNK_SIZES: [usize; 6] = [1024, 256, 64, 16, 4, 1];
+/// Checked when the engine's module compiles: the device upsert's 18 columns.
+const _: () = assert!(CHUNK_SIZES[0] * 18 <= super::MAX_PARAMETERS);
 
 /// Cuts `items` into chunks of the sizes in [`CHUNK_SIZES`], largest first
 /// (so equal sizes are neighbours and can share one statement text).
@@ -39,20 +43,21 @@ pub(super) fn chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     out
 }
 
-/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` parameters.
+/// `(p1, p2, p3), (p4, p5, p6)` for `rows` rows of `columns` parameters,
+/// each `p` in the engine's marker style (`super::push_placeholder`).
 pub(super) fn placeholders(rows: usize, columns: usize) -> String {
-    let mut one = String::with_capacity(columns * 3 + 2);
-    one.push('(');
-    for column in 0..columns {
-        one.push_str(if column == 0 { "?" } else { ", ?" });
-    }
-    one.push(')');
-    let mut all = String::with_capacity(rows * (one.len() + 2));
+    let mut all = String::with_capacity(rows * (columns * 7 + 4));
+    let mut number = 0;
     for row in 0..rows {
-        if row > 0 {
-            all.push_str(", ");
+        all.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                all.push_str(", ");
+            }
+            number += 1;
+            super::push_placeholder(&mut all, number);
         }
-        all.push_str(&one);
+        all.push(')');
     }
     all
 }
@@ -126,7 +131,7 @@ impl Candidate<'_> {
 }
 
 async fn insert_events(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     events: &[StatsEvent],
     channels: &[Option<String>],
     metadata: &[Option<String>],
@@ -171,7 +176,7 @@ async fn insert_events(
 type ActionKey<'a> = (&'a str, i64, &'a str, &'a str, &'a str);
 
 async fn upsert_action_counts(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     counts: &HashMap<ActionKey<'_>, i64>,
     days: &mut DayNames,
 ) -> StoreResult<()> {
@@ -211,7 +216,7 @@ struct HealthCount {
 }
 
 async fn upsert_health(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     counts: &HashMap<HealthKey<'_>, HealthCount>,
 ) -> StoreResult<()> {
     let rows: Vec<(&HealthKey, &HealthCount)> = counts.iter().collect();
@@ -246,7 +251,7 @@ type DeviceDayKey<'a> = (i64, &'a str, &'a str);
 /// with the resulting moves (+1 for a device new that day, -1/+1 when its
 /// bucket changes).
 async fn update_device_days<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     candidates: HashMap<DeviceDayKey<'a>, Candidate<'a>>,
     days: &mut DayNames,
 ) -> StoreResult<()> {
@@ -369,7 +374,7 @@ async fn update_device_days<'a>(
 }
 
 /// Everything one group commit writes, on the caller's transaction.
-pub(super) async fn ingest(conn: &mut SqliteConnection, batch: StatsIngest<'_>) -> StoreResult<()> {
+pub(super) async fn ingest(conn: &mut DbConnection, batch: StatsIngest<'_>) -> StoreResult<()> {
     let events = batch.events;
     let metadata = events
         .iter()
@@ -448,7 +453,7 @@ pub(super) async fn ingest(conn: &mut SqliteConnection, batch: StatsIngest<'_>) 
 }
 
 #[async_trait]
-impl AnalyticsStore for SqliteStore {
+impl AnalyticsStore for EngineStore {
     async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<()> {
         if batch.events.is_empty() && batch.sightings.is_empty() {
             return Ok(());
@@ -515,13 +520,16 @@ impl AnalyticsStore for SqliteStore {
         let limit = query.limit.clamp(1, 10_000);
         // Keyset pages must walk the primary key: through the (app, device,
         // time) index SQLite would read and sort all the app's events for
-        // every page. For one device that index is the right path.
+        // every page (`not_indexed!` forbids it there; PostgreSQL's planner
+        // walks the key by itself). For one device that index is the right path.
         let found = match &query.device_id {
             None => {
                 sqlx::query(concat!(
                     "SELECT id, channel, ",
                     event_columns!(),
-                    " FROM stats_events NOT INDEXED WHERE id > $2 AND app_id = $1 \
+                    " FROM stats_events",
+                    not_indexed!(),
+                    " WHERE id > $2 AND app_id = $1 \
                       AND ($3 IS NULL OR timestamp >= $3) AND ($4 IS NULL OR timestamp < $4) \
                       ORDER BY id LIMIT $5"
                 ))
@@ -613,26 +621,19 @@ impl AnalyticsStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl EngineStore {
     /// Downloads served per day and bundle, from the `bundle_downloads` table
-    /// the download route keeps (none when that table does not exist yet).
+    /// the download route keeps (the migrations create it before the store opens).
     async fn download_counts(
         &self,
         app_id: &str,
         from_day: &str,
         to_day: &str,
     ) -> StoreResult<Vec<DownloadCount>> {
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bundle_downloads'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if exists.is_none() {
-            return Ok(Vec::new());
-        }
+        // CAST: PostgreSQL sums BIGINTs as NUMERIC.
         let found = sqlx::query(
             "SELECT d.day AS day, COALESCE(b.name, '') AS bundle, \
-             SUM(d.requests) AS requests, SUM(d.bytes) AS bytes \
+             CAST(SUM(d.requests) AS BIGINT) AS requests, CAST(SUM(d.bytes) AS BIGINT) AS bytes \
              FROM bundle_downloads d LEFT JOIN bundles b ON b.id = d.bundle_id \
              WHERE d.app_id = $1 AND d.day BETWEEN $2 AND $3 GROUP BY d.day, b.name",
         )
@@ -671,25 +672,17 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_have_one_parameter_per_value() {
-        assert_eq!(placeholders(1, 1), "(?)");
-        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
-        // The widest statement stays under SQLite's parameter limit.
-        let widest = placeholders(CHUNK_SIZES[0], 18);
-        assert_eq!(widest.matches('?').count(), 18_432);
-        assert!(widest.matches('?').count() <= 32_766);
-    }
-
-    #[test]
     fn a_statement_text_is_rebuilt_only_when_the_size_changes() {
         let built = std::cell::Cell::new(0);
         let mut text = StatementText::new(|rows| {
             built.set(built.get() + 1);
             placeholders(rows, 2)
         });
-        assert_eq!(text.for_rows(2), "(?, ?), (?, ?)");
-        assert_eq!(text.for_rows(2), "(?, ?), (?, ?)");
-        assert_eq!(text.for_rows(1), "(?, ?)");
+        let two_rows = placeholders(2, 2);
+        let one_row = placeholders(1, 2);
+        assert_eq!(text.for_rows(2), two_rows);
+        assert_eq!(text.for_rows(2), two_rows);
+        assert_eq!(text.for_rows(1), one_row);
         assert_eq!(built.get(), 2);
     }
 }

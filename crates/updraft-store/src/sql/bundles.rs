@@ -1,20 +1,20 @@
 //! Bundles and their manifest files.
 
 use super::rows::{self, bundle_columns, manifest_columns};
-use super::{is_foreign_key_violation, is_unique_violation, SqliteStore};
+use super::DbConnection;
+use super::DbRow;
+use super::{begin_snapshot, is_foreign_key_violation, is_unique_violation, EngineStore};
 use crate::{
     BundleMetadataPatch, BundleStore, DownloadStore, DownloadTally, NewBundle, StoreError,
     StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::SqliteConnection;
 use std::collections::{HashMap, HashSet};
 use updraft_core::model::{Bundle, ManifestFile, Millis};
 
 /// Groups manifest rows (already in position order) by bundle id.
 pub(super) fn group_manifests(
-    manifest_rows: &[SqliteRow],
+    manifest_rows: &[DbRow],
 ) -> StoreResult<HashMap<i64, Vec<ManifestFile>>> {
     let mut by_bundle: HashMap<i64, Vec<ManifestFile>> = HashMap::new();
     for row in manifest_rows {
@@ -26,8 +26,8 @@ pub(super) fn group_manifests(
 
 /// Decodes bundle rows and attaches their manifests.
 pub(super) fn assemble_bundles(
-    bundle_rows: &[SqliteRow],
-    manifest_rows: &[SqliteRow],
+    bundle_rows: &[DbRow],
+    manifest_rows: &[DbRow],
 ) -> StoreResult<Vec<Bundle>> {
     let mut manifests = group_manifests(manifest_rows)?;
     bundle_rows
@@ -41,7 +41,7 @@ pub(super) fn assemble_bundles(
 }
 
 /// One bundle row plus its manifest, read on the same connection.
-async fn with_manifest(conn: &mut SqliteConnection, row: &SqliteRow) -> StoreResult<Bundle> {
+async fn with_manifest(conn: &mut DbConnection, row: &DbRow) -> StoreResult<Bundle> {
     let mut bundle = rows::bundle(row)?;
     let manifest_rows = sqlx::query(concat!(
         "SELECT ",
@@ -58,7 +58,7 @@ async fn with_manifest(conn: &mut SqliteConnection, row: &SqliteRow) -> StoreRes
     Ok(bundle)
 }
 
-impl SqliteStore {
+impl EngineStore {
     /// Tells a live duplicate from a name held by a deleted bundle.
     async fn name_conflict(&self, app_id: &str, name: &str) -> StoreError {
         let deleted: Result<Option<bool>, sqlx::Error> =
@@ -76,7 +76,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl BundleStore for SqliteStore {
+impl BundleStore for EngineStore {
     async fn create_bundle(&self, bundle: NewBundle, now: Millis) -> StoreResult<Bundle> {
         let native_packages = bundle
             .native_packages
@@ -139,7 +139,7 @@ impl BundleStore for SqliteStore {
 
     async fn list_bundles(&self, app_id: &str, include_deleted: bool) -> StoreResult<Vec<Bundle>> {
         // One read transaction: a consistent snapshot of bundles and manifests.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_snapshot(&self.pool).await?;
         let bundle_rows = sqlx::query(concat!(
             "SELECT ",
             bundle_columns!(),
@@ -163,7 +163,7 @@ impl BundleStore for SqliteStore {
     }
 
     async fn get_bundle(&self, app_id: &str, name: &str) -> StoreResult<Option<Bundle>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_snapshot(&self.pool).await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             bundle_columns!(),
@@ -245,7 +245,7 @@ impl BundleStore for SqliteStore {
 }
 
 #[async_trait]
-impl DownloadStore for SqliteStore {
+impl DownloadStore for EngineStore {
     async fn record_downloads(&self, tallies: &[DownloadTally]) -> StoreResult<()> {
         if tallies.is_empty() {
             return Ok(());
@@ -253,12 +253,14 @@ impl DownloadStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         for tally in tallies {
             // The WHERE drops tallies of bundles deleted with their app meanwhile
-            // (it also lets SQLite parse the upsert after a SELECT).
+            // (it also lets SQLite parse the upsert after a SELECT). The table
+            // name qualifies the old totals: PostgreSQL has them twice in scope.
             sqlx::query(
                 "INSERT INTO bundle_downloads (app_id, bundle_id, day, requests, bytes) \
                  SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM bundles WHERE id = $2) \
                  ON CONFLICT (app_id, bundle_id, day) DO UPDATE SET \
-                 requests = requests + excluded.requests, bytes = bytes + excluded.bytes",
+                 requests = bundle_downloads.requests + excluded.requests, \
+                 bytes = bundle_downloads.bytes + excluded.bytes",
             )
             .bind(&tally.app_id)
             .bind(tally.bundle_id)

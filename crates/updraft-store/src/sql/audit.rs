@@ -1,15 +1,15 @@
 //! The audit log: one row per management change, kept when its app is deleted.
 
 use super::rows::{self, audit_columns};
-use super::{clamp_limit, SqliteStore};
+use super::DbConnection;
+use super::{clamp_limit, EngineStore};
 use crate::{AuditQuery, AuditStore, NewAuditEntry, StoreResult};
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
 use updraft_core::model::AuditEntry;
 
 /// Writes `entry` on the caller's connection or transaction.
 pub(super) async fn insert_audit(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     entry: &NewAuditEntry,
 ) -> StoreResult<AuditEntry> {
     let before = entry.before.as_ref().map(rows::json_text).transpose()?;
@@ -33,7 +33,7 @@ pub(super) async fn insert_audit(
 }
 
 #[async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for EngineStore {
     async fn record_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         let mut conn = self.pool.acquire().await?;
         insert_audit(&mut conn, &entry).await
@@ -41,7 +41,8 @@ impl AuditStore for SqliteStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         // An action ending in '.' is a prefix (`channel.` = every channel
-        // action); compared with substr so no LIKE wildcard needs escaping.
+        // action); compared with substr so no LIKE wildcard needs escaping
+        // (the CAST: PostgreSQL's substr takes a 32-bit length).
         let (exact_action, action_prefix) = match query.action.as_deref() {
             Some(action) if action.ends_with('.') => (None, Some(action)),
             Some(action) => (Some(action), None),
@@ -54,7 +55,7 @@ impl AuditStore for SqliteStore {
             audit_columns!(),
             " FROM audit_log WHERE ($1 IS NULL OR app_id = $1) \
               AND ($2 IS NULL OR action = $2) \
-              AND ($3 IS NULL OR substr(action, 1, $4) = $3) \
+              AND ($3 IS NULL OR substr(action, 1, CAST($4 AS INTEGER)) = $3) \
               AND ($5 IS NULL OR actor = $5) \
               AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
               AND ($8 IS NULL OR id < $8) \

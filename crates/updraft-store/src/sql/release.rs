@@ -2,7 +2,7 @@
 
 use super::bundles::assemble_bundles;
 use super::rows::{self, app_columns, bundle_columns, channel_columns, override_columns};
-use super::SqliteStore;
+use super::{begin_snapshot, EngineStore};
 use crate::{ReleaseStore, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -17,10 +17,10 @@ macro_rules! channel_bundle_ids {
 }
 
 #[async_trait]
-impl ReleaseStore for SqliteStore {
+impl ReleaseStore for EngineStore {
     async fn load_release(&self, app_id: &str) -> StoreResult<ReleaseConfig> {
         // One read transaction so channels, bundles and overrides are one snapshot.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_snapshot(self.read_pool()).await?;
         let app = sqlx::query(concat!(
             "SELECT ",
             app_columns!(),
@@ -98,7 +98,7 @@ impl ReleaseStore for SqliteStore {
     async fn list_app_ids(&self) -> StoreResult<Vec<String>> {
         Ok(
             sqlx::query_scalar("SELECT app_id FROM apps ORDER BY app_id")
-                .fetch_all(&self.pool)
+                .fetch_all(self.read_pool())
                 .await?,
         )
     }

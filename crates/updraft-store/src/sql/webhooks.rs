@@ -1,13 +1,14 @@
 //! Webhooks and their delivery queue: deliveries are rows, so a restart
 //! resumes whatever was still pending.
 
-use super::{clamp_limit, SqliteStore};
+use super::Db;
+use super::DbRow;
+use super::{clamp_limit, EngineStore};
 use crate::{DeliveryAttempt, DueDelivery, NewWebhook, StoreError, StoreResult, WebhookStore};
 use async_trait::async_trait;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Transaction};
 use updraft_core::model::{DeliveryStatus, Millis, Webhook, WebhookDelivery};
 
 const WEBHOOK_COLUMNS: &str = "id, app_id, url, secret, events, enabled, created_at";
@@ -30,7 +31,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Backend(format!("unexpected stored {what}: {value:?}"))
 }
 
-fn webhook(row: &SqliteRow) -> StoreResult<Webhook> {
+fn webhook(row: &DbRow) -> StoreResult<Webhook> {
     let events: String = row.try_get("events")?;
     Ok(Webhook {
         id: row.try_get("id")?,
@@ -43,7 +44,7 @@ fn webhook(row: &SqliteRow) -> StoreResult<Webhook> {
     })
 }
 
-fn delivery(row: &SqliteRow) -> StoreResult<WebhookDelivery> {
+fn delivery(row: &DbRow) -> StoreResult<WebhookDelivery> {
     let status: String = row.try_get("status")?;
     let attempts: i64 = row.try_get("attempts")?;
     let code: Option<i64> = row.try_get("last_status_code")?;
@@ -72,7 +73,7 @@ fn wants(webhook: &Webhook, event_type: &str) -> bool {
 }
 
 async fn insert_delivery(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     webhook_id: i64,
     event_type: &str,
     payload: &str,
@@ -93,7 +94,7 @@ async fn insert_delivery(
 }
 
 #[async_trait]
-impl WebhookStore for SqliteStore {
+impl WebhookStore for EngineStore {
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
         let events = serde_json::to_string(&new.events)
             .map_err(|e| StoreError::Invalid(format!("events: {e}")))?;

@@ -1,9 +1,9 @@
 //! Column lists and row decoding, shared by every query of a table.
 
+use super::DbRow;
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use updraft_core::model::{
@@ -73,7 +73,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Backend(format!("unexpected stored {what}: {value:?}"))
 }
 
-pub(super) fn app(row: &SqliteRow) -> Result<App, StoreError> {
+pub(super) fn app(row: &DbRow) -> Result<App, StoreError> {
     Ok(App {
         app_id: row.try_get("app_id")?,
         name: row.try_get("name")?,
@@ -83,7 +83,7 @@ pub(super) fn app(row: &SqliteRow) -> Result<App, StoreError> {
 }
 
 /// A bundle without its manifest; callers attach it.
-pub(super) fn bundle(row: &SqliteRow) -> Result<Bundle, StoreError> {
+pub(super) fn bundle(row: &DbRow) -> Result<Bundle, StoreError> {
     Ok(Bundle {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
@@ -108,7 +108,7 @@ pub(super) fn bundle(row: &SqliteRow) -> Result<Bundle, StoreError> {
 }
 
 /// `(bundle_id, file)`.
-pub(super) fn manifest_file(row: &SqliteRow) -> Result<(i64, ManifestFile), StoreError> {
+pub(super) fn manifest_file(row: &DbRow) -> Result<(i64, ManifestFile), StoreError> {
     Ok((
         row.try_get("bundle_id")?,
         ManifestFile {
@@ -121,7 +121,7 @@ pub(super) fn manifest_file(row: &SqliteRow) -> Result<(i64, ManifestFile), Stor
     ))
 }
 
-pub(super) fn channel(row: &SqliteRow) -> Result<Channel, StoreError> {
+pub(super) fn channel(row: &DbRow) -> Result<Channel, StoreError> {
     let policy: String = row.try_get("disable_auto_update")?;
     Ok(Channel {
         id: row.try_get("id")?,
@@ -150,10 +150,7 @@ pub(super) fn channel(row: &SqliteRow) -> Result<Channel, StoreError> {
 }
 
 /// A JSON text column; NULL = `None`.
-fn json_column<T: DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-) -> Result<Option<T>, StoreError> {
+fn json_column<T: DeserializeOwned>(row: &DbRow, column: &str) -> Result<Option<T>, StoreError> {
     let text: Option<String> = row.try_get(column)?;
     text.map(|json| serde_json::from_str(&json).map_err(|_| corrupt(column, &json)))
         .transpose()
@@ -176,7 +173,7 @@ pub(super) fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, Stor
 }
 
 /// The channel's rollout: present when `rollout_bundle_id` is set.
-fn rollout(row: &SqliteRow) -> Result<Option<Rollout>, StoreError> {
+fn rollout(row: &DbRow) -> Result<Option<Rollout>, StoreError> {
     let Some(bundle_id) = row.try_get::<Option<i64>, _>("rollout_bundle_id")? else {
         return Ok(None);
     };
@@ -211,7 +208,7 @@ pub(super) fn parse_override_source(value: &str) -> Option<OverrideSource> {
     }
 }
 
-pub(super) fn device_override(row: &SqliteRow) -> Result<DeviceOverride, StoreError> {
+pub(super) fn device_override(row: &DbRow) -> Result<DeviceOverride, StoreError> {
     let source: String = row.try_get("source")?;
     Ok(DeviceOverride {
         app_id: row.try_get("app_id")?,
@@ -223,7 +220,7 @@ pub(super) fn device_override(row: &SqliteRow) -> Result<DeviceOverride, StoreEr
     })
 }
 
-pub(super) fn device(row: &SqliteRow) -> Result<Device, StoreError> {
+pub(super) fn device(row: &DbRow) -> Result<Device, StoreError> {
     Ok(Device {
         app_id: row.try_get("app_id")?,
         device_id: row.try_get("device_id")?,
@@ -246,7 +243,7 @@ pub(super) fn device(row: &SqliteRow) -> Result<Device, StoreError> {
     })
 }
 
-pub(super) fn stats_event(row: &SqliteRow) -> Result<StatsEvent, StoreError> {
+pub(super) fn stats_event(row: &DbRow) -> Result<StatsEvent, StoreError> {
     let metadata_json: Option<String> = row.try_get("metadata")?;
     let metadata = match metadata_json {
         None => None,
@@ -272,7 +269,7 @@ pub(super) fn stats_event(row: &SqliteRow) -> Result<StatsEvent, StoreError> {
     })
 }
 
-pub(super) fn api_key(row: &SqliteRow) -> Result<ApiKey, StoreError> {
+pub(super) fn api_key(row: &DbRow) -> Result<ApiKey, StoreError> {
     let role: String = row.try_get("role")?;
     Ok(ApiKey {
         id: row.try_get("id")?,
@@ -287,12 +284,12 @@ pub(super) fn api_key(row: &SqliteRow) -> Result<ApiKey, StoreError> {
 }
 
 /// A basis-point figure stored as INTEGER.
-fn bps(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
+fn bps(row: &DbRow, column: &str) -> Result<u32, StoreError> {
     let value: i64 = row.try_get(column)?;
     u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
 }
 
-pub(super) fn channel_history_entry(row: &SqliteRow) -> Result<ChannelHistoryEntry, StoreError> {
+pub(super) fn channel_history_entry(row: &DbRow) -> Result<ChannelHistoryEntry, StoreError> {
     let percentage: Option<i64> = row.try_get("rollout_percentage_bps")?;
     Ok(ChannelHistoryEntry {
         id: row.try_get("id")?,
@@ -331,7 +328,7 @@ macro_rules! audit_columns {
 }
 pub(super) use {audit_columns, decision_columns, schedule_columns};
 
-pub(super) fn rollout_decision(row: &SqliteRow) -> Result<RolloutDecision, StoreError> {
+pub(super) fn rollout_decision(row: &DbRow) -> Result<RolloutDecision, StoreError> {
     Ok(RolloutDecision {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
@@ -352,7 +349,7 @@ pub(super) fn rollout_decision(row: &SqliteRow) -> Result<RolloutDecision, Store
     })
 }
 
-pub(super) fn scheduled_release(row: &SqliteRow) -> Result<ScheduledRelease, StoreError> {
+pub(super) fn scheduled_release(row: &DbRow) -> Result<ScheduledRelease, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(ScheduledRelease {
         id: row.try_get("id")?,
@@ -370,7 +367,7 @@ pub(super) fn scheduled_release(row: &SqliteRow) -> Result<ScheduledRelease, Sto
     })
 }
 
-pub(super) fn audit_entry(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+pub(super) fn audit_entry(row: &DbRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         id: row.try_get("id")?,
         at: row.try_get("at")?,

@@ -1,0 +1,33 @@
+//! Installation-wide settings.
+
+use super::EngineStore;
+use crate::{SettingStore, StoreResult};
+use async_trait::async_trait;
+use updraft_core::model::Millis;
+
+#[async_trait]
+impl SettingStore for EngineStore {
+    async fn setting_or_insert(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: Millis,
+    ) -> StoreResult<String> {
+        // Whoever inserts first wins; everyone then reads the winner's value.
+        sqlx::query(
+            "INSERT INTO settings (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
