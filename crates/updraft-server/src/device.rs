@@ -114,9 +114,9 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         let release = state.releases.get(&req.app_id);
         let base_url = state.base_url(&headers);
         let mut answer = answer_update(&req, &release, &base_url);
-        if let Some(signer) = &state.storage.signer {
-            signer.sign_answer(&mut answer.body, &base_url);
-        }
+        state
+            .storage
+            .finish_answer_links(&mut answer.body, &base_url);
         if release.app.is_some() {
             state.registry.note(update_sighting(
                 &req,

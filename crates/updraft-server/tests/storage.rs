@@ -279,7 +279,9 @@ async fn signed_download_urls_are_required_and_checked() {
     assert_eq!(h.get(&tampered).await.0, StatusCode::FORBIDDEN);
     let other_path = signed.replace("1.0.1", "1.0.2");
     assert_eq!(h.get(&other_path).await.0, StatusCode::FORBIDDEN);
-    let signer = UrlSigner::open(h.dir.path(), 3600).unwrap();
+    let signer = UrlSigner::from_store(&h.store, h.dir.path(), 3600, 0)
+        .await
+        .unwrap();
     let expired = format!("{path}?{}", signer.query_at(&path, 0).unwrap());
     assert_eq!(h.get(&expired).await.0, StatusCode::FORBIDDEN);
 

@@ -1,10 +1,15 @@
 //! `GET`/`HEAD /dl/{app_id}/{version}/{file}`: bundle zips and delta files for
 //! devices. No auth (optionally signed URLs), no CORS (not a JS call), ranges
 //! for resumed downloads, immutable caching, never a `Content-Encoding`.
+//!
+//! In `redirect` mode the same checks run, then the answer is a 302 to a
+//! presigned object-store URL; in `cdn` mode update answers link to the CDN
+//! directly (see [`link_answer_to_cdn`]) and a `/dl/` URL still in use
+//! redirects there.
 
 use super::signing::SignatureProblem;
-use super::{blob_failure, Storage};
-use crate::state::AppState;
+use super::{blob_failure, encode_segment, Storage};
+use crate::state::{AppState, DownloadMode};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -16,6 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use updraft_core::analytics::day_of;
 use updraft_core::model::Bundle;
+use updraft_store::blob::{is_sha256_hex, BlobStore};
 use updraft_store::{DownloadTally, Store};
 
 const SHARDS: usize = 16;
@@ -237,6 +243,148 @@ fn blob_of<'a>(bundle: &'a Bundle, file: &str) -> Option<(&'a str, &'static str)
         .map(|blob| (blob, "application/octet-stream"))
 }
 
+/// The blob a download path of this server names:
+/// `/dl/{app_id}/{version}/{sha256}` or `…/{sha256}.zip`.
+pub fn blob_of_download_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/dl/")?;
+    let mut segments = rest.split('/');
+    let (Some(app_id), Some(version), Some(file), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return None;
+    };
+    if app_id.is_empty() || version.is_empty() {
+        return None;
+    }
+    let sha256 = file.strip_suffix(".zip").unwrap_or(file);
+    is_sha256_hex(sha256).then_some(sha256)
+}
+
+/// `{cdn_base_url}/{object key}` of a blob, `None` when the store has no keys.
+fn cdn_url_of_blob(blobs: &dyn BlobStore, cdn_base_url: &str, sha256: &str) -> Option<String> {
+    let key = blobs.object_key(sha256)?;
+    let key: Vec<String> = key.split('/').map(encode_segment).collect();
+    Some(format!("{cdn_base_url}/{}", key.join("/")))
+}
+
+/// Maps a URL of this server's downloads (`{base_url}/dl/…`) to the CDN URL
+/// of the blob it names; `None` for anything else (external URLs stay).
+pub fn cdn_url(
+    url: &str,
+    base_url: &str,
+    cdn_base_url: &str,
+    blobs: &dyn BlobStore,
+) -> Option<String> {
+    let sha256 = blob_of_download_path(url.strip_prefix(base_url)?)?;
+    cdn_url_of_blob(blobs, cdn_base_url, sha256)
+}
+
+/// Points the `url` and manifest `download_url`s of an `/updates` answer that
+/// name a stored blob at the CDN in front of the bucket.
+pub fn link_answer_to_cdn(
+    body: &mut serde_json::Value,
+    base_url: &str,
+    cdn_base_url: &str,
+    blobs: &dyn BlobStore,
+) {
+    use serde_json::Value;
+    let relink = |url: &mut String| {
+        if let Some(cdn) = cdn_url(url, base_url, cdn_base_url, blobs) {
+            *url = cdn;
+        }
+    };
+    if let Some(Value::String(url)) = body.get_mut("url") {
+        relink(url);
+    }
+    if let Some(Value::Array(files)) = body.get_mut("manifest") {
+        for file in files {
+            if let Some(Value::String(url)) = file.get_mut("download_url") {
+                relink(url);
+            }
+        }
+    }
+}
+
+/// The size the bundle records for one of its blobs (for download counts
+/// when the bytes are served elsewhere).
+fn recorded_size(bundle: &Bundle, sha256: &str) -> u64 {
+    let size = if bundle.zip_sha256.as_deref() == Some(sha256) {
+        bundle.size
+    } else {
+        bundle
+            .manifest
+            .iter()
+            .find(|f| f.blob_sha256.as_deref() == Some(sha256))
+            .and_then(|f| f.size)
+    };
+    size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
+}
+
+/// `redirect`/`cdn` mode: a 302 to where the blob's bytes are served. The
+/// download is counted here (the bytes are those the bundle records); a
+/// missing object shows as the object store's own error.
+async fn redirect(
+    state: &AppState,
+    method: &Method,
+    app_id: &str,
+    bundle: &Bundle,
+    sha256: &str,
+) -> Response {
+    let storage = &state.storage;
+    let location = match storage.delivery.mode {
+        DownloadMode::Cdn => storage
+            .delivery
+            .cdn_base_url
+            .as_deref()
+            .and_then(|cdn| cdn_url_of_blob(storage.blobs.as_ref(), cdn, sha256)),
+        _ => match storage
+            .blobs
+            .presigned_url(sha256, storage.delivery.presigned_ttl)
+            .await
+        {
+            Ok(url) => url,
+            Err(err) => {
+                state.metrics.record_storage_error("presign");
+                return blob_failure(err).into_response();
+            }
+        },
+    };
+    let Some(location) = location else {
+        tracing::error!(
+            mode = storage.delivery.mode.as_str(),
+            "this blob store cannot serve downloads by redirect"
+        );
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "This server's storage cannot serve downloads by redirect",
+        );
+    };
+    if *method != Method::HEAD {
+        storage
+            .downloads
+            .note(app_id, bundle.id, recorded_size(bundle, sha256));
+    }
+    let mut headers = HeaderMap::new();
+    match HeaderValue::from_str(&location) {
+        Ok(value) => headers.insert(header::LOCATION, value),
+        Err(_) => {
+            tracing::error!("a redirect location is not a valid header value");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "The download location could not be made",
+            );
+        }
+    };
+    // Presigned URLs expire: never cache the redirect.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (StatusCode::FOUND, headers).into_response()
+}
+
 pub async fn download(
     State(state): State<AppState>,
     method: Method,
@@ -266,6 +414,9 @@ pub async fn download(
     let Some((sha256, content_type)) = blob_of(&bundle, &file) else {
         return not_found();
     };
+    if state.storage.delivery.mode != DownloadMode::Stream {
+        return redirect(&state, &method, &app_id, &bundle, sha256).await;
+    }
     let reader = match state.storage.blobs.open(sha256).await {
         Ok(Some(reader)) => reader,
         Ok(None) => {
@@ -384,6 +535,33 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeAnswer::Whole);
         assert_eq!(parse_range(Some("bytes=9-3"), 100), RangeAnswer::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeAnswer::Whole);
+    }
+
+    #[test]
+    fn download_paths_name_their_blob() {
+        let sha = "ab".repeat(32);
+        let zip = format!("/dl/com.example.app/1.0.0%2Bb/{sha}.zip");
+        assert_eq!(blob_of_download_path(&zip), Some(sha.as_str()));
+        let file = format!("/dl/a/1/{sha}");
+        assert_eq!(blob_of_download_path(&file), Some(sha.as_str()));
+        for other in [
+            format!("/dl/a/{sha}.zip"),
+            format!("/dl/a/1/x/{sha}"),
+            format!("/dl//1/{sha}"),
+            "/dl/a/1/index.html".to_string(),
+            format!("/api/a/1/{sha}"),
+            format!("/dl/a/1/{}", sha.to_uppercase()),
+        ] {
+            assert_eq!(blob_of_download_path(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_local_store_has_no_cdn_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = updraft_store::blob::LocalBlobStore::open(dir.path()).unwrap();
+        let url = format!("http://h/dl/a/1/{}.zip", "ab".repeat(32));
+        assert_eq!(cdn_url(&url, "http://h", "https://cdn", &local), None);
     }
 
     #[test]

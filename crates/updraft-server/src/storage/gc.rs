@@ -26,7 +26,15 @@ pub struct GcReport {
 
 /// One collection pass.
 pub async fn collect(storage: &Storage, store: &dyn Store) -> Result<GcReport, ApiError> {
-    let expired_uploads = storage.uploads.sweep_expired(now_ms()).await as u64;
+    let now = now_ms();
+    let shared = super::uploads::sweep_shared(storage, store, now).await?;
+    if shared.orphaned_parts > 0 {
+        tracing::info!(
+            parts = shared.orphaned_parts,
+            "gc removed orphaned upload parts"
+        );
+    }
+    let expired_uploads = storage.uploads.sweep_expired(now).await as u64 + shared.expired_sessions;
     // Exclusive: no publish may be between its blob checks and its commit.
     let _exclusive = storage.gc_lock.write().await;
     let referenced = store.referenced_blobs().await?;

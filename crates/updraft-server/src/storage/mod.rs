@@ -10,13 +10,14 @@ pub mod uploads;
 
 use crate::api::Caller;
 use crate::error::ApiError;
-use crate::state::ServerConfig;
+use crate::state::{DownloadMode, ServerConfig};
 use downloads::DownloadCounter;
+use serde_json::Value;
 use signing::UrlSigner;
 use std::sync::Arc;
 use std::time::Duration;
 use updraft_core::model::Role;
-use updraft_store::blob::{BlobError, BlobStore, LocalBlobStore};
+use updraft_store::blob::{open_blob_store, sweep_staging, BlobError, BlobStore};
 use uploads::UploadSessions;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,8 @@ pub struct Storage {
     pub blobs: Arc<dyn BlobStore>,
     pub uploads: UploadSessions,
     pub downloads: DownloadCounter,
-    /// Set when download URLs must be signed.
+    /// Set when download URLs must be signed (by the server, with the key
+    /// from the database: [`UrlSigner::from_store`]).
     pub signer: Option<UrlSigner>,
     /// Publishing holds it shared from its blob checks to the row commit; gc
     /// holds it exclusively while deleting, so it never removes a blob a
@@ -40,35 +42,72 @@ pub struct Storage {
     pub gc_lock: tokio::sync::RwLock<()>,
     /// Unreferenced blobs younger than this are kept (an upload or publish may be under way).
     pub grace: Duration,
+    /// How devices get the bytes.
+    pub delivery: Delivery,
+}
+
+/// How devices get bundle bytes (see [`DownloadMode`]).
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub mode: DownloadMode,
+    /// `cdn` mode: links are this base (no trailing slash) + the object key.
+    pub cdn_base_url: Option<String>,
+    /// `redirect` mode: how long a presigned URL stays valid.
+    pub presigned_ttl: Duration,
 }
 
 impl Storage {
-    /// Opens the local blob store and the upload sessions under `data_dir`,
-    /// removing staging leftovers older than the session expiry.
+    /// Opens the blob store the config names (local files under `data_dir`,
+    /// or an S3-compatible bucket) and the upload sessions under `data_dir`
+    /// (staging is always local), removing staging leftovers older than the
+    /// session expiry.
     pub fn open(config: &ServerConfig) -> Result<Storage, StorageError> {
         let expiry = Duration::from_secs(config.upload_expiry_secs);
-        let local = LocalBlobStore::open(&config.data_dir)?;
-        let swept = local.sweep_staging(expiry)?;
+        let blobs = open_blob_store(
+            config.storage_url.as_deref(),
+            &config.storage_options,
+            &config.data_dir,
+        )?;
+        let swept = sweep_staging(blobs.staging_dir(), expiry)?;
         if swept > 0 {
             tracing::info!(files = swept, "removed stale staging files");
         }
         let uploads = UploadSessions::open(
             &config.data_dir.join("uploads"),
-            local.staging_dir(),
+            blobs.staging_dir(),
             expiry,
         )?;
-        let signer = match config.signed_url_ttl_secs {
-            Some(ttl) => Some(UrlSigner::open(&config.data_dir, ttl)?),
-            None => None,
-        };
         Ok(Storage {
-            blobs: Arc::new(local),
+            blobs,
             uploads,
             downloads: DownloadCounter::default(),
-            signer,
+            signer: None,
             gc_lock: tokio::sync::RwLock::new(()),
             grace: expiry,
+            delivery: Delivery {
+                mode: config.download_mode,
+                cdn_base_url: config
+                    .cdn_base_url
+                    .as_ref()
+                    .map(|url| url.trim_end_matches('/').to_string()),
+                presigned_ttl: Duration::from_secs(config.presigned_url_ttl_secs),
+            },
         })
+    }
+
+    /// Finishes the download links of an `/updates` answer: signs them when
+    /// signed URLs are on, and in `cdn` mode points those that name a stored
+    /// blob at the CDN. In `cdn` mode devices never reach Updraft for bytes,
+    /// so download counting is left to the CDN's logs.
+    pub fn finish_answer_links(&self, body: &mut Value, base_url: &str) {
+        if let Some(signer) = &self.signer {
+            signer.sign_answer(body, base_url);
+        }
+        if let (DownloadMode::Cdn, Some(cdn_base_url)) =
+            (self.delivery.mode, &self.delivery.cdn_base_url)
+        {
+            downloads::link_answer_to_cdn(body, base_url, cdn_base_url, self.blobs.as_ref());
+        }
     }
 }
 

@@ -9,9 +9,12 @@ use crate::api::views::ManifestEntryInput;
 use crate::error::ApiError;
 use crate::state::AppState;
 use std::collections::HashSet;
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
 use updraft_bundle::names::normalize_entry_name;
 use updraft_core::model::ManifestFile;
 use updraft_core::validate::normalize_hex;
+use updraft_store::blob::BlobStore;
 
 /// Most entries one manifest may list.
 pub const MAX_MANIFEST_ENTRIES: usize = 50_000;
@@ -33,6 +36,52 @@ fn blob_missing(missing: Vec<String>) -> ApiError {
         ),
     )
     .with("missing", missing)
+}
+
+/// A file in the staging directory, removed when dropped.
+struct StagedCopy(PathBuf);
+
+impl Drop for StagedCopy {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_file(&self.0) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %err, path = %self.0.display(), "a validation copy could not be removed");
+            }
+        }
+    }
+}
+
+/// Streams a blob into a new staging file (for validators that need a file).
+async fn copy_to_staging(blobs: &dyn BlobStore, sha256: &str) -> Result<StagedCopy, ApiError> {
+    let copy = StagedCopy(
+        blobs
+            .staging_dir()
+            .join(format!("validate-{:032x}.zip", rand::random::<u128>())),
+    );
+    let reader = blobs
+        .open(sha256)
+        .await
+        .map_err(blob_failure)?
+        .ok_or_else(|| blob_missing(vec![sha256.to_string()]))?;
+    let size = reader.size;
+    let copied = async {
+        let mut source = reader.range(0, size).await?;
+        let mut file = tokio::fs::File::create(&copy.0).await?;
+        let written = tokio::io::copy(&mut source, &mut file).await?;
+        file.flush().await?;
+        if written != size {
+            return Err(std::io::Error::other(format!(
+                "copied {written} of {size} bytes"
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    copied.map_err(|err: std::io::Error| {
+        tracing::error!(error = %err, sha256, "a stored zip could not be copied for validation");
+        ApiError::internal("the stored zip could not be read")
+    })?;
+    Ok(copy)
 }
 
 fn size_i64(size: u64) -> i64 {
@@ -63,9 +112,14 @@ pub async fn check_zip(
                 "for a plain bundle, checksum must be the zip's SHA-256 (zip_sha256)",
             ));
         }
-        let path = blobs.local_path(&zip_sha256).ok_or_else(|| {
-            ApiError::internal("this blob store cannot hand a zip to the validator")
-        })?;
+        // A remote store's zip is validated from a local copy, removed after.
+        let (path, _copy) = match blobs.local_path(&zip_sha256) {
+            Some(path) => (path, None),
+            None => {
+                let copy = copy_to_staging(blobs.as_ref(), &zip_sha256).await?;
+                (copy.0.clone(), Some(copy))
+            }
+        };
         let limits = state.config.zip_limits;
         let inspected =
             tokio::task::spawn_blocking(move || updraft_bundle::inspect_zip(&path, &limits))

@@ -6,13 +6,15 @@
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::io::Write;
 use std::path::Path;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The key file in the data directory: 32 random bytes, created once, 0600.
+/// Where older versions kept the key: 32 bytes in the data directory. Its key
+/// is adopted (so URLs it signed stay valid), then the database holds it.
 pub const KEY_FILE_NAME: &str = "url-signing.key";
+/// The setting that holds the key (hex), shared by every node.
+pub const KEY_SETTING: &str = "url_signing_key";
 const KEY_LEN: usize = 32;
 
 pub struct UrlSigner {
@@ -29,6 +31,22 @@ pub enum SignatureProblem {
     Wrong,
 }
 
+/// Why the signing key cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("cannot read the URL-signing key file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} must hold exactly 32 bytes; delete it to make a new key")]
+    FileLength(String),
+    #[error("cannot store the URL-signing key: {0}")]
+    Store(#[from] updraft_store::StoreError),
+    #[error("the stored URL-signing key is not 64 hex characters")]
+    Stored,
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -36,37 +54,41 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_or_create_key(path: &Path) -> std::io::Result<[u8; KEY_LEN]> {
+/// The key file of an older data directory, if there is one.
+fn read_key_file(path: &Path) -> Result<Option<[u8; KEY_LEN]>, SigningKeyError> {
     match std::fs::read(path) {
-        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
-            std::io::Error::other(format!(
-                "{} must hold exactly {KEY_LEN} bytes; delete it to make a new key",
-                path.display()
-            ))
+        Ok(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map(Some)
+            .map_err(|_| SigningKeyError::FileLength(path.display().to_string())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SigningKeyError::File {
+            path: path.display().to_string(),
+            source,
         }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let key: [u8; KEY_LEN] = rand::random();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(path)?;
-            file.write_all(&key)?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        Err(err) => Err(err),
     }
 }
 
 impl UrlSigner {
-    /// Loads (or creates) the key in `data_dir`.
-    pub fn open(data_dir: &Path, ttl_secs: u64) -> std::io::Result<UrlSigner> {
-        std::fs::create_dir_all(data_dir)?;
-        let secret = read_or_create_key(&data_dir.join(KEY_FILE_NAME))?;
+    /// The installation's key, from the database so that every node signs
+    /// and checks with the same one. The first start with signing on stores
+    /// it: the key of `data_dir`'s older key file when there is one, else a
+    /// new random key.
+    pub async fn from_store(
+        store: &dyn updraft_store::SettingStore,
+        data_dir: &Path,
+        ttl_secs: u64,
+        now: updraft_core::model::Millis,
+    ) -> Result<UrlSigner, SigningKeyError> {
+        let candidate = read_key_file(&data_dir.join(KEY_FILE_NAME))?.unwrap_or_else(rand::random);
+        let stored = store
+            .setting_or_insert(KEY_SETTING, &hex::encode(candidate), now)
+            .await?;
+        let secret: [u8; KEY_LEN] = hex::decode(stored.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(SigningKeyError::Stored)?;
         Ok(UrlSigner::new(secret, ttl_secs))
     }
 
@@ -247,20 +269,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_key_is_created_once_and_private() {
+    #[tokio::test]
+    async fn every_node_gets_the_first_stored_key() {
         let dir = tempfile::tempdir().unwrap();
-        let first = UrlSigner::open(dir.path(), 60).unwrap();
-        let second = UrlSigner::open(dir.path(), 60).unwrap();
+        let store = updraft_store::SqliteStore::open_path(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let node_a = tempfile::tempdir().unwrap();
+        let node_b = tempfile::tempdir().unwrap();
+        let first = UrlSigner::from_store(&store, node_a.path(), 60, 1)
+            .await
+            .unwrap();
+        let second = UrlSigner::from_store(&store, node_b.path(), 60, 2)
+            .await
+            .unwrap();
         assert_eq!(first.secret, second.secret);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert!(
+            !node_a.path().join(KEY_FILE_NAME).exists(),
+            "no key file is written"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_key_file_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE_NAME), [9u8; 32]).unwrap();
+        let store = updraft_store::SqliteStore::open_path(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let signer = UrlSigner::from_store(&store, dir.path(), 60, 1)
+            .await
+            .unwrap();
+        assert_eq!(signer.secret, [9u8; 32]);
+        std::fs::write(dir.path().join(KEY_FILE_NAME), [1u8; 5]).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let fresh = updraft_store::SqliteStore::open_path(&other.path().join("t.db"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            UrlSigner::from_store(&fresh, dir.path(), 60, 1).await,
+            Err(SigningKeyError::FileLength(_))
+        ));
     }
 }

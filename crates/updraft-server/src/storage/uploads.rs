@@ -1,10 +1,22 @@
 //! Resumable uploads (`/api/v1/uploads`) and small blobs (`/api/v1/blobs`).
 //!
-//! A session is `<data_dir>/uploads/<id>.json` (what is expected) plus a
-//! partial file in the staging directory (what arrived). The partial's length
-//! is the offset: every acknowledged PATCH is fsynced first, so an answered
-//! offset survives a kill, and a restarted server reads the offset back from
-//! the file. A completed upload is hashed and moved into the blob store.
+//! Two modes share the handlers and differ in where a session and its bytes
+//! live ([`UploadMode`]):
+//!
+//! - **Local** (blobs on this node's disk): a session is
+//!   `<data_dir>/uploads/<id>.json` (what is expected) plus a partial file in
+//!   the staging directory (what arrived). The partial's length is the
+//!   offset: every acknowledged PATCH is fsynced first, so an answered offset
+//!   survives a kill, and a restarted server reads the offset back from the
+//!   file. A completed upload is hashed and moved into the blob store.
+//! - **Shared** (blobs in an object store, possibly several nodes behind a
+//!   load balancer): the session is a database row and every PATCH body
+//!   becomes a part object in the bucket, so any node can take the next
+//!   PATCH. A PATCH is acknowledged once its part is in the bucket and the
+//!   conditional update of the row (`received` must still be the offset the
+//!   PATCH started at) committed; the loser of two PATCHes for one offset
+//!   deletes its part and gets the offset mismatch answer. The node that
+//!   receives the last byte assembles the parts and stores the blob.
 
 use super::{blob_failure, parse_sha256, require_uploader};
 use crate::api::{Caller, JsonBody};
@@ -25,7 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use updraft_core::model::Millis;
-use updraft_store::blob::BlobError;
+use updraft_store::blob::{BlobError, BlobStore};
+use updraft_store::{Store, UploadPart, UploadSession};
 use utoipa::ToSchema;
 
 /// Longest wait for a session another request is writing to.
@@ -244,6 +257,58 @@ impl UploadSessions {
     }
 }
 
+/// Where sessions and their bytes live; chosen by the blob store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UploadMode {
+    /// This node's data directory (blobs on local disk: one node).
+    Local,
+    /// The database and the shared bucket (any node may take any request).
+    Shared,
+}
+
+impl UploadMode {
+    fn of(state: &AppState) -> UploadMode {
+        if state.storage.blobs.is_shared() {
+            UploadMode::Shared
+        } else {
+            UploadMode::Local
+        }
+    }
+}
+
+fn new_upload_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn claimed_offset(headers: &HeaderMap) -> Result<u64, ApiError> {
+    headers
+        .get("upload-offset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_upload_offset",
+                "send the Upload-Offset header: the byte offset this body starts at",
+            )
+        })
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+fn checksum_mismatch(expected: String, actual: String) -> ApiError {
+    ApiError::unprocessable(
+        "checksum_mismatch",
+        format!("the uploaded bytes hash to {actual}, not {expected}; the upload was discarded, start again"),
+    )
+    .with("expected", expected)
+    .with("actual", actual)
+}
+
 fn is_upload_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -317,12 +382,7 @@ async fn finish(state: &AppState, session: &Session) -> Result<(), ApiError> {
         }
         Err(BlobError::Mismatch { expected, actual }) => {
             storage.uploads.discard(session).await.map_err(io_failure)?;
-            Err(ApiError::unprocessable(
-                "checksum_mismatch",
-                format!("the uploaded bytes hash to {actual}, not {expected}; the upload was discarded, start again"),
-            )
-            .with("expected", expected)
-            .with("actual", actual))
+            Err(checksum_mismatch(expected, actual))
         }
         Err(err) => Err(blob_failure(err)),
     }
@@ -354,22 +414,29 @@ pub async fn create(
         )
         .with("max_size", max));
     }
+    match UploadMode::of(&state) {
+        UploadMode::Local => create_local(&state, sha256, body.size).await,
+        UploadMode::Shared => shared::create(&state, sha256, body.size).await,
+    }
+}
+
+async fn create_local(state: &AppState, sha256: String, size: u64) -> Result<Response, ApiError> {
     let storage = &state.storage;
     let uploads = &storage.uploads;
     let _creating = uploads.create_lock.lock().await;
     let now = now_ms();
     let existing_blob = storage.blobs.stat(&sha256).await.map_err(blob_failure)?;
     let make_session = |complete: bool| Session {
-        upload_id: format!("{:032x}", rand::random::<u128>()),
+        upload_id: new_upload_id(),
         sha256: sha256.clone(),
-        size: body.size,
+        size,
         created_at: now,
-        durable_offset: AtomicU64::new(if complete { body.size } else { 0 }),
+        durable_offset: AtomicU64::new(if complete { size } else { 0 }),
         complete: AtomicBool::new(complete),
         last_activity: AtomicI64::new(now),
         writer: Arc::new(tokio::sync::Mutex::new(())),
     };
-    if existing_blob == Some(body.size) {
+    if existing_blob == Some(size) {
         // Restart the blob's gc grace period: a bundle is about to reference it.
         storage.blobs.touch(&sha256).await.map_err(blob_failure)?;
         let session = make_session(true);
@@ -385,7 +452,7 @@ pub async fn create(
         .values()
         .filter(|s| {
             s.sha256 == sha256
-                && s.size == body.size
+                && s.size == size
                 && !s.complete.load(Ordering::Acquire)
                 && s.expires_at(uploads.expiry) > now
         })
@@ -395,7 +462,7 @@ pub async fn create(
         if session.durable_offset.load(Ordering::Acquire) == session.size {
             // Every byte arrived but the server stopped before finishing.
             if let Ok(_writer) = session.writer.try_lock() {
-                finish(&state, &session).await?;
+                finish(state, &session).await?;
             }
         }
         return Ok(status_response(
@@ -425,6 +492,13 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     require_uploader(&caller)?;
     let uploads = &state.storage.uploads;
+    if UploadMode::of(&state) == UploadMode::Shared {
+        let session = shared::live(&state, &upload_id).await?;
+        return Ok(status_response(
+            StatusCode::OK,
+            shared::status(&session, uploads.expiry),
+        ));
+    }
     let session = uploads
         .live(&upload_id, now_ms())
         .ok_or_else(|| not_found(&upload_id))?;
@@ -500,20 +574,14 @@ pub async fn append(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_uploader(&caller)?;
+    if UploadMode::of(&state) == UploadMode::Shared {
+        return shared::append(state, upload_id, headers, body).await;
+    }
     let uploads = &state.storage.uploads;
     let session = uploads
         .live(&upload_id, now_ms())
         .ok_or_else(|| not_found(&upload_id))?;
-    let claimed: u64 = headers
-        .get("upload-offset")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_upload_offset",
-                "send the Upload-Offset header: the byte offset this body starts at",
-            )
-        })?;
+    let claimed = claimed_offset(&headers)?;
     let writer = tokio::time::timeout(SESSION_BUSY_WAIT, Arc::clone(&session.writer).lock_owned())
         .await
         .map_err(|_| {
@@ -537,10 +605,7 @@ pub async fn append(
             session.status(uploads.expiry),
         ));
     }
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&headers);
     if declared.is_some_and(|len| len > session.size - current) {
         return Err(overflow(session.size, current));
     }
@@ -702,4 +767,405 @@ pub async fn missing(
         }
     }
     Ok(Json(MissingBlobs { missing }))
+}
+
+/// What one sweep of shared upload sessions removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SharedSweep {
+    pub expired_sessions: u64,
+    /// Part objects no session needs any more (left by a node that stopped
+    /// between storing a part and recording it, or by a failed delete).
+    pub orphaned_parts: u64,
+}
+
+/// Removes expired shared sessions with their part objects, and part objects
+/// older than the session expiry that no incomplete session owns. Runs on the
+/// cluster leader (gc); a no-op unless uploads are shared.
+pub async fn sweep_shared(
+    storage: &super::Storage,
+    store: &dyn Store,
+    now: Millis,
+) -> Result<SharedSweep, ApiError> {
+    if !storage.blobs.is_shared() {
+        return Ok(SharedSweep::default());
+    }
+    shared::sweep(storage, store, now).await
+}
+
+/// The shared mode: sessions in the database, bytes as part objects in the bucket.
+mod shared {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Expired sessions removed per database round trip.
+    const SWEEP_BATCH: i64 = 100;
+
+    fn expiry_ms(expiry: Duration) -> Millis {
+        i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn stored_size(value: u64) -> Result<i64, ApiError> {
+        i64::try_from(value).map_err(|_| ApiError::internal("the upload size does not fit"))
+    }
+
+    fn unsigned(value: i64) -> u64 {
+        u64::try_from(value).unwrap_or(0)
+    }
+
+    fn is_live(session: &UploadSession, expiry: Duration, now: Millis) -> bool {
+        session.last_activity.saturating_add(expiry_ms(expiry)) > now
+    }
+
+    pub(super) fn status(session: &UploadSession, expiry: Duration) -> UploadStatus {
+        UploadStatus {
+            upload_id: session.upload_id.clone(),
+            offset: unsigned(session.received),
+            size: unsigned(session.size),
+            sha256: session.sha256.clone(),
+            complete: session.complete,
+            expires_at: crate::api::views::rfc3339(
+                session.last_activity.saturating_add(expiry_ms(expiry)),
+            ),
+        }
+    }
+
+    /// The session if it exists and has not expired, else `upload_not_found`.
+    pub(super) async fn live(state: &AppState, upload_id: &str) -> Result<UploadSession, ApiError> {
+        if !is_upload_id(upload_id) {
+            return Err(not_found(upload_id));
+        }
+        state
+            .store
+            .get_upload(upload_id)
+            .await?
+            .filter(|s| is_live(s, state.storage.uploads.expiry, now_ms()))
+            .ok_or_else(|| not_found(upload_id))
+    }
+
+    pub(super) async fn create(
+        state: &AppState,
+        sha256: String,
+        size: u64,
+    ) -> Result<Response, ApiError> {
+        let storage = &state.storage;
+        let expiry = storage.uploads.expiry;
+        let now = now_ms();
+        let stored = stored_size(size)?;
+        let existing_blob = storage.blobs.stat(&sha256).await.map_err(blob_failure)?;
+        let complete = existing_blob == Some(size);
+        if complete {
+            // Restart the blob's gc grace period: a bundle is about to reference it.
+            storage.blobs.touch(&sha256).await.map_err(blob_failure)?;
+        }
+        let candidate = UploadSession {
+            upload_id: new_upload_id(),
+            sha256,
+            size: stored,
+            received: if complete { stored } else { 0 },
+            complete,
+            created_at: now,
+            last_activity: now,
+        };
+        // A stored blob gets a fresh, complete session whatever else exists
+        // (no session is live after Millis::MAX), as in the local mode.
+        let live_after = if complete {
+            Millis::MAX
+        } else {
+            now.saturating_sub(expiry_ms(expiry))
+        };
+        let (mut session, created) = state
+            .store
+            .find_or_create_upload(candidate, live_after)
+            .await?;
+        if complete {
+            return Ok(status_response(StatusCode::OK, status(&session, expiry)));
+        }
+        if created {
+            return Ok(status_response(
+                StatusCode::CREATED,
+                status(&session, expiry),
+            ));
+        }
+        if session.received == session.size && !session.complete {
+            // Every byte arrived but the node that got the last one did not finish.
+            session = finish(state, session).await?;
+        }
+        Ok(status_response(StatusCode::OK, status(&session, expiry)))
+    }
+
+    pub(super) async fn append(
+        state: AppState,
+        upload_id: String,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, ApiError> {
+        let expiry = state.storage.uploads.expiry;
+        let session = live(&state, &upload_id).await?;
+        let claimed = claimed_offset(&headers)?;
+        let current = unsigned(session.received);
+        if claimed != current {
+            return Err(offset_mismatch(current));
+        }
+        if session.complete {
+            return Ok(status_response(StatusCode::OK, status(&session, expiry)));
+        }
+        let size = unsigned(session.size);
+        if declared_length(&headers).is_some_and(|len| len > size - current) {
+            return Err(overflow(size, current));
+        }
+        // Its own task: when the client goes away hyper drops this handler,
+        // but the bytes received must still be stored and counted.
+        let task_state = state.clone();
+        let written = tokio::spawn(async move { write_part(&task_state, session, body).await })
+            .await
+            .map_err(|e| ApiError::internal(format!("the upload writer stopped: {e}")))??;
+        Ok(status_response(StatusCode::OK, status(&written, expiry)))
+    }
+
+    async fn remove_staged(path: &Path) {
+        if let Err(err) = remove_if_present(path).await {
+            tracing::warn!(error = %err, path = %path.display(), "could not remove a staged upload file");
+        }
+    }
+
+    async fn delete_parts(blobs: &dyn BlobStore, parts: &[UploadPart]) {
+        for part in parts {
+            // A part left behind is an orphan the next gc sweep removes.
+            if let Err(err) = blobs.delete_scratch(&part.name).await {
+                tracing::warn!(error = %err, part = part.name, "could not delete an upload part");
+            }
+        }
+    }
+
+    /// Stores `body` (starting at the session's offset) as a part object and
+    /// advances the session if nobody else did first; finishes a whole upload.
+    async fn write_part(
+        state: &AppState,
+        session: UploadSession,
+        body: Body,
+    ) -> Result<UploadSession, ApiError> {
+        let blobs = state.storage.blobs.as_ref();
+        let upload_id = session.upload_id.clone();
+        let start = unsigned(session.received);
+        let size = unsigned(session.size);
+        let suffix = format!("{:016x}", rand::random::<u64>());
+        let staged = blobs
+            .staging_dir()
+            .join(format!("upload-{upload_id}-{start}-{suffix}.part"));
+        let mut file = tokio::fs::File::create(&staged).await.map_err(io_failure)?;
+        let streamed = append_body(&mut file, body, size - start).await;
+        let flushed = file.flush().await;
+        drop(file);
+        let (written, broken) = match (streamed, flushed) {
+            (Ok(Streamed::Done(written)), Ok(())) => (written, None),
+            (Ok(Streamed::Broken(written, reason)), Ok(())) => (written, Some(reason)),
+            (Ok(Streamed::Overflow), _) => {
+                remove_staged(&staged).await;
+                return Err(overflow(size, start));
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                remove_staged(&staged).await;
+                return Err(io_failure(err));
+            }
+        };
+        let mut current = session;
+        if written > 0 {
+            current = store_part(state, current, &staged, start, written, &suffix).await?;
+        } else {
+            remove_staged(&staged).await;
+        }
+        if let Some(reason) = broken {
+            let offset = unsigned(current.received);
+            tracing::info!(upload_id, offset, %reason, "upload body broke off; the bytes received are kept");
+            return Err(ApiError::bad_request(
+                "upload_interrupted",
+                format!("the body broke off at offset {offset}; resume from there"),
+            )
+            .with("offset", offset));
+        }
+        if current.received == current.size && !current.complete {
+            current = finish(state, current).await?;
+        }
+        Ok(current)
+    }
+
+    /// Puts the staged bytes in the bucket, then records them: durable once
+    /// this returns. Losing the race for the offset answers the mismatch.
+    async fn store_part(
+        state: &AppState,
+        session: UploadSession,
+        staged: &Path,
+        start: u64,
+        written: u64,
+        suffix: &str,
+    ) -> Result<UploadSession, ApiError> {
+        let blobs = state.storage.blobs.as_ref();
+        let upload_id = session.upload_id.as_str();
+        let part = UploadPart {
+            start: stored_size(start)?,
+            len: stored_size(written)?,
+            name: format!("{upload_id}/{start}-{suffix}"),
+        };
+        if let Err(err) = blobs.put_scratch(&part.name, staged).await {
+            remove_staged(staged).await;
+            return Err(blob_failure(err));
+        }
+        let advanced = state
+            .store
+            .append_upload_part(upload_id, &part, now_ms())
+            .await;
+        match advanced {
+            Ok(Some(advanced)) => Ok(advanced),
+            Ok(None) => {
+                delete_parts(blobs, std::slice::from_ref(&part)).await;
+                // Another request won this offset, or the session went away.
+                let now = live(state, upload_id).await?;
+                if now.complete {
+                    return Err(offset_mismatch(unsigned(now.size)));
+                }
+                Err(offset_mismatch(unsigned(now.received)))
+            }
+            Err(err) => {
+                delete_parts(blobs, std::slice::from_ref(&part)).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Copies the parts, in order, into one staged file.
+    async fn assemble(
+        blobs: &dyn BlobStore,
+        parts: &[UploadPart],
+        size: i64,
+        staged: &Path,
+    ) -> Result<(), ApiError> {
+        let mut expected_start = 0;
+        let mut file = tokio::fs::File::create(staged).await.map_err(io_failure)?;
+        for part in parts {
+            let reader = blobs
+                .open_scratch(&part.name)
+                .await
+                .map_err(blob_failure)?
+                .filter(|reader| part.start == expected_start && reader.size == unsigned(part.len))
+                .ok_or_else(|| {
+                    tracing::error!(
+                        part = part.name,
+                        "an upload part is missing or has the wrong size"
+                    );
+                    ApiError::internal("a part of the upload is missing")
+                })?;
+            let mut source = reader
+                .range(0, unsigned(part.len))
+                .await
+                .map_err(io_failure)?;
+            tokio::io::copy(&mut source, &mut file)
+                .await
+                .map_err(io_failure)?;
+            expected_start += part.len;
+        }
+        if expected_start != size {
+            tracing::error!(
+                received = expected_start,
+                size,
+                "the upload parts do not cover the file"
+            );
+            return Err(ApiError::internal("a part of the upload is missing"));
+        }
+        file.flush().await.map_err(io_failure)?;
+        Ok(())
+    }
+
+    /// Assembles a fully received upload, stores it as a blob (hash checked),
+    /// marks the session complete and deletes the parts.
+    async fn finish(state: &AppState, session: UploadSession) -> Result<UploadSession, ApiError> {
+        let blobs = state.storage.blobs.as_ref();
+        let store = state.store.as_ref();
+        let upload_id = session.upload_id.as_str();
+        let parts = store.list_upload_parts(upload_id).await?;
+        let staged = blobs.staging_dir().join(format!(
+            "upload-{upload_id}-whole-{:016x}.part",
+            rand::random::<u64>()
+        ));
+        if let Err(err) = assemble(blobs, &parts, session.size, &staged).await {
+            remove_staged(&staged).await;
+            // Another node may have finished (and deleted the parts) meanwhile.
+            return match store.get_upload(upload_id).await? {
+                Some(done) if done.complete => Ok(done),
+                _ => Err(err),
+            };
+        }
+        match blobs.put_file(&staged, Some(&session.sha256)).await {
+            Ok(_) => {
+                if let Some(parts) = store.complete_upload(upload_id, now_ms()).await? {
+                    delete_parts(blobs, &parts).await;
+                }
+                store
+                    .get_upload(upload_id)
+                    .await?
+                    .ok_or_else(|| not_found(upload_id))
+            }
+            Err(BlobError::Mismatch { expected, actual }) => {
+                let parts = store.delete_upload(upload_id).await?;
+                delete_parts(blobs, &parts).await;
+                Err(checksum_mismatch(expected, actual))
+            }
+            Err(err) => {
+                remove_staged(&staged).await;
+                Err(blob_failure(err))
+            }
+        }
+    }
+
+    pub(super) async fn sweep(
+        storage: &super::super::Storage,
+        store: &dyn Store,
+        now: Millis,
+    ) -> Result<SharedSweep, ApiError> {
+        let blobs = storage.blobs.as_ref();
+        let expiry = storage.uploads.expiry;
+        let before = now.saturating_sub(expiry_ms(expiry));
+        let mut report = SharedSweep::default();
+        loop {
+            let expired = store.expired_uploads(before, SWEEP_BATCH).await?;
+            for session in &expired {
+                let parts = store.delete_upload(&session.upload_id).await?;
+                delete_parts(blobs, &parts).await;
+                report.expired_sessions += 1;
+            }
+            if (expired.len() as i64) < SWEEP_BATCH {
+                break;
+            }
+        }
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(expiry)
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        let mut owners: HashMap<String, bool> = HashMap::new();
+        for entry in blobs.list_scratch().await.map_err(blob_failure)? {
+            if entry.modified > cutoff {
+                continue;
+            }
+            let owner = entry.name.split('/').next().unwrap_or_default().to_string();
+            let needed = match owners.get(&owner) {
+                Some(needed) => *needed,
+                None => {
+                    let needed = store
+                        .get_upload(&owner)
+                        .await?
+                        .is_some_and(|session| !session.complete);
+                    owners.insert(owner, needed);
+                    needed
+                }
+            };
+            if needed {
+                continue;
+            }
+            match blobs.delete_scratch(&entry.name).await {
+                Ok(()) => report.orphaned_parts += 1,
+                Err(err) => {
+                    tracing::warn!(error = %err, part = entry.name, "gc could not delete an upload part")
+                }
+            }
+        }
+        Ok(report)
+    }
 }

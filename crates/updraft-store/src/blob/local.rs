@@ -1,7 +1,7 @@
 //! Blobs as files under `<data_dir>/blobs/ab/cd/<sha256>`, staged in
 //! `<data_dir>/staging` (same filesystem, so publishing is one rename).
 
-use super::{is_sha256_hex, BlobEntry, BlobError, BlobInfo, BlobReader, BlobStore};
+use super::{is_sha256_hex, BlobEntry, BlobError, BlobInfo, BlobReader, BlobStore, ScratchEntry};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 const BLOBS_DIR: &str = "blobs";
-const STAGING_DIR: &str = "staging";
+pub(super) const STAGING_DIR: &str = "staging";
 
 #[derive(Clone, Debug)]
 pub struct LocalBlobStore {
@@ -18,7 +18,7 @@ pub struct LocalBlobStore {
     staging: PathBuf,
 }
 
-fn check_name(sha256: &str) -> Result<(), BlobError> {
+pub(super) fn check_name(sha256: &str) -> Result<(), BlobError> {
     if is_sha256_hex(sha256) {
         Ok(())
     } else {
@@ -27,7 +27,7 @@ fn check_name(sha256: &str) -> Result<(), BlobError> {
 }
 
 /// Runs blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
 ) -> Result<T, BlobError> {
     tokio::task::spawn_blocking(work)
@@ -87,28 +87,7 @@ impl LocalBlobStore {
     /// Removes staging files not modified for `max_age`: what a crash
     /// mid-write leaves behind. Returns how many were removed.
     pub fn sweep_staging(&self, max_age: Duration) -> Result<usize, BlobError> {
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for entry in fs::read_dir(&self.staging)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if !meta.is_file() {
-                continue;
-            }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
-            if age >= max_age {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(err.into()),
-                }
-            }
-        }
-        Ok(removed)
+        super::sweep_staging(&self.staging, max_age)
     }
 
     /// The synchronous core of `put_file`.
@@ -188,7 +167,7 @@ impl BlobStore for LocalBlobStore {
         match tokio::fs::File::open(self.blob_path(sha256)).await {
             Ok(file) => {
                 let size = file.metadata().await?.len();
-                Ok(Some(BlobReader { size, file }))
+                Ok(Some(BlobReader::from_file(size, file)))
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err.into()),
@@ -269,6 +248,41 @@ impl BlobStore for LocalBlobStore {
 
     fn staging_dir(&self) -> &Path {
         &self.staging
+    }
+
+    fn object_key(&self, _sha256: &str) -> Option<String> {
+        None
+    }
+
+    async fn presigned_url(
+        &self,
+        sha256: &str,
+        _ttl: Duration,
+    ) -> Result<Option<String>, BlobError> {
+        check_name(sha256)?;
+        Ok(None)
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    // A node's own disk is no place for bytes other nodes must read: the
+    // local store keeps uploads as partial files in its staging directory.
+    async fn put_scratch(&self, _name: &str, _staged: &Path) -> Result<u64, BlobError> {
+        Err(BlobError::Unsupported("scratch objects"))
+    }
+
+    async fn open_scratch(&self, _name: &str) -> Result<Option<BlobReader>, BlobError> {
+        Err(BlobError::Unsupported("scratch objects"))
+    }
+
+    async fn delete_scratch(&self, _name: &str) -> Result<(), BlobError> {
+        Err(BlobError::Unsupported("scratch objects"))
+    }
+
+    async fn list_scratch(&self) -> Result<Vec<ScratchEntry>, BlobError> {
+        Ok(Vec::new())
     }
 }
 

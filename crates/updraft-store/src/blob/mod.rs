@@ -4,15 +4,21 @@
 //! same file twice keeps one copy and a name always proves its content. Only
 //! complete, verified files are ever published under a blob name: writers
 //! stage a file first and publish it atomically.
+//!
+//! Two stores: [`LocalBlobStore`] (files under the data directory) and
+//! [`ObjectBlobStore`] (an S3-compatible bucket); [`open_blob_store`] picks one.
 
 mod local;
+mod object;
 
 pub use local::LocalBlobStore;
+pub use object::ObjectBlobStore;
 
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncRead;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,15 @@ pub enum BlobError {
     InvalidName(String),
     #[error("blob storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The object-store settings (URL or options) are unusable.
+    #[error("object storage configuration: {0}")]
+    Config(String),
+    /// A request to the object store failed (the message names no credentials).
+    #[error("object storage: {0}")]
+    ObjectStore(String),
+    /// This store does not offer the operation (scratch objects on local disk).
+    #[error("{0} is not supported by this blob store")]
+    Unsupported(&'static str),
 }
 
 /// A stored blob.
@@ -43,23 +58,56 @@ pub struct BlobEntry {
     pub modified: SystemTime,
 }
 
+/// One entry of [`BlobStore::list_scratch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScratchEntry {
+    pub name: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
 /// A byte source for one range of a blob.
 pub type BlobRangeReader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// An opened blob: its size, and a way to read any range of it as a stream.
 pub struct BlobReader {
     pub size: u64,
-    file: tokio::fs::File,
+    source: ReaderSource,
+}
+
+/// Where an opened blob's bytes come from.
+enum ReaderSource {
+    File(tokio::fs::File),
+    Object(object::ObjectSource),
 }
 
 impl BlobReader {
-    /// A reader of `len` bytes starting at `start` (the caller checks bounds).
-    pub async fn range(mut self, start: u64, len: u64) -> std::io::Result<BlobRangeReader> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        if start > 0 {
-            self.file.seek(std::io::SeekFrom::Start(start)).await?;
+    pub(crate) fn from_file(size: u64, file: tokio::fs::File) -> BlobReader {
+        BlobReader {
+            size,
+            source: ReaderSource::File(file),
         }
-        Ok(Box::pin(self.file.take(len)))
+    }
+
+    pub(crate) fn from_object(size: u64, source: object::ObjectSource) -> BlobReader {
+        BlobReader {
+            size,
+            source: ReaderSource::Object(source),
+        }
+    }
+
+    /// A reader of `len` bytes starting at `start` (the caller checks bounds).
+    pub async fn range(self, start: u64, len: u64) -> std::io::Result<BlobRangeReader> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        match self.source {
+            ReaderSource::File(mut file) => {
+                if start > 0 {
+                    file.seek(std::io::SeekFrom::Start(start)).await?;
+                }
+                Ok(Box::pin(file.take(len)))
+            }
+            ReaderSource::Object(source) => source.range(start, len).await,
+        }
     }
 }
 
@@ -95,8 +143,93 @@ pub trait BlobStore: Send + Sync {
     /// A path to read the blob from on this machine, for validators that need
     /// a file (zip inspection). `None` for remote stores.
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
-    /// Where writers stage files before `put_file` (same filesystem as the blobs).
+    /// Where writers stage files before `put_file` (a local directory; for
+    /// the local store on the blobs' filesystem, so publishing is a rename).
     fn staging_dir(&self) -> &Path;
+    /// The blob's full key in the bucket when blobs live in an object store
+    /// (what a CDN in front of the bucket serves it under); `None` for local disk.
+    fn object_key(&self, sha256: &str) -> Option<String>;
+    /// A URL that lets anyone holding it GET the blob straight from the
+    /// object store for `ttl`; `None` when the store cannot presign (local disk).
+    async fn presigned_url(&self, sha256: &str, ttl: Duration)
+        -> Result<Option<String>, BlobError>;
+    /// Whether every node pointed at this store sees the same blobs and
+    /// scratch objects (an object store): resumable uploads then keep their
+    /// bytes here instead of on one node's disk.
+    fn is_shared(&self) -> bool;
+    /// Stores the staged file as the scratch object `name` (see
+    /// [`is_scratch_name`]), replacing any object of that name, then removes
+    /// the staged file. Returns its size. Scratch objects are working files
+    /// (upload parts), never blobs: nothing serves them to devices.
+    async fn put_scratch(&self, name: &str, staged: &Path) -> Result<u64, BlobError>;
+    /// `None` when there is no such scratch object.
+    async fn open_scratch(&self, name: &str) -> Result<Option<BlobReader>, BlobError>;
+    /// Deletes the scratch object; deleting an absent one is not an error.
+    async fn delete_scratch(&self, name: &str) -> Result<(), BlobError>;
+    /// Every scratch object, in name order.
+    async fn list_scratch(&self) -> Result<Vec<ScratchEntry>, BlobError>;
+}
+
+/// Whether `name` can name a scratch object: `/`-separated segments of ASCII
+/// letters, digits, `-`, `_` and `.`, none empty, `.` or `..`.
+pub fn is_scratch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 512
+        && name.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+}
+
+/// Opens the blob store the server is configured with: an S3-compatible
+/// bucket for `s3://bucket[/prefix]` (with `options` as object_store keys
+/// that win over the `AWS_*` environment), else files under `data_dir`.
+/// Staging is always `<data_dir>/staging`.
+pub fn open_blob_store(
+    storage_url: Option<&str>,
+    options: &[(String, String)],
+    data_dir: &Path,
+) -> Result<Arc<dyn BlobStore>, BlobError> {
+    match storage_url {
+        Some(url) => {
+            let staging = data_dir.join(local::STAGING_DIR);
+            std::fs::create_dir_all(&staging)?;
+            Ok(Arc::new(ObjectBlobStore::from_url(url, options, &staging)?))
+        }
+        None => Ok(Arc::new(LocalBlobStore::open(data_dir)?)),
+    }
+}
+
+/// Removes files in the staging directory `dir` not modified for `max_age`:
+/// what a crash mid-write leaves behind. Returns how many were removed.
+pub fn sweep_staging(dir: &Path, max_age: Duration) -> Result<usize, BlobError> {
+    use std::io::ErrorKind;
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if age >= max_age {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether `value` is a SHA-256 in lowercase hex (a valid blob name).
