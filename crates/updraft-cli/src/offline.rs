@@ -8,19 +8,39 @@ use crate::table::Table;
 use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::sync::Arc;
 use updraft_core::model::{ApiKey, Millis, Role};
-use updraft_store::{ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, SqliteStore, StoreError};
+use updraft_store::{
+    ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store, StoreError,
+};
 
-/// Opens (creating if needed) the data directory's database and runs the command.
+/// Opens the server's database (PostgreSQL when `UPDRAFT_DATABASE_URL` is set,
+/// else the data directory's, created if needed) and runs the command.
 pub async fn run_apikey_command(
     command: ApikeyCommand,
     data_dir: &Path,
 ) -> Result<Outcome, CliError> {
     let store = open_store(data_dir).await?;
-    apikey_command(&store, command, now_millis()).await
+    apikey_command(store.as_ref(), command, now_millis()).await
 }
 
-pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, CliError> {
+/// The database `updraft serve` would use, as far as the environment tells.
+pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    match std::env::var("UPDRAFT_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let store = PgStore::connect(url.trim(), None).await.map_err(|error| {
+                CliError::new(
+                    "storage_error",
+                    format!("cannot open the PostgreSQL database of UPDRAFT_DATABASE_URL: {error}"),
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        _ => Ok(Arc::new(open_sqlite(data_dir).await?)),
+    }
+}
+
+async fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, CliError> {
     std::fs::create_dir_all(data_dir).map_err(|error| {
         CliError::new(
             "data_dir_error",

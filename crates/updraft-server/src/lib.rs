@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod cluster;
 pub mod control;
 pub mod cors;
 pub mod device;
@@ -31,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use updraft_store::cluster::{Cluster, SingleNode};
 use updraft_store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum ServeError {
     Load(#[from] updraft_store::StoreError),
     #[error("cannot open the bundle storage: {0}")]
     Storage(#[from] storage::StorageError),
+    #[error("{0}")]
+    SigningKey(#[from] storage::signing::SigningKeyError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,9 +56,15 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+/// Ready when the database answers; `leader` says whether this node runs the
+/// background work (one node of a cluster does; a single node always).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let leader = state.leading.load(std::sync::atomic::Ordering::Relaxed);
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ok", "leader": leader})),
+        ),
         Err(err) => {
             state.metrics.record_database_error(db_operation::READYZ);
             (
@@ -150,6 +160,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    cluster: Arc<dyn Cluster>,
     registry_handle: Option<(
         tokio::task::JoinHandle<()>,
         tokio::sync::watch::Sender<bool>,
@@ -167,6 +178,18 @@ impl Server {
     pub async fn bind_with_clock(
         config: ServerConfig,
         store: Arc<dyn Store>,
+        clock: Arc<dyn updraft_core::model::Clock>,
+    ) -> Result<Server, ServeError> {
+        Self::bind_in_cluster(config, store, Arc::new(SingleNode), clock).await
+    }
+
+    /// `bind` as one node of several sharing `store` (PostgreSQL): release
+    /// changes from every node are applied here, and the background work runs
+    /// on whichever node holds the cluster's leader lock.
+    pub async fn bind_in_cluster(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn Cluster>,
         clock: Arc<dyn updraft_core::model::Clock>,
     ) -> Result<Server, ServeError> {
         let listener =
@@ -194,7 +217,19 @@ impl Server {
             config.event_retention_days,
             Arc::clone(&metrics),
         );
-        let bundle_storage = Arc::new(storage::Storage::open(&config)?);
+        let mut bundle_storage = storage::Storage::open(&config)?;
+        if let Some(ttl) = config.signed_url_ttl_secs {
+            bundle_storage.signer = Some(
+                storage::signing::UrlSigner::from_store(
+                    store.as_ref(),
+                    &config.data_dir,
+                    ttl,
+                    clock.now(),
+                )
+                .await?,
+            );
+        }
+        let bundle_storage = Arc::new(bundle_storage);
         let state = AppState {
             storage: bundle_storage,
             store,
@@ -204,10 +239,12 @@ impl Server {
             config: Arc::new(config),
             metrics,
             clock,
+            leading: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         Ok(Server {
             listener,
             state,
+            cluster,
             registry_handle: Some((registry_task, stop_tx)),
             stats_handle,
         })
@@ -229,6 +266,11 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let reload = spawn_periodic_reload(&self.state);
+        let release_listener = cluster::spawn_release_listener(
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.state.releases),
+            Arc::clone(&self.state.metrics),
+        );
         let bundle_storage = Arc::clone(&self.state.storage);
         let (downloads_stop, downloads_stop_rx) = tokio::sync::watch::channel(false);
         let downloads_flusher = storage::downloads::spawn_flusher(
@@ -237,47 +279,40 @@ impl Server {
             Duration::from_secs(5),
             downloads_stop_rx,
         );
-        let gc = storage::gc::spawn_periodic(
-            bundle_storage,
-            Arc::clone(&self.state.store),
-            Duration::from_secs(self.state.config.gc_interval_secs.max(1)),
-        );
-        let retention = retention::spawn(
-            Arc::clone(&self.state.store),
-            self.state.config.event_retention_days,
-            Duration::from_secs(self.state.config.retention_interval_secs),
-        );
-        let (webhooks_stop, webhooks_stop_rx) = tokio::sync::watch::channel(false);
-        let webhook_worker = webhooks::spawn_worker(
-            Arc::clone(&self.state.store),
-            Arc::clone(&self.state.config),
+        // Background work runs on one node at a time (the leader); on the
+        // embedded store this node leads from the start.
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (leading, election) = cluster::spawn_election(
+            Arc::clone(&self.cluster),
             Arc::clone(&self.state.metrics),
-            webhooks_stop_rx,
+            Arc::clone(&self.state.leading),
+            shutdown_rx.clone(),
         );
-        let (control_stop, control_stop_rx) = tokio::sync::watch::channel(false);
-        let control_loop = control::spawn(self.state.clone(), control_stop_rx);
+        let background = self.spawn_background_work(bundle_storage, &leading, &shutdown_rx);
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         reload.abort();
-        gc.abort();
+        if let Some(listener) = release_listener {
+            listener.abort();
+        }
         let _ = downloads_stop.send(true);
         if let Err(err) = downloads_flusher.await {
             tracing::error!(error = %err, "download counter flusher ended badly");
         }
-        retention.abort();
-        // Before the webhook worker (its events get queued) and the stats
-        // writer drains (the loop holds a copy of the state).
-        let _ = control_stop.send(true);
-        if let Err(err) = control_loop.await {
-            tracing::error!(error = %err, "rollout control loop ended badly");
+        // The control loop stops before the stats writer drains (it holds a
+        // copy of the state); webhook deliveries in flight finish (each
+        // within the webhook timeout), what is pending stays queued; then the
+        // leader lock goes, so another node takes over at once.
+        let _ = shutdown_tx.send(true);
+        for task in background {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "background work ended badly");
+            }
         }
-        // Deliveries in flight finish (each within the webhook timeout); what
-        // is still pending stays queued for the next start.
-        let _ = webhooks_stop.send(true);
-        if let Err(err) = webhook_worker.await {
-            tracing::error!(error = %err, "webhook delivery worker ended badly");
+        if let Err(err) = election.await {
+            tracing::error!(error = %err, "leader election ended badly");
         }
         tracing::info!("stopped accepting requests; flushing buffered writes");
         // Dropping the last sender lets the stats writer drain its queue and stop.
@@ -296,6 +331,67 @@ impl Server {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+impl Server {
+    /// Rollout control, webhook deliveries, gc and retention, each running
+    /// while this node leads.
+    fn spawn_background_work(
+        &self,
+        bundle_storage: Arc<storage::Storage>,
+        leading: &tokio::sync::watch::Receiver<bool>,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let state = self.state.clone();
+        let control = cluster::spawn_while_leading(
+            "rollout-control",
+            leading.clone(),
+            shutdown.clone(),
+            move |stop| control::spawn(state.clone(), stop),
+        );
+        let (store, config, metrics) = (
+            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.config),
+            Arc::clone(&self.state.metrics),
+        );
+        let webhooks = cluster::spawn_while_leading(
+            "webhooks",
+            leading.clone(),
+            shutdown.clone(),
+            move |stop| {
+                webhooks::spawn_worker(
+                    Arc::clone(&store),
+                    Arc::clone(&config),
+                    Arc::clone(&metrics),
+                    stop,
+                )
+            },
+        );
+        let store = Arc::clone(&self.state.store);
+        let gc_every = Duration::from_secs(self.state.config.gc_interval_secs.max(1));
+        let gc =
+            cluster::spawn_while_leading("gc", leading.clone(), shutdown.clone(), move |stop| {
+                let task = storage::gc::spawn_periodic(
+                    Arc::clone(&bundle_storage),
+                    Arc::clone(&store),
+                    gc_every,
+                );
+                cluster::abort_on_stop(task, stop)
+            });
+        let store = Arc::clone(&self.state.store);
+        let retention_days = self.state.config.event_retention_days;
+        let retention_every = Duration::from_secs(self.state.config.retention_interval_secs);
+        let retention = cluster::spawn_while_leading(
+            "retention",
+            leading.clone(),
+            shutdown.clone(),
+            move |stop| {
+                let task = retention::spawn(Arc::clone(&store), retention_days, retention_every);
+                cluster::abort_on_stop(task, stop)
+            },
+        );
+        vec![control, webhooks, gc, retention]
     }
 }
 

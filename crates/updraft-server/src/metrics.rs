@@ -60,14 +60,17 @@ pub mod db_operation {
     pub const READYZ: &str = "readyz";
     /// Flushing buffered device sightings.
     pub const REGISTRY_FLUSH: &str = "registry_flush";
+    /// Listening for other nodes' release changes, or taking the leader lock.
+    pub const CLUSTER: &str = "cluster";
 
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         API,
         STATS_COMMIT,
         CHANNEL_OVERRIDE,
         RELEASE_RELOAD,
         READYZ,
         REGISTRY_FLUSH,
+        CLUSTER,
     ];
 }
 
@@ -261,6 +264,8 @@ pub struct Metrics {
     storage_errors: Family<OperationLabels, Counter>,
     download_bytes: Counter,
     registry_pending_devices: Gauge,
+    cluster_leader: Gauge,
+    release_notifications: Counter,
     rollout_control_outcomes: Family<ControlOutcomeLabels, Counter>,
     webhook_attempts: Family<DeliveryLabels, Counter>,
 }
@@ -352,6 +357,18 @@ impl Metrics {
             "Device sightings buffered for the next registry flush (sampled at scrape)",
             registry_pending_devices.clone(),
         );
+        let cluster_leader = Gauge::default();
+        registry.register(
+            "cluster_leader",
+            "1 while this node runs the background work (rollout control, retention, gc, webhooks)",
+            cluster_leader.clone(),
+        );
+        let release_notifications = Counter::default();
+        registry.register(
+            "release_notifications",
+            "Release changes this node heard of from the shared database (any node's)",
+            release_notifications.clone(),
+        );
         let rollout_control_outcomes = Family::<ControlOutcomeLabels, Counter>::default();
         registry.register(
             "rollout_control_outcomes",
@@ -402,6 +419,8 @@ impl Metrics {
             storage_errors,
             download_bytes,
             registry_pending_devices,
+            cluster_leader,
+            release_notifications,
             rollout_control_outcomes,
             webhook_attempts,
         }
@@ -502,6 +521,14 @@ impl Metrics {
         self.webhook_attempts
             .get_or_create(&DeliveryLabels { outcome })
             .inc();
+    }
+
+    pub fn set_cluster_leader(&self, leading: bool) {
+        self.cluster_leader.set(i64::from(leading));
+    }
+
+    pub fn record_release_notification(&self) {
+        self.release_notifications.inc();
     }
 
     pub fn set_registry_pending_devices(&self, pending: usize) {

@@ -50,6 +50,52 @@ pub struct ServerConfig {
     pub webhook_max_attempts: u32,
     /// Timeout of one webhook request.
     pub webhook_timeout_ms: u64,
+    /// Where bundle files live: `None` = the local disk under `data_dir`;
+    /// `s3://bucket/prefix` = an S3-compatible object store.
+    pub storage_url: Option<String>,
+    /// Object-store settings that win over the `AWS_*` environment, as
+    /// `object_store` configuration keys (`endpoint`, `region`, …).
+    pub storage_options: Vec<(String, String)>,
+    /// How devices get bundle bytes.
+    pub download_mode: DownloadMode,
+    /// `download_mode = cdn`: links are this base URL + the object's key.
+    pub cdn_base_url: Option<String>,
+    /// `download_mode = redirect`: how long a presigned URL stays valid.
+    pub presigned_url_ttl_secs: u64,
+}
+
+/// How devices get bundle bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// Updraft streams every byte (any storage).
+    #[default]
+    Stream,
+    /// `/dl/…` answers 302 to a presigned object-store URL (S3 storage only).
+    Redirect,
+    /// Update answers link straight to a public CDN in front of the bucket
+    /// (S3 storage only); Updraft serves no bytes.
+    Cdn,
+}
+
+impl DownloadMode {
+    pub const NAMES: &'static str = "stream, redirect or cdn";
+
+    pub fn parse(text: &str) -> Option<DownloadMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "stream" => Some(DownloadMode::Stream),
+            "redirect" => Some(DownloadMode::Redirect),
+            "cdn" => Some(DownloadMode::Cdn),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadMode::Stream => "stream",
+            DownloadMode::Redirect => "redirect",
+            DownloadMode::Cdn => "cdn",
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -75,6 +121,11 @@ impl Default for ServerConfig {
             webhook_retry_base_ms: 5_000,
             webhook_max_attempts: 8,
             webhook_timeout_ms: 10_000,
+            storage_url: None,
+            storage_options: Vec::new(),
+            download_mode: DownloadMode::Stream,
+            cdn_base_url: None,
+            presigned_url_ttl_secs: 3600,
         }
     }
 }
@@ -92,6 +143,8 @@ pub struct AppState {
     /// The time for release decisions, stats arrival, schedules and the
     /// control loop; tests inject a `ManualClock`.
     pub clock: Arc<dyn updraft_core::model::Clock>,
+    /// Whether this node runs the background work now (see `cluster`).
+    pub leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

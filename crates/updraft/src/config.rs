@@ -70,6 +70,21 @@ pub struct FileConfig {
     pub zip_max_total_size: Option<u64>,
     /// Upload validation: highest uncompressed/compressed ratio.
     pub zip_max_compression_ratio: Option<u64>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// A read-only replica's `postgres://…` for the release-configuration reads.
+    pub database_read_url: Option<String>,
+    /// `s3://bucket/prefix` to keep bundle files in S3-compatible storage.
+    pub storage_url: Option<String>,
+    /// Object-store settings (`endpoint`, `region`, `access_key_id`, …) that
+    /// win over the `AWS_*` environment.
+    pub storage_options: Option<std::collections::BTreeMap<String, String>>,
+    /// stream (default), redirect (302 to a presigned URL) or cdn.
+    pub download_mode: Option<String>,
+    /// Public base URL of the CDN in front of the bucket (download_mode = cdn).
+    pub cdn_base_url: Option<String>,
+    /// Validity of presigned download URLs (download_mode = redirect; default 3600 s).
+    pub presigned_url_ttl_secs: Option<u64>,
 }
 
 /// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
@@ -85,6 +100,106 @@ fn number<T: std::str::FromStr>(env_name: &str, from_file: Option<T>) -> anyhow:
 pub struct Settings {
     pub server: ServerConfig,
     pub log: String,
+    /// Where the data lives instead of the embedded SQLite file.
+    pub database: Option<DatabaseUrls>,
+}
+
+/// A PostgreSQL primary and an optional read replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseUrls {
+    pub url: String,
+    pub read_url: Option<String>,
+}
+
+fn check_database_url(name: &str, url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!(
+            "{name} must be a postgres:// URL, got {:?}",
+            redact_url(url)
+        );
+    }
+    Ok(url.to_string())
+}
+
+/// A URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Storage and download settings, checked together: the modes that hand
+/// devices object-store URLs need object storage.
+fn storage_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
+    use updraft_server::state::DownloadMode;
+    if let Some(url) = env("UPDRAFT_STORAGE_URL").or_else(|| file.storage_url.clone()) {
+        let url = url.trim().to_string();
+        if !url.starts_with("s3://") || url.len() <= "s3://".len() {
+            bail!("storage URL must be s3://bucket[/prefix], got {url:?}");
+        }
+        server.storage_url = Some(url);
+    }
+    if let Some(options) = &file.storage_options {
+        server.storage_options = options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+    if let Some(text) = env("UPDRAFT_DOWNLOAD_MODE").or_else(|| file.download_mode.clone()) {
+        server.download_mode = DownloadMode::parse(&text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "download mode must be {}, got {text:?}",
+                DownloadMode::NAMES
+            )
+        })?;
+    }
+    if let Some(url) = env("UPDRAFT_CDN_BASE_URL").or_else(|| file.cdn_base_url.clone()) {
+        server.cdn_base_url = Some(check_public_url(&url).context("CDN base URL")?);
+    }
+    if let Some(v) = number(
+        "UPDRAFT_PRESIGNED_URL_TTL_SECS",
+        file.presigned_url_ttl_secs,
+    )? {
+        server.presigned_url_ttl_secs = v.clamp(1, 7 * 24 * 3600);
+    }
+    Ok(())
+}
+
+/// The download mode against the storage and signing settings.
+fn check_download_mode(server: &ServerConfig) -> anyhow::Result<()> {
+    use updraft_server::state::DownloadMode;
+    match server.download_mode {
+        DownloadMode::Stream => {}
+        DownloadMode::Redirect | DownloadMode::Cdn if server.storage_url.is_none() => bail!(
+            "download mode {} needs object storage: set UPDRAFT_STORAGE_URL=s3://bucket/prefix",
+            server.download_mode.as_str()
+        ),
+        DownloadMode::Redirect => {}
+        DownloadMode::Cdn => {
+            if server.cdn_base_url.is_none() {
+                bail!(
+                    "download mode cdn needs UPDRAFT_CDN_BASE_URL (the CDN in front of the bucket)"
+                );
+            }
+            if server.signed_url_ttl_secs.is_some() {
+                bail!("signed download URLs (UPDRAFT_SIGNED_URL_TTL_SECS) do not apply to download mode cdn: devices fetch from the CDN");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -118,6 +233,7 @@ pub fn load(
         None => FileConfig::default(),
     };
     let mut server = ServerConfig::default();
+    storage_settings(&mut server, &file)?;
     let listen = match (args.listen, env("UPDRAFT_LISTEN")) {
         (Some(listen), _) => Some(listen),
         (None, Some(text)) => Some(
@@ -205,10 +321,25 @@ pub fn load(
     if let Some(v) = file.release_reload_interval_secs {
         server.release_reload_interval_secs = v;
     }
+    check_download_mode(&server)?;
+    let database = match env("UPDRAFT_DATABASE_URL").or_else(|| file.database_url.clone()) {
+        Some(url) => Some(DatabaseUrls {
+            url: check_database_url("UPDRAFT_DATABASE_URL", &url)?,
+            read_url: env("UPDRAFT_DATABASE_READ_URL")
+                .or_else(|| file.database_read_url.clone())
+                .map(|url| check_database_url("UPDRAFT_DATABASE_READ_URL", &url))
+                .transpose()?,
+        }),
+        None if env("UPDRAFT_DATABASE_READ_URL").is_some() || file.database_read_url.is_some() => {
+            bail!("UPDRAFT_DATABASE_READ_URL needs UPDRAFT_DATABASE_URL (a replica of which primary?)")
+        }
+        None => None,
+    };
     if let Some(v) = file.cors_allowed_origins {
         server.cors_allowed_origins = v;
     }
     Ok(Settings {
+        database,
         server,
         log: file
             .log
@@ -227,6 +358,49 @@ mod tests {
             "https://u.example.com"
         );
         assert!(check_public_url("u.example.com").is_err());
+    }
+
+    #[test]
+    fn database_passwords_are_redacted_in_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/updraft"),
+            "postgres://app:***@db:5432/updraft"
+        );
+        assert_eq!(redact_url("postgres://db/updraft"), "postgres://db/updraft");
+        let err = check_database_url("X", "mysql://u:pw@h/d").unwrap_err();
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn object_store_download_modes_need_object_storage() {
+        let mut server = ServerConfig::default();
+        let file: FileConfig = toml::from_str("download_mode = \"redirect\"").unwrap();
+        storage_settings(&mut server, &file).unwrap();
+        let err = check_download_mode(&server).unwrap_err();
+        assert!(err.to_string().contains("UPDRAFT_STORAGE_URL"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "download_mode = \"cdn\"\nstorage_url = \"s3://b/p\"\ncdn_base_url = \"https://cdn.example.com/\"\n[storage_options]\nendpoint = \"http://127.0.0.1:9000\"",
+        )
+        .unwrap();
+        let mut server = ServerConfig::default();
+        storage_settings(&mut server, &file).unwrap();
+        check_download_mode(&server).unwrap();
+        server.signed_url_ttl_secs = Some(60);
+        assert!(check_download_mode(&server).is_err());
+        assert_eq!(
+            server.cdn_base_url.as_deref(),
+            Some("https://cdn.example.com")
+        );
+        assert_eq!(server.storage_url.as_deref(), Some("s3://b/p"));
+        assert_eq!(
+            server.storage_options,
+            vec![("endpoint".to_string(), "http://127.0.0.1:9000".to_string())]
+        );
+        let file: FileConfig = toml::from_str("download_mode = \"fast\"").unwrap();
+        let err = storage_settings(&mut ServerConfig::default(), &file).unwrap_err();
+        assert!(err.to_string().contains("stream, redirect or cdn"), "{err}");
+        let file: FileConfig = toml::from_str("storage_url = \"/var/bundles\"").unwrap();
+        assert!(storage_settings(&mut ServerConfig::default(), &file).is_err());
     }
 
     #[test]

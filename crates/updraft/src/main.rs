@@ -1,12 +1,14 @@
 //! `updraft`: the server (`updraft serve`) and the command line, in one binary.
 
 mod config;
+mod migrate;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
-use updraft_store::SqliteStore;
+use updraft_store::cluster::{Cluster, PgCluster, SingleNode};
+use updraft_store::{PgStore, SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,9 @@ struct Cli {
 enum Top {
     /// Run the server (SQLite and ./updraft-data by default)
     Serve(config::ServeArgs),
+    /// Copy this embedded installation (SQLite + local files) into PostgreSQL
+    /// and, optionally, S3-compatible object storage
+    Migrate(migrate::MigrateArgs),
     #[command(flatten)]
     Client(updraft_cli::Command),
 }
@@ -59,6 +64,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Top::Migrate(args) => match runtime.block_on(migrate::run(&cli.global.data_dir, args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Top::Client(command) => {
             let code = runtime.block_on(updraft_cli::run(cli.global, command));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -80,18 +92,65 @@ async fn serve(
             server_config.data_dir.display()
         )
     })?;
-    let store = SqliteStore::open(&server_config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database in {}",
-                server_config.data_dir.display()
-            )
-        })?;
+    let (store, cluster, database): (Arc<dyn Store>, Arc<dyn Cluster>, String) =
+        match &settings.database {
+            Some(db) => {
+                let store = PgStore::connect(&db.url, db.read_url.as_deref())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot open the PostgreSQL database {}",
+                            config::redact_url(&db.url)
+                        )
+                    })?;
+                let cluster = PgCluster::new(store.pool().clone());
+                (
+                    Arc::new(store),
+                    Arc::new(cluster),
+                    config::redact_url(&db.url),
+                )
+            }
+            None => {
+                let store = SqliteStore::open(&server_config.data_dir)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot open the database in {}",
+                            server_config.data_dir.display()
+                        )
+                    })?;
+                let file = server_config
+                    .data_dir
+                    .join(updraft_store::sqlite::DB_FILE_NAME);
+                (
+                    Arc::new(store),
+                    Arc::new(SingleNode),
+                    format!("sqlite:{}", file.display()),
+                )
+            }
+        };
+    if settings.database.is_some() && server_config.storage_url.is_none() {
+        // Fine for one node; a second node would see the bundles in the
+        // database but not their files.
+        tracing::warn!(
+            "PostgreSQL with bundle files on this node's disk: run one node only, or set \
+             UPDRAFT_STORAGE_URL=s3://… so that every node reads every file"
+        );
+    }
     let data_dir = server_config.data_dir.clone();
-    let server = updraft_server::Server::bind(server_config, Arc::new(store)).await?;
+    let storage = server_config
+        .storage_url
+        .clone()
+        .unwrap_or_else(|| format!("{}", data_dir.join("blobs").display()));
+    let server = updraft_server::Server::bind_in_cluster(
+        server_config,
+        store,
+        cluster,
+        Arc::new(updraft_core::model::SystemClock),
+    )
+    .await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), "updraft is serving");
+    tracing::info!(%addr, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");
     // A stable line on stdout that scripts (and the tests) can wait for.
     println!("updraft listening on http://{addr}");
     server.run(shutdown_signal()).await?;
