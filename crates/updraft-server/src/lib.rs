@@ -56,11 +56,22 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+const READYZ_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// Ready when the database answers; `leader` says whether this node runs the
 /// background work (one node of a cluster does; a single node always).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let leader = state.leading.load(std::sync::atomic::Ordering::Relaxed);
-    match state.store.ping().await {
+    // Load balancers give up on a health check after a few seconds: answer
+    // "unavailable" before that rather than wait out the pool.
+    let ping = match tokio::time::timeout(READYZ_TIMEOUT, state.store.ping()).await {
+        Ok(result) => result,
+        Err(_) => Err(updraft_store::StoreError::Backend(format!(
+            "the database did not answer within {} ms",
+            READYZ_TIMEOUT.as_millis()
+        ))),
+    };
+    match ping {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(json!({"status": "ok", "leader": leader})),
@@ -218,6 +229,11 @@ impl Server {
             Arc::clone(&metrics),
         );
         let mut bundle_storage = storage::Storage::open(&config)?;
+        bundle_storage
+            .blobs
+            .check()
+            .await
+            .map_err(storage::StorageError::from)?;
         if let Some(ttl) = config.signed_url_ttl_secs {
             bundle_storage.signer = Some(
                 storage::signing::UrlSigner::from_store(

@@ -22,18 +22,6 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The bucket's settings as object_store option keys, passed explicitly.
-fn options(bucket: &S3Bucket) -> Vec<(String, String)> {
-    bucket
-        .env()
-        .into_iter()
-        .map(|(key, value)| {
-            let key = key.to_ascii_lowercase();
-            (key.strip_prefix("aws_").unwrap_or(&key).to_string(), value)
-        })
-        .collect()
-}
-
 struct Harness {
     app: axum::Router,
     server: Server,
@@ -53,7 +41,7 @@ async fn start(configure: impl FnOnce(&mut ServerConfig, &S3Bucket)) -> Harness 
         data_dir: dir.path().to_path_buf(),
         public_url: Some(PUBLIC_URL.to_string()),
         storage_url: Some(bucket.url.clone()),
-        storage_options: options(&bucket),
+        storage_options: bucket.options(),
         ..ServerConfig::default()
     };
     configure(&mut config, &bucket);
@@ -75,7 +63,7 @@ async fn start(configure: impl FnOnce(&mut ServerConfig, &S3Bucket)) -> Harness 
     let app = router(server.state().clone());
     let staging = tempfile::tempdir().unwrap();
     let objects =
-        ObjectBlobStore::from_url(&bucket.url, &options(&bucket), staging.path()).unwrap();
+        ObjectBlobStore::from_url(&bucket.url, &bucket.options(), staging.path()).unwrap();
     Harness {
         app,
         server,

@@ -24,18 +24,6 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The bucket's settings as object_store option keys, passed explicitly.
-fn options(bucket: &S3Bucket) -> Vec<(String, String)> {
-    bucket
-        .env()
-        .into_iter()
-        .map(|(key, value)| {
-            let key = key.to_ascii_lowercase();
-            (key.strip_prefix("aws_").unwrap_or(&key).to_string(), value)
-        })
-        .collect()
-}
-
 struct Node {
     app: axum::Router,
     server: Server,
@@ -88,7 +76,7 @@ async fn node(url: &str, bucket: &S3Bucket) -> Node {
         data_dir: dir.path().to_path_buf(),
         public_url: Some(PUBLIC_URL.to_string()),
         storage_url: Some(bucket.url.clone()),
-        storage_options: options(bucket),
+        storage_options: bucket.options(),
         ..ServerConfig::default()
     };
     let store = PgStore::connect(url, None).await.unwrap();
@@ -130,7 +118,7 @@ async fn start() -> Cluster {
     let b = node(&url, &bucket).await;
     let staging = tempfile::tempdir().unwrap();
     let objects =
-        ObjectBlobStore::from_url(&bucket.url, &options(&bucket), staging.path()).unwrap();
+        ObjectBlobStore::from_url(&bucket.url, &bucket.options(), staging.path()).unwrap();
     Cluster {
         a,
         b,

@@ -665,6 +665,40 @@ async fn insert_rows(
     Ok(())
 }
 
+/// Refuses a target with any row in any table, without locking anything: the
+/// early check before files are copied (the copy checks again, locked).
+pub async fn ensure_target_empty(target: &PgPool) -> Result<(), MigrateError> {
+    let mut conn = target.acquire().await.map_err(MigrateError::Target)?;
+    let plans = pg_plan(&mut conn).await?;
+    let mut taken = Vec::new();
+    for plan in &plans {
+        let has_rows: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {})",
+            ident(&plan.name)?
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(MigrateError::Target)?;
+        if has_rows {
+            taken.push(plan.name.clone());
+        }
+    }
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(MigrateError::TargetNotEmpty { tables: taken })
+    }
+}
+
+/// Whether the copied installation has this setting (e.g. a URL-signing key).
+pub async fn target_has_setting(target: &PgPool, name: &str) -> Result<bool, MigrateError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM settings WHERE name = $1)")
+        .bind(name)
+        .fetch_one(target)
+        .await
+        .map_err(MigrateError::Target)
+}
+
 /// Locks every table against writers (a server started on the target too
 /// early) and refuses any row already there.
 async fn claim_empty_target(

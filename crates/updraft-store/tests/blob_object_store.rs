@@ -15,23 +15,10 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The bucket's settings as object_store option keys (`AWS_REGION` → `region`…),
-/// passed explicitly instead of through the process environment.
-fn options(bucket: &S3Bucket) -> Vec<(String, String)> {
-    bucket
-        .env()
-        .into_iter()
-        .map(|(key, value)| {
-            let key = key.to_ascii_lowercase();
-            (key.strip_prefix("aws_").unwrap_or(&key).to_string(), value)
-        })
-        .collect()
-}
-
 async fn object_store() -> (ObjectBlobStore, S3Bucket, TempDir) {
     let bucket = updraft_testkit::s3_bucket().await;
     let dir = TempDir::new().unwrap();
-    let store = ObjectBlobStore::from_url(&bucket.url, &options(&bucket), dir.path()).unwrap();
+    let store = ObjectBlobStore::from_url(&bucket.url, &bucket.options(), dir.path()).unwrap();
     (store, bucket, dir)
 }
 
@@ -423,7 +410,7 @@ async fn open_blob_store_picks_the_store_from_the_url() {
     let bucket = updraft_testkit::s3_bucket().await;
     let dir = TempDir::new().unwrap();
     let remote =
-        updraft_store::blob::open_blob_store(Some(&bucket.url), &options(&bucket), dir.path())
+        updraft_store::blob::open_blob_store(Some(&bucket.url), &bucket.options(), dir.path())
             .unwrap();
     let info = remote.put_bytes(b"remote", None).await.unwrap();
     assert_eq!(
@@ -436,7 +423,7 @@ async fn open_blob_store_picks_the_store_from_the_url() {
     assert!(local.local_path(&info.sha256).is_some());
     assert_eq!(local.stat(&info.sha256).await.unwrap(), None);
     // A wrong endpoint fails with a message naming no secret.
-    let mut wrong = options(&bucket);
+    let mut wrong = bucket.options();
     for (key, value) in &mut wrong {
         if key == "endpoint_url" {
             *value = "http://127.0.0.1:9".to_string();
@@ -447,4 +434,25 @@ async fn open_blob_store_picks_the_store_from_the_url() {
     let err = unreachable.stat(&info.sha256).await.unwrap_err();
     assert!(matches!(err, BlobError::ObjectStore(_)), "{err:?}");
     assert!(!err.to_string().contains("updraft-test-secret"), "{err}");
+}
+
+/// The start-up check: a real bucket passes, a missing one fails with its name.
+#[tokio::test]
+async fn the_check_names_a_missing_bucket() {
+    let bucket = updraft_testkit::s3_bucket().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectBlobStore::from_url(&bucket.url, &bucket.options(), dir.path()).unwrap();
+    store.check().await.unwrap();
+    let missing = ObjectBlobStore::from_url(
+        "s3://updraft-no-such-bucket/prefix",
+        &bucket.options(),
+        dir.path(),
+    )
+    .unwrap();
+    let err = missing.check().await.unwrap_err().to_string();
+    assert!(err.contains("updraft-no-such-bucket"), "{err}");
+    assert!(
+        !err.contains(updraft_testkit::s3::SECRET_ACCESS_KEY),
+        "{err}"
+    );
 }

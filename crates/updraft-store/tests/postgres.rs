@@ -389,3 +389,41 @@ async fn a_channel_change_notifies_its_app_once() {
     );
     store.close().await;
 }
+
+/// A real streaming replica that replays every commit late: a release load
+/// right after a change (what a notified node does) still sees the change,
+/// because loads wait for the replica to reach the primary's position.
+#[tokio::test]
+async fn a_lagging_replica_never_hides_a_committed_change() {
+    let (primary_url, replica_url) = updraft_testkit::postgres_database_with_replica().await;
+    let store = PgStore::connect(&primary_url, Some(&replica_url))
+        .await
+        .unwrap();
+    store.create_app(APP, "Example", 1).await.unwrap();
+    let loaded = store.load_release(APP).await.unwrap();
+    assert_eq!(loaded.app.unwrap().name, "Example");
+    let direct = sqlx::postgres::PgPoolOptions::new()
+        .connect(&replica_url)
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let name = format!("Renamed {round}");
+        store
+            .update_app(APP, Some(name.as_str()), None)
+            .await
+            .unwrap();
+        // The replica itself is behind at this moment (the test would prove
+        // nothing otherwise) ...
+        let on_replica: String = sqlx::query_scalar("SELECT name FROM apps WHERE app_id = $1")
+            .bind(APP)
+            .fetch_one(&direct)
+            .await
+            .unwrap();
+        assert_ne!(on_replica, name, "the replica is expected to lag");
+        // ... yet a load sees the change.
+        let loaded = store.load_release(APP).await.unwrap();
+        assert_eq!(loaded.app.unwrap().name, name);
+    }
+    direct.close().await;
+    store.close().await;
+}

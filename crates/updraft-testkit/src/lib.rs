@@ -12,9 +12,9 @@
 
 mod postgres;
 mod process;
-mod s3;
+pub mod s3;
 
-pub use postgres::postgres_database;
+pub use postgres::{postgres_database, postgres_database_with_replica, REPLICA_DELAY_MS};
 pub use s3::{s3_bucket, S3Bucket};
 
 /// The workspace root (where `scripts/` and `target/` are).

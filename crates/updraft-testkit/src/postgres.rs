@@ -13,9 +13,16 @@ use std::time::Duration;
 
 struct Cluster {
     port: u16,
+    bin: PathBuf,
+    user: Option<&'static str>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// A streaming replica of `CLUSTER` that applies every commit this late.
+static REPLICA: OnceLock<u16> = OnceLock::new();
+
+/// How far behind the primary the test replica replays.
+pub const REPLICA_DELAY_MS: u64 = 400;
 
 /// The newest installed PostgreSQL's `bin` directory.
 fn find_bin_dir() -> Option<PathBuf> {
@@ -126,7 +133,111 @@ fn start_cluster() -> Cluster {
                 .map(|s| s.success())
                 .unwrap_or(false)
     });
-    Cluster { port }
+    Cluster { port, bin, user }
+}
+
+/// Runs `command` (a shell line) as `user` when given, else as this process.
+fn run_as(user: Option<&str>, command: &str) -> std::process::Output {
+    let mut cmd = match user {
+        Some(user) => {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", user, "--", "sh", "-c", command]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", command]);
+            cmd
+        }
+    };
+    cmd.output()
+        .unwrap_or_else(|err| panic!("cannot run {command}: {err}"))
+}
+
+fn start_replica(cluster: &Cluster) -> u16 {
+    let dir = std::env::temp_dir().join(format!("updraft-test-pgr-{}", crate::unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("cannot create the replica dir");
+    if cluster.user.is_some() {
+        let status = Command::new("chown")
+            .args(["postgres:postgres", &dir.display().to_string()])
+            .status()
+            .expect("cannot run chown");
+        assert!(
+            status.success(),
+            "cannot hand {} to postgres",
+            dir.display()
+        );
+    }
+    let data = dir.join("data");
+    let backup = format!(
+        "{} -h 127.0.0.1 -p {} -U postgres -D {} -R -X stream --checkpoint=fast --no-sync && \
+         echo \"recovery_min_apply_delay = '{REPLICA_DELAY_MS}ms'\" >> {}",
+        shell_quote(&cluster.bin.join("pg_basebackup").display().to_string()),
+        cluster.port,
+        shell_quote(&data.display().to_string()),
+        shell_quote(&data.join("postgresql.auto.conf").display().to_string()),
+    );
+    let output = run_as(cluster.user, &backup);
+    assert!(
+        output.status.success(),
+        "pg_basebackup failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let port = free_port();
+    let command = format!(
+        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
+        shell_quote(&cluster.bin.join("postgres").display().to_string()),
+        shell_quote(&data.display().to_string()),
+        shell_quote(&dir.display().to_string()),
+    );
+    let log = dir.join("replica.log");
+    spawn_supervised(
+        &command,
+        "INT",
+        &format!("rm -rf {}", shell_quote(&dir.display().to_string())),
+        &log,
+        cluster.user,
+    );
+    wait_until(
+        "the PostgreSQL replica",
+        &log,
+        Duration::from_secs(60),
+        || {
+            port_open(port)
+                && Command::new(cluster.bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+        },
+    );
+    port
+}
+
+/// A new, empty database on the test PostgreSQL server and the URL of the
+/// same database on a streaming replica that replays every commit
+/// `REPLICA_DELAY_MS` late: `(primary_url, replica_url)`.
+pub async fn postgres_database_with_replica() -> (String, String) {
+    let primary = postgres_database().await;
+    let replica_port = tokio::task::spawn_blocking(|| {
+        let cluster = CLUSTER
+            .get()
+            .expect("postgres_database started the cluster");
+        *REPLICA.get_or_init(|| start_replica(cluster))
+    })
+    .await
+    .expect("starting the replica panicked");
+    let name = primary.rsplit('/').next().unwrap_or_default().to_string();
+    let replica = format!("postgres://postgres@127.0.0.1:{replica_port}/{name}");
+    // The new database reaches the replica after the replay delay.
+    for _ in 0..200 {
+        if sqlx::PgConnection::connect(&replica).await.is_ok() {
+            return (primary, replica);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("database {name} did not reach the replica");
 }
 
 /// The URL of a new, empty database on the test process's PostgreSQL server

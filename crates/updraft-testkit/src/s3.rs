@@ -46,6 +46,18 @@ impl S3Bucket {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
+
+    /// The same settings as `object_store` option keys (`endpoint`,
+    /// `access_key_id`, …), for passing explicitly instead of the environment.
+    pub fn options(&self) -> Vec<(String, String)> {
+        self.env()
+            .into_iter()
+            .map(|(key, value)| {
+                let key = key.to_ascii_lowercase();
+                (key.strip_prefix("aws_").unwrap_or(&key).to_string(), value)
+            })
+            .collect()
+    }
 }
 
 fn start_server() -> MotoServer {

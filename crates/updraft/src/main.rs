@@ -97,18 +97,27 @@ async fn serve(
             Some(db) => {
                 let store = PgStore::connect(&db.url, db.read_url.as_deref())
                     .await
-                    .with_context(|| {
-                        format!(
+                    .with_context(|| match &db.read_url {
+                        Some(read_url) => format!(
+                            "cannot open PostgreSQL (primary {}, replica {})",
+                            config::redact_url(&db.url),
+                            config::redact_url(read_url)
+                        ),
+                        None => format!(
                             "cannot open the PostgreSQL database {}",
                             config::redact_url(&db.url)
-                        )
+                        ),
                     })?;
                 let cluster = PgCluster::new(store.pool().clone());
-                (
-                    Arc::new(store),
-                    Arc::new(cluster),
-                    config::redact_url(&db.url),
-                )
+                let described = match &db.read_url {
+                    Some(read_url) => format!(
+                        "{} (release reads: replica {})",
+                        config::redact_url(&db.url),
+                        config::redact_url(read_url)
+                    ),
+                    None => config::redact_url(&db.url),
+                };
+                (Arc::new(store), Arc::new(cluster), described)
             }
             None => {
                 let store = SqliteStore::open(&server_config.data_dir)

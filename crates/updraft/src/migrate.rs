@@ -12,8 +12,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 use updraft_store::blob::{LocalBlobStore, ObjectBlobStore};
 use updraft_store::migrate::{
-    check_blobs_present, copy_blobs, copy_database, open_source, BlobProgress, CopyProgress,
-    MigrateError, TableCopy,
+    check_blobs_present, copy_blobs, copy_database, ensure_target_empty, open_source,
+    target_has_setting, BlobProgress, CopyProgress, MigrateError, TableCopy,
 };
 use updraft_store::PgStore;
 
@@ -141,6 +141,14 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The database is checked before any file moves: a target that will be
+    // refused gets nothing, not even files.
+    let target = PgStore::connect(to, None)
+        .await
+        .with_context(|| format!("cannot prepare {}", redact_url(to)))?;
+    ensure_target_empty(target.pool())
+        .await
+        .with_context(|| format!("copying into {} refused", redact_url(to)))?;
     let mut progress = Progress::new();
 
     // Files first: a failure here leaves the database untouched, so running
@@ -164,9 +172,6 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
         blobs_verified = report.verified;
     }
 
-    let target = PgStore::connect(to, None)
-        .await
-        .with_context(|| format!("cannot prepare {}", redact_url(to)))?;
     let source = open_source(&db_file)
         .await
         .with_context(|| format!("cannot open {}", db_file.display()))?;
@@ -182,6 +187,12 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
     .await;
     progress.finish();
     source.close().await;
+    let signing_key = match &copied {
+        Ok(_) => target_has_setting(target.pool(), updraft_server::storage::signing::KEY_SETTING)
+            .await
+            .context("cannot read the copied settings")?,
+        Err(_) => false,
+    };
     target.close().await;
     let copy = match copied {
         Ok(copy) => copy,
@@ -249,7 +260,7 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
         }
     }
 
-    print_configuration(data_dir, to, &args);
+    print_configuration(data_dir, to, &args, signing_key);
     Ok(())
 }
 
@@ -323,7 +334,7 @@ fn print_tables(tables: &[TableCopy]) {
     }
 }
 
-fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs) {
+fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs, signing_key: bool) {
     let data_dir_text = data_dir.display().to_string();
     println!();
     println!(
@@ -373,7 +384,11 @@ fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs) {
     println!();
     // The URL-signing key is a row of `settings`: it moved with the database,
     // so signed links verify on every node that uses it.
-    println!("URL signing key: copied with the database (every node reads it from there).");
+    if signing_key {
+        println!("URL signing key: copied with the database (every node reads it from there).");
+    } else {
+        println!("URL signing key: none (signed download URLs are off).");
+    }
     if args.storage.is_none() {
         println!(
             "Bundle files stay on this machine in {}: keep data_dir as it is; a second node",

@@ -140,6 +140,12 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, sha256: &str) -> Result<bool, BlobError>;
     /// Every stored blob.
     async fn list(&self) -> Result<Vec<BlobEntry>, BlobError>;
+    /// Whether the storage can be reached and used at all (an object store:
+    /// the bucket exists and the credentials may list it), checked at start
+    /// so that a wrong setting stops the server rather than its first upload.
+    async fn check(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
     /// A path to read the blob from on this machine, for validators that need
     /// a file (zip inspection). `None` for remote stores.
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;

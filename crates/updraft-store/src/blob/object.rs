@@ -308,6 +308,19 @@ impl ObjectBlobStore {
 
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
+    async fn check(&self) -> Result<(), BlobError> {
+        self.store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map(|_| ())
+            .map_err(|err| {
+                BlobError::ObjectStore(format!(
+                    "cannot list bucket {:?} (does it exist, and may these credentials read it?): {err}",
+                    self.bucket
+                ))
+            })
+    }
+
     async fn put_file(
         &self,
         staged: &Path,

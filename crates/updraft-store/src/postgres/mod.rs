@@ -59,10 +59,15 @@ use std::fmt::Write as _;
 
 /// Per pool (primary, and replica when there is one).
 const MAX_CONNECTIONS: u32 = 16;
+/// The first connection at start-up.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait for the replica to replay what the primary has committed.
+const REPLICA_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(1500);
+const REPLICA_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// How long a query waits for a connection (all busy, or the database
-/// unreachable) before it fails: a stats request then gets its 503 at once
-/// rather than after sqlx's default 30 s.
-const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// unreachable) before it fails: a stats request then gets its 503 well
+/// within a phone's request timeout rather than after sqlx's default 30 s.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The transaction-scoped advisory lock every write transaction takes
 /// ("UPDRAFTW" in ASCII). One key for the whole database, on purpose.
@@ -73,8 +78,30 @@ const WRITE_LOCK_KEY: i64 = 0x5550_4452_4146_5457;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// A read replica for the release loads, else the primary pool again.
-    read_pool: PgPool,
+    /// A read replica for the release loads.
+    read_pool: Option<PgPool>,
+}
+
+/// One connection first, so that a refused or failing connection is
+/// reported as what it is (the pool would only say it timed out), then the pool.
+async fn open_pool(url: &str, what: &str) -> StoreResult<PgPool> {
+    use sqlx::Connection;
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url))
+        .await
+        .map_err(|_| {
+            StoreError::Backend(format!(
+                "cannot connect to {what}: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| StoreError::Backend(format!("cannot connect to {what}: {e}")))?;
+    probe.close().await?;
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to {what}: {e}")))
 }
 
 impl PgStore {
@@ -84,26 +111,14 @@ impl PgStore {
     /// there; everything else uses the primary.
     pub async fn connect(url: &str, read_url: Option<&str>) -> StoreResult<PgStore> {
         // The URLs may carry a password: errors name the role of the pool only.
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let pool = open_pool(url, "PostgreSQL").await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         let read_pool = match read_url {
-            Some(read_url) => PgPoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect(read_url)
-                .await
-                .map_err(|e| {
-                    StoreError::Backend(format!("cannot connect to the PostgreSQL replica: {e}"))
-                })?,
-            None => pool.clone(),
+            Some(read_url) => Some(open_pool(read_url, "the PostgreSQL replica").await?),
+            None => None,
         };
         Ok(PgStore { pool, read_pool })
     }
@@ -116,7 +131,9 @@ impl PgStore {
     /// Waits for running queries and closes every connection of both pools.
     pub async fn close(&self) {
         self.pool.close().await;
-        self.read_pool.close().await;
+        if let Some(read_pool) = &self.read_pool {
+            read_pool.close().await;
+        }
     }
 
     /// A write transaction holding the database-wide write lock, which gives
@@ -141,9 +158,46 @@ impl PgStore {
         Ok(tx)
     }
 
-    /// Where release loads read: the replica when there is one.
-    fn read_pool(&self) -> &PgPool {
-        &self.read_pool
+    /// Where release loads read: the replica once it has replayed everything
+    /// the primary had committed when this was called, else the primary. A
+    /// node that was told of a change (or made one) then never loads a
+    /// configuration older than that change, however far the replica lags;
+    /// past `REPLICA_CATCH_UP` it reads the primary rather than wait longer.
+    async fn read_pool(&self) -> StoreResult<&PgPool> {
+        let Some(replica) = &self.read_pool else {
+            return Ok(&self.pool);
+        };
+        // The insert position, not the write position: with asynchronous
+        // commit a committed change may not be written out yet.
+        let target: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&self.pool)
+            .await?;
+        let deadline = std::time::Instant::now() + REPLICA_CATCH_UP;
+        loop {
+            // NULL: not a standby (a copy, or the primary itself): read it as it is.
+            let caught_up: Result<Option<bool>, sqlx::Error> =
+                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                    .bind(&target)
+                    .fetch_one(replica)
+                    .await;
+            match caught_up {
+                Ok(None | Some(true)) => return Ok(replica),
+                Ok(Some(false)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(REPLICA_POLL).await;
+                }
+                Ok(Some(false)) => {
+                    tracing::warn!(
+                        "the PostgreSQL replica lags more than {} ms; reading the primary",
+                        REPLICA_CATCH_UP.as_millis()
+                    );
+                    return Ok(&self.pool);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the PostgreSQL replica cannot answer; reading the primary");
+                    return Ok(&self.pool);
+                }
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ macro_rules! channel_bundle_ids {
 impl ReleaseStore for EngineStore {
     async fn load_release(&self, app_id: &str) -> StoreResult<ReleaseConfig> {
         // One read transaction so channels, bundles and overrides are one snapshot.
-        let mut tx = begin_snapshot(self.read_pool()).await?;
+        let mut tx = begin_snapshot(self.read_pool().await?).await?;
         let app = sqlx::query(concat!(
             "SELECT ",
             app_columns!(),
@@ -98,7 +98,7 @@ impl ReleaseStore for EngineStore {
     async fn list_app_ids(&self) -> StoreResult<Vec<String>> {
         Ok(
             sqlx::query_scalar("SELECT app_id FROM apps ORDER BY app_id")
-                .fetch_all(self.read_pool())
+                .fetch_all(self.read_pool().await?)
                 .await?,
         )
     }

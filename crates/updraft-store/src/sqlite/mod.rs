@@ -135,8 +135,8 @@ impl SqliteStore {
     }
 
     /// Where release loads read: the one file.
-    fn read_pool(&self) -> &SqlitePool {
-        &self.pool
+    async fn read_pool(&self) -> StoreResult<&SqlitePool> {
+        Ok(&self.pool)
     }
 }
 

@@ -292,6 +292,27 @@ async fn a_running_installation_moves_to_postgres_and_s3_and_answers_alike() {
     );
     assert_eq!(code, 1, "{again_out} {again_err}");
     assert!(again_err.contains("not empty"), "{again_err}");
+    // Refused before any file moves: a fresh bucket stays empty.
+    let untouched = updraft_testkit::s3_bucket().await;
+    let (code, _, refused) = migrate(
+        &old.data_dir,
+        &["--to", &database, "--storage", &untouched.url],
+        &env,
+    );
+    assert_eq!(code, 1, "{refused}");
+    assert!(refused.contains("not empty"), "{refused}");
+    let staging = tempfile::tempdir().expect("tempdir");
+    let bucket_view = updraft_store::blob::ObjectBlobStore::from_url(
+        &untouched.url,
+        &untouched.options(),
+        staging.path(),
+    )
+    .expect("open the bucket");
+    use updraft_store::blob::BlobStore;
+    assert!(
+        bucket_view.list().await.expect("list").is_empty(),
+        "no file was copied for a refused target"
+    );
 
     // A new node: an empty data directory, PostgreSQL and the bucket; the
     // same admin key works (its hash moved) and so does the URL-signing key
