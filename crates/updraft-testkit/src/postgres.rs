@@ -6,7 +6,7 @@ use crate::process::{
     wait_until,
 };
 use sqlx::Connection;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -70,51 +70,54 @@ fn start_cluster() -> Cluster {
         install_services();
     }
     let user = as_root.then_some("postgres");
-    let dir = std::env::temp_dir().join(format!("updraft-test-pg-{}", crate::unique_suffix()));
-    std::fs::create_dir_all(&dir).expect("cannot create the PostgreSQL data dir");
-    if as_root {
-        let status = Command::new("chown")
-            .args(["postgres:postgres", &dir.display().to_string()])
-            .status()
-            .expect("cannot run chown");
-        assert!(
-            status.success(),
-            "cannot hand {} to postgres",
-            dir.display()
-        );
-    }
+    let dir = server_dir("pg", user);
     let data = dir.join("data");
     let initdb = format!(
         "{} -D {} -U postgres -A trust -E UTF8 --no-sync --locale=C",
         shell_quote(&bin.join("initdb").display().to_string()),
         shell_quote(&data.display().to_string())
     );
-    let mut cmd = match user {
-        Some(user) => {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", user, "--", "sh", "-c", &initdb]);
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new("sh");
-            cmd.args(["-c", &initdb]);
-            cmd
-        }
-    };
-    let output = cmd.output().expect("cannot run initdb");
+    let output = run_as(user, &initdb);
     assert!(
         output.status.success(),
         "initdb failed:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let port = free_port();
     // Durability settings off: the cluster lives as long as the test process.
+    let port = start_server(
+        &bin,
+        &dir,
+        user,
+        "PostgreSQL",
+        "-c synchronous_commit=off -c full_page_writes=off",
+    );
+    Cluster { port, bin, user }
+}
+
+/// A new directory for one server, owned by `user` when given.
+fn server_dir(kind: &str, user: Option<&str>) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("updraft-test-{kind}-{}", crate::unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("cannot create a server dir");
+    if let Some(user) = user {
+        let status = Command::new("chown")
+            .args([&format!("{user}:{user}"), &dir.display().to_string()])
+            .status()
+            .expect("cannot run chown");
+        assert!(status.success(), "cannot hand {} to {user}", dir.display());
+    }
+    dir
+}
+
+/// Starts `postgres` on `dir/data` on a free port, supervised (stopped and
+/// its directory removed once this process is gone), and waits until it
+/// accepts connections.
+fn start_server(bin: &Path, dir: &Path, user: Option<&str>, what: &str, extra: &str) -> u16 {
+    let port = free_port();
     let command = format!(
-        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400 {extra}",
         shell_quote(&bin.join("postgres").display().to_string()),
-        shell_quote(&data.display().to_string()),
+        shell_quote(&dir.join("data").display().to_string()),
         shell_quote(&dir.display().to_string()),
     );
     let log = dir.join("postgres.log");
@@ -125,7 +128,7 @@ fn start_cluster() -> Cluster {
         &log,
         user,
     );
-    wait_until("PostgreSQL", &log, Duration::from_secs(60), || {
+    wait_until(what, &log, Duration::from_secs(60), || {
         port_open(port)
             && Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -133,7 +136,7 @@ fn start_cluster() -> Cluster {
                 .map(|s| s.success())
                 .unwrap_or(false)
     });
-    Cluster { port, bin, user }
+    port
 }
 
 /// Runs `command` (a shell line) as `user` when given, else as this process.
@@ -155,19 +158,7 @@ fn run_as(user: Option<&str>, command: &str) -> std::process::Output {
 }
 
 fn start_replica(cluster: &Cluster) -> u16 {
-    let dir = std::env::temp_dir().join(format!("updraft-test-pgr-{}", crate::unique_suffix()));
-    std::fs::create_dir_all(&dir).expect("cannot create the replica dir");
-    if cluster.user.is_some() {
-        let status = Command::new("chown")
-            .args(["postgres:postgres", &dir.display().to_string()])
-            .status()
-            .expect("cannot run chown");
-        assert!(
-            status.success(),
-            "cannot hand {} to postgres",
-            dir.display()
-        );
-    }
+    let dir = server_dir("pgr", cluster.user);
     let data = dir.join("data");
     let backup = format!(
         "{} -h 127.0.0.1 -p {} -U postgres -D {} -R -X stream --checkpoint=fast --no-sync && \
@@ -184,35 +175,13 @@ fn start_replica(cluster: &Cluster) -> u16 {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let port = free_port();
-    let command = format!(
-        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
-        shell_quote(&cluster.bin.join("postgres").display().to_string()),
-        shell_quote(&data.display().to_string()),
-        shell_quote(&dir.display().to_string()),
-    );
-    let log = dir.join("replica.log");
-    spawn_supervised(
-        &command,
-        "INT",
-        &format!("rm -rf {}", shell_quote(&dir.display().to_string())),
-        &log,
+    start_server(
+        &cluster.bin,
+        &dir,
         cluster.user,
-    );
-    wait_until(
         "the PostgreSQL replica",
-        &log,
-        Duration::from_secs(60),
-        || {
-            port_open(port)
-                && Command::new(cluster.bin.join("pg_isready"))
-                    .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false)
-        },
-    );
-    port
+        "",
+    )
 }
 
 /// A new, empty database on the test PostgreSQL server and the URL of the
