@@ -33,6 +33,16 @@ pub struct GlobalOpts {
     /// Data directory (database and files): used by `serve` and the offline `apikey` commands
     #[arg(long, global = true, env = "UPDRAFT_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the data directory's SQLite file, for `serve` and the
+    /// offline `apikey` commands (default: `database_url` of ./updraft.toml)
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
 }
 
 #[derive(Subcommand, Clone, Debug)]

@@ -71,7 +71,10 @@ pub async fn execute(
     work_dir: &Path,
 ) -> Result<Outcome, CliError> {
     match cmd {
-        Command::Apikey(command) => offline::run_apikey_command(command, &global.data_dir).await,
+        Command::Apikey(command) => {
+            offline::run_apikey_command(command, &global.data_dir, global.database_url.as_deref())
+                .await
+        }
         Command::App(command) => commands::app(&connect(global)?, command).await,
         Command::Bundle(command) => {
             commands::bundle(&connect(global)?, command, work_dir, !global.json).await

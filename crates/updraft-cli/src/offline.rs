@@ -14,29 +14,33 @@ use updraft_store::{
     ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store, StoreError,
 };
 
-/// Opens the server's database (PostgreSQL when `UPDRAFT_DATABASE_URL` is set,
-/// else the data directory's, created if needed) and runs the command.
+/// Opens the server's database (PostgreSQL when a database URL is given, else
+/// the data directory's SQLite file, created if needed) and runs the command.
 pub async fn run_apikey_command(
     command: ApikeyCommand,
     data_dir: &Path,
+    database_url: Option<&str>,
 ) -> Result<Outcome, CliError> {
-    let store = open_store(data_dir).await?;
+    let store = open_store(data_dir, database_url).await?;
     apikey_command(store.as_ref(), command, now_millis()).await
 }
 
-/// The database `updraft serve` would use, as far as the environment tells.
-pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
-    match std::env::var("UPDRAFT_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            let store = PgStore::connect(url.trim(), None).await.map_err(|error| {
+/// The database `updraft serve` uses with the same settings.
+pub async fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn Store>, CliError> {
+    match database_url.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => {
+            let store = PgStore::connect(url, None).await.map_err(|error| {
                 CliError::new(
                     "storage_error",
-                    format!("cannot open the PostgreSQL database of UPDRAFT_DATABASE_URL: {error}"),
+                    format!("cannot open the PostgreSQL database: {error}"),
                 )
             })?;
             Ok(Arc::new(store))
         }
-        _ => Ok(Arc::new(open_sqlite(data_dir).await?)),
+        None => Ok(Arc::new(open_sqlite(data_dir).await?)),
     }
 }
 

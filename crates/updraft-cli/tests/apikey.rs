@@ -12,6 +12,7 @@ fn global(data_dir: &std::path::Path) -> GlobalOpts {
         apikey: None,
         json: true,
         data_dir: data_dir.to_path_buf(),
+        database_url: None,
     }
 }
 

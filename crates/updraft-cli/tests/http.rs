@@ -100,6 +100,7 @@ fn global(server: &str, apikey: Option<&str>) -> GlobalOpts {
         apikey: apikey.map(str::to_string),
         json: false,
         data_dir: PathBuf::from("./unused-data-dir"),
+        database_url: None,
     }
 }
 

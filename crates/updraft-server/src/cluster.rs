@@ -16,6 +16,10 @@ use updraft_store::cluster::{Cluster, Leadership, ReleaseChange};
 /// a dead leader is replaced within about this long (plus the database
 /// noticing the dropped connection, immediate when the process dies).
 pub const LEADER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a node that took the lock waits before starting the work: the
+/// previous holder notices it lost the lock within a check interval plus
+/// its heartbeat timeout (`updraft_store::cluster`'s 3 s), and stops.
+pub const TAKEOVER_DELAY: Duration = Duration::from_millis(4000);
 /// Pause before subscribing again after the listener failed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 /// A task that ignores its stop signal is aborted after this.
@@ -41,10 +45,23 @@ pub fn spawn_election(
         loop {
             match held.as_mut() {
                 None => match cluster.try_lead().await {
-                    Ok(Some(leadership)) => {
-                        held = Some(leadership);
-                        tracing::info!("this node now runs the background work");
-                        announce(true);
+                    Ok(Some(mut leadership)) => {
+                        // A leader whose lock was taken from it (its
+                        // connection killed or cut off) stops at its next
+                        // check, at most a check interval plus a heartbeat
+                        // timeout later: wait that long before starting,
+                        // so the background work never runs twice at once.
+                        if cluster.is_shared() {
+                            tokio::select! {
+                                _ = tokio::time::sleep(TAKEOVER_DELAY) => {}
+                                _ = shutdown.changed() => {}
+                            }
+                        }
+                        if !*shutdown.borrow() && leadership.still_held().await {
+                            held = Some(leadership);
+                            tracing::info!("this node now runs the background work");
+                            announce(true);
+                        }
                     }
                     Ok(None) => {}
                     Err(err) => {

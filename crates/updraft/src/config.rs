@@ -202,6 +202,35 @@ fn check_download_mode(server: &ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `./updraft.toml` when it exists.
+fn default_file() -> anyhow::Result<FileConfig> {
+    let path = Path::new("updraft.toml");
+    if path.exists() {
+        read_file(path)
+    } else {
+        Ok(FileConfig::default())
+    }
+}
+
+/// What the offline commands (`updraft apikey …`) take from `./updraft.toml`
+/// when neither a flag nor the environment says: the data directory and the
+/// database, so that they open the database `updraft serve` uses.
+pub fn client_defaults(
+    global: &mut updraft_cli::GlobalOpts,
+    data_dir_from_default: bool,
+) -> anyhow::Result<()> {
+    let file = default_file()?;
+    if data_dir_from_default {
+        if let Some(dir) = file.data_dir {
+            global.data_dir = dir;
+        }
+    }
+    if global.database_url.is_none() {
+        global.database_url = file.database_url;
+    }
+    Ok(())
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -226,11 +255,11 @@ pub fn load(
     args: &ServeArgs,
     data_dir: &Path,
     data_dir_from_default: bool,
+    database_url: Option<&str>,
 ) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => read_file(path)?,
-        None if Path::new("updraft.toml").exists() => read_file(Path::new("updraft.toml"))?,
-        None => FileConfig::default(),
+        None => default_file()?,
     };
     let mut server = ServerConfig::default();
     storage_settings(&mut server, &file)?;
@@ -322,7 +351,11 @@ pub fn load(
         server.release_reload_interval_secs = v;
     }
     check_download_mode(&server)?;
-    let database = match env("UPDRAFT_DATABASE_URL").or_else(|| file.database_url.clone()) {
+    let database_url = database_url
+        .map(str::to_string)
+        .filter(|url| !url.trim().is_empty())
+        .or_else(|| file.database_url.clone());
+    let database = match database_url {
         Some(url) => Some(DatabaseUrls {
             url: check_database_url("UPDRAFT_DATABASE_URL", &url)?,
             read_url: env("UPDRAFT_DATABASE_READ_URL")

@@ -72,7 +72,16 @@ fn main() -> ExitCode {
             }
         },
         Top::Client(command) => {
-            let code = runtime.block_on(updraft_cli::run(cli.global, command));
+            let mut global = cli.global;
+            let data_dir_from_default = matches!(
+                matches.value_source("data_dir"),
+                None | Some(clap::parser::ValueSource::DefaultValue)
+            );
+            if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+            let code = runtime.block_on(updraft_cli::run(global, command));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
@@ -83,7 +92,12 @@ async fn serve(
     args: config::ServeArgs,
     data_dir_from_default: bool,
 ) -> anyhow::Result<()> {
-    let settings = config::load(&args, &global.data_dir, data_dir_from_default)?;
+    let settings = config::load(
+        &args,
+        &global.data_dir,
+        data_dir_from_default,
+        global.database_url.as_deref(),
+    )?;
     init_tracing(&settings.log);
     let server_config = settings.server;
     std::fs::create_dir_all(&server_config.data_dir).with_context(|| {

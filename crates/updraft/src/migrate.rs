@@ -344,10 +344,20 @@ fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs, signing_ke
     println!();
     println!("Then start updraft with (environment):");
     println!("  UPDRAFT_DATABASE_URL={}", redact_url(to));
-    let mut aws: Vec<(String, String)> = std::env::vars()
+    // The server reads object-store settings from AWS_* variables (the
+    // options given here win, as they did for this copy).
+    let mut aws: std::collections::BTreeMap<String, String> = std::env::vars()
         .filter(|(name, _)| name.starts_with("AWS_"))
         .collect();
-    aws.sort();
+    for (key, value) in &args.storage_options {
+        let key = key.trim().to_ascii_uppercase();
+        let name = if key.starts_with("AWS_") {
+            key
+        } else {
+            format!("AWS_{key}")
+        };
+        aws.insert(name, value.clone());
+    }
     if let Some(storage) = &args.storage {
         println!("  UPDRAFT_STORAGE_URL={storage}");
         for (name, value) in &aws {

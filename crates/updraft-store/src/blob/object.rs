@@ -19,6 +19,7 @@ use object_store::{
     Attribute, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, WriteMultipart,
 };
+use object_store::{ClientConfigKey, RetryConfig};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io;
@@ -45,10 +46,19 @@ const CONTENT_TYPE: &str = "application/octet-stream";
 #[derive(Clone, Debug)]
 pub struct ObjectBlobStore {
     store: Arc<AmazonS3>,
+    /// The same bucket, for reads of blob bodies (see `from_url`).
+    stream_store: Arc<AmazonS3>,
     bucket: String,
     prefix: ObjectPath,
     staging: PathBuf,
 }
+
+/// Retries of one object-store request end after this.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait for the bucket to start answering a blob read.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A whole blob read, body included, at the reader's pace.
+const STREAM_REQUEST_TIMEOUT: &str = "24h";
 
 /// A blob opened for reading from the bucket.
 pub(crate) struct ObjectSource {
@@ -66,11 +76,19 @@ impl ObjectSource {
             range: Some(GetRange::Bounded(start..start.saturating_add(len))),
             ..GetOptions::default()
         };
-        let result = self
-            .store
-            .get_opts(&self.path, options)
-            .await
-            .map_err(io::Error::other)?;
+        let result =
+            tokio::time::timeout(RESPONSE_TIMEOUT, self.store.get_opts(&self.path, options))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the object store did not answer within {} s",
+                            RESPONSE_TIMEOUT.as_secs()
+                        ),
+                    )
+                })?
+                .map_err(io::Error::other)?;
         let stream = result.into_stream().map_err(io::Error::other);
         Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
     }
@@ -140,7 +158,23 @@ impl ObjectBlobStore {
                 "the storage URL's prefix {prefix:?} is not a valid object key prefix"
             ))
         })?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        // Our defaults sit between the environment and the explicit options
+        // (which win): a few quick retries instead of object_store's three
+        // minutes, so that an unreachable bucket fails a request in seconds.
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            })
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            // Whole requests other than blob reads: metadata calls, and
+            // uploads in parts of at most 16 MiB.
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "20s");
         for (key, value) in options {
             let config_key = AmazonS3ConfigKey::from_str(&key.trim().to_ascii_lowercase())
                 .map_err(|_| {
@@ -152,10 +186,22 @@ impl ObjectBlobStore {
                 })?;
             builder = builder.with_config(config_key, value);
         }
+        // Blob bodies stream to devices at the device's pace (a big bundle to
+        // a slow phone takes minutes): their client has no whole-request
+        // timeout; `ObjectSource::range` bounds the wait for the answer.
+        let streaming = builder
+            .clone()
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                STREAM_REQUEST_TIMEOUT,
+            )
+            .build()
+            .map_err(|err| BlobError::Config(err.to_string()))?;
         let store = builder
             .build()
             .map_err(|err| BlobError::Config(err.to_string()))?;
         Ok(ObjectBlobStore {
+            stream_store: Arc::new(streaming),
             store: Arc::new(store),
             bucket,
             prefix,
@@ -380,7 +426,7 @@ impl BlobStore for ObjectBlobStore {
             BlobReader::from_object(
                 meta.size,
                 ObjectSource {
-                    store: self.store.clone(),
+                    store: self.stream_store.clone(),
                     path,
                 },
             )
@@ -480,7 +526,7 @@ impl BlobStore for ObjectBlobStore {
             BlobReader::from_object(
                 meta.size,
                 ObjectSource {
-                    store: self.store.clone(),
+                    store: self.stream_store.clone(),
                     path,
                 },
             )

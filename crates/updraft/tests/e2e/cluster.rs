@@ -268,3 +268,44 @@ async fn nodes_share_releases_bundles_stats_and_one_leader() {
     })
     .await;
 }
+
+/// The offline key commands open the database `updraft serve` would: with
+/// only an updraft.toml naming PostgreSQL, the key lands there (not in a
+/// new local SQLite file).
+#[tokio::test]
+async fn apikey_create_follows_the_database_of_updraft_toml() {
+    let database = updraft_testkit::postgres_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("updraft.toml"),
+        format!("database_url = \"{database}\"\n"),
+    )
+    .expect("write updraft.toml");
+    let out = Command::new(bin())
+        .args([
+            "apikey", "create", "--name", "ci", "--role", "admin", "--json",
+        ])
+        .current_dir(dir.path())
+        .env_remove("UPDRAFT_DATABASE_URL")
+        .env_remove("UPDRAFT_DATA_DIR")
+        .output()
+        .expect("run updraft apikey create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let secret = v["key"].as_str().expect("key");
+    let store = updraft_store::PgStore::connect(&database, None)
+        .await
+        .expect("connect");
+    use updraft_store::ApiKeyStore;
+    let found = store.find_api_key(secret).await.expect("lookup");
+    assert_eq!(found.map(|k| k.name), Some("ci".to_string()));
+    assert!(
+        !dir.path().join("updraft-data").exists(),
+        "no local database was created"
+    );
+    store.close().await;
+}
