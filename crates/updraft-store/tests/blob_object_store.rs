@@ -452,6 +452,10 @@ async fn the_check_names_a_missing_bucket() {
     let err = missing.check().await.unwrap_err().to_string();
     assert!(err.contains("updraft-no-such-bucket"), "{err}");
     assert!(
+        err.ends_with("NoSuchBucket"),
+        "the S3 code, not its XML: {err}"
+    );
+    assert!(
         !err.contains(updraft_testkit::s3::SECRET_ACCESS_KEY),
         "{err}"
     );

@@ -3,6 +3,12 @@
 mod config;
 mod migrate;
 
+/// mimalloc instead of glibc's malloc: glibc keeps per-thread arenas (the
+/// runtime's workers, the blocking pool, every SQLite connection's thread)
+/// whose freed pages stay resident, which showed as RSS growing with load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;

@@ -28,6 +28,11 @@ const SHARDS: usize = 16;
 
 type TallyKey = (String, i64, String);
 
+/// Bytes read and sent per chunk of a download: ReaderStream's default
+/// (4 KiB) costs a blocking-pool hop and a socket write per 4 KiB of a local
+/// file; 64 KiB cuts both 16-fold for 64 KiB of memory per download in flight.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
+
 /// Requests and bytes served per (app, bundle, UTC day), in memory until flushed.
 pub struct DownloadCounter {
     shards: Vec<Mutex<HashMap<TallyKey, (i64, i64)>>>,
@@ -486,7 +491,10 @@ pub async fn download(
         return (status, response_headers).into_response();
     }
     let body = match reader.range(start, len).await {
-        Ok(stream) => Body::from_stream(tokio_util::io::ReaderStream::new(stream)),
+        Ok(stream) => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            stream,
+            DOWNLOAD_CHUNK,
+        )),
         Err(err) => {
             state.metrics.record_storage_error("read");
             return blob_failure(err.into()).into_response();

@@ -94,6 +94,19 @@ impl ObjectSource {
     }
 }
 
+/// An S3 error's `<Code>` (NoSuchBucket, AccessDenied …) instead of the
+/// whole XML body object_store quotes, else the message as it is.
+fn short_reason(message: &str) -> String {
+    let code = message
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.trim());
+    match code {
+        Some(code) if !code.is_empty() => code.to_string(),
+        _ => message.to_string(),
+    }
+}
+
 fn store_error(err: object_store::Error) -> BlobError {
     BlobError::ObjectStore(err.to_string())
 }
@@ -361,8 +374,9 @@ impl BlobStore for ObjectBlobStore {
             .map(|_| ())
             .map_err(|err| {
                 BlobError::ObjectStore(format!(
-                    "cannot list bucket {:?} (does it exist, and may these credentials read it?): {err}",
-                    self.bucket
+                    "cannot list bucket {:?} (does it exist, and may these credentials read it?): {}",
+                    self.bucket,
+                    short_reason(&err.to_string())
                 ))
             })
     }
