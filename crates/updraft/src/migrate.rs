@@ -385,7 +385,9 @@ fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs, signing_ke
             }
         }
         if !aws.is_empty() {
-            println!("  (plus the AWS_* environment above)");
+            println!(
+                "  (AWS_* variables of the environment above that [storage_options] does not set are read too)"
+            );
         }
     }
     if redact_url(to) != to {

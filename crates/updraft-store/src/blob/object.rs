@@ -57,6 +57,8 @@ pub struct ObjectBlobStore {
 const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait for the bucket to start answering a blob read.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest silence of the bucket while a blob body is being read.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole blob read, body included, at the reader's pace.
 const STREAM_REQUEST_TIMEOUT: &str = "24h";
 
@@ -89,8 +91,72 @@ impl ObjectSource {
                     )
                 })?
                 .map_err(io::Error::other)?;
-        let stream = result.into_stream().map_err(io::Error::other);
+        let stream = IdleTimeout::new(
+            result.into_stream().map_err(io::Error::other).boxed(),
+            BODY_IDLE_TIMEOUT,
+        );
         Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+    }
+}
+
+/// Fails a body stream when the bucket sends nothing for `limit` while it is
+/// being waited on. The clock runs only while the reader asks for more and
+/// none has come, so a slow device (which simply asks less often) is never
+/// cut off, while a bucket that stalls mid-body is.
+struct IdleTimeout<S> {
+    inner: S,
+    limit: Duration,
+    waiting: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> IdleTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            limit,
+            waiting: None,
+        }
+    }
+}
+
+impl<S, T> futures_util::Stream for IdleTimeout<S>
+where
+    S: futures_util::Stream<Item = io::Result<T>> + Unpin,
+{
+    type Item = io::Result<T>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(item) => {
+                this.waiting = None;
+                Poll::Ready(item)
+            }
+            Poll::Pending => {
+                let limit = this.limit;
+                let timer = this
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.waiting = None;
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the object store sent nothing for {} s in the middle of a file",
+                                limit.as_secs()
+                            ),
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 }
 
@@ -583,6 +649,24 @@ impl BlobStore for ObjectBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_but_a_slow_reader_does_not() {
+        let limit = Duration::from_millis(100);
+        let body = futures_util::stream::iter([Ok::<u8, io::Error>(1), Ok(2)])
+            .chain(futures_util::stream::pending())
+            .boxed();
+        let mut stream = IdleTimeout::new(body, limit);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+        // The reader pauses far longer than the limit: nothing was waited on.
+        tokio::time::sleep(limit * 3).await;
+        assert_eq!(stream.next().await.unwrap().unwrap(), 2);
+        // The bucket goes silent while the reader waits: an error, not a hang.
+        let started = std::time::Instant::now();
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= limit);
+    }
 
     #[test]
     fn storage_urls_name_a_bucket_and_an_optional_prefix() {
