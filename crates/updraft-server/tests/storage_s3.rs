@@ -1,6 +1,8 @@
 //! Bundles stored in a real S3-compatible server (moto, started by the test
 //! kit): publishing, what a device gets in each download mode, and gc.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
@@ -207,16 +209,7 @@ impl Harness {
 
 /// A zip with enough incompressible content to make ranges meaningful.
 fn bundle_zip() -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("index.html"), INDEX_HTML).unwrap();
-    let mut noise = vec![0u8; 200_000];
-    rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut noise);
-    std::fs::write(src.path().join("noise.bin"), noise).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let zip = out.path().join("bundle.zip");
-    updraft_bundle::pack_dir(src.path(), &zip).unwrap();
-    std::fs::read(zip).unwrap()
+    common::bundle_zip(INDEX_HTML, 200_000, 7)
 }
 
 #[tokio::test]

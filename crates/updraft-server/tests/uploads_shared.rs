@@ -2,6 +2,8 @@
 //! PostgreSQL database and one S3-compatible bucket (moto), as behind a
 //! round-robin load balancer. Any node takes any request of a session.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
@@ -193,16 +195,7 @@ impl Cluster {
 
 /// A zip with enough incompressible content to need several chunks.
 fn bundle_zip() -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("index.html"), INDEX_HTML).unwrap();
-    let mut noise = vec![0u8; 300_000];
-    rand::rngs::StdRng::seed_from_u64(11).fill_bytes(&mut noise);
-    std::fs::write(src.path().join("noise.bin"), noise).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let zip = out.path().join("bundle.zip");
-    updraft_bundle::pack_dir(src.path(), &zip).unwrap();
-    std::fs::read(zip).unwrap()
+    common::bundle_zip(INDEX_HTML, 300_000, 11)
 }
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
