@@ -56,12 +56,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Whether --data-dir / UPDRAFT_DATA_DIR named a directory, or updraft.toml may.
+    let data_dir_from_default = matches!(
+        matches.value_source("data_dir"),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    );
     match cli.command {
         Top::Serve(args) => {
-            let data_dir_from_default = matches!(
-                matches.value_source("data_dir"),
-                None | Some(clap::parser::ValueSource::DefaultValue)
-            );
             match runtime.block_on(serve(cli.global, args, data_dir_from_default)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -70,19 +71,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Top::Migrate(args) => match runtime.block_on(migrate::run(&cli.global.data_dir, args)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
+        Top::Migrate(args) => {
+            // The installation `updraft serve` would open: updraft.toml's
+            // data_dir when no flag or environment names one.
+            let mut global = cli.global;
+            if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
                 eprintln!("error: {err:#}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
-        },
+            match runtime.block_on(migrate::run(&global.data_dir, args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Top::Client(command) => {
             let mut global = cli.global;
-            let data_dir_from_default = matches!(
-                matches.value_source("data_dir"),
-                None | Some(clap::parser::ValueSource::DefaultValue)
-            );
             if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
                 eprintln!("error: {err:#}");
                 return ExitCode::FAILURE;
