@@ -5,12 +5,11 @@
 
 use crate::metrics::{db_operation, Metrics};
 use crate::releases::ReleaseCache;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use updraft_store::cluster::{Cluster, Leadership, ReleaseChange};
+use updraft_store::cluster::{Cluster, Leadership, ReleaseChange, HEARTBEAT_TIMEOUT};
 
 /// How often a follower tries to take over and the leader checks its lock:
 /// a dead leader is replaced within about this long (plus the database
@@ -18,29 +17,29 @@ use updraft_store::cluster::{Cluster, Leadership, ReleaseChange};
 pub const LEADER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a node that took the lock waits before starting the work: the
 /// previous holder notices it lost the lock within a check interval plus
-/// its heartbeat timeout (`updraft_store::cluster`'s 3 s), and stops.
-pub const TAKEOVER_DELAY: Duration = Duration::from_millis(4000);
+/// its heartbeat timeout, and stops (plus a margin: 4 s in all).
+pub const TAKEOVER_DELAY: Duration = LEADER_CHECK_INTERVAL
+    .saturating_add(HEARTBEAT_TIMEOUT)
+    .saturating_add(Duration::from_millis(500));
 /// Pause before subscribing again after the listener failed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 /// A task that ignores its stop signal is aborted after this.
 const TASK_STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// Takes and keeps leadership; `true` on the returned channel while this
-/// node leads. Ends (giving leadership up) when `shutdown` turns true.
+/// Takes and keeps leadership, saying `true` on `leading` while this node
+/// leads. Ends (giving leadership up) when `shutdown` turns true.
 pub fn spawn_election(
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
-    leading_flag: Arc<AtomicBool>,
+    leading: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
-) -> (watch::Receiver<bool>, JoinHandle<()>) {
-    let (leading_tx, leading_rx) = watch::channel(false);
+) -> JoinHandle<()> {
     let metrics_for_errors = Arc::clone(&metrics);
-    let announce = move |leading: bool| {
-        metrics.set_cluster_leader(leading);
-        leading_flag.store(leading, Ordering::Relaxed);
-        let _ = leading_tx.send(leading);
+    let announce = move |lead: bool| {
+        metrics.set_cluster_leader(lead);
+        leading.send_replace(lead);
     };
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut held: Option<Box<dyn Leadership>> = None;
         loop {
             match held.as_mut() {
@@ -89,8 +88,7 @@ pub fn spawn_election(
         // Dropping `held` closes its connection: the lock is free for the
         // next node at once.
         drop(held);
-    });
-    (leading_rx, task)
+    })
 }
 
 /// Runs a background task only while this node leads: `start` is called with

@@ -61,7 +61,7 @@ const READYZ_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Ready when the database answers; `leader` says whether this node runs the
 /// background work (one node of a cluster does; a single node always).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let leader = state.leading.load(std::sync::atomic::Ordering::Relaxed);
+    let leader = *state.leading.borrow();
     // Load balancers give up on a health check after a few seconds: answer
     // "unavailable" before that rather than wait out the pool.
     let ping = match tokio::time::timeout(READYZ_TIMEOUT, state.store.ping()).await {
@@ -172,6 +172,8 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     cluster: Arc<dyn Cluster>,
+    /// Told by the leader election; `state.leading` listens.
+    leading: tokio::sync::watch::Sender<bool>,
     registry_handle: Option<(
         tokio::task::JoinHandle<()>,
         tokio::sync::watch::Sender<bool>,
@@ -246,6 +248,7 @@ impl Server {
             );
         }
         let bundle_storage = Arc::new(bundle_storage);
+        let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             storage: bundle_storage,
             store,
@@ -255,12 +258,13 @@ impl Server {
             config: Arc::new(config),
             metrics,
             clock,
-            leading: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            leading: leading_rx,
         };
         Ok(Server {
             listener,
             state,
             cluster,
+            leading: leading_tx,
             registry_handle: Some((registry_task, stop_tx)),
             stats_handle,
         })
@@ -298,13 +302,13 @@ impl Server {
         // Background work runs on one node at a time (the leader); on the
         // embedded store this node leads from the start.
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        let (leading, election) = cluster::spawn_election(
+        let background = self.spawn_background_work(bundle_storage, &shutdown_rx);
+        let election = cluster::spawn_election(
             Arc::clone(&self.cluster),
             Arc::clone(&self.state.metrics),
-            Arc::clone(&self.state.leading),
+            self.leading.clone(),
             shutdown_rx.clone(),
         );
-        let background = self.spawn_background_work(bundle_storage, &leading, &shutdown_rx);
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -348,17 +352,15 @@ impl Server {
         tracing::info!("shutdown complete");
         Ok(())
     }
-}
 
-impl Server {
     /// Rollout control, webhook deliveries, gc and retention, each running
     /// while this node leads.
     fn spawn_background_work(
         &self,
         bundle_storage: Arc<storage::Storage>,
-        leading: &tokio::sync::watch::Receiver<bool>,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        let leading = &self.state.leading;
         let state = self.state.clone();
         let control = cluster::spawn_while_leading(
             "rollout-control",

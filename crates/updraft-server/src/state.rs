@@ -144,7 +144,7 @@ pub struct AppState {
     /// control loop; tests inject a `ManualClock`.
     pub clock: Arc<dyn updraft_core::model::Clock>,
     /// Whether this node runs the background work now (see `cluster`).
-    pub leading: Arc<std::sync::atomic::AtomicBool>,
+    pub leading: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

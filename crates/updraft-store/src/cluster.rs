@@ -128,7 +128,7 @@ struct PgLeadership {
 }
 
 /// A lock holder that cannot answer within this is treated as gone.
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[async_trait]
 impl Leadership for PgLeadership {
