@@ -295,22 +295,7 @@ pub fn link_answer_to_cdn(
     cdn_base_url: &str,
     blobs: &dyn BlobStore,
 ) {
-    use serde_json::Value;
-    let relink = |url: &mut String| {
-        if let Some(cdn) = cdn_url(url, base_url, cdn_base_url, blobs) {
-            *url = cdn;
-        }
-    };
-    if let Some(Value::String(url)) = body.get_mut("url") {
-        relink(url);
-    }
-    if let Some(Value::Array(files)) = body.get_mut("manifest") {
-        for file in files {
-            if let Some(Value::String(url)) = file.get_mut("download_url") {
-                relink(url);
-            }
-        }
-    }
+    super::rewrite_download_links(body, |url| cdn_url(url, base_url, cdn_base_url, blobs));
 }
 
 /// The size the bundle records for one of its blobs (for download counts

@@ -111,6 +111,29 @@ impl Storage {
     }
 }
 
+/// Replaces each download link of an `/updates` answer — its `url` and every
+/// manifest entry's `download_url` — for which `rewrite` has a new one.
+pub(crate) fn rewrite_download_links(
+    body: &mut Value,
+    mut rewrite: impl FnMut(&str) -> Option<String>,
+) {
+    let mut apply = |url: &mut String| {
+        if let Some(new) = rewrite(url) {
+            *url = new;
+        }
+    };
+    if let Some(Value::String(url)) = body.get_mut("url") {
+        apply(url);
+    }
+    if let Some(Value::Array(files)) = body.get_mut("manifest") {
+        for file in files {
+            if let Some(Value::String(url)) = file.get_mut("download_url") {
+                apply(url);
+            }
+        }
+    }
+}
+
 /// `GET`/`HEAD /dl/{app_id}/{version}/{file}`: device downloads (no auth, no CORS).
 pub fn download_routes() -> axum::Router<crate::state::AppState> {
     axum::Router::new().route(

@@ -168,20 +168,7 @@ impl UrlSigner {
     /// Signs the `url` and manifest `download_url`s of an `/updates` answer.
     pub fn sign_answer(&self, body: &mut Value, base_url: &str) {
         let now = unix_now();
-        if let Some(Value::String(url)) = body.get_mut("url") {
-            if let Some(signed) = self.sign_url(url, base_url, now) {
-                *url = signed;
-            }
-        }
-        if let Some(Value::Array(files)) = body.get_mut("manifest") {
-            for file in files {
-                if let Some(Value::String(url)) = file.get_mut("download_url") {
-                    if let Some(signed) = self.sign_url(url, base_url, now) {
-                        *url = signed;
-                    }
-                }
-            }
-        }
+        super::rewrite_download_links(body, |url| self.sign_url(url, base_url, now));
     }
 }
 
