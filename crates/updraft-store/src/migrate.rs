@@ -670,13 +670,18 @@ async fn insert_rows(
 pub async fn ensure_target_empty(target: &PgPool) -> Result<(), MigrateError> {
     let mut conn = target.acquire().await.map_err(MigrateError::Target)?;
     let plans = pg_plan(&mut conn).await?;
+    refuse_rows(&mut conn, &plans).await
+}
+
+/// `TargetNotEmpty` naming every table of `plans` that has a row.
+async fn refuse_rows(target: &mut PgConnection, plans: &[TablePlan]) -> Result<(), MigrateError> {
     let mut taken = Vec::new();
-    for plan in &plans {
+    for plan in plans {
         let has_rows: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {})",
             ident(&plan.name)?
         ))
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *target)
         .await
         .map_err(MigrateError::Target)?;
         if has_rows {
@@ -716,21 +721,7 @@ async fn claim_empty_target(
     .execute(&mut *target)
     .await
     .map_err(MigrateError::Target)?;
-    let mut taken = Vec::new();
-    for (plan, name) in plans.iter().zip(&names) {
-        let has_rows: bool = sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {name})"))
-            .fetch_one(&mut *target)
-            .await
-            .map_err(MigrateError::Target)?;
-        if has_rows {
-            taken.push(plan.name.clone());
-        }
-    }
-    if taken.is_empty() {
-        Ok(())
-    } else {
-        Err(MigrateError::TargetNotEmpty { tables: taken })
-    }
+    refuse_rows(target, plans).await
 }
 
 /// Identity sequences continue after the highest id SQLite ever handed out
