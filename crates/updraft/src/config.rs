@@ -111,7 +111,7 @@ pub struct DatabaseUrls {
     pub read_url: Option<String>,
 }
 
-fn check_database_url(name: &str, url: &str) -> anyhow::Result<String> {
+pub fn check_database_url(name: &str, url: &str) -> anyhow::Result<String> {
     let url = url.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         bail!(

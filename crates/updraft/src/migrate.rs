@@ -124,10 +124,8 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
             db_file.display()
         );
     }
-    let to = args.to.trim();
-    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-        bail!("--to must be a postgres:// URL, got {:?}", redact_url(to));
-    }
+    let to = crate::config::check_database_url("--to", &args.to)?;
+    let to = to.as_str();
     let local = LocalBlobStore::open(data_dir)
         .with_context(|| format!("cannot open the files in {}", data_dir.display()))?;
     let remote = match &args.storage {
