@@ -20,7 +20,7 @@ pub mod writers;
 use crate::metrics::{db_operation, Metrics};
 use crate::releases::ReleaseCache;
 use crate::state::{AppState, ServerConfig};
-use crate::writers::{RegistryWriter, StatsWriter};
+use crate::writers::{RegistryWriter, StatsWriter, StatsWriterDeps};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
@@ -216,19 +216,24 @@ impl Server {
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(RegistryWriter::new(Arc::clone(&store)));
+        let registry = Arc::new(RegistryWriter::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let registry_task = registry.spawn_flusher(
             Duration::from_millis(config.registry_flush_interval_ms.max(10)),
             stop_rx,
-            Arc::clone(&metrics),
         );
         let (stats, stats_handle) = StatsWriter::spawn(
-            Arc::clone(&store),
-            Arc::clone(&releases),
+            StatsWriterDeps {
+                store: Arc::clone(&store),
+                releases: Arc::clone(&releases),
+                registry: Arc::clone(&registry),
+                metrics: Arc::clone(&metrics),
+            },
             config.stats_queue_capacity,
             config.event_retention_days,
-            Arc::clone(&metrics),
         );
         let mut bundle_storage = storage::Storage::open(&config)?;
         bundle_storage

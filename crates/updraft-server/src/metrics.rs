@@ -264,6 +264,7 @@ pub struct Metrics {
     storage_errors: Family<OperationLabels, Counter>,
     download_bytes: Counter,
     registry_pending_devices: Gauge,
+    registry_unchanged_sightings: Counter,
     cluster_leader: Gauge,
     release_notifications: Counter,
     rollout_control_outcomes: Family<ControlOutcomeLabels, Counter>,
@@ -357,6 +358,12 @@ impl Metrics {
             "Device sightings buffered for the next registry flush (sampled at scrape)",
             registry_pending_devices.clone(),
         );
+        let registry_unchanged_sightings = Counter::default();
+        registry.register(
+            "registry_unchanged_sightings",
+            "Device sightings not written because this node wrote the same fields for the device within the last minute",
+            registry_unchanged_sightings.clone(),
+        );
         let cluster_leader = Gauge::default();
         registry.register(
             "cluster_leader",
@@ -419,6 +426,7 @@ impl Metrics {
             storage_errors,
             download_bytes,
             registry_pending_devices,
+            registry_unchanged_sightings,
             cluster_leader,
             release_notifications,
             rollout_control_outcomes,
@@ -534,6 +542,10 @@ impl Metrics {
     pub fn set_registry_pending_devices(&self, pending: usize) {
         self.registry_pending_devices
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_registry_unchanged_sighting(&self) {
+        self.registry_unchanged_sightings.inc();
     }
 
     /// The exposition, in the OpenMetrics text format (ends with `# EOF`).
@@ -815,6 +827,7 @@ mod tests {
         metrics.record_download_bytes(1500);
         metrics.record_download_bytes(500);
         metrics.set_registry_pending_devices(3);
+        metrics.record_registry_unchanged_sighting();
         let waiting = metrics.stats_waiting();
         let also_waiting = metrics.stats_waiting();
         drop(also_waiting);
@@ -844,6 +857,7 @@ mod tests {
             ("updraft_storage_errors_total", r#"operation="write""#, "1"),
             ("updraft_download_bytes_total", "", "2000"),
             ("updraft_registry_pending_devices", "", "3"),
+            ("updraft_registry_unchanged_sightings_total", "", "1"),
             (
                 "updraft_build_info",
                 &format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")),

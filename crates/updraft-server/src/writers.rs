@@ -1,10 +1,12 @@
 //! Background writers that keep database work off the request path:
 //! - the device registry coalesces sightings per device and flushes them in
-//!   batches (a device checking in ten times a second costs one row write);
+//!   batches (a device checking in ten times a second costs one row write),
+//!   and drops sightings that would rewrite a row unchanged within a minute;
 //! - stats are group-committed: concurrent requests' events share one
 //!   transaction, and each request is answered only once its events are durable.
 
 use crate::releases::ReleaseCache;
+use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
@@ -12,18 +14,108 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use updraft_core::analytics::attribute_channel;
-use updraft_core::model::{DeviceSighting, StatsEvent};
+use updraft_core::model::{DeviceSighting, Millis, StatsEvent};
 use updraft_store::{StatsIngest, Store, StoreError, StoreResult};
 
 const REGISTRY_SHARDS: usize = 32;
 
-type DeviceKey = (String, String);
+/// A device row this node wrote less than this long ago is not written again
+/// for a sighting that changes none of its fields: a device checking at every
+/// app open costs one row write a minute, not one per check. `last_seen` is
+/// then at most this far behind; any changed field is written at the next flush.
+pub const UNCHANGED_REWRITE_AFTER_MS: Millis = 60_000;
 
-/// Pending device-registry writes, sharded so concurrent requests rarely share a lock.
+/// Devices remembered per shard (24 bytes each, ~55 MB at most over all
+/// shards); beyond that, sightings are simply written.
+const REMEMBERED_PER_SHARD: usize = 1 << 16;
+
+/// A device whose row this node wrote (or is writing): which fields, when.
+struct Written {
+    key: u64,
+    fingerprint: u64,
+    seen_at: Millis,
+}
+
+#[derive(Default)]
+struct Shard {
+    /// Sightings waiting for the next flush, with their device key.
+    pending: HashTable<(u64, DeviceSighting)>,
+    /// Rows written within [`UNCHANGED_REWRITE_AFTER_MS`] of `latest`.
+    written: HashTable<Written>,
+    /// The latest `seen_at` noted here: the window is measured against the
+    /// server's clock as the sightings carry it, never the wall clock.
+    latest: Millis,
+}
+
+fn same_device(a: &DeviceSighting, b: &DeviceSighting) -> bool {
+    a.device_id == b.device_id && a.app_id == b.app_id
+}
+
+impl Shard {
+    fn is_pending(&self, key: u64, sighting: &DeviceSighting) -> bool {
+        self.pending
+            .find(key, |(k, p)| *k == key && same_device(p, sighting))
+            .is_some()
+    }
+
+    /// Whether this node wrote exactly these fields for the device recently.
+    fn written_recently(&self, key: u64, fingerprint: u64, seen_at: Millis) -> bool {
+        self.written.find(key, |w| w.key == key).is_some_and(|w| {
+            w.fingerprint == fingerprint && seen_at - w.seen_at < UNCHANGED_REWRITE_AFTER_MS
+        })
+    }
+
+    /// Merges a sighting with what is pending for the same device; `is_newer`
+    /// says which of the two happened last.
+    fn fold_in(&mut self, key: u64, sighting: DeviceSighting, is_newer: bool) {
+        match self
+            .pending
+            .find_entry(key, |(k, p)| *k == key && same_device(p, &sighting))
+        {
+            Ok(entry) => {
+                let ((_, pending_one), vacant) = entry.remove();
+                let merged = if is_newer {
+                    merge_sighting(pending_one, sighting)
+                } else {
+                    merge_sighting(sighting, pending_one)
+                };
+                vacant.insert((key, merged));
+            }
+            Err(absent) => {
+                absent
+                    .into_table()
+                    .insert_unique(key, (key, sighting), |(k, _)| *k);
+            }
+        }
+    }
+
+    fn remember(&mut self, key: u64, fingerprint: u64, seen_at: Millis) {
+        if let Some(known) = self.written.find_mut(key, |w| w.key == key) {
+            known.fingerprint = fingerprint;
+            known.seen_at = seen_at;
+        } else if self.written.len() < REMEMBERED_PER_SHARD {
+            self.written.insert_unique(
+                key,
+                Written {
+                    key,
+                    fingerprint,
+                    seen_at,
+                },
+                |w| w.key,
+            );
+        }
+    }
+}
+
+/// Pending device-registry writes, sharded so concurrent requests rarely
+/// share a lock, and the devices recently written, so that a sighting that
+/// changes nothing is dropped instead of queued.
 pub struct RegistryWriter {
     store: Arc<dyn Store>,
-    shards: Vec<Mutex<HashMap<DeviceKey, DeviceSighting>>>,
-    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+    keys: RandomState,
+    fingerprints: RandomState,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Folds a newer sighting into an older one so that writing the result equals
@@ -46,42 +138,104 @@ fn merge_sighting(older: DeviceSighting, newer: DeviceSighting) -> DeviceSightin
 }
 
 impl RegistryWriter {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>) -> Self {
         RegistryWriter {
             store,
             shards: (0..REGISTRY_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(Shard::default()))
                 .collect(),
-            hasher: RandomState::new(),
+            keys: RandomState::new(),
+            fingerprints: RandomState::new(),
+            metrics,
         }
     }
 
-    /// Queues a sighting; it reaches the database at the next flush.
-    pub fn note(&self, sighting: DeviceSighting) {
-        self.fold_in(sighting, true);
+    fn key(&self, app_id: &str, device_id: &str) -> u64 {
+        self.keys.hash_one((app_id, device_id))
     }
 
-    /// Merges a sighting with what is pending for the same device; `is_newer`
-    /// says which of the two happened last.
-    fn fold_in(&self, sighting: DeviceSighting, is_newer: bool) {
-        let key = (sighting.app_id.clone(), sighting.device_id.clone());
-        let shard = (self.hasher.hash_one(&key) as usize) % REGISTRY_SHARDS;
-        let mut pending = match self.shards[shard].lock() {
+    /// Every field but `seen_at`: sightings with equal fingerprints write the
+    /// same row values. (A separate hasher from the key's, so a key collision
+    /// alone cannot make two devices look alike.)
+    fn fingerprint(&self, sighting: &DeviceSighting) -> u64 {
+        let DeviceSighting {
+            app_id,
+            device_id,
+            platform,
+            plugin_version,
+            version_os,
+            version_build,
+            version_code,
+            version_name,
+            custom_id,
+            is_prod,
+            is_emulator,
+            default_channel,
+            key_id,
+            install_source,
+            last_offered_version,
+            last_update_outcome,
+            seen_at: _,
+        } = sighting;
+        self.fingerprints.hash_one((
+            (app_id, device_id, platform, plugin_version, version_os),
+            (version_build, version_code, version_name, custom_id),
+            (is_prod, is_emulator, default_channel, key_id),
+            (install_source, last_offered_version, last_update_outcome),
+        ))
+    }
+
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+        // Not the low bits: the tables inside index by those.
+        let shard = &self.shards[((key >> 32) as usize) % REGISTRY_SHARDS];
+        match shard.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let merged = match (pending.remove(&key), is_newer) {
-            (Some(pending_one), true) => merge_sighting(pending_one, sighting),
-            (Some(pending_one), false) => merge_sighting(sighting, pending_one),
-            (None, _) => sighting,
-        };
-        pending.insert(key, merged);
+        }
+    }
+
+    /// Queues a sighting for the next flush, unless this node wrote the very
+    /// same fields for the device within [`UNCHANGED_REWRITE_AFTER_MS`].
+    pub fn note(&self, sighting: DeviceSighting) {
+        let key = self.key(&sighting.app_id, &sighting.device_id);
+        let fingerprint = self.fingerprint(&sighting);
+        let mut shard = self.shard(key);
+        shard.latest = shard.latest.max(sighting.seen_at);
+        if !shard.is_pending(key, &sighting)
+            && shard.written_recently(key, fingerprint, sighting.seen_at)
+        {
+            drop(shard);
+            self.metrics.record_registry_unchanged_sighting();
+            return;
+        }
+        shard.fold_in(key, sighting, true);
+    }
+
+    /// Someone else wrote these devices' rows (the stats writer): their next
+    /// sightings are written whatever this node wrote before.
+    pub fn forget(&self, sightings: &[DeviceSighting]) {
+        for sighting in sightings {
+            let key = self.key(&sighting.app_id, &sighting.device_id);
+            if let Ok(entry) = self.shard(key).written.find_entry(key, |w| w.key == key) {
+                entry.remove();
+            }
+        }
+    }
+
+    /// Rows went away wholesale (an app was deleted): forget every write.
+    pub fn forget_all(&self) {
+        for shard in &self.shards {
+            match shard.lock() {
+                Ok(mut guard) => guard.written.clear(),
+                Err(poisoned) => poisoned.into_inner().written.clear(),
+            }
+        }
     }
 
     pub fn pending(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|g| g.len()).unwrap_or(0))
+            .map(|s| s.lock().map(|g| g.pending.len()).unwrap_or(0))
             .sum()
     }
 
@@ -90,11 +244,20 @@ impl RegistryWriter {
     pub async fn flush(&self) -> StoreResult<usize> {
         let mut batch = Vec::new();
         for shard in &self.shards {
-            let mut pending = match shard.lock() {
+            let mut shard = match shard.lock() {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            batch.extend(pending.drain().map(|(_, s)| s));
+            let horizon = shard.latest - UNCHANGED_REWRITE_AFTER_MS;
+            shard.written.retain(|w| w.seen_at > horizon);
+            let drained: Vec<(u64, DeviceSighting)> = shard.pending.drain().collect();
+            // Remembered as written now, not after the commit: a sighting
+            // noted while this batch is being written must not be dropped
+            // as unchanged against an older write.
+            for (key, sighting) in drained {
+                shard.remember(key, self.fingerprint(&sighting), sighting.seen_at);
+                batch.push(sighting);
+            }
         }
         if batch.is_empty() {
             return Ok(0);
@@ -103,7 +266,8 @@ impl RegistryWriter {
             Ok(()) => Ok(batch.len()),
             Err(err) => {
                 for older in batch {
-                    self.fold_in(older, false);
+                    let key = self.key(&older.app_id, &older.device_id);
+                    self.shard(key).fold_in(key, older, false);
                 }
                 Err(err)
             }
@@ -115,7 +279,6 @@ impl RegistryWriter {
         self: &Arc<Self>,
         interval: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
-        metrics: Arc<crate::metrics::Metrics>,
     ) -> JoinHandle<()> {
         let writer = Arc::clone(self);
         tokio::spawn(async move {
@@ -127,12 +290,16 @@ impl RegistryWriter {
                     _ = stop.changed() => break,
                 }
                 if let Err(err) = writer.flush().await {
-                    metrics.record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
+                    writer
+                        .metrics
+                        .record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
                     tracing::warn!(error = %err, "device registry flush failed; will retry");
                 }
             }
             if let Err(err) = writer.flush().await {
-                metrics.record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
+                writer
+                    .metrics
+                    .record_database_error(crate::metrics::db_operation::REGISTRY_FLUSH);
                 tracing::error!(error = %err, "final device registry flush failed");
             }
         })
@@ -168,8 +335,19 @@ pub struct StatsWriter {
     releases: Arc<ReleaseCache>,
 }
 
+/// What the stats writer works with besides its queue.
+pub struct StatsWriterDeps {
+    pub store: Arc<dyn Store>,
+    pub releases: Arc<ReleaseCache>,
+    /// Told which device rows each commit wrote.
+    pub registry: Arc<RegistryWriter>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 /// Most events written in one transaction (a job is never split).
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
+
+type DeviceKey = (String, String);
 
 /// One commit's device sightings, one per device (later ones folded in), in
 /// first-seen order.
@@ -210,12 +388,16 @@ impl StatsWriter {
     /// 429; events older than `event_retention_days` count as events but not
     /// as active devices (their per-device day rows are pruned).
     pub fn spawn(
-        store: Arc<dyn Store>,
-        releases: Arc<ReleaseCache>,
+        deps: StatsWriterDeps,
         capacity: usize,
         event_retention_days: u32,
-        metrics: Arc<crate::metrics::Metrics>,
     ) -> (StatsWriter, JoinHandle<()>) {
+        let StatsWriterDeps {
+            store,
+            releases,
+            registry,
+            metrics,
+        } = deps;
         let (queue, mut jobs) = mpsc::channel::<StatsJob>(capacity.max(1));
         let retention_ms = i64::from(event_retention_days.max(1)) * 86_400_000;
         let handle = tokio::spawn(async move {
@@ -255,6 +437,7 @@ impl StatsWriter {
                 } else {
                     metrics.record_stats_commit();
                 }
+                registry.forget(&sightings);
                 for job in batch {
                     let answer = match &result {
                         Ok(()) => Ok(()),
@@ -302,6 +485,9 @@ impl StatsWriter {
             }
             None => Vec::new(),
         };
+        // One sighting per device from here on: a plugin's batch is one
+        // device, so the queue holds one instead of one per event.
+        let sightings = coalesce_sightings(sightings);
         let (done, committed) = oneshot::channel();
         self.queue
             .try_send(StatsJob {
@@ -375,6 +561,109 @@ mod tests {
         assert_eq!(merged[0].custom_id.as_deref(), Some("alice"));
         assert_eq!(merged[0].seen_at, 30);
         assert_eq!(merged[1], other);
+    }
+
+    async fn registry() -> (
+        RegistryWriter,
+        Arc<updraft_store::SqliteStore>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(updraft_store::SqliteStore::open(dir.path()).await.unwrap());
+        let writer = RegistryWriter::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(crate::metrics::Metrics::new()),
+        );
+        (writer, store, dir)
+    }
+
+    async fn stored_last_seen(store: &updraft_store::SqliteStore, s: &DeviceSighting) -> i64 {
+        use updraft_store::DeviceStore;
+        let device = store.get_device(&s.app_id, &s.device_id).await.unwrap();
+        device.expect("the device row exists").last_seen
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_sighting_is_written_again_only_after_a_minute() {
+        let (writer, store, _dir) = registry().await;
+        let start = 1_000_000;
+        writer.note(sighting(start));
+        assert_eq!(writer.flush().await.unwrap(), 1);
+        writer.note(sighting(start + 5_000));
+        writer.note(sighting(start + UNCHANGED_REWRITE_AFTER_MS - 1));
+        assert_eq!(writer.pending(), 0, "unchanged within the minute: dropped");
+        assert_eq!(writer.flush().await.unwrap(), 0);
+        assert_eq!(stored_last_seen(&store, &sighting(0)).await, start);
+
+        writer.note(sighting(start + UNCHANGED_REWRITE_AFTER_MS));
+        assert_eq!(writer.flush().await.unwrap(), 1, "a minute on: written");
+        assert_eq!(
+            stored_last_seen(&store, &sighting(0)).await,
+            start + UNCHANGED_REWRITE_AFTER_MS
+        );
+    }
+
+    #[tokio::test]
+    async fn any_changed_field_is_written_at_the_next_flush() {
+        let (writer, store, _dir) = registry().await;
+        writer.note(sighting(10));
+        writer.flush().await.unwrap();
+        let mut changed = sighting(20);
+        changed.default_channel = None;
+        writer.note(changed.clone());
+        assert_eq!(writer.flush().await.unwrap(), 1);
+        use updraft_store::DeviceStore;
+        let row = store
+            .get_device(&changed.app_id, &changed.device_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.default_channel, None);
+        // And back: the fields last written are what counts, not the first.
+        writer.note(sighting(30));
+        assert_eq!(writer.flush().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sighting_equal_to_the_last_write_still_lands_over_a_pending_change() {
+        let (writer, store, _dir) = registry().await;
+        writer.note(sighting(10));
+        writer.flush().await.unwrap();
+        let mut changed = sighting(20);
+        changed.version_name = Some("2.0.0".into());
+        writer.note(changed);
+        // Same fields as the write at 10, but newer than the pending change:
+        // dropping it would leave 2.0.0 in the row.
+        writer.note(sighting(30));
+        assert_eq!(writer.flush().await.unwrap(), 1);
+        use updraft_store::DeviceStore;
+        let s = sighting(0);
+        let row = store
+            .get_device(&s.app_id, &s.device_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.version_name.as_deref(), Some("1.0.0"));
+        assert_eq!(row.last_seen, 30);
+    }
+
+    #[tokio::test]
+    async fn forgotten_devices_are_written_again() {
+        let (writer, _store, _dir) = registry().await;
+        let mut other = sighting(10);
+        other.device_id = "00000000-0000-4000-8000-000000000002".into();
+        writer.note(sighting(10));
+        writer.note(other.clone());
+        writer.flush().await.unwrap();
+        writer.forget(std::slice::from_ref(&other));
+        writer.note(sighting(20));
+        other.seen_at = 20;
+        writer.note(other);
+        assert_eq!(writer.pending(), 1, "only the forgotten device");
+        writer.flush().await.unwrap();
+        writer.forget_all();
+        writer.note(sighting(30));
+        assert_eq!(writer.pending(), 1);
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub async fn delete(
         existing_app(&state, &caller, &app_id).await?,
     ));
     state.store.delete_app(&app_id).await?;
+    // Its device rows are gone: a device seen again is written anew.
+    state.registry.forget_all();
     // Keys limited to this app would otherwise come back to life if the id is reused.
     let now = now_ms();
     for key in state.store.list_api_keys().await? {
