@@ -129,21 +129,23 @@ async fn open_creates_the_database_in_the_data_dir() {
 #[tokio::test]
 async fn connections_are_durable_and_enforce_foreign_keys() {
     let (store, _dir) = fresh().await;
-    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(journal_mode, "wal");
-    for (pragma, expected) in [
-        ("synchronous", 2_i64),
-        ("foreign_keys", 1),
-        ("busy_timeout", 5_000),
-    ] {
-        let value: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
-            .fetch_one(store.pool())
+    for pool in [store.pool(), store.write_pool()] {
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
             .await
             .unwrap();
-        assert_eq!(value, expected, "PRAGMA {pragma}");
+        assert_eq!(journal_mode, "wal");
+        for (pragma, expected) in [
+            ("synchronous", 2_i64),
+            ("foreign_keys", 1),
+            ("busy_timeout", 5_000),
+        ] {
+            let value: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(value, expected, "PRAGMA {pragma}");
+        }
     }
 }
 
