@@ -1,7 +1,9 @@
 -- Stats ingest: POST /stats batches of BATCH events, each batch from one
 -- registered device (device k of app k % APPS), as a plugin flushing its
--- queue does. Event timestamps start at START_MS so that bench/run.sh can
--- count exactly this run's stored events. Counts acknowledged batches.
+-- queue does. Each event carries the time its batch is sent (whole seconds
+-- from wrk's clock, never before START_MS, plus its place in the batch), as
+-- a device's clock would, so bench/run.sh can count exactly this run's stored
+-- events. Counts acknowledged batches.
 dofile(os.getenv("BENCH_DIR") .. "/report.lua")
 
 local batch = tonumber(os.getenv("BATCH") or "20")
@@ -36,16 +38,22 @@ function init(args)
         '"custom_id":"","version_build":"1.0.0","version_code":"10","version_os":"14",' ..
         '"version_name":"1.0.%d","old_version_name":"1.0.5","plugin_version":"8.51.14",' ..
         '"is_emulator":false,"is_prod":true,"install_source":"google_play","defaultChannel":"",' ..
-        '"action":"%s","timestamp":%d}',
-        platform, k, k % apps, 10 + k % 11, actions[((d + e) % #actions) + 1], start_ms + e)
+        '"action":"%s","timestamp":',
+        platform, k, k % apps, 10 + k % 11, actions[((d + e) % #actions) + 1])
     end
-    bodies[d] = "[" .. table.concat(events, ",") .. "]"
+    bodies[d] = events
   end
 end
 
 function request()
   counter = counter + 1
-  return wrk.format("POST", "/stats", headers, bodies[(counter % #bodies) + 1])
+  local events = bodies[(counter % #bodies) + 1]
+  local sent_ms = math.max(start_ms, os.time() * 1000)
+  local parts = {}
+  for e = 1, #events do
+    parts[e] = events[e] .. (sent_ms + e) .. "}"
+  end
+  return wrk.format("POST", "/stats", headers, "[" .. table.concat(parts, ",") .. "]")
 end
 
 function response(status, headers, body)
