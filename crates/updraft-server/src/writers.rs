@@ -577,10 +577,12 @@ mod tests {
         (writer, store, dir)
     }
 
-    async fn stored_last_seen(store: &updraft_store::SqliteStore, s: &DeviceSighting) -> i64 {
+    /// The registry row of the test device.
+    async fn stored(store: &updraft_store::SqliteStore) -> updraft_core::model::Device {
         use updraft_store::DeviceStore;
+        let s = sighting(0);
         let device = store.get_device(&s.app_id, &s.device_id).await.unwrap();
-        device.expect("the device row exists").last_seen
+        device.expect("the device row exists")
     }
 
     #[tokio::test]
@@ -593,12 +595,12 @@ mod tests {
         writer.note(sighting(start + UNCHANGED_REWRITE_AFTER_MS - 1));
         assert_eq!(writer.pending(), 0, "unchanged within the minute: dropped");
         assert_eq!(writer.flush().await.unwrap(), 0);
-        assert_eq!(stored_last_seen(&store, &sighting(0)).await, start);
+        assert_eq!(stored(&store).await.last_seen, start);
 
         writer.note(sighting(start + UNCHANGED_REWRITE_AFTER_MS));
         assert_eq!(writer.flush().await.unwrap(), 1, "a minute on: written");
         assert_eq!(
-            stored_last_seen(&store, &sighting(0)).await,
+            stored(&store).await.last_seen,
             start + UNCHANGED_REWRITE_AFTER_MS
         );
     }
@@ -612,13 +614,7 @@ mod tests {
         changed.default_channel = None;
         writer.note(changed.clone());
         assert_eq!(writer.flush().await.unwrap(), 1);
-        use updraft_store::DeviceStore;
-        let row = store
-            .get_device(&changed.app_id, &changed.device_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.default_channel, None);
+        assert_eq!(stored(&store).await.default_channel, None);
         // And back: the fields last written are what counts, not the first.
         writer.note(sighting(30));
         assert_eq!(writer.flush().await.unwrap(), 1);
@@ -636,13 +632,7 @@ mod tests {
         // dropping it would leave 2.0.0 in the row.
         writer.note(sighting(30));
         assert_eq!(writer.flush().await.unwrap(), 1);
-        use updraft_store::DeviceStore;
-        let s = sighting(0);
-        let row = store
-            .get_device(&s.app_id, &s.device_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let row = stored(&store).await;
         assert_eq!(row.version_name.as_deref(), Some("1.0.0"));
         assert_eq!(row.last_seen, 30);
     }
