@@ -361,7 +361,7 @@ impl Metrics {
         let registry_unchanged_sightings = Counter::default();
         registry.register(
             "registry_unchanged_sightings",
-            "Device sightings not written because this node wrote the same fields for the device within the last minute",
+            "Device sightings not written because this node wrote the same fields for the device in the last 60 to 90 seconds",
             registry_unchanged_sightings.clone(),
         );
         let cluster_leader = Gauge::default();

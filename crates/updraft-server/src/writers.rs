@@ -1,7 +1,7 @@
 //! Background writers that keep database work off the request path:
 //! - the device registry coalesces sightings per device and flushes them in
 //!   batches (a device checking in ten times a second costs one row write),
-//!   and drops sightings that would rewrite a row unchanged within a minute;
+//!   and drops sightings that would rewrite a row unchanged within 60–90 s;
 //! - stats are group-committed: concurrent requests' events share one
 //!   transaction, and each request is answered only once its events are durable.
 
@@ -21,9 +21,18 @@ const REGISTRY_SHARDS: usize = 32;
 
 /// A device row this node wrote less than this long ago is not written again
 /// for a sighting that changes none of its fields: a device checking at every
-/// app open costs one row write a minute, not one per check. `last_seen` is
-/// then at most this far behind; any changed field is written at the next flush.
+/// app open costs one row write a minute, not one per check. Any changed
+/// field is written at the next flush.
 pub const UNCHANGED_REWRITE_AFTER_MS: Millis = 60_000;
+/// ...plus up to this much more, spread by device: devices first seen
+/// together (a release going out, a timezone waking up) do not all come due
+/// for a rewrite in the same second. `last_seen` is at most the sum behind.
+pub const UNCHANGED_REWRITE_SPREAD_MS: Millis = 30_000;
+
+/// How long after writing a device's row an unchanged sighting is dropped.
+fn rewrite_after(key: u64) -> Millis {
+    UNCHANGED_REWRITE_AFTER_MS + (key % UNCHANGED_REWRITE_SPREAD_MS as u64) as Millis
+}
 
 /// Devices remembered per shard (24 bytes each, ~55 MB at most over all
 /// shards); beyond that, sightings are simply written.
@@ -40,7 +49,7 @@ struct Written {
 struct Shard {
     /// Sightings waiting for the next flush, with their device key.
     pending: HashTable<(u64, DeviceSighting)>,
-    /// Rows written within [`UNCHANGED_REWRITE_AFTER_MS`] of `latest`.
+    /// Rows written recently enough (see [`rewrite_after`]) before `latest`.
     written: HashTable<Written>,
     /// The latest `seen_at` noted here: the window is measured against the
     /// server's clock as the sightings carry it, never the wall clock.
@@ -61,7 +70,7 @@ impl Shard {
     /// Whether this node wrote exactly these fields for the device recently.
     fn written_recently(&self, key: u64, fingerprint: u64, seen_at: Millis) -> bool {
         self.written.find(key, |w| w.key == key).is_some_and(|w| {
-            w.fingerprint == fingerprint && seen_at - w.seen_at < UNCHANGED_REWRITE_AFTER_MS
+            w.fingerprint == fingerprint && seen_at - w.seen_at < rewrite_after(key)
         })
     }
 
@@ -195,7 +204,7 @@ impl RegistryWriter {
     }
 
     /// Queues a sighting for the next flush, unless this node wrote the very
-    /// same fields for the device within [`UNCHANGED_REWRITE_AFTER_MS`].
+    /// same fields for the device within [`rewrite_after`] (60–90 s).
     pub fn note(&self, sighting: DeviceSighting) {
         let key = self.key(&sighting.app_id, &sighting.device_id);
         let fingerprint = self.fingerprint(&sighting);
@@ -248,7 +257,7 @@ impl RegistryWriter {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let horizon = shard.latest - UNCHANGED_REWRITE_AFTER_MS;
+            let horizon = shard.latest - UNCHANGED_REWRITE_AFTER_MS - UNCHANGED_REWRITE_SPREAD_MS;
             shard.written.retain(|w| w.seen_at > horizon);
             let drained: Vec<(u64, DeviceSighting)> = shard.pending.drain().collect();
             // Remembered as written now, not after the commit: a sighting
@@ -597,12 +606,38 @@ mod tests {
         assert_eq!(writer.flush().await.unwrap(), 0);
         assert_eq!(stored(&store).await.last_seen, start);
 
-        writer.note(sighting(start + UNCHANGED_REWRITE_AFTER_MS));
-        assert_eq!(writer.flush().await.unwrap(), 1, "a minute on: written");
+        let due = start + UNCHANGED_REWRITE_AFTER_MS + UNCHANGED_REWRITE_SPREAD_MS;
+        writer.note(sighting(due));
         assert_eq!(
-            stored(&store).await.last_seen,
-            start + UNCHANGED_REWRITE_AFTER_MS
+            writer.flush().await.unwrap(),
+            1,
+            "due at the latest: written"
         );
+        assert_eq!(stored(&store).await.last_seen, due);
+    }
+
+    #[tokio::test]
+    async fn rewrites_of_devices_seen_together_are_spread_over_the_window() {
+        let (writer, _store, _dir) = registry().await;
+        let devices: Vec<DeviceSighting> = (0..200)
+            .map(|n| {
+                let mut s = sighting(0);
+                s.device_id = format!("00000000-0000-4000-8000-{n:012}");
+                s
+            })
+            .collect();
+        for device in &devices {
+            writer.note(device.clone());
+        }
+        writer.flush().await.unwrap();
+        // Halfway through the spread about half of them are due.
+        for device in &devices {
+            let mut again = device.clone();
+            again.seen_at = UNCHANGED_REWRITE_AFTER_MS + UNCHANGED_REWRITE_SPREAD_MS / 2;
+            writer.note(again);
+        }
+        let due = writer.pending();
+        assert!((60..=140).contains(&due), "{due} of 200 due halfway");
     }
 
     #[tokio::test]
