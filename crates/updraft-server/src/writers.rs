@@ -9,7 +9,7 @@ use crate::releases::ReleaseCache;
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -54,6 +54,11 @@ struct Shard {
     /// The latest `seen_at` noted here: the window is measured against the
     /// server's clock as the sightings carry it, never the wall clock.
     latest: Millis,
+}
+
+/// A shard's tables stay consistent whatever panicked while one was held.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn same_device(a: &DeviceSighting, b: &DeviceSighting) -> bool {
@@ -194,13 +199,9 @@ impl RegistryWriter {
         ))
     }
 
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+    fn shard(&self, key: u64) -> MutexGuard<'_, Shard> {
         // Not the low bits: the tables inside index by those.
-        let shard = &self.shards[((key >> 32) as usize) % REGISTRY_SHARDS];
-        match shard.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.shards[((key >> 32) as usize) % REGISTRY_SHARDS])
     }
 
     /// Queues a sighting for the next flush, unless this node wrote the very
@@ -234,17 +235,14 @@ impl RegistryWriter {
     /// Rows went away wholesale (an app was deleted): forget every write.
     pub fn forget_all(&self) {
         for shard in &self.shards {
-            match shard.lock() {
-                Ok(mut guard) => guard.written.clear(),
-                Err(poisoned) => poisoned.into_inner().written.clear(),
-            }
+            lock(shard).written.clear();
         }
     }
 
     pub fn pending(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|g| g.pending.len()).unwrap_or(0))
+            .map(|shard| lock(shard).pending.len())
             .sum()
     }
 
@@ -253,10 +251,7 @@ impl RegistryWriter {
     pub async fn flush(&self) -> StoreResult<usize> {
         let mut batch = Vec::new();
         for shard in &self.shards {
-            let mut shard = match shard.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut shard = lock(shard);
             let horizon = shard.latest - UNCHANGED_REWRITE_AFTER_MS - UNCHANGED_REWRITE_SPREAD_MS;
             shard.written.retain(|w| w.seen_at > horizon);
             let drained: Vec<(u64, DeviceSighting)> = shard.pending.drain().collect();

@@ -128,7 +128,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool, writer })
     }
 
-    /// The connection pool, for maintenance tasks (backup, diagnostics) and tests.
+    /// The read pool, for maintenance tasks (backup, diagnostics) and tests.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
