@@ -16,7 +16,7 @@
 //!   that day; a device is *on* the bundle it last reported running that day
 //!   (adoption share = devices on the bundle / active devices).
 
-use crate::decision::resolve_channel;
+use crate::decision::device_channel;
 use crate::model::{Millis, Platform, ReleaseConfig};
 use crate::stats::{is_known_action, reports_running_version};
 use serde::{Deserialize, Serialize};
@@ -65,10 +65,9 @@ pub fn running_bundle<'a>(action: &str, version_name: &'a str) -> Option<&'a str
 }
 
 /// The channel an event is attributed to, from what is known at ingest: the
-/// channel the update check would resolve (override, else a usable
-/// `defaultChannel`, else the platform's public channel — `decision::resolve_channel`),
-/// falling back to the public channel when the `defaultChannel` is not usable.
-/// The client's `channel` field is not trusted.
+/// channel the update check would resolve (`decision::device_channel`:
+/// override, else a usable `defaultChannel`, else the platform's public
+/// channel). The client's `channel` field is not trusted.
 pub fn attribute_channel<'a>(
     release: &'a ReleaseConfig,
     device_id: &str,
@@ -77,9 +76,7 @@ pub fn attribute_channel<'a>(
 ) -> Option<&'a str> {
     let platform = Platform::parse(platform)?;
     let requested = default_channel.map(str::trim).filter(|n| !n.is_empty());
-    resolve_channel(release, device_id, platform, requested)
-        .or_else(|| resolve_channel(release, device_id, platform, None))
-        .map(|resolved| resolved.channel.name.as_str())
+    device_channel(release, device_id, platform, requested).map(|on| on.channel.name.as_str())
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian

@@ -6,7 +6,7 @@
 //! server-side device override, whose change is returned as an
 //! [`OverrideEffect`] for the caller to store.
 
-use crate::decision::resolve_channel;
+use crate::decision::{device_channel, ChannelSource};
 use crate::error::DeviceError;
 use crate::model::{Channel, DeviceOverride, Platform, ReleaseConfig};
 use crate::request::{ChannelListQuery, ChannelSelfRequest};
@@ -140,15 +140,9 @@ pub fn answer_channel_set(req: &ChannelSelfRequest, release: &ReleaseConfig) -> 
         if let Err(refusal) = self_assignable_channel(release, &req.app_id, requested) {
             return refusal;
         }
-        // Pinning the public default would keep the device on it even after
-        // the app's public channel changes; `unset` makes the plugin forget it.
-        if public_channel(release, req.platform).is_some_and(|c| c.name == requested) {
-            return ChannelSelfAnswer::ok(json!({
-                "unset": true,
-                "status": "ok",
-                "message": format!("{requested} is the public channel: devices use it without being pinned"),
-            }));
-        }
+        // The hosted service's answer: the plugin stores the channel it
+        // asked for. (`unset: true` would send it back to the build's config
+        // `defaultChannel`, e.g. "beta", not to the public channel it asked for.)
         return ChannelSelfAnswer::ok(json!({ "status": "ok", "allowSet": true }));
     }
 
@@ -174,68 +168,42 @@ pub fn answer_channel_set(req: &ChannelSelfRequest, release: &ReleaseConfig) -> 
     })
 }
 
-/// PUT: which channel the device is on.
+/// PUT: which channel the device is on — the one `/updates` serves it from
+/// ([`device_channel`]), for every plugin: new plugins persist the answer as
+/// their `defaultChannel`, so it must never name a channel they could not use.
 pub fn answer_channel_get(req: &ChannelSelfRequest, release: &ReleaseConfig) -> ChannelSelfAnswer {
     if release.app.is_none() {
         return app_not_found(&req.app_id);
     }
     let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
-
-    if is_new_plugin(req) {
-        // The device persists what we return: answer the channel it resolves to.
-        let overridden = resolve_channel(release, &req.device_id, req.platform, None)
-            .filter(|resolved| resolved.via_override);
-        if let Some(resolved) = overridden {
-            return ChannelSelfAnswer::ok(json!({
-                "channel": resolved.channel.name,
-                "status": "override",
-                "allowSet": resolved.channel.allow_device_self_set,
-            }));
-        }
-        let requested = default_channel.and_then(|dc| {
-            release.channels.iter().find(|c| {
-                c.name == dc
-                    && c.allows_platform(req.platform)
-                    && (c.public || c.allow_device_self_set)
-            })
+    let new_plugin = is_new_plugin(req);
+    let Some(on) = device_channel(release, &req.device_id, req.platform, default_channel) else {
+        let not_found = DeviceError::flat("channel_not_found", "Cannot find channel");
+        // New plugins: 400 + channel_not_found lets the plugin fall back to
+        // its local choice (wire §7.2); old ones get the reference's 200.
+        return ChannelSelfAnswer::refuse(if new_plugin {
+            not_found.with_status(400)
+        } else {
+            not_found
         });
-        if let Some(channel) = requested.or_else(|| public_channel(release, req.platform)) {
-            return ChannelSelfAnswer::ok(json!({
-                "channel": channel.name,
-                "status": "default",
-                "allowSet": true,
-            }));
-        }
-        // 400 + channel_not_found lets the plugin fall back to its local choice (wire §7.2).
-        return ChannelSelfAnswer::refuse(
-            DeviceError::flat("channel_not_found", "Cannot find channel").with_status(400),
-        );
-    }
-
-    // Old plugins (§3.3).
-    let overridden =
-        device_override(release, &req.device_id).and_then(|o| release.channel_by_id(o.channel_id));
-    if let Some(channel) = overridden {
-        return ChannelSelfAnswer::ok(json!({
-            "channel": channel.name,
-            "status": "override",
-            "allowSet": channel.allow_device_self_set,
-        }));
-    }
-    let found = match default_channel {
-        Some(dc) => channel_named(release, dc),
-        None => public_channel(release, req.platform),
     };
-    match found {
-        Some(channel) => ChannelSelfAnswer::ok(json!({
-            "channel": channel.name,
+    let body = match (on.source, new_plugin) {
+        (ChannelSource::Override, _) => json!({
+            "channel": on.channel.name,
+            "status": "override",
+            "allowSet": on.channel.allow_device_self_set,
+        }),
+        (_, true) => json!({
+            "channel": on.channel.name,
             "status": "default",
-        })),
-        None => ChannelSelfAnswer::refuse(DeviceError::flat(
-            "channel_not_found",
-            "Cannot find channel",
-        )),
-    }
+            "allowSet": true,
+        }),
+        (_, false) => json!({
+            "channel": on.channel.name,
+            "status": "default",
+        }),
+    };
+    ChannelSelfAnswer::ok(body)
 }
 
 /// DELETE: remove the device's channel.

@@ -53,7 +53,8 @@ impl RefusalKind {
     }
 
     /// The reference's classification (§1.5 notes), plus Updraft's
-    /// `encryption_required`, which is a deliberate block like a key mismatch.
+    /// `encryption_required` and `bundle_deleted`, deliberate blocks like a
+    /// key mismatch (`failed` would make the device send a `download_fail`).
     pub fn of(code: &str) -> RefusalKind {
         match code {
             "no_new_version_available" | "already_on_builtin" => RefusalKind::UpToDate,
@@ -72,6 +73,7 @@ impl RefusalKind {
             | "disable_emulator"
             | "key_id_mismatch"
             | "encryption_required"
+            | "bundle_deleted"
             | "device_not_targeted"
             | "provider_infrastructure_request_blocked" => RefusalKind::Blocked,
             _ => RefusalKind::Failed,
@@ -126,48 +128,129 @@ fn bundle_target(release: &ReleaseConfig, id: i64) -> Option<Target<'_>> {
     }
 }
 
-/// Channel resolution (§1.3): a device override wins (no visibility filter);
-/// else the named `defaultChannel`, which must be enabled for the platform and
-/// public or self-assignable, with no fallback; else the platform's public
-/// channel. Channels whose bundle is deleted are skipped. `device_id` is
-/// lower-case, as parsed requests and the override keys both are.
+/// How a device reached its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelSource {
+    /// A device override (an admin's, or an old plugin's self-assignment).
+    Override,
+    /// The `defaultChannel` the device sent: a channel it may use.
+    DefaultChannel,
+    /// The platform's public channel: no `defaultChannel`, or one the device
+    /// may not use (any more).
+    Public,
+}
+
+/// The channel a device is on, before its bundle is looked at.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceChannel<'a> {
+    pub channel: &'a Channel,
+    pub source: ChannelSource,
+}
+
+/// Whether a device may ask for `channel` by name in its `defaultChannel`.
+fn usable_by_name(channel: &Channel, platform: Platform) -> bool {
+    channel.allows_platform(platform) && (channel.public || channel.allow_device_self_set)
+}
+
+/// The one channel rule, shared by `/updates`, `PUT /channel_self` and stats
+/// attribution (§1.3, with one deliberate difference):
+/// 1. a device override wins (no visibility filter), unless its channel's
+///    bundle is deleted (the reference then ignores it);
+/// 2. else the named `defaultChannel`, when it is enabled for the platform and
+///    public or self-assignable;
+/// 3. else the platform's public channel. Unlike the reference, this also
+///    covers a `defaultChannel` the device may not use: the plugin stores the
+///    channel of every `getChannel()` answer, so a device that asked while
+///    `production` was public sends `defaultChannel: "production"` for ever,
+///    and must follow the public channel when it moves instead of being
+///    stranded on `no_channel`.
+///
+/// `release.channels` is ordered by (name, id), the reference's ORDER BY.
+/// `device_id` is lower-case, as parsed requests and the override keys both are.
+pub fn device_channel<'a>(
+    release: &'a ReleaseConfig,
+    device_id: &str,
+    platform: Platform,
+    default_channel: Option<&str>,
+) -> Option<DeviceChannel<'a>> {
+    let overridden = release
+        .overrides
+        .get(device_id)
+        .and_then(|o| release.channel_by_id(o.channel_id))
+        .filter(|channel| channel_target(release, channel).is_some());
+    if let Some(channel) = overridden {
+        return Some(DeviceChannel {
+            channel,
+            source: ChannelSource::Override,
+        });
+    }
+    let requested = default_channel
+        .filter(|name| !name.is_empty())
+        .and_then(|name| {
+            first_live(
+                release,
+                release
+                    .channels
+                    .iter()
+                    .filter(|c| c.name == name && usable_by_name(c, platform)),
+            )
+        });
+    if let Some(channel) = requested {
+        return Some(DeviceChannel {
+            channel,
+            source: ChannelSource::DefaultChannel,
+        });
+    }
+    first_live(
+        release,
+        release
+            .channels
+            .iter()
+            .filter(|c| c.public && c.allows_platform(platform)),
+    )
+    .map(|channel| DeviceChannel {
+        channel,
+        source: ChannelSource::Public,
+    })
+}
+
+/// The first candidate whose bundle is live, else the first candidate (its
+/// deleted bundle is then refused plainly rather than skipped to `no_channel`).
+fn first_live<'a>(
+    release: &ReleaseConfig,
+    mut candidates: impl Iterator<Item = &'a Channel> + Clone,
+) -> Option<&'a Channel> {
+    candidates
+        .clone()
+        .find(|c| channel_target(release, c).is_some())
+        .or_else(|| candidates.next())
+}
+
+/// Why a device has no channel to be served from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unresolved<'a> {
+    /// No override, no usable `defaultChannel`, no public channel.
+    NoChannel,
+    /// The device's channel points at a bundle that was deleted.
+    BundleDeleted(&'a Channel),
+}
+
+/// The device's channel ([`device_channel`]) with what it points at.
 pub fn resolve_channel<'a>(
     release: &'a ReleaseConfig,
     device_id: &str,
     platform: Platform,
     default_channel: Option<&str>,
-) -> Option<ResolvedChannel<'a>> {
-    let by_override = release
-        .overrides
-        .get(device_id)
-        .and_then(|o| release.channel_by_id(o.channel_id))
-        .and_then(|channel| {
-            channel_target(release, channel).map(|target| ResolvedChannel {
-                channel,
-                target,
-                via_override: true,
-            })
-        });
-    if by_override.is_some() {
-        return by_override;
-    }
-    let requested = default_channel.filter(|name| !name.is_empty());
-    // `release.channels` is already ordered by (name, id), the reference's ORDER BY.
-    release
-        .channels
-        .iter()
-        .filter(|c| c.allows_platform(platform))
-        .filter(|c| match requested {
-            Some(name) => c.name == name && (c.public || c.allow_device_self_set),
-            None => c.public,
-        })
-        .find_map(|channel| {
-            channel_target(release, channel).map(|target| ResolvedChannel {
-                channel,
-                target,
-                via_override: false,
-            })
-        })
+) -> Result<ResolvedChannel<'a>, Unresolved<'a>> {
+    let on = device_channel(release, device_id, platform, default_channel)
+        .ok_or(Unresolved::NoChannel)?;
+    let target =
+        channel_target(release, on.channel).ok_or(Unresolved::BundleDeleted(on.channel))?;
+    Ok(ResolvedChannel {
+        channel: on.channel,
+        target,
+        via_override: on.source == ChannelSource::Override,
+    })
 }
 
 /// The channel's rollout bundle when the device is selected for the rollout
@@ -211,6 +294,38 @@ fn app_not_found(app_id: &str) -> DeviceError {
 
 fn no_channel() -> DeviceError {
     DeviceError::flat("no_channel", "no default channel or override")
+}
+
+/// The device's channel serves a bundle that was deleted (deleting a served
+/// bundle needs `force`): a deliberate block, not a failure the device retries.
+fn bundle_deleted(release: &ReleaseConfig, channel: &Channel) -> DeviceError {
+    let bundle = channel
+        .bundle_id
+        .and_then(|id| release.bundle(id))
+        .map(|b| b.name.as_str());
+    let what = match bundle {
+        Some(name) => format!("bundle {name}, which was deleted"),
+        None => "a bundle that was deleted".to_string(),
+    };
+    let error = DeviceError::flat(
+        "bundle_deleted",
+        format!(
+            "Channel \"{}\" serves {what}. Point the channel at another bundle.",
+            channel.name
+        ),
+    )
+    .with("channel", channel.name.as_str());
+    match bundle {
+        Some(name) => error.with("version", name),
+        None => error,
+    }
+}
+
+fn unresolved(release: &ReleaseConfig, why: Unresolved<'_>) -> DeviceError {
+    match why {
+        Unresolved::NoChannel => no_channel(),
+        Unresolved::BundleDeleted(channel) => bundle_deleted(release, channel),
+    }
 }
 
 fn no_bundle() -> DeviceError {
@@ -478,9 +593,9 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
         ));
     }
     let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
-    let Some(resolved) = resolve_channel(release, &req.device_id, req.platform, default_channel)
-    else {
-        return refuse(no_channel());
+    let resolved = match resolve_channel(release, &req.device_id, req.platform, default_channel) {
+        Ok(resolved) => resolved,
+        Err(why) => return refuse(unresolved(release, why)),
     };
     let resolved = choose_target(release, resolved, req);
     let target_name = resolved.target.name();
@@ -609,12 +724,12 @@ pub fn answer_manifest_size(
             let resolved = resolve_channel(release, &req.device_id, req.platform, default_channel)
                 .map(|resolved| choose_target(release, resolved, req));
             match resolved {
-                None => return refuse(no_channel()),
-                Some(ResolvedChannel {
+                Err(why) => return refuse(unresolved(release, why)),
+                Ok(ResolvedChannel {
                     target: Target::Bundle(bundle),
                     ..
                 }) => Some(bundle),
-                Some(_) => None,
+                Ok(_) => None,
             }
         }
     };

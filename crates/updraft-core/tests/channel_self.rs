@@ -265,12 +265,20 @@ fn set_new_plugin_missing_version_counts_as_new() {
 }
 
 #[test]
-fn set_new_plugin_public_channel_answers_unset() {
+fn set_new_plugin_public_channel_is_stored_like_any_other() {
+    // `unset: true` would send a beta build (config defaultChannel "beta")
+    // back to beta: the plugin must store the channel it asked for.
     let release = Release::standard().edit_channel(1, |c| c.allow_device_self_set = true);
+    let answer = answer_channel_set(&set_request(NEW_PLUGIN, "production"), &release.0);
+    assert_eq!(answer, ok(json!({"status": "ok", "allowSet": true})));
+    assert!(answer.body.get("unset").is_none());
+    let from_beta = ChannelSelfRequest {
+        default_channel: Some("beta".into()),
+        ..set_request(NEW_PLUGIN, "production")
+    };
     assert_eq!(
-        answer_channel_set(&set_request(NEW_PLUGIN, "production"), &release.0),
-        ok(json!({"unset": true, "status": "ok",
-                  "message": "production is the public channel: devices use it without being pinned"}))
+        answer_channel_set(&from_beta, &release.0),
+        ok(json!({"status": "ok", "allowSet": true}))
     );
 }
 
@@ -415,19 +423,23 @@ fn get_old_plugin_reference_steps() {
         ok(json!({"channel": "internal", "status": "override", "allowSet": false}))
     );
     let release = Release::standard();
-    // The named channel is returned without platform or visibility checks.
     assert_eq!(
-        answer_channel_get(&get_request(OLD_PLUGIN, Some("internal")), &release.0),
-        ok(json!({"channel": "internal", "status": "default"}))
+        answer_channel_get(&get_request(OLD_PLUGIN, Some("beta")), &release.0),
+        ok(json!({"channel": "beta", "status": "default"}))
     );
     assert_eq!(
         answer_channel_get(&get_request(OLD_PLUGIN, None), &release.0),
         ok(json!({"channel": "production", "status": "default"}))
     );
-    assert_eq!(
-        answer_channel_get(&get_request(OLD_PLUGIN, Some("staging")), &release.0),
-        ok(json!({"error": "channel_not_found", "message": "Cannot find channel"}))
-    );
+    // Deliberately unlike the reference (which names "internal" and refuses
+    // "staging"): the channel `/updates` serves, for old plugins too.
+    for dc in ["internal", "staging"] {
+        assert_eq!(
+            answer_channel_get(&get_request(OLD_PLUGIN, Some(dc)), &release.0),
+            ok(json!({"channel": "production", "status": "default"})),
+            "{dc}"
+        );
+    }
     let no_public = Release::empty().channel(channel(3, "internal"));
     assert_eq!(
         answer_channel_get(&get_request(OLD_PLUGIN, None), &no_public.0),

@@ -540,13 +540,7 @@ fn no_channel_when_nothing_resolves() {
         android: false,
         ..public_channel(1, "production", Some(10))
     });
-    let deleted_public = Release::new()
-        .bundle(Bundle {
-            deleted: true,
-            ..bundle(10, "1.0.1")
-        })
-        .channel(public_channel(1, "production", Some(10)));
-    for release in [&only_private, &ios_only_public, &deleted_public] {
+    for release in [&only_private, &ios_only_public] {
         let answer = answer(&request(), release);
         assert_eq!(answer.body, no_channel_body());
         assert_eq!(answer.outcome, "no_channel");
@@ -554,7 +548,9 @@ fn no_channel_when_nothing_resolves() {
 }
 
 #[test]
-fn named_default_channel_has_no_fallback_to_public() {
+fn a_default_channel_the_device_may_not_use_falls_back_to_public() {
+    // Deliberately unlike the reference (no_channel): the plugin persists the
+    // channel of every getChannel() answer, so such a name must not strand it.
     let release = Release::standard()
         .bundle(bundle(11, "1.1.0"))
         .channel(channel(2, "private", Some(11)))
@@ -568,8 +564,76 @@ fn named_default_channel_has_no_fallback_to_public() {
             default_channel: Some(dc.into()),
             ..request()
         };
-        assert_eq!(answer(&req, &release).body, no_channel_body(), "{dc}");
+        let answer = answer(&req, &release);
+        assert_eq!(answer.offered_version.as_deref(), Some("1.0.1"), "{dc}");
+        assert_success_shape(&answer.body);
     }
+}
+
+#[test]
+fn a_stored_public_channel_name_follows_the_public_channel_when_it_moves() {
+    // The device called getChannel() while production was public and sends
+    // defaultChannel "production" for ever; then stable becomes public.
+    let moved = Release::new()
+        .bundle(bundle(10, "1.0.1"))
+        .bundle(bundle(11, "1.0.2"))
+        .channel(channel(1, "production", Some(10)))
+        .channel(public_channel(2, "stable", Some(11)));
+    let req = UpdateRequest {
+        default_channel: Some("production".into()),
+        ..request()
+    };
+    assert_eq!(
+        answer(&req, &moved).offered_version.as_deref(),
+        Some("1.0.2")
+    );
+    // A name that is still usable keeps working exactly as before.
+    let still_self_assignable = Release::new()
+        .bundle(bundle(10, "1.0.1"))
+        .bundle(bundle(11, "1.0.2"))
+        .channel(Channel {
+            allow_device_self_set: true,
+            ..channel(1, "production", Some(10))
+        })
+        .channel(public_channel(2, "stable", Some(11)));
+    assert_eq!(
+        answer(&req, &still_self_assignable)
+            .offered_version
+            .as_deref(),
+        Some("1.0.1")
+    );
+}
+
+#[test]
+fn a_channel_on_a_deleted_bundle_is_refused_plainly() {
+    let deleted_public = Release::new()
+        .bundle(Bundle {
+            deleted: true,
+            ..bundle(10, "1.0.1")
+        })
+        .channel(public_channel(1, "production", Some(10)));
+    let answer = answer(&request(), &deleted_public);
+    assert_eq!(
+        answer.body,
+        json!({
+            "error": "bundle_deleted",
+            "message": "Channel \"production\" serves bundle 1.0.1, which was deleted. Point the channel at another bundle.",
+            "channel": "production",
+            "version": "1.0.1",
+            "kind": "blocked",
+        })
+    );
+    assert_eq!(answer.outcome, "bundle_deleted");
+    // A bundle the release no longer knows at all.
+    let unknown = Release::new().channel(public_channel(1, "production", Some(99)));
+    assert_eq!(
+        answer_of(&unknown)["message"],
+        "Channel \"production\" serves a bundle that was deleted. Point the channel at another bundle."
+    );
+}
+
+fn answer_of(release: &Release) -> Value {
+    answer(&request(), release).body
 }
 
 #[test]

@@ -124,14 +124,23 @@ async fn private_channels_refuse_self_assignment() {
     assert_eq!(b["error"], "channel_not_found", "{b}");
     let (_, b) = s.post("/channel_self", &device_body()).await;
     assert_eq!(b["error"], "missing_channel", "{b}");
-    // And a device asking for it on /updates does not get it.
+    // And a device asking for it on /updates does not get it: it is served
+    // from the public channel, as getChannel() says.
     let (_, b) = s
         .post(
             "/updates",
             &with(device_body(), json!({"defaultChannel": "beta"})),
         )
         .await;
-    assert_refusal(&b, "no_channel", "failed");
+    assert_eq!(b["version"], "1.1.0", "{b}");
+    let (_, b) = s
+        .request(
+            Method::PUT,
+            "/channel_self",
+            Some(&with(device_body(), json!({"defaultChannel": "beta"}))),
+        )
+        .await;
+    assert_eq!(b["channel"], "production", "{b}");
 }
 
 #[tokio::test]
@@ -184,5 +193,89 @@ async fn channel_self_for_an_unknown_app_is_app_not_found() {
         (st, b["error"].as_str()),
         (404, Some("app_not_found")),
         "{b}"
+    );
+}
+
+#[tokio::test]
+async fn set_channel_to_the_public_channel_is_stored_by_the_device() {
+    let s = Server::start().await;
+    s.seed("1.1.0").await;
+    let (st, b) = s
+        .patch_production(json!({"allow_device_self_set": true}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    // A beta build (config defaultChannel "beta") asks for production: the
+    // hosted service's answer, so the plugin stores "production". `unset`
+    // would send it back to its config's "beta".
+    let (st, b) = s
+        .post(
+            "/channel_self",
+            &with(
+                device_body(),
+                json!({"channel": "production", "defaultChannel": "beta"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(b, json!({"status": "ok", "allowSet": true}));
+}
+
+/// Sends the same body to `/updates` and `PUT /channel_self`: the version
+/// offered to a device on the native bundle, and the channel getChannel() names.
+pub async fn both_endpoints(s: &Server, body: &Value) -> (Value, Value) {
+    let device = with(body.clone(), json!({"version_name": "builtin"}));
+    let (st, update) = s.post("/updates", &device).await;
+    assert_eq!(st, 200, "{update}");
+    let (st, get) = s.request(Method::PUT, "/channel_self", Some(body)).await;
+    assert_eq!(st, 200, "{get}");
+    (update["version"].clone(), get["channel"].clone())
+}
+
+#[tokio::test]
+async fn a_device_that_stored_the_public_channel_follows_it_when_it_moves() {
+    let s = Server::start().await;
+    s.seed("1.1.0").await;
+    s.bundle("1.2.0").await;
+    // getChannel() while production is public: the plugin stores the answer.
+    let (_, get) = s
+        .request(Method::PUT, "/channel_self", Some(&device_body()))
+        .await;
+    assert_eq!(get["channel"], "production", "{get}");
+    let stored = with(device_body(), json!({"defaultChannel": "production"}));
+    assert_eq!(
+        both_endpoints(&s, &stored).await,
+        (json!("1.1.0"), json!("production"))
+    );
+    // The team makes stable the public channel (production is demoted: neither
+    // public nor self-assignable any more).
+    let (st, b) = s
+        .api(
+            Method::POST,
+            &format!("/api/v1/apps/{APP}/channels"),
+            Some(&json!({"name": "stable", "public": true, "bundle": "1.2.0"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let (_, production) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/channels/production"),
+            None,
+        )
+        .await;
+    assert_eq!(production["public"], false, "{production}");
+    // Both endpoints agree: the device follows the public channel, no no_channel.
+    assert_eq!(
+        both_endpoints(&s, &stored).await,
+        (json!("1.2.0"), json!("stable"))
+    );
+    // A stored name the device may still use keeps working as before.
+    let (st, b) = s
+        .patch_production(json!({"allow_device_self_set": true}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        both_endpoints(&s, &stored).await,
+        (json!("1.1.0"), json!("production"))
     );
 }

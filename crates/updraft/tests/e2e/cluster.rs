@@ -309,3 +309,37 @@ async fn apikey_create_follows_the_database_of_updraft_toml() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_stored_public_channel_follows_the_move_on_every_node() {
+    use crate::channel_self::both_endpoints;
+    let shared = Shared::new().await;
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let key = shared.admin_key(&dirs.path().join("cli"));
+    let a = shared.node(&dirs.path().join("a"), &key);
+    let b = shared.node(&dirs.path().join("b"), &key);
+    a.cli_ok(&["app", "add", APP]);
+    upload(&a, "1.0.1", "<p>one</p>");
+    upload(&a, "1.1.0", "<p>two</p>");
+    a.cli_ok(&["channel", "add", "production", APP, "--default"]);
+    a.cli_ok(&["channel", "set", "production", APP, "--bundle", "1.0.1"]);
+    let stored = with(device_body(), json!({"defaultChannel": "production"}));
+    within(Duration::from_secs(2), "B serves production", || async {
+        both_endpoints(&b, &stored).await == (json!("1.0.1"), json!("production"))
+    })
+    .await;
+    // Through A, stable becomes the public channel; B answers the device that
+    // stored "production" from stable on both endpoints.
+    a.cli_ok(&["channel", "add", "stable", APP, "--default"]);
+    a.cli_ok(&["channel", "set", "stable", APP, "--bundle", "1.1.0"]);
+    within(
+        Duration::from_secs(2),
+        "B follows the public channel",
+        || async { both_endpoints(&b, &stored).await == (json!("1.1.0"), json!("stable")) },
+    )
+    .await;
+    assert_eq!(
+        both_endpoints(&a, &stored).await,
+        (json!("1.1.0"), json!("stable"))
+    );
+}

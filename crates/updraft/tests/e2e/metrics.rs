@@ -170,10 +170,13 @@ async fn metrics_count_requests_by_route_template_and_update_outcomes() {
         .await;
     assert_eq!(st, 200);
     assert_refusal(&b, "no_new_version_available", "up_to_date");
+    // No public channel for Electron: nothing to resolve.
+    let (st, b) = s.patch_production(json!({"electron": false})).await;
+    assert_eq!(st, 200, "{b}");
     let (st, b) = s
         .post(
             "/plugin/updates",
-            &with(device_body(), json!({"defaultChannel": "staging"})),
+            &with(device_body(), json!({"platform": "electron"})),
         )
         .await;
     assert_eq!(st, 200);

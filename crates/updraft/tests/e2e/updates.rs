@@ -57,15 +57,19 @@ async fn refusals_carry_kind_and_http_200() {
         .await;
     assert_eq!(st, 200);
     assert_refusal(&b, "no_new_version_available", "up_to_date");
-    // A named channel that does not exist: no fallback to the public one.
+    // A named channel that does not exist falls back to the public one
+    // (docs/device-api.md: a stored defaultChannel must not strand a device).
     let (st, b) = s
         .post(
             "/updates",
-            &with(device_body(), json!({"defaultChannel": "staging"})),
+            &with(
+                device_body(),
+                json!({"defaultChannel": "staging", "version_name": "1.1.0"}),
+            ),
         )
         .await;
     assert_eq!(st, 200);
-    assert_refusal(&b, "no_channel", "failed");
+    assert_refusal(&b, "no_new_version_available", "up_to_date");
     // Unknown app: Updraft answers app_not_found with HTTP 200.
     let (st, b) = s
         .post(
