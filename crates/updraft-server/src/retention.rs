@@ -1,7 +1,10 @@
-//! Raw stats events are kept for a configurable number of days (by arrival);
-//! the rollups built from them are kept for good. A background task deletes
-//! what is older in small batches, pausing between them so ingest (which
-//! shares SQLite's single write lock) never waits long.
+//! Raw stats events are kept for a configurable number of days (by arrival),
+//! and so is what grows with device traffic beside them: the per-device day
+//! rows, the rollouts' per-minute health rows and finished webhook
+//! deliveries. The daily rollups, the audit log, channel history and
+//! rollout decisions (one row per change, not per check) are kept for good.
+//! A background task deletes what is older in small batches, pausing between
+//! them so ingest (which shares SQLite's single write lock) never waits long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,8 @@ const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(20);
 pub struct RetentionPass {
     pub events: u64,
     pub device_days: u64,
+    pub health_minutes: u64,
+    pub deliveries: u64,
 }
 
 /// Deletes raw events received more than `retention_days` before `now`, and
@@ -30,28 +35,31 @@ pub async fn run_once(
 ) -> StoreResult<RetentionPass> {
     let cutoff = now - i64::from(retention_days.max(1)) * MILLIS_PER_DAY;
     let cutoff_day = day_of(cutoff);
-    let mut pass = RetentionPass::default();
+    Ok(RetentionPass {
+        events: in_batches(|| store.delete_events_received_before(cutoff, BATCH_ROWS)).await?,
+        device_days: in_batches(|| store.delete_device_days_before(&cutoff_day, BATCH_ROWS))
+            .await?,
+        health_minutes: in_batches(|| store.delete_health_before(cutoff, BATCH_ROWS)).await?,
+        deliveries: in_batches(|| store.delete_finished_deliveries_before(cutoff, BATCH_ROWS))
+            .await?,
+    })
+}
+
+/// Repeats one batched delete until it deletes nothing; the total deleted.
+async fn in_batches<F, Fut>(mut delete_batch: F) -> StoreResult<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<u64>>,
+{
+    let mut total = 0;
     loop {
-        let deleted = store
-            .delete_events_received_before(cutoff, BATCH_ROWS)
-            .await?;
-        pass.events += deleted;
+        let deleted = delete_batch().await?;
+        total += deleted;
         if deleted == 0 {
-            break;
+            return Ok(total);
         }
         tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
     }
-    loop {
-        let deleted = store
-            .delete_device_days_before(&cutoff_day, BATCH_ROWS)
-            .await?;
-        pass.device_days += deleted;
-        if deleted == 0 {
-            break;
-        }
-        tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
-    }
-    Ok(pass)
 }
 
 /// Runs a pass at start and then every `every`.
@@ -65,8 +73,10 @@ pub fn spawn(store: Arc<dyn Store>, retention_days: u32, every: Duration) -> Joi
                 Ok(pass) if pass != RetentionPass::default() => tracing::info!(
                     events = pass.events,
                     device_days = pass.device_days,
+                    health_minutes = pass.health_minutes,
+                    deliveries = pass.deliveries,
                     retention_days,
-                    "old raw stats deleted"
+                    "old raw stats, health minutes and deliveries deleted"
                 ),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "stats retention pass failed; will retry"),
@@ -120,7 +130,8 @@ mod tests {
             pass,
             RetentionPass {
                 events: 12_000,
-                device_days: 10
+                device_days: 10,
+                ..RetentionPass::default()
             }
         );
         let left = store
@@ -136,5 +147,87 @@ mod tests {
             run_once(&store, now, 30).await.unwrap(),
             RetentionPass::default()
         );
+    }
+
+    /// Forty days of rollout traffic and webhook deliveries with a pass each
+    /// day: the health minutes and finished deliveries stay within the
+    /// retention instead of growing with every day.
+    #[tokio::test]
+    async fn health_minutes_and_deliveries_stay_bounded() {
+        use updraft_store::{AppStore, DeliveryAttempt, NewWebhook, RolloutStore, WebhookStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let app = "com.example.app";
+        store.create_app(app, "Example", 0).await.unwrap();
+        let hook = store
+            .create_webhook(NewWebhook {
+                app_id: Some(app.into()),
+                url: "https://hooks.example.com/a".into(),
+                secret: "whsec_test".into(),
+                events: Vec::new(),
+                enabled: true,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        let start = 1_767_225_600_000;
+        let retention_days = 10;
+        let channel = Some("production".to_string());
+        let installs_kept = |now: Millis| {
+            let store = &store;
+            async move {
+                store
+                    .rollout_health(app, "production", "1.1.0", 0, now + MILLIS_PER_DAY)
+                    .await
+                    .unwrap()
+            }
+        };
+        for day in 0..40 {
+            let now = start + day * MILLIS_PER_DAY;
+            // Each day: 3 installs in 3 different minutes, one delivery.
+            let events: Vec<StatsEvent> = (0..3)
+                .map(|i| StatsEvent {
+                    action: "set".into(),
+                    version_name: "1.1.0".into(),
+                    ..event(&format!("d{i}"), now + i * 60_000)
+                })
+                .collect();
+            store
+                .ingest_stats(StatsIngest {
+                    events: &events,
+                    channels: &[channel.clone(), channel.clone(), channel.clone()],
+                    ..StatsIngest::default()
+                })
+                .await
+                .unwrap();
+            let delivery = store
+                .enqueue_event(app, "bundle.uploaded", "{}", now)
+                .await
+                .unwrap()
+                .remove(0);
+            store
+                .record_delivery_attempt(DeliveryAttempt {
+                    delivery_id: delivery.id,
+                    at: now,
+                    succeeded: true,
+                    status_code: Some(200),
+                    error: None,
+                    retry_at: 0,
+                    max_attempts: 3,
+                })
+                .await
+                .unwrap();
+            run_once(&store, now + 3 * 60_000, retention_days)
+                .await
+                .unwrap();
+            let kept_days = (day + 1).min(i64::from(retention_days));
+            assert_eq!(
+                installs_kept(now).await.installs,
+                3 * kept_days,
+                "day {day}"
+            );
+            let deliveries = store.list_deliveries(hook.id, 1000).await.unwrap();
+            assert_eq!(deliveries.len() as i64, kept_days, "day {day}");
+        }
     }
 }

@@ -487,6 +487,14 @@ pub trait WebhookStore: Send + Sync {
         webhook_id: i64,
         limit: i64,
     ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Prunes up to `max_rows` finished (succeeded or failed) deliveries
+    /// created before `before`; pending ones stay however old. Returns how
+    /// many went.
+    async fn delete_finished_deliveries_before(
+        &self,
+        before: Millis,
+        max_rows: i64,
+    ) -> StoreResult<u64>;
 }
 
 #[async_trait]

@@ -72,6 +72,7 @@ pg_suite!(
     suite_webhook_delete_cascades,
     suite_webhook_fan_out,
     suite_webhook_retries,
+    suite_webhook_finished_deliveries_are_pruned,
 );
 
 /// A day in the middle of 2026, so every event falls on one UTC day.

@@ -65,6 +65,7 @@ sqlite_suite!(
 sqlite_suite!(
     suite_webhook_fan_out,
     suite_webhook_retries,
+    suite_webhook_finished_deliveries_are_pruned,
     suite_webhook_delete_cascades,
 );
 

@@ -287,4 +287,24 @@ impl WebhookStore for EngineStore {
         .map(delivery)
         .collect()
     }
+
+    async fn delete_finished_deliveries_before(
+        &self,
+        before: Millis,
+        max_rows: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE id IN \
+             (SELECT id FROM webhook_deliveries \
+              WHERE status <> 'pending' AND created_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(before)
+        .bind(max_rows.max(1))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
 }

@@ -304,3 +304,65 @@ pub async fn suite_webhook_delete_cascades<S: Store>(s: &S) {
         Err(StoreError::NotFound("webhook"))
     ));
 }
+
+pub async fn suite_webhook_finished_deliveries_are_pruned<S: Store>(s: &S) {
+    two_apps(s).await;
+    let hook = s
+        .create_webhook(new_webhook(Some(APP), "https://hooks.example.com/a", &[]))
+        .await
+        .unwrap();
+    let enqueue = |at: i64| async move {
+        s.enqueue_event(APP, "bundle.uploaded", "{}", at)
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    let succeeded = enqueue(1_000).await;
+    s.record_delivery_attempt(DeliveryAttempt {
+        delivery_id: succeeded.id,
+        at: 1_100,
+        succeeded: true,
+        status_code: Some(200),
+        error: None,
+        retry_at: 0,
+        max_attempts: 3,
+    })
+    .await
+    .unwrap();
+    let failed = enqueue(2_000).await;
+    s.record_delivery_attempt(failure(failed.id, 2_000, 2_100, 1))
+        .await
+        .unwrap();
+    let still_pending = enqueue(3_000).await;
+    let recent = enqueue(9_000).await;
+    s.record_delivery_attempt(failure(recent.id, 9_000, 9_100, 1))
+        .await
+        .unwrap();
+
+    // Finished before 5_000: one per call with a limit of 1, then none.
+    assert_eq!(
+        s.delete_finished_deliveries_before(5_000, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_finished_deliveries_before(5_000, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_finished_deliveries_before(5_000, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // A pending delivery stays however old; newer finished ones stay.
+    let left: Vec<i64> = s
+        .list_deliveries(hook.id, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(left, vec![recent.id, still_pending.id]);
+}
