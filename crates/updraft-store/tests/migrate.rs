@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tempfile::TempDir;
 use updraft_core::model::{
     AutoPausePolicy, AutoUpdatePolicy, ChangeContext, ChannelPatch, DeviceSighting, ManifestFile,
-    NativePackage, OverrideSource, Platform, RampPlan, Role, Rollout, RolloutDecision,
-    ScheduledAction, StatsEvent, Targeting,
+    NativePackage, Observed, ObservedAt, OverrideSource, Platform, RampPlan, Role, Rollout,
+    RolloutDecision, ScheduledAction, StatsEvent, Targeting,
 };
 use updraft_store::blob::{BlobStore, LocalBlobStore, ObjectBlobStore};
 use updraft_store::migrate::{
@@ -62,6 +62,7 @@ fn sighting(app_id: &str, device_id: &str, seen_at: i64, version: &str) -> Devic
         last_offered_version: Some(version.to_string()),
         last_update_outcome: None,
         seen_at,
+        observed: Observed::all(ObservedAt::update_check(seen_at)),
     }
 }
 
