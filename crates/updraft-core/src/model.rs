@@ -580,7 +580,150 @@ pub struct DeviceSighting {
     pub last_offered_version: Option<String>,
     /// The outcome code of the last `/updates` (`get`, or an error code); `None` keeps it.
     pub last_update_outcome: Option<String>,
+    /// When the server received the request (its clock): `last_seen` is the
+    /// newest of these.
     pub seen_at: Millis,
+    /// When each group of the fields above was observed. Of two sightings of
+    /// a device, each field comes from the one observed last that carries it,
+    /// whatever order they are written in (see [`Observed`]).
+    pub observed: Observed,
+}
+
+/// Where an observation of a device falls in time, as an order key: twice
+/// the server-clock millisecond, plus one for a stats event. Of an update
+/// check and a stats event of the same millisecond, the stats event counts
+/// as the later: the plugin sends `set` after the check that offered the
+/// bundle, and the check's sighting waits in the registry buffer while the
+/// stats commit is written at once. `NEVER` (0) sorts before every
+/// observation.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ObservedAt(i64);
+
+impl ObservedAt {
+    pub const NEVER: ObservedAt = ObservedAt(0);
+
+    /// An `/updates` request the server received at `at`.
+    pub fn update_check(at: Millis) -> ObservedAt {
+        ObservedAt(at.max(0).saturating_mul(2))
+    }
+
+    /// A stats event the server places at `at` (see
+    /// `stats::anchor_observations`).
+    pub fn stats_event(at: Millis) -> ObservedAt {
+        ObservedAt(at.max(0).saturating_mul(2).saturating_add(1))
+    }
+
+    /// The order key, as the registry stores it.
+    pub fn key(self) -> i64 {
+        self.0
+    }
+
+    /// The server-clock millisecond.
+    pub fn millis(self) -> Millis {
+        self.0 / 2
+    }
+}
+
+/// When each group of a [`DeviceSighting`]'s fields was observed. The groups
+/// are what the two paths write differently: both `/updates` and stats
+/// events report the device facts; stats events that name another bundle
+/// (failures, downloads) say nothing of the running one; only `/updates`
+/// has an offer and an outcome, and an offer only when it offered something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// `platform`, `plugin_version`, `version_os`, `version_build`,
+    /// `version_code`, `custom_id`, `is_prod`, `is_emulator`,
+    /// `default_channel`, `key_id`, `install_source`.
+    pub facts: ObservedAt,
+    pub version_name: ObservedAt,
+    pub last_offered_version: ObservedAt,
+    pub last_update_outcome: ObservedAt,
+}
+
+impl Observed {
+    /// Every field observed at `at`.
+    pub fn all(at: ObservedAt) -> Observed {
+        Observed {
+            facts: at,
+            version_name: at,
+            last_offered_version: at,
+            last_update_outcome: at,
+        }
+    }
+}
+
+impl DeviceSighting {
+    /// Folds a sighting of the same device that arrived after this one into
+    /// it, so that writing the result equals writing both in order: each
+    /// field from the one observed last that carries it (a tie goes to
+    /// `later`), the device facts as a group, `seen_at` the newest.
+    pub fn merged_with(mut self, mut later: DeviceSighting) -> DeviceSighting {
+        fn pick<T>(
+            earlier: (Option<T>, ObservedAt),
+            later: (Option<T>, ObservedAt),
+        ) -> (Option<T>, ObservedAt) {
+            match (&earlier.0, &later.0) {
+                (_, None) => earlier,
+                (Some(_), Some(_)) if later.1 < earlier.1 => earlier,
+                _ => later,
+            }
+        }
+        let version_name = pick(
+            (self.version_name.take(), self.observed.version_name),
+            (later.version_name.take(), later.observed.version_name),
+        );
+        let offered = pick(
+            (
+                self.last_offered_version.take(),
+                self.observed.last_offered_version,
+            ),
+            (
+                later.last_offered_version.take(),
+                later.observed.last_offered_version,
+            ),
+        );
+        let outcome = pick(
+            (
+                self.last_update_outcome.take(),
+                self.observed.last_update_outcome,
+            ),
+            (
+                later.last_update_outcome.take(),
+                later.observed.last_update_outcome,
+            ),
+        );
+        let seen_at = self.seen_at.max(later.seen_at);
+        // The facts are one group, as the registry compares them: the other
+        // sighting fills in where the newer is silent only if it is older
+        // by arrival too (written after the newer one, it would not land).
+        let mut merged = if later.observed.facts >= self.observed.facts {
+            DeviceSighting {
+                plugin_version: later.plugin_version.or(self.plugin_version),
+                version_os: later.version_os.or(self.version_os),
+                version_build: later.version_build.or(self.version_build),
+                version_code: later.version_code.or(self.version_code),
+                custom_id: later.custom_id.or(self.custom_id),
+                key_id: later.key_id.or(self.key_id),
+                install_source: later.install_source.or(self.install_source),
+                ..later
+            }
+        } else {
+            self
+        };
+        (merged.version_name, merged.observed.version_name) = version_name;
+        (
+            merged.last_offered_version,
+            merged.observed.last_offered_version,
+        ) = offered;
+        (
+            merged.last_update_outcome,
+            merged.observed.last_update_outcome,
+        ) = outcome;
+        merged.seen_at = seen_at;
+        merged
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

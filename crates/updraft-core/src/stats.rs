@@ -17,7 +17,7 @@ mod body;
 mod legacy_oracle;
 
 use crate::error::DeviceError;
-use crate::model::{DeviceSighting, Millis, StatsEvent};
+use crate::model::{DeviceSighting, Millis, Observed, ObservedAt, StatsEvent};
 use crate::request::fields::{
     self, check_device_id, non_blank, non_empty, normalize_install_source, single_issue_error,
     Issues, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
@@ -28,7 +28,7 @@ use body::{EventFields, Field, Metadata, RawEvent};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub const MAX_EVENTS: usize = 1000;
 pub const MAX_ACTION_CHARS: usize = 64;
@@ -542,6 +542,7 @@ fn parse_event(event: &RawEvent, app_id: &str, now: Millis) -> StatsItem {
             last_offered_version: None,
             last_update_outcome: None,
             seen_at: now,
+            observed: Observed::all(ObservedAt::stats_event(now)),
         },
     })
 }
@@ -612,6 +613,54 @@ fn is_well_formed_action(action: &str) -> bool {
         && action
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'-'))
+}
+
+/// Places each event of a `/stats` body in the server's time for the device
+/// registry (`DeviceSighting::observed`; `sightings` parallel to `events`, as
+/// [`parse_stats_body`] gives them). A device's clock may be off by minutes:
+/// compared raw with the server-stamped update checks, a `set` from a phone
+/// running behind would lose to the check that came before it. So a device's
+/// newest event in the body counts as observed when the body arrived, and
+/// each other event that much earlier as its own timestamp says: the order
+/// within the body comes from the device, the order against update checks
+/// from arrival, and nothing is placed after its arrival. (A body the plugin
+/// held back, say offline, is placed later than it happened, so it can win
+/// over a check that came in between; the plugin sends each body within a
+/// second of its newest event otherwise.)
+pub fn anchor_observations(events: &[StatsEvent], sightings: &mut [DeviceSighting]) {
+    let Some(first) = events.first() else { return };
+    let one_device = events
+        .iter()
+        .all(|e| e.device_id == first.device_id && e.app_id == first.app_id);
+    let newest: HashMap<(&str, &str), Millis> = if one_device {
+        let newest = events
+            .iter()
+            .map(|e| e.timestamp)
+            .max()
+            .unwrap_or(first.timestamp);
+        HashMap::from([((first.app_id.as_str(), first.device_id.as_str()), newest)])
+    } else {
+        let mut newest = HashMap::new();
+        for e in events {
+            newest
+                .entry((e.app_id.as_str(), e.device_id.as_str()))
+                .and_modify(|n: &mut Millis| *n = (*n).max(e.timestamp))
+                .or_insert(e.timestamp);
+        }
+        newest
+    };
+    for (event, sighting) in events.iter().zip(sightings.iter_mut()) {
+        if sighting.device_id != event.device_id || sighting.app_id != event.app_id {
+            continue;
+        }
+        let newest = newest
+            .get(&(event.app_id.as_str(), event.device_id.as_str()))
+            .copied()
+            .unwrap_or(event.timestamp);
+        let lag = newest.saturating_sub(event.timestamp).max(0);
+        let at = event.received_at.saturating_sub(lag);
+        sighting.observed = Observed::all(ObservedAt::stats_event(at));
+    }
 }
 
 /// Whether an event's `version_name` is the bundle the device runs now:
@@ -772,8 +821,46 @@ mod tests {
                 last_offered_version: None,
                 last_update_outcome: None,
                 seen_at: NOW,
+                observed: Observed::all(ObservedAt::stats_event(NOW)),
             }
         );
+    }
+
+    #[test]
+    fn observations_are_anchored_at_arrival_in_the_devices_order() {
+        // A phone ten minutes behind sends `set`, then a ping 800 ms later.
+        let behind = NOW - 10 * 60 * 1000;
+        let other = "7e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c12";
+        let body = json!([
+            patched(event(), json!({"timestamp": behind - 800})),
+            patched(event(), json!({"action": "ping", "timestamp": behind})),
+            // Another device, a minute ahead, in the same body.
+            patched(
+                event(),
+                json!({"device_id": other, "timestamp": NOW + 60_000})
+            ),
+        ]);
+        let (events, mut sightings): (Vec<_>, Vec<_>) = parse_stats_body(&body, NOW)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|item| {
+                let parsed = item.unwrap();
+                (parsed.event, parsed.sighting)
+            })
+            .unzip();
+        anchor_observations(&events, &mut sightings);
+        let at: Vec<Observed> = sightings.iter().map(|s| s.observed).collect();
+        assert_eq!(at[0], Observed::all(ObservedAt::stats_event(NOW - 800)));
+        assert_eq!(at[1], Observed::all(ObservedAt::stats_event(NOW)));
+        assert_eq!(at[2], Observed::all(ObservedAt::stats_event(NOW)));
+        // The arrival stays `last_seen`; the events keep the device's time.
+        assert!(sightings.iter().all(|s| s.seen_at == NOW));
+        assert_eq!(events[0].timestamp, behind - 800);
+        // A stats event outranks an update check of the same millisecond.
+        assert!(ObservedAt::stats_event(NOW) > ObservedAt::update_check(NOW));
+        assert!(ObservedAt::update_check(NOW + 1) > ObservedAt::stats_event(NOW));
+        assert_eq!(ObservedAt::stats_event(NOW).millis(), NOW);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use updraft_core::channel_self::{self, ChannelSelfAnswer, OverrideEffect};
 use updraft_core::decision::{answer_manifest_size, answer_update};
 use updraft_core::error::DeviceError;
-use updraft_core::model::{DeviceSighting, Millis, OverrideSource};
+use updraft_core::model::{DeviceSighting, Millis, Observed, ObservedAt, OverrideSource};
 use updraft_core::request::{
     parse_channel_list_query, parse_channel_self_request, parse_json, parse_update_request,
     query_to_body, ChannelSelfMethod, UpdateRequest,
@@ -104,6 +104,7 @@ fn update_sighting(
         last_offered_version: offered.map(str::to_string),
         last_update_outcome: Some(outcome.to_string()),
         seen_at: now,
+        observed: Observed::all(ObservedAt::update_check(now)),
     }
 }
 

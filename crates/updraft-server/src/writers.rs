@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use updraft_core::analytics::attribute_channel;
-use updraft_core::model::{DeviceSighting, Millis, StatsEvent};
+use updraft_core::model::{DeviceSighting, Millis, ObservedAt, StatsEvent};
 use updraft_store::{StatsIngest, Store, StoreError, StoreResult};
 
 const REGISTRY_SHARDS: usize = 32;
@@ -34,15 +34,44 @@ fn rewrite_after(key: u64) -> Millis {
     UNCHANGED_REWRITE_AFTER_MS + (key % UNCHANGED_REWRITE_SPREAD_MS as u64) as Millis
 }
 
-/// Devices remembered per shard (24 bytes each, ~55 MB at most over all
+/// Devices remembered per shard (24 bytes each, written or fenced, ~55 MB at most over all
 /// shards); beyond that, sightings are simply written.
 const REMEMBERED_PER_SHARD: usize = 1 << 16;
 
 /// A device whose row this node wrote (or is writing): which fields, when.
+/// Or, with [`FENCED`], that the stats writer wrote the row with what it
+/// saw up to `seen_at`: a sighting observed no later than that may have lost
+/// fields to those (the registry keeps each field's newest observation), so
+/// writing it does not tell what the row holds.
 struct Written {
     key: u64,
     fingerprint: u64,
     seen_at: Millis,
+}
+
+/// The fingerprint of no sighting (see [`RegistryWriter::fingerprint`]).
+const FENCED: u64 = 0;
+
+/// The oldest observation among the fields a sighting carries.
+fn oldest_observation(sighting: &DeviceSighting) -> ObservedAt {
+    let observed = &sighting.observed;
+    let mut oldest = observed.facts;
+    for (carried, at) in [
+        (sighting.version_name.is_some(), observed.version_name),
+        (
+            sighting.last_offered_version.is_some(),
+            observed.last_offered_version,
+        ),
+        (
+            sighting.last_update_outcome.is_some(),
+            observed.last_update_outcome,
+        ),
+    ] {
+        if carried {
+            oldest = oldest.min(at);
+        }
+    }
+    oldest
 }
 
 #[derive(Default)]
@@ -75,7 +104,9 @@ impl Shard {
     /// Whether this node wrote exactly these fields for the device recently.
     fn written_recently(&self, key: u64, fingerprint: u64, seen_at: Millis) -> bool {
         self.written.find(key, |w| w.key == key).is_some_and(|w| {
-            w.fingerprint == fingerprint && seen_at - w.seen_at < rewrite_after(key)
+            w.fingerprint != FENCED
+                && w.fingerprint == fingerprint
+                && seen_at - w.seen_at < rewrite_after(key)
         })
     }
 
@@ -103,10 +134,17 @@ impl Shard {
         }
     }
 
-    fn remember(&mut self, key: u64, fingerprint: u64, seen_at: Millis) {
+    /// Notes that `sighting` (with `fingerprint`) is being written, unless
+    /// the stats writer wrote the row with newer observations (a fence).
+    fn remember(&mut self, key: u64, fingerprint: u64, sighting: &DeviceSighting) {
+        let seen_at = sighting.seen_at;
         if let Some(known) = self.written.find_mut(key, |w| w.key == key) {
-            known.fingerprint = fingerprint;
-            known.seen_at = seen_at;
+            let under_fence = known.fingerprint == FENCED
+                && oldest_observation(sighting) <= ObservedAt::stats_event(known.seen_at);
+            if !under_fence {
+                known.fingerprint = fingerprint;
+                known.seen_at = seen_at;
+            }
         } else if self.written.len() < REMEMBERED_PER_SHARD {
             self.written.insert_unique(
                 key,
@@ -132,23 +170,12 @@ pub struct RegistryWriter {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Folds a newer sighting into an older one so that writing the result equals
-/// writing both in order (see `DeviceSighting`'s field rules).
-fn merge_sighting(older: DeviceSighting, newer: DeviceSighting) -> DeviceSighting {
-    DeviceSighting {
-        plugin_version: newer.plugin_version.or(older.plugin_version),
-        version_os: newer.version_os.or(older.version_os),
-        version_build: newer.version_build.or(older.version_build),
-        version_code: newer.version_code.or(older.version_code),
-        version_name: newer.version_name.or(older.version_name),
-        custom_id: newer.custom_id.or(older.custom_id),
-        key_id: newer.key_id.or(older.key_id),
-        install_source: newer.install_source.or(older.install_source),
-        last_offered_version: newer.last_offered_version.or(older.last_offered_version),
-        last_update_outcome: newer.last_update_outcome.or(older.last_update_outcome),
-        seen_at: newer.seen_at.max(older.seen_at),
-        ..newer
-    }
+/// Folds a sighting that arrived later into an earlier one so that writing
+/// the result equals writing both in order: per field, the newest
+/// observation (see `DeviceSighting::merged_with`), as the registry upsert
+/// keeps it.
+fn merge_sighting(earlier: DeviceSighting, later: DeviceSighting) -> DeviceSighting {
+    earlier.merged_with(later)
 }
 
 impl RegistryWriter {
@@ -168,9 +195,9 @@ impl RegistryWriter {
         self.keys.hash_one((app_id, device_id))
     }
 
-    /// Every field but `seen_at`: sightings with equal fingerprints write the
+    /// Every field but the times: sightings with equal fingerprints write the
     /// same row values. (A separate hasher from the key's, so a key collision
-    /// alone cannot make two devices look alike.)
+    /// alone cannot make two devices look alike.) Never [`FENCED`].
     fn fingerprint(&self, sighting: &DeviceSighting) -> u64 {
         let DeviceSighting {
             app_id,
@@ -190,13 +217,14 @@ impl RegistryWriter {
             last_offered_version,
             last_update_outcome,
             seen_at: _,
+            observed: _,
         } = sighting;
         self.fingerprints.hash_one((
             (app_id, device_id, platform, plugin_version, version_os),
             (version_build, version_code, version_name, custom_id),
             (is_prod, is_emulator, default_channel, key_id),
             (install_source, last_offered_version, last_update_outcome),
-        ))
+        )) | 1
     }
 
     fn shard(&self, key: u64) -> MutexGuard<'_, Shard> {
@@ -222,12 +250,22 @@ impl RegistryWriter {
     }
 
     /// Someone else wrote these devices' rows (the stats writer): their next
-    /// sightings are written whatever this node wrote before.
+    /// sightings are written whatever this node wrote before, and a sighting
+    /// observed before these (pending, or noted late) is written but not
+    /// taken for the row's contents.
     pub fn forget(&self, sightings: &[DeviceSighting]) {
         for sighting in sightings {
             let key = self.key(&sighting.app_id, &sighting.device_id);
-            if let Ok(entry) = self.shard(key).written.find_entry(key, |w| w.key == key) {
-                entry.remove();
+            let fence = Written {
+                key,
+                fingerprint: FENCED,
+                seen_at: sighting.seen_at,
+            };
+            let mut shard = self.shard(key);
+            if let Some(known) = shard.written.find_mut(key, |w| w.key == key) {
+                *known = fence;
+            } else if shard.written.len() < REMEMBERED_PER_SHARD {
+                shard.written.insert_unique(key, fence, |w| w.key);
             }
         }
     }
@@ -259,7 +297,7 @@ impl RegistryWriter {
             // noted while this batch is being written must not be dropped
             // as unchanged against an older write.
             for (key, sighting) in drained {
-                shard.remember(key, self.fingerprint(&sighting), sighting.seen_at);
+                shard.remember(key, self.fingerprint(&sighting), &sighting);
                 batch.push(sighting);
             }
         }
@@ -489,8 +527,11 @@ impl StatsWriter {
             }
             None => Vec::new(),
         };
-        // One sighting per device from here on: a plugin's batch is one
-        // device, so the queue holds one instead of one per event.
+        // Each event's place in the server's time, then one sighting per
+        // device from here on: a plugin's batch is one device, so the queue
+        // holds one instead of one per event.
+        let mut sightings = sightings;
+        updraft_core::stats::anchor_observations(&events, &mut sightings);
         let sightings = coalesce_sightings(sightings);
         let (done, committed) = oneshot::channel();
         self.queue
@@ -512,6 +553,7 @@ impl StatsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use updraft_core::model::Observed;
 
     fn sighting(seen_at: i64) -> DeviceSighting {
         DeviceSighting {
@@ -532,6 +574,7 @@ mod tests {
             last_offered_version: Some("1.1.0".into()),
             last_update_outcome: Some("get".into()),
             seen_at,
+            observed: Observed::all(ObservedAt::update_check(seen_at)),
         }
     }
 
@@ -684,6 +727,113 @@ mod tests {
         writer.forget_all();
         writer.note(sighting(30));
         assert_eq!(writer.pending(), 1);
+    }
+
+    #[test]
+    fn merge_keeps_per_field_the_newest_observation() {
+        // Arrived first, observed last: says nothing of the running bundle.
+        let mut newer = sighting(20);
+        newer.version_name = None;
+        newer.last_offered_version = Some("1.2.0".into());
+        newer.last_update_outcome = Some("no_new_version_available".into());
+        newer.default_channel = None;
+        // Arrived last (a failed flush put back, a slow request), observed first.
+        let mut older = sighting(10);
+        older.version_name = Some("1.1.0".into());
+        older.last_offered_version = Some("1.1.0".into());
+        older.default_channel = Some("beta".into());
+        older.is_prod = false;
+        let merged = merge_sighting(newer, older);
+        assert_eq!(merged.version_name.as_deref(), Some("1.1.0"));
+        assert_eq!(merged.last_offered_version.as_deref(), Some("1.2.0"));
+        assert_eq!(
+            merged.last_update_outcome.as_deref(),
+            Some("no_new_version_available")
+        );
+        assert_eq!(merged.default_channel, None);
+        assert!(merged.is_prod);
+        assert_eq!(merged.seen_at, 20);
+    }
+
+    /// A stats writer on `store`, telling `registry` what it wrote.
+    fn stats_writer(
+        store: &Arc<updraft_store::SqliteStore>,
+        registry: &Arc<RegistryWriter>,
+    ) -> StatsWriter {
+        let store = Arc::clone(store) as Arc<dyn Store>;
+        let (writer, _task) = StatsWriter::spawn(
+            StatsWriterDeps {
+                releases: Arc::new(ReleaseCache::new(Arc::clone(&store))),
+                store,
+                registry: Arc::clone(registry),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+            },
+            16,
+            30,
+        );
+        writer
+    }
+
+    /// The `set` stat of the test device for `version`, arriving at `at`.
+    fn set_stat(version: &str, at: Millis) -> (StatsEvent, DeviceSighting) {
+        let mut seen = sighting(at);
+        seen.version_name = Some(version.into());
+        seen.last_offered_version = None;
+        seen.last_update_outcome = None;
+        let event = StatsEvent {
+            app_id: seen.app_id.clone(),
+            device_id: seen.device_id.clone(),
+            action: "set".into(),
+            version_name: version.into(),
+            old_version_name: Some("1.0.0".into()),
+            platform: seen.platform.clone(),
+            plugin_version: seen.plugin_version.clone(),
+            version_build: seen.version_build.clone(),
+            is_prod: true,
+            is_emulator: false,
+            metadata: None,
+            timestamp: at,
+            received_at: at,
+        };
+        (event, seen)
+    }
+
+    #[tokio::test]
+    async fn an_update_check_noted_after_the_set_stat_does_not_undo_it() {
+        for (check_at, set_at) in [(1_000, 1_400), (5_000, 5_000)] {
+            let (writer, store, _dir) = registry().await;
+            let writer = Arc::new(writer);
+            let stats = stats_writer(&store, &writer);
+            // The check read the clock at `check_at` (1.0.0, offered 1.1.0);
+            // the set stat for 1.1.0 is committed before the check is noted.
+            let (event, seen) = set_stat("1.1.0", set_at);
+            stats.submit(vec![event], vec![seen]).await.unwrap();
+            writer.note(sighting(check_at));
+            assert_eq!(writer.flush().await.unwrap(), 1);
+            let row = stored(&store).await;
+            assert_eq!(row.version_name.as_deref(), Some("1.1.0"), "{check_at}");
+            assert_eq!(row.last_offered_version.as_deref(), Some("1.1.0"));
+            assert_eq!(row.last_update_outcome.as_deref(), Some("get"));
+            assert_eq!(row.last_seen, set_at);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_written_under_a_stat_is_not_taken_for_the_row() {
+        let (writer, store, _dir) = registry().await;
+        let writer = Arc::new(writer);
+        let stats = stats_writer(&store, &writer);
+        writer.note(sighting(1_000));
+        let (event, seen) = set_stat("1.1.0", 1_400);
+        stats.submit(vec![event], vec![seen]).await.unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(stored(&store).await.version_name.as_deref(), Some("1.1.0"));
+        // The device rolls back to 1.0.0 and checks again with the very
+        // fields of the check at 1_000: the row does not hold them, so the
+        // check is written, not dropped as unchanged.
+        writer.note(sighting(2_000));
+        assert_eq!(writer.flush().await.unwrap(), 1);
+        assert_eq!(stored(&store).await.version_name.as_deref(), Some("1.0.0"));
     }
 
     #[test]

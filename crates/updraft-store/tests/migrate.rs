@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tempfile::TempDir;
 use updraft_core::model::{
     AutoPausePolicy, AutoUpdatePolicy, ChangeContext, ChannelPatch, DeviceSighting, ManifestFile,
-    NativePackage, OverrideSource, Platform, RampPlan, Role, Rollout, RolloutDecision,
-    ScheduledAction, StatsEvent, Targeting,
+    NativePackage, Observed, ObservedAt, OverrideSource, Platform, RampPlan, Role, Rollout,
+    RolloutDecision, ScheduledAction, StatsEvent, Targeting,
 };
 use updraft_store::blob::{BlobStore, LocalBlobStore, ObjectBlobStore};
 use updraft_store::migrate::{
@@ -62,6 +62,7 @@ fn sighting(app_id: &str, device_id: &str, seen_at: i64, version: &str) -> Devic
         last_offered_version: Some(version.to_string()),
         last_update_outcome: None,
         seen_at,
+        observed: Observed::all(ObservedAt::update_check(seen_at)),
     }
 }
 
@@ -695,6 +696,31 @@ async fn a_populated_store_reads_back_identically_from_postgres() {
         },
     )
     .await;
+
+    // The registry's observation keys came along: an update check observed
+    // before the copied row's version is not written over it in PostgreSQL.
+    let observations = "SELECT app_id, device_id, facts_at, version_name_at, \
+         last_offered_version_at, last_update_outcome_at FROM devices ORDER BY app_id, device_id";
+    type Observations = Vec<(String, String, i64, i64, i64, i64)>;
+    let in_sqlite: Observations = sqlx::query_as(observations)
+        .fetch_all(sqlite.pool())
+        .await
+        .unwrap();
+    let in_pg: Observations = sqlx::query_as(observations)
+        .fetch_all(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_sqlite.len(), 26);
+    assert!(in_sqlite.iter().all(|row| row.3 > 0), "{in_sqlite:?}");
+    assert_eq!(in_pg, in_sqlite);
+    let device = &seeded.devices[0];
+    let before = pg.get_device(APP, device).await.unwrap().unwrap();
+    pg.upsert_devices(&[sighting(APP, device, T0 + 1, "0.9.0")])
+        .await
+        .unwrap();
+    let after = pg.get_device(APP, device).await.unwrap().unwrap();
+    assert_eq!(after.version_name, before.version_name);
+    assert_eq!(after.last_seen, before.last_seen);
 
     // Ids continue after the highest one SQLite handed out, deleted ones included.
     let next = pg

@@ -7,7 +7,7 @@ mod suite;
 
 use sqlx::postgres::PgListener;
 use std::time::Duration;
-use updraft_core::model::{ChannelPatch, DeviceSighting, StatsEvent};
+use updraft_core::model::{ChannelPatch, DeviceSighting, Observed, ObservedAt, StatsEvent};
 use updraft_store::{
     AnalyticsStore, AppStore, BundleStore, ChannelStore, EventExportQuery, NewBundle, NewChannel,
     PgStore, ReleaseStore, RolloutStore, StatsIngest, StoreError,
@@ -52,6 +52,7 @@ pg_suite!(
     suite_delete_app_removes_analytics,
     suite_deletes_take_release_rows,
     suite_devices,
+    suite_devices_keep_the_newest_observation,
     suite_download_tallies,
     suite_export,
     suite_multi_row_upserts,
@@ -116,6 +117,7 @@ fn sighting(event: &StatsEvent) -> DeviceSighting {
         last_offered_version: None,
         last_update_outcome: None,
         seen_at: event.received_at,
+        observed: Observed::all(ObservedAt::stats_event(event.received_at)),
     }
 }
 

@@ -37,6 +37,7 @@ sqlite_suite!(
     suite_public_demotion,
     suite_overrides,
     suite_devices,
+    suite_devices_keep_the_newest_observation,
     suite_multi_row_upserts,
     suite_stats,
     suite_api_keys,

@@ -8,7 +8,7 @@ use super::{
     MAX_ACTION_CHARS, MAX_CUSTOM_ID_CHARS, MAX_EVENTS, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS,
 };
 use crate::error::DeviceError;
-use crate::model::{DeviceSighting, Millis, StatsEvent};
+use crate::model::{DeviceSighting, Millis, Observed, ObservedAt, StatsEvent};
 use crate::request::fields::{
     self, check_device_id, device_id_field, flag, non_blank, non_empty, normalize_install_source,
     optional_str, required_str, single_issue_error, DeviceIdField, Issues, DEVICE_ID_ISSUE,
@@ -178,6 +178,7 @@ fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
             last_offered_version: None,
             last_update_outcome: None,
             seen_at: now,
+            observed: Observed::all(ObservedAt::stats_event(now)),
         },
     })
 }

@@ -7,7 +7,7 @@ use super::{clamp_limit, EngineStore};
 use crate::{DeviceQuery, DeviceStore, StatsIngest, StatsStore, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashMap;
-use updraft_core::model::{Device, DeviceSighting, StatsEvent};
+use updraft_core::model::{Device, DeviceSighting, ObservedAt, StatsEvent};
 
 /// Optional text that is blank counts as absent (keeps the stored value).
 fn non_blank(value: &Option<String>) -> Option<&str> {
@@ -15,7 +15,17 @@ fn non_blank(value: &Option<String>) -> Option<&str> {
 }
 
 /// Columns of one registry row in [`apply_sightings`]' VALUES.
-const SIGHTING_COLUMNS: usize = 18;
+const SIGHTING_COLUMNS: usize = 22;
+
+/// The row's observation key of a field group: `NEVER` when the sighting
+/// carries none of it, so that a row inserted without the field takes it
+/// from any later-written sighting, however old.
+fn observed_key<T>(value: &Option<T>, at: ObservedAt) -> i64 {
+    match value {
+        Some(_) => at.key(),
+        None => ObservedAt::NEVER.key(),
+    }
+}
 
 /// Splits sightings into rounds in which no device appears twice: the k-th
 /// sighting of a device goes to round k (usually there is one round).
@@ -38,9 +48,89 @@ fn rounds(sightings: &[DeviceSighting]) -> Vec<Vec<&DeviceSighting>> {
     rounds
 }
 
+/// `column` from the incoming row if its group (`at`) was observed no
+/// earlier than the stored one's, else the stored value; `value` is what
+/// the incoming row sets (e.g. a COALESCE that keeps the stored value).
+macro_rules! newest {
+    ($column:literal, $at:literal, $value:expr) => {
+        concat!(
+            $column,
+            " = CASE WHEN excluded.",
+            $at,
+            " >= devices.",
+            $at,
+            " THEN ",
+            $value,
+            " ELSE devices.",
+            $column,
+            " END, "
+        )
+    };
+    ($column:literal, $at:literal) => {
+        newest!(
+            $column,
+            $at,
+            concat!("COALESCE(excluded.", $column, ", devices.", $column, ")")
+        )
+    };
+}
+
+/// The later of the stored and incoming observation keys.
+macro_rules! latest {
+    ($at:literal) => {
+        concat!(
+            $at,
+            " = CASE WHEN excluded.",
+            $at,
+            " > devices.",
+            $at,
+            " THEN excluded.",
+            $at,
+            " ELSE devices.",
+            $at,
+            " END, "
+        )
+    };
+}
+
+/// The upsert's conflict branch: each field from the sighting only if it was
+/// observed no earlier than the stored one (per group, see
+/// `DeviceSighting::observed`); a NULL keeps the stored value; `last_seen`
+/// is the max. SQLite and PostgreSQL both read `devices.*` as the row was
+/// before this UPDATE, whatever order the assignments are in.
+const ON_CONFLICT: &str = concat!(
+    " ON CONFLICT (app_id, device_id) DO UPDATE SET ",
+    newest!(
+        "platform",
+        "facts_at",
+        "COALESCE(NULLIF(excluded.platform, ''), devices.platform)"
+    ),
+    newest!("plugin_version", "facts_at"),
+    newest!("version_os", "facts_at"),
+    newest!("version_build", "facts_at"),
+    newest!("version_code", "facts_at"),
+    newest!("custom_id", "facts_at"),
+    newest!("is_prod", "facts_at", "excluded.is_prod"),
+    newest!("is_emulator", "facts_at", "excluded.is_emulator"),
+    newest!("default_channel", "facts_at", "excluded.default_channel"),
+    newest!("key_id", "facts_at"),
+    newest!("install_source", "facts_at"),
+    latest!("facts_at"),
+    newest!("version_name", "version_name_at"),
+    latest!("version_name_at"),
+    newest!("last_offered_version", "last_offered_version_at"),
+    latest!("last_offered_version_at"),
+    newest!("last_update_outcome", "last_update_outcome_at"),
+    latest!("last_update_outcome_at"),
+    "last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
+     THEN excluded.last_seen ELSE devices.last_seen END"
+);
+
 /// Applies sightings in order on `conn` (the caller's transaction), many rows
 /// per statement (see [`rounds`] for a device seen twice). Chunks come in a
 /// few fixed sizes so the database prepares each statement shape once.
+/// The order only decides between sightings observed at the same time:
+/// otherwise each field ends as the newest observation wrote it.
 pub(super) async fn apply_sightings(
     conn: &mut DbConnection,
     sightings: &[DeviceSighting],
@@ -54,30 +144,15 @@ pub(super) async fn apply_sightings(
             sql = format!(
                 "INSERT INTO devices (app_id, device_id, platform, plugin_version, version_os, version_build, \
                  version_code, version_name, custom_id, is_prod, is_emulator, default_channel, key_id, \
-                 install_source, last_offered_version, last_update_outcome, first_seen, last_seen) \
-                 VALUES {} \
-                 ON CONFLICT (app_id, device_id) DO UPDATE SET \
-                 platform = COALESCE(NULLIF(excluded.platform, ''), devices.platform), \
-                 plugin_version = COALESCE(excluded.plugin_version, devices.plugin_version), \
-                 version_os = COALESCE(excluded.version_os, devices.version_os), \
-                 version_build = COALESCE(excluded.version_build, devices.version_build), \
-                 version_code = COALESCE(excluded.version_code, devices.version_code), \
-                 version_name = COALESCE(excluded.version_name, devices.version_name), \
-                 custom_id = COALESCE(excluded.custom_id, devices.custom_id), \
-                 is_prod = excluded.is_prod, \
-                 is_emulator = excluded.is_emulator, \
-                 default_channel = excluded.default_channel, \
-                 key_id = COALESCE(excluded.key_id, devices.key_id), \
-                 install_source = COALESCE(excluded.install_source, devices.install_source), \
-                 last_offered_version = COALESCE(excluded.last_offered_version, devices.last_offered_version), \
-                 last_update_outcome = COALESCE(excluded.last_update_outcome, devices.last_update_outcome), \
-                 last_seen = CASE WHEN excluded.last_seen > devices.last_seen \
-                             THEN excluded.last_seen ELSE devices.last_seen END",
+                 install_source, last_offered_version, last_update_outcome, first_seen, last_seen, \
+                 facts_at, version_name_at, last_offered_version_at, last_update_outcome_at) \
+                 VALUES {}{ON_CONFLICT}",
                 placeholders(sql_rows, SIGHTING_COLUMNS)
             );
         }
         let mut query = sqlx::query(&sql);
         for sighting in chunk {
+            let observed = &sighting.observed;
             query = query
                 .bind(&sighting.app_id)
                 .bind(&sighting.device_id)
@@ -96,7 +171,17 @@ pub(super) async fn apply_sightings(
                 .bind(&sighting.last_offered_version)
                 .bind(&sighting.last_update_outcome)
                 .bind(sighting.seen_at)
-                .bind(sighting.seen_at);
+                .bind(sighting.seen_at)
+                .bind(observed.facts.key())
+                .bind(observed_key(&sighting.version_name, observed.version_name))
+                .bind(observed_key(
+                    &sighting.last_offered_version,
+                    observed.last_offered_version,
+                ))
+                .bind(observed_key(
+                    &sighting.last_update_outcome,
+                    observed.last_update_outcome,
+                ));
         }
         query.execute(&mut *conn).await?;
     }

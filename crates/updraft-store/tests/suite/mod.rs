@@ -14,7 +14,8 @@ pub use webhooks::*;
 
 use std::collections::BTreeMap;
 use updraft_core::model::{
-    AutoUpdatePolicy, ChannelPatch, DeviceSighting, ManifestFile, OverrideSource, Role, StatsEvent,
+    AutoUpdatePolicy, ChannelPatch, DeviceSighting, ManifestFile, Observed, ObservedAt,
+    OverrideSource, Role, StatsEvent,
 };
 use updraft_store::{
     hash_api_key, BundleMetadataPatch, DeviceQuery, NewApiKey, NewBundle, NewChannel, Store,
@@ -71,6 +72,7 @@ fn sighting(app_id: &str, device_id: &str, seen_at: i64) -> DeviceSighting {
         last_offered_version: None,
         last_update_outcome: None,
         seen_at,
+        observed: Observed::all(ObservedAt::update_check(seen_at)),
     }
 }
 
@@ -644,9 +646,17 @@ pub async fn suite_multi_row_upserts<S: Store>(s: &S) {
         .collect();
     batch[7].custom_id = Some("alice".to_string());
     batch[7].default_channel = Some("beta".to_string());
-    let mut later = sighting(APP, "device-0007", 500);
+    // Observed in the same millisecond: the order in the batch decides.
+    let mut later = sighting(APP, "device-0007", 1_007);
     later.version_name = Some("2.0.0".to_string());
     batch.push(later);
+    // Observed before both (a third round): changes nothing but the fields
+    // no one else carries.
+    let mut older = sighting(APP, "device-0007", 500);
+    older.version_name = Some("0.9.0".to_string());
+    older.default_channel = Some("gamma".to_string());
+    older.last_offered_version = Some("2.0.0".to_string());
+    batch.push(older);
     // Within the first thousand: same statement size as its first sighting.
     let mut again = sighting(APP, "device-0003", 5_000);
     again.custom_id = Some("bob".to_string());
@@ -661,6 +671,7 @@ pub async fn suite_multi_row_upserts<S: Store>(s: &S) {
     // Overwritten by the second write, as the registry does.
     assert_eq!(device.default_channel, None);
     assert_eq!(device.version_name.as_deref(), Some("2.0.0"));
+    assert_eq!(device.last_offered_version.as_deref(), Some("2.0.0"));
     // last_seen never moves backwards; first_seen is the first write's.
     assert_eq!(device.last_seen, 1_007);
     assert_eq!(device.first_seen, 1_007);
@@ -715,7 +726,7 @@ pub async fn suite_devices<S: Store>(s: &S) {
     assert_eq!(
         device.version_name.as_deref(),
         Some("1.2.0"),
-        "later sighting in the batch wins"
+        "the batch's only version_name since the stored one wins, though observed first"
     );
     assert_eq!(
         device.custom_id.as_deref(),
@@ -1298,4 +1309,164 @@ pub async fn suite_settings<S: Store>(s: &S) {
     assert_eq!(second, "aaaa");
     let other = s.setting_or_insert("other", "cccc", 3).await.unwrap();
     assert_eq!(other, "cccc");
+}
+
+/// The bundle `device list --bundle` finds the device on.
+async fn listed_on<S: Store>(s: &S, device_id: &str) -> Option<String> {
+    s.get_device(APP, device_id)
+        .await
+        .unwrap()
+        .and_then(|d| d.version_name)
+}
+
+/// Each field keeps its newest observation, whatever order the sightings are
+/// written in, by either path (a registry flush or a stats commit), in one
+/// statement or several.
+pub async fn suite_devices_keep_the_newest_observation<S: Store>(s: &S) {
+    // A newer sighting, then an older one: nothing of the older one lands.
+    let mut newer = sighting(APP, "dev-order", 2_000);
+    newer.version_name = Some("1.0.1".to_string());
+    newer.last_offered_version = Some("1.0.2".to_string());
+    newer.last_update_outcome = Some("get".to_string());
+    newer.default_channel = Some("beta".to_string());
+    let mut older = sighting(APP, "dev-order", 1_000);
+    older.version_name = Some("1.0.0".to_string());
+    older.last_offered_version = Some("1.0.1".to_string());
+    older.last_update_outcome = Some("no_new_version_available".to_string());
+    older.default_channel = None;
+    older.is_prod = false;
+    older.plugin_version = Some("6.0.0".to_string());
+    s.upsert_devices(&[newer.clone()]).await.unwrap();
+    s.upsert_devices(&[older.clone()]).await.unwrap();
+    // The same two in one statement, both orders.
+    let mut same_batch = newer.clone();
+    same_batch.device_id = "dev-order-batch".to_string();
+    let mut same_batch_older = older.clone();
+    same_batch_older.device_id = "dev-order-batch".to_string();
+    s.upsert_devices(&[same_batch.clone(), same_batch_older.clone()])
+        .await
+        .unwrap();
+    same_batch.device_id = "dev-order-batch-2".to_string();
+    same_batch_older.device_id = "dev-order-batch-2".to_string();
+    s.upsert_devices(&[same_batch_older, same_batch])
+        .await
+        .unwrap();
+    for id in ["dev-order", "dev-order-batch", "dev-order-batch-2"] {
+        let row = s.get_device(APP, id).await.unwrap().unwrap();
+        assert_eq!(row.version_name.as_deref(), Some("1.0.1"), "{id}");
+        assert_eq!(row.last_offered_version.as_deref(), Some("1.0.2"), "{id}");
+        assert_eq!(row.last_update_outcome.as_deref(), Some("get"), "{id}");
+        assert_eq!(row.default_channel.as_deref(), Some("beta"), "{id}");
+        assert!(row.is_prod, "{id}");
+        assert_eq!(row.plugin_version.as_deref(), Some("7.0.0"), "{id}");
+        // first_seen is the first write's, last_seen the newest.
+        let first_write = if id == "dev-order-batch-2" {
+            1_000
+        } else {
+            2_000
+        };
+        assert_eq!(
+            (row.first_seen, row.last_seen),
+            (first_write, 2_000),
+            "{id}"
+        );
+    }
+
+    // Per field: a newer sighting that says nothing of a field does not
+    // stop an older one that does, if that one is newer than what is stored.
+    let mut stored = sighting(APP, "dev-fields", 1_000);
+    stored.version_name = Some("1.0.0".to_string());
+    stored.last_offered_version = Some("1.0.0".to_string());
+    stored.last_update_outcome = Some("get".to_string());
+    s.upsert_devices(&[stored]).await.unwrap();
+    // At 3_000: a failure stat (no running bundle, no offer).
+    let mut silent = sighting(APP, "dev-fields", 3_000);
+    silent.version_name = None;
+    silent.default_channel = Some("beta".to_string());
+    s.record_stats(&[], &[silent]).await.unwrap();
+    // At 2_000, written last: an update check.
+    let mut check = sighting(APP, "dev-fields", 2_000);
+    check.version_name = Some("1.0.1".to_string());
+    check.last_offered_version = Some("1.0.2".to_string());
+    check.last_update_outcome = Some("no_new_version_available".to_string());
+    check.default_channel = None;
+    s.upsert_devices(&[check]).await.unwrap();
+    let row = s.get_device(APP, "dev-fields").await.unwrap().unwrap();
+    assert_eq!(row.version_name.as_deref(), Some("1.0.1"));
+    assert_eq!(row.last_offered_version.as_deref(), Some("1.0.2"));
+    assert_eq!(
+        row.last_update_outcome.as_deref(),
+        Some("no_new_version_available")
+    );
+    assert_eq!(
+        row.default_channel.as_deref(),
+        Some("beta"),
+        "the device facts of 3_000 stay"
+    );
+    assert_eq!(row.last_seen, 3_000);
+
+    // An offer-less check newer than an offering one, written first: the
+    // older check's offer is still the newest offer, its outcome is not.
+    let mut offering = sighting(APP, "dev-offer", 1_000);
+    offering.last_offered_version = Some("1.0.1".to_string());
+    offering.last_update_outcome = Some("get".to_string());
+    let mut nothing_new = sighting(APP, "dev-offer", 2_000);
+    nothing_new.last_offered_version = None;
+    nothing_new.last_update_outcome = Some("no_new_version_available".to_string());
+    s.upsert_devices(&[nothing_new]).await.unwrap();
+    s.upsert_devices(&[offering]).await.unwrap();
+    let row = s.get_device(APP, "dev-offer").await.unwrap().unwrap();
+    assert_eq!(row.last_offered_version.as_deref(), Some("1.0.1"));
+    assert_eq!(
+        row.last_update_outcome.as_deref(),
+        Some("no_new_version_available")
+    );
+
+    // The field report: a `set` stat committed, then the update check that
+    // came before it flushed from the registry buffer.
+    let mut set = sighting(APP, "dev-set", 1_400);
+    set.version_name = Some("1.0.1".to_string());
+    s.record_stats(&[], &[set]).await.unwrap();
+    let mut check = sighting(APP, "dev-set", 1_000);
+    check.version_name = Some("1.0.0".to_string());
+    check.last_offered_version = Some("1.0.1".to_string());
+    check.last_update_outcome = Some("get".to_string());
+    s.upsert_devices(&[check]).await.unwrap();
+    assert_eq!(listed_on(s, "dev-set").await.as_deref(), Some("1.0.1"));
+    let row = s.get_device(APP, "dev-set").await.unwrap().unwrap();
+    assert_eq!(row.last_offered_version.as_deref(), Some("1.0.1"));
+    assert_eq!(row.last_update_outcome.as_deref(), Some("get"));
+    let on_new = DeviceQuery {
+        version_name: Some("1.0.1".to_string()),
+        ..DeviceQuery::default()
+    };
+    let on_new_ids: Vec<String> = s
+        .list_devices(APP, &on_new)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert!(
+        on_new_ids.contains(&"dev-set".to_string()),
+        "{on_new_ids:?}"
+    );
+
+    // A stats event and an update check of the same millisecond: the stats
+    // event counts as the later, in either write order.
+    for (id, stats_first) in [("dev-tie-a", true), ("dev-tie-b", false)] {
+        let mut set = sighting(APP, id, 1_500);
+        set.version_name = Some("1.0.1".to_string());
+        set.observed = Observed::all(ObservedAt::stats_event(1_500));
+        let mut check = sighting(APP, id, 1_500);
+        check.version_name = Some("1.0.0".to_string());
+        if stats_first {
+            s.record_stats(&[], &[set]).await.unwrap();
+            s.upsert_devices(&[check]).await.unwrap();
+        } else {
+            s.upsert_devices(&[check]).await.unwrap();
+            s.record_stats(&[], &[set]).await.unwrap();
+        }
+        assert_eq!(listed_on(s, id).await.as_deref(), Some("1.0.1"), "{id}");
+    }
 }
