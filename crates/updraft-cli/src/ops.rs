@@ -404,7 +404,8 @@ mod tests {
                 "key:ci",
                 "bundle.create",
                 "com.example.app",
-                "1.2.0"
+                "1.2.0",
+                "created"
             ]
         );
         assert_eq!(
@@ -416,10 +417,32 @@ mod tests {
                 "cli:offline",
                 "apikey.create",
                 "-",
-                "ci"
+                "ci",
+                "-"
             ]
         );
         assert_eq!(audit_table(&json!({"entries": []})), "No audit entries.");
+    }
+
+    #[test]
+    fn audit_change_names_bundles_and_changed_settings() {
+        let release = json!({"before": {"id": 1, "bundle": "1.0.2", "public": false, "rollout": null,
+                "updated_at": "a", "targeting": {"platforms": []}},
+            "after": {"id": 1, "bundle": "1.0.1", "public": true, "updated_at": "b",
+                "rollout": {"bundle": "1.1.0", "percentage_bps": 1000, "paused": false},
+                "targeting": {"platforms": ["ios"]}}});
+        assert_eq!(
+            audit_change(&release),
+            "bundle 1.0.2 → 1.0.1, rollout - → 1.1.0 @ 10%, public false → true, targeting"
+        );
+        assert_eq!(
+            audit_change(&json!({"before": {"bundle": "1.0.0"}, "after": null})),
+            "deleted"
+        );
+        assert_eq!(
+            audit_change(&json!({"before": {"updated_at": "a"}, "after": {"updated_at": "b"}})),
+            "-"
+        );
     }
 
     #[test]
