@@ -204,10 +204,14 @@ pub enum AppCommand {
     },
     /// List apps
     List,
-    /// Delete an app with its channels, bundles, devices and stats
+    /// Delete an app with its channels, bundles, devices and stats. On a terminal
+    /// it asks you to type the app id; otherwise it needs --yes
     Delete {
         /// App id
         app_id: String,
+        /// Do not ask for confirmation (needed when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -224,12 +228,16 @@ pub enum BundleCommand {
         #[arg(long)]
         include_deleted: bool,
     },
-    /// Delete a bundle (its version can never be registered again)
+    /// Delete a bundle (its version can never be registered again); refused while a
+    /// channel serves it or a pending schedule names it, unless --force
     Delete {
         /// Bundle version
         version: String,
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
+        /// Delete it even though channels serve it or pending schedules name it
+        #[arg(long)]
+        force: bool,
     },
     /// Compare native packages (Capacitor plugins) with the channel's live bundle:
     /// this project's (package.json, node_modules) or a stored bundle's
@@ -273,8 +281,9 @@ pub struct BundleUploadArgs {
     #[arg(short, long, value_name = "URL", conflicts_with = "path")]
     pub external: Option<String>,
     /// SHA-256 (64 hex) of the plaintext zip, or its RSA-encrypted form (512 hex); with
-    /// --path it is computed, and a given value must match
-    #[arg(long, value_name = "HEX", required_unless_present = "path")]
+    /// --path it is computed, and a given value must match. Required with --external,
+    /// unless the bundle is encrypted (--iv-session-key with --encrypted-checksum)
+    #[arg(long, value_name = "HEX", required_unless_present_any = ["path", "encrypted_checksum"])]
     pub checksum: Option<String>,
     /// Encrypt end to end with this RSA private key (default: ./.capgo_key_v2 when it exists,
     /// as the Capgo CLI does)
@@ -295,9 +304,13 @@ pub struct BundleUploadArgs {
     /// Do not draw a progress bar
     #[arg(long)]
     pub no_progress: bool,
-    /// Point this channel at the new bundle (created if missing)
+    /// Point this existing channel at the new bundle (a name that does not exist is
+    /// refused before anything is uploaded, unless --create-channel)
     #[arg(short, long)]
     pub channel: Option<String>,
+    /// Create --channel when it does not exist
+    #[arg(long, requires = "channel")]
+    pub create_channel: bool,
     /// Minimum native version for `disable-auto-update metadata`
     #[arg(long, value_name = "VERSION")]
     pub min_update_version: Option<String>,
@@ -423,6 +436,9 @@ impl BundleUploadArgs {
         if self.accept_incompatible {
             body.insert("accept_incompatible".into(), json!(true));
         }
+        if self.create_channel {
+            body.insert("create_channel".into(), json!(true));
+        }
     }
 }
 
@@ -433,15 +449,29 @@ impl BundleUploadArgs {
             .external
             .as_deref()
             .ok_or_else(|| CliError::invalid_argument("--external URL is required"))?;
-        let checksum = self
-            .checksum
-            .as_deref()
-            .ok_or_else(|| CliError::invalid_argument("--checksum HEX is required"))?;
+        let session_key = self.session_key.as_ref().or(self.iv_session_key.as_ref());
         let mut body = Map::new();
         body.insert("version".into(), json!(self.bundle));
         body.insert("external_url".into(), json!(external_url));
-        body.insert("checksum".into(), json!(checksum));
-        let session_key = self.session_key.as_ref().or(self.iv_session_key.as_ref());
+        match (&self.checksum, session_key, &self.encrypted_checksum) {
+            (Some(checksum), _, _) => {
+                body.insert("checksum".into(), json!(checksum));
+            }
+            // The Capgo CLI's encrypted registration: devices verify the
+            // RSA-encrypted checksum, so the plain one is not needed.
+            (None, Some(_), Some(_)) => {}
+            (None, None, Some(_)) => {
+                return Err(CliError::invalid_argument(
+                    "--encrypted-checksum without --checksum needs --iv-session-key (or \
+                     --session-key): only an encrypted bundle may leave out the plain checksum",
+                ))
+            }
+            (None, _, None) => return Err(CliError::invalid_argument(
+                "--checksum HEX is required for an unencrypted external bundle: devices verify \
+                     the SHA-256 of the zip; an encrypted one gives --iv-session-key and \
+                     --encrypted-checksum instead",
+            )),
+        }
         let optional = [
             ("session_key", session_key),
             ("key_id", self.key_id.as_ref()),
@@ -480,12 +510,16 @@ pub enum ChannelCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
     },
-    /// Delete a channel and its device overrides
+    /// Delete a channel and its device overrides. On a terminal it asks you to type
+    /// the channel name; otherwise it needs --yes
     Delete {
         /// Channel name
         channel: String,
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
+        /// Do not ask for confirmation (needed when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Show one channel with its rollout, targeting, auto-pause policy and ramp
     Show {
@@ -513,6 +547,10 @@ pub enum ChannelCommand {
         /// The bundle version to go back to (default: the one before the current)
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// Go back to an unencrypted bundle although the current one is encrypted
+        /// (on a terminal you are asked instead)
+        #[arg(long)]
+        force: bool,
     },
     /// What the rollout control loop decided (advanced, held, paused, …) and on which numbers
     Decisions {
@@ -684,6 +722,10 @@ pub struct ChannelSetArgs {
     /// Bundle version to serve, or `builtin`
     #[arg(short, long, value_name = "VERSION|builtin")]
     pub bundle: Option<String>,
+    /// Serve an unencrypted bundle although the channel's current bundle is encrypted
+    /// (devices with a public key refuse it; on a terminal you are asked instead)
+    #[arg(long)]
+    pub force: bool,
     /// `default` makes the channel public, `normal` makes it private
     #[arg(long, value_enum)]
     pub state: Option<ChannelState>,

@@ -108,7 +108,16 @@ impl ApiClient {
 
     /// Any 2xx counts; the usual answer is 204 without a body.
     pub async fn delete(&self, segments: &[&str]) -> Result<(), CliError> {
-        self.send(Method::DELETE, segments, &[], None)
+        self.delete_with_query(segments, &[]).await
+    }
+
+    /// A DELETE with query parameters (`force=true`).
+    pub async fn delete_with_query(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<(), CliError> {
+        self.send(Method::DELETE, segments, query, None)
             .await
             .map(|_| ())
     }

@@ -8,6 +8,9 @@ use crate::output::Outcome;
 use crate::render;
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use updraft_core::guards::{
+    closest_names, did_you_mean, BUNDLE_IN_USE, CHANNEL_NOT_FOUND, ENCRYPTION_DOWNGRADE,
+};
 
 fn text_field(value: &Value, key: &str, fallback: &str) -> String {
     value
@@ -26,6 +29,91 @@ pub fn channel_outcome(channel: Option<&str>, rollout_bps: Option<u32>) -> Strin
         ),
         (Some(channel), None) => format!(" Channel {channel} now serves it."),
         (None, _) => String::new(),
+    }
+}
+
+/// Refuses `channel` when the app has no channel of that name, suggesting
+/// the closest existing names.
+pub async fn existing_channel_or_suggest(
+    client: &ApiClient,
+    app_id: &str,
+    channel: &str,
+) -> Result<(), CliError> {
+    let list = client.get(&["apps", app_id, "channels"], &[]).await?;
+    let names: Vec<&str> = list
+        .get("channels")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    if names.contains(&channel) {
+        return Ok(());
+    }
+    let suggestions = closest_names(channel, names.iter().copied());
+    Err(CliError::new(
+        CHANNEL_NOT_FOUND,
+        format!(
+            "channel {channel} of {app_id} does not exist{}; nothing was uploaded (pass \
+             --create-channel to create it)",
+            did_you_mean(&suggestions)
+        ),
+    ))
+}
+
+/// A `bundle_in_use` refusal with the CLI's way round it.
+fn explain_in_use(error: CliError) -> CliError {
+    if error.code != BUNDLE_IN_USE {
+        return error;
+    }
+    let message = error.message.replace(
+        "or delete with force=true",
+        "or pass --force to delete it anyway",
+    );
+    CliError::new(error.code, message)
+}
+
+/// Sends a release change with `body`; an `encryption_downgrade` refusal is
+/// asked about on a terminal (and sent again with `accept_unencrypted` on
+/// yes), or else refused with the way round it. `force` sends it accepted
+/// from the start.
+pub async fn with_downgrade_guard<F, Fut>(
+    force: bool,
+    mut body: Value,
+    send: F,
+) -> Result<Value, CliError>
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, CliError>>,
+{
+    if force {
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("accept_unencrypted".into(), json!(true));
+        }
+        return send(body).await;
+    }
+    match send(body.clone()).await {
+        Err(error) if error.code == ENCRYPTION_DOWNGRADE => {
+            let warning = error
+                .message
+                .replace("pass accept_unencrypted to serve it anyway", "")
+                .trim_end_matches([' ', ';'])
+                .to_string();
+            if !crate::confirm::can_ask() {
+                return Err(CliError::new(
+                    error.code,
+                    format!("{warning}; pass --force to serve it anyway"),
+                ));
+            }
+            if !crate::confirm::yes_no(&warning, "Serve it anyway?")? {
+                return Err(CliError::new("cancelled", "nothing was changed"));
+            }
+            if let Some(fields) = body.as_object_mut() {
+                fields.insert("accept_unencrypted".into(), json!(true));
+            }
+            send(body).await
+        }
+        other => other,
     }
 }
 
@@ -50,7 +138,14 @@ pub async fn app(client: &ApiClient, command: AppCommand) -> Result<Outcome, Cli
             let text = render::apps_table(&list);
             Ok(Outcome::new(list, text))
         }
-        AppCommand::Delete { app_id } => {
+        AppCommand::Delete { app_id, yes } => {
+            if !yes {
+                crate::confirm::type_name_to_delete(
+                    &format!("app {app_id}"),
+                    &app_id,
+                    "with its channels, bundles, devices and stats",
+                )?;
+            }
             client.delete(&["apps", &app_id]).await?;
             Ok(Outcome::status_ok(format!(
                 "Deleted app {app_id} with its channels, bundles, devices and stats."
@@ -68,6 +163,10 @@ pub async fn bundle(
     match command {
         BundleCommand::Upload(args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            if let (Some(channel), false) = (args.channel.as_deref(), args.create_channel) {
+                // Before anything is uploaded: a typo must not create a channel.
+                existing_channel_or_suggest(client, &app_id, channel).await?;
+            }
             if args.path.is_some() {
                 let show = show_progress && !args.no_progress;
                 return crate::upload::upload_bundle(client, &app_id, &args, work_dir, show).await;
@@ -114,11 +213,21 @@ pub async fn bundle(
         BundleCommand::Compatibility(args) => {
             crate::release::compatibility(client, &args, work_dir).await
         }
-        BundleCommand::Delete { version, app_id } => {
+        BundleCommand::Delete {
+            version,
+            app_id,
+            force,
+        } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let query = if force {
+                vec![("force", "true".to_string())]
+            } else {
+                Vec::new()
+            };
             client
-                .delete(&["apps", &app_id, "bundles", &version])
-                .await?;
+                .delete_with_query(&["apps", &app_id, "bundles", &version], &query)
+                .await
+                .map_err(explain_in_use)?;
             Ok(Outcome::status_ok(format!(
                 "Deleted bundle {version} of {app_id}; this version cannot be registered again."
             )))
@@ -164,10 +273,14 @@ pub async fn channel(
             } else {
                 args.patch_body()?
             };
-            let updated = client
-                .patch(&["apps", &app_id, "channels", &args.channel], &body)
-                .await
-                .map_err(crate::release::explain_incompatible)?;
+            let path = ["apps", app_id.as_str(), "channels", args.channel.as_str()];
+            let updated = with_downgrade_guard(args.force, body, |body| async move {
+                client
+                    .patch(&path, &body)
+                    .await
+                    .map_err(crate::release::explain_incompatible)
+            })
+            .await?;
             let text = format!(
                 "Updated channel {} of {app_id}: {}.",
                 text_field(&updated, "name", &args.channel),
@@ -197,9 +310,10 @@ pub async fn channel(
             channel,
             app_id,
             to,
+            force,
         } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
-            crate::release::channel_rollback(client, &app_id, &channel, to.as_deref()).await
+            crate::release::channel_rollback(client, &app_id, &channel, to.as_deref(), force).await
         }
         ChannelCommand::Decisions {
             channel,
@@ -209,8 +323,19 @@ pub async fn channel(
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
             crate::release::channel_decisions(client, &app_id, &channel, limit).await
         }
-        ChannelCommand::Delete { channel, app_id } => {
+        ChannelCommand::Delete {
+            channel,
+            app_id,
+            yes,
+        } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            if !yes {
+                crate::confirm::type_name_to_delete(
+                    &format!("channel {channel} of {app_id}"),
+                    &channel,
+                    "and its device overrides; devices on it fall back to the default channel",
+                )?;
+            }
             client
                 .delete(&["apps", &app_id, "channels", &channel])
                 .await?;

@@ -8,6 +8,7 @@ pub mod app_id;
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod confirm;
 pub mod error;
 pub mod keys;
 pub mod native;

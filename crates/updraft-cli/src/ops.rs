@@ -126,7 +126,7 @@ pub fn audit_table(page: &Value) -> String {
     if entries.is_empty() {
         return "No audit entries.".to_string();
     }
-    let mut table = Table::new(&["ID", "TIME", "ACTOR", "ACTION", "APP", "TARGET"]);
+    let mut table = Table::new(&["ID", "TIME", "ACTOR", "ACTION", "APP", "TARGET", "CHANGE"]);
     for entry in entries {
         table.push_row(vec![
             cell(entry, "id"),
@@ -135,9 +135,99 @@ pub fn audit_table(page: &Value) -> String {
             cell(entry, "action"),
             cell(entry, "app_id"),
             cell(entry, "target"),
+            audit_change(entry),
         ]);
     }
     table.render()
+}
+
+/// Fields that change with every write and say nothing about what changed.
+const UNINTERESTING: [&str; 2] = ["updated_at", "created_at"];
+
+/// A value as a short cell: strings bare, `null` as `-`, anything else as JSON.
+fn short(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A rollout object as `1.1.0 @ 10%` (`-` for none).
+fn rollout_text(rollout: Option<&Value>) -> String {
+    match rollout {
+        Some(rollout @ Value::Object(_)) => {
+            let bundle = short(rollout.get("bundle"));
+            let bps = rollout
+                .get("percentage_bps")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let mut text = format!("{bundle} @ {}", crate::render::percent(bps));
+            if rollout.get("paused").and_then(Value::as_bool) == Some(true) {
+                text.push_str(" (paused)");
+            }
+            text
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// What an entry changed, by name: `bundle 1.0.2 → 1.0.1`, `rollout - → 1.1.0 @ 10%`,
+/// `public false → true`; `created` / `deleted` for the whole object.
+pub fn audit_change(entry: &Value) -> String {
+    let before = entry.get("before").filter(|v| !v.is_null());
+    let after = entry.get("after").filter(|v| !v.is_null());
+    let (before, after) = match (before, after) {
+        (None, None) => return "-".to_string(),
+        (None, Some(_)) => return "created".to_string(),
+        (Some(_), None) => return "deleted".to_string(),
+        (Some(before), Some(after)) => (before, after),
+    };
+    let (Some(old), Some(new)) = (before.as_object(), after.as_object()) else {
+        return format!("{} → {}", short(Some(before)), short(Some(after)));
+    };
+    let mut changes = Vec::new();
+    // What a channel serves first, then every other changed field.
+    if old.get("bundle") != new.get("bundle") {
+        changes.push(format!(
+            "bundle {} → {}",
+            short(old.get("bundle")),
+            short(new.get("bundle"))
+        ));
+    }
+    if old.get("rollout") != new.get("rollout") {
+        let (from, to) = (
+            rollout_text(old.get("rollout")),
+            rollout_text(new.get("rollout")),
+        );
+        changes.push(if from == to {
+            format!("rollout {to} (settings)")
+        } else {
+            format!("rollout {from} → {to}")
+        });
+    }
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        if ["bundle", "rollout"].contains(&key.as_str()) || UNINTERESTING.contains(&key.as_str()) {
+            continue;
+        }
+        let (from, to) = (old.get(key), new.get(key));
+        if from == to {
+            continue;
+        }
+        match (from, to) {
+            (Some(Value::Object(_)) | Some(Value::Array(_)), _)
+            | (_, Some(Value::Object(_)) | Some(Value::Array(_))) => changes.push(key.clone()),
+            _ => changes.push(format!("{key} {} → {}", short(from), short(to))),
+        }
+    }
+    if changes.is_empty() {
+        "-".to_string()
+    } else {
+        changes.join(", ")
+    }
 }
 
 pub fn webhooks_table(list: &Value) -> String {
@@ -314,7 +404,8 @@ mod tests {
                 "key:ci",
                 "bundle.create",
                 "com.example.app",
-                "1.2.0"
+                "1.2.0",
+                "created"
             ]
         );
         assert_eq!(
@@ -326,10 +417,32 @@ mod tests {
                 "cli:offline",
                 "apikey.create",
                 "-",
-                "ci"
+                "ci",
+                "-"
             ]
         );
         assert_eq!(audit_table(&json!({"entries": []})), "No audit entries.");
+    }
+
+    #[test]
+    fn audit_change_names_bundles_and_changed_settings() {
+        let release = json!({"before": {"id": 1, "bundle": "1.0.2", "public": false, "rollout": null,
+                "updated_at": "a", "targeting": {"platforms": []}},
+            "after": {"id": 1, "bundle": "1.0.1", "public": true, "updated_at": "b",
+                "rollout": {"bundle": "1.1.0", "percentage_bps": 1000, "paused": false},
+                "targeting": {"platforms": ["ios"]}}});
+        assert_eq!(
+            audit_change(&release),
+            "bundle 1.0.2 → 1.0.1, rollout - → 1.1.0 @ 10%, public false → true, targeting"
+        );
+        assert_eq!(
+            audit_change(&json!({"before": {"bundle": "1.0.0"}, "after": null})),
+            "deleted"
+        );
+        assert_eq!(
+            audit_change(&json!({"before": {"updated_at": "a"}, "after": {"updated_at": "b"}})),
+            "-"
+        );
     }
 
     #[test]

@@ -131,14 +131,17 @@ pub async fn channel_rollback(
     app_id: &str,
     channel: &str,
     to: Option<&str>,
+    force: bool,
 ) -> Result<Outcome, CliError> {
     let body = match to {
         Some(version) => json!({"to": version}),
         None => json!({}),
     };
-    let updated = client
-        .post(&["apps", app_id, "channels", channel, "rollback"], &body)
-        .await?;
+    let path = ["apps", app_id, "channels", channel, "rollback"];
+    let updated = crate::commands::with_downgrade_guard(force, body, |body| async move {
+        client.post(&path, &body).await
+    })
+    .await?;
     let bundle = render::cell(&updated, "bundle");
     let text =
         format!("Rolled channel {channel} of {app_id} back: it serves {bundle} to every device.");

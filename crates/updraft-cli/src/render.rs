@@ -391,9 +391,15 @@ pub fn history_table(list: &Value) -> String {
                 text
             }
         };
+        // What changed: `1.0.2 → 1.0.1` when the stable bundle did.
+        let bundle = cell(entry, "bundle");
+        let bundle = match entry.get("previous_bundle").and_then(Value::as_str) {
+            Some(previous) if previous != bundle => format!("{previous} → {bundle}"),
+            _ => bundle,
+        };
         table.push_row(vec![
             time_cell(entry, "at"),
-            cell(entry, "bundle"),
+            bundle,
             rollout,
             cell(entry, "actor"),
             cell(entry, "reason"),

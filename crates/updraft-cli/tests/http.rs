@@ -180,6 +180,7 @@ async fn deletes_answer_status_ok_in_json() {
     let command = Command::Bundle(BundleCommand::Delete {
         version: "1.0.0+build/7".into(),
         app_id: Some("com.example.app".into()),
+        force: false,
     });
     let outcome = run_against(&server, command, dir.path()).await.unwrap();
     let request = server.next_request();
@@ -188,6 +189,23 @@ async fn deletes_answer_status_ok_in_json() {
         "DELETE /api/v1/apps/com.example.app/bundles/1.0.0%2Bbuild%2F7 HTTP/1.1"
     );
     assert_eq!(outcome.json, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn forced_bundle_delete_sends_force_true() {
+    let server = FakeServer::start(vec![(204, "")]);
+    let dir = empty_dir();
+    let command = Command::Bundle(BundleCommand::Delete {
+        version: "1.0.0".into(),
+        app_id: Some("com.example.app".into()),
+        force: true,
+    });
+    run_against(&server, command, dir.path()).await.unwrap();
+    let request = server.next_request();
+    assert_eq!(
+        request.request_line,
+        "DELETE /api/v1/apps/com.example.app/bundles/1.0.0?force=true HTTP/1.1"
+    );
 }
 
 fn channel_set(channel: &str, app_id: Option<&str>, flags: &[&str]) -> ChannelSetArgs {

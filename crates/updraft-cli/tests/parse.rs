@@ -171,8 +171,17 @@ fn app_commands() {
         Command::App(AppCommand::List)
     ));
     match client_command(&["app", "delete", "com.example.app"]) {
-        Command::App(AppCommand::Delete { app_id }) => assert_eq!(app_id, "com.example.app"),
+        Command::App(AppCommand::Delete { app_id, yes }) => {
+            assert_eq!(app_id, "com.example.app");
+            assert!(!yes);
+        }
         other => panic!("{other:?}"),
+    }
+    for flag in ["--yes", "-y"] {
+        match client_command(&["app", "delete", "com.example.app", flag]) {
+            Command::App(AppCommand::Delete { yes, .. }) => assert!(yes, "{flag}"),
+            other => panic!("{other:?}"),
+        }
     }
     assert_eq!(
         parse_error(&["app", "add"]),
@@ -309,10 +318,19 @@ fn bundle_list_and_delete() {
         other => panic!("{other:?}"),
     }
     match client_command(&["bundle", "delete", "1.0.0", "com.example.app"]) {
-        Command::Bundle(BundleCommand::Delete { version, app_id }) => {
+        Command::Bundle(BundleCommand::Delete {
+            version,
+            app_id,
+            force,
+        }) => {
             assert_eq!(version, "1.0.0");
             assert_eq!(app_id.as_deref(), Some("com.example.app"));
+            assert!(!force);
         }
+        other => panic!("{other:?}"),
+    }
+    match client_command(&["bundle", "delete", "1.0.0", "--force"]) {
+        Command::Bundle(BundleCommand::Delete { force, .. }) => assert!(force),
         other => panic!("{other:?}"),
     }
 }
@@ -356,10 +374,19 @@ fn channel_add_list_delete() {
         other => panic!("{other:?}"),
     }
     match client_command(&["channel", "delete", "beta"]) {
-        Command::Channel(ChannelCommand::Delete { channel, app_id }) => {
+        Command::Channel(ChannelCommand::Delete {
+            channel,
+            app_id,
+            yes,
+        }) => {
             assert_eq!(channel, "beta");
             assert_eq!(app_id, None);
+            assert!(!yes);
         }
+        other => panic!("{other:?}"),
+    }
+    match client_command(&["channel", "delete", "beta", "--yes"]) {
+        Command::Channel(ChannelCommand::Delete { yes, .. }) => assert!(yes),
         other => panic!("{other:?}"),
     }
 }
@@ -1266,10 +1293,11 @@ fn channel_history_rollback_decisions_show() {
             channel,
             app_id,
             to,
+            force,
         }) => {
             assert_eq!(
-                (channel.as_str(), app_id, to.as_deref()),
-                ("production", None, Some("1.2.0"))
+                (channel.as_str(), app_id, to.as_deref(), force),
+                ("production", None, Some("1.2.0"), false)
             );
         }
         other => panic!("{other:?}"),
@@ -1414,5 +1442,104 @@ fn audit_and_webhook_commands() {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[test]
+fn capgo_style_encrypted_external_upload_needs_no_plain_checksum() {
+    let command = client_command(&[
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.5.0",
+        "--external",
+        "https://x.test/a.zip",
+        "--iv-session-key",
+        "aXY=:a2V5",
+        "--encrypted-checksum",
+        "cd34",
+    ]);
+    let Command::Bundle(BundleCommand::Upload(args)) = command else {
+        panic!("{command:?}");
+    };
+    assert_eq!(
+        args.request_body().unwrap(),
+        json!({"version": "1.5.0", "external_url": "https://x.test/a.zip",
+            "session_key": "aXY=:a2V5", "encrypted_checksum": "cd34"})
+    );
+    // An encrypted checksum without a session key is no encrypted bundle.
+    let command = client_command(&[
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.5.0",
+        "--external",
+        "https://x.test/a.zip",
+        "--encrypted-checksum",
+        "cd34",
+    ]);
+    let Command::Bundle(BundleCommand::Upload(args)) = command else {
+        panic!("{command:?}");
+    };
+    let error = args.request_body().unwrap_err();
+    assert_eq!(error.code, "invalid_argument");
+    assert!(
+        error.message.contains("--iv-session-key"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn upload_create_channel_needs_a_channel_and_is_sent() {
+    assert_eq!(
+        parse_error(&[
+            "bundle",
+            "upload",
+            "--bundle",
+            "1.0.0",
+            "--external",
+            "https://x.test/a.zip",
+            "--checksum",
+            "ff",
+            "--create-channel",
+        ]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    let command = client_command(&[
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.0.0",
+        "--external",
+        "https://x.test/a.zip",
+        "--checksum",
+        "ff",
+        "--channel",
+        "nightly",
+        "--create-channel",
+    ]);
+    let Command::Bundle(BundleCommand::Upload(args)) = command else {
+        panic!("{command:?}");
+    };
+    assert_eq!(args.request_body().unwrap()["create_channel"], json!(true));
+}
+
+#[test]
+fn channel_set_and_rollback_take_force() {
+    match client_command(&["channel", "rollback", "production", "--force"]) {
+        Command::Channel(ChannelCommand::Rollback { force, .. }) => assert!(force),
+        other => panic!("{other:?}"),
+    }
+    match client_command(&[
+        "channel",
+        "set",
+        "production",
+        "--bundle",
+        "1.0.0",
+        "--force",
+    ]) {
+        Command::Channel(ChannelCommand::Set(args)) => assert!(args.force),
+        other => panic!("{other:?}"),
     }
 }

@@ -7,6 +7,7 @@ pub mod compat;
 pub mod control;
 pub mod decision;
 pub mod error;
+pub mod guards;
 pub mod model;
 pub mod request;
 pub mod rollout;

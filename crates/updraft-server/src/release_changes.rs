@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::webhooks::{self, events};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use updraft_core::guards::ENCRYPTION_DOWNGRADE;
 use updraft_core::model::{
     Bundle, ChangeContext, Channel, ChannelPatch, Millis, RolloutDecision, BUILTIN,
 };
@@ -111,6 +112,7 @@ pub async fn rollback_channel(
     app_id: &str,
     channel: &str,
     to: Option<&str>,
+    accept_unencrypted: bool,
 ) -> Result<Channel, ApiError> {
     let current = existing_channel(state, app_id, channel).await?;
     let mut plan = Plan::new(state, current).await?;
@@ -153,6 +155,9 @@ pub async fn rollback_channel(
         }
     };
     let target = resolve_bundle(state, app_id, &version).await?;
+    if let Some(bundle) = &target {
+        plan.names.insert(bundle.id, bundle.name.clone());
+    }
     let had_rollout = plan.after.rollout.is_some();
     plan.push(
         ChannelPatch {
@@ -165,6 +170,9 @@ pub async fn rollback_channel(
     );
     if had_rollout {
         plan.events.push(events::ROLLOUT_ROLLED_BACK);
+    }
+    if !accept_unencrypted {
+        plan.refuse_encryption_downgrade(state).await?;
     }
     plan.commit(state, &actor, Commit::default()).await
 }
@@ -324,6 +332,52 @@ impl Plan {
             None => BUILTIN.to_string(),
             Some(id) => self.bundle_name(id),
         }
+    }
+
+    /// 409 `encryption_downgrade` when the plan serves an unencrypted bundle
+    /// (as the stable or a new rollout bundle) on a channel whose stable
+    /// bundle is encrypted: devices configured with a public key refuse
+    /// unencrypted bundles. `builtin` is no download, so it is no downgrade.
+    pub async fn refuse_encryption_downgrade(&self, state: &AppState) -> Result<(), ApiError> {
+        let Some(current_id) = self.before.bundle_id else {
+            return Ok(());
+        };
+        let app_id = &self.before.app_id;
+        let mut served = Vec::new();
+        if self.after.bundle_id != self.before.bundle_id {
+            served.extend(self.after.bundle_id);
+        }
+        let rollout_bundle = |c: &Channel| c.rollout.as_ref().map(|r| r.bundle_id);
+        if rollout_bundle(&self.after) != rollout_bundle(&self.before) {
+            served.extend(rollout_bundle(&self.after));
+        }
+        if served.is_empty() {
+            return Ok(());
+        }
+        let current_name = self.bundle_name(current_id);
+        let encrypted = |bundle: &Option<Bundle>| bundle.as_ref().is_some_and(Bundle::is_encrypted);
+        let current = state.store.get_bundle(app_id, &current_name).await?;
+        if !encrypted(&current) {
+            return Ok(());
+        }
+        for id in served {
+            let name = self.bundle_name(id);
+            let target = state.store.get_bundle(app_id, &name).await?;
+            if target.is_some() && !encrypted(&target) {
+                return Err(ApiError::conflict(
+                    ENCRYPTION_DOWNGRADE,
+                    format!(
+                        "bundle {name} is not encrypted but channel {}'s current bundle {current_name} is: \
+                         devices configured with a public key refuse unencrypted bundles; \
+                         pass accept_unencrypted to serve it anyway",
+                        self.before.name
+                    ),
+                )
+                .with("bundle", name)
+                .with("current_bundle", current_name));
+            }
+        }
+        Ok(())
     }
 
     /// Adds a settings change (no history reason of its own).
@@ -488,6 +542,26 @@ impl Plan {
         Ok(())
     }
 
+    /// Adds the names of any bundle `before` or `after` points at that the
+    /// plan does not know yet, so that the audit entry and webhooks name
+    /// bundles by version, never by id.
+    async fn complete_names(&mut self, state: &AppState) -> Result<(), ApiError> {
+        let ids = [&self.before, &self.after].into_iter().flat_map(|c| {
+            c.bundle_id
+                .into_iter()
+                .chain(c.rollout.as_ref().map(|r| r.bundle_id))
+        });
+        if ids.into_iter().all(|id| self.names.contains_key(&id)) {
+            return Ok(());
+        }
+        let app_id = self.before.app_id.clone();
+        let known = bundle_names(state, &app_id, [&self.before, &self.after]).await?;
+        for (id, name) in known {
+            self.names.entry(id).or_insert(name);
+        }
+        Ok(())
+    }
+
     /// The view of a channel with this plan's bundle names.
     pub fn view(&self, channel: &Channel) -> ChannelView {
         ChannelView::new(channel.clone(), &self.names)
@@ -515,6 +589,7 @@ impl Plan {
         } else {
             "channel.release"
         };
+        self.complete_names(state).await?;
         let before_view = serde_json::to_value(self.view(&self.before)).ok();
         let after_view = serde_json::to_value(self.view(&self.after)).ok();
         let expect_rollout_id = commit

@@ -15,7 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
-use updraft_core::model::{Bundle, ChannelPatch, Role};
+use updraft_core::guards::BUNDLE_IN_USE;
+use updraft_core::model::{
+    Bundle, ChannelPatch, Role, ScheduleStatus, ScheduledAction, ScheduledRelease,
+};
 use updraft_core::validate::normalize_hex;
 use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel, StoreError};
 
@@ -150,10 +153,30 @@ fn new_bundle<'a>(
             "key_id is at most 20 characters",
         ));
     }
+    let given_encrypted_checksum = body
+        .encrypted_checksum
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     let checksum = match (body.checksum.as_deref(), &source) {
         (Some(checksum), _) => Some(checksum.trim()),
         (None, ZipSource::Absent) => None,
-        (None, _) => {
+        // What the Capgo CLI registers for an encrypted bundle hosted elsewhere:
+        // devices with the key verify the RSA-encrypted checksum, and devices
+        // without one cannot open the bundle anyway.
+        (None, ZipSource::External)
+            if session_key.is_some() && given_encrypted_checksum.is_some() =>
+        {
+            None
+        }
+        (None, ZipSource::External) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "checksum is required for an unencrypted external zip: devices verify the SHA-256 \
+                 of the zip (64 hex); an encrypted one may give session_key and encrypted_checksum instead",
+            ))
+        }
+        (None, ZipSource::Stored(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_body",
                 "checksum is required for a zip bundle: the SHA-256 of the plaintext zip",
@@ -174,12 +197,7 @@ fn new_bundle<'a>(
     } else {
         (None, None)
     };
-    if let Some(given) = body
-        .encrypted_checksum
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
+    if let Some(given) = given_encrypted_checksum {
         encrypted = Some(normalize_hex(given, 512).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_checksum",
@@ -247,11 +265,13 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
     if let Some(packages) = body.native_packages.as_deref() {
         compat::validate_native_packages(packages)?;
     }
-    let wants_channel = body.rollout_percentage_bps.is_some() || body.accept_incompatible.is_some();
+    let wants_channel = body.rollout_percentage_bps.is_some()
+        || body.accept_incompatible.is_some()
+        || body.create_channel.is_some();
     if wants_channel && body.channel.is_none() {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "rollout_percentage_bps and accept_incompatible need a channel",
+            "rollout_percentage_bps, accept_incompatible and create_channel need a channel",
         ));
     }
     body.rollout_percentage_bps
@@ -295,17 +315,25 @@ pub async fn create(
     let rollout_bps = release_fields(&body)?;
     let accept_incompatible = body.accept_incompatible.unwrap_or(false);
     version_free(&state, &app_id, &new.name).await?;
+    let create_channel = body.create_channel.unwrap_or(false);
     // Refused before anything is stored; the change itself checks again.
     if let Some(name) = body.channel.as_deref() {
-        if let Some(channel) = state.store.get_channel(&app_id, name).await? {
-            compat::check(
-                &state,
-                &channel,
-                &new.name,
-                new.native_packages.as_deref(),
-                accept_incompatible,
-            )
-            .await?;
+        match state.store.get_channel(&app_id, name).await? {
+            Some(channel) => {
+                compat::check(
+                    &state,
+                    &channel,
+                    &new.name,
+                    new.native_packages.as_deref(),
+                    accept_incompatible,
+                )
+                .await?
+            }
+            // A typo must not create a channel that no device uses.
+            None if !create_channel => {
+                return Err(super::channels::unknown_channel(&state, &app_id, name).await?)
+            }
+            None => {}
         }
     }
     // Held until the row is committed: gc cannot delete the blobs checked here.
@@ -352,7 +380,7 @@ pub async fn create(
     )
     .await;
     if let Some(channel) = body.channel.as_deref() {
-        if state.store.get_channel(&app_id, channel).await?.is_none() {
+        if create_channel && state.store.get_channel(&app_id, channel).await?.is_none() {
             let created = state
                 .store
                 .create_channel(
@@ -495,13 +523,88 @@ pub async fn update(
     Ok(Json(updated))
 }
 
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// 409 `bundle_in_use` when channels serve `bundle` or pending schedules
+/// name it: `channels` ([{"name", "as": "stable"|"rollout"}]) and
+/// `schedules` ([{"id", "channel", "run_at"}]) say which.
+async fn refuse_if_in_use(
+    state: &AppState,
+    app_id: &str,
+    bundle: &Bundle,
+    channels: &HashMap<i64, ChannelUse>,
+) -> Result<(), ApiError> {
+    let used = channels.get(&bundle.id);
+    let mut users: Vec<serde_json::Value> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    if let Some(used) = used {
+        for name in &used.stable {
+            users.push(serde_json::json!({"name": name, "as": "stable"}));
+            names.push(name.clone());
+        }
+        for name in &used.rollout {
+            users.push(serde_json::json!({"name": name, "as": "rollout"}));
+            names.push(format!("{name} (rollout)"));
+        }
+    }
+    let schedules: Vec<ScheduledRelease> = state
+        .store
+        .list_schedules(app_id, None)
+        .await?
+        .into_iter()
+        .filter(|s| s.status == ScheduleStatus::Pending)
+        .filter(|s| match &s.action {
+            ScheduledAction::SetBundle { bundle: name }
+            | ScheduledAction::StartRollout { bundle: name, .. } => *name == bundle.name,
+        })
+        .collect();
+    if users.is_empty() && schedules.is_empty() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    let mut advice = Vec::new();
+    if !names.is_empty() {
+        parts.push(format!("served by channel {}", names.join(", ")));
+        advice.push("point those channels at another bundle");
+    }
+    if !schedules.is_empty() {
+        let ids: Vec<String> = schedules.iter().map(|s| format!("#{}", s.id)).collect();
+        parts.push(format!("named by pending schedule {}", ids.join(", ")));
+        advice.push("cancel those schedules");
+    }
+    let schedule_list: Vec<serde_json::Value> = schedules
+        .iter()
+        .map(|s| {
+            serde_json::json!({"id": s.id, "channel": s.channel, "run_at": super::views::rfc3339(s.run_at)})
+        })
+        .collect();
+    Err(ApiError::conflict(
+        BUNDLE_IN_USE,
+        format!(
+            "bundle {} is {}; {} first, or delete with force=true",
+            bundle.name,
+            parts.join(" and "),
+            advice.join(" and ")
+        ),
+    )
+    .with("channels", users)
+    .with("schedules", schedule_list))
+}
+
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "delete_bundles",
-    responses((status = 204), (status = 404, body = super::views::ErrorView)))]
+    params(("force" = Option<bool>, Query, description = "delete even though channels serve it or pending schedules name it")),
+    responses((status = 204), (status = 404, body = super::views::ErrorView),
+        (status = 409, body = super::views::ErrorView, description = "bundle_in_use: channels serve it or pending schedules name it (listed in channels and schedules)")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Path((app_id, version)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
@@ -513,6 +616,9 @@ pub async fn delete(
         ));
     }
     let channels = channels_by_bundle(&state, &app_id).await?;
+    if !query.force {
+        refuse_if_in_use(&state, &app_id, &bundle, &channels).await?;
+    }
     let before = audit::view(&view(&state, &headers, bundle, &channels));
     state
         .store

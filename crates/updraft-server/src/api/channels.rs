@@ -16,6 +16,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use updraft_core::guards::{closest_names, did_you_mean, CHANNEL_NOT_FOUND};
 use updraft_core::model::{
     AutoPauseAction, AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan,
     Role, Targeting, VersionRange,
@@ -29,6 +30,25 @@ const MAX_COOLDOWN_MINUTES: u32 = 10_080;
 pub(super) async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
     let names = bundle_names(state, &channel.app_id, [&channel]).await?;
     Ok(ChannelView::new(channel, &names))
+}
+
+/// 404 `channel_not_found` for a channel that does not exist, with the
+/// closest existing names in `suggestions` (a typo, most likely).
+pub(crate) async fn unknown_channel(
+    state: &AppState,
+    app_id: &str,
+    name: &str,
+) -> Result<ApiError, ApiError> {
+    let channels = state.store.list_channels(app_id).await?;
+    let suggestions = closest_names(name, channels.iter().map(|c| c.name.as_str()));
+    Ok(ApiError::not_found(
+        CHANNEL_NOT_FOUND,
+        format!(
+            "channel {name} of {app_id} does not exist{}; create it first or ask for it with create_channel",
+            did_you_mean(&suggestions)
+        ),
+    )
+    .with("suggestions", suggestions))
 }
 
 fn invalid_targeting(code: &'static str, message: String) -> ApiError {
@@ -454,12 +474,16 @@ pub async fn update(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let current = existing_channel(&state, &app_id, &name).await?;
+    let accept_unencrypted = settings.accept_unencrypted.unwrap_or(false);
     let checked = check_settings(Some(&current), settings)?;
     if checked.is_empty() {
         return Ok(Json(view(&state, current).await?));
     }
     let mut plan = Plan::new(&state, current).await?;
     plan_settings(&state, &mut plan, checked).await?;
+    if !accept_unencrypted {
+        plan.refuse_encryption_downgrade(&state).await?;
+    }
     let channel = plan
         .commit(&state, &Actor::Key(&caller), Commit::default())
         .await?;

@@ -65,13 +65,24 @@ pub async fn history(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     existing_channel(&state, &app_id, &name).await?;
+    let limit = limit(query.limit)?;
+    // One more than shown: the oldest shown entry's previous bundles.
     let entries = state
         .store
-        .channel_history(&app_id, &name, limit(query.limit)?)
+        .channel_history(&app_id, &name, limit + 1)
         .await?;
+    let mut history: Vec<HistoryEntryView> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate().take(limit as usize) {
+        let mut view = HistoryEntryView::from(entry.clone());
+        if let Some(older) = entries.get(i + 1) {
+            view.previous_bundle = Some(older.bundle.clone());
+            view.previous_rollout_bundle = older.rollout_bundle.clone();
+        }
+        history.push(view);
+    }
     Ok(Json(HistoryList {
         channel: name,
-        history: entries.into_iter().map(HistoryEntryView::from).collect(),
+        history,
     }))
 }
 
@@ -99,6 +110,7 @@ pub async fn rollback(
         &app_id,
         &name,
         request.to.as_deref(),
+        request.accept_unencrypted.unwrap_or(false),
     )
     .await?;
     let names = bundle_names(&state, &app_id, [&channel]).await?;

@@ -136,7 +136,9 @@ pub struct CreateBundle {
     /// Delta files, each a stored blob.
     pub manifest: Option<Vec<ManifestEntryInput>>,
     /// Lowercase hex SHA-256 of the plaintext zip (or the 512-hex RSA-encrypted one).
-    /// Required with a zip; optional for manifest-only bundles.
+    /// Required with a zip, except an encrypted external one that gives
+    /// `session_key` and `encrypted_checksum` (what devices verify); optional
+    /// for manifest-only bundles.
     pub checksum: Option<String>,
     pub session_key: Option<String>,
     pub key_id: Option<String>,
@@ -144,8 +146,12 @@ pub struct CreateBundle {
     pub min_update_version: Option<String>,
     pub link: Option<String>,
     pub comment: Option<String>,
-    /// Point this channel at the new bundle (created if missing).
+    /// Point this existing channel at the new bundle (404
+    /// `channel_not_found` with `suggestions` when there is none, unless
+    /// `create_channel`).
     pub channel: Option<String>,
+    /// With `channel`: create it when it does not exist.
+    pub create_channel: Option<bool>,
     /// Capacitor plugins with native code the bundle was built against
     /// (`name`, `version`, `requested_version`?); absent = unknown.
     #[schema(value_type = Option<Vec<Object>>)]
@@ -303,6 +309,9 @@ pub struct ChannelSettings {
     pub ramp: Option<RampSettings>,
     /// Put a bundle live even when its native packages differ from the live one's.
     pub accept_incompatible: Option<bool>,
+    /// Serve an unencrypted bundle although the channel's current bundle is
+    /// encrypted (else 409 `encryption_downgrade`).
+    pub accept_unencrypted: Option<bool>,
 }
 
 /// Targeting rules: every criterion given must match; a list matches any
@@ -465,7 +474,12 @@ pub struct HistoryEntryView {
     pub id: i64,
     /// The stable bundle after the change (`builtin` for none).
     pub bundle: String,
+    /// The stable bundle before it (from the previous entry; `null` for the
+    /// first entry of the channel's history).
+    pub previous_bundle: Option<String>,
     pub rollout_bundle: Option<String>,
+    /// The rollout bundle before the change, when there was a rollout.
+    pub previous_rollout_bundle: Option<String>,
     pub rollout_percentage_bps: Option<u32>,
     pub rollout_paused: bool,
     pub at: String,
@@ -480,7 +494,9 @@ impl From<ChannelHistoryEntry> for HistoryEntryView {
         HistoryEntryView {
             id: e.id,
             bundle: e.bundle,
+            previous_bundle: None,
             rollout_bundle: e.rollout_bundle,
+            previous_rollout_bundle: None,
             rollout_percentage_bps: e.rollout_percentage_bps,
             rollout_paused: e.rollout_paused,
             at: rfc3339(e.at),
@@ -503,6 +519,9 @@ pub struct HistoryList {
 pub struct RollbackRequest {
     /// A bundle version or `builtin`.
     pub to: Option<String>,
+    /// Go back to an unencrypted bundle although the current one is
+    /// encrypted (else 409 `encryption_downgrade`).
+    pub accept_unencrypted: Option<bool>,
 }
 
 /// What the rollout control loop decided, with its numbers.

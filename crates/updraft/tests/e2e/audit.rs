@@ -111,6 +111,8 @@ async fn every_management_change_is_recorded_once() {
     .await;
     let mut into_rollout = external_bundle("1.0.2");
     into_rollout["channel"] = json!("canary");
+    // A channel that does not exist yet is created only on request.
+    into_rollout["create_channel"] = json!(true);
     call(
         &s,
         Method::POST,
@@ -465,7 +467,7 @@ async fn the_audit_log_filters_pages_and_prints() {
     let newest: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
         newest[3..],
-        ["key:admin", "bundle.create", APP, "1.0.2"],
+        ["key:admin", "bundle.create", APP, "1.0.2", "created"],
         "{table}"
     );
     let out = s.cli_ok(&["audit", "--actor", "cli:offline", "--since", "7d", "--json"]);

@@ -19,6 +19,7 @@ async fn readme_walkthrough_serves_a_device() {
         CHECKSUM,
         "--channel",
         "production",
+        "--create-channel",
     ]);
     s.cli_ok(&["channel", "set", "production", APP, "--state", "default"]);
     let (_, b) = s.post("/updates", &device_body()).await;

@@ -10,6 +10,7 @@ mod channel_self;
 mod cli;
 mod cluster;
 mod durability;
+mod guards;
 mod interop;
 mod management;
 mod metrics;

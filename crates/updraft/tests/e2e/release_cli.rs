@@ -98,6 +98,7 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
             "1.0.0",
             "--channel",
             "production",
+            "--create-channel",
             "--json",
         ],
     );

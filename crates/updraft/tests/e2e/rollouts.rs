@@ -529,7 +529,8 @@ async fn schedules_run_when_due_fail_when_refused_and_can_be_cancelled() {
     let (status, body) = s
         .api(
             Method::DELETE,
-            &format!("/api/v1/apps/{APP}/bundles/1.2.0"),
+            // Forced: a pending schedule names it (bundle_in_use otherwise).
+            &format!("/api/v1/apps/{APP}/bundles/1.2.0?force=true"),
             None,
         )
         .await;

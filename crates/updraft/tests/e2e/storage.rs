@@ -302,11 +302,11 @@ async fn an_uploaded_zip_is_resumable_published_and_served_with_ranges() {
         assert_eq!(resp.status(), 404, "{path}");
     }
 
-    // A deleted bundle is not served any more.
+    // A deleted bundle is not served any more (forced: a channel serves it).
     let (st, _) = s
         .api(
             Method::DELETE,
-            &format!("/api/v1/apps/{APP}/bundles/1.0.1"),
+            &format!("/api/v1/apps/{APP}/bundles/1.0.1?force=true"),
             None,
         )
         .await;
