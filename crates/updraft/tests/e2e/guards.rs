@@ -3,7 +3,7 @@
 //! Capgo CLI's registration of an encrypted external bundle.
 
 use crate::bundles::json_out;
-use crate::harness::{device_body, with, Server, APP, CHECKSUM};
+use crate::harness::{assert_refusal, device_body, with, Server, APP, CHECKSUM};
 use reqwest::Method;
 use serde_json::{json, Value};
 use updraft_bundle::crypto::{self, PrivateKey, SessionKey};
@@ -230,6 +230,17 @@ async fn deleting_a_bundle_in_use_is_refused_unless_forced() {
     let listed = versions(&api_get(&s, &bundles).await);
     assert!(!listed.contains(&"1.0.0".to_string()), "{listed:?}");
     assert!(!listed.contains(&"1.2.0".to_string()), "{listed:?}");
+    // Devices on a channel whose bundle was force-deleted get a plain
+    // refusal naming both, not no_channel.
+    let (status, body) = s.post("/updates", &device_body()).await;
+    assert_eq!(status, 200);
+    assert_refusal(&body, "bundle_deleted", "blocked");
+    assert_eq!(body["channel"], "production", "{body}");
+    assert_eq!(body["version"], "1.0.0", "{body}");
+    assert_eq!(
+        body["message"],
+        "Channel \"production\" serves bundle 1.0.0, which was deleted. Point the channel at another bundle.",
+    );
 }
 
 #[tokio::test]

@@ -243,6 +243,15 @@ async fn a_running_installation_moves_to_postgres_and_s3_and_answers_alike() {
         devices["total"].as_u64() == Some(5)
     })
     .await;
+    // ...and so is every download count (flushed on their own timer).
+    let downloaded = before.iter().map(|(_, files)| files.len()).sum::<usize>() as u64;
+    wait_for("the download counts flushed", || async {
+        let (_, stats) = old
+            .api(Method::GET, &format!("/api/v1/apps/{APP}/stats"), None)
+            .await;
+        stats["totals"]["downloads"].as_u64() == Some(downloaded)
+    })
+    .await;
     let view_before = api_view(&old).await;
 
     // The copy, while the old server keeps running.
