@@ -13,6 +13,26 @@ use futures_util::future::{Either, Ready};
 use std::task::{Context, Poll};
 use updraft_core::error::DeviceError;
 
+/// How much of a refused body is read and dropped before the connection
+/// closes (nginx's lingering close does the same), in bytes and in time.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn discard(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read >= LINGER_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Which error body a refusal carries: the route's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -111,7 +131,12 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         match self.limit.check(&request) {
-            Some(refusal) => Either::Left(futures_util::future::ready(Ok(refusal))),
+            Some(refusal) => {
+                // A lingering close: a client that sends the body anyway gets
+                // to finish writing and read the 413, instead of a reset.
+                tokio::spawn(discard(request.into_body()));
+                Either::Left(futures_util::future::ready(Ok(refusal)))
+            }
             None => Either::Right(self.inner.call(request)),
         }
     }
