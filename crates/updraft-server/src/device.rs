@@ -68,7 +68,14 @@ async fn read_json(state: &AppState, body: Body) -> Result<Value, DeviceError> {
 async fn read_bytes(state: &AppState, body: Body) -> Result<Bytes, DeviceError> {
     axum::body::to_bytes(body, state.config.device_body_limit)
         .await
-        .map_err(|_| {
+        .map_err(|err| {
+            if crate::listener::is_body_too_slow(&err) {
+                return DeviceError::bad_request(
+                    "body_timeout",
+                    "The request body arrived slower than the minimum transfer rate",
+                )
+                .with_status(408);
+            }
             DeviceError::bad_request(
                 "body_too_large",
                 format!(

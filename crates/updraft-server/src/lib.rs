@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod body_limit;
 pub mod cluster;
 pub mod control;
 pub mod cors;
 pub mod device;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod release_changes;
 pub mod releases;
@@ -142,9 +144,19 @@ async fn request_id(
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
     let metrics = Arc::clone(&state.metrics);
+    let limit = |bytes: u64, shape| body_limit::ContentLengthLimit::new(bytes, shape);
+    let config = &state.config;
     Router::new()
-        .merge(device::routes())
-        .merge(api::routes())
+        .merge(device::routes().route_layer(limit(
+            config.device_body_limit as u64,
+            body_limit::Shape::Device,
+        )))
+        .merge(
+            api::routes().route_layer(limit(config.api_body_limit as u64, body_limit::Shape::Api)),
+        )
+        .merge(
+            api::upload_routes().route_layer(limit(config.max_upload_size, body_limit::Shape::Api)),
+        )
         .merge(storage::download_routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -170,6 +182,8 @@ pub fn router(state: AppState) -> Router {
 /// A bound, loaded server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// Connections served at once (the setting, or derived from the file limit).
+    max_connections: usize,
     state: AppState,
     cluster: Arc<dyn Cluster>,
     /// Told by the leader election; `state.leading` listens.
@@ -205,17 +219,41 @@ impl Server {
         cluster: Arc<dyn Cluster>,
         clock: Arc<dyn updraft_core::model::Clock>,
     ) -> Result<Server, ServeError> {
+        let file_limit = match listener::raise_file_limit() {
+            Ok(limit) => {
+                tracing::info!(
+                    soft = limit.soft,
+                    hard = limit.hard,
+                    was = limit.before,
+                    "open-file limit"
+                );
+                limit.soft
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read or raise the open-file limit; assuming 1024");
+                1024
+            }
+        };
+        let max_connections =
+            listener::effective_max_connections(config.connections.max_connections, file_limit);
+        tracing::info!(
+            max_connections,
+            listen_backlog = config.connections.listen_backlog,
+            file_limit,
+            "connection limit"
+        );
         let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
+            listener::bind(config.listen, config.connections.listen_backlog).map_err(|source| {
+                ServeError::Bind {
                     addr: config.listen,
                     source,
-                })?;
+                }
+            })?;
         let releases = Arc::new(ReleaseCache::new(Arc::clone(&store)));
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
         let metrics = Arc::new(Metrics::new());
+        metrics.set_connection_limit(max_connections);
         let registry = Arc::new(RegistryWriter::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
@@ -267,6 +305,7 @@ impl Server {
         };
         Ok(Server {
             listener,
+            max_connections,
             state,
             cluster,
             leading: leading_tx,
@@ -315,9 +354,15 @@ impl Server {
             shutdown_rx.clone(),
         );
         let app = router(self.state.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        listener::serve(
+            self.listener,
+            app,
+            self.state.config.connections.clone(),
+            self.max_connections,
+            Arc::clone(&self.state.metrics),
+            shutdown,
+        )
+        .await;
         reload.abort();
         if let Some(listener) = release_listener {
             listener.abort();

@@ -269,6 +269,41 @@ pub struct Metrics {
     release_notifications: Counter,
     rollout_control_outcomes: Family<ControlOutcomeLabels, Counter>,
     webhook_attempts: Family<DeliveryLabels, Counter>,
+    http_connections: Gauge,
+    http_connection_limit: Gauge,
+    accept_errors: Counter,
+    connection_timeouts: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+impl EncodeLabelSet for ReasonLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("reason", self.reason)].encode(encoder)
+    }
+}
+
+/// Why the server closed a connection itself (`reason` label).
+pub mod connection_timeout {
+    /// No request, or none after the last answer, within the header/idle timeout.
+    pub const IDLE: &str = "idle";
+    /// The client read the response slower than the minimum transfer rate.
+    pub const SEND: &str = "send";
+    pub const ALL: [&str; 2] = [IDLE, SEND];
+}
+
+/// Holds `updraft_http_connections` one higher while a connection is open.
+pub struct ConnectionGuard {
+    open: Gauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -411,7 +446,38 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "Client connections open now",
+            http_connections.clone(),
+        );
+        let http_connection_limit = Gauge::default();
+        registry.register(
+            "http_connection_limit",
+            "Most client connections served at once (max_connections); more wait in the listen backlog",
+            http_connection_limit.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "http_accept_errors",
+            "Accept failures for want of descriptors or memory (EMFILE, ENFILE, ENOMEM); the server backs off and retries",
+            accept_errors.clone(),
+        );
+        let connection_timeouts = Family::<ReasonLabels, Counter>::default();
+        for reason in connection_timeout::ALL {
+            drop(connection_timeouts.get_or_create(&ReasonLabels { reason }));
+        }
+        registry.register(
+            "http_connection_timeouts",
+            "Connections the server closed itself: idle (no request within the header or idle timeout) or send (the client stopped reading)",
+            connection_timeouts.clone(),
+        );
         Metrics {
+            http_connections,
+            http_connection_limit,
+            accept_errors,
+            connection_timeouts,
             registry,
             routes: RouteInterner::default(),
             unmatched: Arc::from(UNMATCHED_ROUTE),
@@ -496,6 +562,30 @@ impl Metrics {
         StatsWaitGuard {
             depth: self.stats_queue_depth.clone(),
         }
+    }
+
+    /// Counts an open connection until the guard drops.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.http_connections.inc();
+        ConnectionGuard {
+            open: self.http_connections.clone(),
+        }
+    }
+
+    pub fn set_connection_limit(&self, limit: usize) {
+        self.http_connection_limit
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_accept_error(&self) {
+        self.accept_errors.inc();
+    }
+
+    /// `reason` is one of [`connection_timeout`].
+    pub fn record_connection_timeout(&self, reason: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// `operation` should be one of [`db_operation`]; any `&'static str` works.

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub cdn_base_url: Option<String>,
     /// `download_mode = redirect`: how long a presigned URL stays valid.
     pub presigned_url_ttl_secs: u64,
+    /// Connection cap, backlog, timeouts and head limits.
+    pub connections: crate::listener::ConnectionLimits,
 }
 
 /// How devices get bundle bytes.
@@ -126,6 +128,7 @@ impl Default for ServerConfig {
             download_mode: DownloadMode::Stream,
             cdn_base_url: None,
             presigned_url_ttl_secs: 3600,
+            connections: crate::listener::ConnectionLimits::default(),
         }
     }
 }

@@ -85,6 +85,23 @@ pub struct FileConfig {
     pub cdn_base_url: Option<String>,
     /// Validity of presigned download URLs (download_mode = redirect; default 3600 s).
     pub presigned_url_ttl_secs: Option<u64>,
+    /// Most client connections at once (default: from the open-file limit).
+    pub max_connections: Option<usize>,
+    /// Connections the kernel queues while all are busy (default 1024).
+    pub listen_backlog: Option<u32>,
+    /// First request head (and, on HTTP/1.1, each next one) within this (default 10 s).
+    pub header_read_timeout_secs: Option<u64>,
+    /// A connection with no request in flight closes after this (default 60 s).
+    pub idle_timeout_secs: Option<u64>,
+    /// Request bodies and responses move at least this many bytes per second,
+    /// over `transfer_window_secs` (default 256).
+    pub min_transfer_rate: Option<u64>,
+    /// The window the minimum transfer rate is measured over (default 60 s).
+    pub transfer_window_secs: Option<u64>,
+    /// Longest request target, path and query, in bytes (default 8192).
+    pub max_uri_length: Option<usize>,
+    /// Largest total of the request headers, in bytes (default 16384).
+    pub max_header_bytes: Option<usize>,
 }
 
 /// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
@@ -178,6 +195,41 @@ fn storage_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Res
     Ok(())
 }
 
+/// The connection cap, backlog, timeouts and head limits.
+fn connection_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
+    use std::time::Duration;
+    let limits = &mut server.connections;
+    if let Some(v) = number("UPDRAFT_MAX_CONNECTIONS", file.max_connections)? {
+        // 0 = derived from the open-file limit, like leaving it unset.
+        limits.max_connections = Some(v).filter(|n| *n > 0);
+    }
+    if let Some(v) = number("UPDRAFT_LISTEN_BACKLOG", file.listen_backlog)? {
+        limits.listen_backlog = v.clamp(16, 65_535);
+    }
+    if let Some(v) = number(
+        "UPDRAFT_HEADER_READ_TIMEOUT_SECS",
+        file.header_read_timeout_secs,
+    )? {
+        limits.header_read_timeout = Duration::from_secs(v.max(1));
+    }
+    if let Some(v) = number("UPDRAFT_IDLE_TIMEOUT_SECS", file.idle_timeout_secs)? {
+        limits.idle_timeout = Duration::from_secs(v.max(1));
+    }
+    if let Some(v) = number("UPDRAFT_MIN_TRANSFER_RATE", file.min_transfer_rate)? {
+        limits.min_transfer_rate = v;
+    }
+    if let Some(v) = number("UPDRAFT_TRANSFER_WINDOW_SECS", file.transfer_window_secs)? {
+        limits.transfer_window = Duration::from_secs(v.max(1));
+    }
+    if let Some(v) = number("UPDRAFT_MAX_URI_LENGTH", file.max_uri_length)? {
+        limits.max_uri_length = v.max(256);
+    }
+    if let Some(v) = number("UPDRAFT_MAX_HEADER_BYTES", file.max_header_bytes)? {
+        limits.max_header_bytes = v.max(1024);
+    }
+    Ok(())
+}
+
 /// The download mode against the storage and signing settings.
 fn check_download_mode(server: &ServerConfig) -> anyhow::Result<()> {
     use updraft_server::state::DownloadMode;
@@ -263,6 +315,7 @@ pub fn load(
     };
     let mut server = ServerConfig::default();
     storage_settings(&mut server, &file)?;
+    connection_settings(&mut server, &file)?;
     let listen = match (args.listen, env("UPDRAFT_LISTEN")) {
         (Some(listen), _) => Some(listen),
         (None, Some(text)) => Some(
@@ -434,6 +487,34 @@ mod tests {
         assert!(err.to_string().contains("stream, redirect or cdn"), "{err}");
         let file: FileConfig = toml::from_str("storage_url = \"/var/bundles\"").unwrap();
         assert!(storage_settings(&mut ServerConfig::default(), &file).is_err());
+    }
+
+    #[test]
+    fn connection_settings_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "max_connections = 300\nlisten_backlog = 4096\nheader_read_timeout_secs = 3\nidle_timeout_secs = 20\nmin_transfer_rate = 100\ntransfer_window_secs = 30\nmax_uri_length = 2048\nmax_header_bytes = 4096",
+        )
+        .unwrap();
+        let mut server = ServerConfig::default();
+        connection_settings(&mut server, &file).unwrap();
+        let limits = &server.connections;
+        assert_eq!(limits.max_connections, Some(300));
+        assert_eq!(limits.listen_backlog, 4096);
+        assert_eq!(
+            limits.header_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(limits.min_transfer_rate, 100);
+        assert_eq!(limits.transfer_window, std::time::Duration::from_secs(30));
+        assert_eq!(
+            (limits.max_uri_length, limits.max_header_bytes),
+            (2048, 4096)
+        );
+        let file: FileConfig = toml::from_str("max_connections = 0").unwrap();
+        let mut server = ServerConfig::default();
+        connection_settings(&mut server, &file).unwrap();
+        assert_eq!(server.connections.max_connections, None);
     }
 
     #[test]

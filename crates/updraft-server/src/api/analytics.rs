@@ -3,11 +3,12 @@
 
 use super::analytics_views::StatsReportView;
 use super::{existing_app, ApiQuery, Caller};
+use crate::api::Path;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

@@ -2,11 +2,12 @@
 
 use super::views::{AppList, AppView, CreateApp, UpdateApp};
 use super::{existing_app, refresh_release, Caller, JsonBody};
+use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use updraft_core::model::Role;

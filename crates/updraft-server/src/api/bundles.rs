@@ -3,6 +3,7 @@
 
 use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
 use super::{compat, existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
+use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
@@ -10,7 +11,7 @@ use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutReques
 use crate::state::AppState;
 use crate::storage::publish;
 use crate::webhooks;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;

@@ -7,13 +7,14 @@ use super::views::{
     TargetingSpec,
 };
 use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use crate::api::Path;
 use crate::error::ApiError;
 use crate::release_changes::{
     bundle_names, existing_channel, resolve_bundle, Actor, Commit, Plan, ReleaseChange,
     RolloutRequest,
 };
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use updraft_core::guards::{closest_names, did_you_mean, CHANNEL_NOT_FOUND};

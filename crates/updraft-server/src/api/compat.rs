@@ -4,9 +4,10 @@
 //! Also the `compatibility` endpoints that show the comparison beforehand.
 
 use super::{existing_app, ApiQuery, Caller, JsonBody};
+use crate::api::Path;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};

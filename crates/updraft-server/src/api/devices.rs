@@ -5,11 +5,12 @@ use super::views::{
     DeviceDetail, DeviceList, DeviceView, EventView, OverrideList, OverrideView, SetOverride,
 };
 use super::{existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
+use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;

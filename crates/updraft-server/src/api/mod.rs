@@ -100,10 +100,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/uploads", post(crate::storage::uploads::create))
         .route(
-            "/api/v1/uploads/{upload_id}",
-            get(crate::storage::uploads::show).patch(crate::storage::uploads::append),
-        )
-        .route(
             "/api/v1/blobs/missing",
             post(crate::storage::uploads::missing),
         )
@@ -131,6 +127,15 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/webhooks/{id}/deliveries",
             get(webhooks::deliveries),
         )
+}
+
+/// The resumable-upload route, whose bodies are limited by the upload size
+/// rather than the management body limit.
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/uploads/{upload_id}",
+        get(crate::storage::uploads::show).patch(crate::storage::uploads::append),
+    )
 }
 
 /// The authenticated API key behind a request.
@@ -215,6 +220,23 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Path parameters, refused with this API's JSON error (`invalid_path`,
+/// e.g. for `%ff`, which decodes to no UTF-8) rather than axum's plain-text one.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), "invalid_path", rejection.body_text())
+            })
+    }
+}
+
 /// Query-string parameters, refused with this API's JSON error
 /// (`invalid_query`) rather than axum's plain-text one.
 pub struct ApiQuery<T>(pub T);
@@ -240,7 +262,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let body: Body = request.into_body();
         let bytes = axum::body::to_bytes(body, state.config.api_body_limit)
             .await
-            .map_err(|_| {
+            .map_err(|err| {
+                if crate::listener::is_body_too_slow(&err) {
+                    return ApiError::body_timeout();
+                }
                 ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",

@@ -6,13 +6,14 @@ use super::views::{
     RollbackRequest, ScheduleList, ScheduleView,
 };
 use super::{existing_app, ApiQuery, Caller, JsonBody};
+use crate::api::Path;
 use crate::error::ApiError;
 use crate::release_changes::{
     bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
 };
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;

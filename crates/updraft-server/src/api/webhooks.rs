@@ -3,11 +3,12 @@
 
 use super::views::{rfc3339, ErrorView};
 use super::{existing_app, ApiQuery, Caller, JsonBody};
+use crate::api::Path;
 use crate::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::{self, events};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};

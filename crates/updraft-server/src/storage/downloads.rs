@@ -9,9 +9,10 @@
 
 use super::signing::SignatureProblem;
 use super::{blob_failure, encode_segment, Storage};
+use crate::api::Path;
 use crate::state::{AppState, DownloadMode};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;

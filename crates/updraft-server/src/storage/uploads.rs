@@ -19,12 +19,13 @@
 //!   receives the last byte assembles the parts and stores the blob.
 
 use super::{blob_failure, parse_sha256, require_uploader};
+use crate::api::Path as UrlPath;
 use crate::api::{Caller, JsonBody};
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -695,7 +696,10 @@ pub async fn put_blob(
     require_uploader(&caller)?;
     let sha256 = parse_sha256("the path's SHA-256", &sha256)?;
     let limit = state.config.api_body_limit;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
+        if crate::listener::is_body_too_slow(&err) {
+            return ApiError::body_timeout();
+        }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",

@@ -89,9 +89,31 @@ impl Server {
         server
     }
 
+    /// `start_with`, the binary run under `wrapper` (e.g. `prlimit …`).
+    pub async fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let key = create_key(&data_dir, "admin", "admin", &[]);
+        let mut server = Self::spawn_wrapped(&data_dir, env, wrapper);
+        server._tmp = Some(tmp);
+        server.key = key;
+        server
+    }
+
     /// Starts the binary on an existing data directory (restart after a kill).
     pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(bin());
+        Self::spawn_wrapped(data_dir, env, &[])
+    }
+
+    fn spawn_wrapped(data_dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("serve")
             .env("UPDRAFT_DATA_DIR", data_dir)
             .env("UPDRAFT_LISTEN", "127.0.0.1:0")

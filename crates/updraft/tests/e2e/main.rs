@@ -9,6 +9,7 @@ mod bundles;
 mod channel_self;
 mod cli;
 mod cluster;
+mod connections;
 mod durability;
 mod guards;
 mod interop;
