@@ -264,3 +264,65 @@ async fn concurrent_writers_do_not_fail_with_busy() {
         "one public channel survives"
     );
 }
+
+/// "database or disk is full" in the middle of a write transaction (a full
+/// tmpfs) must not leave the one writer connection inside a dead
+/// transaction: once there is room again, the next write succeeds without
+/// reopening the store.
+#[tokio::test]
+async fn a_failed_commit_does_not_poison_the_writer() {
+    let fs = match updraft_testkit::Tmpfs::mount(4) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED a_failed_commit_does_not_poison_the_writer: {why}");
+            return;
+        }
+    };
+    let store = SqliteStore::open_path(&fs.path().join("test.db"))
+        .await
+        .unwrap();
+    store
+        .create_app("com.example.first", "First", 0)
+        .await
+        .unwrap();
+    let channel = |name: String| NewChannel {
+        app_id: "com.example.first".to_string(),
+        name,
+        settings: ChannelPatch::default(),
+    };
+    fs.fill("filler");
+    let long_name = "n".repeat(3000);
+    let mut failure = None;
+    for i in 0..2000 {
+        if let Err(err) = store
+            .create_channel(channel(format!("{i}-{long_name}")), i)
+            .await
+        {
+            failure = Some(err);
+            break;
+        }
+    }
+    let failure = failure.expect("the full disk made a write fail");
+    assert!(
+        failure.to_string().contains("full"),
+        "a disk-full error: {failure}"
+    );
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    for name in ["after", "after-2"] {
+        store
+            .create_channel(channel(name.to_string()), 1000)
+            .await
+            .expect("the writer works again once there is room");
+    }
+    assert!(store
+        .get_channel("com.example.first", "after-2")
+        .await
+        .unwrap()
+        .is_some());
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    store.close().await;
+}

@@ -113,6 +113,7 @@ impl SqliteStore {
             |e: sqlx::Error| StoreError::Backend(format!("cannot open {}: {e}", db_file.display()));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(close_if_left_in_transaction)
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
@@ -122,6 +123,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_READ_CONNECTIONS)
+            .after_release(close_if_left_in_transaction)
             .connect_with(options)
             .await
             .map_err(cannot_open)?;
@@ -156,6 +158,34 @@ impl SqliteStore {
     async fn read_pool(&self) -> StoreResult<&SqlitePool> {
         Ok(&self.pool)
     }
+}
+
+/// Whether a connection coming back to its pool may be used again: not when
+/// sqlx still counts it inside a transaction. That happens after a failed
+/// COMMIT on a full disk (or an I/O error): SQLite has already rolled the
+/// transaction back by itself, so the ROLLBACK that dropping the
+/// `Transaction` sends fails ("no transaction is active") and sqlx never
+/// lowers its depth; every later `BEGIN` on that connection would then fail
+/// ("attempted to call begin_with at non-zero transaction depth") until a
+/// restart. Closing it instead makes the pool open a fresh one for the next
+/// write. The ping first waits for that queued ROLLBACK to run.
+fn close_if_left_in_transaction(
+    conn: &mut SqliteConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        use sqlx::{Connection, TransactionManager};
+        conn.ping().await?;
+        let depth = <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn);
+        if depth > 0 {
+            tracing::warn!(
+                depth,
+                "a database connection was left inside a failed transaction; replacing it"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    })
 }
 
 // What the shared files in `src/sql/` name through `super::`.
