@@ -62,6 +62,12 @@ pub struct ServerConfig {
     pub cdn_base_url: Option<String>,
     /// `download_mode = redirect`: how long a presigned URL stays valid.
     pub presigned_url_ttl_secs: u64,
+    /// Below this much free space on the data directory's file system,
+    /// stats and management writes are refused with 503 (0 = never).
+    pub min_free_disk_mb: u64,
+    /// How often free space is measured and a probe write is committed
+    /// (what `/readyz` reports).
+    pub write_check_interval_ms: u64,
 }
 
 /// How devices get bundle bytes.
@@ -126,6 +132,8 @@ impl Default for ServerConfig {
             download_mode: DownloadMode::Stream,
             cdn_base_url: None,
             presigned_url_ttl_secs: 3600,
+            min_free_disk_mb: 64,
+            write_check_interval_ms: 2000,
         }
     }
 }
@@ -145,6 +153,8 @@ pub struct AppState {
     pub clock: Arc<dyn updraft_core::model::Clock>,
     /// Whether this node runs the background work now (see `cluster`).
     pub leading: tokio::sync::watch::Receiver<bool>,
+    /// Free disk space and the write probe: refusals and `/readyz`.
+    pub write_health: Arc<crate::write_health::WriteHealth>,
 }
 
 impl AppState {

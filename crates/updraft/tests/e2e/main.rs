@@ -9,6 +9,7 @@ mod bundles;
 mod channel_self;
 mod cli;
 mod cluster;
+mod disk_full;
 mod durability;
 mod interop;
 mod management;
