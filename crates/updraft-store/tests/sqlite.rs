@@ -326,3 +326,45 @@ async fn a_failed_commit_does_not_poison_the_writer() {
     assert_eq!(check, "ok");
     store.close().await;
 }
+
+/// An older database (fewer migrations) is migrated by this binary; a newer
+/// one (a migration this binary lacks) is refused with both versions named.
+#[tokio::test]
+async fn schema_versions_are_checked_at_open() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("test.db");
+    let all = &updraft_store::sqlite::MIGRATOR;
+    let latest = all.iter().map(|m| m.version).max().unwrap();
+    // What an older release left: every migration but the last.
+    let older = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            all.iter().filter(|m| m.version < latest).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    older.run(&pool).await.unwrap();
+    pool.close().await;
+    let store = SqliteStore::open_path(&file)
+        .await
+        .expect("an older database migrates");
+    let applied: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, latest);
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(store.write_pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = SqliteStore::open_path(&file).await.unwrap_err().to_string();
+    assert!(err.contains("migration 9999"), "{err}");
+    assert!(err.contains(&format!("up to {latest}")), "{err}");
+}
