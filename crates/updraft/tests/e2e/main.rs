@@ -17,6 +17,7 @@ mod metrics;
 mod migrate;
 mod release_cli;
 mod rollouts;
+mod startup;
 mod stats;
 mod storage;
 mod updates;
