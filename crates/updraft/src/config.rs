@@ -476,10 +476,10 @@ mod tests {
             toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"\nzip_max_entries = 10")
                 .unwrap();
         assert_eq!(ok.zip_max_entries, Some(10));
-        let ok: FileConfig =
+        let disk: FileConfig =
             toml::from_str("min_free_disk_mb = 5\nstartup_quick_check = false").unwrap();
-        assert_eq!(ok.min_free_disk_mb, Some(5));
-        assert_eq!(ok.startup_quick_check, Some(false));
+        assert_eq!(disk.min_free_disk_mb, Some(5));
+        assert_eq!(disk.startup_quick_check, Some(false));
         assert!(parse_bool("X", "off").is_ok_and(|v| !v));
         assert!(parse_bool("X", "maybe").is_err());
         assert_eq!(ok.listen, Some("127.0.0.1:9".parse().unwrap()));
