@@ -150,7 +150,10 @@ impl ApiClient {
         Err(error_from_response(status, &bytes))
     }
 
-    /// Reads the next piece of a streamed answer.
+    /// Reads the next piece of a streamed answer. The server had answered
+    /// 2xx already: a stream that breaks off now (the server aborts it when
+    /// it fails part-way, rather than end it as if complete) is the server
+    /// failing, not the server being out of reach.
     pub async fn next_chunk(
         &self,
         response: &mut reqwest::Response,
@@ -159,7 +162,19 @@ impl ApiClient {
             .chunk()
             .await
             .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
-            .map_err(|error| self.unreachable(&error))
+            .map_err(|error| {
+                let cause = match std::error::Error::source(&error) {
+                    Some(source) => error_chain(source),
+                    None => error_chain(&error),
+                };
+                CliError::new(
+                    "server_failed",
+                    format!(
+                        "the server failed while sending its answer, which is incomplete \
+                         (see the server's log): {cause}"
+                    ),
+                )
+            })
     }
 
     /// `Ok(None)` for a 2xx without a body.

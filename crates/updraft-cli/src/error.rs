@@ -55,7 +55,9 @@ impl From<StoreError> for CliError {
             StoreError::DeletedNameReused => CliError::new("bundle_version_deleted", message),
             StoreError::Invalid(_) => CliError::new("invalid_argument", message),
             StoreError::Conflict(_) => CliError::new("conflict", message),
-            StoreError::Backend(_) => CliError::new("storage_error", message),
+            StoreError::Backend(_) | StoreError::Unavailable(_) => {
+                CliError::new("storage_error", message)
+            }
         }
     }
 }

@@ -215,7 +215,17 @@ pub async fn export(
     };
     let (mut bytes, mut lines) = (0_u64, 0_u64);
     let mut held_newline = false;
-    while let Some(chunk) = client.next_chunk(&mut response).await? {
+    let failed = |error: CliError| {
+        let what = match &args.output {
+            Some(path) => format!("; {} holds only part of it", path.display()),
+            None => String::new(),
+        };
+        CliError::new(
+            "export_failed",
+            format!("the server failed while exporting: {}{what}", error.message),
+        )
+    };
+    while let Some(chunk) = client.next_chunk(&mut response).await.map_err(failed)? {
         if held_newline {
             sink.write_all(b"\n").map_err(write_error)?;
             held_newline = false;

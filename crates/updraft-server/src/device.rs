@@ -195,6 +195,13 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
             .map(|parsed| (parsed.event, parsed.sighting))
             .unzip();
         if !events.is_empty() {
+            if let Some(low) = state.write_health.refusal() {
+                // 503 + Retry-After: the device keeps the batch and resends it.
+                state.metrics.record_write_refused_low_disk();
+                return Err(DeviceError::bad_request("low_disk_space", low.message())
+                    .with_status(503)
+                    .with("retryAfterSeconds", crate::LOW_DISK_RETRY_AFTER_SECS));
+            }
             let event_count = events.len();
             let waiting = state.metrics.stats_waiting();
             let submitted = state.stats.submit(events, sightings).await;
@@ -215,7 +222,8 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                         "service_unavailable",
                         "The server is shutting down; retry shortly",
                     )
-                    .with_status(503));
+                    .with_status(503)
+                    .with("retryAfterSeconds", 1));
                 }
                 Err(StatsSubmitError::Store(err)) => {
                     state
@@ -226,7 +234,8 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                         "storage_error",
                         "Stats could not be stored; retry shortly",
                     )
-                    .with_status(503));
+                    .with_status(503)
+                    .with("retryAfterSeconds", crate::error::DATABASE_RETRY_AFTER_SECS));
                 }
             }
         }

@@ -7,6 +7,9 @@ use serde_json::json;
 use updraft_core::error::DeviceError;
 use updraft_store::StoreError;
 
+/// What a 503 caused by the database asks clients to wait.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
 /// A management-API error: a status, a stable machine-readable code and a sentence.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -18,6 +21,8 @@ pub struct ApiError {
     database_failure: bool,
     /// Extra top-level fields of the error body (e.g. `offset`, `missing`).
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Sent as a numeric `Retry-After` header.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +33,19 @@ impl ApiError {
             message: message.into(),
             database_failure: false,
             details: serde_json::Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 503 with a `Retry-After`: the request may succeed later as it is.
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 
@@ -114,6 +132,17 @@ impl From<StoreError> for ApiError {
                     ..ApiError::internal("the database could not complete the request")
                 }
             }
+            StoreError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "storage unavailable");
+                ApiError {
+                    database_failure: true,
+                    ..ApiError::unavailable(
+                        "database_unavailable",
+                        "the database cannot take this request now (nothing was changed); retry shortly",
+                        DATABASE_RETRY_AFTER_SECS,
+                    )
+                }
+            }
         }
     }
 }
@@ -127,6 +156,11 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = close_if_body_unread((self.status, axum::Json(body)).into_response());
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.database_failure {
             response.extensions_mut().insert(DatabaseFailure);
         }
@@ -165,7 +199,7 @@ impl DeviceResponse {
             fields.insert("kind".into(), serde_json::Value::String(kind.into()));
         }
         let mut response = close_if_body_unread((status, axum::Json(body)).into_response());
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             if let Some(seconds) = self
                 .0
                 .extra

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod state;
 pub mod storage;
 pub mod webhooks;
+pub mod write_health;
 pub mod writers;
 
 use crate::metrics::{db_operation, Metrics};
@@ -60,7 +61,9 @@ async fn healthz() -> impl IntoResponse {
 
 const READYZ_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// Ready when the database answers; `leader` says whether this node runs the
+/// Ready when the database answers, the disk is above `min_free_disk_mb`
+/// and the last write probe committed (both checked in the background, see
+/// `write_health`); `leader` says whether this node runs the
 /// background work (one node of a cluster does; a single node always).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let leader = *state.leading.borrow();
@@ -74,10 +77,21 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ))),
     };
     match ping {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(json!({"status": "ok", "leader": leader})),
-        ),
+        Ok(()) => match state.write_health.readiness() {
+            Ok(()) => (
+                StatusCode::OK,
+                axum::Json(json!({"status": "ok", "leader": leader})),
+            ),
+            Err(not_ready) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "status": "unavailable",
+                    "error": not_ready.code(),
+                    "message": not_ready.message(),
+                    "leader": leader,
+                })),
+            ),
+        },
         Err(err) => {
             state.metrics.record_database_error(db_operation::READYZ);
             (
@@ -141,10 +155,40 @@ async fn request_id(
     response
 }
 
+/// Management requests that may write (anything but GET/HEAD/OPTIONS) get
+/// 503 + `Retry-After` while the disk is below `min_free_disk_mb`.
+async fn refuse_writes_on_low_disk(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    let reads_only = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !reads_only {
+        if let Some(low) = state.write_health.refusal() {
+            state.metrics.record_write_refused_low_disk();
+            return error::ApiError::unavailable(
+                "low_disk_space",
+                low.message(),
+                LOW_DISK_RETRY_AFTER_SECS,
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// What a refusal for low disk space asks clients to wait.
+pub const LOW_DISK_RETRY_AFTER_SECS: u64 = 30;
+
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
     let metrics = Arc::clone(&state.metrics);
     let limit = |bytes: u64, shape| body_limit::ContentLengthLimit::new(bytes, shape);
+    let low_disk = axum::middleware::from_fn_with_state(state.clone(), refuse_writes_on_low_disk);
     let config = &state.config;
     Router::new()
         .merge(device::routes().route_layer(limit(
@@ -152,10 +196,14 @@ pub fn router(state: AppState) -> Router {
             body_limit::Shape::Device,
         )))
         .merge(
-            api::routes().route_layer(limit(config.api_body_limit as u64, body_limit::Shape::Api)),
+            api::routes()
+                .route_layer(limit(config.api_body_limit as u64, body_limit::Shape::Api))
+                .layer(low_disk.clone()),
         )
         .merge(
-            api::upload_routes().route_layer(limit(config.max_upload_size, body_limit::Shape::Api)),
+            api::upload_routes()
+                .route_layer(limit(config.max_upload_size, body_limit::Shape::Api))
+                .layer(low_disk),
         )
         .merge(storage::download_routes())
         .route("/healthz", get(healthz))
@@ -292,7 +340,13 @@ impl Server {
         }
         let bundle_storage = Arc::new(bundle_storage);
         let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+        let write_health = Arc::new(write_health::WriteHealth::new(
+            &config.data_dir,
+            config.min_free_disk_mb,
+        ));
+        metrics.set_write_health(write_health.free_bytes(), write_health.readiness().is_ok());
         let state = AppState {
+            write_health,
             storage: bundle_storage,
             store,
             releases,
@@ -330,6 +384,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let reload = spawn_periodic_reload(&self.state);
+        let write_checks = write_health::spawn(
+            Arc::clone(&self.state.write_health),
+            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.clock),
+            Arc::clone(&self.state.metrics),
+            Duration::from_millis(self.state.config.write_check_interval_ms.max(100)),
+        );
         let release_listener = cluster::spawn_release_listener(
             Arc::clone(&self.cluster),
             Arc::clone(&self.state.releases),
@@ -364,6 +425,7 @@ impl Server {
         )
         .await;
         reload.abort();
+        write_checks.abort();
         if let Some(listener) = release_listener {
             listener.abort();
         }

@@ -265,6 +265,9 @@ pub struct Metrics {
     download_bytes: Counter,
     registry_pending_devices: Gauge,
     registry_unchanged_sightings: Counter,
+    disk_free_bytes: Gauge,
+    writes_ready: Gauge,
+    writes_refused_low_disk: Counter,
     cluster_leader: Gauge,
     release_notifications: Counter,
     rollout_control_outcomes: Family<ControlOutcomeLabels, Counter>,
@@ -393,6 +396,26 @@ impl Metrics {
             "Device sightings buffered for the next registry flush (sampled at scrape)",
             registry_pending_devices.clone(),
         );
+        let disk_free_bytes = Gauge::default();
+        registry.register_with_unit(
+            "disk_free",
+            "Free space on the data directory's file system (checked every write_check_interval_ms)",
+            Unit::Bytes,
+            disk_free_bytes.clone(),
+        );
+        let writes_ready = Gauge::default();
+        registry.register(
+            "writes_ready",
+            "1 while the last write probe committed and the disk is above min_free_disk_mb",
+            writes_ready.clone(),
+        );
+        writes_ready.set(1);
+        let writes_refused_low_disk = Counter::default();
+        registry.register(
+            "writes_refused_low_disk",
+            "Stats and management writes refused with 503 because the disk is below min_free_disk_mb",
+            writes_refused_low_disk.clone(),
+        );
         let registry_unchanged_sightings = Counter::default();
         registry.register(
             "registry_unchanged_sightings",
@@ -493,6 +516,9 @@ impl Metrics {
             download_bytes,
             registry_pending_devices,
             registry_unchanged_sightings,
+            disk_free_bytes,
+            writes_ready,
+            writes_refused_low_disk,
             cluster_leader,
             release_notifications,
             rollout_control_outcomes,
@@ -632,6 +658,18 @@ impl Metrics {
     pub fn set_registry_pending_devices(&self, pending: usize) {
         self.registry_pending_devices
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_write_health(&self, free_bytes: Option<u64>, ready: bool) {
+        if let Some(free) = free_bytes {
+            self.disk_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
+        self.writes_ready.set(i64::from(ready));
+    }
+
+    pub fn record_write_refused_low_disk(&self) {
+        self.writes_refused_low_disk.inc();
     }
 
     pub fn record_registry_unchanged_sighting(&self) {

@@ -64,6 +64,12 @@ pub struct ServerConfig {
     pub presigned_url_ttl_secs: u64,
     /// Connection cap, backlog, timeouts and head limits.
     pub connections: crate::listener::ConnectionLimits,
+    /// Below this much free space on the data directory's file system,
+    /// stats and management writes are refused with 503 (0 = never).
+    pub min_free_disk_mb: u64,
+    /// How often free space is measured and a probe write is committed
+    /// (what `/readyz` reports).
+    pub write_check_interval_ms: u64,
 }
 
 /// How devices get bundle bytes.
@@ -129,6 +135,8 @@ impl Default for ServerConfig {
             cdn_base_url: None,
             presigned_url_ttl_secs: 3600,
             connections: crate::listener::ConnectionLimits::default(),
+            min_free_disk_mb: 64,
+            write_check_interval_ms: 2000,
         }
     }
 }
@@ -148,6 +156,8 @@ pub struct AppState {
     pub clock: Arc<dyn updraft_core::model::Clock>,
     /// Whether this node runs the background work now (see `cluster`).
     pub leading: tokio::sync::watch::Receiver<bool>,
+    /// Free disk space and the write probe: refusals and `/readyz`.
+    pub write_health: Arc<crate::write_health::WriteHealth>,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@ pub mod blob;
 pub mod cluster;
 pub mod migrate;
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
 pub use postgres::PgStore;
@@ -38,6 +39,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot take the request now but may shortly: a full
+    /// disk, an I/O error, a lost connection, a lock or pool wait that timed
+    /// out. Nothing was written; the same request can be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// A failure of the database rather than of the request.
+    pub fn is_database_failure(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Unavailable(_))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -518,6 +531,9 @@ pub trait SettingStore: Send + Sync {
         candidate: &str,
         now: Millis,
     ) -> StoreResult<String>;
+    /// Commits one small write (the `write_probe` setting) through the same
+    /// path as every other write: proves that writes work right now.
+    async fn probe_write(&self, now: Millis) -> StoreResult<()>;
 }
 
 #[async_trait]

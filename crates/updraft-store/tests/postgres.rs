@@ -430,3 +430,102 @@ async fn a_lagging_replica_never_hides_a_committed_change() {
     direct.close().await;
     store.close().await;
 }
+
+/// A database migrated by a newer Updraft (a migration this binary does not
+/// have) is refused with both versions named, not run against.
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused() {
+    let (store, url) = fresh().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = PgStore::connect(&url, None).await.unwrap_err().to_string();
+    let binary_latest = updraft_store::postgres::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap();
+    assert!(err.contains("migration 9999"), "{err}");
+    assert!(
+        err.contains(&format!("up to {binary_latest}")),
+        "names the binary's latest migration: {err}"
+    );
+}
+
+/// The connection of a write transaction is killed half-way (here: while it
+/// waits for the cluster-wide write lock another session holds): that write
+/// fails as `Unavailable` (a 503 for the request), the pool replaces the
+/// dead connection, and the next write succeeds.
+#[tokio::test]
+async fn a_connection_lost_mid_transaction_is_replaced() {
+    let (store, url) = fresh().await;
+    store.create_app(APP, "App", 0).await.unwrap();
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    // The store's write lock key ("UPDRAFTW").
+    sqlx::query("SELECT pg_advisory_xact_lock(6147488611433862231)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .create_channel(
+                    NewChannel {
+                        app_id: APP.to_string(),
+                        name: "blocked".to_string(),
+                        settings: ChannelPatch::default(),
+                    },
+                    1,
+                )
+                .await
+        })
+    };
+    // Wait until the write waits on the lock inside its transaction, then
+    // terminate that backend.
+    let mut terminated = false;
+    for _ in 0..100 {
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut holder)
+        .await
+        .unwrap();
+        if killed.iter().any(|k| *k) {
+            terminated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(terminated, "the write never waited on the lock");
+    let err = writer.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)),
+        "a lost connection is transient: {err:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let channel = store
+        .create_channel(
+            NewChannel {
+                app_id: APP.to_string(),
+                name: "after".to_string(),
+                settings: ChannelPatch::default(),
+            },
+            2,
+        )
+        .await
+        .expect("the next write succeeds on a fresh connection");
+    assert_eq!(channel.name, "after");
+    assert!(store.get_channel(APP, "blocked").await.unwrap().is_none());
+    store.close().await;
+}

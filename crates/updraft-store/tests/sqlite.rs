@@ -266,3 +266,107 @@ async fn concurrent_writers_do_not_fail_with_busy() {
         "one public channel survives"
     );
 }
+
+/// "database or disk is full" in the middle of a write transaction (a full
+/// tmpfs) must not leave the one writer connection inside a dead
+/// transaction: once there is room again, the next write succeeds without
+/// reopening the store.
+#[tokio::test]
+async fn a_failed_commit_does_not_poison_the_writer() {
+    let fs = match updraft_testkit::Tmpfs::mount(4) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED a_failed_commit_does_not_poison_the_writer: {why}");
+            return;
+        }
+    };
+    let store = SqliteStore::open_path(&fs.path().join("test.db"))
+        .await
+        .unwrap();
+    store
+        .create_app("com.example.first", "First", 0)
+        .await
+        .unwrap();
+    let channel = |name: String| NewChannel {
+        app_id: "com.example.first".to_string(),
+        name,
+        settings: ChannelPatch::default(),
+    };
+    fs.fill("filler");
+    let long_name = "n".repeat(3000);
+    let mut failure = None;
+    for i in 0..2000 {
+        if let Err(err) = store
+            .create_channel(channel(format!("{i}-{long_name}")), i)
+            .await
+        {
+            failure = Some(err);
+            break;
+        }
+    }
+    let failure = failure.expect("the full disk made a write fail");
+    assert!(
+        failure.to_string().contains("full"),
+        "a disk-full error: {failure}"
+    );
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    for name in ["after", "after-2"] {
+        store
+            .create_channel(channel(name.to_string()), 1000)
+            .await
+            .expect("the writer works again once there is room");
+    }
+    assert!(store
+        .get_channel("com.example.first", "after-2")
+        .await
+        .unwrap()
+        .is_some());
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    store.close().await;
+}
+
+/// An older database (fewer migrations) is migrated by this binary; a newer
+/// one (a migration this binary lacks) is refused with both versions named.
+#[tokio::test]
+async fn schema_versions_are_checked_at_open() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("test.db");
+    let all = &updraft_store::sqlite::MIGRATOR;
+    let latest = all.iter().map(|m| m.version).max().unwrap();
+    // What an older release left: every migration but the last.
+    let older = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            all.iter().filter(|m| m.version < latest).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    older.run(&pool).await.unwrap();
+    pool.close().await;
+    let store = SqliteStore::open_path(&file)
+        .await
+        .expect("an older database migrates");
+    let applied: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, latest);
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(store.write_pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = SqliteStore::open_path(&file).await.unwrap_err().to_string();
+    assert!(err.contains("migration 9999"), "{err}");
+    assert!(err.contains(&format!("up to {latest}")), "{err}");
+}

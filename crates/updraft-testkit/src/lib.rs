@@ -13,9 +13,11 @@
 mod postgres;
 mod process;
 pub mod s3;
+pub mod tmpfs;
 
 pub use postgres::{postgres_database, postgres_database_with_replica, REPLICA_DELAY_MS};
 pub use s3::{s3_bucket, S3Bucket};
+pub use tmpfs::Tmpfs;
 
 /// The workspace root (where `scripts/` and `target/` are).
 fn workspace_root() -> std::path::PathBuf {

@@ -102,6 +102,14 @@ pub struct FileConfig {
     pub max_uri_length: Option<usize>,
     /// Largest total of the request headers, in bytes (default 16384).
     pub max_header_bytes: Option<usize>,
+    /// Below this much free space on the data directory's file system, stats
+    /// and management writes get 503 + Retry-After (default 64; 0 = off).
+    pub min_free_disk_mb: Option<u64>,
+    /// How often free space is measured and a probe write committed (default 2000 ms).
+    pub write_check_interval_ms: Option<u64>,
+    /// `PRAGMA quick_check` of the SQLite database at start (default true;
+    /// turn off for huge databases where it takes too long).
+    pub startup_quick_check: Option<bool>,
 }
 
 /// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
@@ -117,6 +125,8 @@ fn number<T: std::str::FromStr>(env_name: &str, from_file: Option<T>) -> anyhow:
 pub struct Settings {
     pub server: ServerConfig,
     pub log: String,
+    /// Run `PRAGMA quick_check` on the SQLite database before serving.
+    pub startup_quick_check: bool,
     /// Where the data lives instead of the embedded SQLite file.
     pub database: Option<DatabaseUrls>,
 }
@@ -289,6 +299,14 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
 }
 
+fn parse_bool(name: &str, text: &str) -> anyhow::Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{name} must be true or false, got {text:?}"),
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -397,6 +415,19 @@ pub fn load(
     )? {
         limits.max_compression_ratio = v;
     }
+    if let Some(v) = number("UPDRAFT_MIN_FREE_DISK_MB", file.min_free_disk_mb)? {
+        server.min_free_disk_mb = v;
+    }
+    if let Some(v) = number(
+        "UPDRAFT_WRITE_CHECK_INTERVAL_MS",
+        file.write_check_interval_ms,
+    )? {
+        server.write_check_interval_ms = v.max(100);
+    }
+    let startup_quick_check = match env("UPDRAFT_STARTUP_QUICK_CHECK") {
+        Some(text) => parse_bool("UPDRAFT_STARTUP_QUICK_CHECK", &text)?,
+        None => file.startup_quick_check.unwrap_or(true),
+    };
     if let Some(v) = file.registry_flush_interval_ms {
         server.registry_flush_interval_ms = v;
     }
@@ -427,6 +458,7 @@ pub fn load(
     Ok(Settings {
         database,
         server,
+        startup_quick_check,
         log: file
             .log
             .unwrap_or_else(|| "info,tower_http=warn,sqlx=warn".to_string()),
@@ -525,6 +557,12 @@ mod tests {
             toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"\nzip_max_entries = 10")
                 .unwrap();
         assert_eq!(ok.zip_max_entries, Some(10));
+        let disk: FileConfig =
+            toml::from_str("min_free_disk_mb = 5\nstartup_quick_check = false").unwrap();
+        assert_eq!(disk.min_free_disk_mb, Some(5));
+        assert_eq!(disk.startup_quick_check, Some(false));
+        assert!(parse_bool("X", "off").is_ok_and(|v| !v));
+        assert!(parse_bool("X", "maybe").is_err());
         assert_eq!(ok.listen, Some("127.0.0.1:9".parse().unwrap()));
     }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod migrate;
+mod startup;
 
 /// mimalloc instead of glibc's malloc: glibc keeps per-thread arenas (the
 /// runtime's workers, the blocking pool, every SQLite connection's thread)
@@ -126,6 +127,7 @@ async fn serve(
             server_config.data_dir.display()
         )
     })?;
+    startup::check_writable(&server_config.data_dir)?;
     let (store, cluster, database): (Arc<dyn Store>, Arc<dyn Cluster>, String) =
         match &settings.database {
             Some(db) => {
@@ -154,6 +156,15 @@ async fn serve(
                 (Arc::new(store), Arc::new(cluster), described)
             }
             None => {
+                let file = server_config
+                    .data_dir
+                    .join(updraft_store::sqlite::DB_FILE_NAME);
+                if server_config.storage_url.is_none() {
+                    startup::check_database_beside_blobs(
+                        &file,
+                        &server_config.data_dir.join(updraft_store::blob::BLOBS_DIR),
+                    )?;
+                }
                 let store = SqliteStore::open(&server_config.data_dir)
                     .await
                     .with_context(|| {
@@ -162,9 +173,17 @@ async fn serve(
                             server_config.data_dir.display()
                         )
                     })?;
-                let file = server_config
-                    .data_dir
-                    .join(updraft_store::sqlite::DB_FILE_NAME);
+                if settings.startup_quick_check {
+                    let started = std::time::Instant::now();
+                    store
+                        .quick_check()
+                        .await
+                        .with_context(|| format!("start-up check of {}", file.display()))?;
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "database quick_check: ok"
+                    );
+                }
                 (
                     Arc::new(store),
                     Arc::new(SingleNode),

@@ -9,7 +9,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-const BLOBS_DIR: &str = "blobs";
+/// Where the bundle files live under the data directory.
+pub const BLOBS_DIR: &str = "blobs";
 pub(super) const STAGING_DIR: &str = "staging";
 
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@
 mod local;
 mod object;
 
-pub use local::LocalBlobStore;
+pub use local::{LocalBlobStore, BLOBS_DIR};
 pub use object::ObjectBlobStore;
 
 use async_trait::async_trait;

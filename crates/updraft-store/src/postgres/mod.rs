@@ -112,10 +112,12 @@ impl PgStore {
     pub async fn connect(url: &str, read_url: Option<&str>) -> StoreResult<PgStore> {
         // The URLs may carry a password: errors name the role of the pool only.
         let pool = open_pool(url, "PostgreSQL").await?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        {
+            // sqlx takes an advisory lock around the migrations themselves.
+            let mut conn = pool.acquire().await?;
+            let report = crate::schema::migrate(&MIGRATOR, &mut *conn, "PostgreSQL").await?;
+            crate::schema::log(&report, "PostgreSQL");
+        }
         let read_pool = match read_url {
             Some(read_url) => Some(open_pool(read_url, "the PostgreSQL replica").await?),
             None => None,
@@ -200,6 +202,9 @@ impl PgStore {
         }
     }
 }
+
+/// This binary's PostgreSQL migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 // What the shared files in `src/sql/` name through `super::`.
 type Db = Postgres;

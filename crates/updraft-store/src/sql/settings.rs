@@ -30,4 +30,18 @@ impl SettingStore for EngineStore {
                 .await?,
         )
     }
+
+    async fn probe_write(&self, now: Millis) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO settings (name, value, created_at) VALUES ('write_probe', $1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(now.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -109,23 +109,50 @@ impl SqliteStore {
             // several commits touch are then copied to the database once.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .pragma("cache_size", PAGE_CACHE_SIZE);
-        let cannot_open =
-            |e: sqlx::Error| StoreError::Backend(format!("cannot open {}: {e}", db_file.display()));
+        let cannot_open = |e: sqlx::Error| damaged(db_file, e);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(close_if_left_in_transaction)
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        {
+            let mut conn = writer.acquire().await.map_err(|e| damaged(db_file, e))?;
+            let report = crate::schema::migrate(&MIGRATOR, &mut *conn, "SQLite")
+                .await
+                .map_err(|e| match e {
+                    StoreError::Backend(m) if is_damage_message(&m) => damaged_message(db_file, &m),
+                    other => other,
+                })?;
+            crate::schema::log(&report, "SQLite");
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_READ_CONNECTIONS)
+            .after_release(close_if_left_in_transaction)
             .connect_with(options)
             .await
             .map_err(cannot_open)?;
         Ok(SqliteStore { pool, writer })
+    }
+
+    /// `PRAGMA quick_check`: reads every page (O(size of the file)); an
+    /// error names what is damaged and what to do.
+    pub async fn quick_check(&self) -> StoreResult<()> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("quick_check could not run: {e}")))?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            return Ok(());
+        }
+        let shown: Vec<&str> = rows.iter().take(5).map(String::as_str).collect();
+        Err(StoreError::Backend(format!(
+            "the database is damaged (PRAGMA quick_check found {} problem(s): {}). Stop \
+             Updraft and restore updraft.db from a backup; to start anyway, set \
+             UPDRAFT_STARTUP_QUICK_CHECK=false",
+            rows.len(),
+            shown.join("; ")
+        )))
     }
 
     /// The read pool, for maintenance tasks (backup, diagnostics) and tests.
@@ -158,6 +185,60 @@ impl SqliteStore {
     }
 }
 
+/// Whether a connection coming back to its pool may be used again: not when
+/// sqlx still counts it inside a transaction. That happens after a failed
+/// COMMIT on a full disk (or an I/O error): SQLite has already rolled the
+/// transaction back by itself, so the ROLLBACK that dropping the
+/// `Transaction` sends fails ("no transaction is active") and sqlx never
+/// lowers its depth; every later `BEGIN` on that connection would then fail
+/// ("attempted to call begin_with at non-zero transaction depth") until a
+/// restart. Closing it instead makes the pool open a fresh one for the next
+/// write. The ping first waits for that queued ROLLBACK to run.
+fn close_if_left_in_transaction(
+    conn: &mut SqliteConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        use sqlx::{Connection, TransactionManager};
+        conn.ping().await?;
+        let depth = <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn);
+        if depth > 0 {
+            tracing::warn!(
+                depth,
+                "a database connection was left inside a failed transaction; replacing it"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    })
+}
+
+/// This binary's SQLite migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite's words for a file that is not (or no longer) a whole database.
+fn is_damage_message(message: &str) -> bool {
+    message.contains("malformed") || message.contains("not a database")
+}
+
+fn damaged_message(db_file: &Path, detail: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "the database {} is damaged or not an Updraft database ({detail}). Stop Updraft and \
+         restore it from a backup, or move it away to start an empty installation",
+        db_file.display()
+    ))
+}
+
+/// An error opening the file, in plain words when the file is damaged.
+fn damaged(db_file: &Path, err: sqlx::Error) -> StoreError {
+    let detail = err.to_string();
+    if is_damage_message(&detail) {
+        damaged_message(db_file, &detail)
+    } else {
+        StoreError::Backend(format!("cannot open {}: {detail}", db_file.display()))
+    }
+}
+
 // What the shared files in `src/sql/` name through `super::`.
 type Db = Sqlite;
 type DbRow = SqliteRow;
@@ -181,12 +262,67 @@ async fn begin_snapshot(pool: &SqlitePool) -> StoreResult<Transaction<'static, S
 /// Both engines convert through here (the impl must exist once per crate).
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Backend(err.to_string())
+        if is_transient(&err) {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Backend(err.to_string())
+        }
     }
+}
+
+/// Errors after which nothing was written and the same request may succeed
+/// shortly (the connection involved is replaced by its pool).
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes keep the primary code in the low byte.
+                let primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(-1);
+                // SQLITE_BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN.
+                matches!(primary, 5 | 6 | 8 | 10 | 13 | 14)
+            } else {
+                is_transient_sqlstate(&code)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL: connection exceptions (08…), insufficient resources such as a
+/// full disk (53…), the server shutting down (57P01–57P03), a cancelled or
+/// timed-out statement (57014), a lock wait past `lock_timeout` (55P03), and
+/// serialization failures and deadlocks (40001, 40P01: the transaction was
+/// rolled back as a whole).
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "40001" | "40P01"
+        )
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn transient_postgres_errors_are_told_apart() {
+        for code in [
+            "08006", "08003", "53100", "57P01", "40001", "40P01", "55P03",
+        ] {
+            assert!(super::is_transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "22001"] {
+            assert!(!super::is_transient_sqlstate(code), "{code}");
+        }
+    }
+
     #[test]
     fn multi_row_statements_use_anonymous_markers() {
         assert_eq!(super::analytics::placeholders(1, 1), "(?)");

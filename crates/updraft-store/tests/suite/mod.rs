@@ -1309,6 +1309,14 @@ pub async fn suite_settings<S: Store>(s: &S) {
     assert_eq!(second, "aaaa");
     let other = s.setting_or_insert("other", "cccc", 3).await.unwrap();
     assert_eq!(other, "cccc");
+    // The write probe commits (and overwrites its one row each time).
+    s.probe_write(10).await.unwrap();
+    s.probe_write(20).await.unwrap();
+    let probe = s
+        .setting_or_insert("write_probe", "none", 30)
+        .await
+        .unwrap();
+    assert_eq!(probe, "20");
 }
 
 /// The bundle `device list --bundle` finds the device on.
