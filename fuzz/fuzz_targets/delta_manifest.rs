@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(normal) = normalize_entry_name(name) {
         // The canonical form is itself accepted and canonical, and never climbs out.
         if !normal.is_empty() {
-            assert_eq!(normalize_entry_name(&normal).ok().as_deref(), Some(normal.as_str()));
+            assert_eq!(
+                normalize_entry_name(&normal).ok().as_deref(),
+                Some(normal.as_str())
+            );
         }
         assert!(!normal.split('/').any(|part| part == ".." || part == "."));
         assert!(!normal.starts_with('/'));
@@ -35,8 +38,7 @@ fuzz_target!(|data: &[u8]| {
     if served.len() > 16 * 1024 {
         return;
     }
-    if let Ok((on_disk, _content)) =
-        decode_delta_file(name, served, encrypted.then_some(&session))
+    if let Ok((on_disk, _content)) = decode_delta_file(name, served, encrypted.then_some(&session))
     {
         assert!(check_entry_name(&on_disk).is_ok());
         assert!(!on_disk.ends_with(".br") || !name.ends_with(".br") || name.ends_with(".br.br"));

@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
     let mut total = 0u64;
     for entry in &summary.files {
         assert!(check_entry_name(&entry.name).is_ok(), "{:?}", entry.name);
-        assert!(names.insert(entry.name.as_str()), "duplicate {:?}", entry.name);
+        assert!(
+            names.insert(entry.name.as_str()),
+            "duplicate {:?}",
+            entry.name
+        );
         assert!(entry.size <= LIMITS.max_entry_size);
         assert_eq!(entry.sha256.len(), 64);
         total += entry.size;

@@ -30,7 +30,8 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", operation_id = "create_apikeys", request_body = CreateApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = super::views::ErrorView)))]
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = super::views::ErrorView),
+              (status = 409, body = super::views::ErrorView, description = "a key with this name already exists")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,

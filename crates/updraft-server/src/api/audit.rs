@@ -110,7 +110,7 @@ pub async fn list(
     let app_id = non_blank(q.app_id).or_else(|| caller.key.app_id.clone());
     caller.require(Role::Viewer, app_id.as_deref())?;
     let now = state.clock.now();
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = super::validate::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let query = AuditQuery {
         app_id,
         action: non_blank(q.action),

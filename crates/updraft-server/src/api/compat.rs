@@ -36,7 +36,10 @@ pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiErr
             ),
         ];
         for (field, value) in fields {
-            if value.trim().is_empty() || value.len() > 214 || value.chars().any(char::is_control) {
+            if value.trim().is_empty()
+                || value.chars().count() > 214
+                || value.chars().any(char::is_control)
+            {
                 return Err(ApiError::bad_request(
                     "invalid_native_packages",
                     format!(

@@ -43,14 +43,7 @@ pub struct ScheduleQuery {
 }
 
 fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}, got {n}"),
-        )),
-    }
+    super::validate::page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}/history", tag = "releases", operation_id = "channel_history",

@@ -76,6 +76,32 @@ pub fn session_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A page size: `default` when absent, refused outside 1..=`max` (it used to
+/// be clamped, which hid a caller's mistake and disagreed with the OpenAPI
+/// document's bounds).
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {max}, got {n}"),
+        )),
+    }
+}
+
+/// A page offset: 0 when absent, refused when negative.
+pub fn page_offset(offset: Option<i64>) -> Result<i64, ApiError> {
+    match offset {
+        None => Ok(0),
+        Some(n) if n >= 0 => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_offset",
+            format!("offset must be 0 or more, got {n}"),
+        )),
+    }
+}
+
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.chars().count() > max {
         return Err(ApiError::bad_request(
@@ -112,6 +138,22 @@ mod tests {
         for bad in ["", "abc", ":abc", "abc:", "a b:c"] {
             assert!(session_key(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn page_bounds_are_refused_not_clamped() {
+        assert_eq!(page_limit(None, 50, 500).unwrap(), 50);
+        assert_eq!(page_limit(Some(1), 50, 500).unwrap(), 1);
+        assert_eq!(page_limit(Some(500), 50, 500).unwrap(), 500);
+        for bad in [0, -1, 501, i64::MIN, i64::MAX] {
+            assert_eq!(
+                page_limit(Some(bad), 50, 500).unwrap_err().code,
+                "invalid_limit"
+            );
+        }
+        assert_eq!(page_offset(None).unwrap(), 0);
+        assert_eq!(page_offset(Some(7)).unwrap(), 7);
+        assert_eq!(page_offset(Some(-1)).unwrap_err().code, "invalid_offset");
     }
 
     #[test]

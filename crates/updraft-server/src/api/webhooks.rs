@@ -340,7 +340,7 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let id = parse_id(&id)?;
     visible_webhook(&state, &caller, id).await?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::validate::page_limit(query.limit, 50, 500)?;
     let deliveries = state.store.list_deliveries(id, limit).await?;
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
