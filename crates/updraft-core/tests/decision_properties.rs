@@ -24,15 +24,19 @@ const KINDS: [&str; 3] = ["up_to_date", "blocked", "failed"];
 
 /// Small versions so that equal, older and newer ones all come up often.
 fn version() -> impl Strategy<Value = Version> {
-    (0u64..3, 0u64..3, 0u64..3, prop::option::weighted(0.15, 0u64..3)).prop_map(
-        |(major, minor, patch, pre)| {
+    (
+        0u64..3,
+        0u64..3,
+        0u64..3,
+        prop::option::weighted(0.15, 0u64..3),
+    )
+        .prop_map(|(major, minor, patch, pre)| {
             let mut v = Version::new(major, minor, patch);
             if let Some(n) = pre {
                 v.pre = semver::Prerelease::new(&format!("beta.{n}")).unwrap();
             }
             v
-        },
-    )
+        })
 }
 
 fn policy() -> impl Strategy<Value = AutoUpdatePolicy> {
@@ -291,7 +295,16 @@ fn device() -> impl Strategy<Value = Device> {
         ),
     )
         .prop_map(
-            |(platform, device_id, native, running, plugin, is_emulator, is_prod, default_channel)| {
+            |(
+                platform,
+                device_id,
+                native,
+                running,
+                plugin,
+                is_emulator,
+                is_prod,
+                default_channel,
+            )| {
                 Device {
                     platform,
                     device_id,
