@@ -6,7 +6,7 @@ use super::{
 };
 use crate::storage::{gc, uploads};
 use axum::Json;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ArrayItems, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -135,8 +135,9 @@ const APP_ID_PATTERN: &str = r"^[A-Za-z0-9]+(\.[A-Za-z0-9_-]+)+$";
 const APP_ID_MAX: usize = updraft_core::validate::MAX_APP_ID_CHARS;
 /// 64 hex characters, any case (stored lower-case).
 const SHA256_PATTERN: &str = "^[0-9A-Fa-f]{64}$";
-/// `7d`, `24h`, `30m`, `2w` (at most 100000 units), `YYYY-MM-DD` or epoch milliseconds.
-const TIME_BOUND_PATTERN: &str = r"^((100000|[0-9]{1,5})[dhmw]|(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|[0-9]{1,15})$";
+/// Empty (= absent), `7d`, `24h`, `30m`, `2w` (at most 100000 units), `YYYY-MM-DD` or epoch
+/// milliseconds (`validate::time_bound`); 29 February is left out (it depends on the year).
+const TIME_BOUND_PATTERN: &str = r"^(0*(100000|[0-9]{1,5})[dhmw]|[0-9]{4}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|[0-9]{1,18})?$";
 /// An absolute http(s) URL with a host and no whitespace.
 const HTTP_URL_PATTERN: &str = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$";
 /// Printable text with something besides spaces (`native_packages` fields).
@@ -189,6 +190,7 @@ const SEMVER_PATTERN: &str = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[
 const NAME_PATTERN: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?$";
 /// What `validate::device_id` accepts (the plugin sends a UUID).
 const DEVICE_ID_PATTERN: &str = "^[0-9A-Za-z-]{1,36}$";
+const OPTIONAL_DEVICE_ID_PATTERN: &str = "^[0-9A-Za-z-]{0,36}$";
 
 const fn range(minimum: i64, maximum: i64) -> Constraint {
     Constraint {
@@ -218,7 +220,6 @@ const SCHEMA_CONSTRAINTS: &[(&str, &str, Constraint)] = &[
     ),
     ("CreateUpload", "sha256", SHA256),
     ("MissingBlobsQuery", "sha256", SHA256),
-    ("CreateSchedule", "rollout_percentage_bps", range(0, 10_000)),
     ("CreateApiKey", "name", text(None, 1, 100)),
     (
         "CreateBundle",
@@ -229,14 +230,21 @@ const SCHEMA_CONSTRAINTS: &[(&str, &str, Constraint)] = &[
     ("CreateUpload", "size", range(1, 2_147_483_648)),
 ];
 
-/// (query or path parameter name, constraint), for every operation.
-const PARAM_CONSTRAINTS: &[(&str, Constraint)] = &[
+/// (path parameter name, constraint), for every operation: path parameters
+/// come from the path templates, not from a type that could carry them.
+const PATH_CONSTRAINTS: &[(&str, Constraint)] = &[
     ("app_id", APP_ID),
     ("sha256", SHA256),
+    ("device_id", text(Some(DEVICE_ID_PATTERN), 1, 36)),
+];
+
+/// (query parameter name, constraint), for every operation that takes it.
+const QUERY_CONSTRAINTS: &[(&str, Constraint)] = &[
     ("since", TIME_BOUND),
     ("until", TIME_BOUND),
     ("offset", range(0, i64::MAX)),
-    ("device_id", text(Some(DEVICE_ID_PATTERN), 1, 36)),
+    // Empty = every device (`analytics::export`).
+    ("device_id", text(Some(OPTIONAL_DEVICE_ID_PATTERN), 0, 36)),
 ];
 
 /// Page-size bounds per operation id (`validate::page_limit`).
@@ -287,7 +295,8 @@ fn constrain(schema: &mut RefOr<Schema>, c: Constraint) -> bool {
     }
 }
 
-/// `{name, version, requested_version?}`: 1 to 214 printable characters each.
+/// `{name, version, requested_version?}`: 1 to 214 printable characters each;
+/// other fields are ignored (the plugin's and the CLI's lists may carry more).
 fn native_package_schema() -> RefOr<Schema> {
     let text = || {
         ObjectBuilder::new()
@@ -298,12 +307,15 @@ fn native_package_schema() -> RefOr<Schema> {
     ObjectBuilder::new()
         .property("name", text())
         .property("version", text())
-        .property("requested_version", text())
+        .property(
+            "requested_version",
+            text().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ])),
+        )
         .required("name")
         .required("version")
-        .additional_properties(Some(
-            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-        ))
         .into()
 }
 
@@ -337,11 +349,13 @@ impl Modify for InputConstraints {
         for item in openapi.paths.paths.values_mut() {
             for op in operations_mut(item) {
                 let id = op.operation_id.clone().unwrap_or_default();
-                for param in op.parameters.iter_mut().flatten() {
-                    // Without it the GET has nothing to compare (the POST takes packages).
-                    if id == "bundle_compatibility" && param.name == "bundle" {
-                        param.required = utoipa::openapi::Required::True;
+                // An empty chunk is a valid no-op append (as in tus): the body may be absent.
+                if id == "append_upload" {
+                    if let Some(body) = op.request_body.as_mut() {
+                        body.required = Some(utoipa::openapi::Required::False);
                     }
+                }
+                for param in op.parameters.iter_mut().flatten() {
                     let Some(schema) = param.schema.as_mut() else {
                         continue;
                     };
@@ -349,9 +363,14 @@ impl Modify for InputConstraints {
                         if let Some((_, max)) = LIMITS.iter().find(|(op, _)| *op == id) {
                             constrain(schema, range(1, *max));
                         }
-                    } else if let Some((_, c)) =
-                        PARAM_CONSTRAINTS.iter().find(|(n, _)| *n == param.name)
-                    {
+                        continue;
+                    }
+                    let table = match param.parameter_in {
+                        ParameterIn::Path => PATH_CONSTRAINTS,
+                        ParameterIn::Query => QUERY_CONSTRAINTS,
+                        _ => continue,
+                    };
+                    if let Some((_, c)) = table.iter().find(|(n, _)| *n == param.name) {
                         constrain(schema, *c);
                     }
                 }
@@ -433,4 +452,89 @@ pub struct ApiDoc;
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parameters(doc: &utoipa::openapi::OpenApi) -> Vec<(String, ParameterIn, String)> {
+        let mut found = Vec::new();
+        for item in doc.paths.paths.values() {
+            let mut item = item.clone();
+            for op in operations_mut(&mut item) {
+                for param in op.parameters.iter().flatten() {
+                    found.push((
+                        op.operation_id.clone().unwrap_or_default(),
+                        param.parameter_in.clone(),
+                        param.name.clone(),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// The tables name schemas, properties, parameters and operations by
+    /// string; a rename would silently drop a constraint from the document.
+    #[test]
+    fn every_constraint_names_something_in_the_document() {
+        let doc = ApiDoc::openapi();
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        for (schema, property, _) in SCHEMA_CONSTRAINTS {
+            let Some(RefOr::T(Schema::Object(object))) = schemas.get(*schema) else {
+                panic!("SCHEMA_CONSTRAINTS names {schema}, which is not an object schema");
+            };
+            assert!(
+                object.properties.contains_key(*property),
+                "SCHEMA_CONSTRAINTS names {schema}.{property}, which does not exist"
+            );
+        }
+        let params = parameters(&doc);
+        let has =
+            |kind: &ParameterIn, name: &str| params.iter().any(|(_, k, n)| k == kind && n == name);
+        for (name, _) in PATH_CONSTRAINTS {
+            assert!(has(&ParameterIn::Path, name), "no path parameter {name}");
+        }
+        for (name, _) in QUERY_CONSTRAINTS {
+            assert!(has(&ParameterIn::Query, name), "no query parameter {name}");
+        }
+        for (op, _) in LIMITS {
+            assert!(
+                params
+                    .iter()
+                    .any(|(o, k, n)| o == op && *k == ParameterIn::Query && n == "limit"),
+                "LIMITS names {op}, which has no query parameter limit"
+            );
+        }
+    }
+
+    /// Every `limit` query parameter has bounds, and no parameter of the
+    /// query types is documented as a path parameter (the default of
+    /// `IntoParams` without `parameter_in`).
+    #[test]
+    fn query_structs_are_documented_in_the_query() {
+        let doc = ApiDoc::openapi();
+        for item in doc.paths.paths.iter() {
+            let (path, item) = item;
+            let mut item = item.clone();
+            for op in operations_mut(&mut item) {
+                for param in op.parameters.iter().flatten() {
+                    if param.parameter_in == ParameterIn::Path {
+                        assert!(
+                            path.contains(&format!("{{{}}}", param.name)),
+                            "{path}: {} is documented in the path but is not in it",
+                            param.name
+                        );
+                    }
+                    if param.name == "limit" {
+                        let Some(RefOr::T(Schema::Object(object))) = param.schema.as_ref() else {
+                            panic!("{path}: limit has no schema");
+                        };
+                        assert!(object.maximum.is_some(), "{path}: limit has no maximum");
+                    }
+                }
+            }
+        }
+    }
 }

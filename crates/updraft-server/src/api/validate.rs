@@ -1,6 +1,8 @@
 //! Checks on what people and CI send to the management API.
 
 use crate::error::ApiError;
+use updraft_core::analytics::parse_time_bound;
+use updraft_core::model::Millis;
 
 pub fn bundle_version(version: &str) -> Result<semver::Version, ApiError> {
     semver::Version::parse(version).map_err(|e| {
@@ -102,6 +104,43 @@ pub fn page_offset(offset: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// A `since`/`until` query value: absent or empty = none; else `7d`, `24h`,
+/// `30m`, `2w`, `YYYY-MM-DD` or epoch milliseconds, exactly (no sign, no
+/// surrounding spaces), as the OpenAPI document's pattern says.
+pub fn time_bound(
+    name: &'static str,
+    text: Option<&str>,
+    now: Millis,
+) -> Result<Option<Millis>, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let well_formed = text.starts_with(|c: char| c.is_ascii_digit()) && text.trim() == text;
+    well_formed
+        .then(|| parse_time_bound(text, now))
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_time",
+                format!("{name} must be like 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds; got {text:?}"),
+            )
+        })
+}
+
+/// An optional `app_id` query filter: absent or empty = none; else a
+/// reverse-domain app id (refused otherwise rather than matching nothing).
+pub fn app_id_filter(app_id: Option<String>) -> Result<Option<String>, ApiError> {
+    match app_id.filter(|a| !a.is_empty()) {
+        None => Ok(None),
+        Some(app_id) if updraft_core::validate::is_valid_app_id(&app_id) => Ok(Some(app_id)),
+        Some(app_id) => Err(ApiError::bad_request(
+            "invalid_app_id",
+            format!("app id {app_id:?} is not a reverse domain (like com.example.app)"),
+        )),
+    }
+}
+
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.chars().count() > max {
         return Err(ApiError::bad_request(
@@ -154,6 +193,30 @@ mod tests {
         assert_eq!(page_offset(None).unwrap(), 0);
         assert_eq!(page_offset(Some(7)).unwrap(), 7);
         assert_eq!(page_offset(Some(-1)).unwrap_err().code, "invalid_offset");
+    }
+
+    #[test]
+    fn time_bounds_are_exact_and_empty_is_none() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        assert_eq!(time_bound("since", None, now).unwrap(), None);
+        assert_eq!(time_bound("since", Some(""), now).unwrap(), None);
+        assert_eq!(
+            time_bound("since", Some("7d"), now).unwrap(),
+            Some(93 * day)
+        );
+        assert_eq!(
+            time_bound("since", Some("1970-01-02"), now).unwrap(),
+            Some(day)
+        );
+        assert_eq!(time_bound("since", Some("5"), now).unwrap(), Some(5));
+        for bad in [" ", " 7d", "7d ", "+7d", "+5", "-5", "7y", "2026-02-30"] {
+            assert_eq!(
+                time_bound("since", Some(bad), now).unwrap_err().code,
+                "invalid_time",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
