@@ -286,11 +286,17 @@ fn constrain(schema: &mut RefOr<Schema>, c: Constraint) -> bool {
             ArrayItems::RefOrSchema(items) => constrain(items, c),
             _ => false,
         },
-        RefOr::T(Schema::OneOf(one_of)) => one_of
-            .items
-            .iter_mut()
-            .filter(|arm| !matches!(arm, RefOr::T(Schema::Object(o)) if o.schema_type == Type::Null.into()))
-            .fold(false, |found, arm| constrain(arm, c) || found),
+        RefOr::T(Schema::OneOf(one_of)) => {
+            // Every non-null arm, not only the first one found.
+            let mut found = false;
+            for arm in one_of.items.iter_mut() {
+                let null = matches!(arm, RefOr::T(Schema::Object(o)) if o.schema_type == Type::Null.into());
+                if !null {
+                    found |= constrain(arm, c);
+                }
+            }
+            found
+        }
         _ => false,
     }
 }
