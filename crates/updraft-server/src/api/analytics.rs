@@ -15,10 +15,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use updraft_core::analytics::{
-    build_report, day_of, parse_time_bound, ReportFilter, MILLIS_PER_DAY,
-};
-use updraft_core::model::{Millis, Role};
+use updraft_core::analytics::{build_report, day_of, ReportFilter, MILLIS_PER_DAY};
+use updraft_core::model::Role;
 use updraft_store::{EventExportQuery, Store, StoredEvent};
 
 /// Longest report range: the rollups go back further, but a year of days is
@@ -33,22 +31,6 @@ pub struct StatsQuery {
     bundle: Option<String>,
     since: Option<String>,
     until: Option<String>,
-}
-
-fn time_bound(
-    name: &'static str,
-    text: Option<&str>,
-    now: Millis,
-) -> Result<Option<Millis>, ApiError> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(text) => parse_time_bound(text, now).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_time",
-                format!("{name} must be like 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds; got {text:?}"),
-            )
-        }),
-    }
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {
@@ -73,8 +55,9 @@ pub async fn stats(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let now = now_ms();
-    let since = time_bound("since", q.since.as_deref(), now)?.unwrap_or(now - 7 * MILLIS_PER_DAY);
-    let until = time_bound("until", q.until.as_deref(), now)?.unwrap_or(now);
+    let since = super::validate::time_bound("since", q.since.as_deref(), now)?
+        .unwrap_or(now - 7 * MILLIS_PER_DAY);
+    let until = super::validate::time_bound("until", q.until.as_deref(), now)?.unwrap_or(now);
     if since > until {
         return Err(ApiError::bad_request(
             "invalid_time",
@@ -224,11 +207,11 @@ fn export_stream(
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/events/export", tag = "analytics", operation_id = "export_events",
-    params(("format" = Option<String>, Query, description = "csv (default) or ndjson"),
+    params(("format" = Option<String>, Query, pattern = "^(csv|ndjson|jsonl)?$", description = "csv (default, also when empty) or ndjson (jsonl)"),
            ("since" = Option<String>, Query, description = "event time lower bound: 7d, 24h, YYYY-MM-DD or epoch ms"),
            ("until" = Option<String>, Query, description = "event time upper bound (exclusive)"),
            ("device_id" = Option<String>, Query)),
-    responses((status = 200, description = "CSV with a header line, or one JSON object per line", content_type = "text/csv"),
+    responses((status = 200, description = "CSV with a header line, or one JSON object per line", content((String = "text/csv"), (String = "application/x-ndjson"))),
               (status = 400, body = super::views::ErrorView), (status = 404, body = super::views::ErrorView)))]
 pub async fn export(
     State(state): State<AppState>,
@@ -238,7 +221,7 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let format = match q.format.as_deref().map(str::trim) {
+    let format = match q.format.as_deref() {
         None | Some("") | Some("csv") => ExportFormat::Csv,
         Some("ndjson") | Some("jsonl") => ExportFormat::Ndjson,
         Some(other) => {
@@ -251,9 +234,13 @@ pub async fn export(
     let now = now_ms();
     let query = EventExportQuery {
         app_id: app_id.clone(),
-        since: time_bound("since", q.since.as_deref(), now)?,
-        until: time_bound("until", q.until.as_deref(), now)?,
-        device_id: non_blank(q.device_id).map(|d| d.to_lowercase()),
+        since: super::validate::time_bound("since", q.since.as_deref(), now)?,
+        until: super::validate::time_bound("until", q.until.as_deref(), now)?,
+        device_id: q
+            .device_id
+            .filter(|d| !d.is_empty())
+            .map(|d| super::validate::device_id(&d))
+            .transpose()?,
         after_id: 0,
         limit: EXPORT_PAGE,
     };

@@ -1,7 +1,7 @@
 //! API keys, for admins (the first key comes from `updraft apikey create`,
 //! which works on the data directory without a server).
 
-use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
+use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_DAYS};
 use super::{Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
@@ -31,7 +31,8 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", operation_id = "create_apikeys", request_body = CreateApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = super::views::ErrorView)))]
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = super::views::ErrorView),
+              (status = 409, body = super::views::ErrorView, description = "a key with this name already exists")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -39,10 +40,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     caller.require(Role::Admin, None)?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || body.name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "name must be 1 to 100 characters",
+            "name must be 1 to 100 characters, without control characters",
         ));
     }
     let role = match body.role.as_deref() {
@@ -59,6 +60,14 @@ pub async fn create(
             return Err(ApiError::bad_request(
                 "invalid_app_id",
                 format!("app id {app_id:?} is not a reverse domain"),
+            ));
+        }
+    }
+    if let Some(days) = body.expires_in_days {
+        if !(1..=MAX_KEY_DAYS).contains(&days) {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                format!("expires_in_days must be between 1 and {MAX_KEY_DAYS}, got {days}"),
             ));
         }
     }

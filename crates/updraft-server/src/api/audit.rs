@@ -9,8 +9,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use updraft_core::analytics::parse_time_bound;
-use updraft_core::model::{AuditEntry, Millis, Role};
+use updraft_core::model::{AuditEntry, Role};
 use updraft_store::AuditQuery;
 use utoipa::ToSchema;
 
@@ -77,24 +76,8 @@ fn non_blank(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn time_bound(
-    name: &'static str,
-    text: Option<&str>,
-    now: Millis,
-) -> Result<Option<Millis>, ApiError> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(text) => parse_time_bound(text, now).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_time",
-                format!("{name} must be like 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds; got {text:?}"),
-            )
-        }),
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", operation_id = "list_audit",
-    params(("app_id" = Option<String>, Query, description = "only this app's changes (an app-scoped key always sees only its app)"),
+    params(("app_id" = Option<String>, Query, pattern = r"^([A-Za-z0-9]+(\.[A-Za-z0-9_-]+)+)?$", max_length = 255, description = "empty or absent: every app; only this app's changes (an app-scoped key always sees only its app)"),
            ("action" = Option<String>, Query, description = "exact action, or a prefix ending in '.' (channel.)"),
            ("actor" = Option<String>, Query, description = "key:<name>, control-loop, schedule:<id>, cli:offline"),
            ("since" = Option<String>, Query, description = "7d, 24h, YYYY-MM-DD or epoch ms"),
@@ -107,16 +90,16 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let app_id = non_blank(q.app_id).or_else(|| caller.key.app_id.clone());
+    let app_id = super::validate::app_id_filter(q.app_id)?.or_else(|| caller.key.app_id.clone());
     caller.require(Role::Viewer, app_id.as_deref())?;
     let now = state.clock.now();
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = super::validate::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let query = AuditQuery {
         app_id,
         action: non_blank(q.action),
         actor: non_blank(q.actor),
-        since: time_bound("since", q.since.as_deref(), now)?,
-        until: time_bound("until", q.until.as_deref(), now)?,
+        since: super::validate::time_bound("since", q.since.as_deref(), now)?,
+        until: super::validate::time_bound("until", q.until.as_deref(), now)?,
         before_id: q.before_id,
         limit,
     };

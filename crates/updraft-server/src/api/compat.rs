@@ -37,7 +37,10 @@ pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiErr
             ),
         ];
         for (field, value) in fields {
-            if value.trim().is_empty() || value.len() > 214 || value.chars().any(char::is_control) {
+            if value.trim().is_empty()
+                || value.chars().count() > 214
+                || value.chars().any(char::is_control)
+            {
                 return Err(ApiError::bad_request(
                     "invalid_native_packages",
                     format!(
@@ -243,7 +246,7 @@ fn view(channel: &Channel, bundle: Option<String>, comparison: Comparison) -> Co
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}/compatibility", tag = "channels",
     operation_id = "bundle_compatibility",
-    params(("bundle" = String, Query, description = "the stored bundle version to compare with the live one")),
+    params(("bundle" = String, Query, min_length = 1, pattern = r"\S", description = "the stored bundle version to compare with the live one")),
     responses((status = 200, body = CompatibilityView), (status = 400, body = super::views::ErrorView),
         (status = 404, body = super::views::ErrorView)))]
 pub async fn show(

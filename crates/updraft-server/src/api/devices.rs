@@ -44,8 +44,8 @@ pub async fn list(
         search: q.search.filter(|s| !s.is_empty()),
         custom_id: q.custom_id.filter(|s| !s.is_empty()),
         version_name: q.bundle.filter(|s| !s.is_empty()),
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
-        offset: q.offset.unwrap_or(0).max(0),
+        limit: super::validate::page_limit(q.limit, 50, 1000)?,
+        offset: super::validate::page_offset(q.offset)?,
     };
     let total = state.store.count_devices(&app_id, &query).await?;
     let devices = state.store.list_devices(&app_id, &query).await?;

@@ -275,7 +275,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                     ),
                 )
             })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(
                 "invalid_json_parse_body",
                 format!("body is not valid JSON: {e}"),
@@ -287,9 +287,31 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "body must be a JSON object",
             ));
         }
+        integral_floats_to_integers(&mut value);
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+    }
+}
+
+/// JSON has one number type: `30.0` is the same number as `30`, and JSON
+/// Schema calls both integers. Serde's integer fields refuse the first
+/// spelling, so whole numbers written with a fraction become integers here
+/// (only those a double holds exactly, |n| <= 2^53); others stay as they are.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    // In range by the check above, so the cast is exact.
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -312,4 +334,24 @@ pub(crate) async fn existing_app(
         return Err(not_found());
     }
     state.store.get_app(app_id).await?.ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integral_floats_to_integers;
+    use serde_json::json;
+
+    #[test]
+    fn whole_floats_become_integers_and_others_stay() {
+        let mut value =
+            json!({"size": 39916800.0, "a": [1.0, 2.5, -3.0], "big": 1e300, "s": "1.0"});
+        integral_floats_to_integers(&mut value);
+        assert_eq!(
+            value,
+            json!({"size": 39916800, "a": [1, 2.5, -3], "big": 1e300, "s": "1.0"})
+        );
+        assert!(value["size"].is_u64());
+        let size: u64 = serde_json::from_value(value["size"].clone()).unwrap();
+        assert_eq!(size, 39_916_800);
+    }
 }

@@ -24,12 +24,14 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// At most 1000; default 50.
     pub limit: Option<i64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DecisionQuery {
     /// Only this channel's decisions.
     pub channel: Option<String>,
@@ -38,20 +40,14 @@ pub struct DecisionQuery {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScheduleQuery {
     /// Only this channel's schedules.
     pub channel: Option<String>,
 }
 
 fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}, got {n}"),
-        )),
-    }
+    super::validate::page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}/history", tag = "releases", operation_id = "channel_history",
@@ -273,12 +269,20 @@ pub async fn list_schedules(
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/schedules/{id}", tag = "releases", operation_id = "cancel_schedule",
+    params(("id" = i64, Path, minimum = 1, description = "the schedule's id")),
     responses((status = 200, body = ScheduleView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
 pub async fn cancel_schedule(
     State(state): State<AppState>,
     caller: Caller,
-    Path((app_id, id)): Path<(String, i64)>,
+    Path((app_id, id)): Path<(String, String)>,
 ) -> Result<Json<ScheduleView>, ApiError> {
+    // Decoded here, not by `Path`, so that a bad id gets this API's JSON error.
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_schedule_id",
+            format!("schedule id {id:?} must be a whole number"),
+        )
+    })?;
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let not_found = || {

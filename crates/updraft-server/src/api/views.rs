@@ -158,6 +158,7 @@ pub struct CreateBundle {
     pub native_packages: Option<Vec<updraft_core::model::NativePackage>>,
     /// With `channel`: start a rollout of the new bundle at this share
     /// (0..=10000 basis points) instead of making it the stable bundle.
+    #[schema(minimum = 0, maximum = 10000)]
     pub rollout_percentage_bps: Option<i64>,
     /// With `channel`: put it live even when its native packages differ from the live bundle's.
     pub accept_incompatible: Option<bool>,
@@ -290,6 +291,7 @@ pub struct ChannelSettings {
     pub allow_dev: Option<bool>,
     pub allow_prod: Option<bool>,
     /// major | minor | patch | metadata | none
+    #[schema(value_type = Option<AutoUpdateName>)]
     pub disable_auto_update: Option<String>,
     pub disable_auto_update_under_native: Option<bool>,
     /// Replaces the channel's targeting (`{}` = every device).
@@ -298,8 +300,10 @@ pub struct ChannelSettings {
     /// bundle, sets its percentage).
     pub rollout_bundle: Option<String>,
     /// 0..=10000 basis points; alone, changes the current rollout's percentage.
+    #[schema(minimum = 0, maximum = 10000)]
     pub rollout_percentage_bps: Option<i64>,
     /// pause | resume | promote | rollback
+    #[schema(value_type = Option<RolloutActionName>)]
     pub rollout_action: Option<String>,
     /// Replaces the current (or starting) rollout's targeting.
     pub rollout_targeting: Option<TargetingSpec>,
@@ -321,6 +325,7 @@ pub struct ChannelSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct TargetingSpec {
     /// ios | android | electron
+    #[schema(value_type = Vec<PlatformName>)]
     pub platforms: Vec<String>,
     /// Semver range on the device's OS version (`>=14`).
     pub os_version: Option<String>,
@@ -462,6 +467,7 @@ impl From<&RampPlan> for RampView {
 pub struct RampSettings {
     pub enabled: Option<bool>,
     /// Strictly increasing, each 1..=10000, the last 10000.
+    #[schema(min_items = 1, max_items = 10000)]
     pub steps_bps: Option<Vec<u32>>,
     pub min_dwell_minutes: Option<u32>,
     pub min_attempts: Option<u32>,
@@ -589,6 +595,7 @@ pub struct CreateSchedule {
     /// The bundle version to put live (`builtin` only without a rollout).
     pub bundle: String,
     /// Start a rollout of `bundle` at this share instead of making it stable.
+    #[schema(minimum = 0, maximum = 10000)]
     pub rollout_percentage_bps: Option<i64>,
     pub accept_incompatible: Option<bool>,
 }
@@ -819,10 +826,68 @@ pub struct CreatedApiKey {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    /// 1 to 100 characters, no control characters, not only spaces (trimmed).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
+    /// Admin when absent.
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<String>,
+    /// Scope the key to this app (a reverse domain).
+    #[schema(max_length = 255, pattern = r"^[A-Za-z0-9]+(\.[A-Za-z0-9_-]+)+$")]
     pub app_id: Option<String>,
+    /// 1 to 36,500 days (100 years); never expires when absent.
+    #[schema(minimum = 1, maximum = 36500)]
     pub expires_in_days: Option<u32>,
+}
+
+/// The most days an API key may be given before it expires.
+pub const MAX_KEY_DAYS: u32 = 36_500;
+
+/// A key's role, as the API takes it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only describes the wire values of `CreateApiKey::role`
+pub enum RoleName {
+    Admin,
+    Publisher,
+    Viewer,
+}
+
+/// What `disable_auto_update` takes.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only describes the wire values of `ChannelSettings::disable_auto_update`
+pub enum AutoUpdateName {
+    Major,
+    Minor,
+    Patch,
+    Metadata,
+    None,
+}
+
+/// What `rollout_action` takes.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only describes the wire values of `ChannelSettings::rollout_action`
+pub enum RolloutActionName {
+    Pause,
+    Resume,
+    Promote,
+    Rollback,
+}
+
+/// A targeting platform, as the API takes it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only describes the wire values of `TargetingSpec::platforms`
+pub enum PlatformName {
+    Ios,
+    Android,
+    Electron,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -172,17 +172,15 @@ fn store_error(id: i64, err: StoreError) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks",
-    params(("app_id" = Option<String>, Query, description = "this app's webhooks and the global ones")),
+    params(("app_id" = Option<String>, Query, pattern = r"^([A-Za-z0-9]+(\.[A-Za-z0-9_-]+)+)?$", max_length = 255, description = "this app's webhooks and the global ones (empty or absent: the key's app, or all)")),
     responses((status = 200, body = WebhookList), (status = 403, body = ErrorView)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
-    let app_id = query
-        .app_id
-        .filter(|a| !a.trim().is_empty())
-        .or_else(|| caller.key.app_id.clone());
+    let app_id =
+        super::validate::app_id_filter(query.app_id)?.or_else(|| caller.key.app_id.clone());
     caller.require(Role::Admin, app_id.as_deref())?;
     let hooks = state.store.list_webhooks(app_id.as_deref()).await?;
     let scope = caller.key.app_id.as_deref();
@@ -341,7 +339,7 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let id = parse_id(&id)?;
     visible_webhook(&state, &caller, id).await?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::validate::page_limit(query.limit, 50, 500)?;
     let deliveries = state.store.list_deliveries(id, limit).await?;
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
