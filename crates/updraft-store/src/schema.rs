@@ -44,6 +44,18 @@ pub async fn migrate<C: Migrate>(
     result
 }
 
+/// The versions of the migrations the database records as applied.
+async fn applied_versions<C: Migrate>(
+    conn: &mut C,
+) -> Result<Vec<i64>, sqlx::migrate::MigrateError> {
+    Ok(conn
+        .list_applied_migrations()
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect())
+}
+
 async fn migrate_locked<C: Migrate>(
     migrator: &Migrator,
     conn: &mut C,
@@ -51,13 +63,7 @@ async fn migrate_locked<C: Migrate>(
     failed: impl Fn(sqlx::migrate::MigrateError) -> StoreError,
 ) -> StoreResult<MigrationReport> {
     conn.ensure_migrations_table().await.map_err(&failed)?;
-    let before: Vec<i64> = conn
-        .list_applied_migrations()
-        .await
-        .map_err(&failed)?
-        .into_iter()
-        .map(|m| m.version)
-        .collect();
+    let before = applied_versions(conn).await.map_err(&failed)?;
     let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
     let binary_latest = known.iter().max().copied().unwrap_or(0);
     if let Some(db_latest) = unknown_latest(&before, &known) {
@@ -70,13 +76,7 @@ async fn migrate_locked<C: Migrate>(
         )));
     }
     migrator.run_direct(conn).await.map_err(&failed)?;
-    let after: Vec<i64> = conn
-        .list_applied_migrations()
-        .await
-        .map_err(&failed)?
-        .into_iter()
-        .map(|m| m.version)
-        .collect();
+    let after = applied_versions(conn).await.map_err(&failed)?;
     let applied = migrator
         .iter()
         .filter(|m| after.contains(&m.version) && !before.contains(&m.version))
