@@ -140,10 +140,18 @@ fn close_if_body_unread(mut response: Response) -> Response {
 pub struct DeviceResponse(pub DeviceError);
 
 impl DeviceResponse {
-    /// An `/updates` refusal of malformed input: the plugin files an error
-    /// without `kind` as a failure anyway, but every refusal says so outright.
+    /// An `/updates` refusal before any decision: malformed input is
+    /// `failed` (the plugin files an error without `kind` as a failure anyway,
+    /// but every refusal says so outright); a rate limit (429) is `blocked`,
+    /// so the device neither counts a failure nor sends `download_fail`,
+    /// and backs off for `Retry-After` (wire protocol §2.1, §2.6).
     pub fn update_check(err: DeviceError) -> Response {
-        DeviceResponse(err).render(Some("failed"))
+        let kind = if err.status == 429 {
+            "blocked"
+        } else {
+            "failed"
+        };
+        DeviceResponse(err).render(Some(kind))
     }
 
     fn render(self, kind: Option<&str>) -> Response {

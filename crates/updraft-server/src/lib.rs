@@ -8,6 +8,7 @@ pub mod control;
 pub mod cors;
 pub mod device;
 pub mod error;
+pub mod limiter;
 pub mod metrics;
 pub mod release_changes;
 pub mod releases;
@@ -254,7 +255,9 @@ impl Server {
         }
         let bundle_storage = Arc::new(bundle_storage);
         let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+        let limiters = Arc::new(limiter::Limiters::new(&config.limits));
         let state = AppState {
+            limiters,
             storage: bundle_storage,
             store,
             releases,

@@ -1,0 +1,198 @@
+//! Abuse limits (docs/reliability.md, "Abuse limits"): over-long device
+//! fields change nothing, and the per-device and per-app rate limits answer
+//! 429 + `Retry-After` to the one over its rate while the others are served.
+
+use crate::harness::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const OTHER_DEVICE: &str = "0b1f6a3e-9d4c-4f2a-8e7b-5c6d7e8f9a0b";
+
+fn stats_event(device_id: &str, version_name: &str) -> Value {
+    with(
+        device_body(),
+        json!({"device_id": device_id, "action": "app_moved_to_foreground",
+               "version_name": version_name, "timestamp": 1767225600000i64}),
+    )
+}
+
+/// (status, Retry-After, body)
+async fn send(s: &Server, method: Method, path: &str, body: &Value) -> (u16, Option<u64>, Value) {
+    let resp = s
+        .http
+        .request(method, format!("{}{}", s.url, path))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<u64>().expect("numeric Retry-After"));
+    let (status, body) = Server::read(resp).await;
+    (status, retry, body)
+}
+
+async fn exported_events(s: &Server) -> String {
+    let resp = s
+        .http
+        .get(format!(
+            "{}/api/v1/apps/{APP}/events/export?format=ndjson&since=2000-01-01",
+            s.url
+        ))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.text().await.expect("text")
+}
+
+#[tokio::test]
+async fn over_long_fields_are_refused_and_nothing_is_stored() {
+    let s = Server::start().await;
+    s.seed("1.0.0").await;
+    let huge = "9".repeat(1_000_000);
+
+    let (st, b) = s.post("/stats", &stats_event(DEVICE, &huge)).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"], "invalid_json_body");
+    assert_eq!(
+        b["moreInfo"]["parseResult"]["error"]["issues"][0],
+        json!({"message": "String must contain at most 1024 character(s)",
+               "path": ["version_name"], "code": "custom"})
+    );
+    let long_custom = with(device_body(), json!({"custom_id": "c".repeat(37)}));
+    let (st, b) = s.post("/updates", &long_custom).await;
+    assert_eq!(st, 400, "{b}");
+    assert_refusal(&b, "invalid_json_body", "failed");
+    assert_eq!(
+        b["moreInfo"]["parseResult"]["error"]["issues"][0]["path"],
+        json!(["custom_id"])
+    );
+    let long_channel = with(device_body(), json!({"channel": "x".repeat(256)}));
+    let (st, b) = s
+        .request(Method::PUT, "/channel_self", Some(&long_channel))
+        .await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("invalid_json_body")),
+        "{b}"
+    );
+
+    // A batch keeps its good events and refuses only the long one.
+    let batch = json!([
+        stats_event(DEVICE, "1.0.0"),
+        stats_event(DEVICE, &"1".repeat(1025))
+    ]);
+    let (st, b) = s.post("/stats", &batch).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["results"][1]["error"], "invalid_json_body");
+
+    let events = exported_events(&s).await;
+    assert_eq!(events.lines().count(), 1, "{events:.300}");
+    // The refused update check registered no device data either.
+    let (st, d) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["custom_id"], Value::Null, "{d}");
+}
+
+#[tokio::test]
+async fn a_device_over_its_rate_gets_429_while_another_device_is_served() {
+    let s = Server::start_with(&[
+        ("UPDRAFT_DEVICE_RATE_LIMIT_BURST", "5"),
+        ("UPDRAFT_DEVICE_RATE_LIMIT_PER_MINUTE", "1"),
+    ])
+    .await;
+    s.seed("1.0.0").await;
+    for i in 0..5 {
+        let (st, _, b) = send(&s, Method::POST, "/updates", &device_body()).await;
+        assert_eq!(st, 200, "request {i}: {b}");
+    }
+    // Over its rate on every device route: the plugin blocks for Retry-After.
+    let (st, retry, b) = send(&s, Method::POST, "/updates", &device_body()).await;
+    assert_eq!(st, 429, "{b}");
+    let retry = retry.expect("Retry-After on /updates");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_refusal(&b, "too_many_requests", "blocked");
+    assert_eq!(b["moreInfo"]["reason"], "device_rate_limit_exceeded");
+    assert_eq!(b["moreInfo"]["retryAfterSeconds"], retry);
+    assert_eq!(b["moreInfo"]["device_id"], DEVICE);
+    assert!(b["moreInfo"]["rateLimitResetAt"].as_i64().is_some(), "{b}");
+
+    let (st, retry, b) = send(&s, Method::POST, "/stats", &stats_event(DEVICE, "1.0.0")).await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (429, Some("too_many_requests")),
+        "{b}"
+    );
+    assert!(retry.is_some());
+    let (st, retry, b) = send(&s, Method::PUT, "/channel_self", &device_body()).await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (429, Some("too_many_requests")),
+        "{b}"
+    );
+    assert!(retry.is_some());
+
+    // Another device of the same app, from the same address, is served.
+    let other = with(device_body(), json!({"device_id": OTHER_DEVICE}));
+    let (st, _, b) = send(&s, Method::POST, "/updates", &other).await;
+    assert_eq!(st, 200, "{b}");
+    assert_refusal(&b, "no_new_version_available", "up_to_date");
+    let (st, _, b) = send(
+        &s,
+        Method::POST,
+        "/stats",
+        &stats_event(OTHER_DEVICE, "1.0.0"),
+    )
+    .await;
+    assert_eq!((st, b), (200, json!({"status": "ok"})));
+
+    // The refused stats event was not stored (the device keeps and resends it).
+    let events = exported_events(&s).await;
+    assert_eq!(events.lines().count(), 1, "{events}");
+    assert!(events.contains(OTHER_DEVICE));
+
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("updraft_rate_limited_total{scope=\"device\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_over_its_rate_gets_429_for_every_device() {
+    let s = Server::start_with(&[
+        ("UPDRAFT_APP_RATE_LIMIT_BURST", "3"),
+        ("UPDRAFT_APP_RATE_LIMIT_PER_MINUTE", "1"),
+    ])
+    .await;
+    s.seed("1.0.0").await;
+    let device = |n: u32| format!("0b1f6a3e-9d4c-4f2a-8e7b-{n:012}");
+    for n in 0..3 {
+        let body = with(device_body(), json!({"device_id": device(n)}));
+        let (st, _, b) = send(&s, Method::POST, "/updates", &body).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let body = with(device_body(), json!({"device_id": device(3)}));
+    let (st, retry, b) = send(&s, Method::POST, "/updates", &body).await;
+    assert_eq!(st, 429, "{b}");
+    assert!(retry.is_some());
+    assert_eq!(b["moreInfo"]["reason"], "app_rate_limit_exceeded");
+}
