@@ -232,6 +232,7 @@ impl Server {
                 releases: Arc::clone(&releases),
                 registry: Arc::clone(&registry),
                 metrics: Arc::clone(&metrics),
+                max_bundles_per_day: config.limits.rollup_max_distinct_per_day,
             },
             config.stats_queue_capacity,
             config.event_retention_days,

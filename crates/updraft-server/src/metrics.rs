@@ -299,6 +299,7 @@ pub struct Metrics {
     webhook_attempts: Family<DeliveryLabels, Counter>,
     rate_limited: Family<ScopeLabels, Counter>,
     auth_failures: Counter,
+    rollup_folded_events: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -436,6 +437,12 @@ impl Metrics {
             "Management requests refused 401 (no, unknown, revoked or expired API key)",
             auth_failures.clone(),
         );
+        let rollup_folded_events = Counter::default();
+        registry.register(
+            "rollup_folded_events",
+            "Stats events whose bundle name the rollups counted as `other` (over the app's distinct names of the day)",
+            rollup_folded_events.clone(),
+        );
         let start_time = Gauge::<f64, AtomicU64>::default();
         start_time.set(
             SystemTime::now()
@@ -478,7 +485,13 @@ impl Metrics {
             webhook_attempts,
             rate_limited,
             auth_failures,
+            rollup_folded_events,
         }
+    }
+
+    /// Counts events a stats commit folded into the `other` bundle.
+    pub fn record_rollup_folded_events(&self, events: u64) {
+        self.rollup_folded_events.inc_by(events);
     }
 
     /// Counts a request refused by a rate limit (`rate_scope`).

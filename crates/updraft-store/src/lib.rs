@@ -257,6 +257,17 @@ pub struct StatsIngest<'a> {
     /// active devices: their `device_days` rows are already pruned, so
     /// counting them again could count a device twice.
     pub active_devices_since: Millis,
+    /// Distinct bundle names an app's rollups take per day besides its own
+    /// bundles' (the rest count as `other`); 0 = no cap.
+    pub max_bundles_per_day: u32,
+}
+
+/// What one stats commit did beyond storing what it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Events whose bundle name the rollups counted as `other` (the cap of
+    /// [`StatsIngest::max_bundles_per_day`]); the raw events keep the name.
+    pub folded_events: u64,
 }
 
 /// Raw events of one app for export, oldest id first, a page at a time.
@@ -284,7 +295,7 @@ pub struct StoredEvent {
 pub trait AnalyticsStore: Send + Sync {
     /// Stores events, their rollups and the device sightings in one
     /// transaction: when this returns Ok, all of it is durable.
-    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<()>;
+    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<IngestOutcome>;
     /// The rollup rows of an app for `from_day..=to_day` (`YYYY-MM-DD`).
     async fn stats_rollups(
         &self,

@@ -51,6 +51,7 @@ sqlite_suite!(
     suite_delete_app_removes_analytics,
     suite_bundle_storage,
     suite_download_tallies,
+    suite_rollup_cardinality_cap,
 );
 
 // Upload sessions shared by every node.
