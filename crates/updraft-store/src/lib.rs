@@ -144,6 +144,13 @@ pub trait BundleStore: Send + Sync {
     /// Every blob (zip or manifest file) a live bundle of any app references;
     /// deleted bundles do not count. What gc must keep.
     async fn referenced_blobs(&self) -> StoreResult<std::collections::HashSet<String>>;
+    /// Which of `shas` a bundle of `app_id` (live or deleted) references, as
+    /// its zip or a manifest file: what a key scoped to that app may learn.
+    async fn app_blobs(
+        &self,
+        app_id: &str,
+        shas: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>>;
 }
 
 #[async_trait]

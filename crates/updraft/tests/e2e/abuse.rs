@@ -196,3 +196,64 @@ async fn an_app_over_its_rate_gets_429_for_every_device() {
     assert!(retry.is_some());
     assert_eq!(b["moreInfo"]["reason"], "app_rate_limit_exceeded");
 }
+
+/// Blobs are shared by every app; a key scoped to one app must not learn
+/// whether another app holds a file.
+#[tokio::test]
+async fn blob_existence_answers_only_for_the_callers_app() {
+    use crate::storage::{put_blob, sha};
+    const OTHER_APP: &str = "com.example.other";
+    let s = Server::start().await;
+    for app in [APP, OTHER_APP] {
+        let (st, b) = s
+            .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": app})))
+            .await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let index = b"<html>secret of app A</html>".to_vec();
+    let index_sha = put_blob(&s, &index).await;
+    let manifest =
+        json!([{"file_name": "index.html", "file_hash": index_sha, "blob_sha256": index_sha}]);
+    let (st, b) = s
+        .api(
+            Method::POST,
+            &format!("/api/v1/apps/{APP}/bundles"),
+            Some(&json!({"version": "1.0.0", "manifest": manifest})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let unknown = sha(b"nobody has this");
+    let ask = json!({"sha256": [index_sha, unknown]});
+
+    let scoped_other = create_key(&s.data_dir, "other", "publisher", &["--app", OTHER_APP]);
+    let (st, b) = s
+        .api_as(
+            &scoped_other,
+            Method::POST,
+            "/api/v1/blobs/missing",
+            Some(&ask),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        b["missing"],
+        json!([index_sha, unknown]),
+        "app B must not see A's blob"
+    );
+
+    let scoped_app = create_key(&s.data_dir, "own", "publisher", &["--app", APP]);
+    let (st, b) = s
+        .api_as(
+            &scoped_app,
+            Method::POST,
+            "/api/v1/blobs/missing",
+            Some(&ask),
+        )
+        .await;
+    assert_eq!((st, b["missing"].clone()), (200, json!([unknown])), "{b}");
+    // A server-wide key sees every app's blobs.
+    let (st, b) = s
+        .api(Method::POST, "/api/v1/blobs/missing", Some(&ask))
+        .await;
+    assert_eq!((st, b["missing"].clone()), (200, json!([unknown])), "{b}");
+}
