@@ -111,6 +111,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| {
+                self.details
+                    .get("retry_after_seconds")
+                    .and_then(|v| v.as_u64())
+            })
+            .flatten();
         let mut body = json!({"error": self.code, "message": self.message});
         if let Some(fields) = body.as_object_mut() {
             for (key, value) in self.details {
@@ -118,6 +125,11 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = close_if_body_unread((self.status, axum::Json(body)).into_response());
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.database_failure {
             response.extensions_mut().insert(DatabaseFailure);
         }

@@ -319,6 +319,8 @@ impl Server {
             shutdown_rx.clone(),
         );
         let app = router(self.state.clone());
+        // The peer address, for the failed-authentication throttle.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;

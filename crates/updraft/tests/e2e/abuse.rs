@@ -257,3 +257,72 @@ async fn blob_existence_answers_only_for_the_callers_app() {
         .await;
     assert_eq!((st, b["missing"].clone()), (200, json!([unknown])), "{b}");
 }
+
+#[tokio::test]
+async fn failed_authentication_gets_one_answer_and_is_throttled_per_address() {
+    let s = Server::start_with(&[
+        ("UPDRAFT_AUTH_FAILURE_LIMIT_BURST", "5"),
+        ("UPDRAFT_AUTH_FAILURE_LIMIT_PER_MINUTE", "1"),
+    ])
+    .await;
+    // Key creation carries a secret: no cache may keep it.
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/apikeys", s.url))
+        .bearer_auth(&s.key)
+        .json(&json!({"name": "ci", "role": "publisher"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    let (st, created) = Server::read(resp).await;
+    assert_eq!(st, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_i64().unwrap();
+    let (st, _) = s
+        .api(Method::DELETE, &format!("/api/v1/apikeys/{id}"), None)
+        .await;
+    assert_eq!(st, 204);
+
+    // Unknown and revoked keys: the same status, code and sentence.
+    let (st, unknown) = s
+        .api_as("upd_notakeyatall", Method::GET, "/api/v1/apps", None)
+        .await;
+    assert_eq!(st, 401);
+    let (st, revoked) = s.api_as(&secret, Method::GET, "/api/v1/apps", None).await;
+    assert_eq!(st, 401);
+    assert_eq!(unknown, revoked);
+    assert_eq!(unknown["error"], "unauthorized");
+
+    // Five failures in all; then this address is refused, even with a good key.
+    for _ in 0..3 {
+        let (st, _) = s.request(Method::GET, "/api/v1/apps", None).await;
+        assert_eq!(st, 401);
+    }
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/apps", s.url))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let (st, b) = Server::read(resp).await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (429, Some("too_many_auth_failures")),
+        "{b}"
+    );
+    assert!(retry.is_some_and(|r| (1..=60).contains(&r)), "{retry:?}");
+    // Device traffic from the same address is not affected.
+    let (st, _) = s.post("/updates", &device_body()).await;
+    assert_eq!(st, 200);
+}
