@@ -151,6 +151,12 @@ pub trait BundleStore: Send + Sync {
         app_id: &str,
         shas: &[String],
     ) -> StoreResult<std::collections::HashSet<String>>;
+    /// Every blob the live bundles of `app_id` reference, with its size:
+    /// what the app's storage quota counts (each file once).
+    async fn app_live_blobs(
+        &self,
+        app_id: &str,
+    ) -> StoreResult<std::collections::HashMap<String, i64>>;
 }
 
 #[async_trait]

@@ -243,6 +243,27 @@ impl BundleStore for EngineStore {
         Ok(shas.into_iter().collect())
     }
 
+    async fn app_live_blobs(
+        &self,
+        app_id: &str,
+    ) -> StoreResult<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT zip_sha256, size FROM bundles \
+             WHERE app_id = $1 AND deleted = FALSE AND zip_sha256 IS NOT NULL \
+             UNION ALL SELECT m.blob_sha256, m.size FROM manifest_files m \
+             JOIN bundles b ON b.id = m.bundle_id \
+             WHERE b.app_id = $2 AND b.deleted = FALSE AND m.blob_sha256 IS NOT NULL",
+        )
+        .bind(app_id)
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sha, size)| (sha, size.unwrap_or(0)))
+            .collect())
+    }
+
     async fn app_blobs(&self, app_id: &str, shas: &[String]) -> StoreResult<HashSet<String>> {
         let mut found = HashSet::new();
         for chunk in shas.chunks(500) {

@@ -326,3 +326,75 @@ async fn failed_authentication_gets_one_answer_and_is_throttled_per_address() {
     let (st, _) = s.post("/updates", &device_body()).await;
     assert_eq!(st, 200);
 }
+
+/// `app_storage_quota_bytes`: the distinct files of an app's live bundles.
+#[tokio::test]
+async fn a_bundle_over_the_apps_storage_quota_is_refused_before_it_is_recorded() {
+    use crate::storage::{create_app, publish, put_blob};
+    let s = Server::start_with(&[("UPDRAFT_APP_STORAGE_QUOTA_BYTES", "3000")]).await;
+    create_app(&s).await;
+    let index = b"<html>1</html>".to_vec();
+    let index_sha = put_blob(&s, &index).await;
+    let big = vec![7u8; 2000];
+    let big_sha = put_blob(&s, &big).await;
+    let entry =
+        |name: &str, sha: &str| json!({"file_name": name, "file_hash": sha, "blob_sha256": sha});
+    let (st, b) = publish(
+        &s,
+        json!({"version": "1.0.0", "manifest": [entry("index.html", &index_sha), entry("a.bin", &big_sha)]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    // The same files again cost nothing more.
+    let (st, b) = publish(
+        &s,
+        json!({"version": "1.0.1", "manifest": [entry("index.html", &index_sha), entry("b.bin", &big_sha)]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    // Another 2000 bytes would pass the quota.
+    let other = vec![8u8; 2000];
+    let other_sha = put_blob(&s, &other).await;
+    let (st, b) = publish(
+        &s,
+        json!({"version": "1.0.2", "manifest": [entry("index.html", &index_sha), entry("c.bin", &other_sha)]}),
+    )
+    .await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (413, Some("storage_quota_exceeded")),
+        "{b}"
+    );
+    assert_eq!(b["quota_bytes"], 3000);
+    let (st, _) = s
+        .api(
+            Method::GET,
+            &format!("/api/v1/apps/{APP}/bundles/1.0.2"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "nothing recorded");
+    // Deleting the bundles that hold the big file frees its bytes.
+    let (st, _) = s
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/apps/{APP}/bundles/1.0.0"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/apps/{APP}/bundles/1.0.1"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, b) = publish(
+        &s,
+        json!({"version": "1.0.2", "manifest": [entry("index.html", &index_sha), entry("c.bin", &other_sha)]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+}
