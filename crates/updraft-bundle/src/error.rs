@@ -38,6 +38,12 @@ pub enum BundleError {
     MissingIndexHtml(String),
     #[error("zip entry {name:?} is unsafe ({rule}): the plugin refuses it")]
     UnsafeEntryName { name: String, rule: UnsafeNameRule },
+    #[error(
+        "entry name {name:?} contains a control character (U+{code:04X}); file names must not"
+    )]
+    ControlCharacterInName { name: String, code: u32 },
+    #[error("entry names {first:?} and {second:?} differ only by case: they are the same file on iOS's case-insensitive file system")]
+    CaseCollision { first: String, second: String },
     #[error("zip entry {0:?} is a symbolic link; bundles must not contain symlinks")]
     SymlinkEntry(String),
     #[error("zip entry {name:?} is not supported by the plugin: {reason}")]
@@ -86,6 +92,8 @@ impl BundleError {
             BundleError::NotAZip(_) => "not_a_zip",
             BundleError::MissingIndexHtml(_) => "missing_index_html",
             BundleError::UnsafeEntryName { .. } => "unsafe_entry_name",
+            BundleError::ControlCharacterInName { .. } => "control_character_in_name",
+            BundleError::CaseCollision { .. } => "case_insensitive_duplicate",
             BundleError::SymlinkEntry(_) => "symlink_entry",
             BundleError::UnsupportedEntry { .. } => "unsupported_entry",
             BundleError::DuplicateEntry(_) => "duplicate_entry",

@@ -3,7 +3,7 @@
 
 use crate::error::BundleError;
 use crate::limits::{ZipLimits, RATIO_FLOOR_BYTES};
-use crate::names::normalize_entry_name;
+use crate::names::{normalize_entry_name, CaseFolds};
 use crate::scan::{is_scanned_file, NotifyScanner};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
@@ -95,6 +95,7 @@ pub(crate) fn check_archive<R: Read + Seek>(
     let mut entries = Vec::with_capacity(archive.len());
     let mut files: HashSet<String> = HashSet::new();
     let mut dirs: HashSet<String> = HashSet::new();
+    let mut case_folds = CaseFolds::default();
     let mut declared_total = 0u64;
     for index in 0..archive.len() {
         let entry = archive.by_index_raw(index).map_err(not_a_zip)?;
@@ -159,6 +160,7 @@ pub(crate) fn check_archive<R: Read + Seek>(
                 rule: crate::error::UnsafeNameRule::Empty,
             });
         }
+        case_folds.insert(&path)?;
         let mut parent = path.as_str();
         while let Some((head, _)) = parent.rsplit_once('/') {
             dirs.insert(head.to_string());

@@ -4,6 +4,7 @@
 //! `C:/x` into relative paths, which would accept zips the plugin refuses.
 
 use crate::error::{BundleError, UnsafeNameRule};
+use std::collections::HashMap;
 
 fn unsafe_name(name: &str, rule: UnsafeNameRule) -> BundleError {
     BundleError::UnsafeEntryName {
@@ -36,6 +37,14 @@ pub fn normalize_entry_name(name: &str) -> Result<String, BundleError> {
     if name.contains('\0') {
         return Err(unsafe_name(name, UnsafeNameRule::Nul));
     }
+    // Tabs, newlines, escapes, DEL and the C1 range: no real bundle has
+    // them, and they forge log lines and confuse tools reading the names.
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(BundleError::ControlCharacterInName {
+            name: name.escape_debug().to_string(),
+            code: u32::from(c),
+        });
+    }
     if name.starts_with('/') || has_drive_prefix(name) {
         return Err(unsafe_name(name, UnsafeNameRule::Absolute));
     }
@@ -55,6 +64,41 @@ pub fn normalize_entry_name(name: &str) -> Result<String, BundleError> {
         }
     }
     Ok(components.join("/"))
+}
+
+/// Paths (normalised, `/`-joined) and their folders, seen case-insensitively:
+/// iOS's file system (APFS, HFS+) folds case, so `App.js` and `app.js` — or a
+/// folder `Assets` next to `assets` — would overwrite each other there while
+/// Android keeps both.
+#[derive(Debug, Default)]
+pub struct CaseFolds(HashMap<String, String>);
+
+impl CaseFolds {
+    /// Adds `path` and each of its folders; refuses a name that differs from
+    /// one already added only by case.
+    pub fn insert(&mut self, path: &str) -> Result<(), BundleError> {
+        let mut end = path.len();
+        loop {
+            let prefix = &path[..end];
+            match self.0.get(&prefix.to_lowercase()) {
+                Some(seen) if seen == prefix => break, // its folders are in too
+                Some(seen) => {
+                    return Err(BundleError::CaseCollision {
+                        first: seen.clone(),
+                        second: prefix.to_string(),
+                    })
+                }
+                None => {
+                    self.0.insert(prefix.to_lowercase(), prefix.to_string());
+                }
+            }
+            match prefix.rfind('/') {
+                Some(slash) => end = slash,
+                None => break,
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +124,39 @@ mod tests {
         assert_eq!(rule_of("../x"), Some(UnsafeNameRule::DotDot));
         assert_eq!(rule_of("a/../../x"), Some(UnsafeNameRule::DotDot));
         assert_eq!(rule_of(".."), Some(UnsafeNameRule::DotDot));
+    }
+
+    #[test]
+    fn refuses_control_characters_with_their_own_code() {
+        for name in [
+            "a\tb.js",
+            "a\nb",
+            "x\u{1b}[31m.js",
+            "del\u{7f}",
+            "c1\u{85}.js",
+        ] {
+            let err = check_entry_name(name).unwrap_err();
+            assert_eq!(err.code(), "control_character_in_name", "{name:?}");
+        }
+        // NUL keeps its older rule.
+        assert_eq!(rule_of("a\0b"), Some(UnsafeNameRule::Nul));
+        assert_eq!(rule_of("é/ü.js"), None);
+    }
+
+    #[test]
+    fn case_folds_refuse_names_differing_only_by_case() {
+        let mut folds = CaseFolds::default();
+        folds.insert("assets/app.js").unwrap();
+        folds.insert("assets/other.js").unwrap();
+        folds.insert("index.html").unwrap();
+        let err = folds.insert("assets/App.js").unwrap_err();
+        assert_eq!(err.code(), "case_insensitive_duplicate");
+        assert!(err.to_string().contains("\"assets/App.js\""), "{err}");
+        // A folder differing by case.
+        assert!(folds.insert("Assets/new.js").is_err());
+        assert!(folds.insert("INDEX.HTML").is_err());
+        // Exact repeats are another rule's business (duplicate_entry).
+        folds.insert("assets/app.js").unwrap();
     }
 
     #[test]

@@ -383,3 +383,70 @@ fn missing_file_is_an_io_error() {
     .unwrap_err();
     assert_eq!(err.code(), "io");
 }
+
+#[test]
+fn refuses_control_characters_in_names() {
+    for name in [
+        &b"a\tb.js"[..],
+        b"new\nline.js",
+        b"esc\x1b[0m.js",
+        b"del\x7f.js",
+    ] {
+        let entries = [
+            RawEntry::stored("index.html", INDEX),
+            RawEntry::stored(name, b"x"),
+        ];
+        assert_eq!(
+            code_of(inspect_raw(&entries)),
+            "control_character_in_name",
+            "{:?}",
+            String::from_utf8_lossy(name)
+        );
+    }
+}
+
+#[test]
+fn refuses_names_that_differ_only_by_case() {
+    let entries = [
+        RawEntry::stored("index.html", INDEX),
+        RawEntry::stored("assets/app.js", b"1"),
+        RawEntry::stored("assets/App.js", b"2"),
+    ];
+    assert_eq!(code_of(inspect_raw(&entries)), "case_insensitive_duplicate");
+    // Two folders that merge on iOS.
+    let entries = [
+        RawEntry::stored("index.html", INDEX),
+        RawEntry::stored("Assets/a.js", b"1"),
+        RawEntry::stored("assets/b.js", b"2"),
+    ];
+    assert_eq!(code_of(inspect_raw(&entries)), "case_insensitive_duplicate");
+    // Inside a single top-level folder too.
+    let entries = [
+        RawEntry::stored("dist/index.html", INDEX),
+        RawEntry::stored("dist/INDEX.HTML", INDEX),
+    ];
+    assert_eq!(code_of(inspect_raw(&entries)), "case_insensitive_duplicate");
+}
+
+/// `zip`'s `enclosed_name()` would quietly turn these into relative paths.
+#[test]
+fn absolute_and_drive_names_stay_refused() {
+    for name in [
+        &b"/index.html"[..],
+        b"/abs/x.js",
+        b"C:/x.js",
+        b"c:x.js",
+        b"C:\\x.js",
+    ] {
+        let entries = [
+            RawEntry::stored("index.html", INDEX),
+            RawEntry::stored(name, b"x"),
+        ];
+        assert_eq!(
+            code_of(inspect_raw(&entries)),
+            "unsafe_entry_name",
+            "{:?}",
+            String::from_utf8_lossy(name)
+        );
+    }
+}

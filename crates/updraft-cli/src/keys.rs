@@ -68,6 +68,14 @@ fn write_private(path: &Path, pem: &str) -> Result<(), CliError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| write_error(path, &e))?;
+    // `mode` only applies to a new file: an overwritten one (--force) is
+    // tightened before the key is written into it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| write_error(path, &e))?;
+    }
     file.write_all(pem.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| write_error(path, &e))
@@ -78,4 +86,29 @@ fn write_error(path: &Path, error: &std::io::Error) -> CliError {
         "io_error",
         format!("cannot write {}: {error}", path.display()),
     )
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_private_key_is_owner_only_even_when_replacing_a_wider_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join(PRIVATE_KEY_FILE);
+        std::fs::write(&private, "old").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+        create_key_pair(dir.path(), true).unwrap();
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = tempfile::tempdir().unwrap();
+        create_key_pair(fresh.path(), false).unwrap();
+        let mode = std::fs::metadata(fresh.path().join(PRIVATE_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

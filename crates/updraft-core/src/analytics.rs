@@ -25,6 +25,9 @@ use std::collections::BTreeMap;
 pub const MILLIS_PER_DAY: Millis = 86_400_000;
 /// Rollup bucket of every action the plugin does not send.
 pub const OTHER_ACTION: &str = "other";
+/// Rollup bucket of the bundle names over an app's daily cap (devices can
+/// invent any `version_name`; the raw event keeps it).
+pub const OTHER_BUNDLE: &str = "other";
 /// The action that means "a bundle was installed and applied".
 pub const INSTALL_ACTION: &str = "set";
 

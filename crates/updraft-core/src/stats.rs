@@ -20,7 +20,9 @@ use crate::error::DeviceError;
 use crate::model::{DeviceSighting, Millis, Observed, ObservedAt, StatsEvent};
 use crate::request::fields::{
     self, check_device_id, non_blank, non_empty, normalize_install_source, single_issue_error,
-    Issues, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    Issues, CHANNEL_MAX_CHARS, DEVICE_ID_ISSUE, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    PLATFORM_MAX_CHARS, PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS, VERSION_CODE_MAX_CHARS,
+    VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
 };
 use crate::request::prelude::{missing_device_id, resolve_builtin, version_build_of};
 use crate::request::{ParsedStatsEvent, StatsBatch, StatsItem};
@@ -471,14 +473,23 @@ fn parse_event(event: &RawEvent, app_id: &str, now: Millis) -> StatsItem {
     let mut issues = Issues::default();
     check_device_id(&mut issues, &device_id);
     let platform = required_str(&fields.platform, "platform", &mut issues);
+    issues.max_chars_opt("platform", platform, PLATFORM_MAX_CHARS);
     let version_name = required_str(&fields.version_name, "version_name", &mut issues);
+    issues.max_chars_opt("version_name", version_name, VERSION_NAME_MAX_CHARS);
     let version_os = optional_str(&fields.version_os, "version_os", &mut issues);
-    optional_str(&fields.version_build, "version_build", &mut issues);
+    issues.max_chars_opt("version_os", version_os, VERSION_OS_MAX_CHARS);
+    let version_build_raw = optional_str(&fields.version_build, "version_build", &mut issues);
+    issues.max_chars_opt("version_build", version_build_raw, VERSION_BUILD_MAX_CHARS);
     let old_version_name = optional_str(&fields.old_version_name, "old_version_name", &mut issues);
+    issues.max_chars_opt("old_version_name", old_version_name, VERSION_NAME_MAX_CHARS);
     let version_code = optional_str(&fields.version_code, "version_code", &mut issues);
+    issues.max_chars_opt("version_code", version_code, VERSION_CODE_MAX_CHARS);
     let plugin_version = optional_str(&fields.plugin_version, "plugin_version", &mut issues);
+    issues.max_chars_opt("plugin_version", plugin_version, PLUGIN_VERSION_MAX_CHARS);
     let default_channel = optional_str(&fields.default_channel, "defaultChannel", &mut issues);
-    optional_str(&fields.channel, "channel", &mut issues);
+    issues.max_chars_opt("defaultChannel", default_channel, CHANNEL_MAX_CHARS);
+    let channel = optional_str(&fields.channel, "channel", &mut issues);
+    issues.max_chars_opt("channel", channel, CHANNEL_MAX_CHARS);
     let is_emulator = flag(&fields.is_emulator, "is_emulator", false, &mut issues);
     let is_prod = flag(&fields.is_prod, "is_prod", true, &mut issues);
     let custom_id = optional_str(&fields.custom_id, "custom_id", &mut issues).map(str::trim);
@@ -1124,6 +1135,51 @@ mod tests {
         let err = single(event_with(json!({ "metadata": too_many }))).unwrap_err();
         assert_eq!(err.code, "invalid_metadata");
         assert!(err.message.contains("30 keys"), "{}", err.message);
+    }
+
+    /// Every string field a device sends, with its limit: one character over
+    /// is refused with the reference's issue, the limit itself is accepted.
+    #[test]
+    fn every_string_field_is_bounded() {
+        let limits = [
+            ("platform", PLATFORM_MAX_CHARS),
+            ("version_name", VERSION_NAME_MAX_CHARS),
+            ("old_version_name", VERSION_NAME_MAX_CHARS),
+            ("version_os", VERSION_OS_MAX_CHARS),
+            ("version_code", VERSION_CODE_MAX_CHARS),
+            ("plugin_version", PLUGIN_VERSION_MAX_CHARS),
+            ("defaultChannel", CHANNEL_MAX_CHARS),
+            ("channel", CHANNEL_MAX_CHARS),
+            ("custom_id", MAX_CUSTOM_ID_CHARS),
+            ("install_source", INSTALL_SOURCE_MAX_CHARS),
+            ("key_id", KEY_ID_MAX_CHARS),
+        ];
+        for (field, max) in limits {
+            single(event_with(json!({ field: "é".repeat(max) })))
+                .unwrap_or_else(|e| panic!("{field} at {max}: {e:?}"));
+            let err = single(event_with(json!({ field: "é".repeat(max + 1) }))).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "invalid_json_body"),
+                "{field}"
+            );
+            assert_eq!(
+                err.extra["parseResult"]["error"]["issues"],
+                json!([{
+                    "message": format!("String must contain at most {max} character(s)"),
+                    "path": [field],
+                    "code": "custom",
+                }]),
+                "{field}"
+            );
+        }
+        // A valid semver build longer than the column.
+        let long_build = format!("1.0.0-{}", "a".repeat(VERSION_BUILD_MAX_CHARS));
+        let err = single(event_with(json!({ "version_build": long_build }))).unwrap_err();
+        assert_eq!(err.code, "invalid_json_body");
+        // The issue's million-character version_name.
+        let err = single(event_with(json!({ "version_name": "9".repeat(1_000_000) }))).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "invalid_json_body"));
     }
 
     #[test]

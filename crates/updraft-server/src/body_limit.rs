@@ -93,7 +93,7 @@ impl ContentLengthLimit {
                 let mut response = DeviceResponse::update_check(err);
                 response
                     .extensions_mut()
-                    .insert(UpdateCheckOutcome::rejected("body_too_large"));
+                    .insert(UpdateCheckOutcome::rejected("body_too_large", 413));
                 response
             }
         }

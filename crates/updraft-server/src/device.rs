@@ -3,7 +3,8 @@
 //! let `updraft-core` decide, hand writes to the background writers.
 
 use crate::error::{json_with_status, DeviceResponse};
-use crate::metrics::{db_operation, UpdateCheckOutcome};
+use crate::limiter::RetryAfter;
+use crate::metrics::{db_operation, rate_scope, UpdateCheckOutcome};
 use crate::state::AppState;
 use crate::writers::StatsSubmitError;
 use axum::body::{Body, Bytes};
@@ -53,6 +54,57 @@ pub fn routes() -> Router<AppState> {
         );
     // The hosted service's legacy aliases, for apps configured with them.
     Router::new().merge(device.clone()).nest("/plugin", device)
+}
+
+/// The per-device and per-app rate limits of the device routes (never per
+/// address: carriers put whole regions behind one). A device over its limit
+/// does not take from its app's. Refused with the hosted service's 429
+/// `too_many_requests`, whose `Retry-After` the plugin honours on every
+/// device route (it blocks its calls and keeps its stats queued until then).
+fn admit(state: &AppState, app_id: &str, device_id: Option<&str>) -> Result<(), DeviceError> {
+    let now = state.clock.now();
+    if let Some(device_id) = device_id {
+        if let Err(retry) = state.limiters.device.check((app_id, device_id), now) {
+            state.metrics.record_rate_limited(rate_scope::DEVICE);
+            return Err(too_many_requests(
+                "device_rate_limit_exceeded",
+                app_id,
+                Some(device_id),
+                retry,
+                now,
+            ));
+        }
+    }
+    if let Err(retry) = state.limiters.app.check(app_id, now) {
+        state.metrics.record_rate_limited(rate_scope::APP);
+        return Err(too_many_requests(
+            "app_rate_limit_exceeded",
+            app_id,
+            device_id,
+            retry,
+            now,
+        ));
+    }
+    Ok(())
+}
+
+fn too_many_requests(
+    reason: &str,
+    app_id: &str,
+    device_id: Option<&str>,
+    retry: RetryAfter,
+    now: Millis,
+) -> DeviceError {
+    let mut err = DeviceError::bad_request("too_many_requests", "Too many requests")
+        .with_status(429)
+        .with("reason", reason)
+        .with("app_id", app_id);
+    if let Some(device_id) = device_id {
+        err = err.with("device_id", device_id);
+    }
+    let reset_at = now.saturating_add(i64::try_from(retry.0).unwrap_or(i64::MAX / 2000) * 1000);
+    err.with("rateLimitResetAt", reset_at)
+        .with("retryAfterSeconds", retry.0)
 }
 
 async fn health() -> impl IntoResponse {
@@ -119,6 +171,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     let result = async {
         let body = read_json(&state, body).await?;
         let req = parse_update_request(&body)?;
+        admit(&state, &req.app_id, Some(&req.device_id))?;
         let release = state.releases.get(&req.app_id);
         let base_url = state.base_url(&headers);
         let mut answer = answer_update(&req, &release, &base_url);
@@ -143,7 +196,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             UpdateCheckOutcome::of_answer(outcome),
         ),
         Err(err) => {
-            let check = UpdateCheckOutcome::rejected(err.code);
+            let check = UpdateCheckOutcome::rejected(err.code, err.status);
             (DeviceResponse::update_check(err), check)
         }
     };
@@ -155,6 +208,7 @@ async fn manifest_size(State(state): State<AppState>, body: Body) -> Response {
     let result = async {
         let body = read_json(&state, body).await?;
         let req = parse_update_request(&body)?;
+        admit(&state, &req.app_id, Some(&req.device_id))?;
         let release = state.releases.get(&req.app_id);
         Ok::<_, DeviceError>(answer_manifest_size(&req, &body, &release).body)
     }
@@ -180,6 +234,13 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
         if state.releases.get(&batch.app_id).app.is_none() {
             return Err(DeviceError::app_not_found(&batch.app_id));
         }
+        // A batch comes from one device: the first accepted event's.
+        let device_id = batch
+            .items
+            .iter()
+            .find_map(|item| item.as_ref().ok())
+            .map(|parsed| parsed.event.device_id.as_str());
+        admit(&state, &batch.app_id, device_id)?;
         // The answer only depends on which items were accepted; it is sent
         // once they are committed.
         let (status, answer) = stats_answer(&batch);
@@ -300,6 +361,9 @@ async fn channel_call(state: AppState, body: Value, method: ChannelSelfMethod) -
         Ok(req) => req,
         Err(err) => return DeviceResponse(err).into_response(),
     };
+    if let Err(err) = admit(&state, &req.app_id, Some(&req.device_id)) {
+        return DeviceResponse(err).into_response();
+    }
     let release = state.releases.get(&req.app_id);
     let answer = match method {
         ChannelSelfMethod::Set => channel_self::answer_channel_set(&req, &release),
@@ -337,6 +401,9 @@ async fn channel_list(
 ) -> Response {
     match parse_channel_list_query(&pairs) {
         Ok(q) => {
+            if let Err(err) = admit(&state, &q.app_id, q.device_id.as_deref()) {
+                return DeviceResponse(err).into_response();
+            }
             let release = state.releases.get(&q.app_id);
             let answer = channel_self::answer_channel_list(&q, &release);
             json_with_status(answer.status, answer.body)

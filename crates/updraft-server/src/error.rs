@@ -149,6 +149,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| {
+                self.details
+                    .get("retry_after_seconds")
+                    .and_then(|v| v.as_u64())
+            })
+            .flatten();
         let mut body = json!({"error": self.code, "message": self.message});
         if let Some(fields) = body.as_object_mut() {
             for (key, value) in self.details {
@@ -156,7 +163,7 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = close_if_body_unread((self.status, axum::Json(body)).into_response());
-        if let Some(seconds) = self.retry_after_secs {
+        if let Some(seconds) = self.retry_after_secs.or(retry_after) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -186,10 +193,18 @@ fn close_if_body_unread(mut response: Response) -> Response {
 pub struct DeviceResponse(pub DeviceError);
 
 impl DeviceResponse {
-    /// An `/updates` refusal of malformed input: the plugin files an error
-    /// without `kind` as a failure anyway, but every refusal says so outright.
+    /// An `/updates` refusal before any decision: malformed input is
+    /// `failed` (the plugin files an error without `kind` as a failure anyway,
+    /// but every refusal says so outright); a rate limit (429) is `blocked`,
+    /// so the device neither counts a failure nor sends `download_fail`,
+    /// and backs off for `Retry-After` (wire protocol §2.1, §2.6).
     pub fn update_check(err: DeviceError) -> Response {
-        DeviceResponse(err).render(Some("failed"))
+        let kind = if err.status == 429 {
+            "blocked"
+        } else {
+            "failed"
+        };
+        DeviceResponse(err).render(Some(kind))
     }
 
     fn render(self, kind: Option<&str>) -> Response {

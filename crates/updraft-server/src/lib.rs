@@ -10,6 +10,7 @@ pub mod cors;
 pub mod device;
 pub mod error;
 pub mod listener;
+pub mod limiter;
 pub mod metrics;
 pub mod release_changes;
 pub mod releases;
@@ -317,6 +318,7 @@ impl Server {
                 releases: Arc::clone(&releases),
                 registry: Arc::clone(&registry),
                 metrics: Arc::clone(&metrics),
+                max_bundles_per_day: config.limits.rollup_max_distinct_per_day,
             },
             config.stats_queue_capacity,
             config.event_retention_days,
@@ -345,7 +347,9 @@ impl Server {
             config.min_free_disk_mb,
         ));
         metrics.set_write_health(write_health.free_bytes(), write_health.readiness().is_ok());
+        let limiters = Arc::new(limiter::Limiters::new(&config.limits));
         let state = AppState {
+            limiters,
             write_health,
             storage: bundle_storage,
             store,

@@ -272,6 +272,7 @@ impl ConnectionTask {
             app: self.app.clone(),
             activity: Arc::clone(&activity),
             limits: Arc::clone(&self.limits),
+            peer,
         };
         let io = TokioIo::new(Watched::new(
             stream,
@@ -383,6 +384,9 @@ struct ConnService {
     app: Router,
     activity: Arc<Activity>,
     limits: Arc<ConnectionLimits>,
+    /// The client's address, handed to handlers as axum's `ConnectInfo`
+    /// (the failed-authentication throttle keys on it).
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -400,7 +404,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         }
         let window = self.limits.transfer_window;
         let need = self.limits.window_bytes();
-        let request = request.map(|body| Body::new(MinRateBody::new(body, window, need)));
+        let mut request = request.map(|body| Body::new(MinRateBody::new(body, window, need)));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let mut app = self.app.clone();
         let future = tower::Service::call(&mut app, request);
         ConnFuture {

@@ -96,12 +96,18 @@ impl UpdateCheckOutcome {
         UpdateCheckOutcome { outcome, kind }
     }
 
-    /// A request refused before any decision (bad input): always `failed`,
-    /// as `DeviceResponse::update_check` says on the wire.
-    pub fn rejected(code: &'static str) -> Self {
+    /// A request refused before any decision: `failed` for bad input,
+    /// `blocked` for a rate limit (429), as `DeviceResponse::update_check`
+    /// says on the wire.
+    pub fn rejected(code: &'static str, status: u16) -> Self {
+        let kind = if status == 429 {
+            RefusalKind::Blocked
+        } else {
+            RefusalKind::Failed
+        };
         UpdateCheckOutcome {
             outcome: code,
-            kind: RefusalKind::Failed.as_str(),
+            kind: kind.as_str(),
         }
     }
 }
@@ -183,6 +189,28 @@ impl EncodeLabelSet for DeliveryLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         [("outcome", self.outcome)].encode(encoder)
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+impl EncodeLabelSet for ScopeLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("scope", self.scope)].encode(encoder)
+    }
+}
+
+/// The `scope` label of `updraft_rate_limited_total`.
+pub mod rate_scope {
+    /// One device of one app (device routes).
+    pub const DEVICE: &str = "device";
+    /// All devices of one app (device routes).
+    pub const APP: &str = "app";
+    /// A client address after failed management authentications.
+    pub const AUTH_FAILURES: &str = "auth_failures";
+    pub const ALL: [&str; 3] = [DEVICE, APP, AUTH_FAILURES];
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -276,6 +304,9 @@ pub struct Metrics {
     http_connection_limit: Gauge,
     accept_errors: Counter,
     connection_timeouts: Family<ReasonLabels, Counter>,
+    rate_limited: Family<ScopeLabels, Counter>,
+    auth_failures: Counter,
+    rollup_folded_events: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -449,6 +480,27 @@ impl Metrics {
             "Webhook delivery attempts, by whether the receiver answered 2xx",
             webhook_attempts.clone(),
         );
+        let rate_limited = Family::<ScopeLabels, Counter>::default();
+        for scope in rate_scope::ALL {
+            drop(rate_limited.get_or_create(&ScopeLabels { scope }));
+        }
+        registry.register(
+            "rate_limited",
+            "Requests answered 429 by a rate limit, by what was limited (device, app, auth_failures)",
+            rate_limited.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Management requests refused 401 (no, unknown, revoked or expired API key)",
+            auth_failures.clone(),
+        );
+        let rollup_folded_events = Counter::default();
+        registry.register(
+            "rollup_folded_events",
+            "Stats events whose bundle name the rollups counted as `other` (over the app's distinct names of the day)",
+            rollup_folded_events.clone(),
+        );
         let start_time = Gauge::<f64, AtomicU64>::default();
         start_time.set(
             SystemTime::now()
@@ -523,7 +575,27 @@ impl Metrics {
             release_notifications,
             rollout_control_outcomes,
             webhook_attempts,
+            rate_limited,
+            auth_failures,
+            rollup_folded_events,
         }
+    }
+
+    /// Counts events a stats commit folded into the `other` bundle.
+    pub fn record_rollup_folded_events(&self, events: u64) {
+        self.rollup_folded_events.inc_by(events);
+    }
+
+    /// Counts a request refused by a rate limit (`rate_scope`).
+    pub fn record_rate_limited(&self, scope: &'static str) {
+        self.rate_limited
+            .get_or_create(&ScopeLabels { scope })
+            .inc();
+    }
+
+    /// Counts a failed management authentication.
+    pub fn record_auth_failure(&self) {
+        self.auth_failures.inc();
     }
 
     /// The `route` label of a request: its matched template, or `unmatched`.
@@ -782,7 +854,7 @@ mod tests {
         );
         assert_eq!(UpdateCheckOutcome::of_answer("no_channel").kind, "failed");
         assert_eq!(
-            UpdateCheckOutcome::rejected("invalid_json_parse_body"),
+            UpdateCheckOutcome::rejected("invalid_json_parse_body", 400),
             UpdateCheckOutcome {
                 outcome: "invalid_json_parse_body",
                 kind: "failed"
@@ -956,6 +1028,8 @@ mod tests {
         metrics.record_download_bytes(500);
         metrics.set_registry_pending_devices(3);
         metrics.record_registry_unchanged_sighting();
+        metrics.record_rate_limited(rate_scope::DEVICE);
+        metrics.record_auth_failure();
         let waiting = metrics.stats_waiting();
         let also_waiting = metrics.stats_waiting();
         drop(also_waiting);
@@ -986,6 +1060,9 @@ mod tests {
             ("updraft_download_bytes_total", "", "2000"),
             ("updraft_registry_pending_devices", "", "3"),
             ("updraft_registry_unchanged_sightings_total", "", "1"),
+            ("updraft_rate_limited_total", r#"scope="device""#, "1"),
+            ("updraft_rate_limited_total", r#"scope="app""#, "0"),
+            ("updraft_auth_failures_total", "", "1"),
             (
                 "updraft_build_info",
                 &format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")),

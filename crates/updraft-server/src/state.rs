@@ -70,6 +70,57 @@ pub struct ServerConfig {
     /// How often free space is measured and a probe write is committed
     /// (what `/readyz` reports).
     pub write_check_interval_ms: u64,
+    /// Rate limits, rollup cardinality and storage quotas (docs/reliability.md,
+    /// "Abuse limits").
+    pub limits: AbuseLimits,
+}
+
+/// What one client, device or app may cost the server. A quota whose
+/// `burst` or `per_minute` is 0 is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbuseLimits {
+    /// Device-route requests per app and device, per node.
+    pub device_rate: crate::limiter::Quota,
+    /// Device-route requests per app (all its devices), per node.
+    pub app_rate: crate::limiter::Quota,
+    /// Devices (and apps, and client addresses) each limiter remembers at once.
+    pub rate_limit_max_keys: usize,
+    /// Failed management authentications per client address.
+    pub auth_failure_rate: crate::limiter::Quota,
+    /// Distinct values of each rollup key a device can invent (bundle names)
+    /// per app and day; beyond it, unknown values count as `other`.
+    pub rollup_max_distinct_per_day: u32,
+    /// Bytes of live bundles an app may store; `None` = no quota.
+    pub app_storage_quota_bytes: Option<u64>,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        use crate::limiter::Quota;
+        AbuseLimits {
+            // A device checks at app open and sends a few small batches: 120
+            // at once, then 2 a second, is far above anything a real one does.
+            device_rate: Quota {
+                burst: 120,
+                per_minute: 120,
+            },
+            // 20,000 a second sustained per node and 100,000 at once: what
+            // a node serves in all, so it only keeps one app's flood from
+            // starving the others.
+            app_rate: Quota {
+                burst: 100_000,
+                per_minute: 1_200_000,
+            },
+            rate_limit_max_keys: 1_000_000,
+            // The hosted service's 20 failures per 15 minutes per address.
+            auth_failure_rate: Quota {
+                burst: 20,
+                per_minute: 2,
+            },
+            rollup_max_distinct_per_day: 1000,
+            app_storage_quota_bytes: None,
+        }
+    }
 }
 
 /// How devices get bundle bytes.
@@ -137,6 +188,7 @@ impl Default for ServerConfig {
             connections: crate::listener::ConnectionLimits::default(),
             min_free_disk_mb: 64,
             write_check_interval_ms: 2000,
+            limits: AbuseLimits::default(),
         }
     }
 }
@@ -158,6 +210,8 @@ pub struct AppState {
     pub leading: tokio::sync::watch::Receiver<bool>,
     /// Free disk space and the write probe: refusals and `/readyz`.
     pub write_health: Arc<crate::write_health::WriteHealth>,
+    /// Per-device, per-app and failed-authentication rate limits.
+    pub limiters: Arc<crate::limiter::Limiters>,
 }
 
 impl AppState {

@@ -384,6 +384,8 @@ pub struct StatsWriterDeps {
     /// Told which device rows each commit wrote.
     pub registry: Arc<RegistryWriter>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Unknown bundle names an app's rollups take per day (0 = no cap).
+    pub max_bundles_per_day: u32,
 }
 
 /// Most events written in one transaction (a job is never split).
@@ -439,6 +441,7 @@ impl StatsWriter {
             releases,
             registry,
             metrics,
+            max_bundles_per_day,
         } = deps;
         let (queue, mut jobs) = mpsc::channel::<StatsJob>(capacity.max(1));
         let retention_ms = i64::from(event_retention_days.max(1)) * 86_400_000;
@@ -472,17 +475,22 @@ impl StatsWriter {
                         channels: &channels,
                         sightings: &sightings,
                         active_devices_since: crate::device::now_ms() - retention_ms,
+                        max_bundles_per_day,
                     })
                     .await;
-                if let Err(err) = &result {
-                    tracing::error!(error = %err, events = events.len(), "stats commit failed");
-                } else {
-                    metrics.record_stats_commit();
+                match &result {
+                    Err(err) => {
+                        tracing::error!(error = %err, events = events.len(), "stats commit failed")
+                    }
+                    Ok(outcome) => {
+                        metrics.record_stats_commit();
+                        metrics.record_rollup_folded_events(outcome.folded_events);
+                    }
                 }
                 registry.forget(&sightings);
                 for job in batch {
                     let answer = match &result {
-                        Ok(()) => Ok(()),
+                        Ok(_) => Ok(()),
                         Err(err) => Err(StoreError::Backend(err.to_string())),
                     };
                     // The requester may have gone away; the events are stored regardless.

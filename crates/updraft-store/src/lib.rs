@@ -157,6 +157,19 @@ pub trait BundleStore: Send + Sync {
     /// Every blob (zip or manifest file) a live bundle of any app references;
     /// deleted bundles do not count. What gc must keep.
     async fn referenced_blobs(&self) -> StoreResult<std::collections::HashSet<String>>;
+    /// Which of `shas` a bundle of `app_id` (live or deleted) references, as
+    /// its zip or a manifest file: what a key scoped to that app may learn.
+    async fn app_blobs(
+        &self,
+        app_id: &str,
+        shas: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>>;
+    /// Every blob the live bundles of `app_id` reference, with its size:
+    /// what the app's storage quota counts (each file once).
+    async fn app_live_blobs(
+        &self,
+        app_id: &str,
+    ) -> StoreResult<std::collections::HashMap<String, i64>>;
 }
 
 #[async_trait]
@@ -270,6 +283,17 @@ pub struct StatsIngest<'a> {
     /// active devices: their `device_days` rows are already pruned, so
     /// counting them again could count a device twice.
     pub active_devices_since: Millis,
+    /// Distinct bundle names an app's rollups take per day besides its own
+    /// bundles' (the rest count as `other`); 0 = no cap.
+    pub max_bundles_per_day: u32,
+}
+
+/// What one stats commit did beyond storing what it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Events whose bundle name the rollups counted as `other` (the cap of
+    /// [`StatsIngest::max_bundles_per_day`]); the raw events keep the name.
+    pub folded_events: u64,
 }
 
 /// Raw events of one app for export, oldest id first, a page at a time.
@@ -297,7 +321,7 @@ pub struct StoredEvent {
 pub trait AnalyticsStore: Send + Sync {
     /// Stores events, their rollups and the device sightings in one
     /// transaction: when this returns Ok, all of it is durable.
-    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<()>;
+    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<IngestOutcome>;
     /// The rollup rows of an app for `from_day..=to_day` (`YYYY-MM-DD`).
     async fn stats_rollups(
         &self,

@@ -338,6 +338,7 @@ async fn populate(s: &SqliteStore) -> Seeded {
         channels: &channels,
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();

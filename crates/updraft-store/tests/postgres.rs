@@ -64,6 +64,7 @@ pg_suite!(
     suite_rollout_decisions,
     suite_rollout_health,
     suite_rollups_match_recount,
+    suite_rollup_cardinality_cap,
     suite_schedules,
     suite_stats,
     suite_upload_find_or_create,
@@ -154,6 +155,7 @@ async fn two_nodes_ingesting_at_once_lose_nothing() {
                             channels: &channels,
                             sightings: &sightings,
                             active_devices_since: 0,
+                            max_bundles_per_day: 0,
                         })
                         .await?;
                 }
@@ -379,6 +381,7 @@ async fn a_channel_change_notifies_its_app_once() {
             channels: &[],
             sightings: &[],
             active_devices_since: 0,
+            max_bundles_per_day: 0,
         })
         .await
         .unwrap();

@@ -52,6 +52,7 @@ sqlite_suite!(
     suite_delete_app_removes_analytics,
     suite_bundle_storage,
     suite_download_tallies,
+    suite_rollup_cardinality_cap,
 );
 
 // Upload sessions shared by every node.
@@ -369,4 +370,32 @@ async fn schema_versions_are_checked_at_open() {
     let err = SqliteStore::open_path(&file).await.unwrap_err().to_string();
     assert!(err.contains("migration 9999"), "{err}");
     assert!(err.contains(&format!("up to {latest}")), "{err}");
+}
+
+/// The database and its WAL companions are readable by their owner only,
+/// whatever the umask, and an older, wider database is tightened at open.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("updraft.db");
+    let store = SqliteStore::open_path(&db).await.unwrap();
+    store
+        .create_app("com.example.app", "Example", 1)
+        .await
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    store.close().await;
+
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open_path(&old).await.unwrap();
+    assert_eq!(mode(&old), 0o600);
+    store.close().await;
 }

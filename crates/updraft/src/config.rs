@@ -110,6 +110,24 @@ pub struct FileConfig {
     /// `PRAGMA quick_check` of the SQLite database at start (default true;
     /// turn off for huge databases where it takes too long).
     pub startup_quick_check: Option<bool>,
+    /// Device-route requests one device of an app may make at once (default 120; 0 = no limit).
+    pub device_rate_limit_burst: Option<u32>,
+    /// … and per minute after that (default 120).
+    pub device_rate_limit_per_minute: Option<u32>,
+    /// Device-route requests of all devices of one app at once (default 100000; 0 = no limit).
+    pub app_rate_limit_burst: Option<u32>,
+    /// … and per minute after that (default 1200000).
+    pub app_rate_limit_per_minute: Option<u32>,
+    /// Keys each rate limiter remembers (default 1000000, about 40 MB each).
+    pub rate_limit_max_keys: Option<usize>,
+    /// Failed management authentications per client address at once (default 20; 0 = no limit).
+    pub auth_failure_limit_burst: Option<u32>,
+    /// … and per minute after that (default 2).
+    pub auth_failure_limit_per_minute: Option<u32>,
+    /// Distinct unknown bundle names per app and day in the rollups (default 1000).
+    pub rollup_max_distinct_per_day: Option<u32>,
+    /// Bytes of live bundles one app may store (default: no quota).
+    pub app_storage_quota_bytes: Option<u64>,
 }
 
 /// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
@@ -240,6 +258,67 @@ fn connection_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::
     Ok(())
 }
 
+/// Rate limits, rollup cardinality and quotas (docs/reliability.md, "Abuse limits").
+fn abuse_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
+    let limits = &mut server.limits;
+    let quotas = [
+        (
+            &mut limits.device_rate,
+            (
+                "UPDRAFT_DEVICE_RATE_LIMIT_BURST",
+                file.device_rate_limit_burst,
+            ),
+            (
+                "UPDRAFT_DEVICE_RATE_LIMIT_PER_MINUTE",
+                file.device_rate_limit_per_minute,
+            ),
+        ),
+        (
+            &mut limits.app_rate,
+            ("UPDRAFT_APP_RATE_LIMIT_BURST", file.app_rate_limit_burst),
+            (
+                "UPDRAFT_APP_RATE_LIMIT_PER_MINUTE",
+                file.app_rate_limit_per_minute,
+            ),
+        ),
+        (
+            &mut limits.auth_failure_rate,
+            (
+                "UPDRAFT_AUTH_FAILURE_LIMIT_BURST",
+                file.auth_failure_limit_burst,
+            ),
+            (
+                "UPDRAFT_AUTH_FAILURE_LIMIT_PER_MINUTE",
+                file.auth_failure_limit_per_minute,
+            ),
+        ),
+    ];
+    for (quota, (burst_env, burst), (rate_env, rate)) in quotas {
+        if let Some(v) = number(burst_env, burst)? {
+            quota.burst = v;
+        }
+        if let Some(v) = number(rate_env, rate)? {
+            quota.per_minute = v;
+        }
+    }
+    if let Some(v) = number("UPDRAFT_RATE_LIMIT_MAX_KEYS", file.rate_limit_max_keys)? {
+        limits.rate_limit_max_keys = v.max(1);
+    }
+    if let Some(v) = number(
+        "UPDRAFT_ROLLUP_MAX_DISTINCT_PER_DAY",
+        file.rollup_max_distinct_per_day,
+    )? {
+        limits.rollup_max_distinct_per_day = v;
+    }
+    if let Some(v) = number(
+        "UPDRAFT_APP_STORAGE_QUOTA_BYTES",
+        file.app_storage_quota_bytes,
+    )? {
+        limits.app_storage_quota_bytes = Some(v).filter(|bytes| *bytes > 0);
+    }
+    Ok(())
+}
+
 /// The download mode against the storage and signing settings.
 fn check_download_mode(server: &ServerConfig) -> anyhow::Result<()> {
     use updraft_server::state::DownloadMode;
@@ -334,6 +413,7 @@ pub fn load(
     let mut server = ServerConfig::default();
     storage_settings(&mut server, &file)?;
     connection_settings(&mut server, &file)?;
+    abuse_settings(&mut server, &file)?;
     let listen = match (args.listen, env("UPDRAFT_LISTEN")) {
         (Some(listen), _) => Some(listen),
         (None, Some(text)) => Some(

@@ -3,7 +3,9 @@
 
 use super::fields::{
     self, check_device_id, flag, non_blank, non_empty, normalize_install_source, optional_str,
-    required_str, Issues, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    required_str, Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS, INSTALL_SOURCE_MAX_CHARS,
+    KEY_ID_MAX_CHARS, PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS, VERSION_CODE_MAX_CHARS,
+    VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
 };
 use super::prelude::{coerce_version_build, prelude, resolve_builtin};
 use super::{ChannelListQuery, ChannelSelfMethod, ChannelSelfRequest};
@@ -32,16 +34,33 @@ pub fn parse_channel_self_request(
 
     let app_id = fields::app_id(obj, &mut issues);
     check_device_id(&mut issues, &pre.device_id);
-    let version_name = required_str(obj, "version_name", &mut issues)
-        .map(|name| resolve_builtin(name, pre.version_build.as_ref()));
+    let version_name_raw = required_str(obj, "version_name", &mut issues);
+    issues.max_chars_opt("version_name", version_name_raw, VERSION_NAME_MAX_CHARS);
+    let version_name =
+        version_name_raw.map(|name| resolve_builtin(name, pre.version_build.as_ref()));
     // May be "" (then `None`); a non-empty one was already coerced by the prelude.
-    required_str(obj, "version_build", &mut issues);
+    let version_build_raw = required_str(obj, "version_build", &mut issues);
+    issues.max_chars_opt("version_build", version_build_raw, VERSION_BUILD_MAX_CHARS);
     let is_emulator = flag(obj, "is_emulator", false, &mut issues);
     let is_prod = flag(obj, "is_prod", true, &mut issues);
     let platform = fields::platform(obj, &mut issues);
     let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    issues.max_chars_opt("defaultChannel", default_channel, CHANNEL_MAX_CHARS);
     let channel = optional_str(obj, "channel", &mut issues);
+    issues.max_chars_opt("channel", channel, CHANNEL_MAX_CHARS);
     let plugin_version_raw = optional_str(obj, "plugin_version", &mut issues);
+    issues.max_chars_opt(
+        "plugin_version",
+        plugin_version_raw,
+        PLUGIN_VERSION_MAX_CHARS,
+    );
+    // Not validated by type, as below, but bounded like everywhere else.
+    for (field, max) in [
+        ("version_code", VERSION_CODE_MAX_CHARS),
+        ("version_os", VERSION_OS_MAX_CHARS),
+    ] {
+        issues.max_chars_opt(field, obj.get(field).and_then(Value::as_str), max);
+    }
     let install_source = optional_str(obj, "install_source", &mut issues);
     if let Some(source) = install_source {
         issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
@@ -52,6 +71,7 @@ pub fn parse_channel_self_request(
     }
     // Not in the reference's schema: a custom_id of another type is ignored.
     let custom_id = obj.get("custom_id").and_then(Value::as_str).unwrap_or("");
+    issues.max_chars("custom_id", custom_id.trim(), CUSTOM_ID_MAX_CHARS);
 
     match (issues.is_empty(), app_id, version_name, platform) {
         (true, Some(app_id), Some(version_name), Some(platform)) => Ok(ChannelSelfRequest {
@@ -145,6 +165,11 @@ pub fn parse_channel_list_query(
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
         .map(str::to_string);
+    issues.max_chars_opt(
+        "device_id",
+        device_id.as_deref(),
+        fields::DEVICE_ID_MAX_CHARS,
+    );
 
     match (issues.is_empty(), app_id, platform) {
         (true, Some(app_id), Some(platform)) => Ok(ChannelListQuery {
@@ -408,6 +433,49 @@ mod tests {
                 assert_eq!(issue_paths(&err), paths, "{body}");
             }
         }
+    }
+
+    #[test]
+    fn every_string_field_is_bounded() {
+        use crate::request::fields::*;
+        let limits = [
+            ("version_name", VERSION_NAME_MAX_CHARS),
+            ("version_code", VERSION_CODE_MAX_CHARS),
+            ("version_os", VERSION_OS_MAX_CHARS),
+            ("plugin_version", PLUGIN_VERSION_MAX_CHARS),
+            ("defaultChannel", CHANNEL_MAX_CHARS),
+            ("channel", CHANNEL_MAX_CHARS),
+            ("custom_id", CUSTOM_ID_MAX_CHARS),
+            ("install_source", INSTALL_SOURCE_MAX_CHARS),
+            ("key_id", KEY_ID_MAX_CHARS),
+        ];
+        for (field, max) in limits {
+            for method in [ChannelSelfMethod::Set, ChannelSelfMethod::Get] {
+                parse_channel_self_request(&with(json!({ field: "é".repeat(max) })), method)
+                    .unwrap_or_else(|e| panic!("{field} at {max}: {e:?}"));
+                let body = with(json!({ field: "é".repeat(max + 1) }));
+                let err = parse_channel_self_request(&body, method).unwrap_err();
+                assert_eq!(
+                    (err.status, err.code),
+                    (400, "invalid_json_body"),
+                    "{field}"
+                );
+                assert_eq!(issue_paths(&err), vec![field.to_string()], "{field}");
+                assert_eq!(
+                    err.extra["parseResult"]["error"]["issues"][0]["message"],
+                    too_long_message(max)
+                );
+            }
+        }
+        let long_device = "a".repeat(DEVICE_ID_MAX_CHARS + 1);
+        let query = pairs(&[
+            ("app_id", "com.example.app"),
+            ("platform", "ios"),
+            ("device_id", &long_device),
+        ]);
+        let err = parse_channel_list_query(&query).unwrap_err();
+        assert_eq!(err.code, "invalid_query_parameters");
+        assert_eq!(issue_paths(&err), vec!["device_id".to_string()]);
     }
 
     #[test]

@@ -8,9 +8,26 @@ pub(crate) const PARSE_BODY_MESSAGE: &str = "Cannot parse body";
 pub(crate) const APP_ID_ISSUE: &str = "App ID must be a reverse domain string";
 pub(crate) const DEVICE_ID_ISSUE: &str = "Device ID must be a valid UUID string";
 pub(crate) const PLATFORM_ISSUE: &str = "Platform is not supported or invalid";
+// Field lengths (characters) of every device body, refused past them with
+// `invalid_json_body` / `String must contain at most N character(s)`. From the
+// hosted service's schema where it has one (`device_id`, `custom_id`,
+// `install_source`, `key_id`), else its database columns (`plugin_version`,
+// `version_os`, `version_build`, `defaultChannel`), else Updraft's own
+// (docs/device-api.md, "Field limits").
 pub(crate) const DEVICE_ID_MAX_CHARS: usize = 36;
 pub(crate) const INSTALL_SOURCE_MAX_CHARS: usize = 64;
 pub(crate) const KEY_ID_MAX_CHARS: usize = 20;
+pub(crate) const CUSTOM_ID_MAX_CHARS: usize = 36;
+pub(crate) const PLUGIN_VERSION_MAX_CHARS: usize = 20;
+pub(crate) const VERSION_OS_MAX_CHARS: usize = 20;
+pub(crate) const VERSION_BUILD_MAX_CHARS: usize = 70;
+pub(crate) const CHANNEL_MAX_CHARS: usize = 255;
+/// Updraft's: a bundle version, or `"{version}:{file path}"` in per-file failures.
+pub(crate) const VERSION_NAME_MAX_CHARS: usize = 1024;
+/// Updraft's: Android's integer `versionCode` or iOS's `CFBundleVersion`.
+pub(crate) const VERSION_CODE_MAX_CHARS: usize = 70;
+/// Updraft's: `/stats` accepts any platform string (`ios`, `android`, `electron`).
+pub(crate) const PLATFORM_MAX_CHARS: usize = 32;
 
 /// Schema failures of one body, reported together as the reference does:
 /// `moreInfo.parseResult.error.issues[] = {message, path, code:"custom"}`.
@@ -36,8 +53,16 @@ impl Issues {
 
     /// Appends `String must contain at most {max} character(s)` when `value` is longer.
     pub(crate) fn max_chars(&mut self, field: &str, value: &str, max: usize) {
-        if value.chars().count() > max {
+        // `len()` bounds the count from above: skip counting short strings.
+        if value.len() > max && value.chars().count() > max {
             self.push(field, too_long_message(max));
+        }
+    }
+
+    /// [`Issues::max_chars`] of an optional field.
+    pub(crate) fn max_chars_opt(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            self.max_chars(field, value, max);
         }
     }
 }

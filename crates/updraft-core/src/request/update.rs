@@ -2,7 +2,9 @@
 
 use super::fields::{
     self, check_device_id, flag, non_blank, non_empty, normalize_install_source, optional_str,
-    Issues, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
+    PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS, VERSION_CODE_MAX_CHARS,
+    VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
 };
 use super::prelude::{prelude, resolve_builtin};
 use super::UpdateRequest;
@@ -21,16 +23,24 @@ pub fn parse_update_request(body: &Value) -> Result<UpdateRequest, DeviceError> 
 
     let app_id = fields::app_id(obj, &mut issues);
     check_device_id(&mut issues, &pre.device_id);
-    let version_name = non_empty_str(obj, "version_name", &mut issues)
-        .map(|name| resolve_builtin(name, pre.version_build.as_ref()));
+    let version_name_raw = non_empty_str(obj, "version_name", &mut issues);
+    issues.max_chars_opt("version_name", version_name_raw, VERSION_NAME_MAX_CHARS);
+    let version_name =
+        version_name_raw.map(|name| resolve_builtin(name, pre.version_build.as_ref()));
     if pre.version_build.is_none() {
         issues.push("version_build", "version_build must be a non-empty string");
     }
+    issues.max_chars_opt(
+        "version_build",
+        obj.get("version_build").and_then(Value::as_str),
+        VERSION_BUILD_MAX_CHARS,
+    );
     let is_emulator = flag(obj, "is_emulator", false, &mut issues);
     let is_prod = flag(obj, "is_prod", true, &mut issues);
     let platform = fields::platform(obj, &mut issues);
     let plugin_version = plugin_version(obj, &mut issues);
     let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    issues.max_chars_opt("defaultChannel", default_channel, CHANNEL_MAX_CHARS);
     let install_source = optional_str(obj, "install_source", &mut issues);
     if let Some(source) = install_source {
         issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
@@ -40,8 +50,11 @@ pub fn parse_update_request(body: &Value) -> Result<UpdateRequest, DeviceError> 
         issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
     }
     let custom_id = optional_str(obj, "custom_id", &mut issues);
+    issues.max_chars_opt("custom_id", custom_id.map(str::trim), CUSTOM_ID_MAX_CHARS);
     let version_code = optional_str(obj, "version_code", &mut issues);
+    issues.max_chars_opt("version_code", version_code, VERSION_CODE_MAX_CHARS);
     let version_os = optional_str(obj, "version_os", &mut issues);
+    issues.max_chars_opt("version_os", version_os, VERSION_OS_MAX_CHARS);
 
     match (
         issues.is_empty(),
@@ -97,6 +110,13 @@ fn plugin_version(obj: &Map<String, Value>, issues: &mut Issues) -> Option<semve
     match obj.get("plugin_version") {
         None | Some(Value::Null) => {
             issues.push("plugin_version", "plugin_version is required");
+            None
+        }
+        Some(Value::String(text)) if text.chars().count() > PLUGIN_VERSION_MAX_CHARS => {
+            issues.push(
+                "plugin_version",
+                fields::too_long_message(PLUGIN_VERSION_MAX_CHARS),
+            );
             None
         }
         Some(value) => {
@@ -181,6 +201,55 @@ mod tests {
                 default_channel: Some("beta".into()),
                 key_id: Some("MIIBCgKCAQEAsdxadXKk".into()),
             }
+        );
+    }
+
+    #[test]
+    fn every_string_field_is_bounded() {
+        use crate::request::fields::*;
+        let limits = [
+            ("version_name", VERSION_NAME_MAX_CHARS),
+            ("version_code", VERSION_CODE_MAX_CHARS),
+            ("version_os", VERSION_OS_MAX_CHARS),
+            ("defaultChannel", CHANNEL_MAX_CHARS),
+            ("custom_id", CUSTOM_ID_MAX_CHARS),
+            ("install_source", INSTALL_SOURCE_MAX_CHARS),
+            ("key_id", KEY_ID_MAX_CHARS),
+        ];
+        for (field, max) in limits {
+            parse_update_request(&with(json!({ field: "é".repeat(max) })))
+                .unwrap_or_else(|e| panic!("{field} at {max}: {e:?}"));
+            let err =
+                parse_update_request(&with(json!({ field: "é".repeat(max + 1) }))).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "invalid_json_body"),
+                "{field}"
+            );
+            assert_eq!(
+                issue_messages(&err),
+                vec![(field.to_string(), too_long_message(max))],
+                "{field}"
+            );
+        }
+        let long_build = format!("1.0.0-{}", "a".repeat(VERSION_BUILD_MAX_CHARS));
+        let err = parse_update_request(&with(json!({ "version_build": long_build }))).unwrap_err();
+        assert_eq!(
+            issue_messages(&err),
+            vec![(
+                "version_build".to_string(),
+                too_long_message(VERSION_BUILD_MAX_CHARS)
+            )]
+        );
+        let long_plugin = format!("8.0.0-{}", "a".repeat(PLUGIN_VERSION_MAX_CHARS));
+        let err =
+            parse_update_request(&with(json!({ "plugin_version": long_plugin }))).unwrap_err();
+        assert_eq!(
+            issue_messages(&err),
+            vec![(
+                "plugin_version".to_string(),
+                too_long_message(PLUGIN_VERSION_MAX_CHARS)
+            )]
         );
     }
 

@@ -358,6 +358,9 @@ pub async fn create(
         new.manifest =
             publish::check_manifest(&state, &app_id, &new.name, entries, encrypted).await?;
     }
+    if let Some(quota) = state.config.limits.app_storage_quota_bytes {
+        check_storage_quota(&state, &app_id, &new, quota).await?;
+    }
     let now = now_ms();
     let bundle = state.store.create_bundle(new, now).await?;
     drop(publishing);
@@ -637,4 +640,50 @@ pub async fn delete(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The app's storage quota: the distinct files of its live bundles, plus
+/// those of `new` not already among them, must fit in `quota` bytes.
+/// Checked before the bundle is recorded; a refused bundle's uploaded
+/// files are left to gc.
+async fn check_storage_quota(
+    state: &AppState,
+    app_id: &str,
+    new: &updraft_store::NewBundle,
+    quota: u64,
+) -> Result<(), ApiError> {
+    let mut blobs = state.store.app_live_blobs(app_id).await?;
+    let used: i64 = blobs.values().sum();
+    let mut added = 0i64;
+    let new_files = new
+        .zip_sha256
+        .iter()
+        .map(|sha| (sha.clone(), new.size.unwrap_or(0)))
+        .chain(
+            new.manifest
+                .iter()
+                .filter_map(|f| f.blob_sha256.clone().map(|sha| (sha, f.size.unwrap_or(0)))),
+        );
+    for (sha, size) in new_files {
+        if blobs.insert(sha, size).is_none() {
+            added = added.saturating_add(size);
+        }
+    }
+    let used = u64::try_from(used).unwrap_or(0);
+    let added = u64::try_from(added).unwrap_or(0);
+    if used.saturating_add(added) > quota {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "storage_quota_exceeded",
+            format!(
+                "this bundle adds {added} bytes to the {used} the app's live bundles use; \
+                 the app's storage quota is {quota} bytes (delete old bundles or raise \
+                 app_storage_quota_bytes)"
+            ),
+        )
+        .with("used_bytes", used)
+        .with("added_bytes", added)
+        .with("quota_bytes", quota));
+    }
+    Ok(())
 }

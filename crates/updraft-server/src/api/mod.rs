@@ -21,6 +21,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -127,6 +128,17 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/webhooks/{id}/deliveries",
             get(webhooks::deliveries),
         )
+        // Key creation and webhook answers carry secrets, and the rest is an
+        // operator's data: no browser or proxy cache keeps any of it.
+        .layer(axum::middleware::map_response(no_store))
+}
+
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The resumable-upload route, whose bodies are limited by the upload size
@@ -203,20 +215,52 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-            })?;
-        let key = state
-            .store
-            .find_api_key(token)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
-        if !key.is_usable(crate::device::now_ms()) {
-            return Err(ApiError::unauthorized("this API key is revoked or expired"));
+        let now = state.clock.now();
+        let client = client_address(parts);
+        // An address that failed too often is refused before its key is
+        // even looked at, so guessing keys gets nowhere.
+        if let Some(retry) = state.limiters.auth_failures.blocked(client, now) {
+            state
+                .metrics
+                .record_rate_limited(crate::metrics::rate_scope::AUTH_FAILURES);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                "too many failed authentications from this address; retry later",
+            )
+            .with("retry_after_seconds", retry.0));
         }
-        Ok(Caller { key })
+        let token = bearer_token(parts).filter(|t| !t.is_empty());
+        let found = match token {
+            Some(token) => state.store.find_api_key(token).await?,
+            None => None,
+        };
+        match (token, found) {
+            (Some(_), Some(key)) if key.is_usable(crate::device::now_ms()) => Ok(Caller { key }),
+            (token, found) => {
+                let reason = match (&token, &found) {
+                    (None, _) => "missing",
+                    (Some(_), None) => "unknown",
+                    (Some(_), Some(_)) => "revoked_or_expired",
+                };
+                // Only the public prefix of what was sent: never a whole secret.
+                let prefix: String = token
+                    .unwrap_or("")
+                    .chars()
+                    .take(KEY_PREFIX_LOGGED)
+                    .collect();
+                tracing::warn!(client = %client_label(client), key_prefix = %prefix, reason, "management authentication failed");
+                state.metrics.record_auth_failure();
+                let _ = state.limiters.auth_failures.check(client, now);
+                Err(match token {
+                    None => {
+                        ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+                    }
+                    // One sentence whatever the reason, so a guess learns nothing.
+                    Some(_) => ApiError::unauthorized(INVALID_KEY_MESSAGE),
+                })
+            }
+        }
     }
 }
 
@@ -235,6 +279,27 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
                 ApiError::new(rejection.status(), "invalid_path", rejection.body_text())
             })
     }
+}
+
+/// The one answer to an unknown, revoked or expired key.
+pub const INVALID_KEY_MESSAGE: &str = "invalid API key: unknown, revoked or expired";
+
+/// Characters of a failed key written to the log: the prefix `updraft
+/// apikey list` shows.
+const KEY_PREFIX_LOGGED: usize = 8;
+
+/// The peer address of the connection (`None` in in-process tests that
+/// call the router without a listener). Behind a reverse proxy this is the
+/// proxy's: failed-authentication throttling is then per proxy.
+fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+fn client_label(client: Option<std::net::IpAddr>) -> String {
+    client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
 }
 
 /// Query-string parameters, refused with this API's JSON error

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
-use updraft_bundle::names::normalize_entry_name;
+use updraft_bundle::names::{normalize_entry_name, CaseFolds};
 use updraft_core::model::ManifestFile;
 use updraft_core::validate::normalize_hex;
 use updraft_store::blob::BlobStore;
@@ -156,6 +156,7 @@ pub async fn check_manifest(
     }
     let hash_len = if encrypted { 512 } else { 64 };
     let mut targets = HashSet::new();
+    let mut case_folds = CaseFolds::default();
     let mut checked = Vec::with_capacity(entries.len());
     for entry in entries {
         let blob = parse_sha256(
@@ -187,6 +188,12 @@ pub async fn check_manifest(
                 format!("manifest entry {:?}: {err}", entry.file_name),
             )
         })?;
+        let exact_repeat = targets.contains(&target);
+        if !exact_repeat {
+            case_folds
+                .insert(&target)
+                .map_err(|err| ApiError::unprocessable(err.code(), format!("manifest: {err}")))?;
+        }
         if !targets.insert(target.clone()) {
             return Err(ApiError::unprocessable(
                 "duplicate_manifest_entry",

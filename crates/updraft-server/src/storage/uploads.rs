@@ -752,10 +752,22 @@ pub async fn missing(
         .iter()
         .map(|h| parse_sha256("every sha256 entry", h))
         .collect::<Result<Vec<_>, _>>()?;
+    // Blobs are shared by every app (content-addressed), so a key scoped to
+    // one app only learns about the blobs its own app's bundles reference:
+    // whether another app holds a file is none of its business. It may then
+    // upload a file that is already stored; the upload answers as usual.
+    let visible = match &caller.key.app_id {
+        Some(app_id) => Some(state.store.app_blobs(app_id, &hashes).await?),
+        None => None,
+    };
     let mut seen = HashSet::new();
     let mut missing = Vec::new();
     for sha in hashes {
         if !seen.insert(sha.clone()) {
+            continue;
+        }
+        if visible.as_ref().is_some_and(|v| !v.contains(&sha)) {
+            missing.push(sha);
             continue;
         }
         // Present blobs are touched: a bundle is about to reference them, and

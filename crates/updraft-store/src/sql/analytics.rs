@@ -11,13 +11,16 @@ use super::release_safety::minute_of;
 use super::rows::{self, event_columns};
 use super::DbConnection;
 use super::EngineStore;
-use crate::{AnalyticsStore, EventExportQuery, StatsIngest, StoreError, StoreResult, StoredEvent};
+use crate::{
+    AnalyticsStore, EventExportQuery, IngestOutcome, StatsIngest, StoreError, StoreResult,
+    StoredEvent,
+};
 use async_trait::async_trait;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use updraft_core::analytics::{
     day_of, event_bundle, is_failure, rollup_action, running_bundle, ActionCount, DeviceCount,
-    DownloadCount, Rollups, INSTALL_ACTION, MILLIS_PER_DAY,
+    DownloadCount, Rollups, INSTALL_ACTION, MILLIS_PER_DAY, OTHER_BUNDLE,
 };
 use updraft_core::model::{Millis, StatsEvent};
 
@@ -373,8 +376,103 @@ async fn update_device_days<'a>(
     Ok(())
 }
 
-/// Everything one group commit writes, on the caller's transaction.
-pub(super) async fn ingest(conn: &mut DbConnection, batch: StatsIngest<'_>) -> StoreResult<()> {
+/// `SELECT <column> … WHERE app_id = ? AND <day filter> AND <column> IN (VALUES (?), …)`.
+fn names_in(select: &str, with_day: bool, rows: usize) -> String {
+    let mut sql = String::from(select);
+    sql.push_str(" WHERE app_id = ");
+    super::push_placeholder(&mut sql, 1);
+    let mut next = 2;
+    if with_day {
+        sql.push_str(" AND day = ");
+        super::push_placeholder(&mut sql, 2);
+        next = 3;
+    }
+    sql.push_str(" AND ");
+    sql.push_str(if with_day { "bundle" } else { "name" });
+    sql.push_str(" IN (VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        super::push_placeholder(&mut sql, next + row);
+        sql.push(')');
+    }
+    sql.push(')');
+    sql
+}
+
+/// The bundle names of this commit that the rollups fold into
+/// [`OTHER_BUNDLE`], as (app, day, name). A name is kept when the app has
+/// (or had) a bundle of that name, when the day's rollups already hold it,
+/// or while the day holds fewer than `cap` distinct names; the rest fold.
+/// So whatever devices invent, an app's rollups grow by at most `cap` names
+/// a day (a little more when several nodes admit the last free names at
+/// the same moment). `cap == 0` keeps every name.
+async fn folded_bundles<'e>(
+    conn: &mut DbConnection,
+    events: &'e [StatsEvent],
+    cap: u32,
+    days: &mut DayNames,
+) -> StoreResult<HashSet<(&'e str, i64, &'e str)>> {
+    let mut folded = HashSet::new();
+    if cap == 0 {
+        return Ok(folded);
+    }
+    let mut names: HashMap<(&str, i64), BTreeSet<&str>> = HashMap::new();
+    for event in events {
+        let bundle = event_bundle(&event.version_name);
+        if !bundle.is_empty() && bundle != OTHER_BUNDLE {
+            names
+                .entry((event.app_id.as_str(), day_index(event.timestamp)))
+                .or_default()
+                .insert(bundle);
+        }
+    }
+    for ((app_id, day), candidates) in names {
+        let day_name = days.get(day).to_string();
+        let candidates: Vec<&str> = candidates.into_iter().collect();
+        let mut known: HashSet<String> = HashSet::new();
+        for chunk in chunks(&candidates) {
+            let sql = names_in("SELECT DISTINCT bundle FROM stats_daily", true, chunk.len());
+            let mut query = sqlx::query_scalar::<_, String>(&sql)
+                .bind(app_id)
+                .bind(&day_name);
+            for name in chunk {
+                query = query.bind(*name);
+            }
+            known.extend(query.fetch_all(&mut *conn).await?);
+            let sql = names_in("SELECT name FROM bundles", false, chunk.len());
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(app_id);
+            for name in chunk {
+                query = query.bind(*name);
+            }
+            known.extend(query.fetch_all(&mut *conn).await?);
+        }
+        let new: Vec<&str> = candidates
+            .into_iter()
+            .filter(|name| !known.contains(*name))
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT bundle) FROM stats_daily WHERE app_id = $1 AND day = $2",
+        )
+        .bind(app_id)
+        .bind(&day_name)
+        .fetch_one(&mut *conn)
+        .await?;
+        let room = usize::try_from((i64::from(cap) - held).max(0)).unwrap_or(0);
+        for name in new.into_iter().skip(room) {
+            folded.insert((app_id, day, name));
+        }
+    }
+    Ok(folded)
+}
+
+/// Everything one group commit writes, on the caller's transaction./// Everything one group commit writes, on the caller's transaction.
+pub(super) async fn ingest(
+    conn: &mut DbConnection,
+    batch: StatsIngest<'_>,
+) -> StoreResult<IngestOutcome> {
     let events = batch.events;
     let metadata = events
         .iter()
@@ -395,13 +493,20 @@ pub(super) async fn ingest(conn: &mut DbConnection, batch: StatsIngest<'_>) -> S
             .unwrap_or("")
     };
 
+    let mut days = DayNames::default();
+    let folded = folded_bundles(conn, events, batch.max_bundles_per_day, &mut days).await?;
+    let mut outcome = IngestOutcome::default();
     let mut action_counts: HashMap<ActionKey, i64> = HashMap::new();
     let mut health: HashMap<HealthKey, HealthCount> = HashMap::new();
     let mut device_days: HashMap<DeviceDayKey, Candidate> = HashMap::new();
     for (i, event) in events.iter().enumerate() {
         let day = day_index(event.timestamp);
         let channel = channel_of(i);
-        let bundle = event_bundle(&event.version_name);
+        let mut bundle = event_bundle(&event.version_name);
+        if !folded.is_empty() && folded.contains(&(event.app_id.as_str(), day, bundle)) {
+            bundle = OTHER_BUNDLE;
+            outcome.folded_events += 1;
+        }
         let action = rollup_action(&event.action);
         *action_counts
             .entry((event.app_id.as_str(), day, channel, bundle, action))
@@ -427,7 +532,8 @@ pub(super) async fn ingest(conn: &mut DbConnection, batch: StatsIngest<'_>) -> S
         if event.timestamp < batch.active_devices_since {
             continue;
         }
-        let running = running_bundle(&event.action, &event.version_name);
+        // The running bundle is the whole version_name, so the event's bundle.
+        let running = running_bundle(&event.action, &event.version_name).map(|_| bundle);
         let candidate = Candidate {
             at: if running.is_some() {
                 event.timestamp
@@ -443,25 +549,24 @@ pub(super) async fn ingest(conn: &mut DbConnection, batch: StatsIngest<'_>) -> S
             .or_insert(candidate);
     }
 
-    let mut days = DayNames::default();
     insert_events(conn, events, batch.channels, &metadata).await?;
     upsert_action_counts(conn, &action_counts, &mut days).await?;
     upsert_health(conn, &health).await?;
     update_device_days(conn, device_days, &mut days).await?;
     apply_sightings(conn, batch.sightings).await?;
-    Ok(())
+    Ok(outcome)
 }
 
 #[async_trait]
 impl AnalyticsStore for EngineStore {
-    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<()> {
+    async fn ingest_stats(&self, batch: StatsIngest<'_>) -> StoreResult<IngestOutcome> {
         if batch.events.is_empty() && batch.sightings.is_empty() {
-            return Ok(());
+            return Ok(IngestOutcome::default());
         }
         let mut tx = self.begin_write().await?;
-        ingest(&mut tx, batch).await?;
+        let outcome = ingest(&mut tx, batch).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(outcome)
     }
 
     async fn stats_rollups(

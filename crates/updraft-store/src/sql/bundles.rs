@@ -242,6 +242,62 @@ impl BundleStore for EngineStore {
         .await?;
         Ok(shas.into_iter().collect())
     }
+
+    async fn app_live_blobs(
+        &self,
+        app_id: &str,
+    ) -> StoreResult<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT zip_sha256, size FROM bundles \
+             WHERE app_id = $1 AND deleted = FALSE AND zip_sha256 IS NOT NULL \
+             UNION ALL SELECT m.blob_sha256, m.size FROM manifest_files m \
+             JOIN bundles b ON b.id = m.bundle_id \
+             WHERE b.app_id = $2 AND b.deleted = FALSE AND m.blob_sha256 IS NOT NULL",
+        )
+        .bind(app_id)
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sha, size)| (sha, size.unwrap_or(0)))
+            .collect())
+    }
+
+    async fn app_blobs(&self, app_id: &str, shas: &[String]) -> StoreResult<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in shas.chunks(500) {
+            // Each half: the app, then the hashes; numbered on (PostgreSQL)
+            // or by position (SQLite), so both halves are bound in order.
+            let half = |first: usize| {
+                let mut app = String::new();
+                super::push_placeholder(&mut app, first);
+                let mut list = String::new();
+                for i in 0..chunk.len() {
+                    list.push_str(if i == 0 { "(" } else { ", (" });
+                    super::push_placeholder(&mut list, first + 1 + i);
+                    list.push(')');
+                }
+                (app, list)
+            };
+            let (app_a, list_a) = half(1);
+            let (app_b, list_b) = half(chunk.len() + 2);
+            let sql = format!(
+                "SELECT zip_sha256 FROM bundles WHERE app_id = {app_a} AND zip_sha256 IN (VALUES {list_a}) \
+                 UNION SELECT m.blob_sha256 FROM manifest_files m JOIN bundles b ON b.id = m.bundle_id \
+                 WHERE b.app_id = {app_b} AND m.blob_sha256 IN (VALUES {list_b})"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for _ in 0..2 {
+                query = query.bind(app_id);
+                for sha in chunk {
+                    query = query.bind(sha);
+                }
+            }
+            found.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]

@@ -292,6 +292,7 @@ impl StatsStore for EngineStore {
                 channels: &[],
                 sightings,
                 active_devices_since: 0,
+                max_bundles_per_day: 0,
             },
         )
         .await?;

@@ -93,6 +93,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at exactly `db_file` and runs
     /// the migrations. Tests point it at a file in a temp dir they keep alive.
     pub async fn open_path(db_file: &Path) -> StoreResult<SqliteStore> {
+        owner_only(db_file)?;
         let options = SqliteConnectOptions::new()
             .filename(db_file)
             .create_if_missing(true)
@@ -252,6 +253,47 @@ const MAX_PARAMETERS: usize = 32_766;
 /// which is quadratic in a statement with thousands of them.
 fn push_placeholder(sql: &mut String, _number: usize) {
     sql.push('?');
+}
+
+/// The database holds API key hashes, webhook secrets and the URL-signing
+/// key: it is created readable by its owner only (0600, whatever the umask;
+/// SQLite gives its `-wal` and `-shm` files the database file's mode), and
+/// an existing one and its companions are brought down to 0600.
+fn owner_only(db_file: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |path: &Path, e: std::io::Error| {
+            StoreError::Backend(format!("cannot secure {}: {e}", path.display()))
+        };
+        if !db_file.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db_file)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(failed(db_file, e)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db_file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| failed(&path, e))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(&path, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A read transaction: a deferred SQLite transaction reads one snapshot.

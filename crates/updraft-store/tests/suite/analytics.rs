@@ -166,6 +166,7 @@ pub async fn suite_rollups_match_recount<S: Store>(s: &S) {
             channels: &commit_channels,
             sightings: &[],
             active_devices_since: 0,
+            max_bundles_per_day: 0,
         })
         .await
         .unwrap();
@@ -225,6 +226,7 @@ pub async fn suite_active_devices<S: Store>(s: &S) {
         channels: &channels,
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -243,6 +245,7 @@ pub async fn suite_active_devices<S: Store>(s: &S) {
         channels: &[Some("production".to_string())],
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -270,6 +273,7 @@ pub async fn suite_active_devices<S: Store>(s: &S) {
         channels: &[],
         sightings: &[],
         active_devices_since: DAY0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -299,6 +303,7 @@ pub async fn suite_export<S: Store>(s: &S) {
         channels: &channels,
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -355,6 +360,7 @@ pub async fn suite_retention<S: Store>(s: &S) {
             channels: &[],
             sightings: &[],
             active_devices_since: 0,
+            max_bundles_per_day: 0,
         })
         .await
         .unwrap();
@@ -428,4 +434,79 @@ pub async fn suite_delete_app_removes_analytics<S: Store>(s: &S) {
     // Other apps keep theirs.
     let other = s.stats_rollups(OTHER_APP, &day, &day).await.unwrap();
     assert_eq!((other.actions.len(), other.devices.len()), (1, 1));
+}
+
+/// A flood of invented bundle names (10,000 for one app and day, in many
+/// commits) leaves the rollups bounded: the first `CAP` unknown names are
+/// kept, the app's own bundles always are, the rest count as `other`, and
+/// each commit says how many events it folded. The raw events keep every name.
+pub async fn suite_rollup_cardinality_cap<S: Store>(s: &S) {
+    const CAP: u32 = 50;
+    const FLOOD: usize = 10_000;
+    s.create_app(APP, "Example", 1).await.unwrap();
+    s.create_bundle(super::new_bundle(APP, "7.7.7"), 1)
+        .await
+        .unwrap();
+    let mut folded = 0;
+    for commit in 0..10 {
+        let mut events: Vec<StatsEvent> = (0..FLOOD / 10)
+            .map(|i| {
+                let n = commit * (FLOOD / 10) + i;
+                let mut e = event(APP, &format!("dev-{}", n % 20), "ping", DAY0 + n as i64);
+                e.version_name = format!("0.0.{n}");
+                e
+            })
+            .collect();
+        // A real bundle reported late in the day is still kept by name.
+        let mut real = event(APP, "dev-real", "set", DAY0 + 50_000);
+        real.version_name = "7.7.7".into();
+        events.push(real);
+        let outcome = s
+            .ingest_stats(StatsIngest {
+                events: &events,
+                channels: &[],
+                sightings: &[],
+                active_devices_since: 0,
+                max_bundles_per_day: CAP,
+            })
+            .await
+            .unwrap();
+        folded += outcome.folded_events;
+    }
+    assert_eq!(folded, (FLOOD - CAP as usize) as u64);
+
+    let day = day_of(DAY0);
+    let r = s.stats_rollups(APP, &day, &day).await.unwrap();
+    let mut bundles: Vec<&str> = r.actions.iter().map(|a| a.bundle.as_str()).collect();
+    bundles.sort_unstable();
+    bundles.dedup();
+    // CAP invented names + the real bundle + `other`.
+    assert_eq!(bundles.len(), CAP as usize + 2, "{bundles:?}");
+    assert!(bundles.contains(&"7.7.7") && bundles.contains(&"other"));
+    // Bounded rows: (names) × (ping, set) at most; devices likewise.
+    assert!(r.actions.len() <= CAP as usize + 3, "{}", r.actions.len());
+    assert!(r.devices.len() <= CAP as usize + 2, "{}", r.devices.len());
+    let other: i64 = r
+        .actions
+        .iter()
+        .filter(|a| a.bundle == "other")
+        .map(|a| a.events)
+        .sum();
+    assert_eq!(other, (FLOOD - CAP as usize) as i64);
+    let total: i64 = r.actions.iter().map(|a| a.events).sum();
+    assert_eq!(total, (FLOOD + 10) as i64, "every event still counted");
+    // Names already held keep counting by name.
+    let mut again = event(APP, "dev-x", "ping", DAY0 + 60_000);
+    again.version_name = "0.0.0".into();
+    let outcome = s
+        .ingest_stats(StatsIngest {
+            events: std::slice::from_ref(&again),
+            max_bundles_per_day: CAP,
+            ..StatsIngest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.folded_events, 0);
+    // The raw events are all there, with their own names.
+    assert_eq!(all_events(s, APP).await.len(), FLOOD + 11);
 }

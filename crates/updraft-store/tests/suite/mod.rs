@@ -1231,6 +1231,31 @@ pub async fn suite_bundle_storage<S: Store>(s: &S) {
     // An external bundle references no blob.
     s.create_bundle(new_bundle(APP, "3.0.0"), 7).await.unwrap();
 
+    // Per app: which asked blobs its bundles reference, and its live files' sizes.
+    let asked = vec![
+        zip.clone(),
+        index.clone(),
+        other_zip.clone(),
+        "e".repeat(64),
+    ];
+    let mut seen: Vec<String> = s
+        .app_blobs(APP, &asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![zip.clone(), index.clone()]);
+    let seen: Vec<String> = s
+        .app_blobs(OTHER_APP, &asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(seen, vec![other_zip.clone()]);
+    let live = s.app_live_blobs(APP).await.unwrap();
+    assert_eq!(live.values().sum::<i64>(), 4096 + 120 + 77, "{live:?}");
+
     let referenced = s.referenced_blobs().await.unwrap();
     let mut expected: Vec<String> = vec![
         zip.clone(),
@@ -1247,6 +1272,9 @@ pub async fn suite_bundle_storage<S: Store>(s: &S) {
     s.delete_bundle(APP, "2.0.0", 8).await.unwrap();
     let got: Vec<String> = s.referenced_blobs().await.unwrap().into_iter().collect();
     assert_eq!(got, vec![other_zip.clone()]);
+    assert!(s.app_live_blobs(APP).await.unwrap().is_empty());
+    // A deleted bundle's files still belong to its app for the existence check.
+    assert_eq!(s.app_blobs(APP, &asked).await.unwrap().len(), 2);
 
     // The release (in-memory cache source) carries the references too.
     let channel = s

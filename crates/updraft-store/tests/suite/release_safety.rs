@@ -744,6 +744,7 @@ pub async fn suite_rollout_health<S: Store>(s: &S) {
         channels: &channels,
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -801,6 +802,7 @@ pub async fn suite_rollout_health<S: Store>(s: &S) {
         channels: &[prod.clone(), prod.clone()],
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();
@@ -1047,6 +1049,7 @@ async fn fill<S: Store>(s: &S, app_id: &str, channel: &str, bundle_id: i64) {
         channels: &[Some(channel.to_string())],
         sightings: &[],
         active_devices_since: 0,
+        max_bundles_per_day: 0,
     })
     .await
     .unwrap();

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod abuse;
+
 mod analytics;
 mod audit;
 mod bundles;
