@@ -55,6 +55,12 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 export UPDRAFT_DATA_DIR="$work/data"
 export UPDRAFT_LISTEN="127.0.0.1:$port"
 export UPDRAFT_PUBLIC_URL="http://127.0.0.1:$port"
+# Schemathesis sends requests without and with wrong keys on purpose, all from
+# 127.0.0.1: the per-address failed-authentication throttle would then refuse
+# its valid requests too (429). The throttle has its own e2e test.
+export UPDRAFT_AUTH_FAILURE_LIMIT_BURST=0
+# Its request rate would trip the per-app device limits as well.
+export UPDRAFT_DEVICE_RATE_LIMIT_BURST=0
 key="$("$bin" apikey create --name schemathesis --role admin)"
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!

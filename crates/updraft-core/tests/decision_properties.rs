@@ -165,13 +165,17 @@ fn rollout(bundle_id: i64, percentage_bps: u32, rollout_id: String) -> Rollout {
     }
 }
 
+/// A generated channel: its knobs, the index of its stable bundle, and maybe
+/// a rollout (bundle index, percentage in basis points).
+type GeneratedChannel = (ChannelKnobs, usize, Option<(usize, u32)>);
+
 /// A generated app: up to three bundles, one or two channels (each maybe on a
 /// rollout), maybe an override for the device, maybe no app at all.
 #[derive(Clone, Debug)]
 struct Scenario {
     with_app: bool,
     bundles: Vec<(Version, Option<Version>, bool)>,
-    channels: Vec<(ChannelKnobs, usize, Option<(usize, u32)>)>,
+    channels: Vec<GeneratedChannel>,
     override_to: Option<usize>,
     rollout_id: String,
 }

@@ -775,6 +775,8 @@ mod tests {
                 store,
                 registry: Arc::clone(registry),
                 metrics: Arc::new(crate::metrics::Metrics::new()),
+                max_bundles_per_day: crate::state::AbuseLimits::default()
+                    .rollup_max_distinct_per_day,
             },
             16,
             30,
