@@ -17,6 +17,7 @@ pub mod releases;
 pub mod retention;
 pub mod state;
 pub mod storage;
+pub mod webhook_secrets;
 pub mod webhooks;
 pub mod write_health;
 pub mod writers;
@@ -52,6 +53,8 @@ pub enum ServeError {
     Storage(#[from] storage::StorageError),
     #[error("{0}")]
     SigningKey(#[from] storage::signing::SigningKeyError),
+    #[error("{0}")]
+    WebhookSecretKey(#[from] webhook_secrets::SecretKeyError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -341,6 +344,21 @@ impl Server {
             );
         }
         let bundle_storage = Arc::new(bundle_storage);
+        let webhook_secrets = Arc::new(
+            webhook_secrets::SecretBox::from_config_or_store(
+                config.webhook_secret_key.as_ref(),
+                store.as_ref(),
+                clock.now(),
+            )
+            .await?,
+        );
+        // Secrets stored as plaintext by an older version are sealed now;
+        // with nothing left to seal this is one read.
+        let sealed =
+            webhook_secrets::encrypt_plaintext_rows(store.as_ref(), &webhook_secrets).await?;
+        if sealed > 0 {
+            tracing::info!(webhooks = sealed, "encrypted plaintext webhook secrets");
+        }
         let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
         let write_health = Arc::new(write_health::WriteHealth::new(
             &config.data_dir,
@@ -349,6 +367,7 @@ impl Server {
         metrics.set_write_health(write_health.free_bytes(), write_health.readiness().is_ok());
         let limiters = Arc::new(limiter::Limiters::new(&config.limits));
         let state = AppState {
+            webhook_secrets,
             limiters,
             write_health,
             storage: bundle_storage,
@@ -484,10 +503,11 @@ impl Server {
             shutdown.clone(),
             move |stop| control::spawn(state.clone(), stop),
         );
-        let (store, config, metrics) = (
+        let (store, config, metrics, secrets) = (
             Arc::clone(&self.state.store),
             Arc::clone(&self.state.config),
             Arc::clone(&self.state.metrics),
+            Arc::clone(&self.state.webhook_secrets),
         );
         let webhooks = cluster::spawn_while_leading(
             "webhooks",
@@ -498,6 +518,7 @@ impl Server {
                     Arc::clone(&store),
                     Arc::clone(&config),
                     Arc::clone(&metrics),
+                    Arc::clone(&secrets),
                     stop,
                 )
             },

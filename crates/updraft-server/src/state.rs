@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub webhook_max_attempts: u32,
     /// Timeout of one webhook request.
     pub webhook_timeout_ms: u64,
+    /// Encrypts webhook secrets at rest; `None` = a random key kept in the
+    /// database (shared by every node).
+    pub webhook_secret_key: Option<crate::webhook_secrets::SecretKey>,
     /// Where bundle files live: `None` = the local disk under `data_dir`;
     /// `s3://bucket/prefix` = an S3-compatible object store.
     pub storage_url: Option<String>,
@@ -180,6 +183,7 @@ impl Default for ServerConfig {
             webhook_retry_base_ms: 5_000,
             webhook_max_attempts: 8,
             webhook_timeout_ms: 10_000,
+            webhook_secret_key: None,
             storage_url: None,
             storage_options: Vec::new(),
             download_mode: DownloadMode::Stream,
@@ -212,6 +216,8 @@ pub struct AppState {
     pub write_health: Arc<crate::write_health::WriteHealth>,
     /// Per-device, per-app and failed-authentication rate limits.
     pub limiters: Arc<crate::limiter::Limiters>,
+    /// Seals webhook secrets before they are stored, opens them to sign.
+    pub webhook_secrets: Arc<crate::webhook_secrets::SecretBox>,
 }
 
 impl AppState {

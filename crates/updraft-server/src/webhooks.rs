@@ -8,6 +8,7 @@
 
 use crate::metrics::db_operation;
 use crate::state::{AppState, ServerConfig};
+use crate::webhook_secrets::SecretBox;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use futures_util::StreamExt;
@@ -171,6 +172,7 @@ pub fn spawn_worker(
     store: Arc<dyn Store>,
     config: Arc<ServerConfig>,
     metrics: Arc<crate::metrics::Metrics>,
+    secrets: Arc<SecretBox>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -190,7 +192,7 @@ pub fn spawn_worker(
         };
         loop {
             // A full batch means more may be waiting: go again at once.
-            let full = deliver_due(&store, &config, &metrics, &http).await;
+            let full = deliver_due(&store, &config, &metrics, &secrets, &http).await;
             if *stop.borrow() {
                 break;
             }
@@ -211,6 +213,7 @@ async fn deliver_due(
     store: &Arc<dyn Store>,
     config: &ServerConfig,
     metrics: &crate::metrics::Metrics,
+    secrets: &SecretBox,
     http: &reqwest::Client,
 ) -> bool {
     let due = match store.due_deliveries(wall_clock_ms(), BATCH_SIZE).await {
@@ -228,7 +231,7 @@ async fn deliver_due(
         .for_each_concurrent(CONCURRENT_SENDS, |due| {
             let unrecorded = &unrecorded;
             async move {
-                let attempt = attempt(http, config, &due).await;
+                let attempt = attempt(http, config, secrets, &due).await;
                 metrics.record_webhook_attempt(attempt.succeeded);
                 match store.record_delivery_attempt(attempt).await {
                     Ok(_) => {}
@@ -249,24 +252,43 @@ async fn deliver_due(
 async fn attempt(
     http: &reqwest::Client,
     config: &ServerConfig,
+    secrets: &SecretBox,
     due: &DueDelivery,
 ) -> DeliveryAttempt {
     let delivery = &due.delivery;
     let attempt_number = delivery.attempts.saturating_add(1);
     let started = wall_clock_ms();
     let timestamp = started.div_euclid(1000);
-    let (succeeded, status_code, error) = match sign(
-        &due.secret,
-        &delivery.message_id,
-        timestamp,
-        &delivery.payload,
-    ) {
+    let secret = match secrets.open(&due.secret) {
+        Ok(secret) => Some(secret),
+        Err(err) => {
+            tracing::error!(
+                delivery = delivery.id,
+                webhook = delivery.webhook_id,
+                error = %err,
+                "webhook secret cannot be decrypted; delivery not sent"
+            );
+            None
+        }
+    };
+    let signature = secret
+        .as_deref()
+        .map(|secret| sign(secret, &delivery.message_id, timestamp, &delivery.payload));
+    let (succeeded, status_code, error) = match signature {
         None => (
+            false,
+            None,
+            Some(
+                "the webhook's secret cannot be decrypted with this server's webhook_secret_key"
+                    .to_string(),
+            ),
+        ),
+        Some(None) => (
             false,
             None,
             Some("the webhook's secret is not a valid whsec_ key".to_string()),
         ),
-        Some(signature) => {
+        Some(Some(signature)) => {
             let sent = http
                 .post(&due.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

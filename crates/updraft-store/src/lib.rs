@@ -443,7 +443,8 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
 }
 
-/// A webhook to create; the secret is chosen by the caller (`whsec_` + base64).
+/// A webhook to create; the secret is chosen by the caller and stored as
+/// given (the server passes it sealed, see `updraft_server::webhook_secrets`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewWebhook {
     /// `None` = events of every app.
@@ -490,6 +491,10 @@ pub trait WebhookStore: Send + Sync {
     async fn get_webhook(&self, id: i64) -> StoreResult<Option<Webhook>>;
     /// Also deletes its deliveries. `NotFound("webhook")` when there is none.
     async fn delete_webhook(&self, id: i64) -> StoreResult<()>;
+    /// Sets the webhook's stored secret to `new` if it still is `current`;
+    /// returns whether it changed (false: another writer came first, or the
+    /// webhook is gone).
+    async fn replace_webhook_secret(&self, id: i64, current: &str, new: &str) -> StoreResult<bool>;
     /// One pending delivery of `payload` (due now) per enabled webhook of
     /// `app_id` or global whose events include `event_type` (or are empty),
     /// each with its own message id, in one transaction.

@@ -72,6 +72,7 @@ pg_suite!(
     suite_upload_racing_appends,
     suite_upload_expiry_and_delete,
     suite_webhook_delete_cascades,
+    suite_webhook_secret_is_replaced_only_while_unchanged,
     suite_webhook_fan_out,
     suite_webhook_retries,
     suite_webhook_finished_deliveries_are_pruned,

@@ -69,6 +69,7 @@ sqlite_suite!(
     suite_webhook_retries,
     suite_webhook_finished_deliveries_are_pruned,
     suite_webhook_delete_cascades,
+    suite_webhook_secret_is_replaced_only_while_unchanged,
 );
 
 // Release safety: channel history, rollouts, schedules, audit.

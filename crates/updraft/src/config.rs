@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use updraft_server::state::ServerConfig;
+use updraft_server::webhook_secrets::SecretKey;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -62,6 +63,9 @@ pub struct FileConfig {
     pub webhook_max_attempts: Option<u32>,
     /// Timeout of one webhook request (default 10000 ms).
     pub webhook_timeout_ms: Option<u64>,
+    /// Key that encrypts webhook secrets at rest: 32 bytes as 64 hex
+    /// characters or base64 (default: a random key kept in the database).
+    pub webhook_secret_key: Option<String>,
     /// Upload validation: most entries in a zip (default 50000).
     pub zip_max_entries: Option<usize>,
     /// Upload validation: largest uncompressed entry, in bytes.
@@ -398,6 +402,22 @@ fn check_public_url(url: &str) -> anyhow::Result<String> {
     Ok(trimmed.to_string())
 }
 
+/// The webhook secret key: the environment's wins over the file's; a
+/// malformed one refuses the start.
+fn webhook_secret_key(
+    from_env: Option<String>,
+    from_file: Option<String>,
+) -> anyhow::Result<Option<SecretKey>> {
+    let (name, key) = match (from_env, from_file) {
+        (Some(key), _) => ("UPDRAFT_WEBHOOK_SECRET_KEY", key),
+        (None, Some(key)) if !key.trim().is_empty() => ("webhook_secret_key", key),
+        _ => return Ok(None),
+    };
+    SecretKey::parse(&key)
+        .map(Some)
+        .map_err(|err| anyhow::anyhow!("{name}: {err}"))
+}
+
 /// `data_dir` comes from the global `--data-dir`/`UPDRAFT_DATA_DIR`; when it
 /// only holds clap's default, the file may set it.
 pub fn load(
@@ -479,6 +499,10 @@ pub fn load(
     if let Some(v) = number("UPDRAFT_WEBHOOK_TIMEOUT_MS", file.webhook_timeout_ms)? {
         server.webhook_timeout_ms = v.max(100);
     }
+    server.webhook_secret_key = webhook_secret_key(
+        env("UPDRAFT_WEBHOOK_SECRET_KEY"),
+        file.webhook_secret_key.clone(),
+    )?;
     let limits = &mut server.zip_limits;
     if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRIES", file.zip_max_entries)? {
         limits.max_entries = v;
@@ -548,6 +572,32 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_secret_keys_must_be_32_bytes() {
+        let hex_key = "ab".repeat(32);
+        let file: FileConfig =
+            toml::from_str(&format!("webhook_secret_key = \"{hex_key}\"")).unwrap();
+        let from_file = webhook_secret_key(None, file.webhook_secret_key).unwrap();
+        assert_eq!(from_file, Some(SecretKey::from_bytes([0xab; 32])));
+        let from_env = webhook_secret_key(
+            Some("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".to_string()),
+            Some(hex_key),
+        )
+        .unwrap();
+        assert_eq!(from_env, Some(SecretKey::from_bytes([1; 32])));
+        assert_eq!(
+            webhook_secret_key(None, Some(" ".to_string())).unwrap(),
+            None
+        );
+        let err = webhook_secret_key(Some("tooshort".to_string()), None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("UPDRAFT_WEBHOOK_SECRET_KEY") && text.contains("32 bytes"),
+            "{text}"
+        );
+        assert!(!text.contains("tooshort"), "{text}");
+    }
 
     #[test]
     fn public_url_must_be_absolute() {

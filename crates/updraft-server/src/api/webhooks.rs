@@ -7,6 +7,7 @@ use crate::api::Path;
 use crate::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::webhook_secrets::SecretBox;
 use crate::webhooks::{self, events};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,21 +34,29 @@ pub struct WebhookView {
 }
 
 impl WebhookView {
-    /// With the secret masked.
-    pub fn masked(hook: Webhook) -> Self {
-        let secret = webhooks::mask_secret(&hook.secret);
+    /// With the secret masked (it is decrypted to take its last 4
+    /// characters; one that does not decrypt shows as `whsec_…????`).
+    pub fn masked(hook: Webhook, secrets: &SecretBox) -> Self {
+        let secret = match secrets.open(&hook.secret) {
+            Ok(plain) => webhooks::mask_secret(&plain),
+            Err(err) => {
+                tracing::error!(webhook = hook.id, error = %err, "webhook secret cannot be decrypted");
+                webhooks::mask_secret("????")
+            }
+        };
         WebhookView {
             secret,
-            ..Self::revealed(hook)
+            ..Self::revealed(hook, String::new())
         }
     }
 
-    fn revealed(hook: Webhook) -> Self {
+    /// With `secret`, the plaintext of the stored one.
+    fn revealed(hook: Webhook, secret: String) -> Self {
         WebhookView {
             id: hook.id,
             app_id: hook.app_id,
             url: hook.url,
-            secret: hook.secret,
+            secret,
             events: hook.events,
             enabled: hook.enabled,
             created_at: rfc3339(hook.created_at),
@@ -189,7 +198,7 @@ pub async fn list(
             .into_iter()
             // A scoped key does not see the global webhooks.
             .filter(|h| scope.is_none() || h.app_id.as_deref() == scope)
-            .map(WebhookView::masked)
+            .map(|hook| WebhookView::masked(hook, &state.webhook_secrets))
             .collect(),
     }))
 }
@@ -254,7 +263,7 @@ pub async fn create(
         .create_webhook(NewWebhook {
             app_id: app_id.map(str::to_string),
             url: url.to_string(),
-            secret,
+            secret: state.webhook_secrets.seal(&secret),
             events,
             enabled: body.enabled.unwrap_or(true),
             created_at: state.clock.now(),
@@ -267,10 +276,13 @@ pub async fn create(
         "webhook.create",
         &hook.id.to_string(),
         None,
-        audit::view(&WebhookView::masked(hook.clone())),
+        audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets)),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(WebhookView::revealed(hook))))
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookView::revealed(hook, secret)),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "show_webhooks",
@@ -282,7 +294,7 @@ pub async fn show(
 ) -> Result<Json<WebhookView>, ApiError> {
     let id = parse_id(&id)?;
     let hook = visible_webhook(&state, &caller, id).await?;
-    Ok(Json(WebhookView::masked(hook)))
+    Ok(Json(WebhookView::masked(hook, &state.webhook_secrets)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhooks",
@@ -299,7 +311,7 @@ pub async fn delete(
         .delete_webhook(id)
         .await
         .map_err(|e| store_error(id, e))?;
-    let before = audit::view(&WebhookView::masked(hook.clone()));
+    let before = audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets));
     audit::log(
         &state,
         &caller,

@@ -136,6 +136,16 @@ impl WebhookStore for EngineStore {
         rows.iter().map(webhook).collect()
     }
 
+    async fn replace_webhook_secret(&self, id: i64, current: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2 AND secret = $3")
+            .bind(new)
+            .bind(id)
+            .bind(current)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn get_webhook(&self, id: i64) -> StoreResult<Option<Webhook>> {
         sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"

@@ -366,3 +366,35 @@ pub async fn suite_webhook_finished_deliveries_are_pruned<S: Store>(s: &S) {
         .collect();
     assert_eq!(left, vec![recent.id, still_pending.id]);
 }
+
+pub async fn suite_webhook_secret_is_replaced_only_while_unchanged<S: Store>(s: &S) {
+    two_apps(s).await;
+    let hook = s
+        .create_webhook(new_webhook(Some(APP), "https://hooks.example.com/a", &[]))
+        .await
+        .unwrap();
+    let plain = hook.secret.clone();
+    assert!(s
+        .replace_webhook_secret(hook.id, &plain, "enc:v1:first")
+        .await
+        .unwrap());
+    // A second writer that read the old value changes nothing.
+    assert!(!s
+        .replace_webhook_secret(hook.id, &plain, "enc:v1:second")
+        .await
+        .unwrap());
+    assert!(!s
+        .replace_webhook_secret(hook.id + 1000, "x", "y")
+        .await
+        .unwrap());
+    let stored = s.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(stored.secret, "enc:v1:first");
+    let due = s
+        .enqueue_for_webhook(hook.id, "webhook.test", "{}", 2_000)
+        .await
+        .unwrap();
+    let pending = s.due_deliveries(2_000, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].delivery.id, due.id);
+    assert_eq!(pending[0].secret, "enc:v1:first");
+}

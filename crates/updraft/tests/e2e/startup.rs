@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Runs `updraft serve` on `data_dir`; it must exit (not serve) within 60 s.
 /// Returns (exit code, stderr).
-fn serve_refused(data_dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn serve_refused(data_dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(bin());
     cmd.arg("serve")
         .env("UPDRAFT_DATA_DIR", data_dir)

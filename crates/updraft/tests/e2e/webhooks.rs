@@ -647,3 +647,122 @@ async fn the_webhook_api_validates_and_keeps_apps_apart() {
     assert_eq!(st, 200);
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
 }
+
+/// The stored secret of every webhook and the stored key setting, read
+/// straight from the database of a stopped server.
+async fn raw_secrets(data_dir: &std::path::Path) -> (Vec<String>, Option<String>) {
+    let store = updraft_store::SqliteStore::open(data_dir).await.unwrap();
+    let secrets = sqlx::query_scalar("SELECT secret FROM webhooks ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let key = sqlx::query_scalar("SELECT value FROM settings WHERE name = 'webhook_secret_key'")
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    (secrets, key)
+}
+
+async fn set_raw_secret(data_dir: &std::path::Path, id: i64, secret: &str) {
+    let store = updraft_store::SqliteStore::open(data_dir).await.unwrap();
+    sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
+        .bind(secret)
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_deliveries_still_verify() {
+    let mut s = Server::start().await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = add_webhook(&s, &[&receiver.url]);
+    receiver.set_secret(&secret);
+    s.cli_ok(&["webhook", "test", &id.to_string()]);
+    receiver.wait_for("webhook.test").await;
+    receiver.assert_all_verified();
+    // Lists still show the plaintext's last 4 characters.
+    let (status, shown) = s
+        .api(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        shown["secret"],
+        format!("whsec_…{}", &secret[secret.len() - 4..])
+    );
+    assert!(s.sigterm().success());
+
+    let key_part = secret.strip_prefix("whsec_").unwrap();
+    let (stored, key) = raw_secrets(&s.data_dir).await;
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].starts_with("enc:v1:"), "{stored:?}");
+    assert!(!stored[0].contains(key_part), "{stored:?}");
+    // No key configured: one was generated and kept in the database.
+    assert_eq!(key.map(|k| k.len()), Some(64));
+
+    // A row an older version stored as plaintext keeps working and is
+    // encrypted at the next start.
+    set_raw_secret(&s.data_dir, id, &secret).await;
+    let mut next = Server::spawn(&s.data_dir, &[]);
+    next.key = s.key.clone();
+    next.cli_ok(&["webhook", "test", &id.to_string()]);
+    wait_finished(&next, id, 2).await;
+    assert_eq!(receiver.received().len(), 2);
+    receiver.assert_all_verified();
+    assert!(next.sigterm().success());
+    let (stored, _) = raw_secrets(&s.data_dir).await;
+    assert!(stored[0].starts_with("enc:v1:"), "{stored:?}");
+    assert!(!stored[0].contains(key_part), "{stored:?}");
+}
+
+#[tokio::test]
+async fn a_secret_that_does_not_decrypt_fails_the_delivery_readably() {
+    let key = "11".repeat(32);
+    let mut s = Server::start_with(&[("UPDRAFT_WEBHOOK_SECRET_KEY", &key)]).await;
+    let receiver = Receiver::start().await;
+    let (id, _) = add_webhook(&s, &[&receiver.url]);
+    assert!(s.sigterm().success());
+    // A configured key is not written to the database.
+    let (_, stored_key) = raw_secrets(&s.data_dir).await;
+    assert_eq!(stored_key, None);
+
+    // A malformed key refuses the start and says what is wrong.
+    let (code, stderr) =
+        crate::startup::serve_refused(&s.data_dir, &[("UPDRAFT_WEBHOOK_SECRET_KEY", "abc")]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("UPDRAFT_WEBHOOK_SECRET_KEY") && stderr.contains("32 bytes"),
+        "{stderr}"
+    );
+
+    // Another key: the secret does not open, the attempt fails, nothing is sent.
+    let other = "22".repeat(32);
+    let env = [
+        ("UPDRAFT_WEBHOOK_SECRET_KEY", other.as_str()),
+        ("UPDRAFT_WEBHOOK_MAX_ATTEMPTS", "1"),
+    ];
+    let mut next = Server::spawn(&s.data_dir, &env);
+    next.key = s.key.clone();
+    let (status, shown) = next
+        .api(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
+        .await;
+    assert_eq!(
+        (status, shown["secret"].as_str()),
+        (200, Some("whsec_…????"))
+    );
+    next.cli_ok(&["webhook", "test", &id.to_string()]);
+    let log = wait_finished(&next, id, 1).await;
+    assert_eq!(log[0]["status"], "failed", "{}", log[0]);
+    assert!(
+        log[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be decrypted")),
+        "{}",
+        log[0]
+    );
+    assert!(receiver.received().is_empty());
+    next.sigkill();
+}
