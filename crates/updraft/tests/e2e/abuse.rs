@@ -161,15 +161,7 @@ async fn a_device_over_its_rate_gets_429_while_another_device_is_served() {
     assert_eq!(events.lines().count(), 1, "{events}");
     assert!(events.contains(OTHER_DEVICE));
 
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("updraft_rate_limited_total{scope=\"device\"} 3"),
         "{metrics}"

@@ -101,15 +101,7 @@ async fn two_thousand_idle_and_slow_sockets_under_a_1024_file_limit_do_not_stop_
     let s = Server::start_wrapped(&["prlimit", "--nofile=1024:1024", "--"], &SHORT).await;
     let path = downloadable(&s).await;
     let addr = addr(&s);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("updraft_http_connection_limit 448"),
         "the cap is derived from the 1,024 limit: {}",

@@ -74,6 +74,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// A fresh server with its own data directory and an admin key.
     pub async fn start() -> Server {
         Self::start_with(&[]).await
