@@ -1,5 +1,6 @@
 //! Crypto against the plugin's own contract vectors (tests/data/crypto-rsa.json) and
 //! round trips of everything a device decodes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use std::sync::OnceLock;
 use updraft_bundle::crypto::{decrypt_stream, encrypt_stream};

@@ -1,4 +1,5 @@
 //! build_delta and decode_delta_file: §5 wire rules and device-side decoding.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Cross-checks with Node's crypto, the implementation the Capgo CLI uses. Skipped
 //! (with a notice) when `node` is not on PATH.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use std::process::Command;
 use updraft_bundle::{encrypt_bundle, encrypt_checksum, generate_key_pair, sha256_bytes};

@@ -1,4 +1,5 @@
 //! pack_dir and unpack_zip: deterministic, plugin-readable zips that unpack to the input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! inspect_zip: one crafted bad zip per rule, each asserting its exact error code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod common;
 

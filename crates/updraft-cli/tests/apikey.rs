@@ -1,4 +1,5 @@
 //! Offline API key commands against a real SQLite store in a temporary data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use serde_json::{json, Value};
 use updraft_cli::args::{ApikeyCreateArgs, RoleArg};

@@ -1,5 +1,6 @@
 //! Commands against a scripted HTTP server: what goes on the wire, and how
 //! answers (good and bad) come back.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,4 +1,5 @@
 //! Command-line parsing, through a wrapper shaped like the `updraft` binary's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use clap::{CommandFactory, Parser};
 use serde_json::json;

@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p updraft-core --example stats_parse_bench [events] [rounds]`
 
+// A counting allocator has to implement the unsafe GlobalAlloc trait.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -4,6 +4,7 @@
 //!
 //! Every channel points at its own bundle, so the bundle an update check
 //! offers names the channel it was served from.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use semver::Version;
 use std::sync::Arc;

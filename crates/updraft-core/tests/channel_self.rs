@@ -1,6 +1,7 @@
 //! `/channel_self` answers (reference-server-behaviour.md §3, wire §7), both
 //! the device-local semantics of new plugins and the server-side overrides of
 //! old ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use semver::Version;
 use serde_json::{json, Value};

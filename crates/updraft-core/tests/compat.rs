@@ -1,5 +1,6 @@
 //! Native compatibility of a bundle with a channel's live bundle
 //! (release-overview.md "Native compatibility"; `updraft_core::compat`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
 use updraft_core::model::NativePackage;

@@ -1,5 +1,6 @@
 //! The rollout control loop's pure decision (release-overview.md "Auto-pause",
 //! "Ramp"; `updraft_core::control`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use updraft_core::control::{
     evaluate, health_windows, two_sided_z, wilson_lower_bound, ControlAction, ControlInput,

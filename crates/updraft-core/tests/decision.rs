@@ -1,5 +1,6 @@
 //! The `/updates` decision, rule by rule (reference-server-behaviour.md §1.2–§1.8,
 //! plugin-wire-protocol.md §2, §5, protocol README differences).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use semver::Version;
 use serde_json::{json, Value};

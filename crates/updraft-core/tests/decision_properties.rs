@@ -2,6 +2,7 @@
 //! (issue 19, point 9), through the public API only: `answer_update` on an
 //! `UpdateRequest` and a `ReleaseConfig`. The rule-by-rule examples live in
 //! `tests/decision.rs`; these say what must hold for every input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use proptest::prelude::*;
 use semver::Version;

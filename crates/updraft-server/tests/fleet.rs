@@ -2,6 +2,7 @@
 //! are offered and report `set` or `update_fail` through `/stats`, while a
 //! manual clock moves minute by minute and the rollout control loop runs a
 //! pass after each minute. In-process: the real router and store, no sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use axum::body::Body;
 use axum::http::Request;

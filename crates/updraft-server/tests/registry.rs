@@ -4,6 +4,7 @@
 //! buffered registry flush and the stats commit — in either order, on one
 //! node or on two sharing one PostgreSQL. In-process: the real router and
 //! store, a manual clock, registry flushes run by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use axum::body::Body;
 use axum::http::Request;

@@ -1,5 +1,6 @@
 //! Stored bundles in-process, with configurations the e2e defaults do not
 //! cover: gc with no grace period, and signed download URLs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

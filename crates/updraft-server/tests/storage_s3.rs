@@ -1,5 +1,6 @@
 //! Bundles stored in a real S3-compatible server (moto, started by the test
 //! kit): publishing, what a device gets in each download mode, and gc.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Resumable uploads through several nodes: two in-process servers on one
 //! PostgreSQL database and one S3-compatible bucket (moto), as behind a
 //! round-robin load balancer. Any node takes any request of a session.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod common;
 

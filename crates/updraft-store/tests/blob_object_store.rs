@@ -1,6 +1,7 @@
 //! The same blob-store behaviour on local disk and on a real S3-compatible
 //! server (moto, started by the test kit), plus what only the object store has:
 //! multipart uploads, presigned URLs and the stored object's headers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};

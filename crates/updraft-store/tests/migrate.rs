@@ -1,6 +1,7 @@
 //! `updraft migrate` at the store level: a populated SQLite store copied into
 //! a real PostgreSQL database reads back identically through `PgStore`; a
 //! non-empty target is refused untouched; blobs reach object storage intact.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 use tempfile::TempDir;

@@ -2,6 +2,7 @@
 //! the test kit's throwaway server), plus what only a shared database has:
 //! several nodes writing at once, the read replica pool, and the
 //! `updraft_release` notifications.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod suite;
 

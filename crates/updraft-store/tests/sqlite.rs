@@ -1,4 +1,5 @@
 //! The storage suite against SQLite, plus what only a file database has.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod suite;
 

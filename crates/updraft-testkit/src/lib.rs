@@ -10,6 +10,9 @@
 //! process and shuts the server down (removing its files) once it is gone:
 //! Rust runs no destructors for statics, and a test binary can be killed.
 
+// Test support: a failure to start a test service is the test's failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod postgres;
 mod process;
 pub mod s3;

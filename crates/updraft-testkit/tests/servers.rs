@@ -1,4 +1,5 @@
 //! The throwaway servers start and answer like the real thing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use sqlx::Connection;
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `updraft` binary on an ephemeral port, driven
 //! over HTTP like a device and through its CLI like a team.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 mod harness;
 
