@@ -116,6 +116,8 @@ put("zip_inspect", "repeated", zip_of([("index.html", b"A" * 4096)]))
 put("delta_manifest", "plain", b"\x00index.html\x00" + HTML)
 put("delta_manifest", "nested", b"\x00assets/./js/../app.js\x00" + JS)
 put("delta_manifest", "climbs", b"\x00a/../../x.js\x001")
+# Found by the fuzzer: `./` put a drive form (`x:/t`) at the front of the canonical name.
+put("delta_manifest", "drive-after-dot", b"\x00./x:/t\x00\x00")
 # Brotli: one uncompressed meta-block holding "hello" (RFC 7932 section 9.2).
 put("delta_manifest", "brotli", b"\x00assets/hello.txt.br\x00" + bytes([0x0b, 0x02, 0x80]) + b"hello" + bytes([0x03]))
 enc = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", "07" * 16, "-iv", "09" * 16],

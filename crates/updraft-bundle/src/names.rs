@@ -22,7 +22,9 @@ fn has_drive_prefix(name: &str) -> bool {
 /// Checks one zip entry name or manifest `file_name` the way the plugin does:
 /// empty, NUL, absolute (`/x`, `C:/x`, `C:\x`), backslash, and any `..` that
 /// climbs above the extraction directory are refused. A `..` that stays inside
-/// (`a/../b`) is accepted, as the plugin canonicalises before comparing.
+/// (`a/../b`) is accepted, as the plugin canonicalises before comparing; a name
+/// whose canonical form is a drive form (`./C:/x`, `a/../C:x`) is refused as
+/// absolute, like the drive form itself.
 pub fn check_entry_name(name: &str) -> Result<(), BundleError> {
     normalize_entry_name(name).map(|_| ())
 }
@@ -30,6 +32,7 @@ pub fn check_entry_name(name: &str) -> Result<(), BundleError> {
 /// Checks `name` like [`check_entry_name`] and returns its canonical form: `/`-joined
 /// components with `.`, empty components and in-bounds `..` resolved. A trailing `/`
 /// (directory entry) is dropped; the result is empty only for names like `./`.
+/// The result, when not empty, is itself accepted and returned unchanged.
 pub fn normalize_entry_name(name: &str) -> Result<String, BundleError> {
     if name.is_empty() {
         return Err(unsafe_name(name, UnsafeNameRule::Empty));
@@ -63,7 +66,14 @@ pub fn normalize_entry_name(name: &str) -> Result<String, BundleError> {
             other => components.push(other),
         }
     }
-    Ok(components.join("/"))
+    let normal = components.join("/");
+    // Resolving `.`, `..` and empty components can bring a drive form to the
+    // front (`./C:/x` → `C:/x`): the canonical form is what gets unpacked,
+    // listed in a manifest and checked again, so it must pass the same rules.
+    if has_drive_prefix(&normal) {
+        return Err(unsafe_name(name, UnsafeNameRule::Absolute));
+    }
+    Ok(normal)
 }
 
 /// Paths (normalised, `/`-joined) and their folders, seen case-insensitively:
@@ -124,6 +134,51 @@ mod tests {
         assert_eq!(rule_of("../x"), Some(UnsafeNameRule::DotDot));
         assert_eq!(rule_of("a/../../x"), Some(UnsafeNameRule::DotDot));
         assert_eq!(rule_of(".."), Some(UnsafeNameRule::DotDot));
+    }
+
+    /// Regression (fuzz target `delta_manifest`, input `fuzz/corpus/delta_manifest/
+    /// drive-after-dot`): the drive form was checked on the raw name only, so
+    /// `./x:/t` was accepted with the canonical form `x:/t`, which is refused.
+    #[test]
+    fn refuses_names_whose_canonical_form_is_a_drive_form() {
+        for name in [
+            "./x:/t",
+            "a/../C:x",
+            "x//..//C:/y",
+            "./c:",
+            "a/b/../../Z:/y.js",
+        ] {
+            assert_eq!(rule_of(name), Some(UnsafeNameRule::Absolute), "{name:?}");
+        }
+        // As before: the raw drive form, even when it resolves away.
+        assert_eq!(rule_of("C:/../x"), Some(UnsafeNameRule::Absolute));
+        // A drive-like component further in is an ordinary name on a device.
+        assert_eq!(normalize_entry_name("./a/x:/t").unwrap(), "a/x:/t");
+        assert_eq!(normalize_entry_name("./:x").unwrap(), ":x");
+    }
+
+    #[test]
+    fn the_canonical_form_is_accepted_and_canonical() {
+        for name in [
+            "./x:/t",
+            "./a//b/../c.js",
+            "dist/",
+            "a/..",
+            "./9:x",
+            "x/../:y",
+            "a/../b/./c/",
+            "file:with:colons",
+        ] {
+            if let Ok(normal) = normalize_entry_name(name) {
+                if !normal.is_empty() {
+                    assert_eq!(
+                        normalize_entry_name(&normal).ok().as_deref(),
+                        Some(normal.as_str()),
+                        "{name:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

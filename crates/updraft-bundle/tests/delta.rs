@@ -182,6 +182,12 @@ fn decode_refuses_unsafe_names_and_bad_brotli() {
         decode_delta_file("/x.js", b"1", None).unwrap_err().code(),
         "unsafe_entry_name"
     );
+    // fuzz/corpus/delta_manifest/drive-after-dot: accepted, with `x:/t` as
+    // the name on disk, which the same rules refuse.
+    assert_eq!(
+        decode_delta_file("./x:/t", b"", None).unwrap_err().code(),
+        "unsafe_entry_name"
+    );
     let err = decode_delta_file("x.js.br", b"this is not brotli at all", None).unwrap_err();
     assert!(err.to_string().contains("Brotli"), "{err}");
     let session = SessionKey::from_parts([9u8; 16], [8u8; 16]);

@@ -93,6 +93,12 @@ fn refuses_each_unsafe_name_rule() {
     assert_eq!(unsafe_rule(b"/etc/evil.js"), UnsafeNameRule::Absolute);
     assert_eq!(unsafe_rule(b"C:/evil.js"), UnsafeNameRule::Absolute);
     assert_eq!(unsafe_rule(b"C:\\evil.js"), UnsafeNameRule::Absolute);
+    // The drive form after `.` / `..` are resolved (found by fuzzing).
+    assert_eq!(unsafe_rule(b"./C:/evil.js"), UnsafeNameRule::Absolute);
+    assert_eq!(
+        unsafe_rule(b"assets/../C:/evil.js"),
+        UnsafeNameRule::Absolute
+    );
     assert_eq!(unsafe_rule(b"assets\\evil.js"), UnsafeNameRule::Backslash);
     assert_eq!(unsafe_rule(b"assets/a\0b.js"), UnsafeNameRule::Nul);
     assert_eq!(unsafe_rule(b""), UnsafeNameRule::Empty);
