@@ -37,7 +37,7 @@ pub struct AppList {
     pub apps: Vec<AppView>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub app_id: String,
@@ -47,7 +47,7 @@ pub struct CreateApp {
     pub expose_metadata: Option<bool>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApp {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,7 +129,7 @@ pub struct BundleList {
     pub bundles: Vec<BundleView>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBundle {
     /// Semver, unique per app forever (deleted versions included).
@@ -186,7 +186,7 @@ pub struct CreateBundle {
 }
 
 /// One delta file of a new bundle.
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntryInput {
     /// Path in the bundle, `/`-separated; a `.br` suffix means Brotli on the wire.
@@ -201,7 +201,7 @@ pub struct ManifestEntryInput {
 }
 
 /// `null` clears a field; an absent key leaves it.
-#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBundle {
     #[serde(
@@ -307,7 +307,7 @@ pub struct ChannelList {
 }
 
 /// Every setting of a channel; absent ones are left as they are.
-#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSettings {
     /// Bundle version, or `builtin`.
@@ -525,7 +525,7 @@ impl From<&AutoPausePolicy> for AutoPauseView {
 }
 
 /// Auto-pause settings to change; absent ones stay.
-#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AutoPauseSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -574,7 +574,7 @@ impl From<&RampPlan> for RampView {
 }
 
 /// Ramp settings to change; absent ones stay.
-#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RampSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -637,7 +637,7 @@ pub struct HistoryList {
 }
 
 /// Back to `to`, or else to the newest earlier stable bundle of the history.
-#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// A bundle version or `builtin`.
@@ -704,7 +704,7 @@ pub struct DecisionList {
 }
 
 /// A release change to make on a channel at a given time.
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSchedule {
     pub channel: String,
@@ -771,13 +771,14 @@ pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
 }
 
-/// A new channel: its name and any settings. Documentation only: the handler
-/// reads `name` and parses the rest as `ChannelSettings` (unknown keys
-/// refused), and the OpenAPI modifier writes its flat schema.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// A new channel: its name and any settings, in one object. The server reads
+/// `name` and parses the rest as `ChannelSettings` (unknown keys refused);
+/// the OpenAPI document shows the flat object.
+#[derive(Serialize, ToSchema, Debug, Clone, PartialEq)]
 pub struct CreateChannel {
     pub name: String,
+    #[serde(flatten)]
+    pub settings: ChannelSettings,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
@@ -898,7 +899,7 @@ pub struct OverrideList {
     pub overrides: Vec<OverrideView>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SetOverride {
     pub channel: String,
@@ -944,7 +945,7 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// 1 to 100 characters, no control characters, not only spaces (trimmed).
