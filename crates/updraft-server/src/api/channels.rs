@@ -68,7 +68,7 @@ fn version_range(field: &str, text: Option<&str>) -> Result<Option<VersionRange>
 /// Checks targeting rules as sent and turns them into the stored form.
 pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError> {
     let mut platforms = Vec::new();
-    for name in &spec.platforms {
+    for name in spec.platforms.iter().flatten() {
         let platform = Platform::parse(name.trim()).ok_or_else(|| {
             invalid_targeting(
                 "invalid_platform",
@@ -90,10 +90,11 @@ pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError
         os_version: version_range("os_version", spec.os_version.as_deref())?,
         native_version: version_range("native_version", spec.native_version.as_deref())?,
         plugin_version: version_range("plugin_version", spec.plugin_version.as_deref())?,
-        install_sources: lower(spec.install_sources),
+        install_sources: lower(spec.install_sources.unwrap_or_default()),
         custom_ids: spec
             .custom_ids
             .into_iter()
+            .flatten()
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .collect(),
@@ -101,7 +102,7 @@ pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError
             .custom_id_prefix
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty()),
-        device_ids: lower(spec.device_ids)
+        device_ids: lower(spec.device_ids.unwrap_or_default())
             .into_iter()
             .filter(|v| !v.is_empty())
             .collect(),
@@ -619,15 +620,15 @@ mod tests {
             Some("invalid_version_range")
         );
         let bad_platform = parse_targeting(TargetingSpec {
-            platforms: vec!["windows".into()],
+            platforms: Some(vec!["windows".into()]),
             ..TargetingSpec::default()
         });
         assert_eq!(bad_platform.err().map(|e| e.code), Some("invalid_platform"));
         let t = parse_targeting(TargetingSpec {
-            platforms: vec!["ios".into(), "ios".into()],
+            platforms: Some(vec!["ios".into(), "ios".into()]),
             native_version: Some(" >=1.4, <2 ".into()),
-            device_ids: vec!["ABC-1".into()],
-            install_sources: vec!["Google_Play".into()],
+            device_ids: Some(vec!["ABC-1".into()]),
+            install_sources: Some(vec!["Google_Play".into()]),
             ..TargetingSpec::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));

@@ -9,10 +9,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
 use updraft_core::model::{Bundle, Channel, NativePackage, Role, BUILTIN};
-use utoipa::ToSchema;
 
 /// Most packages one bundle may list.
 pub const MAX_NATIVE_PACKAGES: usize = 1000;
@@ -196,32 +195,7 @@ pub struct CompatibilityQuery {
     bundle: Option<String>,
 }
 
-/// A project's packages to compare (what `bundle compatibility` sends).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompatibilityRequest {
-    /// `{"name", "version", "requested_version"?}` per package with native code.
-    #[schema(value_type = Vec<Object>)]
-    pub native_packages: Vec<NativePackage>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CompatibilityView {
-    pub channel: String,
-    /// The compared bundle's version; `null` for packages sent in the request.
-    pub bundle: Option<String>,
-    /// The channel's live (stable) bundle, or `builtin`.
-    pub live_bundle: String,
-    pub compatible: bool,
-    /// False when the live bundle's packages are unknown: nothing to compare.
-    pub live_known: bool,
-    /// False when the compared bundle's packages are unknown.
-    pub bundle_known: bool,
-    /// Per package, sorted by name: `name`, `bundle_version`, `live_version`,
-    /// `compatible`, `reason` (`new_plugin`, `version_mismatch`, `removed`).
-    #[schema(value_type = Vec<Object>)]
-    pub packages: Vec<PackageComparison>,
-}
+pub use updraft_api::compat::{CompatibilityRequest, CompatibilityView};
 
 async fn existing_channel(state: &AppState, app_id: &str, name: &str) -> Result<Channel, ApiError> {
     state.store.get_channel(app_id, name).await?.ok_or_else(|| {
@@ -240,7 +214,12 @@ fn view(channel: &Channel, bundle: Option<String>, comparison: Comparison) -> Co
         compatible: comparison.report.compatible,
         live_known: comparison.report.live_known,
         bundle_known: comparison.bundle_known,
-        packages: comparison.report.packages,
+        packages: comparison
+            .report
+            .packages
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     }
 }
 

@@ -22,111 +22,81 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use updraft_core::model::{ApiKey, Role};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use openapi::ApiDoc;
+/// Every management operation but the resumable-upload ones: the router and
+/// the OpenAPI document are both made from this one list (each handler's
+/// `#[utoipa::path]` gives its method and path).
+fn operations() -> OpenApiRouter<AppState> {
+    use crate::storage::{gc, uploads};
+    OpenApiRouter::default()
+        .routes(routes!(apps::list, apps::create))
+        .routes(routes!(apps::show, apps::update, apps::delete))
+        .routes(routes!(bundles::list, bundles::create))
+        .routes(routes!(bundles::show, bundles::update, bundles::delete))
+        .routes(routes!(channels::list, channels::create))
+        .routes(routes!(channels::show, channels::update, channels::delete))
+        .routes(routes!(compat::show, compat::check_packages))
+        .routes(routes!(releases::history))
+        .routes(routes!(releases::rollback))
+        .routes(routes!(releases::decisions))
+        .routes(routes!(releases::list_schedules, releases::create_schedule))
+        .routes(routes!(releases::cancel_schedule))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::show))
+        .routes(routes!(devices::set_override, devices::unset_override))
+        .routes(routes!(devices::list_overrides))
+        .routes(routes!(analytics::stats))
+        .routes(routes!(analytics::export))
+        .routes(routes!(uploads::create))
+        .routes(routes!(uploads::missing))
+        .routes(routes!(uploads::put_blob))
+        .routes(routes!(gc::run))
+        .routes(routes!(apikeys::list, apikeys::create))
+        .routes(routes!(apikeys::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::show, webhooks::delete))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+}
+
+/// The resumable-upload operations, whose bodies are limited by the upload
+/// size rather than the management body limit.
+fn upload_operations() -> OpenApiRouter<AppState> {
+    use crate::storage::uploads;
+    OpenApiRouter::default().routes(routes!(uploads::show, uploads::append))
+}
+
+/// The OpenAPI document of the management API (`/api/v1/openapi.json`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::document(operations().merge(upload_operations()).into_openapi())
+}
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/openapi.json", get(openapi::openapi_json))
-        .route("/api/v1/apps", get(apps::list).post(apps::create))
+    // Serialized once: the document is the same for the life of the process.
+    let document = axum::body::Bytes::from(serde_json::to_vec(&document()).unwrap_or_default());
+    let (router, _) = operations().split_for_parts();
+    router
         .route(
-            "/api/v1/apps/{app_id}",
-            get(apps::show).patch(apps::update).delete(apps::delete),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/bundles",
-            get(bundles::list).post(bundles::create),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/bundles/{version}",
-            get(bundles::show)
-                .patch(bundles::update)
-                .delete(bundles::delete),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/channels",
-            get(channels::list).post(channels::create),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/channels/{name}",
-            get(channels::show)
-                .patch(channels::update)
-                .delete(channels::delete),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/channels/{name}/compatibility",
-            get(compat::show).post(compat::check_packages),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/channels/{name}/history",
-            get(releases::history),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/channels/{name}/rollback",
-            post(releases::rollback),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/rollouts/decisions",
-            get(releases::decisions),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/schedules",
-            get(releases::list_schedules).post(releases::create_schedule),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/schedules/{id}",
-            axum::routing::delete(releases::cancel_schedule),
-        )
-        .route("/api/v1/apps/{app_id}/devices", get(devices::list))
-        .route(
-            "/api/v1/apps/{app_id}/devices/{device_id}",
-            get(devices::show),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/devices/{device_id}/channel",
-            put(devices::set_override).delete(devices::unset_override),
-        )
-        .route(
-            "/api/v1/apps/{app_id}/overrides",
-            get(devices::list_overrides),
-        )
-        .route("/api/v1/apps/{app_id}/stats", get(analytics::stats))
-        .route(
-            "/api/v1/apps/{app_id}/events/export",
-            get(analytics::export),
-        )
-        .route("/api/v1/uploads", post(crate::storage::uploads::create))
-        .route(
-            "/api/v1/blobs/missing",
-            post(crate::storage::uploads::missing),
-        )
-        .route(
-            "/api/v1/blobs/{sha256}",
-            put(crate::storage::uploads::put_blob),
-        )
-        .route("/api/v1/gc", post(crate::storage::gc::run))
-        .route("/api/v1/apikeys", get(apikeys::list).post(apikeys::create))
-        .route(
-            "/api/v1/apikeys/{id}",
-            axum::routing::delete(apikeys::revoke),
-        )
-        .route("/api/v1/audit", get(audit::list))
-        .route(
-            "/api/v1/webhooks",
-            get(webhooks::list).post(webhooks::create),
-        )
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(webhooks::show).delete(webhooks::delete),
-        )
-        .route("/api/v1/webhooks/{id}/test", post(webhooks::test))
-        .route(
-            "/api/v1/webhooks/{id}/deliveries",
-            get(webhooks::deliveries),
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            axum::http::HeaderValue::from_static("application/json"),
+                        )],
+                        document,
+                    )
+                }
+            }),
         )
         // Key creation and webhook answers carry secrets, and the rest is an
         // operator's data: no browser or proxy cache keeps any of it.
@@ -141,13 +111,9 @@ async fn no_store(mut response: axum::response::Response) -> axum::response::Res
     response
 }
 
-/// The resumable-upload route, whose bodies are limited by the upload size
-/// rather than the management body limit.
+/// The resumable-upload routes (see [`upload_operations`]).
 pub fn upload_routes() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/uploads/{upload_id}",
-        get(crate::storage::uploads::show).patch(crate::storage::uploads::append),
-    )
+    upload_operations().split_for_parts().0
 }
 
 /// The authenticated API key behind a request.

@@ -1,11 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use super::{
-    analytics, analytics_views, apikeys, apps, audit, bundles, channels, compat, devices, releases,
-    views, webhooks,
-};
+use super::{analytics_views, compat, views};
 use crate::storage::{gc, uploads};
-use axum::Json;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ArrayItems, Object, ObjectBuilder, Schema, Type};
@@ -418,20 +414,6 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Updraft management API", description = "Apps, bundles, channels, devices and API keys of an Updraft live-update server."),
-    paths(
-        apps::list, apps::create, apps::show, apps::update, apps::delete,
-        bundles::list, bundles::create, bundles::show, bundles::update, bundles::delete,
-        channels::list, channels::create, channels::show, channels::update, channels::delete,
-        releases::history, releases::rollback, releases::decisions,
-        compat::show, compat::check_packages,
-        releases::create_schedule, releases::list_schedules, releases::cancel_schedule,
-        devices::list, devices::show, devices::set_override, devices::unset_override, devices::list_overrides,
-        analytics::stats, analytics::export,
-        apikeys::list, apikeys::create, apikeys::revoke,
-        audit::list,
-        webhooks::list, webhooks::create, webhooks::show, webhooks::delete, webhooks::test, webhooks::deliveries,
-        uploads::create, uploads::show, uploads::append, uploads::put_blob, uploads::missing, gc::run,
-    ),
     components(schemas(
         views::AppView, views::AppList, views::CreateApp, views::UpdateApp,
         views::BundleView, views::BundleList, views::CreateBundle, views::UpdateBundle,
@@ -451,13 +433,25 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
         uploads::StoredBlob, gc::GcReport,
         views::ErrorView,
     )),
-    modifiers(&BearerAuth, &FlatChannelCreation, &CommonResponses, &InputConstraints),
     security(("apikey" = [])),
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The whole document: the title, schemas and security of [`ApiDoc`], the
+/// operations of `paths` (the router's), then what every operation shares.
+pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
+    let modifiers: [&dyn Modify; 4] = [
+        &BearerAuth,
+        &FlatChannelCreation,
+        &CommonResponses,
+        &InputConstraints,
+    ];
+    for modifier in modifiers {
+        modifier.modify(&mut doc);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -485,7 +479,7 @@ mod tests {
     /// string; a rename would silently drop a constraint from the document.
     #[test]
     fn every_constraint_names_something_in_the_document() {
-        let doc = ApiDoc::openapi();
+        let doc = super::super::document();
         let schemas = &doc.components.as_ref().expect("components").schemas;
         for (schema, property, _) in SCHEMA_CONSTRAINTS {
             let Some(RefOr::T(Schema::Object(object))) = schemas.get(*schema) else {
@@ -520,7 +514,7 @@ mod tests {
     /// `IntoParams` without `parameter_in`).
     #[test]
     fn query_structs_are_documented_in_the_query() {
-        let doc = ApiDoc::openapi();
+        let doc = super::super::document();
         for item in doc.paths.paths.iter() {
             let (path, item) = item;
             let mut item = item.clone();

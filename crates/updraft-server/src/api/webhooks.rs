@@ -1,7 +1,7 @@
 //! Webhooks: where signed event notifications go, and their delivery log.
 //! Admins only; an app-scoped key manages only its app's webhooks.
 
-use super::views::{rfc3339, ErrorView};
+use super::views::ErrorView;
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
@@ -12,31 +12,24 @@ use crate::webhooks::{self, events};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use updraft_core::model::{Role, Webhook, WebhookDelivery};
+use serde::Deserialize;
+use updraft_core::model::{Role, Webhook};
 use updraft_store::{NewWebhook, StoreError};
-use utoipa::ToSchema;
 
-/// A webhook. Lists show the secret masked (`whsec_…` + its last 4
-/// characters); only the answer to its creation shows it whole.
-#[derive(Serialize, ToSchema)]
-pub struct WebhookView {
-    pub id: i64,
-    /// `null` = events of every app.
-    pub app_id: Option<String>,
-    pub url: String,
-    pub secret: String,
-    /// Event types it receives; empty = all.
-    pub events: Vec<String>,
-    pub enabled: bool,
-    pub created_at: String,
+pub use updraft_api::webhooks::{
+    CreateWebhook, DeliveryList, DeliveryView, WebhookList, WebhookView,
+};
+
+/// How the server shows a stored webhook's secret.
+trait SecretShown {
+    fn masked(hook: Webhook, secrets: &SecretBox) -> Self;
+    fn revealed(hook: Webhook, secret: String) -> Self;
 }
 
-impl WebhookView {
+impl SecretShown for WebhookView {
     /// With the secret masked (it is decrypted to take its last 4
     /// characters; one that does not decrypt shows as `whsec_…????`).
-    pub fn masked(hook: Webhook, secrets: &SecretBox) -> Self {
+    fn masked(hook: Webhook, secrets: &SecretBox) -> Self {
         let secret = match secrets.open(&hook.secret) {
             Ok(plain) => webhooks::mask_secret(&plain),
             Err(err) => {
@@ -44,89 +37,13 @@ impl WebhookView {
                 webhooks::mask_secret("????")
             }
         };
-        WebhookView {
-            secret,
-            ..Self::revealed(hook, String::new())
-        }
+        WebhookView::with_secret(hook, secret)
     }
 
     /// With `secret`, the plaintext of the stored one.
     fn revealed(hook: Webhook, secret: String) -> Self {
-        WebhookView {
-            id: hook.id,
-            app_id: hook.app_id,
-            url: hook.url,
-            secret,
-            events: hook.events,
-            enabled: hook.enabled,
-            created_at: rfc3339(hook.created_at),
-        }
+        WebhookView::with_secret(hook, secret)
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct WebhookList {
-    pub webhooks: Vec<WebhookView>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWebhook {
-    /// http:// or https:// URL that receives the POSTs.
-    pub url: String,
-    /// Only this app's events; omitted = every app (unscoped admin keys only).
-    pub app_id: Option<String>,
-    /// Event types to receive; omitted or empty = all.
-    pub events: Option<Vec<String>>,
-    /// `whsec_` + base64 of 24 to 64 bytes; omitted = generated.
-    pub secret: Option<String>,
-    pub enabled: Option<bool>,
-}
-
-/// One event for one webhook, with its attempts so far.
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryView {
-    pub id: i64,
-    pub webhook_id: i64,
-    /// The `webhook-id` header, the same on every retry.
-    pub message_id: String,
-    pub event_type: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
-    pub attempts: u32,
-    pub next_attempt_at: Option<String>,
-    pub last_status_code: Option<u16>,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
-    /// The body that is sent and signed.
-    #[schema(value_type = Object)]
-    pub payload: Value,
-}
-
-impl From<WebhookDelivery> for DeliveryView {
-    fn from(d: WebhookDelivery) -> Self {
-        let payload = serde_json::from_str(&d.payload).unwrap_or(Value::String(d.payload));
-        DeliveryView {
-            id: d.id,
-            webhook_id: d.webhook_id,
-            message_id: d.message_id,
-            event_type: d.event_type,
-            status: d.status.as_str().to_string(),
-            attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at.map(rfc3339),
-            last_status_code: d.last_status_code,
-            last_error: d.last_error,
-            created_at: rfc3339(d.created_at),
-            delivered_at: d.delivered_at.map(rfc3339),
-            payload,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryList {
-    pub deliveries: Vec<DeliveryView>,
 }
 
 #[derive(Deserialize)]

@@ -8,21 +8,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use updraft_core::model::Role;
 use updraft_store::Store;
-use utoipa::ToSchema;
 
-#[derive(Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct GcReport {
-    pub deleted_blobs: u64,
-    pub freed_bytes: u64,
-    /// Blobs left in place: referenced, or unreferenced but within the grace period.
-    pub kept_blobs: u64,
-    pub expired_uploads: u64,
-}
+pub use updraft_api::uploads::GcReport;
 
 /// One collection pass.
 pub async fn collect(storage: &Storage, store: &dyn Store) -> Result<GcReport, ApiError> {

@@ -40,7 +40,6 @@ use tokio::io::AsyncWriteExt;
 use updraft_core::model::Millis;
 use updraft_store::blob::{BlobError, BlobStore};
 use updraft_store::{Store, UploadPart, UploadSession};
-use utoipa::ToSchema;
 
 /// Longest wait for a session another request is writing to.
 const SESSION_BUSY_WAIT: Duration = Duration::from_secs(30);
@@ -310,30 +309,12 @@ fn checksum_mismatch(expected: String, actual: String) -> ApiError {
     .with("actual", actual)
 }
 
+pub use updraft_api::uploads::{
+    CreateUpload, MissingBlobs, MissingBlobsQuery, StoredBlob, UploadStatus,
+};
+
 fn is_upload_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUpload {
-    /// Total size in bytes (1 up to the server's maximum upload size).
-    pub size: u64,
-    /// SHA-256 of the whole file, 64 hex characters.
-    pub sha256: String,
-}
-
-/// Where an upload stands. `offset` is durable: the bytes before it survived any crash.
-#[derive(Serialize, ToSchema)]
-pub struct UploadStatus {
-    pub upload_id: String,
-    pub offset: u64,
-    pub size: u64,
-    pub sha256: String,
-    /// The file is in the blob store; nothing more to send.
-    pub complete: bool,
-    /// When the session is dropped unless written to again (RFC 3339).
-    pub expires_at: String,
 }
 
 fn status_response(status: StatusCode, upload: UploadStatus) -> Response {
@@ -343,25 +324,6 @@ fn status_response(status: StatusCode, upload: UploadStatus) -> Response {
         response.headers_mut().insert("upload-offset", value);
     }
     response
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MissingBlobsQuery {
-    /// SHA-256 hashes (64 hex), at most 10,000.
-    pub sha256: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MissingBlobs {
-    /// The asked hashes the server does not hold, lowercase, in the order asked.
-    pub missing: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StoredBlob {
-    pub sha256: String,
-    pub size: u64,
 }
 
 /// Moves a fully received partial into the blob store.
