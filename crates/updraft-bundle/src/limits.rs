@@ -3,7 +3,7 @@
 /// Limits for [`crate::inspect::inspect_zip`]. The defaults fit real Capacitor
 /// bundles (a few thousand files, tens of MB) with a wide margin, while keeping a
 /// hostile upload from exhausting memory, disk or CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ZipLimits {
     /// Maximum number of entries (files and directories) in the archive.
     pub max_entries: usize,

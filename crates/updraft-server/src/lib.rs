@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod release_changes;
 pub mod releases;
 pub mod retention;
+pub mod settings;
 pub mod state;
 pub mod storage;
 pub mod webhook_secrets;

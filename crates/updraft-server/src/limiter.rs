@@ -23,7 +23,7 @@ const SHARDS: usize = 64;
 const MICROS_PER_MILLI: i64 = 1000;
 
 /// `burst` requests at once, then `per_minute` a minute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quota {
     pub burst: u32,
     pub per_minute: u32,

@@ -38,26 +38,45 @@ const DERIVED_CAP_CEILING: u64 = 65_536;
 const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 /// The connection settings (see the README's configuration table).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectionLimits {
-    /// Most connections served at once; `None` = derived from the file limit.
+    /// Most connections served at once; `None` (or 0) = derived from the file limit.
+    #[serde(deserialize_with = "crate::settings::zero_is_none")]
     pub max_connections: Option<usize>,
     /// Connections the kernel queues while all `max_connections` are busy.
+    #[serde(deserialize_with = "crate::settings::between::<16, 65_535, _, _>")]
     pub listen_backlog: u32,
     /// A new connection's first request head (and, on HTTP/1.1, each next
     /// one: hyper counts the wait between requests against it) must arrive
     /// within this.
+    #[serde(
+        rename = "header_read_timeout_secs",
+        serialize_with = "crate::settings::secs",
+        deserialize_with = "crate::settings::secs_at_least::<1, _>"
+    )]
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this (HTTP/2,
     /// and HTTP/1.1 when longer than nothing else closes it first).
+    #[serde(
+        rename = "idle_timeout_secs",
+        serialize_with = "crate::settings::secs",
+        deserialize_with = "crate::settings::secs_at_least::<1, _>"
+    )]
     pub idle_timeout: Duration,
     /// Request bodies and responses must move at least this many bytes per
     /// second, measured over `transfer_window`, while the other side waits.
     pub min_transfer_rate: u64,
+    #[serde(
+        rename = "transfer_window_secs",
+        serialize_with = "crate::settings::secs",
+        deserialize_with = "crate::settings::secs_at_least::<1, _>"
+    )]
     pub transfer_window: Duration,
     /// Longest request target (path and query), answered 414 past it.
+    #[serde(deserialize_with = "crate::settings::at_least::<256, _, _>")]
     pub max_uri_length: usize,
     /// Largest total of the request's header lines, answered 431 past it.
+    #[serde(deserialize_with = "crate::settings::at_least::<1024, _, _>")]
     pub max_header_bytes: usize,
 }
 

@@ -2,34 +2,44 @@
 
 use crate::metrics::Metrics;
 use crate::releases::ReleaseCache;
+use crate::settings;
 use crate::writers::{RegistryWriter, StatsWriter};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use updraft_store::Store;
 
-#[derive(Clone, Debug)]
+/// Every setting of the server, with its default (`Default`) and, in its
+/// serde attributes, its validation: this is the settings type that
+/// `updraft serve` loads from `updraft.toml`, the environment and flags (see
+/// [`crate::settings`] for how a field is named as a setting).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerConfig {
+    #[serde(deserialize_with = "settings::host_port")]
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Base of download links; `None` = from the request's Host.
+    #[serde(deserialize_with = "settings::http_url")]
     pub public_url: Option<String>,
     /// Largest device request body (update checks, stats, channel calls).
     pub device_body_limit: usize,
     /// Largest management request body.
     pub api_body_limit: usize,
     /// Stats requests that may wait for a commit before new ones get 429.
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub stats_queue_capacity: usize,
     pub registry_flush_interval_ms: u64,
     /// Days raw stats events are kept (by arrival); rollups are kept for good.
     pub event_retention_days: u32,
     /// How often the retention task looks for raw events to delete.
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub retention_interval_secs: u64,
     /// Full reload of every app's release configuration (a safety net; changes
     /// made through this server apply at once).
     pub release_reload_interval_secs: u64,
     /// Origins allowed by CORS on the device routes, besides the built-in
     /// Capacitor/Ionic/localhost ones.
+    #[serde(deserialize_with = "settings::list")]
     pub cors_allowed_origins: Vec<String>,
     /// Limits applied when validating uploaded plain zips.
     pub zip_limits: updraft_bundle::ZipLimits,
@@ -39,31 +49,42 @@ pub struct ServerConfig {
     /// grace period of unreferenced blobs.
     pub upload_expiry_secs: u64,
     /// When set, download URLs are signed and valid this long (rounded up to half of it).
+    #[serde(deserialize_with = "settings::zero_is_none")]
     pub signed_url_ttl_secs: Option<u64>,
     /// How often gc runs in the background.
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub gc_interval_secs: u64,
     /// How often the rollout control loop evaluates rollouts and runs due schedules.
+    #[serde(deserialize_with = "settings::at_least::<10, _, _>")]
     pub rollout_control_interval_ms: u64,
     /// Webhook retries wait this long, then 4× longer each time (capped at 10 h).
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub webhook_retry_base_ms: u64,
     /// Attempts per webhook delivery before it is marked failed.
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub webhook_max_attempts: u32,
     /// Timeout of one webhook request.
+    #[serde(deserialize_with = "settings::at_least::<100, _, _>")]
     pub webhook_timeout_ms: u64,
     /// Encrypts webhook secrets at rest; `None` = a random key kept in the
     /// database (shared by every node).
+    #[serde(with = "settings::secret_key")]
     pub webhook_secret_key: Option<crate::webhook_secrets::SecretKey>,
     /// Where bundle files live: `None` = the local disk under `data_dir`;
     /// `s3://bucket/prefix` = an S3-compatible object store.
+    #[serde(deserialize_with = "settings::s3_url")]
     pub storage_url: Option<String>,
     /// Object-store settings that win over the `AWS_*` environment, as
     /// `object_store` configuration keys (`endpoint`, `region`, …).
+    #[serde(with = "settings::pairs")]
     pub storage_options: Vec<(String, String)>,
     /// How devices get bundle bytes.
     pub download_mode: DownloadMode,
     /// `download_mode = cdn`: links are this base URL + the object's key.
+    #[serde(deserialize_with = "settings::http_url")]
     pub cdn_base_url: Option<String>,
     /// `download_mode = redirect`: how long a presigned URL stays valid.
+    #[serde(deserialize_with = "settings::between::<1, 604_800, _, _>")]
     pub presigned_url_ttl_secs: u64,
     /// Connection cap, backlog, timeouts and head limits.
     pub connections: crate::listener::ConnectionLimits,
@@ -72,6 +93,7 @@ pub struct ServerConfig {
     pub min_free_disk_mb: u64,
     /// How often free space is measured and a probe write is committed
     /// (what `/readyz` reports).
+    #[serde(deserialize_with = "settings::at_least::<100, _, _>")]
     pub write_check_interval_ms: u64,
     /// Rate limits, rollup cardinality and storage quotas (docs/reliability.md,
     /// "Abuse limits").
@@ -80,13 +102,14 @@ pub struct ServerConfig {
 
 /// What one client, device or app may cost the server. A quota whose
 /// `burst` or `per_minute` is 0 is off.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AbuseLimits {
     /// Device-route requests per app and device, per node.
     pub device_rate: crate::limiter::Quota,
     /// Device-route requests per app (all its devices), per node.
     pub app_rate: crate::limiter::Quota,
     /// Devices (and apps, and client addresses) each limiter remembers at once.
+    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub rate_limit_max_keys: usize,
     /// Failed management authentications per client address.
     pub auth_failure_rate: crate::limiter::Quota,
@@ -94,6 +117,7 @@ pub struct AbuseLimits {
     /// per app and day; beyond it, unknown values count as `other`.
     pub rollup_max_distinct_per_day: u32,
     /// Bytes of live bundles an app may store; `None` = no quota.
+    #[serde(deserialize_with = "settings::zero_is_none")]
     pub app_storage_quota_bytes: Option<u64>,
 }
 
