@@ -10,6 +10,7 @@ use updraft_core::model::{
     ScheduledRelease, StatsEvent, Webhook, WebhookDelivery,
 };
 
+pub mod backup;
 pub mod blob;
 pub mod cluster;
 pub mod migrate;

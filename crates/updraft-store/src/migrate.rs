@@ -27,13 +27,13 @@ use tokio::io::AsyncWriteExt;
 
 /// Rows per SQLite page and per multi-row INSERT (fewer for wide tables, see
 /// [`rows_per_batch`]).
-const BATCH_ROWS: usize = 1000;
+pub(crate) const BATCH_ROWS: usize = 1000;
 /// PostgreSQL counts bind parameters in 16 bits.
 const MAX_PG_PARAMETERS: usize = 65_535;
 /// Blobs copied at the same time (object stores answer slowly, but in parallel).
 const BLOB_CONCURRENCY: usize = 8;
 /// sqlx's own bookkeeping; each engine has its own migration history.
-const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+pub(crate) const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -157,7 +157,7 @@ pub async fn open_source(db_file: &Path) -> Result<SqlitePool, MigrateError> {
 
 /// A PostgreSQL column type the copy knows how to carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ColumnKind {
+pub(crate) enum ColumnKind {
     Int,
     Bool,
     Text,
@@ -179,24 +179,24 @@ impl ColumnKind {
 }
 
 #[derive(Clone, Debug)]
-struct Column {
-    name: String,
-    kind: ColumnKind,
-    identity: bool,
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) kind: ColumnKind,
+    pub(crate) identity: bool,
 }
 
 /// How one table is copied.
 #[derive(Clone, Debug)]
-struct TablePlan {
-    name: String,
-    columns: Vec<Column>,
+pub(crate) struct TablePlan {
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
     /// Indexes into `columns`, in primary-key order.
-    key: Vec<usize>,
+    pub(crate) key: Vec<usize>,
 }
 
 /// One decoded value, typed by the PostgreSQL column.
 #[derive(Clone, Debug, PartialEq)]
-enum Cell {
+pub(crate) enum Cell {
     Int(Option<i64>),
     Bool(Option<bool>),
     Text(Option<String>),
@@ -243,20 +243,20 @@ impl Cell {
 }
 
 /// SHA-256 over rows fed one at a time (key order) and their count.
-struct TableDigest {
+pub(crate) struct TableDigest {
     hasher: Sha256,
-    rows: u64,
+    pub(crate) rows: u64,
 }
 
 impl TableDigest {
-    fn new() -> TableDigest {
+    pub(crate) fn new() -> TableDigest {
         TableDigest {
             hasher: Sha256::new(),
             rows: 0,
         }
     }
 
-    fn add_row(&mut self, row: &[Cell]) {
+    pub(crate) fn add_row(&mut self, row: &[Cell]) {
         self.hasher.update(b"row");
         for cell in row {
             cell.digest_into(&mut self.hasher);
@@ -264,14 +264,14 @@ impl TableDigest {
         self.rows += 1;
     }
 
-    fn finish(self) -> (u64, String) {
+    pub(crate) fn finish(self) -> (u64, String) {
         (self.rows, hex::encode(self.hasher.finalize()))
     }
 }
 
 /// Table and column names are plain identifiers in our schemas; anything
 /// else is refused rather than quoted into SQL.
-fn ident(name: &str) -> Result<String, MigrateError> {
+pub(crate) fn ident(name: &str) -> Result<String, MigrateError> {
     let plain = !name.is_empty()
         && name
             .bytes()
@@ -291,7 +291,7 @@ fn rows_per_batch(columns: usize) -> usize {
 
 /// The PostgreSQL tables in an order that satisfies their foreign keys,
 /// each with its columns, types and primary key.
-async fn pg_plan(conn: &mut PgConnection) -> Result<Vec<TablePlan>, MigrateError> {
+pub(crate) async fn pg_plan(conn: &mut PgConnection) -> Result<Vec<TablePlan>, MigrateError> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
@@ -431,7 +431,7 @@ fn parents_has(tables: &[String], table: &str) -> bool {
 
 /// Checks that the SQLite snapshot has exactly the PostgreSQL tables, and
 /// each table exactly the PostgreSQL columns.
-async fn check_source_schema(
+pub(crate) async fn check_source_schema(
     source: &mut SqliteConnection,
     plans: &[TablePlan],
 ) -> Result<(), MigrateError> {
@@ -546,7 +546,7 @@ fn sqlite_cell(
     }
 }
 
-fn pg_cell(row: &PgRow, index: usize, kind: ColumnKind) -> Result<Cell, sqlx::Error> {
+pub(crate) fn pg_cell(row: &PgRow, index: usize, kind: ColumnKind) -> Result<Cell, sqlx::Error> {
     Ok(match kind {
         ColumnKind::Int => Cell::Int(row.try_get(index)?),
         ColumnKind::Bool => Cell::Bool(row.try_get(index)?),
@@ -556,7 +556,7 @@ fn pg_cell(row: &PgRow, index: usize, kind: ColumnKind) -> Result<Cell, sqlx::Er
     })
 }
 
-fn column_list(plan: &TablePlan) -> Result<String, MigrateError> {
+pub(crate) fn column_list(plan: &TablePlan) -> Result<String, MigrateError> {
     Ok(plan
         .columns
         .iter()
@@ -567,7 +567,7 @@ fn column_list(plan: &TablePlan) -> Result<String, MigrateError> {
 
 /// The primary-key ORDER BY; on PostgreSQL text sorts bytewise ("C") like
 /// SQLite's BINARY collation, so both sides walk the rows in one order.
-fn key_order(plan: &TablePlan, postgres: bool) -> Result<String, MigrateError> {
+pub(crate) fn key_order(plan: &TablePlan, postgres: bool) -> Result<String, MigrateError> {
     Ok(plan
         .key
         .iter()
@@ -585,7 +585,7 @@ fn key_order(plan: &TablePlan, postgres: bool) -> Result<String, MigrateError> {
 }
 
 /// One page of the SQLite table after `after` (the last page's key), in key order.
-async fn sqlite_page(
+pub(crate) async fn sqlite_page(
     source: &mut SqliteConnection,
     plan: &TablePlan,
     after: Option<&[Cell]>,
@@ -674,7 +674,10 @@ pub async fn ensure_target_empty(target: &PgPool) -> Result<(), MigrateError> {
 }
 
 /// `TargetNotEmpty` naming every table of `plans` that has a row.
-async fn refuse_rows(target: &mut PgConnection, plans: &[TablePlan]) -> Result<(), MigrateError> {
+pub(crate) async fn refuse_rows(
+    target: &mut PgConnection,
+    plans: &[TablePlan],
+) -> Result<(), MigrateError> {
     let mut taken = Vec::new();
     for plan in plans {
         let has_rows: bool = sqlx::query_scalar(&format!(
@@ -796,7 +799,9 @@ async fn target_digest(
 
 /// The blobs live bundles of the snapshot use (deleted bundles are served
 /// to nobody, and gc may have collected their files already).
-async fn snapshot_blobs(source: &mut SqliteConnection) -> Result<BTreeSet<String>, MigrateError> {
+pub(crate) async fn snapshot_blobs(
+    source: &mut SqliteConnection,
+) -> Result<BTreeSet<String>, MigrateError> {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT zip_sha256 FROM bundles WHERE zip_sha256 IS NOT NULL AND deleted = 0 \
          UNION SELECT m.blob_sha256 FROM manifest_files m \

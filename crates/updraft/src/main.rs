@@ -1,5 +1,6 @@
 //! `updraft`: the server (`updraft serve`) and the command line, in one binary.
 
+mod backup;
 mod config;
 mod migrate;
 mod startup;
@@ -37,6 +38,12 @@ enum Top {
     /// Copy this embedded installation (SQLite + local files) into PostgreSQL
     /// and, optionally, S3-compatible object storage
     Migrate(migrate::MigrateArgs),
+    /// Back up a running installation (database snapshot and bundle files)
+    /// into one file, or check such a file (--verify)
+    Backup(backup::BackupArgs),
+    /// Rebuild an installation from a backup file in an empty data
+    /// directory (--data-dir) or an empty PostgreSQL database (--database-url)
+    Restore(backup::RestoreArgs),
     #[command(flatten)]
     Client(updraft_cli::Command),
 }
@@ -96,6 +103,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Top::Backup(args) => backup::exit_code(runtime.block_on(backup::backup(
+            cli.global,
+            data_dir_from_default,
+            args,
+            &updraft_core::model::SystemClock,
+        ))),
+        Top::Restore(args) => backup::exit_code(runtime.block_on(backup::restore(
+            cli.global,
+            data_dir_from_default,
+            args,
+        ))),
         Top::Client(command) => {
             let mut global = cli.global;
             if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {

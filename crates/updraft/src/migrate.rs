@@ -31,7 +31,7 @@ pub struct MigrateArgs {
     pub storage_options: Vec<(String, String)>,
 }
 
-fn parse_option(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))
@@ -41,14 +41,14 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
 }
 
 /// Progress on stderr: a bar on a terminal, plain lines otherwise (logs, CI).
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     /// For plain lines: the last count printed, to print every 10 %.
     last_printed: u64,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         Progress {
             bar: None,
             last_printed: 0,
@@ -92,7 +92,7 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -106,7 +106,7 @@ fn millis_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
@@ -262,7 +262,7 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table_progress(progress: &mut Progress, event: CopyProgress<'_>) {
+pub(crate) fn table_progress(progress: &mut Progress, event: CopyProgress<'_>) {
     match event {
         CopyProgress::TableStarted { table, rows } => progress.start(table, rows, false),
         CopyProgress::RowsCopied {
@@ -409,7 +409,7 @@ fn print_configuration(data_dir: &Path, to: &str, args: &MigrateArgs, signing_ke
 }
 
 /// A TOML basic string.
-fn toml_string(text: &str) -> String {
+pub(crate) fn toml_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for ch in text.chars() {
