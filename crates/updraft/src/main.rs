@@ -2,6 +2,7 @@
 
 mod config;
 mod migrate;
+mod service;
 mod startup;
 
 /// mimalloc instead of glibc's malloc: glibc keeps per-thread arenas (the
@@ -37,6 +38,9 @@ enum Top {
     /// Copy this embedded installation (SQLite + local files) into PostgreSQL
     /// and, optionally, S3-compatible object storage
     Migrate(migrate::MigrateArgs),
+    /// Exit 0 when the local server's GET /readyz answers 200, 1 otherwise
+    /// (the container image's HEALTHCHECK; needs no curl)
+    Healthcheck(service::HealthcheckArgs),
     #[command(flatten)]
     Client(updraft_cli::Command),
 }
@@ -90,6 +94,16 @@ fn main() -> ExitCode {
             }
             match runtime.block_on(migrate::run(&global.data_dir, args)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Top::Healthcheck(args) => {
+            match runtime.block_on(healthcheck(cli.global, args, data_dir_from_default)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(err) => {
                     eprintln!("error: {err:#}");
                     ExitCode::FAILURE
@@ -215,8 +229,49 @@ async fn serve(
     tracing::info!(%addr, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");
     // A stable line on stdout that scripts (and the tests) can wait for.
     println!("updraft listening on http://{addr}");
-    server.run(shutdown_signal()).await?;
+    // systemd Type=notify: READY=1 once /readyz answers, STOPPING=1 at the signal.
+    let ready_notification = service::spawn_ready_notification(addr);
+    server
+        .run(async {
+            shutdown_signal().await;
+            service::notify_stopping();
+        })
+        .await?;
+    if let Some(task) = ready_notification {
+        task.abort();
+    }
     Ok(())
+}
+
+/// `updraft healthcheck`: the listen address `updraft serve` would use, from
+/// the same flags, environment and `updraft.toml`.
+async fn healthcheck(
+    global: updraft_cli::GlobalOpts,
+    args: service::HealthcheckArgs,
+    data_dir_from_default: bool,
+) -> anyhow::Result<bool> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let serve_args = config::ServeArgs {
+                config: args.config,
+                listen: args.listen,
+                public_url: None,
+            };
+            let settings = config::load(
+                &serve_args,
+                &global.data_dir,
+                data_dir_from_default,
+                global.database_url.as_deref(),
+            )?;
+            service::readyz_url(settings.server.listen)
+        }
+    };
+    service::healthcheck(
+        &url,
+        std::time::Duration::from_secs(args.timeout_secs.max(1)),
+    )
+    .await
 }
 
 fn init_tracing(filter: &str) {
