@@ -3,6 +3,7 @@
 mod backup;
 mod config;
 mod migrate;
+mod service;
 mod startup;
 
 /// mimalloc instead of glibc's malloc: glibc keeps per-thread arenas (the
@@ -44,6 +45,9 @@ enum Top {
     /// Rebuild an installation from a backup file in an empty data
     /// directory (--data-dir) or an empty PostgreSQL database (--database-url)
     Restore(backup::RestoreArgs),
+    /// Exit 0 when the local server's GET /readyz answers 200, 1 otherwise
+    /// (the container image's HEALTHCHECK; needs no curl)
+    Healthcheck(service::HealthcheckArgs),
     #[command(flatten)]
     Client(updraft_cli::Command),
 }
@@ -114,6 +118,16 @@ fn main() -> ExitCode {
             data_dir_from_default,
             args,
         ))),
+        Top::Healthcheck(args) => {
+            match runtime.block_on(healthcheck(cli.global, args, data_dir_from_default)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Top::Client(command) => {
             let mut global = cli.global;
             if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
@@ -233,8 +247,49 @@ async fn serve(
     tracing::info!(%addr, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");
     // A stable line on stdout that scripts (and the tests) can wait for.
     println!("updraft listening on http://{addr}");
-    server.run(shutdown_signal()).await?;
+    // systemd Type=notify: READY=1 once /readyz answers, STOPPING=1 at the signal.
+    let ready_notification = service::spawn_ready_notification(addr);
+    server
+        .run(async {
+            shutdown_signal().await;
+            service::notify_stopping();
+        })
+        .await?;
+    if let Some(task) = ready_notification {
+        task.abort();
+    }
     Ok(())
+}
+
+/// `updraft healthcheck`: the listen address `updraft serve` would use, from
+/// the same flags, environment and `updraft.toml`.
+async fn healthcheck(
+    global: updraft_cli::GlobalOpts,
+    args: service::HealthcheckArgs,
+    data_dir_from_default: bool,
+) -> anyhow::Result<bool> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let serve_args = config::ServeArgs {
+                config: args.config,
+                listen: args.listen,
+                public_url: None,
+            };
+            let settings = config::load(
+                &serve_args,
+                &global.data_dir,
+                data_dir_from_default,
+                global.database_url.as_deref(),
+            )?;
+            service::readyz_url(settings.server.listen)
+        }
+    };
+    service::healthcheck(
+        &url,
+        std::time::Duration::from_secs(args.timeout_secs.max(1)),
+    )
+    .await
 }
 
 fn init_tracing(filter: &str) {

@@ -20,6 +20,7 @@ mod interop;
 mod management;
 mod metrics;
 mod migrate;
+mod notify;
 mod release_cli;
 mod rollouts;
 mod startup;
