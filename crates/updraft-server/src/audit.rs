@@ -3,7 +3,7 @@
 //! Entries are written after the change succeeded; a failure to write one is
 //! logged and counted, never turned into a failed request (the change is done).
 
-use crate::api::Caller;
+use crate::auth::Caller;
 use crate::metrics::db_operation;
 use crate::state::AppState;
 use serde::Serialize;

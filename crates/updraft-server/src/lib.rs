@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod body_limit;
 pub mod cluster;
 pub mod control;
@@ -367,7 +368,15 @@ impl Server {
         ));
         metrics.set_write_health(write_health.free_bytes(), write_health.readiness().is_ok());
         let limiters = Arc::new(limiter::Limiters::new(&config.limits));
+        let auth = Arc::new(auth::AuthService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ApiKeyStore>,
+            Arc::clone(&clock),
+            config.limits.auth_failure_rate,
+            config.limits.rate_limit_max_keys,
+            Arc::clone(&metrics),
+        ));
         let state = AppState {
+            auth,
             webhook_secrets,
             limiters,
             write_health,

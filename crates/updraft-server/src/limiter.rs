@@ -186,14 +186,13 @@ impl KeyedLimiter {
     }
 }
 
-/// The limiters of one node.
+/// The device-route limiters of one node (failed authentications are
+/// throttled by [`crate::auth::AuthService`]).
 pub struct Limiters {
     /// Keyed by (app id, device id).
     pub device: KeyedLimiter,
     /// Keyed by app id.
     pub app: KeyedLimiter,
-    /// Keyed by client address; takes a token per failed authentication.
-    pub auth_failures: KeyedLimiter,
 }
 
 impl Limiters {
@@ -202,7 +201,6 @@ impl Limiters {
         Limiters {
             device: KeyedLimiter::new(limits.device_rate, max_keys),
             app: KeyedLimiter::new(limits.app_rate, max_keys),
-            auth_failures: KeyedLimiter::new(limits.auth_failure_rate, max_keys),
         }
     }
 }

@@ -8,8 +8,9 @@
 //! channel, so that several changes of one request (a PATCH with a bundle,
 //! a rollout and settings) are written together or not at all.
 
+use crate::api::refresh_release;
 use crate::api::views::ChannelView;
-use crate::api::{refresh_release, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::{self, events};

@@ -238,8 +238,10 @@ pub struct AppState {
     pub leading: tokio::sync::watch::Receiver<bool>,
     /// Free disk space and the write probe: refusals and `/readyz`.
     pub write_health: Arc<crate::write_health::WriteHealth>,
-    /// Per-device, per-app and failed-authentication rate limits.
+    /// Per-device and per-app rate limits of the device routes.
     pub limiters: Arc<crate::limiter::Limiters>,
+    /// API-key authentication and its failed-authentication throttle.
+    pub auth: Arc<crate::auth::AuthService>,
     /// Seals webhook secrets before they are stored, opens them to sign.
     pub webhook_secrets: Arc<crate::webhook_secrets::SecretBox>,
 }

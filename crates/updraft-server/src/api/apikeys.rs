@@ -5,7 +5,6 @@ use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_
 use super::{Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
@@ -71,7 +70,7 @@ pub async fn create(
             ));
         }
     }
-    let now = now_ms();
+    let now = state.clock.now();
     let expires_at = body
         .expires_in_days
         .map(|days| now + i64::from(days) * DAY_MS);
@@ -117,7 +116,7 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Admin, None)?;
     let before = key_by_id_or_name(&state, &id).await?;
-    let revoked = state.store.revoke_api_key(&id, now_ms()).await?;
+    let revoked = state.store.revoke_api_key(&id, state.clock.now()).await?;
     // Revoking a revoked key changes nothing: nothing to record.
     if before.as_ref().is_none_or(|k| k.revoked_at.is_none()) {
         let before = before.map(ApiKeyView::from);

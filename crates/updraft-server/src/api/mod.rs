@@ -16,16 +16,15 @@ mod validate;
 pub mod views;
 mod webhooks;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use serde::de::DeserializeOwned;
-use updraft_core::model::{ApiKey, Role};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -116,39 +115,19 @@ pub fn upload_routes() -> Router<AppState> {
     upload_operations().split_for_parts().0
 }
 
-/// The authenticated API key behind a request.
-pub struct Caller {
-    pub key: ApiKey,
-}
+/// Authenticates the request's API key (`Authorization: Bearer <key>` or
+/// `X-Api-Key`) from the peer address; see [`crate::auth::AuthService`].
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
 
-impl Caller {
-    /// Refuses unless the key has at least `role` and, for an app-scoped key,
-    /// the request is about its app (`app_id: None` = not about one app).
-    pub fn require(&self, role: Role, app_id: Option<&str>) -> Result<(), ApiError> {
-        if self.key.role < role {
-            return Err(ApiError::forbidden(format!(
-                "this API key's role ({}) cannot do this; it needs {}",
-                self.key.role.as_str(),
-                role.as_str()
-            )));
-        }
-        match (&self.key.app_id, app_id) {
-            (Some(scope), Some(app)) if scope != app => Err(ApiError::forbidden(format!(
-                "this API key is limited to app {scope}"
-            ))),
-            (Some(scope), None) => Err(ApiError::forbidden(format!(
-                "this API key is limited to app {scope} and cannot act on the whole server"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether the key may see this app at all.
-    pub fn can_see(&self, app_id: &str) -> bool {
-        self.key
-            .app_id
-            .as_deref()
-            .is_none_or(|scope| scope == app_id)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .auth
+            .authenticate(bearer_token(parts), client_address(parts))
+            .await
     }
 }
 
@@ -174,62 +153,6 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let now = state.clock.now();
-        let client = client_address(parts);
-        // An address that failed too often is refused before its key is
-        // even looked at, so guessing keys gets nowhere.
-        if let Some(retry) = state.limiters.auth_failures.blocked(client, now) {
-            state
-                .metrics
-                .record_rate_limited(crate::metrics::rate_scope::AUTH_FAILURES);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_auth_failures",
-                "too many failed authentications from this address; retry later",
-            )
-            .with("retry_after_seconds", retry.0));
-        }
-        let token = bearer_token(parts).filter(|t| !t.is_empty());
-        let found = match token {
-            Some(token) => state.store.find_api_key(token).await?,
-            None => None,
-        };
-        match (token, found) {
-            (Some(_), Some(key)) if key.is_usable(crate::device::now_ms()) => Ok(Caller { key }),
-            (token, found) => {
-                let reason = match (&token, &found) {
-                    (None, _) => "missing",
-                    (Some(_), None) => "unknown",
-                    (Some(_), Some(_)) => "revoked_or_expired",
-                };
-                // Only the public prefix of what was sent: never a whole secret.
-                let prefix: String = token
-                    .unwrap_or("")
-                    .chars()
-                    .take(KEY_PREFIX_LOGGED)
-                    .collect();
-                tracing::warn!(client = %client_label(client), key_prefix = %prefix, reason, "management authentication failed");
-                state.metrics.record_auth_failure();
-                let _ = state.limiters.auth_failures.check(client, now);
-                Err(match token {
-                    None => {
-                        ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-                    }
-                    // One sentence whatever the reason, so a guess learns nothing.
-                    Some(_) => ApiError::unauthorized(INVALID_KEY_MESSAGE),
-                })
-            }
-        }
-    }
-}
-
 /// Path parameters, refused with this API's JSON error (`invalid_path`,
 /// e.g. for `%ff`, which decodes to no UTF-8) rather than axum's plain-text one.
 pub struct Path<T>(pub T);
@@ -247,13 +170,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// The one answer to an unknown, revoked or expired key.
-pub const INVALID_KEY_MESSAGE: &str = "invalid API key: unknown, revoked or expired";
-
-/// Characters of a failed key written to the log: the prefix `updraft
-/// apikey list` shows.
-const KEY_PREFIX_LOGGED: usize = 8;
-
 /// The peer address of the connection (`None` in in-process tests that
 /// call the router without a listener). Behind a reverse proxy this is the
 /// proxy's: failed-authentication throttling is then per proxy.
@@ -262,10 +178,6 @@ fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip())
-}
-
-fn client_label(client: Option<std::net::IpAddr>) -> String {
-    client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
 }
 
 /// Query-string parameters, refused with this API's JSON error

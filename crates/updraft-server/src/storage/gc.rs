@@ -2,7 +2,7 @@
 //! older than the grace period, and sweeps expired upload sessions.
 
 use super::Storage;
-use crate::api::Caller;
+use crate::auth::Caller;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;

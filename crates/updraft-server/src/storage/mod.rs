@@ -8,7 +8,7 @@ pub mod publish;
 pub mod signing;
 pub mod uploads;
 
-use crate::api::Caller;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::{DownloadMode, ServerConfig};
 use downloads::DownloadCounter;

@@ -19,8 +19,9 @@
 //!   receives the last byte assembles the parts and stores the blob.
 
 use super::{blob_failure, parse_sha256, require_uploader};
+use crate::api::JsonBody;
 use crate::api::Path as UrlPath;
-use crate::api::{Caller, JsonBody};
+use crate::auth::Caller;
 use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,0 +1,144 @@
+//! API-key expiry and upload-session expiry follow the server's injected
+//! clock, not the wall clock: the clock here starts years away from today
+//! and moves only when the test says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+use updraft_core::analytics::rfc3339;
+use updraft_core::model::{ManualClock, Millis, Role};
+use updraft_server::state::ServerConfig;
+use updraft_server::{router, Server};
+use updraft_store::{ApiKeyStore, NewApiKey, SqliteStore};
+
+/// 2033-05-18: far from any wall clock this test runs under.
+const T0: Millis = 2_000_000_000_000;
+const DAY: Millis = 24 * 60 * 60 * 1000;
+
+struct Harness {
+    app: axum::Router,
+    _server: Server,
+    store: SqliteStore,
+    clock: Arc<ManualClock>,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..ServerConfig::default()
+    };
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let (_, admin) = store
+        .create_api_key(
+            NewApiKey {
+                name: "admin".into(),
+                role: Role::Admin,
+                app_id: None,
+                expires_at: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = Server::bind_with_clock(config, Arc::new(store.clone()), clock.clone())
+        .await
+        .unwrap();
+    let app = router(server.state().clone());
+    Harness {
+        app,
+        _server: server,
+        store,
+        clock,
+        admin,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn api_keys_expire_by_the_injected_clock() {
+    let h = start().await;
+    // A key stored with an expiry a minute after the clock's now.
+    let (_, stored) = h
+        .store
+        .create_api_key(
+            NewApiKey {
+                name: "short".into(),
+                role: Role::Viewer,
+                app_id: None,
+                expires_at: Some(T0 + 60_000),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    // A key made through the API, valid for one day from the clock's now.
+    let (status, created) = h
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            &h.admin,
+            Some(json!({"name": "day", "role": "viewer", "expires_in_days": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["expires_at"], rfc3339(T0 + DAY));
+    let day = created["key"].as_str().unwrap().to_string();
+
+    for key in [&stored, &day] {
+        let (status, body) = h.call("GET", "/api/v1/apps", key, None).await;
+        assert_eq!(status, StatusCode::OK, "usable before its expiry: {body}");
+    }
+    h.clock.advance(60_000);
+    let (status, _) = h.call("GET", "/api/v1/apps", &stored, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "expired on the clock");
+    let (status, _) = h.call("GET", "/api/v1/apps", &day, None).await;
+    assert_eq!(status, StatusCode::OK);
+    h.clock.advance(DAY - 60_000 - 1);
+    let (status, _) = h.call("GET", "/api/v1/apps", &day, None).await;
+    assert_eq!(status, StatusCode::OK, "one millisecond before its expiry");
+    h.clock.advance(1);
+    let (status, body) = h.call("GET", "/api/v1/apps", &day, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // The key without an expiry is unaffected.
+    let (status, _) = h.call("GET", "/api/v1/apps", &h.admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
