@@ -11,7 +11,8 @@
 # Exits non-zero when a scenario fails (the script itself goes on).
 #
 # The binary: $UPDRAFT_BIN, else target/release/updraft (built when missing).
-# ATTACK_FILE_LIMIT (default 1024): the server's soft file limit.
+# ATTACK_FILE_LIMIT (default 1024): the server's soft file limit (it raises it to
+# the hard one at start); ATTACK_HARD_FILE_LIMIT also lowers the hard limit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -z "${UPDRAFT_BIN:-}" ]; then
