@@ -1132,6 +1132,74 @@ mod tests {
         );
     }
 
+    fn shown_default(value: &Value) -> String {
+        shown(value).unwrap_or_else(|| "unset".to_string())
+    }
+
+    /// `updraft.example.toml`'s commented-out example lines made active
+    /// (`# key = value` for a setting's key, and every such line in the
+    /// `[storage_options]` table).
+    fn uncommented(example: &str) -> String {
+        let known = settings().unwrap();
+        let mut in_table = false;
+        let mut out = String::new();
+        for line in example.lines() {
+            in_table |= line.starts_with("[storage_options]");
+            let active = line.strip_prefix("# ").filter(|rest| {
+                let key = rest.split(" = ").next().unwrap_or("");
+                rest.contains(" = ") && (in_table || known.iter().any(|s| s.key == key))
+            });
+            out.push_str(active.unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The example file parses with the settings type as it is and gives the
+    /// defaults; with its commented-out examples made active it still parses
+    /// (each setting once), and then it names every setting.
+    #[test]
+    fn the_example_file_shows_every_setting_and_the_defaults() {
+        let example = include_str!("../../../updraft.example.toml");
+        let path = Path::new("updraft.example.toml");
+        let as_is = resolve(Some((path, example)), &|_| None, &[])
+            .unwrap_or_else(|err| panic!("updraft.example.toml as it is: {err:#}"));
+        let mut problems = Vec::new();
+        let known = settings().unwrap();
+        for (shown, default) in settings_of(&as_is).unwrap().iter().zip(&known) {
+            if shown.default != default.default {
+                problems.push(format!(
+                    "`{}` = {:?}, but its default is {:?}",
+                    default.key,
+                    shown_default(&shown.default),
+                    shown_default(&default.default)
+                ));
+            }
+        }
+        let full = uncommented(example);
+        let table: toml::Table = toml::from_str(&full)
+            .unwrap_or_else(|err| panic!("the example with every line active: {err}"));
+        if let Err(err) = figment(Some((path, &full)), &|_| None, &[])
+            .unwrap()
+            .extract_lossy::<Settings>()
+        {
+            problems.push(format!("with every line active: {:#}", explain(err)));
+        }
+        for setting in &known {
+            if !table.contains_key(&setting.key) {
+                problems.push(format!("`{}` is missing", setting.key));
+            }
+        }
+        if !matches!(table.get("storage_options"), Some(toml::Value::Table(t)) if !t.is_empty()) {
+            problems.push("[storage_options] shows no example".to_string());
+        }
+        assert!(
+            problems.is_empty(),
+            "updraft.example.toml:\n{}",
+            problems.join("\n")
+        );
+    }
+
     #[test]
     fn settings_are_flat_keys_of_scalars_lists_or_tables() {
         let known = settings().unwrap();
