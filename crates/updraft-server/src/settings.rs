@@ -208,21 +208,3 @@ pub mod secret_key {
         }
     }
 }
-
-impl Serialize for crate::state::DownloadMode {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for crate::state::DownloadMode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| {
-            D::Error::custom(format!(
-                "download mode must be {}, got {text:?}",
-                Self::NAMES
-            ))
-        })
-    }
-}

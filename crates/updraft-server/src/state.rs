@@ -12,7 +12,9 @@ use updraft_store::Store;
 /// Every setting of the server, with its default (`Default`) and, in its
 /// serde attributes, its validation: this is the settings type that
 /// `updraft serve` loads from `updraft.toml`, the environment and flags (see
-/// [`crate::settings`] for how a field is named as a setting).
+/// [`crate::settings`] for how a field is named as a setting). A new setting
+/// is a new field here with its default below; the binary's `config.rs`
+/// (`Settings`) says what else it takes (a README row, an example line).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ServerConfig {
     #[serde(deserialize_with = "settings::host_port")]
@@ -181,6 +183,26 @@ impl DownloadMode {
             DownloadMode::Redirect => "redirect",
             DownloadMode::Cdn => "cdn",
         }
+    }
+}
+
+/// In settings: `stream`, `redirect` or `cdn`.
+impl serde::Serialize for DownloadMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DownloadMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "download mode must be {}, got {text:?}",
+                Self::NAMES
+            ))
+        })
     }
 }
 

@@ -200,26 +200,16 @@ struct BlobItem {
 
 /// `updraft backup …`.
 pub async fn backup(
-    global: updraft_cli::GlobalOpts,
-    data_dir_from_default: bool,
+    json: bool,
+    sources: crate::config::Sources,
     args: BackupArgs,
     clock: &dyn Clock,
 ) -> Result<(), Failure> {
     match (&args.verify, &args.out) {
-        (Some(file), _) => verify(file, global.json).await,
+        (Some(file), _) => verify(file, json).await,
         (None, Some(out)) => {
-            let serve_args = crate::config::ServeArgs {
-                config: args.config.clone(),
-                listen: None,
-                public_url: None,
-            };
-            let settings = crate::config::load(
-                &serve_args,
-                &global.data_dir,
-                data_dir_from_default,
-                global.database_url.as_deref(),
-            )?;
-            write_backup(&settings, out, args.include_blobs, global.json, clock).await
+            let settings = crate::config::load(&sources)?;
+            write_backup(&settings, out, args.include_blobs, json, clock).await
         }
         (None, None) => Err(anyhow!("give --out FILE or --verify FILE").into()),
     }
@@ -295,7 +285,7 @@ async fn write_backup(
         .with_context(|| format!("cannot create a work directory in {}", out_dir.display()))?;
     let snapshot_file = work.path().join(updraft_store::sqlite::DB_FILE_NAME);
 
-    let (snapshot, database_described) = match &settings.database {
+    let (snapshot, database_described) = match &settings.database() {
         Some(db) => {
             let snapshot = updraft_store::backup::snapshot_postgres(&db.url, &snapshot_file)
                 .await

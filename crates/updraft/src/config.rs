@@ -1,12 +1,28 @@
-//! Server configuration, in layers: built-in defaults < `updraft.toml` (or
-//! `--config PATH`) < environment (`UPDRAFT_*`) < command-line flags.
+//! `updraft serve`'s settings, in layers: built-in defaults < `updraft.toml`
+//! (or `--config PATH`) < environment (`UPDRAFT_*`) < command-line flags.
+//!
+//! [`Settings`] is the one declaration: the server's own
+//! [`ServerConfig`] (defaults, validation and nesting declared on it, see
+//! `updraft_server::settings`) plus the four settings only the binary reads.
+//! Every setting is one flat key, the same in each layer: `listen` in the
+//! file, `UPDRAFT_LISTEN` in the environment, `--listen` where `updraft
+//! serve` has that flag (a command-line argument whose id is the key). The
+//! list of settings, their names and defaults are read off the type
+//! ([`settings`]), and the README's table is checked against it.
+//!
+//! figment merges the layers and remembers where each value came from, so a
+//! refused value is named as it was given (`UPDRAFT_LISTEN`, or `listen` in
+//! `/etc/updraft.toml`).
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use figment::error::{Actual, Kind};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use updraft_server::settings::KEY_GROUPS;
 use updraft_server::state::ServerConfig;
-use updraft_server::webhook_secrets::SecretKey;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -21,136 +37,70 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 }
 
-/// `updraft.toml`. Every key is optional.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub public_url: Option<String>,
-    /// Largest device request body, in bytes (default 1 MiB).
-    pub device_body_limit: Option<usize>,
-    /// Largest management request body, in bytes (default 16 MiB).
-    pub api_body_limit: Option<usize>,
-    /// Stats requests waiting for a commit before new ones get 429 (default 4096).
-    pub stats_queue_capacity: Option<usize>,
-    /// How often coalesced device-registry writes are flushed (default 1000 ms).
-    pub registry_flush_interval_ms: Option<u64>,
-    /// Full reload of the in-memory release configuration (default 30 s).
-    pub release_reload_interval_secs: Option<u64>,
-    /// Extra CORS origins for the device routes (`*` = any).
-    pub cors_allowed_origins: Option<Vec<String>>,
-    /// Log filter, e.g. "info" or "updraft_server=debug" (RUST_LOG wins).
-    pub log: Option<String>,
-    /// Days raw stats events are kept (default 30); rollups are kept for good.
-    pub event_retention_days: Option<u32>,
-    /// How often old raw events are deleted (default 3600 s).
-    pub retention_interval_secs: Option<u64>,
-    /// Largest file one upload may declare, in bytes (default 2 GiB).
-    pub max_upload_size: Option<u64>,
-    /// Unfinished uploads expire after this long; also the grace period before
-    /// gc deletes an unreferenced file (default 86400 s).
-    pub upload_expiry_secs: Option<u64>,
-    /// Sign download URLs, valid this long (default: unsigned).
-    pub signed_url_ttl_secs: Option<u64>,
-    /// How often unused files are collected (default 3600 s).
-    pub gc_interval_secs: Option<u64>,
-    /// How often the rollout control loop runs (default 15000 ms).
-    pub rollout_control_interval_ms: Option<u64>,
-    /// First webhook retry delay; each next one is 4× longer, at most 10 h (default 5000 ms).
-    pub webhook_retry_base_ms: Option<u64>,
-    /// Attempts per webhook delivery before it is marked failed (default 8).
-    pub webhook_max_attempts: Option<u32>,
-    /// Timeout of one webhook request (default 10000 ms).
-    pub webhook_timeout_ms: Option<u64>,
-    /// Key that encrypts webhook secrets at rest: 32 bytes as 64 hex
-    /// characters or base64 (default: a random key kept in the database).
-    pub webhook_secret_key: Option<String>,
-    /// Upload validation: most entries in a zip (default 50000).
-    pub zip_max_entries: Option<usize>,
-    /// Upload validation: largest uncompressed entry, in bytes.
-    pub zip_max_entry_size: Option<u64>,
-    /// Upload validation: largest uncompressed total, in bytes.
-    pub zip_max_total_size: Option<u64>,
-    /// Upload validation: highest uncompressed/compressed ratio.
-    pub zip_max_compression_ratio: Option<u64>,
+/// Every setting of `updraft serve`, declared once: here and in
+/// [`ServerConfig`].
+///
+/// Adding a setting is one declaration: a field of `ServerConfig` (or of this
+/// type, if only the binary reads it) with its default in `Default` and, when
+/// its values need checking, a `#[serde(deserialize_with = …)]` from
+/// `updraft_server::settings` (bounds, `0` = off, URLs, seconds). Its
+/// `updraft.toml` key is the field's name (a field of a nested group gets the
+/// group's prefix, see `KEY_GROUPS`), its environment variable `UPDRAFT_` +
+/// the key in capitals, and a refused value is reported under the name it was
+/// given. Where it needs a flag, add an argument to [`ServeArgs`] whose id is
+/// the key. Then give it a row in the README's configuration table and a line
+/// in `updraft.example.toml`: tests fail until both list it.
+#[derive(Serialize, Deserialize)]
+pub struct Settings {
+    /// The server's settings; its fields (and those of its groups) are
+    /// top-level keys.
+    pub server: ServerConfig,
+    /// Log filter, e.g. "info" or "updraft_server=debug" (`RUST_LOG` wins).
+    pub log: String,
+    /// `PRAGMA quick_check` of the SQLite database before serving.
+    pub startup_quick_check: bool,
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
+    #[serde(deserialize_with = "postgres_url")]
     pub database_url: Option<String>,
     /// A read-only replica's `postgres://…` for the release-configuration reads.
+    #[serde(deserialize_with = "postgres_url")]
     pub database_read_url: Option<String>,
-    /// `s3://bucket/prefix` to keep bundle files in S3-compatible storage.
-    pub storage_url: Option<String>,
-    /// Object-store settings (`endpoint`, `region`, `access_key_id`, …) that
-    /// win over the `AWS_*` environment.
-    pub storage_options: Option<std::collections::BTreeMap<String, String>>,
-    /// stream (default), redirect (302 to a presigned URL) or cdn.
-    pub download_mode: Option<String>,
-    /// Public base URL of the CDN in front of the bucket (download_mode = cdn).
-    pub cdn_base_url: Option<String>,
-    /// Validity of presigned download URLs (download_mode = redirect; default 3600 s).
-    pub presigned_url_ttl_secs: Option<u64>,
-    /// Most client connections at once (default: from the open-file limit).
-    pub max_connections: Option<usize>,
-    /// Connections the kernel queues while all are busy (default 1024).
-    pub listen_backlog: Option<u32>,
-    /// First request head (and, on HTTP/1.1, each next one) within this (default 10 s).
-    pub header_read_timeout_secs: Option<u64>,
-    /// A connection with no request in flight closes after this (default 60 s).
-    pub idle_timeout_secs: Option<u64>,
-    /// Request bodies and responses move at least this many bytes per second,
-    /// over `transfer_window_secs` (default 256).
-    pub min_transfer_rate: Option<u64>,
-    /// The window the minimum transfer rate is measured over (default 60 s).
-    pub transfer_window_secs: Option<u64>,
-    /// Longest request target, path and query, in bytes (default 8192).
-    pub max_uri_length: Option<usize>,
-    /// Largest total of the request headers, in bytes (default 16384).
-    pub max_header_bytes: Option<usize>,
-    /// Below this much free space on the data directory's file system, stats
-    /// and management writes get 503 + Retry-After (default 64; 0 = off).
-    pub min_free_disk_mb: Option<u64>,
-    /// How often free space is measured and a probe write committed (default 2000 ms).
-    pub write_check_interval_ms: Option<u64>,
-    /// `PRAGMA quick_check` of the SQLite database at start (default true;
-    /// turn off for huge databases where it takes too long).
-    pub startup_quick_check: Option<bool>,
-    /// Device-route requests one device of an app may make at once (default 120; 0 = no limit).
-    pub device_rate_limit_burst: Option<u32>,
-    /// … and per minute after that (default 120).
-    pub device_rate_limit_per_minute: Option<u32>,
-    /// Device-route requests of all devices of one app at once (default 100000; 0 = no limit).
-    pub app_rate_limit_burst: Option<u32>,
-    /// … and per minute after that (default 1200000).
-    pub app_rate_limit_per_minute: Option<u32>,
-    /// Keys each rate limiter remembers (default 1000000, about 40 MB each).
-    pub rate_limit_max_keys: Option<usize>,
-    /// Failed management authentications per client address at once (default 20; 0 = no limit).
-    pub auth_failure_limit_burst: Option<u32>,
-    /// … and per minute after that (default 2).
-    pub auth_failure_limit_per_minute: Option<u32>,
-    /// Distinct unknown bundle names per app and day in the rollups (default 1000).
-    pub rollup_max_distinct_per_day: Option<u32>,
-    /// Bytes of live bundles one app may store (default: no quota).
-    pub app_storage_quota_bytes: Option<u64>,
 }
 
-/// A numeric setting: `UPDRAFT_<NAME>` in the environment wins over the file.
-fn number<T: std::str::FromStr>(env_name: &str, from_file: Option<T>) -> anyhow::Result<Option<T>> {
-    match env(env_name) {
-        Some(text) => text.trim().parse::<T>().map(Some).map_err(|_| {
-            anyhow::anyhow!("{env_name} must be a non-negative whole number, got {text:?}")
-        }),
-        None => Ok(from_file),
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerConfig::default(),
+            log: "info,tower_http=warn,sqlx=warn".to_string(),
+            startup_quick_check: true,
+            database_url: None,
+            database_read_url: None,
+        }
     }
 }
 
-pub struct Settings {
-    pub server: ServerConfig,
-    pub log: String,
-    /// Run `PRAGMA quick_check` on the SQLite database before serving.
-    pub startup_quick_check: bool,
+/// Database passwords are not shown.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |url: &Option<String>| url.as_deref().map(redact_url);
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("log", &self.log)
+            .field("startup_quick_check", &self.startup_quick_check)
+            .field("database_url", &redacted(&self.database_url))
+            .field("database_read_url", &redacted(&self.database_read_url))
+            .finish()
+    }
+}
+
+impl Settings {
     /// Where the data lives instead of the embedded SQLite file.
-    pub database: Option<DatabaseUrls>,
+    pub fn database(&self) -> Option<DatabaseUrls> {
+        self.database_url.clone().map(|url| DatabaseUrls {
+            url,
+            read_url: self.database_read_url.clone(),
+        })
+    }
 }
 
 /// A PostgreSQL primary and an optional read replica.
@@ -160,15 +110,25 @@ pub struct DatabaseUrls {
     pub read_url: Option<String>,
 }
 
-pub fn check_database_url(name: &str, url: &str) -> anyhow::Result<String> {
+fn postgres_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|url| check_postgres_url(&url).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn check_postgres_url(url: &str) -> Result<String, String> {
     let url = url.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!(
-            "{name} must be a postgres:// URL, got {:?}",
+        return Err(format!(
+            "must be a postgres:// URL, got {:?}",
             redact_url(url)
-        );
+        ));
     }
     Ok(url.to_string())
+}
+
+pub fn check_database_url(name: &str, url: &str) -> anyhow::Result<String> {
+    check_postgres_url(url).map_err(|why| anyhow::anyhow!("{name} {why}"))
 }
 
 /// A URL with any password replaced, for messages.
@@ -190,136 +150,379 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Storage and download settings, checked together: the modes that hand
-/// devices object-store URLs need object storage.
-fn storage_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
-    use updraft_server::state::DownloadMode;
-    if let Some(url) = env("UPDRAFT_STORAGE_URL").or_else(|| file.storage_url.clone()) {
-        let url = url.trim().to_string();
-        if !url.starts_with("s3://") || url.len() <= "s3://".len() {
-            bail!("storage URL must be s3://bucket[/prefix], got {url:?}");
+/// One setting as the type declares it.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The flat key: the `updraft.toml` key, and `UPDRAFT_<KEY>`.
+    pub key: String,
+    /// Where it sits in [`Settings`].
+    pub path: Vec<String>,
+    /// Its default; `Value::Empty` = unset.
+    pub default: Value,
+}
+
+impl Setting {
+    /// Its environment variable; a table (`storage_options`) has none.
+    pub fn env_var(&self) -> Option<String> {
+        (!matches!(self.default, Value::Dict(..)))
+            .then(|| format!("UPDRAFT_{}", self.key.to_ascii_uppercase()))
+    }
+}
+
+/// The groups of [`Settings`] whose fields are settings, as (path, key prefix).
+fn group_prefix(path: &str) -> Option<&'static str> {
+    if path == "server" {
+        return Some("");
+    }
+    let inner = path.strip_prefix("server.")?;
+    KEY_GROUPS
+        .iter()
+        .find(|(group, _)| *group == inner)
+        .map(|(_, prefix)| *prefix)
+}
+
+/// The flat key of a path in [`Settings`] (a path into a table setting keeps
+/// the rest dotted: `storage_options.endpoint`).
+fn key_of<S: AsRef<str>>(path: &[S]) -> String {
+    let mut key = String::new();
+    let mut at = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        let segment = segment.as_ref();
+        if !at.is_empty() {
+            at.push('.');
         }
-        server.storage_url = Some(url);
+        at.push_str(segment);
+        match group_prefix(&at) {
+            Some(prefix) if i + 1 < path.len() => key.push_str(prefix),
+            _ => {
+                key.push_str(segment);
+                for rest in &path[i + 1..] {
+                    key.push('.');
+                    key.push_str(rest.as_ref());
+                }
+                break;
+            }
+        }
     }
-    if let Some(options) = &file.storage_options {
-        server.storage_options = options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-    }
-    if let Some(text) = env("UPDRAFT_DOWNLOAD_MODE").or_else(|| file.download_mode.clone()) {
-        server.download_mode = DownloadMode::parse(&text).ok_or_else(|| {
-            anyhow::anyhow!(
-                "download mode must be {}, got {text:?}",
-                DownloadMode::NAMES
-            )
-        })?;
-    }
-    if let Some(url) = env("UPDRAFT_CDN_BASE_URL").or_else(|| file.cdn_base_url.clone()) {
-        server.cdn_base_url = Some(check_public_url(&url).context("CDN base URL")?);
-    }
-    if let Some(v) = number(
-        "UPDRAFT_PRESIGNED_URL_TTL_SECS",
-        file.presigned_url_ttl_secs,
-    )? {
-        server.presigned_url_ttl_secs = v.clamp(1, 7 * 24 * 3600);
-    }
-    Ok(())
+    key
 }
 
-/// The connection cap, backlog, timeouts and head limits.
-fn connection_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
-    use std::time::Duration;
-    let limits = &mut server.connections;
-    if let Some(v) = number("UPDRAFT_MAX_CONNECTIONS", file.max_connections)? {
-        // 0 = derived from the open-file limit, like leaving it unset.
-        limits.max_connections = Some(v).filter(|n| *n > 0);
-    }
-    if let Some(v) = number("UPDRAFT_LISTEN_BACKLOG", file.listen_backlog)? {
-        limits.listen_backlog = v.clamp(16, 65_535);
-    }
-    if let Some(v) = number(
-        "UPDRAFT_HEADER_READ_TIMEOUT_SECS",
-        file.header_read_timeout_secs,
-    )? {
-        limits.header_read_timeout = Duration::from_secs(v.max(1));
-    }
-    if let Some(v) = number("UPDRAFT_IDLE_TIMEOUT_SECS", file.idle_timeout_secs)? {
-        limits.idle_timeout = Duration::from_secs(v.max(1));
-    }
-    if let Some(v) = number("UPDRAFT_MIN_TRANSFER_RATE", file.min_transfer_rate)? {
-        limits.min_transfer_rate = v;
-    }
-    if let Some(v) = number("UPDRAFT_TRANSFER_WINDOW_SECS", file.transfer_window_secs)? {
-        limits.transfer_window = Duration::from_secs(v.max(1));
-    }
-    if let Some(v) = number("UPDRAFT_MAX_URI_LENGTH", file.max_uri_length)? {
-        limits.max_uri_length = v.max(256);
-    }
-    if let Some(v) = number("UPDRAFT_MAX_HEADER_BYTES", file.max_header_bytes)? {
-        limits.max_header_bytes = v.max(1024);
-    }
-    Ok(())
+/// Every setting, read off the type and its defaults.
+pub fn settings() -> anyhow::Result<Vec<Setting>> {
+    settings_of(&Settings::default())
 }
 
-/// Rate limits, rollup cardinality and quotas (docs/reliability.md, "Abuse limits").
-fn abuse_settings(server: &mut ServerConfig, file: &FileConfig) -> anyhow::Result<()> {
-    let limits = &mut server.limits;
-    let quotas = [
-        (
-            &mut limits.device_rate,
-            (
-                "UPDRAFT_DEVICE_RATE_LIMIT_BURST",
-                file.device_rate_limit_burst,
-            ),
-            (
-                "UPDRAFT_DEVICE_RATE_LIMIT_PER_MINUTE",
-                file.device_rate_limit_per_minute,
-            ),
-        ),
-        (
-            &mut limits.app_rate,
-            ("UPDRAFT_APP_RATE_LIMIT_BURST", file.app_rate_limit_burst),
-            (
-                "UPDRAFT_APP_RATE_LIMIT_PER_MINUTE",
-                file.app_rate_limit_per_minute,
-            ),
-        ),
-        (
-            &mut limits.auth_failure_rate,
-            (
-                "UPDRAFT_AUTH_FAILURE_LIMIT_BURST",
-                file.auth_failure_limit_burst,
-            ),
-            (
-                "UPDRAFT_AUTH_FAILURE_LIMIT_PER_MINUTE",
-                file.auth_failure_limit_per_minute,
-            ),
-        ),
+/// Every setting with its value in `values` (as [`Setting::default`]).
+fn settings_of(values: &Settings) -> anyhow::Result<Vec<Setting>> {
+    fn walk(dict: &Dict, path: &mut Vec<String>, prefix: &str, out: &mut Vec<Setting>) {
+        for (name, value) in dict {
+            path.push(name.clone());
+            match (group_prefix(&path.join(".")), value) {
+                (Some(group), Value::Dict(_, inner)) => {
+                    walk(inner, path, &format!("{prefix}{group}"), out)
+                }
+                _ => out.push(Setting {
+                    key: format!("{prefix}{name}"),
+                    path: path.clone(),
+                    default: value.clone(),
+                }),
+            }
+            path.pop();
+        }
+    }
+    let values = Value::serialize(values).context("the settings")?;
+    let Value::Dict(_, dict) = values else {
+        bail!("the settings are not a table");
+    };
+    let mut out = Vec::new();
+    walk(&dict, &mut Vec::new(), "", &mut out);
+    let mut keys: Vec<&str> = out.iter().map(|s| s.key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        bail!("two settings are named {}", pair[0]);
+    }
+    Ok(out)
+}
+
+/// Where a layer's values come from.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Default,
+    File(&'a Path),
+    Env,
+    Flag,
+}
+
+/// One layer of settings, as figment reads it: flat keys placed at their path.
+struct Layer {
+    metadata: Metadata,
+    data: Dict,
+}
+
+impl Layer {
+    fn new(
+        origin: Origin,
+        known: &[Setting],
+        values: Vec<(String, Value)>,
+    ) -> anyhow::Result<Layer> {
+        let metadata = match origin {
+            Origin::Default => {
+                Metadata::named("default").interpolater(|_: &Profile, path: &[&str]| key_of(path))
+            }
+            Origin::File(file) => Metadata::named("updraft.toml")
+                .source(Source::File(file.to_path_buf()))
+                .interpolater(|_: &Profile, path: &[&str]| key_of(path)),
+            Origin::Env => {
+                Metadata::named("environment").interpolater(|_: &Profile, path: &[&str]| {
+                    format!("UPDRAFT_{}", key_of(path).to_ascii_uppercase())
+                })
+            }
+            Origin::Flag => {
+                Metadata::named("command line").interpolater(|_: &Profile, path: &[&str]| {
+                    format!("--{}", key_of(path).replace('_', "-"))
+                })
+            }
+        };
+        let mut data = Dict::new();
+        for (key, value) in values {
+            let Some(setting) = known.iter().find(|s| s.key == key) else {
+                match origin {
+                    Origin::File(file) => bail!("unknown setting `{key}` in {}", file.display()),
+                    _ => bail!("unknown setting `{key}`"),
+                }
+            };
+            insert(&mut data, &setting.path, value);
+        }
+        Ok(Layer { metadata, data })
+    }
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [leaf] => {
+            dict.insert(leaf.clone(), value);
+        }
+        [head, rest @ ..] => {
+            let entry = dict
+                .entry(head.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+/// What the layers above the defaults are made of.
+pub struct Sources {
+    /// `--config PATH`; without it, `./updraft.toml` when it exists.
+    pub config: Option<PathBuf>,
+    /// (key, value) of the settings given as flags.
+    pub flags: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// `updraft.toml`'s path and text, if there is one to read.
+    fn file(&self) -> anyhow::Result<Option<(PathBuf, String)>> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None if Path::new("updraft.toml").exists() => PathBuf::from("updraft.toml"),
+            None => return Ok(None),
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some((path, text)))
+    }
+}
+
+/// The settings given on the command line: each argument given there whose id
+/// is a setting's key, of the top level (the global `--data-dir` and
+/// `--database-url`) and, with `command`, of the command run (`serve
+/// --listen`). Without it, a command's own argument that happens to share a
+/// setting's name (`restore --storage-option`) is not taken for one.
+pub fn flags_from(
+    matches: &clap::ArgMatches,
+    command: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let known = settings()?;
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let levels = [
+        Some(matches),
+        matches.subcommand().map(|(_, sub)| sub).filter(|_| command),
     ];
-    for (quota, (burst_env, burst), (rate_env, rate)) in quotas {
-        if let Some(v) = number(burst_env, burst)? {
-            quota.burst = v;
+    for m in levels.into_iter().flatten() {
+        for id in m.ids() {
+            let id = id.as_str();
+            if !known.iter().any(|s| s.key == id)
+                || m.value_source(id) != Some(clap::parser::ValueSource::CommandLine)
+            {
+                continue;
+            }
+            let Ok(Some(mut raw)) = m.try_get_raw(id) else {
+                continue;
+            };
+            if let Some(value) = raw.next() {
+                let value = value
+                    .to_str()
+                    .with_context(|| format!("--{} is not UTF-8", id.replace('_', "-")))?;
+                flags.retain(|(key, _)| key != id);
+                flags.push((id.to_string(), value.to_string()));
+            }
         }
-        if let Some(v) = number(rate_env, rate)? {
-            quota.per_minute = v;
+    }
+    Ok(flags)
+}
+
+/// The merged layers.
+fn figment(
+    file: Option<(&Path, &str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &[(String, String)],
+) -> anyhow::Result<Figment> {
+    let known = settings()?;
+    let defaults = known
+        .iter()
+        .map(|s| (s.key.clone(), s.default.clone()))
+        .collect();
+    let mut figment = Figment::new().merge(Layer::new(Origin::Default, &known, defaults)?);
+    if let Some((path, text)) = file {
+        let table: toml::Table = toml::from_str(text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))?;
+        let values = table
+            .into_iter()
+            .map(|(key, value)| Ok((key, Value::serialize(value).map_err(Box::new)?)))
+            .collect::<Result<Vec<_>, Box<figment::Error>>>()
+            .with_context(|| format!("invalid configuration in {}", path.display()))?;
+        figment = figment.merge(Layer::new(Origin::File(path), &known, values)?);
+    }
+    let from_env = known
+        .iter()
+        .filter_map(|s| {
+            let text = env(&s.env_var()?)?;
+            let text = text.trim();
+            (!text.is_empty()).then(|| (s.key.clone(), Value::from(text.to_string())))
+        })
+        .collect();
+    figment = figment.merge(Layer::new(Origin::Env, &known, from_env)?);
+    let from_flags = flags
+        .iter()
+        .map(|(key, value)| (key.clone(), Value::from(value.clone())))
+        .collect();
+    Ok(figment.merge(Layer::new(Origin::Flag, &known, from_flags)?))
+}
+
+/// A refused value, named as it was given and where.
+fn explain(error: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let name = match (&e.metadata, &e.profile) {
+                (Some(md), Some(profile)) if !e.path.is_empty() => md.interpolate(profile, &e.path),
+                _ => key_of(&e.path),
+            };
+            let place = match e.metadata.as_ref() {
+                Some(Metadata {
+                    source: Some(Source::File(path)),
+                    ..
+                }) => path.display().to_string(),
+                Some(md) => md.name.to_string(),
+                None => "settings".to_string(),
+            };
+            format!("{name} ({place}): {}", describe(&e.kind))
+        })
+        .collect();
+    anyhow::anyhow!(lines.join("\n"))
+}
+
+/// The error in words, without the type names of the code.
+fn describe(kind: &Kind) -> String {
+    const WHOLE: &[&str] = &["u8", "u16", "u32", "u64", "u128", "usize"];
+    let got = |actual: &Actual| match actual {
+        Actual::Str(text) => format!("{text:?}"),
+        Actual::Signed(n) => n.to_string(),
+        Actual::Float(n) => n.to_string(),
+        other => other.to_string(),
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)
+            if WHOLE.contains(&expected.as_str()) =>
+        {
+            format!("must be a non-negative whole number, got {}", got(actual))
         }
+        Kind::InvalidType(actual, expected) if expected == "a boolean" => {
+            format!("must be true or false, got {}", got(actual))
+        }
+        other => other.to_string(),
     }
-    if let Some(v) = number("UPDRAFT_RATE_LIMIT_MAX_KEYS", file.rate_limit_max_keys)? {
-        limits.rate_limit_max_keys = v.max(1);
+}
+
+/// The settings from these layers, checked.
+fn resolve(
+    file: Option<(&Path, &str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &[(String, String)],
+) -> anyhow::Result<Settings> {
+    let settings: Settings = figment(file, env, flags)?
+        .extract_lossy()
+        .map_err(explain)?;
+    check_download_mode(&settings.server)?;
+    if settings.database_url.is_none() && settings.database_read_url.is_some() {
+        bail!("UPDRAFT_DATABASE_READ_URL needs UPDRAFT_DATABASE_URL (a replica of which primary?)");
     }
-    if let Some(v) = number(
-        "UPDRAFT_ROLLUP_MAX_DISTINCT_PER_DAY",
-        file.rollup_max_distinct_per_day,
-    )? {
-        limits.rollup_max_distinct_per_day = v;
-    }
-    if let Some(v) = number(
-        "UPDRAFT_APP_STORAGE_QUOTA_BYTES",
-        file.app_storage_quota_bytes,
-    )? {
-        limits.app_storage_quota_bytes = Some(v).filter(|bytes| *bytes > 0);
-    }
+    Ok(settings)
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The settings `updraft serve` runs with.
+pub fn load(sources: &Sources) -> anyhow::Result<Settings> {
+    let file = sources.file()?;
+    resolve(
+        file.as_ref()
+            .map(|(path, text)| (path.as_path(), text.as_str())),
+        &process_env,
+        &sources.flags,
+    )
+}
+
+/// What the offline commands (`updraft apikey …`, `updraft migrate`) take
+/// from the settings when neither a flag nor the environment says: the data
+/// directory and the database, so that they open the database `updraft
+/// serve` uses.
+pub fn client_defaults(
+    global: &mut updraft_cli::GlobalOpts,
+    flags: &[(String, String)],
+) -> anyhow::Result<()> {
+    let sources = Sources {
+        config: None,
+        flags: flags.to_vec(),
+    };
+    let file = sources.file()?;
+    let figment = figment(
+        file.as_ref()
+            .map(|(path, text)| (path.as_path(), text.as_str())),
+        &process_env,
+        flags,
+    )?;
+    global.data_dir = figment
+        .extract_inner_lossy("server.data_dir")
+        .map_err(explain)?;
+    global.database_url = figment
+        .extract_inner_lossy("database_url")
+        .map_err(explain)?;
     Ok(())
 }
 
@@ -347,256 +550,81 @@ fn check_download_mode(server: &ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `./updraft.toml` when it exists.
-fn default_file() -> anyhow::Result<FileConfig> {
-    let path = Path::new("updraft.toml");
-    if path.exists() {
-        read_file(path)
-    } else {
-        Ok(FileConfig::default())
-    }
-}
-
-/// What the offline commands (`updraft apikey …`) take from `./updraft.toml`
-/// when neither a flag nor the environment says: the data directory and the
-/// database, so that they open the database `updraft serve` uses.
-pub fn client_defaults(
-    global: &mut updraft_cli::GlobalOpts,
-    data_dir_from_default: bool,
-) -> anyhow::Result<()> {
-    let file = default_file()?;
-    if data_dir_from_default {
-        if let Some(dir) = file.data_dir {
-            global.data_dir = dir;
-        }
-    }
-    if global.database_url.is_none() {
-        global.database_url = file.database_url;
-    }
-    Ok(())
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
-}
-
-fn parse_bool(name: &str, text: &str) -> anyhow::Result<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => bail!("{name} must be true or false, got {text:?}"),
-    }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn check_public_url(url: &str) -> anyhow::Result<String> {
-    let trimmed = url.trim().trim_end_matches('/');
-    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) || trimmed.len() < 10 {
-        bail!("public URL must be an absolute http(s) URL, got {url:?}");
-    }
-    Ok(trimmed.to_string())
-}
-
-/// The webhook secret key: the environment's wins over the file's; a
-/// malformed one refuses the start.
-fn webhook_secret_key(
-    from_env: Option<String>,
-    from_file: Option<String>,
-) -> anyhow::Result<Option<SecretKey>> {
-    let (name, key) = match (from_env, from_file) {
-        (Some(key), _) => ("UPDRAFT_WEBHOOK_SECRET_KEY", key),
-        (None, Some(key)) if !key.trim().is_empty() => ("webhook_secret_key", key),
-        _ => return Ok(None),
-    };
-    SecretKey::parse(&key)
-        .map(Some)
-        .map_err(|err| anyhow::anyhow!("{name}: {err}"))
-}
-
-/// `data_dir` comes from the global `--data-dir`/`UPDRAFT_DATA_DIR`; when it
-/// only holds clap's default, the file may set it.
-pub fn load(
-    args: &ServeArgs,
-    data_dir: &Path,
-    data_dir_from_default: bool,
-    database_url: Option<&str>,
-) -> anyhow::Result<Settings> {
-    let file = match &args.config {
-        Some(path) => read_file(path)?,
-        None => default_file()?,
-    };
-    let mut server = ServerConfig::default();
-    storage_settings(&mut server, &file)?;
-    connection_settings(&mut server, &file)?;
-    abuse_settings(&mut server, &file)?;
-    let listen = match (args.listen, env("UPDRAFT_LISTEN")) {
-        (Some(listen), _) => Some(listen),
-        (None, Some(text)) => Some(
-            text.parse::<SocketAddr>()
-                .with_context(|| format!("UPDRAFT_LISTEN must be host:port, got {text:?}"))?,
-        ),
-        (None, None) => file.listen,
-    };
-    if let Some(listen) = listen {
-        server.listen = listen;
-    }
-    server.data_dir = match (data_dir_from_default, file.data_dir) {
-        (true, Some(from_file)) => from_file,
-        _ => data_dir.to_path_buf(),
-    };
-    let public_url = args
-        .public_url
-        .clone()
-        .or_else(|| env("UPDRAFT_PUBLIC_URL"))
-        .or(file.public_url);
-    server.public_url = public_url.as_deref().map(check_public_url).transpose()?;
-    if let Some(v) = file.device_body_limit {
-        server.device_body_limit = v;
-    }
-    if let Some(v) = file.api_body_limit {
-        server.api_body_limit = v;
-    }
-    if let Some(v) = number("UPDRAFT_STATS_QUEUE_CAPACITY", file.stats_queue_capacity)? {
-        server.stats_queue_capacity = v.max(1);
-    }
-    if let Some(v) = number("UPDRAFT_EVENT_RETENTION_DAYS", file.event_retention_days)? {
-        server.event_retention_days = v;
-    }
-    if let Some(v) = number(
-        "UPDRAFT_RETENTION_INTERVAL_SECS",
-        file.retention_interval_secs,
-    )? {
-        server.retention_interval_secs = v.max(1);
-    }
-    if let Some(v) = number("UPDRAFT_MAX_UPLOAD_SIZE", file.max_upload_size)? {
-        server.max_upload_size = v;
-    }
-    if let Some(v) = number("UPDRAFT_UPLOAD_EXPIRY_SECS", file.upload_expiry_secs)? {
-        server.upload_expiry_secs = v;
-    }
-    server.signed_url_ttl_secs =
-        number("UPDRAFT_SIGNED_URL_TTL_SECS", file.signed_url_ttl_secs)?.filter(|ttl| *ttl > 0);
-    if let Some(v) = number("UPDRAFT_GC_INTERVAL_SECS", file.gc_interval_secs)? {
-        server.gc_interval_secs = v.max(1);
-    }
-    if let Some(v) = number(
-        "UPDRAFT_ROLLOUT_CONTROL_INTERVAL_MS",
-        file.rollout_control_interval_ms,
-    )? {
-        server.rollout_control_interval_ms = v.max(10);
-    }
-    if let Some(v) = number("UPDRAFT_WEBHOOK_RETRY_BASE_MS", file.webhook_retry_base_ms)? {
-        server.webhook_retry_base_ms = v.max(1);
-    }
-    if let Some(v) = number("UPDRAFT_WEBHOOK_MAX_ATTEMPTS", file.webhook_max_attempts)? {
-        server.webhook_max_attempts = v.max(1);
-    }
-    if let Some(v) = number("UPDRAFT_WEBHOOK_TIMEOUT_MS", file.webhook_timeout_ms)? {
-        server.webhook_timeout_ms = v.max(100);
-    }
-    server.webhook_secret_key = webhook_secret_key(
-        env("UPDRAFT_WEBHOOK_SECRET_KEY"),
-        file.webhook_secret_key.clone(),
-    )?;
-    let limits = &mut server.zip_limits;
-    if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRIES", file.zip_max_entries)? {
-        limits.max_entries = v;
-    }
-    if let Some(v) = number("UPDRAFT_ZIP_MAX_ENTRY_SIZE", file.zip_max_entry_size)? {
-        limits.max_entry_size = v;
-    }
-    if let Some(v) = number("UPDRAFT_ZIP_MAX_TOTAL_SIZE", file.zip_max_total_size)? {
-        limits.max_total_size = v;
-    }
-    if let Some(v) = number(
-        "UPDRAFT_ZIP_MAX_COMPRESSION_RATIO",
-        file.zip_max_compression_ratio,
-    )? {
-        limits.max_compression_ratio = v;
-    }
-    if let Some(v) = number("UPDRAFT_MIN_FREE_DISK_MB", file.min_free_disk_mb)? {
-        server.min_free_disk_mb = v;
-    }
-    if let Some(v) = number(
-        "UPDRAFT_WRITE_CHECK_INTERVAL_MS",
-        file.write_check_interval_ms,
-    )? {
-        server.write_check_interval_ms = v.max(100);
-    }
-    let startup_quick_check = match env("UPDRAFT_STARTUP_QUICK_CHECK") {
-        Some(text) => parse_bool("UPDRAFT_STARTUP_QUICK_CHECK", &text)?,
-        None => file.startup_quick_check.unwrap_or(true),
-    };
-    if let Some(v) = file.registry_flush_interval_ms {
-        server.registry_flush_interval_ms = v;
-    }
-    if let Some(v) = file.release_reload_interval_secs {
-        server.release_reload_interval_secs = v;
-    }
-    check_download_mode(&server)?;
-    let database_url = database_url
-        .map(str::to_string)
-        .filter(|url| !url.trim().is_empty())
-        .or_else(|| file.database_url.clone());
-    let database = match database_url {
-        Some(url) => Some(DatabaseUrls {
-            url: check_database_url("UPDRAFT_DATABASE_URL", &url)?,
-            read_url: env("UPDRAFT_DATABASE_READ_URL")
-                .or_else(|| file.database_read_url.clone())
-                .map(|url| check_database_url("UPDRAFT_DATABASE_READ_URL", &url))
-                .transpose()?,
-        }),
-        None if env("UPDRAFT_DATABASE_READ_URL").is_some() || file.database_read_url.is_some() => {
-            bail!("UPDRAFT_DATABASE_READ_URL needs UPDRAFT_DATABASE_URL (a replica of which primary?)")
-        }
-        None => None,
-    };
-    if let Some(v) = file.cors_allowed_origins {
-        server.cors_allowed_origins = v;
-    }
-    Ok(Settings {
-        database,
-        server,
-        startup_quick_check,
-        log: file
-            .log
-            .unwrap_or_else(|| "info,tower_http=warn,sqlx=warn".to_string()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use updraft_server::settings::check_public_url;
+    use updraft_server::webhook_secrets::SecretKey;
+
+    /// The settings from a file's text, an environment and flags.
+    fn layered(
+        file: &str,
+        env: &[(&str, &str)],
+        flags: &[(&str, &str)],
+    ) -> anyhow::Result<Settings> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags: Vec<(String, String)> = flags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(
+            Some((Path::new("/etc/updraft.toml"), file)),
+            &|name: &str| env.get(name).cloned(),
+            &flags,
+        )
+    }
+
+    fn from_file(file: &str) -> anyhow::Result<Settings> {
+        layered(file, &[], &[])
+    }
+
+    fn from_env(env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        layered("", env, &[])
+    }
 
     #[test]
     fn webhook_secret_keys_must_be_32_bytes() {
         let hex_key = "ab".repeat(32);
-        let file: FileConfig =
-            toml::from_str(&format!("webhook_secret_key = \"{hex_key}\"")).unwrap();
-        let from_file = webhook_secret_key(None, file.webhook_secret_key).unwrap();
+        let file = format!("webhook_secret_key = \"{hex_key}\"");
+        let from_file = from_file(&file).unwrap().server.webhook_secret_key;
         assert_eq!(from_file, Some(SecretKey::from_bytes([0xab; 32])));
-        let from_env = webhook_secret_key(
-            Some("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".to_string()),
-            Some(hex_key),
+        let from_env = layered(
+            &file,
+            &[(
+                "UPDRAFT_WEBHOOK_SECRET_KEY",
+                "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+            )],
+            &[],
         )
-        .unwrap();
+        .unwrap()
+        .server
+        .webhook_secret_key;
         assert_eq!(from_env, Some(SecretKey::from_bytes([1; 32])));
         assert_eq!(
-            webhook_secret_key(None, Some(" ".to_string())).unwrap(),
+            super::tests::from_file("webhook_secret_key = \" \"")
+                .unwrap()
+                .server
+                .webhook_secret_key,
             None
         );
-        let err = webhook_secret_key(Some("tooshort".to_string()), None).unwrap_err();
-        let text = err.to_string();
+        let err = from_env_only("UPDRAFT_WEBHOOK_SECRET_KEY", "tooshort");
         assert!(
-            text.contains("UPDRAFT_WEBHOOK_SECRET_KEY") && text.contains("32 bytes"),
-            "{text}"
+            err.contains("UPDRAFT_WEBHOOK_SECRET_KEY") && err.contains("32 bytes"),
+            "{err}"
         );
-        assert!(!text.contains("tooshort"), "{text}");
+        assert!(!err.contains("tooshort"), "{err}");
+    }
+
+    /// The message of the refusal of one environment variable.
+    fn from_env_only(name: &str, value: &str) -> String {
+        match from_env(&[(name, value)]) {
+            Ok(_) => panic!("{name}={value:?} was accepted"),
+            Err(err) => format!("{err:#}"),
+        }
     }
 
     #[test]
@@ -617,21 +645,23 @@ mod tests {
         assert_eq!(redact_url("postgres://db/updraft"), "postgres://db/updraft");
         let err = check_database_url("X", "mysql://u:pw@h/d").unwrap_err();
         assert!(!err.to_string().contains("pw"), "{err}");
+        let err = from_file("database_url = \"mysql://u:pw@h/d\"").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("database_url") && !text.contains("pw"),
+            "{text}"
+        );
     }
 
     #[test]
     fn object_store_download_modes_need_object_storage() {
-        let mut server = ServerConfig::default();
-        let file: FileConfig = toml::from_str("download_mode = \"redirect\"").unwrap();
-        storage_settings(&mut server, &file).unwrap();
-        let err = check_download_mode(&server).unwrap_err();
+        let err = from_file("download_mode = \"redirect\"").unwrap_err();
         assert!(err.to_string().contains("UPDRAFT_STORAGE_URL"), "{err}");
-        let file: FileConfig = toml::from_str(
+        let settings = from_file(
             "download_mode = \"cdn\"\nstorage_url = \"s3://b/p\"\ncdn_base_url = \"https://cdn.example.com/\"\n[storage_options]\nendpoint = \"http://127.0.0.1:9000\"",
         )
         .unwrap();
-        let mut server = ServerConfig::default();
-        storage_settings(&mut server, &file).unwrap();
+        let mut server = settings.server;
         check_download_mode(&server).unwrap();
         server.signed_url_ttl_secs = Some(60);
         assert!(check_download_mode(&server).is_err());
@@ -644,21 +674,18 @@ mod tests {
             server.storage_options,
             vec![("endpoint".to_string(), "http://127.0.0.1:9000".to_string())]
         );
-        let file: FileConfig = toml::from_str("download_mode = \"fast\"").unwrap();
-        let err = storage_settings(&mut ServerConfig::default(), &file).unwrap_err();
+        let err = from_file("download_mode = \"fast\"").unwrap_err();
         assert!(err.to_string().contains("stream, redirect or cdn"), "{err}");
-        let file: FileConfig = toml::from_str("storage_url = \"/var/bundles\"").unwrap();
-        assert!(storage_settings(&mut ServerConfig::default(), &file).is_err());
+        assert!(from_file("storage_url = \"/var/bundles\"").is_err());
     }
 
     #[test]
     fn connection_settings_come_from_the_file() {
-        let file: FileConfig = toml::from_str(
+        let server = from_file(
             "max_connections = 300\nlisten_backlog = 4096\nheader_read_timeout_secs = 3\nidle_timeout_secs = 20\nmin_transfer_rate = 100\ntransfer_window_secs = 30\nmax_uri_length = 2048\nmax_header_bytes = 4096",
         )
-        .unwrap();
-        let mut server = ServerConfig::default();
-        connection_settings(&mut server, &file).unwrap();
+        .unwrap()
+        .server;
         let limits = &server.connections;
         assert_eq!(limits.max_connections, Some(300));
         assert_eq!(limits.listen_backlog, 4096);
@@ -673,26 +700,515 @@ mod tests {
             (limits.max_uri_length, limits.max_header_bytes),
             (2048, 4096)
         );
-        let file: FileConfig = toml::from_str("max_connections = 0").unwrap();
-        let mut server = ServerConfig::default();
-        connection_settings(&mut server, &file).unwrap();
+        let server = from_file("max_connections = 0").unwrap().server;
         assert_eq!(server.connections.max_connections, None);
     }
 
     #[test]
     fn file_keys_are_checked() {
-        let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1").unwrap_err();
+        let err = from_file("listen = \"127.0.0.1:1\"\nbogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"));
-        let ok: FileConfig =
-            toml::from_str("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"\nzip_max_entries = 10")
-                .unwrap();
-        assert_eq!(ok.zip_max_entries, Some(10));
-        let disk: FileConfig =
-            toml::from_str("min_free_disk_mb = 5\nstartup_quick_check = false").unwrap();
-        assert_eq!(disk.min_free_disk_mb, Some(5));
-        assert_eq!(disk.startup_quick_check, Some(false));
-        assert!(parse_bool("X", "off").is_ok_and(|v| !v));
-        assert!(parse_bool("X", "maybe").is_err());
-        assert_eq!(ok.listen, Some("127.0.0.1:9".parse().unwrap()));
+        let ok = from_file("listen = \"127.0.0.1:9\"\ndata_dir = \"/tmp/x\"\nzip_max_entries = 10")
+            .unwrap();
+        assert_eq!(ok.server.zip_limits.max_entries, 10);
+        let disk = from_file("min_free_disk_mb = 5\nstartup_quick_check = false").unwrap();
+        assert_eq!(disk.server.min_free_disk_mb, 5);
+        assert!(!disk.startup_quick_check);
+        let quick_check = |text| from_env(&[("UPDRAFT_STARTUP_QUICK_CHECK", text)]);
+        assert!(quick_check("off").is_ok_and(|s| !s.startup_quick_check));
+        assert!(quick_check("maybe").is_err());
+        assert_eq!(ok.server.listen, "127.0.0.1:9".parse().unwrap());
+        // A group is not a table of its own: its fields are top-level keys.
+        let err = from_file("[zip_limits]\nmax_entries = 10").unwrap_err();
+        assert!(err.to_string().contains("zip_limits"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_the_file() {
+        let file = "listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\nstats_queue_capacity = 7\npublic_url = \"https://file.example.com\"";
+        let s = layered(file, &[], &[]).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(s.server.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(s.server.stats_queue_capacity, 7);
+        let env = [
+            ("UPDRAFT_LISTEN", " 127.0.0.1:2 "),
+            ("UPDRAFT_DATA_DIR", "/from/env"),
+            ("UPDRAFT_STATS_QUEUE_CAPACITY", "8"),
+            // Empty = unset: the file's value stays.
+            ("UPDRAFT_PUBLIC_URL", " "),
+            // Not settings of `serve`: ignored, as before.
+            ("UPDRAFT_APIKEY", "upd_x"),
+            ("UPDRAFT_SERVER", "http://elsewhere"),
+        ];
+        let s = layered(file, &env, &[]).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(s.server.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(s.server.stats_queue_capacity, 8);
+        assert_eq!(
+            s.server.public_url.as_deref(),
+            Some("https://file.example.com")
+        );
+        let flags = [("listen", "127.0.0.1:3"), ("data_dir", "/from/flag")];
+        let s = layered(file, &env, &flags).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(s.server.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(s.server.stats_queue_capacity, 8);
+        // Nothing set: the defaults of the type.
+        let s = layered("", &[], &[]).unwrap();
+        let defaults = ServerConfig::default();
+        assert_eq!(s.server.listen, defaults.listen);
+        assert_eq!(s.server.data_dir, defaults.data_dir);
+        assert_eq!(s.server.zip_limits, defaults.zip_limits);
+        assert_eq!(s.server.connections, defaults.connections);
+        assert_eq!(s.server.limits, defaults.limits);
+        assert_eq!(s.log, "info,tower_http=warn,sqlx=warn");
+        assert!(s.startup_quick_check && s.database().is_none());
+    }
+
+    #[test]
+    fn out_of_range_values_are_brought_in_range_and_zero_turns_off() {
+        let s = from_env(&[
+            ("UPDRAFT_STATS_QUEUE_CAPACITY", "0"),
+            ("UPDRAFT_LISTEN_BACKLOG", "1"),
+            ("UPDRAFT_PRESIGNED_URL_TTL_SECS", "999999999"),
+            ("UPDRAFT_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("UPDRAFT_MAX_URI_LENGTH", "10"),
+            ("UPDRAFT_ROLLOUT_CONTROL_INTERVAL_MS", "1"),
+            ("UPDRAFT_WEBHOOK_TIMEOUT_MS", "5"),
+            ("UPDRAFT_SIGNED_URL_TTL_SECS", "0"),
+            ("UPDRAFT_APP_STORAGE_QUOTA_BYTES", "0"),
+            ("UPDRAFT_MAX_CONNECTIONS", "0"),
+            ("UPDRAFT_DEVICE_RATE_LIMIT_BURST", "0"),
+        ])
+        .unwrap()
+        .server;
+        assert_eq!(s.stats_queue_capacity, 1);
+        assert_eq!(s.connections.listen_backlog, 16);
+        assert_eq!(s.presigned_url_ttl_secs, 7 * 24 * 3600);
+        assert_eq!(
+            s.connections.header_read_timeout,
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(s.connections.max_uri_length, 256);
+        assert_eq!(s.rollout_control_interval_ms, 10);
+        assert_eq!(s.webhook_timeout_ms, 100);
+        assert_eq!(s.signed_url_ttl_secs, None);
+        assert_eq!(s.limits.app_storage_quota_bytes, None);
+        assert_eq!(s.connections.max_connections, None);
+        assert_eq!(s.limits.device_rate.burst, 0);
+        let s = from_env(&[
+            ("UPDRAFT_SIGNED_URL_TTL_SECS", "600"),
+            (
+                "UPDRAFT_CORS_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
+            ("UPDRAFT_AUTH_FAILURE_LIMIT_PER_MINUTE", "5"),
+        ])
+        .unwrap()
+        .server;
+        assert_eq!(s.signed_url_ttl_secs, Some(600));
+        assert_eq!(
+            s.cors_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(s.limits.auth_failure_rate.per_minute, 5);
+    }
+
+    #[test]
+    fn a_refused_value_is_named_as_given_and_where() {
+        let err = from_env_only("UPDRAFT_ZIP_MAX_ENTRIES", "lots");
+        assert!(
+            err.contains("UPDRAFT_ZIP_MAX_ENTRIES (environment)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("non-negative whole number") && err.contains("\"lots\""),
+            "{err}"
+        );
+        let err = format!("{:#}", from_file("zip_max_entries = -1").unwrap_err());
+        assert!(err.contains("zip_max_entries (/etc/updraft.toml)"), "{err}");
+        let err = format!(
+            "{:#}",
+            layered("", &[], &[("public_url", "example.com")]).unwrap_err()
+        );
+        assert!(err.contains("--public-url (command line)"), "{err}");
+        assert!(err.contains("absolute http(s) URL"), "{err}");
+        let err = from_env_only("UPDRAFT_LISTEN", "nowhere");
+        assert!(
+            err.contains("UPDRAFT_LISTEN") && err.contains("host:port"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            from_file("[storage_options]\nendpoint = 3").unwrap_err()
+        );
+        assert!(err.contains("storage_options.endpoint"), "{err}");
+        let err = from_env_only("UPDRAFT_DATABASE_READ_URL", "postgres://replica/db");
+        assert!(err.contains("needs UPDRAFT_DATABASE_URL"), "{err}");
+    }
+
+    /// The names every setting had before there was one settings type: the
+    /// keys of `updraft.toml` and the environment variables read.
+    #[test]
+    fn every_earlier_name_is_still_a_setting() {
+        const KEYS: &[&str] = &[
+            "listen",
+            "data_dir",
+            "public_url",
+            "device_body_limit",
+            "api_body_limit",
+            "stats_queue_capacity",
+            "registry_flush_interval_ms",
+            "release_reload_interval_secs",
+            "cors_allowed_origins",
+            "log",
+            "event_retention_days",
+            "retention_interval_secs",
+            "max_upload_size",
+            "upload_expiry_secs",
+            "signed_url_ttl_secs",
+            "gc_interval_secs",
+            "rollout_control_interval_ms",
+            "webhook_retry_base_ms",
+            "webhook_max_attempts",
+            "webhook_timeout_ms",
+            "webhook_secret_key",
+            "zip_max_entries",
+            "zip_max_entry_size",
+            "zip_max_total_size",
+            "zip_max_compression_ratio",
+            "database_url",
+            "database_read_url",
+            "storage_url",
+            "storage_options",
+            "download_mode",
+            "cdn_base_url",
+            "presigned_url_ttl_secs",
+            "max_connections",
+            "listen_backlog",
+            "header_read_timeout_secs",
+            "idle_timeout_secs",
+            "min_transfer_rate",
+            "transfer_window_secs",
+            "max_uri_length",
+            "max_header_bytes",
+            "min_free_disk_mb",
+            "write_check_interval_ms",
+            "startup_quick_check",
+            "device_rate_limit_burst",
+            "device_rate_limit_per_minute",
+            "app_rate_limit_burst",
+            "app_rate_limit_per_minute",
+            "rate_limit_max_keys",
+            "auth_failure_limit_burst",
+            "auth_failure_limit_per_minute",
+            "rollup_max_distinct_per_day",
+            "app_storage_quota_bytes",
+        ];
+        const ENV: &[&str] = &[
+            "UPDRAFT_APP_RATE_LIMIT_BURST",
+            "UPDRAFT_APP_RATE_LIMIT_PER_MINUTE",
+            "UPDRAFT_APP_STORAGE_QUOTA_BYTES",
+            "UPDRAFT_AUTH_FAILURE_LIMIT_BURST",
+            "UPDRAFT_AUTH_FAILURE_LIMIT_PER_MINUTE",
+            "UPDRAFT_CDN_BASE_URL",
+            "UPDRAFT_DATABASE_READ_URL",
+            "UPDRAFT_DATABASE_URL",
+            "UPDRAFT_DATA_DIR",
+            "UPDRAFT_DEVICE_RATE_LIMIT_BURST",
+            "UPDRAFT_DEVICE_RATE_LIMIT_PER_MINUTE",
+            "UPDRAFT_DOWNLOAD_MODE",
+            "UPDRAFT_EVENT_RETENTION_DAYS",
+            "UPDRAFT_GC_INTERVAL_SECS",
+            "UPDRAFT_HEADER_READ_TIMEOUT_SECS",
+            "UPDRAFT_IDLE_TIMEOUT_SECS",
+            "UPDRAFT_LISTEN",
+            "UPDRAFT_LISTEN_BACKLOG",
+            "UPDRAFT_MAX_CONNECTIONS",
+            "UPDRAFT_MAX_HEADER_BYTES",
+            "UPDRAFT_MAX_UPLOAD_SIZE",
+            "UPDRAFT_MAX_URI_LENGTH",
+            "UPDRAFT_MIN_FREE_DISK_MB",
+            "UPDRAFT_MIN_TRANSFER_RATE",
+            "UPDRAFT_PRESIGNED_URL_TTL_SECS",
+            "UPDRAFT_PUBLIC_URL",
+            "UPDRAFT_RATE_LIMIT_MAX_KEYS",
+            "UPDRAFT_RETENTION_INTERVAL_SECS",
+            "UPDRAFT_ROLLOUT_CONTROL_INTERVAL_MS",
+            "UPDRAFT_ROLLUP_MAX_DISTINCT_PER_DAY",
+            "UPDRAFT_SIGNED_URL_TTL_SECS",
+            "UPDRAFT_STARTUP_QUICK_CHECK",
+            "UPDRAFT_STATS_QUEUE_CAPACITY",
+            "UPDRAFT_STORAGE_URL",
+            "UPDRAFT_TRANSFER_WINDOW_SECS",
+            "UPDRAFT_UPLOAD_EXPIRY_SECS",
+            "UPDRAFT_WEBHOOK_MAX_ATTEMPTS",
+            "UPDRAFT_WEBHOOK_RETRY_BASE_MS",
+            "UPDRAFT_WEBHOOK_SECRET_KEY",
+            "UPDRAFT_WEBHOOK_TIMEOUT_MS",
+            "UPDRAFT_WRITE_CHECK_INTERVAL_MS",
+            "UPDRAFT_ZIP_MAX_COMPRESSION_RATIO",
+            "UPDRAFT_ZIP_MAX_ENTRIES",
+            "UPDRAFT_ZIP_MAX_ENTRY_SIZE",
+            "UPDRAFT_ZIP_MAX_TOTAL_SIZE",
+        ];
+        let known = settings().unwrap();
+        for key in KEYS {
+            assert!(known.iter().any(|s| s.key == *key), "{key} is gone");
+        }
+        for name in ENV {
+            assert!(
+                known.iter().any(|s| s.env_var().as_deref() == Some(*name)),
+                "{name} is gone"
+            );
+        }
+        let flags = flags_of_serve();
+        for (key, flag) in [
+            ("listen", "--listen"),
+            ("public_url", "--public-url"),
+            ("data_dir", "--data-dir"),
+            ("database_url", "--database-url"),
+        ] {
+            assert_eq!(flags.get(key).map(String::as_str), Some(flag), "{key}");
+        }
+    }
+
+    /// The flags of `updraft serve` that are settings (argument id = key),
+    /// checked against the environment variables clap reads for them.
+    fn flags_of_serve() -> HashMap<String, String> {
+        use clap::CommandFactory;
+        let known = settings().unwrap();
+        let mut command = crate::Cli::command();
+        command.build();
+        let serve = command
+            .find_subcommand("serve")
+            .expect("a serve subcommand");
+        let mut flags = HashMap::new();
+        for arg in serve.get_arguments() {
+            let Some(setting) = known.iter().find(|s| s.key == arg.get_id().as_str()) else {
+                continue;
+            };
+            let long = arg.get_long().expect("a setting's flag is long");
+            if let Some(env) = arg.get_env() {
+                assert_eq!(
+                    Some(env.to_string_lossy().into_owned()),
+                    setting.env_var(),
+                    "clap's env of --{long}"
+                );
+            }
+            flags.insert(setting.key.clone(), format!("--{long}"));
+        }
+        flags
+    }
+
+    #[test]
+    fn flags_given_on_the_command_line_are_settings() {
+        use clap::CommandFactory;
+        let matches = crate::Cli::command().get_matches_from([
+            "updraft",
+            "--data-dir",
+            "/d",
+            "serve",
+            "--listen",
+            "127.0.0.1:9",
+            "--config",
+            "/etc/u.toml",
+        ]);
+        let mut flags = flags_from(&matches, true).unwrap();
+        flags.sort();
+        assert_eq!(
+            flags,
+            [
+                ("data_dir".to_string(), "/d".to_string()),
+                ("listen".to_string(), "127.0.0.1:9".to_string()),
+            ]
+        );
+        let matches = crate::Cli::command().get_matches_from(["updraft", "serve"]);
+        assert_eq!(flags_from(&matches, true).unwrap(), []);
+        // Only the global ones when the command's own arguments are not settings.
+        let matches = crate::Cli::command().get_matches_from([
+            "updraft",
+            "serve",
+            "--listen",
+            "127.0.0.1:9",
+            "--data-dir",
+            "/d",
+        ]);
+        assert_eq!(
+            flags_from(&matches, false).unwrap(),
+            [("data_dir".to_string(), "/d".to_string())]
+        );
+    }
+
+    /// The first `code span` of a table cell.
+    fn code(cell: &str) -> Option<&str> {
+        let start = cell.find('`')? + 1;
+        let len = cell[start..].find('`')?;
+        Some(&cell[start..start + len])
+    }
+
+    /// A default as the README writes it: the value, strings bare.
+    fn shown(value: &Value) -> Option<String> {
+        match value {
+            Value::Empty(..) => None,
+            Value::String(_, text) => Some(text.clone()),
+            Value::Dict(_, dict) if dict.is_empty() => Some("{}".to_string()),
+            other => Some(toml::Value::try_from(other).unwrap().to_string()),
+        }
+    }
+
+    /// The README's configuration table: one row per setting, each name in
+    /// each of its forms, and the default where one is set.
+    #[test]
+    fn the_readme_table_lists_every_setting() {
+        let readme = include_str!("../../../README.md");
+        let header = "| `updraft.toml` | environment | flag | default |";
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with(header))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        assert!(!table.is_empty(), "no table headed {header:?} in README.md");
+        let known = settings().unwrap();
+        let flags = flags_of_serve();
+        let mut problems = Vec::new();
+        let mut listed = Vec::new();
+        for row in &table {
+            let cells: Vec<&str> = row
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let [key, env, flag, default] = cells[..] else {
+                problems.push(format!("not 4 cells: {row}"));
+                continue;
+            };
+            let Some(key) = code(key).map(|k| k.trim_matches(['[', ']'])) else {
+                problems.push(format!("no key: {row}"));
+                continue;
+            };
+            listed.push(key.to_string());
+            let Some(setting) = known.iter().find(|s| s.key == key) else {
+                problems.push(format!("`{key}` is in the table but is no setting"));
+                continue;
+            };
+            if code(env).map(str::to_string) != setting.env_var() {
+                problems.push(format!(
+                    "`{key}`: environment {env:?}, expected {:?}",
+                    setting.env_var()
+                ));
+            }
+            if code(flag) != flags.get(key).map(String::as_str) {
+                problems.push(format!(
+                    "`{key}`: flag {flag:?}, expected {:?}",
+                    flags.get(key)
+                ));
+            }
+            match shown(&setting.default) {
+                Some(value) if !default.starts_with(&format!("`{value}`")) => problems.push(
+                    format!("`{key}`: default {default:?} does not start with `{value}`"),
+                ),
+                None if default.starts_with('`') => problems.push(format!(
+                    "`{key}` is unset by default, the table says {default:?}"
+                )),
+                _ => {}
+            }
+        }
+        for setting in &known {
+            if !listed.contains(&setting.key) {
+                problems.push(format!("`{}` is missing from the table", setting.key));
+            }
+        }
+        listed.sort();
+        for pair in listed.windows(2).filter(|pair| pair[0] == pair[1]) {
+            problems.push(format!("`{}` is listed twice", pair[0]));
+        }
+        assert!(
+            problems.is_empty(),
+            "README.md's configuration table:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    fn shown_default(value: &Value) -> String {
+        shown(value).unwrap_or_else(|| "unset".to_string())
+    }
+
+    /// `updraft.example.toml`'s commented-out example lines made active
+    /// (`# key = value` for a setting's key, and every such line in the
+    /// `[storage_options]` table).
+    fn uncommented(example: &str) -> String {
+        let known = settings().unwrap();
+        let mut in_table = false;
+        let mut out = String::new();
+        for line in example.lines() {
+            in_table |= line.starts_with("[storage_options]");
+            let active = line.strip_prefix("# ").filter(|rest| {
+                let key = rest.split(" = ").next().unwrap_or("");
+                rest.contains(" = ") && (in_table || known.iter().any(|s| s.key == key))
+            });
+            out.push_str(active.unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The example file parses with the settings type as it is and gives the
+    /// defaults; with its commented-out examples made active it still parses
+    /// (each setting once), and then it names every setting.
+    #[test]
+    fn the_example_file_shows_every_setting_and_the_defaults() {
+        let example = include_str!("../../../updraft.example.toml");
+        let path = Path::new("updraft.example.toml");
+        let as_is = resolve(Some((path, example)), &|_| None, &[])
+            .unwrap_or_else(|err| panic!("updraft.example.toml as it is: {err:#}"));
+        let mut problems = Vec::new();
+        let known = settings().unwrap();
+        for (shown, default) in settings_of(&as_is).unwrap().iter().zip(&known) {
+            if shown.default != default.default {
+                problems.push(format!(
+                    "`{}` = {:?}, but its default is {:?}",
+                    default.key,
+                    shown_default(&shown.default),
+                    shown_default(&default.default)
+                ));
+            }
+        }
+        let full = uncommented(example);
+        let table: toml::Table = toml::from_str(&full)
+            .unwrap_or_else(|err| panic!("the example with every line active: {err}"));
+        if let Err(err) = figment(Some((path, &full)), &|_| None, &[])
+            .unwrap()
+            .extract_lossy::<Settings>()
+        {
+            problems.push(format!("with every line active: {:#}", explain(err)));
+        }
+        for setting in &known {
+            if !table.contains_key(&setting.key) {
+                problems.push(format!("`{}` is missing", setting.key));
+            }
+        }
+        if !matches!(table.get("storage_options"), Some(toml::Value::Table(t)) if !t.is_empty()) {
+            problems.push("[storage_options] shows no example".to_string());
+        }
+        assert!(
+            problems.is_empty(),
+            "updraft.example.toml:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn settings_are_flat_keys_of_scalars_lists_or_tables() {
+        let known = settings().unwrap();
+        for setting in &known {
+            assert_eq!(key_of(&setting.path), setting.key);
+            // A non-empty table default would be a group missing from KEY_GROUPS.
+            if let Value::Dict(_, dict) = &setting.default {
+                assert!(dict.is_empty(), "{} looks like a group", setting.key);
+            }
+        }
     }
 }

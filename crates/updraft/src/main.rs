@@ -76,14 +76,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Whether --data-dir / UPDRAFT_DATA_DIR named a directory, or updraft.toml may.
+    // Whether --data-dir / UPDRAFT_DATA_DIR named a directory (restore needs one).
     let data_dir_from_default = matches!(
         matches.value_source("data_dir"),
         None | Some(clap::parser::ValueSource::DefaultValue)
     );
+    // Settings given as flags (`--data-dir`, `--listen`, …) win over the
+    // environment and updraft.toml: the global ones, and with `command` those
+    // of the command run.
+    let flags = |command: bool| match config::flags_from(&matches, command) {
+        Ok(flags) => Some(flags),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            None
+        }
+    };
     match cli.command {
         Top::Serve(args) => {
-            match runtime.block_on(serve(cli.global, args, data_dir_from_default)) {
+            let Some(flags) = flags(true) else {
+                return ExitCode::FAILURE;
+            };
+            let sources = config::Sources {
+                config: args.config,
+                flags,
+            };
+            match runtime.block_on(serve(sources)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -94,8 +111,11 @@ fn main() -> ExitCode {
         Top::Migrate(args) => {
             // The installation `updraft serve` would open: updraft.toml's
             // data_dir when no flag or environment names one.
+            let Some(flags) = flags(false) else {
+                return ExitCode::FAILURE;
+            };
             let mut global = cli.global;
-            if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
+            if let Err(err) = config::client_defaults(&mut global, &flags) {
                 eprintln!("error: {err:#}");
                 return ExitCode::FAILURE;
             }
@@ -107,19 +127,35 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Top::Backup(args) => backup::exit_code(runtime.block_on(backup::backup(
-            cli.global,
-            data_dir_from_default,
-            args,
-            &updraft_core::model::SystemClock,
-        ))),
+        Top::Backup(args) => {
+            let Some(flags) = flags(true) else {
+                return ExitCode::FAILURE;
+            };
+            let sources = config::Sources {
+                config: args.config.clone(),
+                flags,
+            };
+            backup::exit_code(runtime.block_on(backup::backup(
+                cli.global.json,
+                sources,
+                args,
+                &updraft_core::model::SystemClock,
+            )))
+        }
         Top::Restore(args) => backup::exit_code(runtime.block_on(backup::restore(
             cli.global,
             data_dir_from_default,
             args,
         ))),
         Top::Healthcheck(args) => {
-            match runtime.block_on(healthcheck(cli.global, args, data_dir_from_default)) {
+            let Some(flags) = flags(true) else {
+                return ExitCode::FAILURE;
+            };
+            let sources = config::Sources {
+                config: args.config.clone(),
+                flags,
+            };
+            match runtime.block_on(healthcheck(sources, args)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(err) => {
@@ -129,8 +165,11 @@ fn main() -> ExitCode {
             }
         }
         Top::Client(command) => {
+            let Some(flags) = flags(false) else {
+                return ExitCode::FAILURE;
+            };
             let mut global = cli.global;
-            if let Err(err) = config::client_defaults(&mut global, data_dir_from_default) {
+            if let Err(err) = config::client_defaults(&mut global, &flags) {
                 eprintln!("error: {err:#}");
                 return ExitCode::FAILURE;
             }
@@ -140,18 +179,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(
-    global: updraft_cli::GlobalOpts,
-    args: config::ServeArgs,
-    data_dir_from_default: bool,
-) -> anyhow::Result<()> {
-    let settings = config::load(
-        &args,
-        &global.data_dir,
-        data_dir_from_default,
-        global.database_url.as_deref(),
-    )?;
+async fn serve(sources: config::Sources) -> anyhow::Result<()> {
+    let settings = config::load(&sources)?;
     init_tracing(&settings.log);
+    let database_urls = settings.database();
     let server_config = settings.server;
     std::fs::create_dir_all(&server_config.data_dir).with_context(|| {
         format!(
@@ -161,7 +192,7 @@ async fn serve(
     })?;
     startup::check_writable(&server_config.data_dir)?;
     let (store, cluster, database): (Arc<dyn Store>, Arc<dyn Cluster>, String) =
-        match &settings.database {
+        match &database_urls {
             Some(db) => {
                 let store = PgStore::connect(&db.url, db.read_url.as_deref())
                     .await
@@ -223,7 +254,7 @@ async fn serve(
                 )
             }
         };
-    if settings.database.is_some() && server_config.storage_url.is_none() {
+    if database_urls.is_some() && server_config.storage_url.is_none() {
         // Fine for one node; a second node would see the bundles in the
         // database but not their files.
         tracing::warn!(
@@ -264,26 +295,12 @@ async fn serve(
 /// `updraft healthcheck`: the listen address `updraft serve` would use, from
 /// the same flags, environment and `updraft.toml`.
 async fn healthcheck(
-    global: updraft_cli::GlobalOpts,
+    sources: config::Sources,
     args: service::HealthcheckArgs,
-    data_dir_from_default: bool,
 ) -> anyhow::Result<bool> {
     let url = match args.url {
         Some(url) => url,
-        None => {
-            let serve_args = config::ServeArgs {
-                config: args.config,
-                listen: args.listen,
-                public_url: None,
-            };
-            let settings = config::load(
-                &serve_args,
-                &global.data_dir,
-                data_dir_from_default,
-                global.database_url.as_deref(),
-            )?;
-            service::readyz_url(settings.server.listen)
-        }
+        None => service::readyz_url(config::load(&sources)?.server.listen),
     };
     service::healthcheck(
         &url,
