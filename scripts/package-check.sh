@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# Exercises the packages on this machine (issue 17 point 5): the container
+# image built from ./Dockerfile and run, compose.yaml's Updraft settings
+# against a real PostgreSQL and an S3-compatible server, and the systemd unit
+# under a real systemd (systemd-nspawn), installed with docs/deploy.md's steps.
+#
+# Run as root (CI does, in .ci/run). Installs what it needs from Debian's
+# packages when missing: podman, runc, systemd-container (nspawn), curl,
+# python3-yaml; PostgreSQL and moto through scripts/test-services.sh.
+#
+# What this machine cannot do, and what the check does instead:
+# - No registry of base images is reachable: the image is built from the
+#   project's Dockerfile with BINARY_SOURCE=prebuilt (the binary cargo built
+#   here) and RUNTIME_IMAGE set to a base assembled FROM scratch out of the
+#   files the binary needs (glibc, libgcc, CA certificates, /etc/passwd with
+#   uid 65532) — the contents of the default distroless cc image. The
+#   Dockerfile's build stage (rust:1-bookworm) is not run.
+# - compose.yaml's postgres/s3/create-bucket images cannot be pulled: the
+#   updraft service's environment from compose.yaml runs the image against a
+#   throwaway PostgreSQL and moto (S3-compatible), host names replaced, and
+#   the create-bucket service's command runs on the host against moto.
+# - The container has no CAP_SYS_RESOURCE: podman's default ulimits (nofile
+#   and nproc above this machine's hard limits) are refused, so the runs use
+#   a containers.conf with default_ulimits at or below them, and runc (crun
+#   refuses this kernel's hybrid cgroup layout).
+# - No systemd as PID 1: the unit runs under systemd inside systemd-nspawn
+#   (the host's own /usr, a private network namespace, state in tmpfs).
+#
+# PACKAGE_CHECK_PROFILE=release uses a release build instead of the debug one
+# the test suite already built.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+started=$SECONDS
+work="$root/target/package-check"
+run_id="pc$$"
+profile="${PACKAGE_CHECK_PROFILE:-debug}"
+
+step() { printf '\n== [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
+fail() {
+  echo "package-check: FAILED: $*" >&2
+  exit 1
+}
+
+# --- cleanup: only what this script started -----------------------------
+containers=()
+volumes=()
+images=()
+pids=()
+nspawn_pid=""
+cleanup() {
+  set +e
+  for c in "${containers[@]}"; do podman rm -f -t 5 "$c" >/dev/null 2>&1; done
+  for v in "${volumes[@]}"; do podman volume rm -f "$v" >/dev/null 2>&1; done
+  for i in "${images[@]}"; do podman rmi -f "$i" >/dev/null 2>&1; done
+  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+    kill "$nspawn_pid" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$nspawn_pid" 2>/dev/null
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  if [ -n "${pg_dir:-}" ]; then
+    # runuser may not pass the signal on: stop the postmaster itself.
+    if [ -f "$pg_dir/data/postmaster.pid" ]; then
+      pg_pid=$(head -1 "$pg_dir/data/postmaster.pid")
+      kill -INT "$pg_pid" 2>/dev/null
+      for _ in $(seq 1 50); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -rf "$pg_dir"
+  fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2
+  shift 2
+  for _ in $(seq 1 $((limit * 5))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  fail "$what: not within ${limit}s"
+}
+
+# --- tools ---------------------------------------------------------------
+step "tools"
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
+command -v objcopy >/dev/null || need+=(binutils)
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing from Debian: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml (python3-yaml)"
+scripts/test-services.sh
+podman --version
+systemd-analyze --version | head -1
+
+mkdir -p "$work"
+cat >"$work/containers.conf" <<EOF
+# Written by scripts/package-check.sh: podman's default ulimits exceed this
+# machine's hard limits (no CAP_SYS_RESOURCE), and crun refuses the hybrid
+# cgroup layout; runc does not.
+[containers]
+default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF="$work/containers.conf"
+
+# --- the binary ----------------------------------------------------------
+step "binary ($profile)"
+if [ "$profile" = release ]; then
+  cargo build --release --locked -p updraft --bin updraft
+else
+  cargo build --locked -p updraft --bin updraft
+fi
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+binary="$target_dir/$profile/updraft"
+rm -rf "$work/prebuilt" "$work/base"
+mkdir -p "$work/prebuilt/data"
+# Debug info off: the layout the Dockerfile's build stage produces (/out).
+objcopy --strip-debug "$binary" "$work/prebuilt/updraft"
+cli="$work/prebuilt/updraft"
+
+# --- a base image FROM scratch with what the binary needs ----------------
+step "runtime base image (FROM scratch: glibc, libgcc, CA certificates, uid 65532)"
+base="$work/base"
+mkdir -p "$base/etc/ssl/certs" "$base/tmp"
+chmod 1777 "$base/tmp"
+for lib in $(ldd "$cli" | grep -o '/[^ ]*'); do
+  mkdir -p "$base$(dirname "$lib")"
+  cp -L "$lib" "$base$lib"
+done
+cp -L /etc/ssl/certs/ca-certificates.crt "$base/etc/ssl/certs/"
+printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$base/etc/passwd"
+printf 'root:x:0:\nnonroot:x:65532:\n' >"$base/etc/group"
+tar -C "$base" -cf "$work/base.tar" .
+base_image="localhost/updraft-check-base:$run_id"
+podman import -q "$work/base.tar" "$base_image" >/dev/null
+images+=("$base_image")
+
+# --- docker build ----------------------------------------------------------
+step "podman build (Dockerfile, BINARY_SOURCE=prebuilt, RUNTIME_IMAGE=$base_image)"
+image="localhost/updraft:$run_id"
+podman build -q --format docker \
+  --build-arg BINARY_SOURCE=prebuilt \
+  --build-arg RUNTIME_IMAGE="$base_image" \
+  -t "$image" . >/dev/null
+images+=("$image")
+podman image inspect "$image" --format '{{json .}}' >"$work/image.json"
+python3 - "$work/image.json" <<'EOF'
+import json, sys
+image = json.load(open(sys.argv[1]))
+config = image["Config"]
+problems = []
+def expect(what, got, want):
+    if got != want:
+        problems.append(f"{what}: {got!r}, expected {want!r}")
+expect("User", config.get("User"), "65532:65532")
+env = dict(e.split("=", 1) for e in config.get("Env", []))
+expect("UPDRAFT_DATA_DIR", env.get("UPDRAFT_DATA_DIR"), "/data")
+expect("UPDRAFT_LISTEN", env.get("UPDRAFT_LISTEN"), "0.0.0.0:8080")
+expect("Volumes", sorted(config.get("Volumes") or {}), ["/data"])
+expect("ExposedPorts", sorted(config.get("ExposedPorts") or {}), ["8080/tcp"])
+expect("Entrypoint", config.get("Entrypoint"), ["/usr/local/bin/updraft"])
+expect("Cmd", config.get("Cmd"), ["serve"])
+health = config.get("Healthcheck") or image.get("HealthCheck") or {}
+expect("Healthcheck", health.get("Test"), ["CMD", "/usr/local/bin/updraft", "healthcheck"])
+if problems:
+    sys.exit("image configuration:\n  " + "\n  ".join(problems))
+print("image config: user 65532, /data volume, env, port, entrypoint, HEALTHCHECK as expected")
+EOF
+echo "image size: $(podman image inspect "$image" --format '{{.Size}}') bytes (debug-info-stripped $profile binary)"
+
+# --- the image on its defaults: SQLite + the /data volume --------------------
+step "run the image (defaults: SQLite in the /data volume)"
+volume="updraft-data-$run_id"
+podman volume create "$volume" >/dev/null
+volumes+=("$volume")
+name="updraft-$run_id"
+podman run -d --name "$name" -p 127.0.0.1::8080 -v "$volume:/data" "$image" >/dev/null
+containers+=("$name")
+# The image's HEALTHCHECK command, as the engine runs it.
+wait_for 60 "HEALTHCHECK (updraft healthcheck) healthy" podman healthcheck run "$name"
+port=$(podman port "$name" 8080/tcp | head -1 | sed 's/.*://')
+url="http://127.0.0.1:$port"
+curl -sf "$url/readyz" | grep -q '"status":"ok"' || fail "GET /readyz through the published port"
+pid=$(podman inspect "$name" --format '{{.State.Pid}}')
+uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
+[ "$uid" = 65532 ] || fail "the server runs as uid $uid, not 65532"
+echo "serving on $url as uid $uid; HEALTHCHECK healthy"
+key=$(podman exec "$name" updraft apikey create --name check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+"$cli" --server "$url" --apikey "$key" app add com.example.app --name Example >/dev/null
+podman stop -t 30 "$name" >/dev/null
+exit_code=$(podman inspect "$name" --format '{{.State.ExitCode}}')
+[ "$exit_code" = 0 ] || fail "the server exited $exit_code on SIGTERM"
+podman logs "$name" 2>&1 | grep -q "shutdown complete" || fail "no 'shutdown complete' in the logs"
+podman rm "$name" >/dev/null
+# A new container on the same volume serves what the first one stored.
+podman run -d --name "$name" -p 127.0.0.1::8080 -v "$volume:/data" "$image" >/dev/null
+wait_for 60 "HEALTHCHECK after re-creating the container" podman healthcheck run "$name"
+port=$(podman port "$name" 8080/tcp | head -1 | sed 's/.*://')
+"$cli" --server "http://127.0.0.1:$port" --apikey "$key" app list --json | grep -q com.example.app ||
+  fail "the app stored in the volume is gone after re-creating the container"
+echo "SIGTERM: exit 0, 'shutdown complete'; a new container on the volume serves the stored app and key"
+podman rm -f -t 5 "$name" >/dev/null
+
+# --- compose.yaml's settings: PostgreSQL + S3-compatible storage -------------
+step "compose.yaml's updraft environment against PostgreSQL and S3 (moto)"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pg_port=$(free_port)
+pg_dir=$(mktemp -d /tmp/updraft-package-check-pg.XXXXXX)
+chown postgres:postgres "$pg_dir"
+runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync --locale=C >/dev/null
+runuser -u postgres -- "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" \
+  -c listen_addresses=127.0.0.1 -c fsync=off >"$pg_dir/postgres.log" 2>&1 &
+pids+=($!)
+wait_for 60 "PostgreSQL" "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"
+moto_port=$(free_port)
+target/test-tools/venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_for 60 "moto" curl -s -o /dev/null "http://127.0.0.1:$moto_port/"
+
+# compose.yaml: the updraft service's environment, the postgres service's
+# user/database, and the create-bucket command, with secrets and host names
+# filled in for this machine.
+export POSTGRES_PASSWORD="pc-$(openssl rand -hex 8)" S3_SECRET_KEY="pc-$(openssl rand -hex 8)"
+python3 - compose.yaml "$work" "$pg_port" "$moto_port" <<'EOF'
+import os, re, sys, yaml
+compose_file, work, pg_port, moto_port = sys.argv[1:]
+compose = yaml.safe_load(open(compose_file))
+services = compose["services"]
+
+def interpolate(text):
+    # ${VAR:?message} / ${VAR:-default} / ${VAR} as compose reads them; $$ is a literal $.
+    def value(m):
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        got = os.environ.get(name, "")
+        if op == ":?" and not got:
+            sys.exit(f"compose.yaml needs {name}: {arg}")
+        return got or (arg if op == ":-" else "")
+    text = re.sub(r"\$\{(\w+)(?:(:\?|:-)([^}]*))?\}", value, str(text))
+    return text.replace("$$", "$")
+
+hosts = {"postgres:5432": f"127.0.0.1:{pg_port}", "http://s3:7070": f"http://127.0.0.1:{moto_port}"}
+def local(text):
+    for compose_host, here in hosts.items():
+        text = text.replace(compose_host, here)
+    return text
+
+env = {k: local(interpolate(v)) for k, v in services["updraft"]["environment"].items()}
+for needed in ("UPDRAFT_DATABASE_URL", "UPDRAFT_STORAGE_URL", "AWS_ENDPOINT_URL"):
+    if needed not in env:
+        sys.exit(f"compose.yaml's updraft service sets no {needed}")
+with open(f"{work}/compose-updraft.env", "w") as f:
+    for k, v in env.items():
+        f.write(f"{k}={v}\n")
+pg = {k: interpolate(v) for k, v in services["postgres"]["environment"].items()}
+with open(f"{work}/compose-postgres.sh", "w") as f:
+    f.write(f"pg_user={pg['POSTGRES_USER']}\npg_db={pg['POSTGRES_DB']}\npg_password={pg['POSTGRES_PASSWORD']}\n")
+bucket = services["create-bucket"]
+with open(f"{work}/compose-create-bucket.env", "w") as f:
+    for k, v in bucket["environment"].items():
+        f.write(f"export {k}={local(interpolate(v))!r}\n")
+with open(f"{work}/compose-create-bucket.sh", "w") as f:
+    f.write(interpolate(bucket["command"][0]))
+print("compose.yaml: updraft environment:", ", ".join(sorted(env)))
+EOF
+# shellcheck disable=SC1091
+. "$work/compose-postgres.sh"
+runuser -u postgres -- "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 \
+  -c "CREATE ROLE \"$pg_user\" LOGIN PASSWORD '$pg_password'" -c "CREATE DATABASE \"$pg_db\" OWNER \"$pg_user\"" >/dev/null
+# The create-bucket service's command, as compose would run it (twice: the
+# second run finds the bucket and must succeed too).
+(. "$work/compose-create-bucket.env" && sh "$work/compose-create-bucket.sh" && sh "$work/compose-create-bucket.sh")
+app_port=$(free_port)
+name="updraft-cluster-$run_id"
+podman run -d --name "$name" --network host --env-file "$work/compose-updraft.env" \
+  -e UPDRAFT_LISTEN="127.0.0.1:$app_port" "$image" >/dev/null
+containers+=("$name")
+wait_for 60 "HEALTHCHECK on PostgreSQL + S3" podman healthcheck run "$name"
+podman logs "$name" 2>&1 | grep -q "database=postgres://$pg_user:\*\*\*@127.0.0.1:$pg_port" ||
+  fail "the server did not open compose.yaml's PostgreSQL (logs: $(podman logs "$name" 2>&1 | tail -5))"
+url="http://127.0.0.1:$app_port"
+key=$(podman exec "$name" updraft apikey create --name check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+bundle="$work/bundle"
+rm -rf "$bundle" && mkdir -p "$bundle"
+printf '<!doctype html><script>CapacitorUpdater.notifyAppReady()</script>\n' >"$bundle/index.html"
+"$cli" --server "$url" --apikey "$key" app add com.example.app --name Example >/dev/null
+"$cli" --server "$url" --apikey "$key" channel add production com.example.app --default >/dev/null
+"$cli" --server "$url" --apikey "$key" bundle upload com.example.app --path "$bundle" --bundle 1.0.1 \
+  --channel production --no-key --no-progress >/dev/null
+answer=$(curl -sf "$url/updates" -H 'content-type: application/json' -d '{
+  "platform": "android", "device_id": "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11",
+  "app_id": "com.example.app", "version_build": "1.0.0", "version_name": "1.0.0",
+  "plugin_version": "8.51.14", "is_emulator": false, "is_prod": true, "defaultChannel": ""}')
+download=$(echo "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+checksum=$(echo "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checksum"])')
+got=$(curl -sf "$download" | sha256sum | cut -d' ' -f1)
+[ "$got" = "$checksum" ] || fail "downloaded bundle $got does not match the update answer's checksum $checksum"
+curl -sf "http://127.0.0.1:$moto_port/updraft?list-type=2" | grep -q "<Key>bundles/blobs/$checksum</Key>" ||
+  fail "the bundle is not in the bucket under bundles/blobs/"
+echo "on compose.yaml's settings: key in PostgreSQL, bundle uploaded into the bucket, /updates answered, download matches $checksum"
+podman rm -f -t 5 "$name" >/dev/null
+
+# --- the systemd unit ----------------------------------------------------------
+step "systemd-analyze verify + security (the unit, ExecStart pointed at the built binary)"
+mkdir -p "$work/systemd"
+sed "s#^ExecStart=/usr/local/bin/updraft#ExecStart=$cli#" packaging/systemd/updraft.service >"$work/systemd/updraft.service"
+systemd-analyze verify "$work/systemd/updraft.service"
+systemd-analyze security --offline=yes "$work/systemd/updraft.service" | tail -1
+
+step "the unit under a real systemd (systemd-nspawn), installed with docs/deploy.md's steps"
+# The install block of docs/deploy.md, between its markers, run as written
+# (the release binary's path replaced by the one built here).
+install_steps=$(sed -n '/<!-- systemd-install:begin -->/,/<!-- systemd-install:end -->/p' docs/deploy.md |
+  sed '1,/^```sh$/d; /^```$/,$d')
+[ -n "$install_steps" ] || fail "no systemd install block in docs/deploy.md"
+rel_binary="${cli#"$root"/}"
+install_steps="${install_steps//target\/release\/updraft/$rel_binary}"
+rm -rf "$work/systemd/usr-local-bin" && mkdir -p "$work/systemd/usr-local-bin"
+# The host's /usr read-only, / and /etc in tmpfs, no network but loopback;
+# /usr/local/bin writable (the install step's target), the repository at /src.
+systemd-nspawn --quiet -D / --volatile=yes --register=no --keep-unit --private-network \
+  --machine="updraft-$run_id" --bind="$work/systemd/usr-local-bin:/usr/local/bin" \
+  --bind-ro="$root:/src" --bind-ro=/etc/pam.d --boot --console=pipe \
+  </dev/null >"$work/systemd/nspawn.log" 2>&1 &
+nspawn_pid=$!
+container_init() { pgrep -P "$nspawn_pid" -x systemd; }
+wait_for 60 "systemd in the nspawn container" container_init
+init_pid=$(container_init)
+inside() { nsenter -t "$init_pid" -a "$@"; }
+# "degraded" is fine: the host's own units that cannot run in a container.
+state=$(inside systemctl is-system-running --wait || true)
+echo "systemd in the container: $(inside systemctl --version | head -1), $state"
+echo "$install_steps" | sed 's/^/    # /'
+inside sh -euc "cd /src && $install_steps" >"$work/systemd/install.out" 2>&1 ||
+  { cat "$work/systemd/install.out"; fail "the install steps of docs/deploy.md"; }
+key=$(grep -o 'upd_[A-Za-z0-9_]*' "$work/systemd/install.out" | head -1)
+[ -n "$key" ] || { cat "$work/systemd/install.out"; fail "apikey create printed no key"; }
+show() { inside systemctl show updraft -p "$1" --value; }
+[ "$(show ActiveState)" = active ] || fail "updraft.service is $(show ActiveState)"
+[ "$(show Type)" = notify ] || fail "Type is $(show Type)"
+status_text=$(show StatusText)
+[[ "$status_text" == *"/readyz: ready"* ]] || fail "status text: $status_text"
+main_pid=$(show MainPID)
+user=$(inside ps -o user= -p "$main_pid")
+[ "$user" = updraft ] || fail "the service runs as $user"
+echo "active, Type=notify, Status: \"$status_text\", MainPID $main_pid as user $user"
+inside systemd-analyze verify /etc/systemd/system/updraft.service
+inside systemd-analyze security updraft | tail -1
+inside curl -sf -H "authorization: Bearer $key" -H 'content-type: application/json' \
+  -d '{"app_id":"com.example.app","name":"Example"}' http://127.0.0.1:8080/api/v1/apps >/dev/null ||
+  fail "creating an app through the service"
+inside systemctl restart updraft
+inside curl -sf -H "authorization: Bearer $key" http://127.0.0.1:8080/api/v1/apps | grep -q com.example.app ||
+  fail "the app is gone after systemctl restart"
+inside systemctl stop updraft
+[ "$(show ActiveState)" = inactive ] && [ "$(show ExecMainStatus)" = 0 ] ||
+  fail "stop: $(show ActiveState), exit status $(show ExecMainStatus)"
+inside journalctl -u updraft -o cat --no-pager | grep -q "shutdown complete" || fail "no 'shutdown complete' in the journal"
+inside ls -ld /var/lib/updraft | grep -q " updraft updraft " || fail "/var/lib/updraft is not owned by updraft"
+echo "API through the service, restart keeps the data, stop: exit 0 after 'shutdown complete'"
+
+step "package check passed in $((SECONDS - started)) s"
