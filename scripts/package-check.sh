@@ -70,6 +70,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# A TERM (timeout in .ci/run) or INT still runs the cleanup.
+trap "exit 143" TERM
+trap "exit 130" INT
 
 # Without systemd as PID 1, podman logs an error for every health-check
 # timer it cannot create (the checks here run `podman healthcheck run`
