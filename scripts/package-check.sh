@@ -2,10 +2,15 @@
 # Exercises the packages on this machine (issue 17 point 5): the container
 # image built from ./Dockerfile and run, compose.yaml's Updraft settings
 # against a real PostgreSQL and an S3-compatible server, and the systemd unit
-# under a real systemd (systemd-nspawn), installed with docs/deploy.md's steps.
+# under a real systemd (systemd-nspawn), installed and backed up with
+# docs/deploy.md's steps (the blocks between its systemd-install and
+# systemd-backup markers, run as written); and the README's reverse-proxy
+# snippets (Caddyfile parsed, nginx run in front of the server over HTTPS).
+# About a minute on 2 cores.
 #
 # Run as root (CI does, in .ci/run). Installs what it needs from Debian's
 # packages when missing: podman, runc, systemd-container (nspawn), curl,
+# nginx, caddy, openssl,
 # python3-yaml; PostgreSQL and moto through scripts/test-services.sh.
 #
 # What this machine cannot do, and what the check does instead:
@@ -111,6 +116,9 @@ command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
 command -v objcopy >/dev/null || need+=(binutils)
+command -v nginx >/dev/null || need+=(nginx)
+command -v caddy >/dev/null || need+=(caddy)
+command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing from Debian: ${need[*]}"
@@ -336,6 +344,96 @@ curl -sf "http://127.0.0.1:$moto_port/updraft?list-type=2" | grep -q "<Key>bundl
   fail "the bundle is not in the bucket under bundles/blobs/"
 echo "on compose.yaml's settings: key in PostgreSQL, bundle uploaded into the bucket, /updates answered, download matches $checksum"
 podman rm -f -t 5 "$name" >/dev/null
+
+# --- the README's reverse-proxy snippets ----------------------------------------
+step "README's Caddy and nginx snippets: caddy adapt; HTTPS through nginx to the server"
+readme_block() { # readme_block LANG: the README's first ```LANG block
+  sed -n "/^\`\`\`$1\$/,/^\`\`\`\$/p" README.md | sed '1d;$d'
+}
+proxy="$work/proxy"
+rm -rf "$proxy" && mkdir -p "$proxy/tmp"
+readme_block caddy >"$proxy/Caddyfile"
+[ -s "$proxy/Caddyfile" ] || fail "no caddy block in README.md"
+# Parsed and turned into Caddy's JSON configuration (no certificate is asked for).
+caddy adapt --config "$proxy/Caddyfile" --adapter caddyfile >"$proxy/caddy.json" 2>"$proxy/caddy.err" ||
+  { cat "$proxy/caddy.err"; fail "caddy adapt of the README's Caddyfile"; }
+python3 - "$proxy/caddy.json" <<'EOF_PY'
+import json, sys
+routes = json.load(open(sys.argv[1]))["apps"]["http"]["servers"]["srv0"]["routes"]
+text = json.dumps(routes)
+assert '"handler": "reverse_proxy"' in text and '127.0.0.1:8080' in text, text
+assert '"encode"' not in text, "the Caddyfile compresses"
+print("Caddyfile: one site, reverse_proxy to 127.0.0.1:8080, no encode")
+EOF_PY
+readme_block nginx >"$proxy/site.conf"
+[ -s "$proxy/site.conf" ] || fail "no nginx block in README.md"
+proxy_port=$(free_port)
+app_port=$(free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=updates.example.com \
+  -keyout "$proxy/key.pem" -out "$proxy/cert.pem" >/dev/null 2>&1
+nginx_version=$(nginx -v 2>&1 | sed 's#.*/##')
+# This machine's copy of the snippet: its port, certificate and upstream;
+# `http2 on;` needs nginx 1.25.1, older ones take `listen … ssl http2`.
+if printf '1.25.1\n%s\n' "$nginx_version" | sort -V -C; then http2_listen=""; else http2_listen=" http2"; fi
+sed -e "s#listen 443 ssl;#listen 127.0.0.1:$proxy_port ssl$http2_listen;#" \
+  -e "s#/etc/letsencrypt/live/updates.example.com/fullchain.pem#$proxy/cert.pem#" \
+  -e "s#/etc/letsencrypt/live/updates.example.com/privkey.pem#$proxy/key.pem#" \
+  -e "s#http://127.0.0.1:8080#http://127.0.0.1:$app_port#" \
+  "$proxy/site.conf" >"$proxy/site.local.conf"
+[ -z "$http2_listen" ] || sed -i '/^ *http2 on;/d' "$proxy/site.local.conf"
+cat >"$proxy/nginx.conf" <<EOF_NGINX
+pid $proxy/nginx.pid;
+error_log $proxy/error.log;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $proxy/tmp/body;
+    proxy_temp_path $proxy/tmp/proxy;
+    fastcgi_temp_path $proxy/tmp/fastcgi;
+    uwsgi_temp_path $proxy/tmp/uwsgi;
+    scgi_temp_path $proxy/tmp/scgi;
+    gzip on;                     # as distributions ship it: the snippet must turn it off for /dl/
+    gzip_types *;
+    include $proxy/site.local.conf;
+}
+EOF_NGINX
+nginx -t -q -c "$proxy/nginx.conf" || fail "nginx -t of the README's nginx server block (nginx $nginx_version)"
+nginx -c "$proxy/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+# The server on its defaults behind it: no public_url, so the links come from
+# the Host and X-Forwarded-Proto the proxy sets.
+UPDRAFT_DATA_DIR="$proxy/data" "$cli" apikey create --name proxy >"$proxy/key.txt"
+key=$(cat "$proxy/key.txt")
+env -u UPDRAFT_PUBLIC_URL UPDRAFT_DATA_DIR="$proxy/data" UPDRAFT_LISTEN="127.0.0.1:$app_port" NO_COLOR=1 \
+  "$cli" serve >"$proxy/updraft.log" 2>&1 &
+pids+=($!)
+wait_for 60 "updraft behind nginx" curl -sf "http://127.0.0.1:$app_port/readyz"
+url="http://127.0.0.1:$app_port"
+"$cli" --server "$url" --apikey "$key" app add com.example.app --name Example >/dev/null
+"$cli" --server "$url" --apikey "$key" channel add production com.example.app --default >/dev/null
+"$cli" --server "$url" --apikey "$key" bundle upload com.example.app --path "$bundle" --bundle 1.0.1 \
+  --channel production --no-key --no-progress >/dev/null 2>&1
+public="https://updates.example.com:$proxy_port"
+via_proxy=(curl -sf --cacert "$proxy/cert.pem" --resolve "updates.example.com:$proxy_port:127.0.0.1")
+wait_for 10 "nginx" "${via_proxy[@]}" "$public/readyz"
+answer=$("${via_proxy[@]}" "$public/updates" -H 'content-type: application/json' -d '{
+  "platform": "ios", "device_id": "6e2c0c9a-3f5b-4c8e-9a43-1f0f4b2d7c11",
+  "app_id": "com.example.app", "version_build": "1.0.0", "version_name": "1.0.0",
+  "plugin_version": "8.51.14", "is_emulator": false, "is_prod": true, "defaultChannel": ""}')
+download=$(echo "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+checksum=$(echo "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checksum"])')
+# nginx's $host carries no port: on 443 the link is exactly the public address.
+[[ "$download" == "https://updates.example.com/dl/"* ]] || fail "download link through nginx: $download"
+path="${download#https://updates.example.com}"
+"${via_proxy[@]}" -H 'accept-encoding: gzip, br' -D "$proxy/headers" -o "$proxy/bundle.zip" "$public$path" ||
+  fail "download through nginx"
+! grep -qi '^content-encoding:' "$proxy/headers" || fail "nginx compressed a bundle download: $(cat "$proxy/headers")"
+got=$(sha256sum "$proxy/bundle.zip" | cut -d' ' -f1)
+[ "$got" = "$checksum" ] || fail "bundle through nginx hashes to $got, not $checksum"
+"${via_proxy[@]}" -o /dev/null -w '%{http_code}' -r 0-9 "$public$path" | grep -q 206 || fail "Range through nginx"
+[ "$("${via_proxy[@]}" -s -o /dev/null -w '%{http_code}' "$public/metrics" || true)" = 404 ] ||
+  fail "/metrics is reachable through nginx"
+echo "nginx $nginx_version: HTTPS /updates links https://updates.example.com/dl/…, download byte-identical (no Content-Encoding, gzip on elsewhere), Range 206, /metrics 404"
 
 # --- the systemd unit ----------------------------------------------------------
 step "systemd-analyze verify + security (the unit, ExecStart pointed at the built binary)"
