@@ -182,6 +182,14 @@ podman build -q --format docker \
   --build-arg RUNTIME_IMAGE="$base_image" \
   -t "$image" . >/dev/null
 images+=("$image")
+# The build leaves the prebuilt stage as an untagged image: remove it (only
+# that one: new since the build began, and made from the PREBUILT argument).
+for dangling in $(podman images -q --filter dangling=true --filter since="$base_image"); do
+  if podman image inspect "$dangling" --format '{{range .History}}{{.CreatedBy}}{{"\n"}}{{end}}' 2>/dev/null |
+    grep -q 'ARG PREBUILT'; then
+    images+=("$dangling")
+  fi
+done
 podman image inspect "$image" >"$work/image.json"
 python3 - "$work/image.json" <<'EOF'
 import json, sys
