@@ -8,6 +8,7 @@ mod abuse;
 
 mod analytics;
 mod audit;
+mod backup;
 mod bundles;
 mod channel_self;
 mod cli;

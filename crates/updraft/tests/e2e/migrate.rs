@@ -12,15 +12,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Both servers answer with this base URL, so their answers can be equal.
-const PUBLIC_URL: &str = "http://updates.example.test";
+pub(crate) const PUBLIC_URL: &str = "http://updates.example.test";
 /// A week: signed URLs are stable for half of it, so both servers sign alike.
-const SIGNED_TTL: &str = "604800";
-const IOS_DEVICE: &str = "0b5e6c1d-7a34-4f2e-9c81-2d3e4f5a6b7c";
-const BETA_DEVICE: &str = "a1b2c3d4-e5f6-4789-8abc-def012345678";
-const CURRENT_DEVICE: &str = "f0e1d2c3-b4a5-4697-8877-665544332211";
-const EMULATOR_DEVICE: &str = "5d4c3b2a-1908-4766-8554-433221100ffe";
+pub(crate) const SIGNED_TTL: &str = "604800";
+pub(crate) const IOS_DEVICE: &str = "0b5e6c1d-7a34-4f2e-9c81-2d3e4f5a6b7c";
+pub(crate) const BETA_DEVICE: &str = "a1b2c3d4-e5f6-4789-8abc-def012345678";
+pub(crate) const CURRENT_DEVICE: &str = "f0e1d2c3-b4a5-4697-8877-665544332211";
+pub(crate) const EMULATOR_DEVICE: &str = "5d4c3b2a-1908-4766-8554-433221100ffe";
 
-fn project_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn project_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, text) in files {
         let path = dir.path().join("dist").join(name);
@@ -35,7 +35,7 @@ fn project_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn upload(s: &Server, version: &str, files: &[(&str, &str)], extra: &[&str]) {
+pub(crate) fn upload(s: &Server, version: &str, files: &[(&str, &str)], extra: &[&str]) {
     let project = project_with(files);
     let mut args = vec![
         "bundle",
@@ -58,7 +58,7 @@ fn upload(s: &Server, version: &str, files: &[(&str, &str)], extra: &[&str]) {
 }
 
 /// The device requests whose answers must survive the move.
-fn device_requests() -> Vec<Value> {
+pub(crate) fn device_requests() -> Vec<Value> {
     vec![
         device_body(),
         with(
@@ -78,7 +78,7 @@ fn device_requests() -> Vec<Value> {
 }
 
 /// A download URL of `PUBLIC_URL` fetched from the server actually running.
-async fn download(s: &Server, url: &str) -> Vec<u8> {
+pub(crate) async fn download(s: &Server, url: &str) -> Vec<u8> {
     let path = url
         .strip_prefix(PUBLIC_URL)
         .unwrap_or_else(|| panic!("{url} is not under {PUBLIC_URL}"));
@@ -93,7 +93,7 @@ async fn download(s: &Server, url: &str) -> Vec<u8> {
 }
 
 /// Every answer and every byte each answer points at.
-async fn answers_and_bytes(s: &Server) -> Vec<(Value, Vec<Vec<u8>>)> {
+pub(crate) async fn answers_and_bytes(s: &Server) -> Vec<(Value, Vec<Vec<u8>>)> {
     let mut out = Vec::new();
     for request in device_requests() {
         let (status, answer) = s.post("/updates", &request).await;
@@ -113,7 +113,7 @@ async fn answers_and_bytes(s: &Server) -> Vec<(Value, Vec<Vec<u8>>)> {
 
 /// What the management API shows about the installation (no device request
 /// in between: those would update the registry).
-async fn api_view(s: &Server) -> Vec<Value> {
+pub(crate) async fn api_view(s: &Server) -> Vec<Value> {
     let mut out = Vec::new();
     for path in [
         "/api/v1/apps".to_string(),
@@ -133,7 +133,7 @@ async fn api_view(s: &Server) -> Vec<Value> {
     out
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
