@@ -409,9 +409,7 @@ async fn expired_sessions_and_their_parts_are_swept_by_gc() {
 
     // Nothing expired yet: gc keeps the session and its part.
     let state = c.a.server.state();
-    let kept = updraft_server::storage::gc::collect(&state.storage, state.store.as_ref())
-        .await
-        .unwrap();
+    let kept = state.gc.collect().await.unwrap();
     assert_eq!(kept.expired_uploads, 0);
     assert_eq!(c.parts_in_bucket().await.len(), 1);
 
@@ -422,9 +420,7 @@ async fn expired_sessions_and_their_parts_are_swept_by_gc() {
         .unwrap();
     let gone = c.status(&c.b, &id).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "expired: {}", gone.body);
-    let report = updraft_server::storage::gc::collect(&state.storage, state.store.as_ref())
-        .await
-        .unwrap();
+    let report = state.gc.collect().await.unwrap();
     assert_eq!(report.expired_uploads, 1);
     assert!(c.parts_in_bucket().await.is_empty());
     assert_eq!(c.store.get_upload(&id).await.unwrap(), None);

@@ -10,8 +10,10 @@ mod bundles;
 mod channels;
 pub mod compat;
 mod devices;
+mod gc;
 mod openapi;
 mod releases;
+mod uploads;
 mod validate;
 pub mod views;
 mod webhooks;
@@ -32,7 +34,6 @@ use utoipa_axum::routes;
 /// the OpenAPI document are both made from this one list (each handler's
 /// `#[utoipa::path]` gives its method and path).
 fn operations() -> OpenApiRouter<AppState> {
-    use crate::storage::{gc, uploads};
     OpenApiRouter::default()
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::show, apps::update, apps::delete))
@@ -68,7 +69,6 @@ fn operations() -> OpenApiRouter<AppState> {
 /// The resumable-upload operations, whose bodies are limited by the upload
 /// size rather than the management body limit.
 fn upload_operations() -> OpenApiRouter<AppState> {
-    use crate::storage::uploads;
     OpenApiRouter::default().routes(routes!(uploads::show, uploads::append))
 }
 
