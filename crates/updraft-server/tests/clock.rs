@@ -6,6 +6,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tower::ServiceExt;
 use updraft_core::analytics::rfc3339;
@@ -17,6 +18,8 @@ use updraft_store::{ApiKeyStore, NewApiKey, SqliteStore};
 /// 2033-05-18: far from any wall clock this test runs under.
 const T0: Millis = 2_000_000_000_000;
 const DAY: Millis = 24 * 60 * 60 * 1000;
+/// The default upload expiry (`upload_expiry_secs`), in milliseconds.
+const UPLOAD_EXPIRY: Millis = 86_400 * 1000;
 
 struct Harness {
     app: axum::Router,
@@ -81,6 +84,23 @@ impl Harness {
             None => request.body(Body::empty()),
         }
         .unwrap();
+        self.send(request).await
+    }
+
+    /// `PATCH /api/v1/uploads/{upload_id}` with `bytes` at `offset`.
+    async fn append(&self, upload_id: &str, offset: usize, bytes: &[u8]) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method("PATCH")
+            .uri(format!("/api/v1/uploads/{upload_id}"))
+            .header("authorization", format!("Bearer {}", self.admin))
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset.to_string())
+            .body(Body::from(bytes.to_vec()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -141,4 +161,57 @@ async fn api_keys_expire_by_the_injected_clock() {
     // The key without an expiry is unaffected.
     let (status, _) = h.call("GET", "/api/v1/apps", &h.admin, None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn upload_sessions_expire_by_the_injected_clock() {
+    let h = start().await;
+    let file = b"0123456789abcdef".repeat(64);
+    let sha256 = hex::encode(Sha256::digest(&file));
+    let create = json!({"size": file.len(), "sha256": sha256});
+    let (status, upload) = h
+        .call("POST", "/api/v1/uploads", &h.admin, Some(create.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{upload}");
+    assert_eq!(upload["expires_at"], rfc3339(T0 + UPLOAD_EXPIRY));
+    let id = upload["upload_id"].as_str().unwrap().to_string();
+    let status_path = format!("/api/v1/uploads/{id}");
+
+    // Alive one millisecond before its expiry; a write then restarts it.
+    h.clock.advance(UPLOAD_EXPIRY - 1);
+    let (status, body) = h.call("GET", &status_path, &h.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h.append(&id, 0, &file[..100]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["offset"], 100);
+    let written_at = T0 + UPLOAD_EXPIRY - 1;
+    assert_eq!(body["expires_at"], rfc3339(written_at + UPLOAD_EXPIRY));
+
+    // The clock passing the first expiry changes nothing: the write counts.
+    h.clock.advance(UPLOAD_EXPIRY - 1);
+    let (status, body) = h.call("GET", &status_path, &h.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, gc) = h.call("POST", "/api/v1/gc", &h.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{gc}");
+    assert_eq!(gc["expired_uploads"], 0, "{gc}");
+
+    // One millisecond later it is gone, and gc sweeps it.
+    h.clock.advance(1);
+    let (status, body) = h.call("GET", &status_path, &h.admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "upload_not_found");
+    let (status, body) = h.append(&id, 100, &file[100..]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, gc) = h.call("POST", "/api/v1/gc", &h.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{gc}");
+    assert_eq!(gc["expired_uploads"], 1, "{gc}");
+
+    // Asking again starts a new session, its expiry counted from the clock.
+    let (status, again) = h
+        .call("POST", "/api/v1/uploads", &h.admin, Some(create))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["upload_id"], upload["upload_id"]);
+    assert_eq!(again["offset"], 0);
+    assert_eq!(again["expires_at"], rfc3339(written_at + 2 * UPLOAD_EXPIRY));
 }
