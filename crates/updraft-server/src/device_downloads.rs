@@ -6,13 +6,14 @@
 
 use crate::api::Path;
 use crate::state::AppState;
-use crate::storage::downloads::{Download, DownloadRefusal, DownloadRequest};
+use crate::storage::downloads::{Download, DownloadRefusal, DownloadRequest, DownloadService};
 use crate::storage::signing::SignatureProblem;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Bytes read and sent per chunk of a download: ReaderStream's default
 /// (4 KiB) costs a blocking-pool hop and a socket write per 4 KiB of a local
@@ -144,13 +145,12 @@ fn redirect(location: &str) -> Response {
 }
 
 async fn download(
-    State(state): State<AppState>,
+    State(downloads): State<Arc<DownloadService>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     Path((app_id, version, file)): Path<(String, String, String)>,
 ) -> Response {
-    let downloads = &state.downloads;
     let request = DownloadRequest {
         path: uri.path(),
         query: uri.query(),

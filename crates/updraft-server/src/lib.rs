@@ -302,6 +302,7 @@ async fn open_storage(
         Arc::clone(&gc_lock),
         storage::publish::PublishLimits {
             max_upload_size: config.max_upload_size,
+            blob_body_limit: config.api_body_limit,
             zip_limits: config.zip_limits,
             app_storage_quota: config.limits.app_storage_quota_bytes,
         },

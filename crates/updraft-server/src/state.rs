@@ -218,6 +218,24 @@ pub struct AppState {
     pub webhook_secrets: Arc<crate::webhook_secrets::SecretBox>,
 }
 
+/// The storage services as handler state: a handler names the one it
+/// calls (`State<Arc<PublishService>>`), not the whole [`AppState`].
+macro_rules! service_state {
+    ($($service:ty => $field:ident),* $(,)?) => {$(
+        impl axum::extract::FromRef<AppState> for Arc<$service> {
+            fn from_ref(state: &AppState) -> Self {
+                Arc::clone(&state.$field)
+            }
+        }
+    )*};
+}
+
+service_state!(
+    crate::storage::publish::PublishService => publish,
+    crate::storage::downloads::DownloadService => downloads,
+    crate::storage::gc::GcService => gc,
+);
+
 impl AppState {
     /// Base URL of this server as devices reach it, without a trailing slash.
     pub fn base_url(&self, headers: &axum::http::HeaderMap) -> String {

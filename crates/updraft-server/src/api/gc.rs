@@ -3,20 +3,20 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::storage::gc::GcReport;
+use crate::storage::gc::{GcReport, GcService};
 use axum::extract::State;
 use axum::Json;
+use std::sync::Arc;
 use updraft_core::model::Role;
 
 #[utoipa::path(post, path = "/api/v1/gc", tag = "uploads", operation_id = "run_gc",
     responses((status = 200, body = GcReport), (status = 403, body = crate::api::views::ErrorView)))]
 pub async fn run(
-    State(state): State<AppState>,
+    State(gc): State<Arc<GcService>>,
     caller: Caller,
 ) -> Result<Json<GcReport>, ApiError> {
     caller.require(Role::Admin, None)?;
-    let report = state.gc.collect().await?;
+    let report = gc.collect().await?;
     tracing::info!(?report, "gc ran on request");
     Ok(Json(report))
 }

@@ -4,8 +4,8 @@
 use super::{JsonBody, Path};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::storage::parse_sha256;
+use crate::storage::publish::PublishService;
 use crate::storage::uploads::{
     CreateUpload, MissingBlobs, MissingBlobsQuery, StoredBlob, UploadStarted, UploadStatus,
 };
@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
+use std::sync::Arc;
 
 fn status_response(status: StatusCode, upload: UploadStatus) -> Response {
     let offset = upload.offset;
@@ -45,13 +46,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         (status = 200, body = UploadStatus, description = "resumed session, or the blob is already stored (complete)"),
         (status = 400, body = crate::api::views::ErrorView), (status = 413, body = crate::api::views::ErrorView)))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(publish): State<Arc<PublishService>>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateUpload>,
 ) -> Result<Response, ApiError> {
     caller.require_uploader()?;
-    let UploadStarted { status, created } =
-        state.publish.start_upload(&body.sha256, body.size).await?;
+    let UploadStarted { status, created } = publish.start_upload(&body.sha256, body.size).await?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -64,12 +64,12 @@ pub async fn create(
     params(("upload_id" = String, Path, description = "the id POST /api/v1/uploads returned")),
     responses((status = 200, body = UploadStatus), (status = 404, body = crate::api::views::ErrorView)))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(publish): State<Arc<PublishService>>,
     caller: Caller,
     Path(upload_id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require_uploader()?;
-    let status = state.publish.upload_status(&upload_id).await?;
+    let status = publish.upload_status(&upload_id).await?;
     Ok(status_response(StatusCode::OK, status))
 }
 
@@ -81,7 +81,7 @@ pub async fn show(
         (status = 404, body = crate::api::views::ErrorView), (status = 409, body = crate::api::views::ErrorView),
         (status = 422, body = crate::api::views::ErrorView)))]
 pub async fn append(
-    State(state): State<AppState>,
+    State(publish): State<Arc<PublishService>>,
     caller: Caller,
     Path(upload_id): Path<String>,
     headers: HeaderMap,
@@ -89,8 +89,7 @@ pub async fn append(
 ) -> Result<Response, ApiError> {
     caller.require_uploader()?;
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
-    let status = state
-        .publish
+    let status = publish
         .append_upload(
             &upload_id,
             claimed_offset(&headers),
@@ -107,7 +106,7 @@ pub async fn append(
     responses((status = 201, body = StoredBlob), (status = 200, body = StoredBlob, description = "already stored"),
         (status = 413, body = crate::api::views::ErrorView), (status = 422, body = crate::api::views::ErrorView)))]
 pub async fn put_blob(
-    State(state): State<AppState>,
+    State(publish): State<Arc<PublishService>>,
     caller: Caller,
     Path(sha256): Path<String>,
     body: Body,
@@ -115,7 +114,7 @@ pub async fn put_blob(
     caller.require_uploader()?;
     // Checked before the body is read: a bad name costs no transfer.
     let sha256 = parse_sha256("the path's SHA-256", &sha256)?;
-    let limit = state.config.api_body_limit;
+    let limit = publish.blob_body_limit();
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
         if crate::listener::is_body_too_slow(&err) {
             return ApiError::body_timeout();
@@ -126,7 +125,7 @@ pub async fn put_blob(
             format!("a blob sent in one request is limited to {limit} bytes; use /api/v1/uploads"),
         )
     })?;
-    let (stored, existed) = state.publish.put_blob(&sha256, &bytes).await?;
+    let (stored, existed) = publish.put_blob(&sha256, &bytes).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -138,13 +137,12 @@ pub async fn put_blob(
 #[utoipa::path(post, path = "/api/v1/blobs/missing", tag = "uploads", operation_id = "missing_blobs", request_body = MissingBlobsQuery,
     responses((status = 200, body = MissingBlobs), (status = 400, body = crate::api::views::ErrorView)))]
 pub async fn missing(
-    State(state): State<AppState>,
+    State(publish): State<Arc<PublishService>>,
     caller: Caller,
     JsonBody(body): JsonBody<MissingBlobsQuery>,
 ) -> Result<Json<MissingBlobs>, ApiError> {
     caller.require_uploader()?;
-    let missing = state
-        .publish
+    let missing = publish
         .missing_blobs(caller.key.app_id.as_deref(), &body.sha256)
         .await?;
     Ok(Json(missing))

@@ -109,6 +109,8 @@ pub struct PublishService {
     gc_lock: Arc<RwLock<()>>,
     /// Largest file one upload session may declare.
     max_upload_size: u64,
+    /// Largest blob sent whole in one `PUT /api/v1/blobs/{sha256}`.
+    blob_body_limit: usize,
     /// Limits applied when validating uploaded plain zips.
     zip_limits: ZipLimits,
     /// Bytes of live bundles an app may store; `None` = no quota.
@@ -126,6 +128,8 @@ pub struct PublishFiles<'a> {
 /// Where the limits of [`PublishService`] come from.
 pub struct PublishLimits {
     pub max_upload_size: u64,
+    /// The management body limit, which bounds a blob sent in one request.
+    pub blob_body_limit: usize,
     pub zip_limits: ZipLimits,
     pub app_storage_quota: Option<u64>,
 }
@@ -146,9 +150,15 @@ impl PublishService {
             clock,
             gc_lock,
             max_upload_size: limits.max_upload_size,
+            blob_body_limit: limits.blob_body_limit,
             zip_limits: limits.zip_limits,
             app_storage_quota: limits.app_storage_quota,
         }
+    }
+
+    /// Most bytes a blob sent whole in one request may have.
+    pub fn blob_body_limit(&self) -> usize {
+        self.blob_body_limit
     }
 
     /// The blob store uploads go to.
