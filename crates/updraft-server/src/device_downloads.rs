@@ -4,12 +4,11 @@
 //! `Content-Encoding`. What is served, and whether, is the
 //! [`DownloadService`]'s; this is its HTTP side.
 
-use crate::api::Path;
-use crate::state::AppState;
+use crate::extract::Path;
 use crate::storage::downloads::{Download, DownloadRefusal, DownloadRequest, DownloadService};
 use crate::storage::signing::SignatureProblem;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -20,8 +19,13 @@ use std::sync::Arc;
 /// file; 64 KiB cuts both 16-fold for 64 KiB of memory per download in flight.
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
-/// The download route (no auth, no CORS).
-pub fn routes() -> axum::Router<AppState> {
+/// The download route (no auth, no CORS), on any router state that holds
+/// the [`DownloadService`].
+pub fn routes<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<DownloadService>: FromRef<S>,
+{
     axum::Router::new().route(
         "/dl/{app_id}/{version}/{file}",
         axum::routing::get(download),

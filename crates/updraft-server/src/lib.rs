@@ -11,6 +11,7 @@ pub mod cors;
 pub mod device;
 pub mod device_downloads;
 pub mod error;
+pub mod extract;
 pub mod limiter;
 pub mod listener;
 pub mod metrics;
