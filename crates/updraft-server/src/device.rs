@@ -176,7 +176,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         let base_url = state.base_url(&headers);
         let mut answer = answer_update(&req, &release, &base_url);
         state
-            .storage
+            .downloads
             .finish_answer_links(&mut answer.body, &base_url);
         if release.app.is_some() {
             state.registry.note(update_sighting(

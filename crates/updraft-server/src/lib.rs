@@ -9,7 +9,9 @@ pub mod cluster;
 pub mod control;
 pub mod cors;
 pub mod device;
+pub mod device_downloads;
 pub mod error;
+pub mod extract;
 pub mod limiter;
 pub mod listener;
 pub mod metrics;
@@ -211,7 +213,7 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(limit(config.max_upload_size, body_limit::Shape::Api))
                 .layer(low_disk),
         )
-        .merge(storage::download_routes())
+        .merge(device_downloads::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_endpoint))
@@ -231,6 +233,107 @@ pub fn router(state: AppState) -> Router {
             metrics::track_requests,
         ))
         .with_state(state)
+}
+
+/// The services over stored bundles, sharing one blob store.
+struct StorageServices {
+    publish: Arc<storage::publish::PublishService>,
+    downloads: Arc<storage::downloads::DownloadService>,
+    gc: Arc<storage::gc::GcService>,
+}
+
+/// Opens the blob store the config names and builds the storage services
+/// on it, each with the narrow stores it needs. Uploads live where the
+/// blobs do: on this node's disk beside local blobs, in the database and the
+/// bucket beside an object store (any node may take any request).
+async fn open_storage(
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    releases: Arc<ReleaseCache>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn updraft_core::model::Clock>,
+) -> Result<StorageServices, ServeError> {
+    use storage::uploads::{local::LocalUploads, shared::SharedUploads, UploadBackend};
+    let expiry = Duration::from_secs(config.upload_expiry_secs);
+    let blobs = storage::open_blobs(
+        config.storage_url.as_deref(),
+        &config.storage_options,
+        &config.data_dir,
+        expiry,
+        clock.now(),
+    )
+    .await?;
+    let uploads: Arc<dyn UploadBackend> = if blobs.is_shared() {
+        Arc::new(SharedUploads::new(
+            Arc::clone(store) as Arc<dyn updraft_store::UploadStore>,
+            Arc::clone(&blobs),
+            expiry,
+            Arc::clone(&clock),
+        ))
+    } else {
+        Arc::new(
+            LocalUploads::open(
+                &config.data_dir.join("uploads"),
+                Arc::clone(&blobs),
+                expiry,
+                Arc::clone(&clock),
+            )
+            .map_err(storage::StorageError::from)?,
+        )
+    };
+    let signer = match config.signed_url_ttl_secs {
+        Some(ttl) => Some(
+            storage::signing::UrlSigner::from_store(
+                store.as_ref(),
+                &config.data_dir,
+                ttl,
+                clock.now(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let bundles = Arc::clone(store) as Arc<dyn updraft_store::BundleStore>;
+    let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
+    let publish = storage::publish::PublishService::new(
+        Arc::clone(&uploads),
+        Arc::clone(&blobs),
+        Arc::clone(&bundles),
+        Arc::clone(&clock),
+        Arc::clone(&gc_lock),
+        storage::publish::PublishLimits {
+            max_upload_size: config.max_upload_size,
+            blob_body_limit: config.api_body_limit,
+            zip_limits: config.zip_limits,
+            app_storage_quota: config.limits.app_storage_quota_bytes,
+        },
+    );
+    let downloads = storage::downloads::DownloadService::new(
+        storage::downloads::DownloadSources {
+            blobs: Arc::clone(&blobs),
+            releases,
+            bundles: Arc::clone(&bundles),
+            tallies: Arc::clone(store) as Arc<dyn updraft_store::DownloadStore>,
+        },
+        signer,
+        storage::Delivery {
+            mode: config.download_mode,
+            cdn_base_url: config
+                .cdn_base_url
+                .as_ref()
+                .map(|url| url.trim_end_matches('/').to_string()),
+            presigned_ttl: Duration::from_secs(config.presigned_url_ttl_secs),
+        },
+        metrics,
+        Arc::clone(&clock),
+    );
+    // Unreferenced blobs get the upload expiry as their grace period.
+    let gc = storage::gc::GcService::new(blobs, bundles, uploads, gc_lock, clock, expiry);
+    Ok(StorageServices {
+        publish: Arc::new(publish),
+        downloads: Arc::new(downloads),
+        gc: Arc::new(gc),
+    })
 }
 
 /// A bound, loaded server, ready to run.
@@ -328,24 +431,14 @@ impl Server {
             config.stats_queue_capacity,
             config.event_retention_days,
         );
-        let mut bundle_storage = storage::Storage::open(&config)?;
-        bundle_storage
-            .blobs
-            .check()
-            .await
-            .map_err(storage::StorageError::from)?;
-        if let Some(ttl) = config.signed_url_ttl_secs {
-            bundle_storage.signer = Some(
-                storage::signing::UrlSigner::from_store(
-                    store.as_ref(),
-                    &config.data_dir,
-                    ttl,
-                    clock.now(),
-                )
-                .await?,
-            );
-        }
-        let bundle_storage = Arc::new(bundle_storage);
+        let bundle_storage = open_storage(
+            &config,
+            &store,
+            Arc::clone(&releases),
+            Arc::clone(&metrics),
+            Arc::clone(&clock),
+        )
+        .await?;
         let webhook_secrets = Arc::new(
             webhook_secrets::SecretBox::from_config_or_store(
                 config.webhook_secret_key.as_ref(),
@@ -380,7 +473,9 @@ impl Server {
             webhook_secrets,
             limiters,
             write_health,
-            storage: bundle_storage,
+            publish: bundle_storage.publish,
+            downloads: bundle_storage.downloads,
+            gc: bundle_storage.gc,
             store,
             releases,
             registry,
@@ -429,18 +524,13 @@ impl Server {
             Arc::clone(&self.state.releases),
             Arc::clone(&self.state.metrics),
         );
-        let bundle_storage = Arc::clone(&self.state.storage);
         let (downloads_stop, downloads_stop_rx) = tokio::sync::watch::channel(false);
-        let downloads_flusher = storage::downloads::spawn_flusher(
-            Arc::clone(&bundle_storage),
-            Arc::clone(&self.state.store),
-            Duration::from_secs(5),
-            downloads_stop_rx,
-        );
+        let downloads_flusher = Arc::clone(&self.state.downloads)
+            .spawn_flusher(Duration::from_secs(5), downloads_stop_rx);
         // Background work runs on one node at a time (the leader); on the
         // embedded store this node leads from the start.
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        let background = self.spawn_background_work(bundle_storage, &shutdown_rx);
+        let background = self.spawn_background_work(&shutdown_rx);
         let election = cluster::spawn_election(
             Arc::clone(&self.cluster),
             Arc::clone(&self.state.metrics),
@@ -502,7 +592,6 @@ impl Server {
     /// while this node leads.
     fn spawn_background_work(
         &self,
-        bundle_storage: Arc<storage::Storage>,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let leading = &self.state.leading;
@@ -533,15 +622,11 @@ impl Server {
                 )
             },
         );
-        let store = Arc::clone(&self.state.store);
+        let gc_service = Arc::clone(&self.state.gc);
         let gc_every = Duration::from_secs(self.state.config.gc_interval_secs.max(1));
         let gc =
             cluster::spawn_while_leading("gc", leading.clone(), shutdown.clone(), move |stop| {
-                let task = storage::gc::spawn_periodic(
-                    Arc::clone(&bundle_storage),
-                    Arc::clone(&store),
-                    gc_every,
-                );
+                let task = Arc::clone(&gc_service).spawn_periodic(gc_every);
                 cluster::abort_on_stop(task, stop)
             });
         let store = Arc::clone(&self.state.store);

@@ -4,6 +4,8 @@ use crate::metrics::Metrics;
 use crate::releases::ReleaseCache;
 use crate::settings;
 use crate::writers::{RegistryWriter, StatsWriter};
+
+pub use crate::storage::DownloadMode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,60 +154,6 @@ impl Default for AbuseLimits {
     }
 }
 
-/// How devices get bundle bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DownloadMode {
-    /// Updraft streams every byte (any storage).
-    #[default]
-    Stream,
-    /// `/dl/…` answers 302 to a presigned object-store URL (S3 storage only).
-    Redirect,
-    /// Update answers link straight to a public CDN in front of the bucket
-    /// (S3 storage only); Updraft serves no bytes.
-    Cdn,
-}
-
-impl DownloadMode {
-    pub const NAMES: &'static str = "stream, redirect or cdn";
-
-    pub fn parse(text: &str) -> Option<DownloadMode> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "stream" => Some(DownloadMode::Stream),
-            "redirect" => Some(DownloadMode::Redirect),
-            "cdn" => Some(DownloadMode::Cdn),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DownloadMode::Stream => "stream",
-            DownloadMode::Redirect => "redirect",
-            DownloadMode::Cdn => "cdn",
-        }
-    }
-}
-
-/// In settings: `stream`, `redirect` or `cdn`.
-impl serde::Serialize for DownloadMode {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for DownloadMode {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| {
-            D::Error::custom(format!(
-                "download mode must be {}, got {text:?}",
-                Self::NAMES
-            ))
-        })
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -250,8 +198,12 @@ pub struct AppState {
     pub registry: Arc<RegistryWriter>,
     pub stats: Arc<StatsWriter>,
     pub config: Arc<ServerConfig>,
-    /// Stored bundles: blobs, uploads, download counts, URL signing.
-    pub storage: Arc<crate::storage::Storage>,
+    /// Uploads, small blobs and the checks and commit of stored bundles.
+    pub publish: Arc<crate::storage::publish::PublishService>,
+    /// Device downloads, their links (signed URLs, CDN) and counts.
+    pub downloads: Arc<crate::storage::downloads::DownloadService>,
+    /// Unreferenced blobs and expired upload sessions.
+    pub gc: Arc<crate::storage::gc::GcService>,
     pub metrics: Arc<Metrics>,
     /// The time for release decisions, stats arrival, schedules and the
     /// control loop; tests inject a `ManualClock`.
@@ -267,6 +219,24 @@ pub struct AppState {
     /// Seals webhook secrets before they are stored, opens them to sign.
     pub webhook_secrets: Arc<crate::webhook_secrets::SecretBox>,
 }
+
+/// The storage services as handler state: a handler names the one it
+/// calls (`State<Arc<PublishService>>`), not the whole [`AppState`].
+macro_rules! service_state {
+    ($($service:ty => $field:ident),* $(,)?) => {$(
+        impl axum::extract::FromRef<AppState> for Arc<$service> {
+            fn from_ref(state: &AppState) -> Self {
+                Arc::clone(&state.$field)
+            }
+        }
+    )*};
+}
+
+service_state!(
+    crate::storage::publish::PublishService => publish,
+    crate::storage::downloads::DownloadService => downloads,
+    crate::storage::gc::GcService => gc,
+);
 
 impl AppState {
     /// Base URL of this server as devices reach it, without a trailing slash.

@@ -288,7 +288,7 @@ async fn signed_download_urls_are_required_and_checked() {
 
     // The one successful download is counted once flushed.
     let state = h.server.state();
-    state.storage.downloads.flush(state.store.as_ref()).await;
+    state.downloads.flush().await;
     let (requests, bytes): (i64, i64) =
         sqlx::query_as("SELECT requests, bytes FROM bundle_downloads")
             .fetch_one(h.store.pool())

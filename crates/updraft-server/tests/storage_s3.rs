@@ -194,7 +194,7 @@ impl Harness {
 
     async fn flushed_downloads(&self) -> Vec<(i64, i64)> {
         let state = self.server.state();
-        state.storage.downloads.flush(state.store.as_ref()).await;
+        state.downloads.flush().await;
         sqlx::query_as("SELECT requests, bytes FROM bundle_downloads")
             .fetch_all(self.store.pool())
             .await
@@ -202,7 +202,7 @@ impl Harness {
     }
 
     fn staging_files(&self) -> usize {
-        std::fs::read_dir(self.server.state().storage.blobs.staging_dir())
+        std::fs::read_dir(self.server.state().publish.blobs().staging_dir())
             .unwrap()
             .count()
     }
@@ -318,7 +318,7 @@ async fn redirect_mode_checks_counts_and_answers_302_to_a_presigned_url() {
         h.device_get(unsigned, None).await.status,
         StatusCode::FORBIDDEN
     );
-    let signer = h.server.state().storage.signer.as_ref().unwrap();
+    let signer = h.server.state().downloads.signer().unwrap();
     let unknown = format!("/dl/{APP}/9.9.9/{zip_sha}.zip");
     let unknown_signed = format!(
         "{unknown}?{}",

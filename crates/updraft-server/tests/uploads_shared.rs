@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tower::ServiceExt;
-use updraft_core::model::Role;
+use updraft_core::analytics::rfc3339;
+use updraft_core::model::{Clock, ManualClock, Millis, Role, SystemClock};
 use updraft_server::state::ServerConfig;
 use updraft_server::{router, Server};
 use updraft_store::blob::{BlobStore, ObjectBlobStore};
@@ -72,7 +73,7 @@ struct Cluster {
     _staging: tempfile::TempDir,
 }
 
-async fn node(url: &str, bucket: &S3Bucket) -> Node {
+async fn node(url: &str, bucket: &S3Bucket, clock: Arc<dyn Clock>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -84,14 +85,9 @@ async fn node(url: &str, bucket: &S3Bucket) -> Node {
     };
     let store = PgStore::connect(url, None).await.unwrap();
     let cluster = PgCluster::new(store.pool().clone());
-    let server = Server::bind_in_cluster(
-        config,
-        Arc::new(store),
-        Arc::new(cluster),
-        Arc::new(updraft_core::model::SystemClock),
-    )
-    .await
-    .unwrap();
+    let server = Server::bind_in_cluster(config, Arc::new(store), Arc::new(cluster), clock)
+        .await
+        .unwrap();
     let app = router(server.state().clone());
     Node {
         app,
@@ -101,6 +97,11 @@ async fn node(url: &str, bucket: &S3Bucket) -> Node {
 }
 
 async fn start() -> Cluster {
+    start_with_clock(Arc::new(SystemClock)).await
+}
+
+/// Two nodes reading the time from `clock`.
+async fn start_with_clock(clock: Arc<dyn Clock>) -> Cluster {
     let bucket = updraft_testkit::s3_bucket().await;
     let url = updraft_testkit::postgres_database().await;
     let store = PgStore::connect(&url, None).await.unwrap();
@@ -117,8 +118,8 @@ async fn start() -> Cluster {
         )
         .await
         .unwrap();
-    let a = node(&url, &bucket).await;
-    let b = node(&url, &bucket).await;
+    let a = node(&url, &bucket, Arc::clone(&clock)).await;
+    let b = node(&url, &bucket, clock).await;
     let staging = tempfile::tempdir().unwrap();
     let objects =
         ObjectBlobStore::from_url(&bucket.url, &bucket.options(), staging.path()).unwrap();
@@ -409,9 +410,7 @@ async fn expired_sessions_and_their_parts_are_swept_by_gc() {
 
     // Nothing expired yet: gc keeps the session and its part.
     let state = c.a.server.state();
-    let kept = updraft_server::storage::gc::collect(&state.storage, state.store.as_ref())
-        .await
-        .unwrap();
+    let kept = state.gc.collect().await.unwrap();
     assert_eq!(kept.expired_uploads, 0);
     assert_eq!(c.parts_in_bucket().await.len(), 1);
 
@@ -422,12 +421,49 @@ async fn expired_sessions_and_their_parts_are_swept_by_gc() {
         .unwrap();
     let gone = c.status(&c.b, &id).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "expired: {}", gone.body);
-    let report = updraft_server::storage::gc::collect(&state.storage, state.store.as_ref())
-        .await
-        .unwrap();
+    let report = state.gc.collect().await.unwrap();
     assert_eq!(report.expired_uploads, 1);
     assert!(c.parts_in_bucket().await.is_empty());
     assert_eq!(c.store.get_upload(&id).await.unwrap(), None);
     let stale = c.patch(&c.a, &id, 4_000, &bytes[4_000..]).await;
     assert_eq!(stale.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn shared_sessions_expire_by_the_injected_clock_on_every_node() {
+    /// 2033-05-18: far from any wall clock this test runs under.
+    const T0: Millis = 2_000_000_000_000;
+    /// The default upload expiry (`upload_expiry_secs`), in milliseconds.
+    const EXPIRY: Millis = 86_400 * 1000;
+    let clock = Arc::new(ManualClock::new(T0));
+    let c = start_with_clock(clock.clone()).await;
+    let bytes = noise(10_000, 5);
+    let created = c.create_upload(&c.a, &bytes).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["expires_at"], rfc3339(T0 + EXPIRY));
+    let id = created.body["upload_id"].as_str().unwrap().to_string();
+
+    // One millisecond before its expiry a write on the other node restarts it.
+    clock.advance(EXPIRY - 1);
+    let first = c.patch(&c.b, &id, 0, &bytes[..4_000]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let written_at = T0 + EXPIRY - 1;
+    assert_eq!(first.body["expires_at"], rfc3339(written_at + EXPIRY));
+
+    clock.advance(EXPIRY - 1);
+    let alive = c.status(&c.a, &id).await;
+    assert_eq!(alive.status, StatusCode::OK, "{}", alive.body);
+    let state = c.b.server.state();
+    assert_eq!(state.gc.collect().await.unwrap().expired_uploads, 0);
+    assert_eq!(c.parts_in_bucket().await.len(), 1);
+
+    // At its expiry it is gone on both nodes and gc sweeps it and its part.
+    clock.advance(1);
+    for node in [&c.a, &c.b] {
+        let gone = c.status(node, &id).await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.body);
+    }
+    assert_eq!(state.gc.collect().await.unwrap().expired_uploads, 1);
+    assert!(c.parts_in_bucket().await.is_empty());
+    assert_eq!(c.store.get_upload(&id).await.unwrap(), None);
 }

@@ -9,7 +9,7 @@ use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
-use crate::storage::publish;
+use crate::storage::publish::PublishFiles;
 use crate::webhooks;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -312,7 +312,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<BundleView>), ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let (mut new, source) = new_bundle(&app_id, &body)?;
+    let (new, source) = new_bundle(&app_id, &body)?;
     let rollout_bps = release_fields(&body)?;
     let accept_incompatible = body.accept_incompatible.unwrap_or(false);
     version_free(&state, &app_id, &new.name).await?;
@@ -337,33 +337,16 @@ pub async fn create(
             None => {}
         }
     }
-    // Held until the row is committed: gc cannot delete the blobs checked here.
-    let publishing = state.storage.gc_lock.read().await;
-    let encrypted = new.session_key.is_some();
-    if let ZipSource::Stored(sha) = source {
-        let zip = publish::check_zip(
-            &state,
-            &app_id,
-            &new.name,
-            sha,
-            encrypted,
-            new.checksum.as_deref(),
-        )
-        .await?;
-        new.zip_sha256 = Some(zip.zip_sha256);
-        new.storage_path = Some(zip.storage_path);
-        new.size = Some(zip.size);
-    }
-    if let Some(entries) = body.manifest.as_deref().filter(|m| !m.is_empty()) {
-        new.manifest =
-            publish::check_manifest(&state, &app_id, &new.name, entries, encrypted).await?;
-    }
-    if let Some(quota) = state.config.limits.app_storage_quota_bytes {
-        check_storage_quota(&state, &app_id, &new, quota).await?;
-    }
-    let now = now_ms();
-    let bundle = state.store.create_bundle(new, now).await?;
-    drop(publishing);
+    let zip_sha256 = match source {
+        ZipSource::Stored(sha) => Some(sha),
+        _ => None,
+    };
+    let files = PublishFiles {
+        zip_sha256,
+        manifest: body.manifest.as_deref().unwrap_or_default(),
+    };
+    let bundle = state.publish.publish(new, files).await?;
+    let now = bundle.created_at;
     // Recorded as created, before any channel points at it.
     let created = audit::view(&view(&state, &headers, bundle.clone(), &HashMap::new()));
     audit::log(
@@ -640,50 +623,4 @@ pub async fn delete(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The app's storage quota: the distinct files of its live bundles, plus
-/// those of `new` not already among them, must fit in `quota` bytes.
-/// Checked before the bundle is recorded; a refused bundle's uploaded
-/// files are left to gc.
-async fn check_storage_quota(
-    state: &AppState,
-    app_id: &str,
-    new: &updraft_store::NewBundle,
-    quota: u64,
-) -> Result<(), ApiError> {
-    let mut blobs = state.store.app_live_blobs(app_id).await?;
-    let used: i64 = blobs.values().sum();
-    let mut added = 0i64;
-    let new_files = new
-        .zip_sha256
-        .iter()
-        .map(|sha| (sha.clone(), new.size.unwrap_or(0)))
-        .chain(
-            new.manifest
-                .iter()
-                .filter_map(|f| f.blob_sha256.clone().map(|sha| (sha, f.size.unwrap_or(0)))),
-        );
-    for (sha, size) in new_files {
-        if blobs.insert(sha, size).is_none() {
-            added = added.saturating_add(size);
-        }
-    }
-    let used = u64::try_from(used).unwrap_or(0);
-    let added = u64::try_from(added).unwrap_or(0);
-    if used.saturating_add(added) > quota {
-        return Err(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "storage_quota_exceeded",
-            format!(
-                "this bundle adds {added} bytes to the {used} the app's live bundles use; \
-                 the app's storage quota is {quota} bytes (delete old bundles or raise \
-                 app_storage_quota_bytes)"
-            ),
-        )
-        .with("used_bytes", used)
-        .with("added_bytes", added)
-        .with("quota_bytes", quota));
-    }
-    Ok(())
 }

@@ -10,8 +10,10 @@ mod bundles;
 mod channels;
 pub mod compat;
 mod devices;
+mod gc;
 mod openapi;
 mod releases;
+mod uploads;
 mod validate;
 pub mod views;
 mod webhooks;
@@ -32,7 +34,6 @@ use utoipa_axum::routes;
 /// the OpenAPI document are both made from this one list (each handler's
 /// `#[utoipa::path]` gives its method and path).
 fn operations() -> OpenApiRouter<AppState> {
-    use crate::storage::{gc, uploads};
     OpenApiRouter::default()
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::show, apps::update, apps::delete))
@@ -68,7 +69,6 @@ fn operations() -> OpenApiRouter<AppState> {
 /// The resumable-upload operations, whose bodies are limited by the upload
 /// size rather than the management body limit.
 fn upload_operations() -> OpenApiRouter<AppState> {
-    use crate::storage::uploads;
     OpenApiRouter::default().routes(routes!(uploads::show, uploads::append))
 }
 
@@ -153,22 +153,7 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Path parameters, refused with this API's JSON error (`invalid_path`,
-/// e.g. for `%ff`, which decodes to no UTF-8) rather than axum's plain-text one.
-pub struct Path<T>(pub T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "invalid_path", rejection.body_text())
-            })
-    }
-}
+pub use crate::extract::Path;
 
 /// The peer address of the connection (`None` in in-process tests that
 /// call the router without a listener). Behind a reverse proxy this is the

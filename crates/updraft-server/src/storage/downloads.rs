@@ -1,38 +1,30 @@
-//! `GET`/`HEAD /dl/{app_id}/{version}/{file}`: bundle zips and delta files for
-//! devices. No auth (optionally signed URLs), no CORS (not a JS call), ranges
-//! for resumed downloads, immutable caching, never a `Content-Encoding`.
+//! Device downloads of stored bundles (`/dl/{app_id}/{version}/{file}`,
+//! served by `device_downloads`): which blob a URL names, whether the
+//! request may have it (signed URLs), where its bytes come from (streamed,
+//! or a redirect to a presigned object-store URL or a CDN), and the
+//! per-app, per-bundle, per-day download counts.
 //!
-//! In `redirect` mode the same checks run, then the answer is a 302 to a
-//! presigned object-store URL; in `cdn` mode update answers link to the CDN
-//! directly (see [`link_answer_to_cdn`]) and a `/dl/` URL still in use
-//! redirects there.
+//! In `cdn` mode update answers link to the CDN directly (see
+//! [`link_answer_to_cdn`]) and a `/dl/` URL still in use redirects there.
 
-use super::signing::SignatureProblem;
-use super::{blob_failure, encode_segment, Storage};
-use crate::api::Path;
-use crate::state::{AppState, DownloadMode};
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use super::signing::{SignatureProblem, UrlSigner};
+use super::{blob_failure, encode_segment, Delivery, DownloadMode};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::releases::ReleaseCache;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use updraft_core::analytics::day_of;
-use updraft_core::model::Bundle;
-use updraft_store::blob::{is_sha256_hex, BlobStore};
-use updraft_store::{DownloadTally, Store};
+use updraft_core::model::{Bundle, Clock, Millis};
+use updraft_store::blob::{is_sha256_hex, BlobRangeReader, BlobReader, BlobStore};
+use updraft_store::{BundleStore, DownloadStore, DownloadTally};
 
 const SHARDS: usize = 16;
 
 type TallyKey = (String, i64, String);
-
-/// Bytes read and sent per chunk of a download: ReaderStream's default
-/// (4 KiB) costs a blocking-pool hop and a socket write per 4 KiB of a local
-/// file; 64 KiB cuts both 16-fold for 64 KiB of memory per download in flight.
-const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
 /// Requests and bytes served per (app, bundle, UTC day), in memory until flushed.
 pub struct DownloadCounter {
@@ -54,9 +46,9 @@ impl DownloadCounter {
         &self.shards[(hasher.finish() as usize) % SHARDS]
     }
 
-    /// Counts one download of `bytes` bytes.
-    pub fn note(&self, app_id: &str, bundle_id: i64, bytes: u64) {
-        let day = day_of(crate::device::now_ms());
+    /// Counts one download of `bytes` bytes at `now`.
+    pub fn note(&self, app_id: &str, bundle_id: i64, bytes: u64, now: Millis) {
+        let day = day_of(now);
         let key = (app_id.to_string(), bundle_id, day);
         let mut shard = self
             .shard(&key)
@@ -105,7 +97,7 @@ impl DownloadCounter {
     }
 
     /// Writes the counts to the store; on failure they are kept for the next flush.
-    pub async fn flush(&self, store: &dyn Store) {
+    pub async fn flush(&self, store: &dyn DownloadStore) {
         let tallies = self.take();
         if tallies.is_empty() {
             return;
@@ -117,118 +109,286 @@ impl DownloadCounter {
     }
 }
 
-/// Flushes download counts every `every` until `stop` turns true, then once more.
-pub fn spawn_flusher(
-    storage: std::sync::Arc<Storage>,
-    store: std::sync::Arc<dyn Store>,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => storage.downloads.flush(store.as_ref()).await,
-                _ = stop.changed() => break,
+/// A download as the device asked for it.
+pub struct DownloadRequest<'a> {
+    /// The URL path as sent (signatures cover it raw) and its query.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub app_id: &'a str,
+    pub version: &'a str,
+    pub file: &'a str,
+    /// A `HEAD`: nothing is sent, nothing is counted.
+    pub head: bool,
+}
+
+/// Where a download's bytes come from.
+pub enum Download {
+    /// A 302 to this URL (counted already, unless a `HEAD`).
+    Redirect(String),
+    /// This node streams the blob (see [`DownloadService::read`]).
+    Blob(BlobDownload),
+}
+
+/// An opened blob of a live bundle.
+pub struct BlobDownload {
+    reader: BlobReader,
+    sha256: String,
+    content_type: &'static str,
+    app_id: String,
+    bundle_id: i64,
+}
+
+impl BlobDownload {
+    pub fn size(&self) -> u64 {
+        self.reader.size
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        self.content_type
+    }
+}
+
+/// Why a download is not served.
+#[derive(Debug)]
+pub enum DownloadRefusal {
+    /// Signed URLs are on and this one's signature does not pass.
+    Signature(SignatureProblem),
+    /// No live bundle of the app has this file.
+    NotFound,
+    /// The bundle could not be looked up (the database failed).
+    LookupFailed,
+    /// The blob storage failed.
+    Storage(ApiError),
+    /// The blob store cannot serve by redirect (no presigning, no object keys).
+    NoRedirect,
+}
+
+/// Serves bundle files to devices and counts them.
+pub struct DownloadService {
+    blobs: Arc<dyn BlobStore>,
+    releases: Arc<ReleaseCache>,
+    bundles: Arc<dyn BundleStore>,
+    tallies: Arc<dyn DownloadStore>,
+    counter: DownloadCounter,
+    /// Set when download URLs must be signed (by the server, with the key
+    /// from the database: [`UrlSigner::from_store`]).
+    signer: Option<UrlSigner>,
+    delivery: Delivery,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What [`DownloadService`] reads: the stored blobs, the bundles (in memory
+/// first, then the store) and where counts go.
+pub struct DownloadSources {
+    pub blobs: Arc<dyn BlobStore>,
+    pub releases: Arc<ReleaseCache>,
+    pub bundles: Arc<dyn BundleStore>,
+    pub tallies: Arc<dyn DownloadStore>,
+}
+
+fn unix_secs(now: Millis) -> u64 {
+    u64::try_from(now / 1000).unwrap_or(0)
+}
+
+impl DownloadService {
+    pub fn new(
+        sources: DownloadSources,
+        signer: Option<UrlSigner>,
+        delivery: Delivery,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> DownloadService {
+        DownloadService {
+            blobs: sources.blobs,
+            releases: sources.releases,
+            bundles: sources.bundles,
+            tallies: sources.tallies,
+            counter: DownloadCounter::default(),
+            signer,
+            delivery,
+            metrics,
+            clock,
+        }
+    }
+
+    /// The URL signer, when download URLs are signed.
+    pub fn signer(&self) -> Option<&UrlSigner> {
+        self.signer.as_ref()
+    }
+
+    /// Finishes the download links of an `/updates` answer: signs them when
+    /// signed URLs are on, and in `cdn` mode points those that name a stored
+    /// blob at the CDN. In `cdn` mode devices never reach Updraft for bytes,
+    /// so download counting is left to the CDN's logs.
+    pub fn finish_answer_links(&self, body: &mut Value, base_url: &str) {
+        if let Some(signer) = &self.signer {
+            signer.sign_answer(body, base_url, unix_secs(self.clock.now()));
+        }
+        if let (DownloadMode::Cdn, Some(cdn_base_url)) =
+            (self.delivery.mode, &self.delivery.cdn_base_url)
+        {
+            link_answer_to_cdn(body, base_url, cdn_base_url, self.blobs.as_ref());
+        }
+    }
+
+    /// Checks a download and finds its bytes: a redirect (counted here, the
+    /// bytes being those the bundle records) or a blob to stream.
+    pub async fn open(&self, request: &DownloadRequest<'_>) -> Result<Download, DownloadRefusal> {
+        if let Some(signer) = &self.signer {
+            signer
+                .verify_at(request.path, request.query, unix_secs(self.clock.now()))
+                .map_err(DownloadRefusal::Signature)?;
+        }
+        let bundle = self
+            .find_bundle(request.app_id, request.version)
+            .await?
+            .ok_or(DownloadRefusal::NotFound)?;
+        let (sha256, content_type) =
+            blob_of(&bundle, request.file).ok_or(DownloadRefusal::NotFound)?;
+        if self.delivery.mode != DownloadMode::Stream {
+            let location = self.redirect_location(sha256).await?;
+            if !request.head {
+                self.counter.note(
+                    request.app_id,
+                    bundle.id,
+                    recorded_size(&bundle, sha256),
+                    self.clock.now(),
+                );
+            }
+            return Ok(Download::Redirect(location));
+        }
+        let reader = match self.blobs.open(sha256).await {
+            Ok(Some(reader)) => reader,
+            Ok(None) => {
+                tracing::error!(
+                    sha256,
+                    app_id = request.app_id,
+                    version = request.version,
+                    "a live bundle's blob is missing"
+                );
+                return Err(DownloadRefusal::NotFound);
+            }
+            Err(err) => {
+                self.metrics.record_storage_error("read");
+                return Err(DownloadRefusal::Storage(blob_failure(err)));
+            }
+        };
+        Ok(Download::Blob(BlobDownload {
+            reader,
+            sha256: sha256.to_string(),
+            content_type,
+            app_id: request.app_id.to_string(),
+            bundle_id: bundle.id,
+        }))
+    }
+
+    /// The `len` bytes of `blob` from `start`, counted as one download.
+    pub async fn read(
+        &self,
+        blob: BlobDownload,
+        start: u64,
+        len: u64,
+    ) -> Result<BlobRangeReader, DownloadRefusal> {
+        let BlobDownload {
+            reader,
+            app_id,
+            bundle_id,
+            ..
+        } = blob;
+        match reader.range(start, len).await {
+            Ok(stream) => {
+                self.counter.note(&app_id, bundle_id, len, self.clock.now());
+                self.metrics.record_download_bytes(len);
+                Ok(stream)
+            }
+            Err(err) => {
+                self.metrics.record_storage_error("read");
+                Err(DownloadRefusal::Storage(blob_failure(err.into())))
             }
         }
-        storage.downloads.flush(store.as_ref()).await;
-    })
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": code, "message": message})),
-    )
-        .into_response()
-}
-
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "Not found")
-}
-
-/// The requested range of a `size`-byte file.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RangeAnswer {
-    Whole,
-    /// Inclusive first and last byte.
-    Partial(u64, u64),
-    Unsatisfiable,
-}
-
-/// Interprets a `Range` header. Anything not a single `bytes=` range we
-/// understand (including multi-range) is answered with the whole file, as
-/// RFC 9110 allows.
-pub fn parse_range(header: Option<&str>, size: u64) -> RangeAnswer {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return RangeAnswer::Whole;
-    };
-    if spec.contains(',') {
-        return RangeAnswer::Whole;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeAnswer::Whole;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    if first.is_empty() {
-        // Suffix: the last n bytes.
-        let Ok(n) = last.parse::<u64>() else {
-            return RangeAnswer::Whole;
+
+    /// Writes the download counts to the store; on failure they are kept
+    /// for the next flush.
+    pub async fn flush(&self) {
+        self.counter.flush(self.tallies.as_ref()).await;
+    }
+
+    /// Flushes download counts every `every` until `stop` turns true, then once more.
+    pub fn spawn_flusher(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => self.flush().await,
+                    _ = stop.changed() => break,
+                }
+            }
+            self.flush().await;
+        })
+    }
+
+    /// The bundle named by the URL, if it is live: the in-memory release
+    /// first, the store for bundles no channel points at.
+    async fn find_bundle(
+        &self,
+        app_id: &str,
+        version: &str,
+    ) -> Result<Option<Arc<Bundle>>, DownloadRefusal> {
+        let release = self.releases.get(app_id);
+        if release.app.is_none() {
+            return Ok(None);
+        }
+        if let Some(bundle) = release.bundles.values().find(|b| b.name == version) {
+            return Ok((!bundle.deleted).then(|| bundle.clone()));
+        }
+        match self.bundles.get_bundle(app_id, version).await {
+            Ok(bundle) => Ok(bundle.filter(|b| !b.deleted).map(Arc::new)),
+            Err(err) => {
+                tracing::error!(error = %err, "download lookup failed");
+                Err(DownloadRefusal::LookupFailed)
+            }
+        }
+    }
+
+    /// `redirect`/`cdn` mode: where the blob's bytes are served; a missing
+    /// object shows as the object store's own error.
+    async fn redirect_location(&self, sha256: &str) -> Result<String, DownloadRefusal> {
+        let location = match self.delivery.mode {
+            DownloadMode::Cdn => self
+                .delivery
+                .cdn_base_url
+                .as_deref()
+                .and_then(|cdn| cdn_url_of_blob(self.blobs.as_ref(), cdn, sha256)),
+            _ => match self
+                .blobs
+                .presigned_url(sha256, self.delivery.presigned_ttl)
+                .await
+            {
+                Ok(url) => url,
+                Err(err) => {
+                    self.metrics.record_storage_error("presign");
+                    return Err(DownloadRefusal::Storage(blob_failure(err)));
+                }
+            },
         };
-        if n == 0 || size == 0 {
-            return RangeAnswer::Unsatisfiable;
-        }
-        return RangeAnswer::Partial(size.saturating_sub(n), size - 1);
-    }
-    let Ok(first) = first.parse::<u64>() else {
-        return RangeAnswer::Whole;
-    };
-    let last = if last.is_empty() {
-        u64::MAX
-    } else {
-        match last.parse::<u64>() {
-            Ok(last) if last >= first => last,
-            _ => return RangeAnswer::Whole,
-        }
-    };
-    if first >= size {
-        return RangeAnswer::Unsatisfiable;
-    }
-    RangeAnswer::Partial(first, last.min(size - 1))
-}
-
-fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
-}
-
-/// The bundle named by the URL, if it is live: the in-memory release first,
-/// the store for bundles no channel points at.
-async fn find_bundle(
-    state: &AppState,
-    app_id: &str,
-    version: &str,
-) -> Result<Option<std::sync::Arc<Bundle>>, Response> {
-    let release = state.releases.get(app_id);
-    if release.app.is_none() {
-        return Ok(None);
-    }
-    if let Some(bundle) = release.bundles.values().find(|b| b.name == version) {
-        return Ok((!bundle.deleted).then(|| bundle.clone()));
-    }
-    match state.store.get_bundle(app_id, version).await {
-        Ok(bundle) => Ok(bundle.filter(|b| !b.deleted).map(std::sync::Arc::new)),
-        Err(err) => {
-            tracing::error!(error = %err, "download lookup failed");
-            Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_error",
-                "The bundle could not be looked up; retry shortly",
-            ))
-        }
+        location.ok_or_else(|| {
+            tracing::error!(
+                mode = self.delivery.mode.as_str(),
+                "this blob store cannot serve downloads by redirect"
+            );
+            DownloadRefusal::NoRedirect
+        })
     }
 }
 
@@ -291,7 +451,7 @@ pub fn cdn_url(
 /// Points the `url` and manifest `download_url`s of an `/updates` answer that
 /// name a stored blob at the CDN in front of the bucket.
 pub fn link_answer_to_cdn(
-    body: &mut serde_json::Value,
+    body: &mut Value,
     base_url: &str,
     cdn_base_url: &str,
     blobs: &dyn BlobStore,
@@ -314,222 +474,9 @@ fn recorded_size(bundle: &Bundle, sha256: &str) -> u64 {
     size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
 }
 
-/// `redirect`/`cdn` mode: a 302 to where the blob's bytes are served. The
-/// download is counted here (the bytes are those the bundle records); a
-/// missing object shows as the object store's own error.
-async fn redirect(
-    state: &AppState,
-    method: &Method,
-    app_id: &str,
-    bundle: &Bundle,
-    sha256: &str,
-) -> Response {
-    let storage = &state.storage;
-    let location = match storage.delivery.mode {
-        DownloadMode::Cdn => storage
-            .delivery
-            .cdn_base_url
-            .as_deref()
-            .and_then(|cdn| cdn_url_of_blob(storage.blobs.as_ref(), cdn, sha256)),
-        _ => match storage
-            .blobs
-            .presigned_url(sha256, storage.delivery.presigned_ttl)
-            .await
-        {
-            Ok(url) => url,
-            Err(err) => {
-                state.metrics.record_storage_error("presign");
-                return blob_failure(err).into_response();
-            }
-        },
-    };
-    let Some(location) = location else {
-        tracing::error!(
-            mode = storage.delivery.mode.as_str(),
-            "this blob store cannot serve downloads by redirect"
-        );
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "This server's storage cannot serve downloads by redirect",
-        );
-    };
-    if *method != Method::HEAD {
-        storage
-            .downloads
-            .note(app_id, bundle.id, recorded_size(bundle, sha256));
-    }
-    let mut headers = HeaderMap::new();
-    match HeaderValue::from_str(&location) {
-        Ok(value) => headers.insert(header::LOCATION, value),
-        Err(_) => {
-            tracing::error!("a redirect location is not a valid header value");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "The download location could not be made",
-            );
-        }
-    };
-    // Presigned URLs expire: never cache the redirect.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    (StatusCode::FOUND, headers).into_response()
-}
-
-pub async fn download(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path((app_id, version, file)): Path<(String, String, String)>,
-) -> Response {
-    if let Some(signer) = &state.storage.signer {
-        if let Err(problem) = signer.verify(uri.path(), uri.query()) {
-            let message = match problem {
-                SignatureProblem::Missing => "This download needs a signed URL",
-                SignatureProblem::Expired => {
-                    "This download URL has expired; check for updates again"
-                }
-                SignatureProblem::Malformed | SignatureProblem::Wrong => {
-                    "This download URL's signature is not valid"
-                }
-            };
-            return error(StatusCode::FORBIDDEN, "invalid_signature", message);
-        }
-    }
-    let bundle = match find_bundle(&state, &app_id, &version).await {
-        Ok(Some(bundle)) => bundle,
-        Ok(None) => return not_found(),
-        Err(response) => return response,
-    };
-    let Some((sha256, content_type)) = blob_of(&bundle, &file) else {
-        return not_found();
-    };
-    if state.storage.delivery.mode != DownloadMode::Stream {
-        return redirect(&state, &method, &app_id, &bundle, sha256).await;
-    }
-    let reader = match state.storage.blobs.open(sha256).await {
-        Ok(Some(reader)) => reader,
-        Ok(None) => {
-            tracing::error!(sha256, app_id, version, "a live bundle's blob is missing");
-            return not_found();
-        }
-        Err(err) => {
-            state.metrics.record_storage_error("read");
-            return blob_failure(err).into_response();
-        }
-    };
-    let size = reader.size;
-    let etag = format!("\"{sha256}\"");
-    let mut response_headers = HeaderMap::new();
-    let mut put = |name: header::HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            response_headers.insert(name, value);
-        }
-    };
-    put(header::ETAG, &etag);
-    put(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
-    put(header::ACCEPT_RANGES, "bytes");
-    put(header::CONTENT_TYPE, content_type);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| etag_matches(v, &etag))
-    {
-        response_headers.remove(header::CONTENT_TYPE);
-        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
-    }
-    // A resumed download whose validator no longer matches gets the whole file.
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == etag);
-    let range = if if_range_ok {
-        parse_range(
-            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-            size,
-        )
-    } else {
-        RangeAnswer::Whole
-    };
-    let (status, start, len) = match range {
-        RangeAnswer::Whole => (StatusCode::OK, 0, size),
-        RangeAnswer::Partial(first, last) => {
-            put(
-                header::CONTENT_RANGE,
-                &format!("bytes {first}-{last}/{size}"),
-            );
-            (StatusCode::PARTIAL_CONTENT, first, last - first + 1)
-        }
-        RangeAnswer::Unsatisfiable => {
-            put(header::CONTENT_RANGE, &format!("bytes */{size}"));
-            response_headers.remove(header::CONTENT_TYPE);
-            return (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                response_headers,
-                axum::Json(json!({"error": "range_not_satisfiable", "message": "The range starts past the end of the file"})),
-            )
-                .into_response();
-        }
-    };
-    put(header::CONTENT_LENGTH, &len.to_string());
-    if method == Method::HEAD {
-        return (status, response_headers).into_response();
-    }
-    let body = match reader.range(start, len).await {
-        Ok(stream) => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            stream,
-            DOWNLOAD_CHUNK,
-        )),
-        Err(err) => {
-            state.metrics.record_storage_error("read");
-            return blob_failure(err.into()).into_response();
-        }
-    };
-    state.storage.downloads.note(&app_id, bundle.id, len);
-    state.metrics.record_download_bytes(len);
-    (status, response_headers, body).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(parse_range(None, 100), RangeAnswer::Whole);
-        assert_eq!(
-            parse_range(Some("bytes=0-9"), 100),
-            RangeAnswer::Partial(0, 9)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=90-"), 100),
-            RangeAnswer::Partial(90, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=90-500"), 100),
-            RangeAnswer::Partial(90, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-10"), 100),
-            RangeAnswer::Partial(90, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-500"), 100),
-            RangeAnswer::Partial(0, 99)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=100-"), 100),
-            RangeAnswer::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-0"), 100),
-            RangeAnswer::Unsatisfiable
-        );
-        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeAnswer::Whole);
-        assert_eq!(parse_range(Some("bytes=9-3"), 100), RangeAnswer::Whole);
-        assert_eq!(parse_range(Some("items=0-1"), 100), RangeAnswer::Whole);
-    }
 
     #[test]
     fn download_paths_name_their_blob() {
@@ -559,23 +506,15 @@ mod tests {
     }
 
     #[test]
-    fn etags_match_strong_weak_and_star() {
-        let etag = "\"abc\"";
-        assert!(etag_matches("\"abc\"", etag));
-        assert!(etag_matches("\"x\", W/\"abc\"", etag));
-        assert!(etag_matches("*", etag));
-        assert!(!etag_matches("\"abd\"", etag));
-    }
-
-    #[test]
     fn counts_add_up_per_bundle_and_day() {
         let counter = DownloadCounter::default();
-        counter.note("a", 1, 10);
-        counter.note("a", 1, 5);
-        counter.note("a", 2, 7);
+        let now = 1_795_651_200_000 + 3_600_000;
+        counter.note("a", 1, 10, now);
+        counter.note("a", 1, 5, now);
+        counter.note("a", 2, 7, now);
         let mut tallies = counter.take();
         tallies.sort_by_key(|t| t.bundle_id);
-        let day = day_of(crate::device::now_ms());
+        let day = day_of(now);
         assert_eq!(tallies.len(), 2);
         assert_eq!(
             (

@@ -1,6 +1,14 @@
-//! Bundles stored by Updraft: the blob store handle, resumable uploads,
-//! publishing checks, device downloads (with optional signed URLs), download
-//! counters and garbage collection.
+//! Bundles stored by Updraft, as services that own what they use:
+//!
+//! - [`publish::PublishService`]: resumable uploads (one [`uploads::UploadBackend`]
+//!   per kind of blob store), small blobs, and the checks and commit of a
+//!   bundle made of stored blobs;
+//! - [`downloads::DownloadService`]: device downloads (optionally signed
+//!   URLs, redirects or a CDN) and their counts;
+//! - [`gc::GcService`]: unreferenced blobs and expired upload sessions.
+//!
+//! Their HTTP handlers live with the others (`api::uploads`, `api::gc`,
+//! `device_downloads`); every time they read comes from the injected clock.
 
 pub mod downloads;
 pub mod gc;
@@ -8,17 +16,67 @@ pub mod publish;
 pub mod signing;
 pub mod uploads;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::state::{DownloadMode, ServerConfig};
-use downloads::DownloadCounter;
 use serde_json::Value;
-use signing::UrlSigner;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use updraft_core::model::Role;
+use std::time::{Duration, SystemTime};
+use updraft_core::model::Millis;
 use updraft_store::blob::{open_blob_store, sweep_staging, BlobError, BlobStore};
-use uploads::UploadSessions;
+
+/// How devices get bundle bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// Updraft streams every byte (any storage).
+    #[default]
+    Stream,
+    /// `/dl/…` answers 302 to a presigned object-store URL (S3 storage only).
+    Redirect,
+    /// Update answers link straight to a public CDN in front of the bucket
+    /// (S3 storage only); Updraft serves no bytes.
+    Cdn,
+}
+
+impl DownloadMode {
+    pub const NAMES: &'static str = "stream, redirect or cdn";
+
+    pub fn parse(text: &str) -> Option<DownloadMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "stream" => Some(DownloadMode::Stream),
+            "redirect" => Some(DownloadMode::Redirect),
+            "cdn" => Some(DownloadMode::Cdn),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadMode::Stream => "stream",
+            DownloadMode::Redirect => "redirect",
+            DownloadMode::Cdn => "cdn",
+        }
+    }
+}
+
+/// In settings: `stream`, `redirect` or `cdn`.
+impl serde::Serialize for DownloadMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DownloadMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "download mode must be {}, got {text:?}",
+                Self::NAMES
+            ))
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -26,24 +84,6 @@ pub enum StorageError {
     Blob(#[from] BlobError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Everything about stored bundles the handlers share.
-pub struct Storage {
-    pub blobs: Arc<dyn BlobStore>,
-    pub uploads: UploadSessions,
-    pub downloads: DownloadCounter,
-    /// Set when download URLs must be signed (by the server, with the key
-    /// from the database: [`UrlSigner::from_store`]).
-    pub signer: Option<UrlSigner>,
-    /// Publishing holds it shared from its blob checks to the row commit; gc
-    /// holds it exclusively while deleting, so it never removes a blob a
-    /// bundle is being committed with.
-    pub gc_lock: tokio::sync::RwLock<()>,
-    /// Unreferenced blobs younger than this are kept (an upload or publish may be under way).
-    pub grace: Duration,
-    /// How devices get the bytes.
-    pub delivery: Delivery,
 }
 
 /// How devices get bundle bytes (see [`DownloadMode`]).
@@ -56,59 +96,33 @@ pub struct Delivery {
     pub presigned_ttl: Duration,
 }
 
-impl Storage {
-    /// Opens the blob store the config names (local files under `data_dir`,
-    /// or an S3-compatible bucket) and the upload sessions under `data_dir`
-    /// (staging is always local), removing staging leftovers older than the
-    /// session expiry.
-    pub fn open(config: &ServerConfig) -> Result<Storage, StorageError> {
-        let expiry = Duration::from_secs(config.upload_expiry_secs);
-        let blobs = open_blob_store(
-            config.storage_url.as_deref(),
-            &config.storage_options,
-            &config.data_dir,
-        )?;
-        let swept = sweep_staging(blobs.staging_dir(), expiry)?;
-        if swept > 0 {
-            tracing::info!(files = swept, "removed stale staging files");
-        }
-        let uploads = UploadSessions::open(
-            &config.data_dir.join("uploads"),
-            blobs.staging_dir(),
-            expiry,
-        )?;
-        Ok(Storage {
-            blobs,
-            uploads,
-            downloads: DownloadCounter::default(),
-            signer: None,
-            gc_lock: tokio::sync::RwLock::new(()),
-            grace: expiry,
-            delivery: Delivery {
-                mode: config.download_mode,
-                cdn_base_url: config
-                    .cdn_base_url
-                    .as_ref()
-                    .map(|url| url.trim_end_matches('/').to_string()),
-                presigned_ttl: Duration::from_secs(config.presigned_url_ttl_secs),
-            },
-        })
+/// Opens the blob store at `storage_url` (`None`: local files under
+/// `data_dir`; else an S3-compatible bucket configured by `options`; staging
+/// is always under `data_dir`), checks it can be used, and removes staging
+/// leftovers older than `stale_after` at `now`.
+pub async fn open_blobs(
+    storage_url: Option<&str>,
+    options: &[(String, String)],
+    data_dir: &Path,
+    stale_after: Duration,
+    now: Millis,
+) -> Result<Arc<dyn BlobStore>, StorageError> {
+    let blobs = open_blob_store(storage_url, options, data_dir)?;
+    let swept = sweep_staging(blobs.staging_dir(), stale_after, system_time(now))?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed stale staging files");
     }
+    blobs.check().await?;
+    Ok(blobs)
+}
 
-    /// Finishes the download links of an `/updates` answer: signs them when
-    /// signed URLs are on, and in `cdn` mode points those that name a stored
-    /// blob at the CDN. In `cdn` mode devices never reach Updraft for bytes,
-    /// so download counting is left to the CDN's logs.
-    pub fn finish_answer_links(&self, body: &mut Value, base_url: &str) {
-        if let Some(signer) = &self.signer {
-            signer.sign_answer(body, base_url);
-        }
-        if let (DownloadMode::Cdn, Some(cdn_base_url)) =
-            (self.delivery.mode, &self.delivery.cdn_base_url)
-        {
-            downloads::link_answer_to_cdn(body, base_url, cdn_base_url, self.blobs.as_ref());
-        }
-    }
+/// A clock reading as the file-system time it compares with (modification
+/// times of blobs and staged files); before 1970 counts as 1970.
+pub(crate) fn system_time(at: Millis) -> SystemTime {
+    let since = Duration::from_millis(u64::try_from(at).unwrap_or(0));
+    SystemTime::UNIX_EPOCH
+        .checked_add(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Replaces each download link of an `/updates` answer — its `url` and every
@@ -134,28 +148,8 @@ pub(crate) fn rewrite_download_links(
     }
 }
 
-/// `GET`/`HEAD /dl/{app_id}/{version}/{file}`: device downloads (no auth, no CORS).
-pub fn download_routes() -> axum::Router<crate::state::AppState> {
-    axum::Router::new().route(
-        "/dl/{app_id}/{version}/{file}",
-        axum::routing::get(downloads::download),
-    )
-}
-
-/// Uploading needs the publisher role; app-scoped keys may upload too (blobs
-/// belong to no app until a bundle of theirs references them).
-pub(crate) fn require_uploader(caller: &Caller) -> Result<(), ApiError> {
-    if caller.key.role < Role::Publisher {
-        return Err(ApiError::forbidden(format!(
-            "this API key's role ({}) cannot upload; it needs publisher",
-            caller.key.role.as_str()
-        )));
-    }
-    Ok(())
-}
-
 /// A client-supplied SHA-256: 64 hex characters, any case, returned lowercase.
-pub(crate) fn parse_sha256(field: &str, value: &str) -> Result<String, ApiError> {
+pub fn parse_sha256(field: &str, value: &str) -> Result<String, ApiError> {
     updraft_core::validate::normalize_hex(value.trim(), 64).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_sha256",

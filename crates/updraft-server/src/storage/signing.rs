@@ -47,13 +47,6 @@ pub enum SigningKeyError {
     Stored,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The key file of an older data directory, if there is one.
 fn read_key_file(path: &Path) -> Result<Option<[u8; KEY_LEN]>, SigningKeyError> {
     match std::fs::read(path) {
@@ -122,7 +115,8 @@ impl UrlSigner {
         Some(format!("expires={expires}&sig={sig}"))
     }
 
-    /// Checks the `expires`/`sig` of a request for `path` (raw, as sent).
+    /// Checks the `expires`/`sig` of a request for `path` (raw, as sent) at
+    /// `now` (Unix seconds).
     pub fn verify_at(
         &self,
         path: &str,
@@ -152,10 +146,6 @@ impl UrlSigner {
         Ok(())
     }
 
-    pub fn verify(&self, path: &str, query: Option<&str>) -> Result<(), SignatureProblem> {
-        self.verify_at(path, query, unix_now())
-    }
-
     /// Signs a URL when it points at this server's `/dl/` downloads.
     fn sign_url(&self, url: &str, base_url: &str, now: u64) -> Option<String> {
         let path = url.strip_prefix(base_url)?;
@@ -165,9 +155,9 @@ impl UrlSigner {
         Some(format!("{url}?{}", self.query_at(path, now)?))
     }
 
-    /// Signs the `url` and manifest `download_url`s of an `/updates` answer.
-    pub fn sign_answer(&self, body: &mut Value, base_url: &str) {
-        let now = unix_now();
+    /// Signs the `url` and manifest `download_url`s of an `/updates` answer
+    /// at `now` (Unix seconds).
+    pub fn sign_answer(&self, body: &mut Value, base_url: &str, now: u64) {
         super::rewrite_download_links(body, |url| self.sign_url(url, base_url, now));
     }
 }
@@ -237,7 +227,7 @@ mod tests {
                 {"file_name": "x.js", "download_url": "https://cdn.example.com/dl/x"}
             ]
         });
-        signer.sign_answer(&mut body, "http://h:1");
+        signer.sign_answer(&mut body, "http://h:1", 1_000);
         let url = body["url"].as_str().unwrap();
         let (path, query) = url
             .strip_prefix("http://h:1")
@@ -245,7 +235,7 @@ mod tests {
             .split_once('?')
             .unwrap();
         assert_eq!(path, PATH);
-        assert_eq!(signer.verify(path, Some(query)), Ok(()));
+        assert_eq!(signer.verify_at(path, Some(query), 1_000), Ok(()));
         assert!(body["manifest"][0]["download_url"]
             .as_str()
             .unwrap()

@@ -85,10 +85,10 @@ impl LocalBlobStore {
             .join(sha256)
     }
 
-    /// Removes staging files not modified for `max_age`: what a crash
-    /// mid-write leaves behind. Returns how many were removed.
-    pub fn sweep_staging(&self, max_age: Duration) -> Result<usize, BlobError> {
-        super::sweep_staging(&self.staging, max_age)
+    /// Removes staging files not modified for `max_age` at `now`: what a
+    /// crash mid-write leaves behind. Returns how many were removed.
+    pub fn sweep_staging(&self, max_age: Duration, now: SystemTime) -> Result<usize, BlobError> {
+        super::sweep_staging(&self.staging, max_age, now)
     }
 
     /// The synchronous core of `put_file`.
@@ -432,7 +432,12 @@ mod tests {
             .set_modified(SystemTime::now() - Duration::from_secs(7200))
             .unwrap();
         let fresh = stage(&store, "fresh.part", b"in progress");
-        assert_eq!(store.sweep_staging(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(
+            store
+                .sweep_staging(Duration::from_secs(3600), SystemTime::now())
+                .unwrap(),
+            1
+        );
         assert!(!old.exists());
         assert!(fresh.exists());
     }

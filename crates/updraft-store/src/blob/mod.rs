@@ -210,11 +210,11 @@ pub fn open_blob_store(
     }
 }
 
-/// Removes files in the staging directory `dir` not modified for `max_age`:
-/// what a crash mid-write leaves behind. Returns how many were removed.
-pub fn sweep_staging(dir: &Path, max_age: Duration) -> Result<usize, BlobError> {
+/// Removes files in the staging directory `dir` not modified for `max_age`
+/// at `now`: what a crash mid-write leaves behind. Returns how many were
+/// removed.
+pub fn sweep_staging(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usize, BlobError> {
     use std::io::ErrorKind;
-    let now = SystemTime::now();
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
