@@ -6,7 +6,7 @@ use super::{compat, existing_app, refresh_release, validate, ApiQuery, Caller, J
 use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
 use crate::storage::publish;
@@ -16,12 +16,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
-use updraft_core::guards::BUNDLE_IN_USE;
 use updraft_core::model::{
     Bundle, ChannelPatch, Role, ScheduleStatus, ScheduledAction, ScheduledRelease,
 };
 use updraft_core::validate::normalize_hex;
-use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel, StoreError};
+use updraft_store::{BundleMetadataPatch, Entity, NewBundle, NewChannel, StoreError};
 
 /// Which channels use a bundle, for the views.
 #[derive(Default)]
@@ -118,7 +117,7 @@ fn new_bundle<'a>(
     let source = match (body.external_url.as_deref(), body.zip_sha256.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "give either external_url or zip_sha256, not both",
             ))
         }
@@ -130,7 +129,7 @@ fn new_bundle<'a>(
         (None, None) if has_manifest(body) => ZipSource::Absent,
         (None, None) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "a bundle needs external_url, zip_sha256 (an uploaded zip) or a manifest",
             ))
         }
@@ -150,7 +149,7 @@ fn new_bundle<'a>(
         .filter(|k| !k.is_empty());
     if key_id.is_some_and(|k| k.chars().count() > 20) {
         return Err(ApiError::bad_request(
-            "invalid_key_id",
+            ErrorCode::InvalidKeyId,
             "key_id is at most 20 characters",
         ));
     }
@@ -172,14 +171,14 @@ fn new_bundle<'a>(
         }
         (None, ZipSource::External) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "checksum is required for an unencrypted external zip: devices verify the SHA-256 \
                  of the zip (64 hex); an encrypted one may give session_key and encrypted_checksum instead",
             ))
         }
         (None, ZipSource::Stored(_)) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "checksum is required for a zip bundle: the SHA-256 of the plaintext zip",
             ))
         }
@@ -191,7 +190,7 @@ fn new_bundle<'a>(
             (None, Some(rsa))
         } else {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "checksum must be the SHA-256 of the zip as 64 hex characters (or its RSA-encrypted form, 512 hex characters)",
             ));
         }
@@ -201,7 +200,7 @@ fn new_bundle<'a>(
     if let Some(given) = given_encrypted_checksum {
         encrypted = Some(normalize_hex(given, 512).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "encrypted_checksum must be 512 hex characters (an RSA-2048 block)",
             )
         })?);
@@ -211,13 +210,13 @@ fn new_bundle<'a>(
         (true, false) if checksum.is_none() => {}
         (true, false) => {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "an encrypted bundle (session_key) needs its RSA-encrypted checksum (512 hex characters) in encrypted_checksum: devices verify that one",
             ))
         }
         (false, true) => {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "an RSA-encrypted checksum only makes sense with a session_key; for a plain bundle send the 64-hex SHA-256",
             ))
         }
@@ -226,7 +225,7 @@ fn new_bundle<'a>(
     if let Some(min) = body.min_update_version.as_deref() {
         validate::bundle_version(min).map_err(|_| {
             ApiError::bad_request(
-                "invalid_version",
+                ErrorCode::InvalidVersion,
                 format!("min_update_version {min:?} is not semver"),
             )
         })?;
@@ -271,7 +270,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
         || body.create_channel.is_some();
     if wants_channel && body.channel.is_none() {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "rollout_percentage_bps, accept_incompatible and create_channel need a channel",
         ));
     }
@@ -282,7 +281,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
                 .filter(|bps| *bps <= 10_000)
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_percentage",
+                        ErrorCode::InvalidPercentage,
                         format!("rollout_percentage_bps must be 0 to 10000, not {bps}"),
                     )
                 })
@@ -295,7 +294,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
 async fn version_free(state: &AppState, app_id: &str, version: &str) -> Result<(), ApiError> {
     match state.store.get_bundle(app_id, version).await? {
         Some(existing) if existing.deleted => Err(StoreError::DeletedNameReused.into()),
-        Some(_) => Err(StoreError::AlreadyExists("bundle").into()),
+        Some(_) => Err(StoreError::AlreadyExists(Entity::Bundle).into()),
         None => Ok(()),
     }
 }
@@ -452,7 +451,7 @@ async fn existing_bundle(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "bundle_not_found",
+                ErrorCode::BundleNotFound,
                 format!("bundle {version} of {app_id} does not exist"),
             )
         })
@@ -487,7 +486,7 @@ pub async fn update(
     let bundle = existing_bundle(&state, &app_id, &version).await?;
     if bundle.deleted {
         return Err(ApiError::conflict(
-            "bundle_deleted",
+            ErrorCode::BundleDeleted,
             format!("bundle {version} is deleted"),
         ));
     }
@@ -587,7 +586,7 @@ async fn refuse_if_in_use(
         })
         .collect();
     Err(ApiError::conflict(
-        BUNDLE_IN_USE,
+        ErrorCode::BundleInUse,
         format!(
             "bundle {} is {}; {} first, or delete with force=true",
             bundle.name,
@@ -615,7 +614,7 @@ pub async fn delete(
     let bundle = existing_bundle(&state, &app_id, &version).await?;
     if bundle.deleted {
         return Err(ApiError::not_found(
-            "bundle_not_found",
+            ErrorCode::BundleNotFound,
             format!("bundle {version} is already deleted"),
         ));
     }
@@ -674,7 +673,7 @@ async fn check_storage_quota(
     if used.saturating_add(added) > quota {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "storage_quota_exceeded",
+            ErrorCode::StorageQuotaExceeded,
             format!(
                 "this bundle adds {added} bytes to the {used} the app's live bundles use; \
                  the app's storage quota is {quota} bytes (delete old bundles or raise \

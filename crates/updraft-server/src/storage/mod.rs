@@ -9,7 +9,7 @@ pub mod signing;
 pub mod uploads;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::{DownloadMode, ServerConfig};
 use downloads::DownloadCounter;
 use serde_json::Value;
@@ -158,7 +158,7 @@ pub(crate) fn require_uploader(caller: &Caller) -> Result<(), ApiError> {
 pub(crate) fn parse_sha256(field: &str, value: &str) -> Result<String, ApiError> {
     updraft_core::validate::normalize_hex(value.trim(), 64).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_sha256",
+            ErrorCode::InvalidSha256,
             format!("{field} must be a SHA-256 as 64 hex characters"),
         )
     })

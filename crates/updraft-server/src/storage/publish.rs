@@ -6,7 +6,7 @@
 
 use super::{blob_failure, file_path, parse_sha256, zip_path};
 use crate::api::views::ManifestEntryInput;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ pub struct CheckedZip {
 
 fn blob_missing(missing: Vec<String>) -> ApiError {
     ApiError::unprocessable(
-        "blob_missing",
+        ErrorCode::BlobMissing,
         format!(
             "{} blob(s) are not stored; upload them first: {}",
             missing.len(),
@@ -108,7 +108,7 @@ pub async fn check_zip(
     if !encrypted {
         if checksum != Some(zip_sha256.as_str()) {
             return Err(ApiError::unprocessable(
-                "checksum_mismatch",
+                ErrorCode::ChecksumMismatch,
                 "for a plain bundle, checksum must be the zip's SHA-256 (zip_sha256)",
             ));
         }
@@ -130,7 +130,10 @@ pub async fn check_zip(
                 tracing::error!(error = %io, "zip validation could not read the blob");
                 return Err(ApiError::internal("the stored zip could not be read"));
             }
-            return Err(ApiError::unprocessable(err.code(), err.to_string()));
+            return Err(ApiError::unprocessable(
+                ErrorCode::from_wire(err.code()),
+                err.to_string(),
+            ));
         }
     }
     Ok(CheckedZip {
@@ -150,7 +153,7 @@ pub async fn check_manifest(
 ) -> Result<Vec<ManifestFile>, ApiError> {
     if entries.len() > MAX_MANIFEST_ENTRIES {
         return Err(ApiError::bad_request(
-            "too_many_manifest_entries",
+            ErrorCode::TooManyManifestEntries,
             format!("a manifest lists at most {MAX_MANIFEST_ENTRIES} files"),
         ));
     }
@@ -165,7 +168,7 @@ pub async fn check_manifest(
         )?;
         let file_hash = normalize_hex(entry.file_hash.trim(), hash_len).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_file_hash",
+                ErrorCode::InvalidFileHash,
                 format!(
                     "file_hash of {:?} must be {hash_len} hex characters ({})",
                     entry.file_name,
@@ -184,19 +187,22 @@ pub async fn check_manifest(
             .unwrap_or(&entry.file_name);
         let target = normalize_entry_name(target_name).map_err(|err| {
             ApiError::unprocessable(
-                err.code(),
+                ErrorCode::from_wire(err.code()),
                 format!("manifest entry {:?}: {err}", entry.file_name),
             )
         })?;
         let exact_repeat = targets.contains(&target);
         if !exact_repeat {
-            case_folds
-                .insert(&target)
-                .map_err(|err| ApiError::unprocessable(err.code(), format!("manifest: {err}")))?;
+            case_folds.insert(&target).map_err(|err| {
+                ApiError::unprocessable(
+                    ErrorCode::from_wire(err.code()),
+                    format!("manifest: {err}"),
+                )
+            })?;
         }
         if !targets.insert(target.clone()) {
             return Err(ApiError::unprocessable(
-                "duplicate_manifest_entry",
+                ErrorCode::DuplicateManifestEntry,
                 format!(
                     "manifest entry {:?} names a file another entry already names",
                     entry.file_name
@@ -205,7 +211,7 @@ pub async fn check_manifest(
         }
         if !encrypted && !compressed && blob != file_hash {
             return Err(ApiError::unprocessable(
-                "checksum_mismatch",
+                ErrorCode::ChecksumMismatch,
                 format!("manifest entry {:?}: an uncompressed plain file's blob_sha256 must equal its file_hash", entry.file_name),
             ));
         }
@@ -213,7 +219,7 @@ pub async fn check_manifest(
     }
     if !entries.is_empty() && !targets.contains("index.html") {
         return Err(ApiError::unprocessable(
-            "missing_index_html",
+            ErrorCode::MissingIndexHtml,
             "the manifest must list index.html at the bundle root",
         ));
     }
@@ -235,7 +241,7 @@ pub async fn check_manifest(
             Some(size) => {
                 if entry.size.is_some_and(|given| given != size_i64(size)) {
                     return Err(ApiError::unprocessable(
-                        "size_mismatch",
+                        ErrorCode::SizeMismatch,
                         format!(
                             "manifest entry {:?}: its blob holds {size} bytes",
                             entry.file_name

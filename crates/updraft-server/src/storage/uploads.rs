@@ -23,7 +23,7 @@ use crate::api::JsonBody;
 use crate::api::Path as UrlPath;
 use crate::auth::Caller;
 use crate::device::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -144,7 +144,7 @@ fn io_failure(err: std::io::Error) -> ApiError {
 
 fn not_found(upload_id: &str) -> ApiError {
     ApiError::not_found(
-        "upload_not_found",
+        ErrorCode::UploadNotFound,
         format!("upload {upload_id} does not exist or has expired; start a new one"),
     )
 }
@@ -288,7 +288,7 @@ fn claimed_offset(headers: &HeaderMap) -> Result<u64, ApiError> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_upload_offset",
+                ErrorCode::InvalidUploadOffset,
                 "send the Upload-Offset header: the byte offset this body starts at",
             )
         })
@@ -303,7 +303,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 fn checksum_mismatch(expected: String, actual: String) -> ApiError {
     ApiError::unprocessable(
-        "checksum_mismatch",
+        ErrorCode::ChecksumMismatch,
         format!("the uploaded bytes hash to {actual}, not {expected}; the upload was discarded, start again"),
     )
     .with("expected", expected)
@@ -365,7 +365,7 @@ pub async fn create(
     let sha256 = parse_sha256("sha256", &body.sha256)?;
     if body.size == 0 {
         return Err(ApiError::bad_request(
-            "invalid_size",
+            ErrorCode::InvalidSize,
             "size must be at least 1 byte",
         ));
     }
@@ -373,7 +373,7 @@ pub async fn create(
     if body.size > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "upload_too_large",
+            ErrorCode::UploadTooLarge,
             format!("uploads are limited to {max} bytes"),
         )
         .with("max_size", max));
@@ -474,7 +474,7 @@ pub async fn show(
 
 fn offset_mismatch(current: u64) -> ApiError {
     ApiError::conflict(
-        "upload_offset_mismatch",
+        ErrorCode::UploadOffsetMismatch,
         format!("the upload is at offset {current}; resend from there"),
     )
     .with("offset", current)
@@ -482,7 +482,7 @@ fn offset_mismatch(current: u64) -> ApiError {
 
 fn overflow(size: u64, offset: u64) -> ApiError {
     ApiError::bad_request(
-        "upload_overflow",
+        ErrorCode::UploadOverflow,
         format!(
             "the body goes past the declared size ({size} bytes, {} left); nothing was appended",
             size - offset
@@ -550,7 +550,7 @@ pub async fn append(
         .await
         .map_err(|_| {
             ApiError::conflict(
-                "upload_busy",
+                ErrorCode::UploadBusy,
                 "another request is still writing to this upload; retry shortly",
             )
             .with("offset", session.durable_offset.load(Ordering::Acquire))
@@ -634,7 +634,7 @@ async fn write_body(
     if let Some(reason) = broken {
         tracing::info!(upload_id, offset, %reason, "upload body broke off; the bytes received are kept");
         return Err(ApiError::bad_request(
-            "upload_interrupted",
+            ErrorCode::UploadInterrupted,
             format!("the body broke off at offset {offset}; resume from there"),
         )
         .with("offset", offset));
@@ -665,7 +665,7 @@ pub async fn put_blob(
         }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("a blob sent in one request is limited to {limit} bytes; use /api/v1/uploads"),
         )
     })?;
@@ -687,7 +687,7 @@ pub async fn put_blob(
             ))
         }
         Err(BlobError::Mismatch { expected, actual }) => Err(ApiError::unprocessable(
-            "checksum_mismatch",
+            ErrorCode::ChecksumMismatch,
             format!("the body hashes to {actual}, not {expected}"),
         )
         .with("expected", expected)
@@ -706,7 +706,7 @@ pub async fn missing(
     require_uploader(&caller)?;
     if body.sha256.len() > MAX_MISSING_QUERY {
         return Err(ApiError::bad_request(
-            "too_many_hashes",
+            ErrorCode::TooManyHashes,
             format!("ask about at most {MAX_MISSING_QUERY} hashes per request"),
         ));
     }
@@ -957,7 +957,7 @@ mod shared {
             let offset = unsigned(current.received);
             tracing::info!(upload_id, offset, %reason, "upload body broke off; the bytes received are kept");
             return Err(ApiError::bad_request(
-                "upload_interrupted",
+                ErrorCode::UploadInterrupted,
                 format!("the body broke off at offset {offset}; resume from there"),
             )
             .with("offset", offset));
