@@ -247,3 +247,38 @@ pub fn json_with_status(status: u16, body: serde_json::Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (status, axum::Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_keep_their_wire_codes() {
+        let cases = [
+            (Entity::App, "app_not_found", "app_already_exists"),
+            (Entity::Bundle, "bundle_not_found", "bundle_already_exists"),
+            (
+                Entity::Channel,
+                "channel_not_found",
+                "channel_already_exists",
+            ),
+            (Entity::ApiKey, "apikey_not_found", "apikey_already_exists"),
+            (Entity::Schedule, "not_found", "already_exists"),
+            (Entity::Webhook, "not_found", "already_exists"),
+            (Entity::Delivery, "not_found", "already_exists"),
+        ];
+        for (entity, missing, taken) in cases {
+            let not_found = ApiError::from(StoreError::NotFound(entity));
+            assert_eq!(
+                (not_found.status, not_found.code.as_str()),
+                (StatusCode::NOT_FOUND, missing)
+            );
+            assert_eq!(not_found.message, format!("{} not found", entity.as_str()));
+            let exists = ApiError::from(StoreError::AlreadyExists(entity));
+            assert_eq!(
+                (exists.status, exists.code.as_str()),
+                (StatusCode::CONFLICT, taken)
+            );
+        }
+    }
+}
