@@ -96,6 +96,7 @@ error_codes! {
     BodyTooLarge = "body_too_large",
     BodyTimeout = "body_timeout",
     HeadersTooLarge = "headers_too_large",
+    UriTooLong = "uri_too_long",
     InvalidLimit = "invalid_limit",
     InvalidOffset = "invalid_offset",
     InvalidTime = "invalid_time",
@@ -198,6 +199,12 @@ impl std::fmt::Display for ErrorCode {
 impl PartialEq<str> for ErrorCode {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

@@ -2,11 +2,32 @@
 
 use crate::error::{error_chain, CliError};
 use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
+use updraft_api::ErrorView;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A management-API answer: the typed value, and the JSON as the server sent
+/// it (what `--json` prints, fields this CLI does not know included).
+#[derive(Clone, Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub json: Value,
+}
+
+/// The request body as JSON, as the server will read it.
+fn to_json(body: &impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(body).map_err(|error| {
+        CliError::new(
+            "internal_error",
+            format!("cannot encode the request: {error}"),
+        )
+    })
+}
 
 pub struct ApiClient {
     http: reqwest::Client,
@@ -85,25 +106,61 @@ impl ApiClient {
         Ok(url)
     }
 
-    pub async fn get(
+    pub async fn get<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         query: &[(&str, String)],
-    ) -> Result<Value, CliError> {
+    ) -> Result<Answer<T>, CliError> {
         let body = self.send(Method::GET, segments, query, None).await?;
-        expect_body(body)
+        self.answer(body)
     }
 
-    pub async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
-        expect_body(self.send(Method::POST, segments, &[], Some(body)).await?)
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+    ) -> Result<Answer<T>, CliError> {
+        let body = self
+            .send(Method::POST, segments, &[], Some(&to_json(body)?))
+            .await?;
+        self.answer(body)
     }
 
-    pub async fn put(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
-        expect_body(self.send(Method::PUT, segments, &[], Some(body)).await?)
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+    ) -> Result<Answer<T>, CliError> {
+        let body = self
+            .send(Method::PUT, segments, &[], Some(&to_json(body)?))
+            .await?;
+        self.answer(body)
     }
 
-    pub async fn patch(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
-        expect_body(self.send(Method::PATCH, segments, &[], Some(body)).await?)
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+    ) -> Result<Answer<T>, CliError> {
+        let body = self
+            .send(Method::PATCH, segments, &[], Some(&to_json(body)?))
+            .await?;
+        self.answer(body)
+    }
+
+    /// A body that must be there, read as `T`.
+    fn answer<T: DeserializeOwned>(&self, body: Option<Value>) -> Result<Answer<T>, CliError> {
+        let json = expect_body(body)?;
+        let value = T::deserialize(&json).map_err(|error| {
+            CliError::new(
+                "invalid_response",
+                format!(
+                    "the server at {} answered with JSON this CLI does not understand: {error}",
+                    self.base
+                ),
+            )
+        })?;
+        Ok(Answer { value, json })
     }
 
     /// Any 2xx counts; the usual answer is 204 without a body.
@@ -208,9 +265,9 @@ impl ApiClient {
         })
     }
 
-    /// A request with a raw body and extra headers (uploads). Returns the
-    /// status with the JSON answer (`Null` when there was none) so callers can
-    /// read fields of error answers too, such as the durable offset of a 409.
+    /// A request with a raw body and extra headers (uploads). A refusal with
+    /// the API's error body is an answer too, so callers can read its fields
+    /// (such as the durable offset of a 409).
     pub async fn send_raw(
         &self,
         method: Method,
@@ -218,7 +275,7 @@ impl ApiClient {
         headers: &[(&str, String)],
         body: reqwest::Body,
         timeout: Duration,
-    ) -> Result<(StatusCode, Value), CliError> {
+    ) -> Result<RawAnswer, CliError> {
         let url = self.endpoint(segments, &[])?;
         let mut request = self
             .http
@@ -230,11 +287,15 @@ impl ApiClient {
             request = request.header(*name, value);
         }
         let (status, bytes) = self.exchange(request).await?;
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() && value.get("error").is_none() {
-            return Err(error_from_response(status, &bytes));
+        if status.is_success() {
+            return Ok(RawAnswer::Success(
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ));
         }
-        Ok((status, value))
+        match serde_json::from_slice::<ErrorView>(&bytes) {
+            Ok(error) => Ok(RawAnswer::Refused(status, error)),
+            Err(_) => Err(error_from_response(status, &bytes)),
+        }
     }
 
     /// Sends a request and reads the whole answer; transport failures become `connection_failed`.
@@ -267,6 +328,15 @@ impl ApiClient {
     }
 }
 
+/// What [`ApiClient::send_raw`] got back.
+#[derive(Debug)]
+pub enum RawAnswer {
+    /// A 2xx, with its JSON (`Null` when there was none).
+    Success(Value),
+    /// A refusal with the API's error body.
+    Refused(StatusCode, ErrorView),
+}
+
 fn expect_body(body: Option<Value>) -> Result<Value, CliError> {
     body.ok_or_else(|| {
         CliError::new(
@@ -279,22 +349,33 @@ fn expect_body(body: Option<Value>) -> Result<Value, CliError> {
 /// A non-2xx answer as an error: the server's `{"error", "message"}` when it
 /// sent one, else `http_<status>` with whatever text came back.
 pub fn error_from_response(status: StatusCode, body: &[u8]) -> CliError {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let field = |name: &str| {
-        parsed
-            .as_ref()
-            .and_then(|value| value.get(name))
+    use serde::Deserialize;
+    /// The two fields of an error body, each on its own: a proxy's or an
+    /// older server's JSON may carry one without the other.
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        error: Option<Value>,
+        message: Option<Value>,
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed = json
+        .as_ref()
+        .filter(|json| json.is_object())
+        .and_then(|json| Fields::deserialize(json).ok());
+    let text = |value: Option<&Value>| {
+        value
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|text| !text.is_empty())
             .map(str::to_string)
     };
-    let code = field("error").unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    let message = field("message").unwrap_or_else(|| {
+    let code = text(parsed.as_ref().and_then(|p| p.error.as_ref()))
+        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let message = text(parsed.as_ref().and_then(|p| p.message.as_ref())).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text: String = text.trim().chars().take(200).collect();
         let reason = status.canonical_reason().unwrap_or("error");
-        if text.is_empty() || parsed.is_some() {
+        if text.is_empty() || json.is_some() {
             format!("the server answered HTTP {} {reason}", status.as_u16())
         } else {
             format!(

@@ -6,19 +6,13 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::Outcome;
 use crate::render;
-use serde_json::{json, Map, Value};
+use crate::requests::AcceptUnencrypted;
 use std::path::Path;
-use updraft_core::guards::{
-    closest_names, did_you_mean, BUNDLE_IN_USE, CHANNEL_NOT_FOUND, ENCRYPTION_DOWNGRADE,
+use updraft_api::{
+    AppList, AppView, BundleList, BundleView, ChannelList, ChannelSettings, ChannelView, CreateApp,
+    CreateChannel, DeviceDetail, DeviceList, ErrorCode, GcReport, OverrideView, SetOverride,
 };
-
-fn text_field(value: &Value, key: &str, fallback: &str) -> String {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or(fallback)
-        .to_string()
-}
+use updraft_core::guards::{closest_names, did_you_mean};
 
 /// What a new bundle did to `--channel`, as the end of a confirmation (empty without one).
 pub fn channel_outcome(channel: Option<&str>, rollout_bps: Option<u32>) -> String {
@@ -39,20 +33,21 @@ pub async fn existing_channel_or_suggest(
     app_id: &str,
     channel: &str,
 ) -> Result<(), CliError> {
-    let list = client.get(&["apps", app_id, "channels"], &[]).await?;
+    let list = client
+        .get::<ChannelList>(&["apps", app_id, "channels"], &[])
+        .await?;
     let names: Vec<&str> = list
-        .get("channels")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .value
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
         .collect();
     if names.contains(&channel) {
         return Ok(());
     }
     let suggestions = closest_names(channel, names.iter().copied());
     Err(CliError::new(
-        CHANNEL_NOT_FOUND,
+        ErrorCode::ChannelNotFound.as_str(),
         format!(
             "channel {channel} of {app_id} does not exist{}; nothing was uploaded (pass \
              --create-channel to create it)",
@@ -63,7 +58,7 @@ pub async fn existing_channel_or_suggest(
 
 /// A `bundle_in_use` refusal with the CLI's way round it.
 fn explain_in_use(error: CliError) -> CliError {
-    if error.code != BUNDLE_IN_USE {
+    if !error.is(&ErrorCode::BundleInUse) {
         return error;
     }
     let message = error.message.replace(
@@ -77,23 +72,22 @@ fn explain_in_use(error: CliError) -> CliError {
 /// asked about on a terminal (and sent again with `accept_unencrypted` on
 /// yes), or else refused with the way round it. `force` sends it accepted
 /// from the start.
-pub async fn with_downgrade_guard<F, Fut>(
+pub async fn with_downgrade_guard<B, T, F, Fut>(
     force: bool,
-    mut body: Value,
+    mut body: B,
     send: F,
-) -> Result<Value, CliError>
+) -> Result<T, CliError>
 where
-    F: Fn(Value) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, CliError>>,
+    B: AcceptUnencrypted + Clone,
+    F: Fn(B) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
 {
     if force {
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("accept_unencrypted".into(), json!(true));
-        }
+        body.accept_unencrypted();
         return send(body).await;
     }
     match send(body.clone()).await {
-        Err(error) if error.code == ENCRYPTION_DOWNGRADE => {
+        Err(error) if error.is(&ErrorCode::EncryptionDowngrade) => {
             let warning = error
                 .message
                 .replace("pass accept_unencrypted to serve it anyway", "")
@@ -108,9 +102,7 @@ where
             if !crate::confirm::yes_no(&warning, "Serve it anyway?")? {
                 return Err(CliError::new("cancelled", "nothing was changed"));
             }
-            if let Some(fields) = body.as_object_mut() {
-                fields.insert("accept_unencrypted".into(), json!(true));
-            }
+            body.accept_unencrypted();
             send(body).await
         }
         other => other,
@@ -120,23 +112,19 @@ where
 pub async fn app(client: &ApiClient, command: AppCommand) -> Result<Outcome, CliError> {
     match command {
         AppCommand::Add { app_id, name } => {
-            let mut body = Map::new();
-            body.insert("app_id".into(), json!(app_id));
-            if let Some(name) = name {
-                body.insert("name".into(), json!(name));
-            }
-            let app = client.post(&["apps"], &Value::Object(body)).await?;
-            let text = format!(
-                "Created app {} ({}).",
-                text_field(&app, "app_id", &app_id),
-                text_field(&app, "name", &app_id)
-            );
-            Ok(Outcome::new(app, text))
+            let body = CreateApp {
+                app_id,
+                name,
+                expose_metadata: None,
+            };
+            let app = client.post::<AppView>(&["apps"], &body).await?;
+            let text = format!("Created app {} ({}).", app.value.app_id, app.value.name);
+            Ok(Outcome::new(app.json, text))
         }
         AppCommand::List => {
-            let list = client.get(&["apps"], &[]).await?;
-            let text = render::apps_table(&list);
-            Ok(Outcome::new(list, text))
+            let list = client.get::<AppList>(&["apps"], &[]).await?;
+            let text = render::apps_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
         AppCommand::Delete { app_id, yes } => {
             if !yes {
@@ -178,19 +166,17 @@ pub async fn bundle(
                 args.node_modules.as_deref(),
                 work_dir,
             )?;
-            if let (Some(packages), Some(fields)) = (packages, body.as_object_mut()) {
-                fields.insert("native_packages".into(), json!(packages));
-            }
+            body.native_packages = packages;
             let bundle = client
-                .post(&["apps", &app_id, "bundles"], &body)
+                .post::<BundleView>(&["apps", &app_id, "bundles"], &body)
                 .await
                 .map_err(crate::release::explain_incompatible)?;
-            let version = text_field(&bundle, "version", &args.bundle);
             let text = format!(
-                "Registered bundle {version} of {app_id}.{}",
+                "Registered bundle {} of {app_id}.{}",
+                bundle.value.version,
                 channel_outcome(args.channel.as_deref(), args.rollout_bps())
             );
-            let mut outcome = Outcome::new(bundle, text);
+            let mut outcome = Outcome::new(bundle.json, text);
             if let Some(warning) = warning {
                 outcome = outcome.with_warning(warning);
             }
@@ -206,9 +192,11 @@ pub async fn bundle(
             } else {
                 Vec::new()
             };
-            let list = client.get(&["apps", &app_id, "bundles"], &query).await?;
-            let text = render::bundles_table(&list, include_deleted);
-            Ok(Outcome::new(list, text))
+            let list = client
+                .get::<BundleList>(&["apps", &app_id, "bundles"], &query)
+                .await?;
+            let text = render::bundles_table(&list.value, include_deleted);
+            Ok(Outcome::new(list.json, text))
         }
         BundleCommand::Compatibility(args) => {
             crate::release::compatibility(client, &args, work_dir).await
@@ -247,20 +235,22 @@ pub async fn channel(
             default,
         } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
-            let mut body = Map::new();
-            body.insert("name".into(), json!(channel));
-            if default {
-                body.insert("public".into(), json!(true));
-            }
+            let body = CreateChannel {
+                name: channel,
+                settings: ChannelSettings {
+                    public: default.then_some(true),
+                    ..ChannelSettings::default()
+                },
+            };
             let created = client
-                .post(&["apps", &app_id, "channels"], &Value::Object(body))
+                .post::<ChannelView>(&["apps", &app_id, "channels"], &body)
                 .await?;
             let text = format!(
                 "Created channel {} of {app_id}: {}.",
-                text_field(&created, "name", &channel),
-                render::channel_summary(&created)
+                created.value.name,
+                render::channel_summary(&created.value)
             );
-            Ok(Outcome::new(created, text))
+            Ok(Outcome::new(created.json, text))
         }
         ChannelCommand::Set(args) => {
             // Checked before any request: an empty change fails without a server.
@@ -269,30 +259,32 @@ pub async fn channel(
             let body = if args.merges_targeting() {
                 let current =
                     crate::release::current_channel(client, &app_id, &args.channel).await?;
-                args.patch_body_with(Some(&current))?
+                args.patch_body_with(Some(&(&current).into()))?
             } else {
                 args.patch_body()?
             };
             let path = ["apps", app_id.as_str(), "channels", args.channel.as_str()];
             let updated = with_downgrade_guard(args.force, body, |body| async move {
                 client
-                    .patch(&path, &body)
+                    .patch::<ChannelView>(&path, &body)
                     .await
                     .map_err(crate::release::explain_incompatible)
             })
             .await?;
             let text = format!(
                 "Updated channel {} of {app_id}: {}.",
-                text_field(&updated, "name", &args.channel),
-                render::channel_summary(&updated)
+                updated.value.name,
+                render::channel_summary(&updated.value)
             );
-            Ok(Outcome::new(updated, text))
+            Ok(Outcome::new(updated.json, text))
         }
         ChannelCommand::List { app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
-            let list = client.get(&["apps", &app_id, "channels"], &[]).await?;
-            let text = render::channels_table(&list);
-            Ok(Outcome::new(list, text))
+            let list = client
+                .get::<ChannelList>(&["apps", &app_id, "channels"], &[])
+                .await?;
+            let text = render::channels_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
         ChannelCommand::Show { channel, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
@@ -359,17 +351,16 @@ pub async fn device(
         } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
             let assigned = client
-                .put(
+                .put::<OverrideView>(
                     &["apps", &app_id, "devices", &device_id, "channel"],
-                    &json!({"channel": channel}),
+                    &SetOverride { channel },
                 )
                 .await?;
             let text = format!(
                 "Device {} of {app_id} now gets channel {}.",
-                text_field(&assigned, "device_id", &device_id),
-                text_field(&assigned, "channel", &channel)
+                assigned.value.device_id, assigned.value.channel
             );
-            Ok(Outcome::new(assigned, text))
+            Ok(Outcome::new(assigned.json, text))
         }
         DeviceCommand::Unset { device_id, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
@@ -383,10 +374,10 @@ pub async fn device(
         DeviceCommand::List(args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
             let list = client
-                .get(&["apps", &app_id, "devices"], &args.query())
+                .get::<DeviceList>(&["apps", &app_id, "devices"], &args.query())
                 .await?;
-            let text = render::devices_table(&list);
-            Ok(Outcome::new(list, text))
+            let text = render::devices_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
         DeviceCommand::Simulate(_) => Err(CliError::new(
             "internal_error",
@@ -395,22 +386,24 @@ pub async fn device(
         DeviceCommand::Show { device_id, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
             let device = client
-                .get(&["apps", &app_id, "devices", &device_id], &[])
+                .get::<DeviceDetail>(&["apps", &app_id, "devices", &device_id], &[])
                 .await?;
-            let text = render::device_details(&device);
-            Ok(Outcome::new(device, text))
+            let text = render::device_details(&device.json);
+            Ok(Outcome::new(device.json, text))
         }
     }
 }
 
 pub async fn gc(client: &ApiClient) -> Result<Outcome, CliError> {
-    let result = client.post(&["gc"], &json!({})).await?;
-    let count = |key: &str| result.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let result = client
+        .post::<GcReport>(&["gc"], &crate::requests::NoBody {})
+        .await?;
+    let report = &result.value;
     let text = format!(
         "Deleted {} unused files ({}); {} files are in use.",
-        count("deleted_blobs"),
-        crate::upload::human_bytes(count("freed_bytes")),
-        count("kept_blobs")
+        report.deleted_blobs,
+        crate::upload::human_bytes(report.freed_bytes),
+        report.kept_blobs
     );
-    Ok(Outcome::new(result, text))
+    Ok(Outcome::new(result.json, text))
 }

@@ -1,8 +1,9 @@
 //! The one error type of the CLI: a stable code (the server's when it sent
 //! one) and a sentence for humans.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fmt;
+use updraft_api::{ErrorCode, ErrorView};
 use updraft_store::StoreError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,9 +26,14 @@ impl CliError {
         CliError::new("invalid_argument", message)
     }
 
+    /// Whether this is the server's `code`.
+    pub fn is(&self, code: &ErrorCode) -> bool {
+        *code == *self.code
+    }
+
     /// `{"error": code, "message": msg}`, the same shape the server uses.
     pub fn to_json(&self) -> Value {
-        json!({"error": self.code, "message": self.message})
+        ErrorView::new(ErrorCode::from_wire(&self.code), self.message.clone()).to_json()
     }
 
     /// The line printed on stderr: `error: <message> [<code>]`.
@@ -94,6 +100,8 @@ impl From<std::io::Error> for CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use updraft_store::Entity;
 
     #[test]
     fn report_line_has_message_then_code() {
@@ -111,11 +119,11 @@ mod tests {
     #[test]
     fn store_errors_map_to_api_codes() {
         assert_eq!(
-            CliError::from(StoreError::NotFound("apikey")).code,
+            CliError::from(StoreError::NotFound(Entity::ApiKey)).code,
             "apikey_not_found"
         );
         assert_eq!(
-            CliError::from(StoreError::AlreadyExists("apikey")).code,
+            CliError::from(StoreError::AlreadyExists(Entity::ApiKey)).code,
             "apikey_already_exists"
         );
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod output;
 pub mod release;
 pub mod render;
+pub mod requests;
 pub mod simulate;
 pub mod stats;
 pub mod table;

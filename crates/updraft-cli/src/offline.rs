@@ -6,9 +6,10 @@ use crate::error::CliError;
 use crate::output::Outcome;
 use crate::table::Table;
 use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
+use updraft_api::{ApiKeyList, ApiKeyView, CreatedApiKey};
 use updraft_core::model::{ApiKey, Millis, Role};
 use updraft_store::{
     ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store, StoreError,
@@ -76,7 +77,9 @@ pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
         ApikeyCommand::List => {
             let keys = store.list_api_keys().await?;
             Ok(Outcome::new(
-                json!({"apikeys": keys.iter().map(api_key_json).collect::<Vec<_>>()}),
+                to_json(&ApiKeyList {
+                    apikeys: keys.iter().cloned().map(ApiKeyView::from).collect(),
+                }),
                 api_keys_table(&keys, now),
             ))
         }
@@ -156,10 +159,10 @@ async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
             other => CliError::from(other),
         })?;
 
-    let mut body = api_key_json(&key);
-    if let Value::Object(fields) = &mut body {
-        fields.insert("key".into(), json!(secret));
-    }
+    let body = to_json(&CreatedApiKey {
+        apikey: ApiKeyView::from(key.clone()),
+        key: secret.clone(),
+    });
     let scope = key
         .app_id
         .as_deref()
@@ -216,16 +219,12 @@ async fn record_audit<S: AuditStore + ?Sized>(
 
 /// An API key as the management API shows it (times as RFC 3339).
 pub fn api_key_json(key: &ApiKey) -> Value {
-    json!({
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "role": key.role.as_str(),
-        "app_id": key.app_id,
-        "expires_at": key.expires_at.map(rfc3339),
-        "created_at": rfc3339(key.created_at),
-        "revoked_at": key.revoked_at.map(rfc3339),
-    })
+    to_json(&ApiKeyView::from(key.clone()))
+}
+
+/// A view as JSON. The views are plain data: this cannot fail.
+fn to_json(view: &impl serde::Serialize) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
 fn key_status(key: &ApiKey, now: Millis) -> &'static str {

@@ -4,10 +4,13 @@
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::Outcome;
-use crate::render::{cell, time_cell};
+use crate::render::{opt_cell, opt_time, text_cell, time_text, yes_no};
+use crate::requests::NoBody;
 use crate::table::Table;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use updraft_api::{AuditList, CreateWebhook, DeliveryList, DeliveryView, WebhookList, WebhookView};
 
 #[derive(Args, Clone, Debug)]
 pub struct AuditArgs {
@@ -85,13 +88,6 @@ fn non_blank(value: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn items<'a>(list: &'a Value, key: &str) -> &'a [Value] {
-    list.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
 pub async fn audit(client: &ApiClient, args: &AuditArgs) -> Result<Outcome, CliError> {
     if args.limit < 1 {
         return Err(CliError::invalid_argument("--limit must be at least 1"));
@@ -111,31 +107,31 @@ pub async fn audit(client: &ApiClient, args: &AuditArgs) -> Result<Outcome, CliE
     if let Some(before_id) = args.before_id {
         query.push(("before_id", before_id.to_string()));
     }
-    let page = client.get(&["audit"], &query).await?;
-    let text = audit_table(&page);
-    let mut outcome = Outcome::new(page.clone(), text);
-    if let Some(next) = page.get("next_before_id").and_then(Value::as_i64) {
+    let page = client.get::<AuditList>(&["audit"], &query).await?;
+    let text = audit_table(&page.value);
+    let next = page.value.next_before_id;
+    let mut outcome = Outcome::new(page.json, text);
+    if let Some(next) = next {
         outcome = outcome.with_note(format!("Older entries: add --before-id {next}"));
     }
     Ok(outcome)
 }
 
 /// Time, actor, action, app, target: newest first, as the server sends them.
-pub fn audit_table(page: &Value) -> String {
-    let entries = items(page, "entries");
-    if entries.is_empty() {
+pub fn audit_table(page: &AuditList) -> String {
+    if page.entries.is_empty() {
         return "No audit entries.".to_string();
     }
     let mut table = Table::new(&["ID", "TIME", "ACTOR", "ACTION", "APP", "TARGET", "CHANGE"]);
-    for entry in entries {
+    for entry in &page.entries {
         table.push_row(vec![
-            cell(entry, "id"),
-            time_cell(entry, "at"),
-            cell(entry, "actor"),
-            cell(entry, "action"),
-            cell(entry, "app_id"),
-            cell(entry, "target"),
-            audit_change(entry),
+            entry.id.to_string(),
+            time_text(&entry.at),
+            text_cell(&entry.actor),
+            text_cell(&entry.action),
+            opt_cell(entry.app_id.as_deref()),
+            text_cell(&entry.target),
+            audit_change(entry.before.as_ref(), entry.after.as_ref()),
         ]);
     }
     table.render()
@@ -143,6 +139,34 @@ pub fn audit_table(page: &Value) -> String {
 
 /// Fields that change with every write and say nothing about what changed.
 const UNINTERESTING: [&str; 2] = ["updated_at", "created_at"];
+
+/// The fields of a snapshot (the API's view of a channel, a bundle, …) that
+/// the change column names first: what a channel serves.
+#[derive(Deserialize, Default, PartialEq)]
+struct Serves {
+    #[serde(default)]
+    bundle: Option<Value>,
+    #[serde(default)]
+    rollout: Option<Value>,
+}
+
+impl Serves {
+    fn of(snapshot: &Map<String, Value>) -> Serves {
+        Serves::deserialize(Value::Object(snapshot.clone())).unwrap_or_default()
+    }
+}
+
+/// A rollout as the change column shows it; absent fields as a newer or
+/// older server may leave them.
+#[derive(Deserialize, Default)]
+struct RolloutSummary {
+    #[serde(default)]
+    bundle: Option<Value>,
+    #[serde(default)]
+    percentage_bps: u64,
+    #[serde(default)]
+    paused: bool,
+}
 
 /// A value as a short cell: strings bare, `null` as `-`, anything else as JSON.
 fn short(value: Option<&Value>) -> String {
@@ -157,13 +181,13 @@ fn short(value: Option<&Value>) -> String {
 fn rollout_text(rollout: Option<&Value>) -> String {
     match rollout {
         Some(rollout @ Value::Object(_)) => {
-            let bundle = short(rollout.get("bundle"));
-            let bps = rollout
-                .get("percentage_bps")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let mut text = format!("{bundle} @ {}", crate::render::percent(bps));
-            if rollout.get("paused").and_then(Value::as_bool) == Some(true) {
+            let rollout = RolloutSummary::deserialize(rollout).unwrap_or_default();
+            let mut text = format!(
+                "{} @ {}",
+                short(rollout.bundle.as_ref()),
+                crate::render::percent(rollout.percentage_bps)
+            );
+            if rollout.paused {
                 text.push_str(" (paused)");
             }
             text
@@ -174,9 +198,9 @@ fn rollout_text(rollout: Option<&Value>) -> String {
 
 /// What an entry changed, by name: `bundle 1.0.2 → 1.0.1`, `rollout - → 1.1.0 @ 10%`,
 /// `public false → true`; `created` / `deleted` for the whole object.
-pub fn audit_change(entry: &Value) -> String {
-    let before = entry.get("before").filter(|v| !v.is_null());
-    let after = entry.get("after").filter(|v| !v.is_null());
+pub fn audit_change(before: Option<&Value>, after: Option<&Value>) -> String {
+    let before = before.filter(|v| !v.is_null());
+    let after = after.filter(|v| !v.is_null());
     let (before, after) = match (before, after) {
         (None, None) => return "-".to_string(),
         (None, Some(_)) => return "created".to_string(),
@@ -188,17 +212,18 @@ pub fn audit_change(entry: &Value) -> String {
     };
     let mut changes = Vec::new();
     // What a channel serves first, then every other changed field.
-    if old.get("bundle") != new.get("bundle") {
+    let (was, is) = (Serves::of(old), Serves::of(new));
+    if was.bundle != is.bundle {
         changes.push(format!(
             "bundle {} → {}",
-            short(old.get("bundle")),
-            short(new.get("bundle"))
+            short(was.bundle.as_ref()),
+            short(is.bundle.as_ref())
         ));
     }
-    if old.get("rollout") != new.get("rollout") {
+    if was.rollout != is.rollout {
         let (from, to) = (
-            rollout_text(old.get("rollout")),
-            rollout_text(new.get("rollout")),
+            rollout_text(was.rollout.as_ref()),
+            rollout_text(is.rollout.as_ref()),
         );
         changes.push(if from == to {
             format!("rollout {to} (settings)")
@@ -206,6 +231,7 @@ pub fn audit_change(entry: &Value) -> String {
             format!("rollout {from} → {to}")
         });
     }
+    // Every other field, generically: snapshots are of many kinds.
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -213,7 +239,7 @@ pub fn audit_change(entry: &Value) -> String {
         if ["bundle", "rollout"].contains(&key.as_str()) || UNINTERESTING.contains(&key.as_str()) {
             continue;
         }
-        let (from, to) = (old.get(key), new.get(key));
+        let (from, to) = (old.get(key.as_str()), new.get(key.as_str()));
         if from == to {
             continue;
         }
@@ -230,37 +256,40 @@ pub fn audit_change(entry: &Value) -> String {
     }
 }
 
-pub fn webhooks_table(list: &Value) -> String {
-    let hooks = items(list, "webhooks");
-    if hooks.is_empty() {
+/// `all` for a webhook of every app or every event.
+fn all_when_empty(text: String) -> String {
+    if text == "-" {
+        "all".to_string()
+    } else {
+        text
+    }
+}
+
+fn events_cell(events: &[String]) -> String {
+    all_when_empty(text_cell(&events.join(",")))
+}
+
+pub fn webhooks_table(list: &WebhookList) -> String {
+    if list.webhooks.is_empty() {
         return "No webhooks. Add one with `updraft webhook add URL`.".to_string();
     }
     let mut table = Table::new(&["ID", "APP", "URL", "EVENTS", "ENABLED", "SECRET", "CREATED"]);
-    for hook in hooks {
-        let app = match cell(hook, "app_id").as_str() {
-            "-" => "all".to_string(),
-            app => app.to_string(),
-        };
-        let events = match cell(hook, "events").as_str() {
-            "-" => "all".to_string(),
-            events => events.to_string(),
-        };
+    for hook in &list.webhooks {
         table.push_row(vec![
-            cell(hook, "id"),
-            app,
-            cell(hook, "url"),
-            events,
-            cell(hook, "enabled"),
-            cell(hook, "secret"),
-            time_cell(hook, "created_at"),
+            hook.id.to_string(),
+            all_when_empty(opt_cell(hook.app_id.as_deref())),
+            text_cell(&hook.url),
+            events_cell(&hook.events),
+            yes_no(hook.enabled),
+            text_cell(&hook.secret),
+            time_text(&hook.created_at),
         ]);
     }
     table.render()
 }
 
-pub fn deliveries_table(list: &Value) -> String {
-    let deliveries = items(list, "deliveries");
-    if deliveries.is_empty() {
+pub fn deliveries_table(list: &DeliveryList) -> String {
+    if list.deliveries.is_empty() {
         return "No deliveries yet.".to_string();
     }
     let mut table = Table::new(&[
@@ -274,17 +303,19 @@ pub fn deliveries_table(list: &Value) -> String {
         "CREATED",
         "MESSAGE ID",
     ]);
-    for delivery in deliveries {
+    for delivery in &list.deliveries {
         table.push_row(vec![
-            cell(delivery, "id"),
-            cell(delivery, "event_type"),
-            cell(delivery, "status"),
-            cell(delivery, "attempts"),
-            cell(delivery, "last_status_code"),
-            cell(delivery, "last_error"),
-            time_cell(delivery, "next_attempt_at"),
-            time_cell(delivery, "created_at"),
-            cell(delivery, "message_id"),
+            delivery.id.to_string(),
+            text_cell(&delivery.event_type),
+            text_cell(&delivery.status),
+            delivery.attempts.to_string(),
+            delivery
+                .last_status_code
+                .map_or_else(|| "-".to_string(), |code| code.to_string()),
+            opt_cell(delivery.last_error.as_deref()),
+            opt_time(delivery.next_attempt_at.as_deref()),
+            time_text(&delivery.created_at),
+            text_cell(&delivery.message_id),
         ]);
     }
     table.render()
@@ -309,32 +340,24 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
             secret,
             disabled,
         } => {
-            let mut body = json!({"url": url.trim(), "enabled": !disabled});
-            if let Some(app_id) = non_blank(&app_id) {
-                body["app_id"] = json!(app_id);
-            }
-            if !events.is_empty() {
-                body["events"] = json!(events);
-            }
-            if let Some(secret) = non_blank(&secret) {
-                body["secret"] = json!(secret);
-            }
-            let created = client.post(&["webhooks"], &body).await?;
+            let body = CreateWebhook {
+                url: url.trim().to_string(),
+                app_id: non_blank(&app_id),
+                events: (!events.is_empty()).then_some(events),
+                secret: non_blank(&secret),
+                enabled: Some(!disabled),
+            };
+            let created = client.post::<WebhookView>(&["webhooks"], &body).await?;
+            let hook = &created.value;
             let text = format!(
                 "Created webhook {} for {} ({} events) → {}\nSigning secret: {}",
-                cell(&created, "id"),
-                match cell(&created, "app_id").as_str() {
-                    "-" => "every app".to_string(),
-                    app => app.to_string(),
-                },
-                match cell(&created, "events").as_str() {
-                    "-" => "all".to_string(),
-                    events => events.to_string(),
-                },
-                cell(&created, "url"),
-                cell(&created, "secret"),
+                hook.id,
+                hook.app_id.as_deref().unwrap_or("every app"),
+                events_cell(&hook.events),
+                text_cell(&hook.url),
+                text_cell(&hook.secret),
             );
-            Ok(Outcome::new(created, text).with_note(
+            Ok(Outcome::new(created.json, text).with_note(
                 "Store the secret now: lists show it masked. Receivers verify the \
                  webhook-signature header with it (Standard Webhooks).",
             ))
@@ -343,9 +366,9 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
             let query: Vec<(&str, String)> = non_blank(&app_id)
                 .map(|app| vec![("app_id", app)])
                 .unwrap_or_default();
-            let list = client.get(&["webhooks"], &query).await?;
-            let text = webhooks_table(&list);
-            Ok(Outcome::new(list, text))
+            let list = client.get::<WebhookList>(&["webhooks"], &query).await?;
+            let text = webhooks_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
         WebhookCommand::Delete { id } => {
             let id = webhook_id(&id)?;
@@ -354,14 +377,16 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
         }
         WebhookCommand::Test { id } => {
             let id = webhook_id(&id)?;
-            let delivery = client.post(&["webhooks", id, "test"], &json!({})).await?;
+            let delivery = client
+                .post::<DeliveryView>(&["webhooks", id, "test"], &NoBody {})
+                .await?;
             let text = format!(
                 "Queued a webhook.test event for webhook {id} (delivery {}, message {}). \
                  See `updraft webhook deliveries {id}`.",
-                cell(&delivery, "id"),
-                cell(&delivery, "message_id"),
+                delivery.value.id,
+                text_cell(&delivery.value.message_id),
             );
-            Ok(Outcome::new(delivery, text))
+            Ok(Outcome::new(delivery.json, text))
         }
         WebhookCommand::Deliveries { id, limit } => {
             let id = webhook_id(&id)?;
@@ -369,13 +394,13 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
                 return Err(CliError::invalid_argument("--limit must be at least 1"));
             }
             let list = client
-                .get(
+                .get::<DeliveryList>(
                     &["webhooks", id, "deliveries"],
                     &[("limit", limit.to_string())],
                 )
                 .await?;
-            let text = deliveries_table(&list);
-            Ok(Outcome::new(list, text))
+            let text = deliveries_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
     }
 }
@@ -383,6 +408,17 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A JSON answer read as the type the CLI reads it as.
+    fn typed<T: serde::de::DeserializeOwned>(json: Value) -> T {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// The change column of an entry with these `before` and `after`.
+    fn change(entry: Value) -> String {
+        audit_change(entry.get("before"), entry.get("after"))
+    }
 
     #[test]
     fn audit_table_shows_time_actor_action_app_target() {
@@ -392,7 +428,7 @@ mod tests {
             {"id": 6, "at": "2024-05-01T12:00:00.000Z", "actor": "cli:offline", "action": "apikey.create",
              "app_id": null, "target": "ci"}
         ], "next_before_id": null});
-        let text = audit_table(&page);
+        let text = audit_table(&typed(page));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(
@@ -421,7 +457,10 @@ mod tests {
                 "-"
             ]
         );
-        assert_eq!(audit_table(&json!({"entries": []})), "No audit entries.");
+        assert_eq!(
+            audit_table(&typed(json!({"entries": []}))),
+            "No audit entries."
+        );
     }
 
     #[test]
@@ -432,15 +471,15 @@ mod tests {
                 "rollout": {"bundle": "1.1.0", "percentage_bps": 1000, "paused": false},
                 "targeting": {"platforms": ["ios"]}}});
         assert_eq!(
-            audit_change(&release),
+            change(release),
             "bundle 1.0.2 → 1.0.1, rollout - → 1.1.0 @ 10%, public false → true, targeting"
         );
         assert_eq!(
-            audit_change(&json!({"before": {"bundle": "1.0.0"}, "after": null})),
+            change(json!({"before": {"bundle": "1.0.0"}, "after": null})),
             "deleted"
         );
         assert_eq!(
-            audit_change(&json!({"before": {"updated_at": "a"}, "after": {"updated_at": "b"}})),
+            change(json!({"before": {"updated_at": "a"}, "after": {"updated_at": "b"}})),
             "-"
         );
     }
@@ -454,7 +493,7 @@ mod tests {
              "events": ["bundle.uploaded", "rollout.paused"], "enabled": false,
              "secret": "whsec_…wxyz", "created_at": "2024-05-01T12:30:05.042Z"}
         ]});
-        let text = webhooks_table(&list);
+        let text = webhooks_table(&typed(list));
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())

@@ -8,8 +8,11 @@ use crate::error::CliError;
 use crate::native::{self, Scan, ScanOptions};
 use crate::output::Outcome;
 use crate::render;
-use serde_json::{json, Value};
 use std::path::Path;
+use updraft_api::{
+    ChannelView, CompatibilityRequest, CompatibilityView, CreateSchedule, DecisionList, ErrorCode,
+    HistoryList, ScheduleList, ScheduleView,
+};
 use updraft_core::model::NativePackage;
 
 /// What to do about an incompatible bundle, in the CLI's terms.
@@ -19,7 +22,7 @@ const ACCEPT_ADVICE: &str = "pass --accept-incompatible to release it anyway";
 /// The server's own advice names the API field (`accept_incompatible`); it is
 /// replaced by the CLI flag rather than repeated.
 pub fn explain_incompatible(error: CliError) -> CliError {
-    if error.code != "incompatible_bundle" {
+    if !error.is(&ErrorCode::IncompatibleBundle) {
         return error;
     }
     let finding = match error.message.rsplit_once("; ") {
@@ -33,32 +36,22 @@ pub fn explain_incompatible(error: CliError) -> CliError {
 /// The error of `bundle compatibility` for a report that says incompatible;
 /// `None` when compatible or when the live bundle's packages are unknown
 /// (nothing to compare, so nothing is refused).
-pub fn incompatibility_error(report: &Value, channel: &str) -> Option<CliError> {
-    let live_known = report.get("live_known").and_then(Value::as_bool) != Some(false);
-    let compatible = report.get("compatible").and_then(Value::as_bool) != Some(false);
-    if compatible || !live_known {
+pub fn incompatibility_error(report: &CompatibilityView, channel: &str) -> Option<CliError> {
+    if report.compatible || !report.live_known {
         return None;
     }
-    let subject = match report.get("bundle").and_then(Value::as_str) {
+    let subject = match &report.bundle {
         Some(bundle) => format!("bundle {bundle}"),
         None => "this project".to_string(),
     };
-    let live = report
-        .get("live_bundle")
-        .and_then(Value::as_str)
-        .unwrap_or("builtin");
+    let live = &report.live_bundle;
     let differing: Vec<String> = report
-        .get("packages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|package| package.get("compatible").and_then(Value::as_bool) == Some(false))
-        .map(|package| {
-            let name = package.get("name").and_then(Value::as_str).unwrap_or("?");
-            match package.get("reason").and_then(Value::as_str) {
-                Some(reason) => format!("{name} ({reason})"),
-                None => name.to_string(),
-            }
+        .packages
+        .iter()
+        .filter(|package| !package.compatible)
+        .map(|package| match &package.reason {
+            Some(reason) => format!("{} ({reason})", package.name),
+            None => package.name.clone(),
         })
         .collect();
     let differing = if differing.is_empty() {
@@ -67,7 +60,7 @@ pub fn incompatibility_error(report: &Value, channel: &str) -> Option<CliError> 
         format!(": {}", differing.join(", "))
     };
     Some(CliError::new(
-        "incompatible_bundle",
+        ErrorCode::IncompatibleBundle.as_str(),
         format!(
             "{subject} is not compatible with channel {channel}'s live bundle {live}{differing}; {ACCEPT_ADVICE}"
         ),
@@ -98,10 +91,10 @@ pub async fn channel_show(
     channel: &str,
 ) -> Result<Outcome, CliError> {
     let view = client
-        .get(&["apps", app_id, "channels", channel], &[])
+        .get::<ChannelView>(&["apps", app_id, "channels", channel], &[])
         .await?;
-    let text = render::channel_details(&view);
-    Ok(Outcome::new(view, text))
+    let text = render::channel_details(&view.value);
+    Ok(Outcome::new(view.json, text))
 }
 
 fn limit_query(limit: Option<u32>) -> Vec<(&'static str, String)> {
@@ -117,13 +110,13 @@ pub async fn channel_history(
     limit: Option<u32>,
 ) -> Result<Outcome, CliError> {
     let list = client
-        .get(
+        .get::<HistoryList>(
             &["apps", app_id, "channels", channel, "history"],
             &limit_query(limit),
         )
         .await?;
-    let text = render::history_table(&list);
-    Ok(Outcome::new(list, text))
+    let text = render::history_table(&list.value.history);
+    Ok(Outcome::new(list.json, text))
 }
 
 pub async fn channel_rollback(
@@ -133,19 +126,16 @@ pub async fn channel_rollback(
     to: Option<&str>,
     force: bool,
 ) -> Result<Outcome, CliError> {
-    let body = match to {
-        Some(version) => json!({"to": version}),
-        None => json!({}),
-    };
+    let body = crate::requests::rollback_request(to);
     let path = ["apps", app_id, "channels", channel, "rollback"];
     let updated = crate::commands::with_downgrade_guard(force, body, |body| async move {
-        client.post(&path, &body).await
+        client.post::<ChannelView>(&path, &body).await
     })
     .await?;
-    let bundle = render::cell(&updated, "bundle");
+    let bundle = render::text_cell(&updated.value.bundle);
     let text =
         format!("Rolled channel {channel} of {app_id} back: it serves {bundle} to every device.");
-    Ok(Outcome::new(updated, text))
+    Ok(Outcome::new(updated.json, text))
 }
 
 pub async fn channel_decisions(
@@ -157,10 +147,10 @@ pub async fn channel_decisions(
     let mut query = vec![("channel", channel.to_string())];
     query.extend(limit_query(limit));
     let list = client
-        .get(&["apps", app_id, "rollouts", "decisions"], &query)
+        .get::<DecisionList>(&["apps", app_id, "rollouts", "decisions"], &query)
         .await?;
-    let text = render::decisions_table(&list);
-    Ok(Outcome::new(list, text))
+    let text = render::decisions_table(&list.value);
+    Ok(Outcome::new(list.json, text))
 }
 
 pub async fn schedule(
@@ -171,25 +161,28 @@ pub async fn schedule(
     match command {
         ScheduleCommand::Add(args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
-            let body = args.request_body(crate::time::now_millis());
+            let body: CreateSchedule = args.request_body(crate::time::now_millis());
             let created = client
-                .post(&["apps", &app_id, "schedules"], &body)
+                .post::<ScheduleView>(&["apps", &app_id, "schedules"], &body)
                 .await
                 .map_err(explain_incompatible)?;
+            let schedule = &created.value;
             let text = format!(
                 "Scheduled #{}: {} on channel {} of {app_id} at {}.",
-                render::cell(&created, "id"),
-                render::schedule_action(&created),
+                schedule.id,
+                render::schedule_action(schedule),
                 args.channel,
-                render::time_cell(&created, "run_at"),
+                render::time_text(&schedule.run_at),
             );
-            Ok(Outcome::new(created, text))
+            Ok(Outcome::new(created.json, text))
         }
         ScheduleCommand::List { app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
-            let list = client.get(&["apps", &app_id, "schedules"], &[]).await?;
-            let text = render::schedules_table(&list);
-            Ok(Outcome::new(list, text))
+            let list = client
+                .get::<ScheduleList>(&["apps", &app_id, "schedules"], &[])
+                .await?;
+            let text = render::schedules_table(&list.value);
+            Ok(Outcome::new(list.json, text))
         }
         ScheduleCommand::Cancel { id, app_id } => {
             let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
@@ -218,7 +211,11 @@ pub async fn compatibility(
         "compatibility",
     ];
     let report = match &args.bundle {
-        Some(version) => client.get(&path, &[("bundle", version.clone())]).await?,
+        Some(version) => {
+            client
+                .get::<CompatibilityView>(&path, &[("bundle", version.clone())])
+                .await?
+        }
         None => {
             let options = ScanOptions::from_flags(
                 args.package_json.as_deref(),
@@ -239,13 +236,18 @@ pub async fn compatibility(
                 }
             };
             client
-                .post(&path, &json!({"native_packages": packages}))
+                .post::<CompatibilityView>(
+                    &path,
+                    &CompatibilityRequest {
+                        native_packages: packages,
+                    },
+                )
                 .await?
         }
     };
-    let text = render::compatibility_report(&report, &args.channel);
-    let failure = incompatibility_error(&report, &args.channel);
-    let outcome = Outcome::new(report, text);
+    let text = render::compatibility_report(&report.value, &args.channel);
+    let failure = incompatibility_error(&report.value, &args.channel);
+    let outcome = Outcome::new(report.json, text);
     Ok(match failure {
         Some(failure) => outcome.with_failure(failure),
         None => outcome,
@@ -257,15 +259,17 @@ pub async fn current_channel(
     client: &ApiClient,
     app_id: &str,
     channel: &str,
-) -> Result<Value, CliError> {
+) -> Result<ChannelView, CliError> {
     client
-        .get(&["apps", app_id, "channels", channel], &[])
+        .get::<ChannelView>(&["apps", app_id, "channels", channel], &[])
         .await
+        .map(|answer| answer.value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn incompatible_refusal_gives_the_advice_once_in_cli_terms() {
@@ -295,6 +299,16 @@ mod tests {
         assert_eq!(explain_incompatible(other.clone()), other);
     }
 
+    /// A report as the server sends it; fields the test leaves out take
+    /// what an answer without them would mean.
+    fn report(value: serde_json::Value) -> CompatibilityView {
+        let mut full = json!({"channel": "c", "bundle_known": true});
+        if let (Some(full), Some(given)) = (full.as_object_mut(), value.as_object()) {
+            full.extend(given.clone());
+        }
+        serde_json::from_value(full).unwrap()
+    }
+
     #[test]
     fn compatibility_fails_only_for_a_known_incompatible_live_bundle() {
         let incompatible = json!({"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": false,
@@ -303,7 +317,7 @@ mod tests {
                  "compatible": false, "reason": "version_mismatch"},
                 {"name": "@capacitor/app", "bundle_version": "6.0.0", "live_version": "6.0.0",
                  "compatible": true, "reason": null}]});
-        let error = incompatibility_error(&incompatible, "production").unwrap();
+        let error = incompatibility_error(&report(incompatible), "production").unwrap();
         assert_eq!(error.code, "incompatible_bundle");
         assert_eq!(
             error.message,
@@ -316,16 +330,22 @@ mod tests {
         let project = json!({"bundle": null, "live_bundle": "2.0.0", "compatible": false,
             "live_known": true, "packages": [{"name": "@capacitor/nfc", "compatible": false,
             "reason": "new_plugin"}]});
-        assert!(incompatibility_error(&project, "beta")
+        assert!(incompatibility_error(&report(project), "beta")
             .unwrap()
             .message
             .starts_with("this project is not compatible with channel beta's live bundle 2.0.0: @capacitor/nfc (new_plugin);"));
 
         let compatible = json!({"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
             "live_known": true, "packages": []});
-        assert_eq!(incompatibility_error(&compatible, "production"), None);
+        assert_eq!(
+            incompatibility_error(&report(compatible), "production"),
+            None
+        );
         let live_unknown = json!({"bundle": "1.1.0", "live_bundle": "builtin", "compatible": false,
             "live_known": false, "packages": []});
-        assert_eq!(incompatibility_error(&live_unknown, "production"), None);
+        assert_eq!(
+            incompatibility_error(&report(live_unknown), "production"),
+            None
+        );
     }
 }

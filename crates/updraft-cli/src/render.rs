@@ -1,22 +1,34 @@
-//! Human-readable views of the API's JSON: tables for lists, short summaries
-//! for single objects. Unknown or missing fields render as `-` rather than failing,
-//! so a newer server does not break an older CLI.
+//! Human-readable views of the API's answers: tables for lists, short
+//! summaries for single objects, from the typed answers of `updraft_api`.
+//! Empty or absent values render as `-`. `device show` renders the whole
+//! document as the server sent it, fields this CLI does not know included.
 
 use crate::table::{sanitize_cell, Table};
 use crate::time::{rfc3339, short_time};
 use serde_json::Value;
+use updraft_api::{
+    AppList, AutoPauseView, BundleList, BundleView, ChannelList, ChannelView, CompatibilityView,
+    DecisionList, DecisionView, DeviceList, HistoryEntryView, RampView, ScheduleList, ScheduleView,
+    TargetingView,
+};
 
-/// A cell for `key` of `object`: strings as they are, booleans as yes/no,
-/// lists joined by commas, null or missing as `-`.
+/// A cell for `key` of a JSON object: strings as they are, booleans as
+/// yes/no, lists joined by commas, null or missing as `-`.
 pub fn cell(object: &Value, key: &str) -> String {
     match object.get(key) {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(Value::String(text)) if text.is_empty() => "-".to_string(),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Bool(true)) => "yes".to_string(),
-        Some(Value::Bool(false)) => "no".to_string(),
-        Some(Value::Array(items)) if items.is_empty() => "-".to_string(),
-        Some(Value::Array(items)) => items
+        None => "-".to_string(),
+        Some(value) => value_cell(value),
+    }
+}
+
+/// A JSON value as a cell (see [`cell`]).
+pub fn value_cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text_cell(text),
+        Value::Bool(flag) => yes_no(*flag),
+        Value::Array(items) if items.is_empty() => "-".to_string(),
+        Value::Array(items) => items
             .iter()
             .map(|item| {
                 item.as_str()
@@ -25,14 +37,46 @@ pub fn cell(object: &Value, key: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join(","),
-        Some(other) => other.to_string(),
+        other => other.to_string(),
     }
 }
 
-/// A time cell: RFC 3339 text shortened, epoch milliseconds converted.
+/// Text as a cell: `-` when empty.
+pub fn text_cell(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// Optional text as a cell: `-` when absent or empty.
+pub fn opt_cell(text: Option<&str>) -> String {
+    text.map_or_else(|| "-".to_string(), text_cell)
+}
+
+/// A flag as a cell.
+pub fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_string()
+}
+
+/// A list as a cell: joined by commas, `-` when empty or absent.
+fn list_cell(items: Option<&[String]>) -> String {
+    match items {
+        Some(items) if !items.is_empty() => items.join(","),
+        _ => "-".to_string(),
+    }
+}
+
+/// A number as JSON writes it (`0.95`, `1.0`), as the server sent it.
+fn number_cell(number: f64) -> String {
+    serde_json::Number::from_f64(number).map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// A time cell for a JSON field: RFC 3339 text shortened, epoch milliseconds converted.
 pub fn time_cell(object: &Value, key: &str) -> String {
     match object.get(key) {
-        Some(Value::String(text)) if !text.is_empty() => short_time(text),
+        Some(Value::String(text)) => time_text(text),
         Some(Value::Number(number)) => number
             .as_i64()
             .map(|ms| short_time(&rfc3339(ms)))
@@ -41,15 +85,25 @@ pub fn time_cell(object: &Value, key: &str) -> String {
     }
 }
 
-fn flag(object: &Value, key: &str) -> bool {
-    object.get(key).and_then(Value::as_bool).unwrap_or(false)
+/// An RFC 3339 time shortened; `-` when empty.
+pub fn time_text(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        short_time(text)
+    }
 }
 
-/// The names of the keys whose value is `true`, joined, or `none`.
-fn enabled(object: &Value, keys: &[(&str, &str)]) -> String {
-    let names: Vec<&str> = keys
+/// An optional RFC 3339 time shortened; `-` when absent.
+pub fn opt_time(text: Option<&str>) -> String {
+    text.map_or_else(|| "-".to_string(), time_text)
+}
+
+/// The names of the flags that are set, joined, or `none`.
+fn enabled(flags: &[(bool, &str)]) -> String {
+    let names: Vec<&str> = flags
         .iter()
-        .filter(|(key, _)| flag(object, key))
+        .filter(|(on, _)| *on)
         .map(|(_, name)| *name)
         .collect();
     if names.is_empty() {
@@ -59,49 +113,29 @@ fn enabled(object: &Value, keys: &[(&str, &str)]) -> String {
     }
 }
 
-fn items<'a>(list: &'a Value, key: &str) -> &'a [Value] {
-    list.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-pub fn apps_table(list: &Value) -> String {
-    let apps = items(list, "apps");
-    if apps.is_empty() {
+pub fn apps_table(list: &AppList) -> String {
+    if list.apps.is_empty() {
         return "No apps.".to_string();
     }
     let mut table = Table::new(&["APP ID", "NAME", "EXPOSE METADATA", "CREATED"]);
-    for app in apps {
+    for app in &list.apps {
         table.push_row(vec![
-            cell(app, "app_id"),
-            cell(app, "name"),
-            cell(app, "expose_metadata"),
-            time_cell(app, "created_at"),
+            text_cell(&app.app_id),
+            text_cell(&app.name),
+            yes_no(app.expose_metadata),
+            time_text(&app.created_at),
         ]);
     }
     table.render()
 }
 
 /// The channels serving a bundle, then those rolling it out: `production,beta (rollout)`.
-fn bundle_channels_cell(bundle: &Value) -> String {
-    let names = |key: &str| -> Vec<String> {
-        bundle
-            .get(key)
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut parts = names("channels");
+fn bundle_channels_cell(bundle: &BundleView) -> String {
+    let mut parts = bundle.channels.clone();
     parts.extend(
-        names("rollout_channels")
-            .into_iter()
+        bundle
+            .rollout_channels
+            .iter()
             .map(|name| format!("{name} (rollout)")),
     );
     if parts.is_empty() {
@@ -111,9 +145,8 @@ fn bundle_channels_cell(bundle: &Value) -> String {
     }
 }
 
-pub fn bundles_table(list: &Value, include_deleted: bool) -> String {
-    let bundles = items(list, "bundles");
-    if bundles.is_empty() {
+pub fn bundles_table(list: &BundleList, include_deleted: bool) -> String {
+    if list.bundles.is_empty() {
         return "No bundles.".to_string();
     }
     let mut headers = vec!["VERSION", "CHANNELS", "ENCRYPTED", "MIN UPDATE", "CREATED"];
@@ -122,23 +155,23 @@ pub fn bundles_table(list: &Value, include_deleted: bool) -> String {
     }
     headers.push("URL");
     let mut table = Table::new(&headers);
-    for bundle in bundles {
+    for bundle in &list.bundles {
         let mut row = vec![
-            cell(bundle, "version"),
+            text_cell(&bundle.version),
             bundle_channels_cell(bundle),
-            cell(bundle, "encrypted"),
-            cell(bundle, "min_update_version"),
-            time_cell(bundle, "created_at"),
+            yes_no(bundle.encrypted),
+            opt_cell(bundle.min_update_version.as_deref()),
+            time_text(&bundle.created_at),
         ];
         if include_deleted {
-            row.push(if flag(bundle, "deleted") {
-                time_cell(bundle, "deleted_at")
+            row.push(if bundle.deleted {
+                opt_time(bundle.deleted_at.as_deref())
             } else {
                 "-".to_string()
             });
         }
-        let url = match cell(bundle, "url").as_str() {
-            "-" => cell(bundle, "external_url"),
+        let url = match opt_cell(bundle.url.as_deref()).as_str() {
+            "-" => opt_cell(bundle.external_url.as_deref()),
             url => url.to_string(),
         };
         row.push(url);
@@ -147,33 +180,30 @@ pub fn bundles_table(list: &Value, include_deleted: bool) -> String {
     table.render()
 }
 
-const PLATFORMS: [(&str, &str); 3] = [
-    ("ios", "ios"),
-    ("android", "android"),
-    ("electron", "electron"),
-];
-const AUDIENCES: [(&str, &str); 4] = [
-    ("allow_dev", "dev"),
-    ("allow_prod", "prod"),
-    ("allow_emulator", "emulator"),
-    ("allow_device", "device"),
-];
-
-/// `disable_auto_update_under_native` blocks downgrades; show whether they are allowed.
-fn downgrade_cell(channel: &Value) -> String {
-    match channel
-        .get("disable_auto_update_under_native")
-        .and_then(Value::as_bool)
-    {
-        Some(true) => "no".to_string(),
-        Some(false) => "yes".to_string(),
-        None => "-".to_string(),
-    }
+fn platforms(channel: &ChannelView) -> String {
+    enabled(&[
+        (channel.ios, "ios"),
+        (channel.android, "android"),
+        (channel.electron, "electron"),
+    ])
 }
 
-pub fn channels_table(list: &Value) -> String {
-    let channels = items(list, "channels");
-    if channels.is_empty() {
+fn audiences(channel: &ChannelView) -> String {
+    enabled(&[
+        (channel.allow_dev, "dev"),
+        (channel.allow_prod, "prod"),
+        (channel.allow_emulator, "emulator"),
+        (channel.allow_device, "device"),
+    ])
+}
+
+/// `disable_auto_update_under_native` blocks downgrades; show whether they are allowed.
+fn downgrade_cell(channel: &ChannelView) -> String {
+    yes_no(!channel.disable_auto_update_under_native)
+}
+
+pub fn channels_table(list: &ChannelList) -> String {
+    if list.channels.is_empty() {
         return "No channels.".to_string();
     }
     let mut table = Table::new(&[
@@ -187,41 +217,37 @@ pub fn channels_table(list: &Value) -> String {
         "DOWNGRADE",
         "SERVES",
     ]);
-    for channel in channels {
+    for channel in &list.channels {
         table.push_row(vec![
-            cell(channel, "name"),
-            cell(channel, "bundle"),
+            text_cell(&channel.name),
+            text_cell(&channel.bundle),
             rollout_cell(channel),
-            cell(channel, "public"),
-            enabled(channel, &PLATFORMS),
-            cell(channel, "allow_device_self_set"),
-            cell(channel, "disable_auto_update"),
+            yes_no(channel.public),
+            platforms(channel),
+            yes_no(channel.allow_device_self_set),
+            text_cell(&channel.disable_auto_update),
             downgrade_cell(channel),
-            enabled(channel, &AUDIENCES),
+            audiences(channel),
         ]);
     }
     table.render()
 }
 
 /// One line describing a channel's settings, for confirmations.
-pub fn channel_summary(channel: &Value) -> String {
-    let visibility = if flag(channel, "public") {
-        "default"
-    } else {
-        "normal"
-    };
+pub fn channel_summary(channel: &ChannelView) -> String {
+    let visibility = if channel.public { "default" } else { "normal" };
     let rollout = match rollout_cell(channel).as_str() {
         "-" => String::new(),
         text => format!(", rollout {text}"),
     };
     format!(
         "bundle {}{rollout}, {visibility}, platforms {}, self-assign {}, disable auto update {}, downgrade {}, serves {}",
-        cell(channel, "bundle"),
-        enabled(channel, &PLATFORMS),
-        cell(channel, "allow_device_self_set"),
-        cell(channel, "disable_auto_update"),
+        text_cell(&channel.bundle),
+        platforms(channel),
+        yes_no(channel.allow_device_self_set),
+        text_cell(&channel.disable_auto_update),
         downgrade_cell(channel),
-        enabled(channel, &AUDIENCES),
+        audiences(channel),
     )
 }
 
@@ -235,46 +261,45 @@ pub fn percent(bps: u64) -> String {
     }
 }
 
-fn percent_cell(object: &Value, key: &str) -> String {
-    object
-        .get(key)
-        .and_then(Value::as_u64)
-        .map(percent)
+fn opt_percent(bps: Option<u32>) -> String {
+    bps.map(|bps| percent(u64::from(bps)))
         .unwrap_or_else(|| "-".to_string())
 }
 
-/// Whether a rollout (or history entry) is paused: a `paused` flag or a `paused_at` time.
-fn is_paused(rollout: &Value) -> bool {
-    flag(rollout, "paused") || rollout.get("paused_at").is_some_and(|at| !at.is_null())
-}
-
 /// `1.4.0 @ 5% (paused)`, or `-` without a rollout.
-pub fn rollout_cell(channel: &Value) -> String {
-    let Some(rollout) = channel.get("rollout").filter(|r| r.is_object()) else {
+pub fn rollout_cell(channel: &ChannelView) -> String {
+    let Some(rollout) = &channel.rollout else {
         return "-".to_string();
     };
-    let bundle = match cell(rollout, "bundle").as_str() {
-        "-" => cell(rollout, "bundle_name"),
-        name => name.to_string(),
-    };
-    let mut text = format!("{bundle} @ {}", percent_cell(rollout, "percentage_bps"));
-    if is_paused(rollout) {
+    let mut text = format!(
+        "{} @ {}",
+        text_cell(&rollout.bundle),
+        percent(u64::from(rollout.percentage_bps))
+    );
+    if rollout.paused || rollout.paused_at.is_some() {
         text.push_str(" (paused)");
     }
     text
 }
 
-/// Targeting criteria in one line: `platforms ios; os_version >=14`, or `everyone`.
-fn targeting_text(targeting: Option<&Value>) -> String {
-    let Some(whole) = targeting.filter(|t| t.is_object()) else {
-        return "everyone".to_string();
-    };
-    let keys = whole.as_object().map(|o| o.keys()).into_iter().flatten();
-    let parts: Vec<String> = keys
-        .filter_map(|key| match cell(whole, key).as_str() {
-            "-" => None,
-            value => Some(format!("{key} {value}")),
-        })
+/// Targeting criteria in one line, by name: `os_version >=14; platforms ios`, or `everyone`.
+fn targeting_text(targeting: &TargetingView) -> String {
+    let lists = |items: &Option<Vec<String>>| list_cell(items.as_deref());
+    let texts = |text: &Option<String>| opt_cell(text.as_deref());
+    let criteria = [
+        ("custom_id_prefix", texts(&targeting.custom_id_prefix)),
+        ("custom_ids", lists(&targeting.custom_ids)),
+        ("device_ids", lists(&targeting.device_ids)),
+        ("install_sources", lists(&targeting.install_sources)),
+        ("native_version", texts(&targeting.native_version)),
+        ("os_version", texts(&targeting.os_version)),
+        ("platforms", lists(&targeting.platforms)),
+        ("plugin_version", texts(&targeting.plugin_version)),
+    ];
+    let parts: Vec<String> = criteria
+        .iter()
+        .filter(|(_, value)| value != "-")
+        .map(|(key, value)| format!("{key} {value}"))
         .collect();
     if parts.is_empty() {
         "everyone".to_string()
@@ -283,45 +308,48 @@ fn targeting_text(targeting: Option<&Value>) -> String {
     }
 }
 
-/// Every field of an object as `key value`, in the server's order.
-fn fields_text(object: Option<&Value>) -> String {
-    match object.and_then(Value::as_object) {
-        Some(fields) if !fields.is_empty() => {
-            let whole = Value::Object(fields.clone());
-            fields
-                .keys()
-                .map(|key| format!("{key} {}", cell(&whole, key)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-        _ => "-".to_string(),
-    }
+/// Every auto-pause setting as `key value`, by name.
+fn auto_pause_text(p: &AutoPauseView) -> String {
+    [
+        ("action", text_cell(&p.action)),
+        ("confidence", number_cell(p.confidence)),
+        ("cooldown_minutes", p.cooldown_minutes.to_string()),
+        ("enabled", yes_no(p.enabled)),
+        ("failure_rate_bps", p.failure_rate_bps.to_string()),
+        ("min_attempts", p.min_attempts.to_string()),
+        ("min_failures", p.min_failures.to_string()),
+        ("window_minutes", p.window_minutes.to_string()),
+    ]
+    .iter()
+    .map(|(key, value)| format!("{key} {value}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// `channel show`: settings, then the rollout, targeting, auto-pause and ramp.
-pub fn channel_details(channel: &Value) -> String {
+pub fn channel_details(channel: &ChannelView) -> String {
     let mut lines: Vec<(String, String)> = vec![
-        ("Channel".into(), cell(channel, "name")),
+        ("Channel".into(), text_cell(&channel.name)),
         ("Settings".into(), channel_summary(channel)),
-        ("Targeting".into(), targeting_text(channel.get("targeting"))),
+        ("Targeting".into(), targeting_text(&channel.targeting)),
     ];
-    match channel.get("rollout").filter(|r| r.is_object()) {
+    match &channel.rollout {
         Some(rollout) => {
             lines.push(("Rollout".into(), rollout_cell(channel)));
-            lines.push(("Rollout started".into(), time_cell(rollout, "started_at")));
+            lines.push(("Rollout started".into(), time_text(&rollout.started_at)));
             lines.push((
                 "Rollout step since".into(),
-                time_cell(rollout, "step_started_at"),
+                time_text(&rollout.step_started_at),
             ));
             lines.push((
                 "Rollout targeting".into(),
-                targeting_text(rollout.get("targeting")),
+                targeting_text(&rollout.targeting),
             ));
         }
         None => lines.push(("Rollout".into(), "none".into())),
     }
-    lines.push(("Auto-pause".into(), fields_text(channel.get("auto_pause"))));
-    lines.push(("Ramp".into(), ramp_text(channel.get("ramp"))));
+    lines.push(("Auto-pause".into(), auto_pause_text(&channel.auto_pause)));
+    lines.push(("Ramp".into(), ramp_text(&channel.ramp)));
     let width = lines
         .iter()
         .map(|(label, _)| label.chars().count())
@@ -335,106 +363,80 @@ pub fn channel_details(channel: &Value) -> String {
 }
 
 /// The ramp with its steps as percentages.
-fn ramp_text(ramp: Option<&Value>) -> String {
-    let Some(ramp) = ramp.filter(|r| r.is_object()) else {
-        return "-".to_string();
-    };
+fn ramp_text(ramp: &RampView) -> String {
     let steps = ramp
-        .get("steps_bps")
-        .and_then(Value::as_array)
-        .map(|steps| {
-            steps
-                .iter()
-                .filter_map(Value::as_u64)
-                .map(percent)
-                .collect::<Vec<_>>()
-                .join(" → ")
-        })
-        .unwrap_or_else(|| "-".to_string());
+        .steps_bps
+        .iter()
+        .map(|bps| percent(u64::from(*bps)))
+        .collect::<Vec<_>>()
+        .join(" → ");
     format!(
         "enabled {}, steps {steps}, dwell {} min, min attempts {}, promote at end {}",
-        cell(ramp, "enabled"),
-        cell(ramp, "min_dwell_minutes"),
-        cell(ramp, "min_attempts"),
-        cell(ramp, "promote_at_end"),
+        yes_no(ramp.enabled),
+        ramp.min_dwell_minutes,
+        ramp.min_attempts,
+        yes_no(ramp.promote_at_end),
     )
 }
 
-/// The list under the first of `keys` that holds one, or the value itself when it is a list.
-fn list_of<'a>(value: &'a Value, keys: &[&str]) -> &'a [Value] {
-    if let Some(list) = value.as_array() {
-        return list;
-    }
-    keys.iter()
-        .find_map(|key| value.get(*key).and_then(Value::as_array))
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-pub fn history_table(list: &Value) -> String {
-    let entries = list_of(list, &["history", "entries"]);
+pub fn history_table(entries: &[HistoryEntryView]) -> String {
     if entries.is_empty() {
         return "No history.".to_string();
     }
     let mut table = Table::new(&["TIME", "BUNDLE", "ROLLOUT", "ACTOR", "REASON"]);
     for entry in entries {
-        let rollout = match cell(entry, "rollout_bundle").as_str() {
+        let rollout = match opt_cell(entry.rollout_bundle.as_deref()).as_str() {
             "-" => "-".to_string(),
             bundle => {
-                let mut text = format!(
-                    "{bundle} @ {}",
-                    percent_cell(entry, "rollout_percentage_bps")
-                );
-                if flag(entry, "rollout_paused") {
+                let mut text = format!("{bundle} @ {}", opt_percent(entry.rollout_percentage_bps));
+                if entry.rollout_paused {
                     text.push_str(" (paused)");
                 }
                 text
             }
         };
         // What changed: `1.0.2 → 1.0.1` when the stable bundle did.
-        let bundle = cell(entry, "bundle");
-        let bundle = match entry.get("previous_bundle").and_then(Value::as_str) {
-            Some(previous) if previous != bundle => format!("{previous} → {bundle}"),
+        let bundle = text_cell(&entry.bundle);
+        let bundle = match &entry.previous_bundle {
+            Some(previous) if *previous != bundle => format!("{previous} → {bundle}"),
             _ => bundle,
         };
         table.push_row(vec![
-            time_cell(entry, "at"),
+            time_text(&entry.at),
             bundle,
             rollout,
-            cell(entry, "actor"),
-            cell(entry, "reason"),
+            text_cell(&entry.actor),
+            text_cell(&entry.reason),
         ]);
     }
     table.render()
 }
 
 /// A rate (0..1) as a percentage with one decimal.
-fn rate_cell(object: &Value, key: &str) -> String {
-    object
-        .get(key)
-        .and_then(Value::as_f64)
-        .map(|rate| format!("{:.1}%", rate * 100.0))
+fn rate_cell(rate: Option<f64>) -> String {
+    rate.map(|rate| format!("{:.1}%", rate * 100.0))
         .unwrap_or_else(|| "-".to_string())
 }
 
-pub fn decisions_table(list: &Value) -> String {
-    let decisions = list_of(list, &["decisions"]);
+pub fn decisions_table(list: &DecisionList) -> String {
+    let decisions: &[DecisionView] = &list.decisions;
     // What the loop would decide now, with today's figures (holds are only
     // recorded when their reason changes, so the rows can be old).
-    let now_lines: String = list_of(list, &["current"])
+    let now_lines: String = list
+        .current
         .iter()
         .map(|now| {
             format!(
                 "\nNow ({}, {} @ {}): {} {}, {} attempts, {} failures, failure rate {} — {}",
-                cell(now, "channel"),
-                cell(now, "bundle"),
-                percent_cell(now, "from_bps"),
-                cell(now, "action"),
-                cell(now, "reason"),
-                cell(now, "attempts"),
-                cell(now, "failures"),
-                rate_cell(now, "failure_rate"),
-                sanitize_cell(now.get("message").and_then(Value::as_str).unwrap_or("")),
+                text_cell(&now.channel),
+                text_cell(&now.bundle),
+                percent(u64::from(now.from_bps)),
+                text_cell(&now.action),
+                text_cell(&now.reason),
+                now.attempts,
+                now.failures,
+                rate_cell(now.failure_rate),
+                sanitize_cell(&now.message),
             )
         })
         .collect();
@@ -456,25 +458,24 @@ pub fn decisions_table(list: &Value) -> String {
     ]);
     for decision in decisions {
         table.push_row(vec![
-            time_cell(decision, "at"),
-            cell(decision, "bundle"),
-            cell(decision, "action"),
-            cell(decision, "reason"),
-            percent_cell(decision, "from_bps"),
-            percent_cell(decision, "to_bps"),
-            cell(decision, "attempts"),
-            cell(decision, "failures"),
-            rate_cell(decision, "failure_rate"),
-            rate_cell(decision, "wilson_lower_bound"),
-            percent_cell(decision, "threshold_bps"),
+            time_text(&decision.at),
+            text_cell(&decision.bundle),
+            text_cell(&decision.action),
+            text_cell(&decision.reason),
+            percent(u64::from(decision.from_bps)),
+            percent(u64::from(decision.to_bps)),
+            decision.attempts.to_string(),
+            decision.failures.to_string(),
+            rate_cell(decision.failure_rate),
+            rate_cell(decision.wilson_lower_bound),
+            percent(u64::from(decision.threshold_bps)),
         ]);
     }
     let mut text = table.render();
     // The newest decision's sentence, for the why.
     if let Some(message) = decisions
         .first()
-        .and_then(|d| d.get("message"))
-        .and_then(Value::as_str)
+        .map(|d| d.message.as_str())
         .filter(|m| !m.is_empty())
     {
         text.push_str(&format!("\nLatest: {}", sanitize_cell(message)));
@@ -483,74 +484,64 @@ pub fn decisions_table(list: &Value) -> String {
     text
 }
 
-/// `set 1.5.0` or `rollout 1.5.0 @ 5%`, from a schedule's action (nested or flat).
-pub fn schedule_action(schedule: &Value) -> String {
-    let action = schedule
-        .get("action")
-        .filter(|a| a.is_object())
-        .unwrap_or(schedule);
-    let bundle = cell(action, "bundle");
-    let bps = action
-        .get("percentage_bps")
-        .or_else(|| action.get("rollout_percentage_bps"))
-        .and_then(Value::as_u64);
-    match bps {
-        Some(bps) => format!("rollout {bundle} @ {}", percent(bps)),
+/// `set 1.5.0` or `rollout 1.5.0 @ 5%`.
+pub fn schedule_action(schedule: &ScheduleView) -> String {
+    let bundle = text_cell(&schedule.bundle);
+    match schedule.rollout_percentage_bps {
+        Some(bps) => format!("rollout {bundle} @ {}", percent(u64::from(bps))),
         None => format!("set {bundle}"),
     }
 }
 
-pub fn schedules_table(list: &Value) -> String {
-    let schedules = list_of(list, &["schedules"]);
-    if schedules.is_empty() {
+pub fn schedules_table(list: &ScheduleList) -> String {
+    if list.schedules.is_empty() {
         return "No scheduled changes.".to_string();
     }
     let mut table = Table::new(&[
         "ID", "CHANNEL", "RUN AT", "ACTION", "STATUS", "BY", "RESULT",
     ]);
-    for schedule in schedules {
+    for schedule in &list.schedules {
         table.push_row(vec![
-            cell(schedule, "id"),
-            cell(schedule, "channel"),
-            time_cell(schedule, "run_at"),
+            schedule.id.to_string(),
+            text_cell(&schedule.channel),
+            time_text(&schedule.run_at),
             schedule_action(schedule),
-            cell(schedule, "status"),
-            cell(schedule, "created_by"),
-            cell(schedule, "result"),
+            text_cell(&schedule.status),
+            text_cell(&schedule.created_by),
+            opt_cell(schedule.result.as_deref()),
         ]);
     }
     table.render()
 }
 
 /// `bundle compatibility`: one row per package and a verdict.
-pub fn compatibility_report(report: &Value, channel: &str) -> String {
-    let live = cell(report, "live_bundle");
-    let subject = match cell(report, "bundle").as_str() {
+pub fn compatibility_report(report: &CompatibilityView, channel: &str) -> String {
+    let live = text_cell(&report.live_bundle);
+    let subject = match opt_cell(report.bundle.as_deref()).as_str() {
         "-" => "This project".to_string(),
         bundle => format!("Bundle {bundle}"),
     };
     let mut lines = Vec::new();
-    let packages = list_of(report, &["packages"]);
-    if packages.is_empty() {
+    if report.packages.is_empty() {
         lines.push("No native packages on either side.".to_string());
     } else {
         let mut table = Table::new(&["PACKAGE", "BUNDLE", "LIVE", "COMPATIBLE", "REASON"]);
-        for package in packages {
+        for package in &report.packages {
             table.push_row(vec![
-                cell(package, "name"),
-                cell(package, "bundle_version"),
-                cell(package, "live_version"),
-                cell(package, "compatible"),
-                cell(package, "reason"),
+                text_cell(&package.name),
+                opt_cell(package.bundle_version.as_deref()),
+                opt_cell(package.live_version.as_deref()),
+                yes_no(package.compatible),
+                opt_cell(package.reason.as_deref()),
             ]);
         }
         lines.push(table.render());
     }
-    let verdict = if report.get("live_known").and_then(Value::as_bool) == Some(false) {
+    let verdict = if !report.live_known {
         format!(
             "The native packages of channel {channel}'s live bundle ({live}) are unknown: nothing to compare, {subject} is accepted."
         )
-    } else if flag(report, "compatible") {
+    } else if report.compatible {
         format!("{subject} is compatible with channel {channel}'s live bundle {live}.")
     } else {
         format!(
@@ -561,13 +552,14 @@ pub fn compatibility_report(report: &Value, channel: &str) -> String {
     lines.join("\n")
 }
 
-pub fn devices_table(list: &Value) -> String {
-    let devices = items(list, "devices");
-    let total = list.get("total").and_then(Value::as_i64);
+pub fn devices_table(list: &DeviceList) -> String {
+    let devices = &list.devices;
+    let total = list.total;
     if devices.is_empty() {
-        return match total {
-            Some(total) if total > 0 => format!("No devices on this page ({total} in total)."),
-            _ => "No devices.".to_string(),
+        return if total > 0 {
+            format!("No devices on this page ({total} in total).")
+        } else {
+            "No devices.".to_string()
         };
     }
     let mut table = Table::new(&[
@@ -583,21 +575,19 @@ pub fn devices_table(list: &Value) -> String {
     ]);
     for device in devices {
         table.push_row(vec![
-            cell(device, "device_id"),
-            cell(device, "platform"),
-            cell(device, "version_name"),
-            cell(device, "version_build"),
-            cell(device, "custom_id"),
-            cell(device, "plugin_version"),
-            cell(device, "is_prod"),
-            cell(device, "is_emulator"),
-            time_cell(device, "last_seen"),
+            text_cell(&device.device_id),
+            text_cell(&device.platform),
+            opt_cell(device.version_name.as_deref()),
+            opt_cell(device.version_build.as_deref()),
+            opt_cell(device.custom_id.as_deref()),
+            opt_cell(device.plugin_version.as_deref()),
+            yes_no(device.is_prod),
+            yes_no(device.is_emulator),
+            time_text(&device.last_seen),
         ]);
     }
     let mut text = table.render();
-    if let Some(total) = total {
-        text.push_str(&format!("\n{} of {total} devices", devices.len()));
-    }
+    text.push_str(&format!("\n{} of {total} devices", devices.len()));
     text
 }
 
@@ -703,7 +693,125 @@ fn override_text(value: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::DeserializeOwned;
     use serde_json::json;
+
+    const AT: &str = "2024-05-01T00:00:00.000Z";
+
+    /// `base` with the fields of `given` put over it (objects field by field).
+    fn merged(base: Value, given: Value) -> Value {
+        match (base, given) {
+            (Value::Object(mut base), Value::Object(given)) => {
+                for (key, value) in given {
+                    let old = base.remove(&key).unwrap_or(Value::Null);
+                    base.insert(key, merged(old, value));
+                }
+                Value::Object(base)
+            }
+            (_, given) => given,
+        }
+    }
+
+    /// An answer as the CLI reads it: the fields a test gives over a
+    /// complete `base`, read as `T` (what the server sends has them all).
+    fn typed<T: DeserializeOwned>(base: Value, given: Value) -> T {
+        serde_json::from_value(merged(base, given)).unwrap()
+    }
+
+    fn rollout_base() -> Value {
+        json!({"bundle": "1.1.0", "percentage_bps": 0, "paused": false, "paused_at": null,
+            "rollout_id": "r1", "started_at": AT, "step_started_at": AT, "targeting": {},
+            "auto_pause_triggered_at": null})
+    }
+
+    fn channel_json(given: Value) -> Value {
+        let base = json!({"id": 1, "name": "c", "bundle": "builtin", "public": false,
+            "ios": true, "android": true, "electron": true, "allow_device_self_set": false,
+            "allow_emulator": true, "allow_device": true, "allow_dev": true, "allow_prod": true,
+            "disable_auto_update": "none", "disable_auto_update_under_native": false,
+            "targeting": {}, "rollout": null,
+            "auto_pause": {"enabled": false, "window_minutes": 60, "failure_rate_bps": 500,
+                "confidence": 0.95, "min_attempts": 100, "min_failures": 5, "action": "pause",
+                "cooldown_minutes": 60},
+            "ramp": {"enabled": false, "steps_bps": [], "min_dwell_minutes": 60,
+                "min_attempts": 100, "promote_at_end": false},
+            "created_at": AT, "updated_at": AT});
+        let mut channel = merged(base, given);
+        if channel["rollout"].is_object() {
+            channel["rollout"] = merged(rollout_base(), channel["rollout"].take());
+        }
+        channel
+    }
+
+    fn channel(given: Value) -> ChannelView {
+        serde_json::from_value(channel_json(given)).unwrap()
+    }
+
+    /// `{key: [items…]}` with each item put over `base`, and the list's other fields.
+    fn list<T: DeserializeOwned>(given: Value, key: &str, item: impl Fn(Value) -> Value) -> T {
+        let mut given = given;
+        if let Some(items) = given.get_mut(key).and_then(Value::as_array_mut) {
+            for entry in items.iter_mut() {
+                *entry = item(entry.take());
+            }
+        }
+        serde_json::from_value(given).unwrap()
+    }
+
+    fn bundle_json(given: Value) -> Value {
+        merged(
+            json!({"id": 1, "version": "1.0.0", "checksum": null, "encrypted_checksum": null,
+                "session_key": null, "key_id": null, "external_url": null, "zip_sha256": null,
+                "size": null, "manifest_count": 0, "url": null, "encrypted": false,
+                "min_update_version": null, "link": null, "comment": null, "deleted": false,
+                "created_at": AT, "deleted_at": null, "channels": [], "rollout_channels": [],
+                "native_packages": null}),
+            given,
+        )
+    }
+
+    fn device_json(given: Value) -> Value {
+        merged(
+            json!({"device_id": "d", "platform": "ios", "plugin_version": null,
+                "version_os": null, "version_build": null, "version_code": null,
+                "version_name": null, "custom_id": null, "is_prod": true, "is_emulator": false,
+                "default_channel": null, "channel": null, "key_id": null, "install_source": null,
+                "last_offered_version": null, "last_update_outcome": null, "first_seen": AT,
+                "last_seen": AT}),
+            given,
+        )
+    }
+
+    fn decision_json(given: Value) -> Value {
+        merged(
+            json!({"id": 1, "channel": "production", "rollout_id": "r1", "bundle": "1.1.0",
+                "at": AT, "action": "held", "reason": "", "message": "", "from_bps": 0,
+                "to_bps": 0, "attempts": 0, "failures": 0, "failure_rate": null,
+                "wilson_lower_bound": null, "threshold_bps": 0}),
+            given,
+        )
+    }
+
+    fn decisions(given: Value) -> DecisionList {
+        let given = merged(json!({"decisions": [], "current": []}), given);
+        let mut given = given;
+        for key in ["decisions", "current"] {
+            if let Some(items) = given[key].as_array_mut() {
+                for entry in items.iter_mut() {
+                    *entry = decision_json(entry.take());
+                }
+            }
+        }
+        serde_json::from_value(given).unwrap()
+    }
+
+    fn compatibility(given: Value) -> CompatibilityView {
+        typed(
+            json!({"channel": "production", "bundle": null, "live_bundle": "builtin",
+                "compatible": true, "live_known": false, "bundle_known": false, "packages": []}),
+            given,
+        )
+    }
 
     #[test]
     fn apps_table_lists_each_app() {
@@ -712,23 +820,29 @@ mod tests {
             {"app_id": "io.other", "name": "Other", "expose_metadata": false, "created_at": "2024-06-02T08:00:00Z"}
         ]});
         assert_eq!(
-            apps_table(&list),
+            apps_table(&typed(json!({}), list)),
             "APP ID           NAME     EXPOSE METADATA  CREATED\n\
              com.example.app  Example  yes              2024-05-01 12:30\n\
              io.other         Other    no               2024-06-02 08:00"
         );
-        assert_eq!(apps_table(&json!({"apps": []})), "No apps.");
+        assert_eq!(
+            apps_table(&typed(json!({}), json!({"apps": []}))),
+            "No apps."
+        );
     }
 
     #[test]
     fn channels_table_summarises_settings() {
-        let list = json!({"channels": [{
+        let list_json = json!({"channels": [{
             "name": "production", "bundle": "1.4.3", "public": true, "ios": true, "android": false,
             "electron": true, "allow_device_self_set": false, "allow_dev": false, "allow_prod": true,
             "allow_emulator": false, "allow_device": true, "disable_auto_update": "minor",
             "disable_auto_update_under_native": false
         }]});
-        let lines: Vec<String> = channels_table(&list).lines().map(str::to_string).collect();
+        let lines: Vec<String> = channels_table(&list(list_json, "channels", channel_json))
+            .lines()
+            .map(str::to_string)
+            .collect();
         assert_eq!(lines.len(), 2);
         let cells: Vec<&str> = lines[1]
             .split("  ")
@@ -753,12 +867,12 @@ mod tests {
 
     #[test]
     fn channel_summary_reads_like_a_sentence() {
-        let channel = json!({"name": "beta", "bundle": "builtin", "public": false, "ios": false,
+        let given = json!({"name": "beta", "bundle": "builtin", "public": false, "ios": false,
             "android": true, "electron": false, "allow_device_self_set": true,
             "disable_auto_update": "major", "disable_auto_update_under_native": true,
             "allow_dev": true, "allow_prod": true, "allow_emulator": true, "allow_device": true});
         assert_eq!(
-            channel_summary(&channel),
+            channel_summary(&channel(given)),
             "bundle builtin, normal, platforms android, self-assign yes, disable auto update major, \
              downgrade no, serves dev,prod,emulator,device"
         );
@@ -766,7 +880,7 @@ mod tests {
 
     #[test]
     fn bundles_table_shows_deleted_column_only_on_request() {
-        let list = json!({"bundles": [
+        let given = json!({"bundles": [
             {"version": "1.0.1", "channels": ["production"], "rollout_channels": ["beta"], "encrypted": false,
              "min_update_version": null, "created_at": "2024-05-02T00:00:00Z", "deleted": false,
              "url": "https://cdn.example.com/1.0.1.zip"},
@@ -774,13 +888,14 @@ mod tests {
              "created_at": "2024-05-01T00:00:00Z", "deleted": true, "deleted_at": "2024-05-03T10:00:00Z",
              "url": null, "external_url": "https://cdn.example.com/1.0.0.zip"}
         ]});
-        let plain = bundles_table(&list, false);
+        let bundles: BundleList = list(given, "bundles", bundle_json);
+        let plain = bundles_table(&bundles, false);
         assert!(!plain.contains("DELETED"));
         assert_eq!(
             plain.lines().nth(1).unwrap(),
             "1.0.1    production,beta (rollout)  no         -           2024-05-02 00:00  https://cdn.example.com/1.0.1.zip"
         );
-        let with_deleted = bundles_table(&list, true);
+        let with_deleted = bundles_table(&bundles, true);
         let last = with_deleted.lines().nth(2).unwrap();
         assert!(last.contains("2024-05-03 10:00"), "{last}");
         assert!(
@@ -791,16 +906,20 @@ mod tests {
 
     #[test]
     fn devices_table_reports_paging() {
-        let list = json!({"devices": [
+        let given = json!({"devices": [
             {"device_id": "abc", "platform": "ios", "version_name": "1.0.0", "version_build": "2.0",
              "custom_id": null, "plugin_version": "7.1.0", "is_prod": true, "is_emulator": false,
-             "last_seen": 1_714_566_605_042_i64}
+             "last_seen": "2024-05-01T12:30:05.042Z"}
         ], "total": 3});
-        let text = devices_table(&list);
+        let text = devices_table(&list(given, "devices", device_json));
         assert!(text.contains("abc        ios       1.0.0   2.0     -          7.1.0   yes   no        2024-05-01 12:30"), "{text}");
         assert!(text.ends_with("\n1 of 3 devices"), "{text}");
         assert_eq!(
-            devices_table(&json!({"devices": [], "total": 0})),
+            devices_table(&list(
+                json!({"devices": [], "total": 0}),
+                "devices",
+                device_json
+            )),
             "No devices."
         );
     }
@@ -836,20 +955,20 @@ mod tests {
         assert_eq!(percent(1250), "12.5%");
         assert_eq!(percent(1), "0.01%");
         assert_eq!(percent(10_000), "100%");
-        let channel = json!({"bundle": "1.0.0", "rollout": {"bundle": "1.1.0", "percentage_bps": 500, "paused": true}});
-        assert_eq!(rollout_cell(&channel), "1.1.0 @ 5% (paused)");
-        assert_eq!(rollout_cell(&json!({"rollout": null})), "-");
+        let given = json!({"bundle": "1.0.0", "rollout": {"bundle": "1.1.0", "percentage_bps": 500, "paused": true}});
+        assert_eq!(rollout_cell(&channel(given)), "1.1.0 @ 5% (paused)");
+        assert_eq!(rollout_cell(&channel(json!({"rollout": null}))), "-");
         let running = json!({"rollout": {"bundle": "1.1.0", "percentage_bps": 2500, "paused": false, "paused_at": null}});
-        assert_eq!(rollout_cell(&running), "1.1.0 @ 25%");
+        assert_eq!(rollout_cell(&channel(running)), "1.1.0 @ 25%");
     }
 
     #[test]
     fn decisions_table_shows_the_numbers() {
-        let list = json!({"decisions": [{"at": "2024-05-01T12:30:05Z", "bundle": "1.1.0", "action": "paused",
+        let given = json!({"decisions": [{"at": "2024-05-01T12:30:05Z", "bundle": "1.1.0", "action": "paused",
             "reason": "auto_pause_triggered", "from_bps": 500, "to_bps": 500, "attempts": 120, "failures": 36,
             "failure_rate": 0.3, "wilson_lower_bound": 0.2266, "threshold_bps": 500,
             "message": "paused: 36 of 120 failed"}]});
-        let text = decisions_table(&list);
+        let text = decisions_table(&decisions(given));
         let row = text.lines().nth(1).unwrap();
         let cells: Vec<&str> = row
             .split("  ")
@@ -873,12 +992,15 @@ mod tests {
             ]
         );
         assert!(text.ends_with("Latest: paused: 36 of 120 failed"), "{text}");
-        assert_eq!(decisions_table(&json!({"decisions": []})), "No decisions.");
+        assert_eq!(
+            decisions_table(&decisions(json!({"decisions": []}))),
+            "No decisions."
+        );
         let with_now = json!({"decisions": [], "current": [{"channel": "production", "bundle": "1.1.0",
             "from_bps": 100, "action": "held", "reason": "not_enough_attempts", "attempts": 19,
             "failures": 9, "failure_rate": 0.4737, "message": "Watching: 19 of 100 attempts needed"}]});
         assert_eq!(
-            decisions_table(&with_now),
+            decisions_table(&decisions(with_now)),
             "No decisions.\nNow (production, 1.1.0 @ 1%): held not_enough_attempts, 19 attempts, 9 failures, failure rate 47.4% — Watching: 19 of 100 attempts needed"
         );
     }
@@ -889,13 +1011,13 @@ mod tests {
             "compatible": false, "live_known": true, "bundle_known": true, "packages": [
                 {"name": "@capacitor/camera", "bundle_version": "7.0.0", "live_version": "6.0.0",
                  "compatible": false, "reason": "version_mismatch"}]});
-        let text = compatibility_report(&report, "production");
+        let text = compatibility_report(&compatibility(report), "production");
         assert!(
             text.contains("@capacitor/camera  7.0.0   6.0.0  no          version_mismatch"),
             "{text}"
         );
         assert!(text.ends_with("Bundle 1.1.0 is NOT compatible with channel production's live bundle 1.0.0: setting it needs --accept-incompatible."), "{text}");
         let unknown = json!({"bundle": null, "live_bundle": "builtin", "compatible": true, "live_known": false, "packages": []});
-        assert!(compatibility_report(&unknown, "beta").contains("are unknown"));
+        assert!(compatibility_report(&compatibility(unknown), "beta").contains("are unknown"));
     }
 }

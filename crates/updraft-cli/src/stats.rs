@@ -8,8 +8,10 @@ use crate::error::CliError;
 use crate::output::Outcome;
 use crate::table::Table;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use updraft_api::StatsReportView;
 
 /// Adoption columns shown in the table (the newest days of the range).
 const ADOPTION_DAYS: usize = 7;
@@ -30,19 +32,15 @@ pub async fn stats(
             query.push((key, value.clone()));
         }
     }
-    let report = client.get(&["apps", &app_id, "stats"], &query).await?;
-    let text = render_report(&report);
-    Ok(Outcome::new(report, text))
+    let report = client
+        .get::<StatsReportView>(&["apps", &app_id, "stats"], &query)
+        .await?;
+    let text = render_report(&report.value);
+    Ok(Outcome::new(report.json, text))
 }
 
-fn int(value: &Value, key: &str) -> i64 {
-    value.get(key).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn percent(value: &Value) -> String {
-    value
-        .as_f64()
-        .map_or_else(|| "-".to_string(), |rate| format!("{:.1}%", rate * 100.0))
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_string(), |rate| format!("{:.1}%", rate * 100.0))
 }
 
 /// 1234567 → "1.2 MB".
@@ -61,59 +59,47 @@ pub fn human_bytes(bytes: i64) -> String {
     }
 }
 
-fn failure_kinds(failures: &Value) -> String {
+fn failure_kinds(failures: &BTreeMap<String, i64>) -> String {
     failures
-        .as_object()
-        .map(|kinds| {
-            kinds
-                .iter()
-                .map(|(kind, n)| format!("{kind} {}", n.as_i64().unwrap_or(0)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The report as a summary, a per-day table and an adoption table.
-pub fn render_report(report: &Value) -> String {
-    let text = |key: &str| {
-        report
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("all")
-            .to_string()
-    };
-    let totals = &report["totals"];
+pub fn render_report(report: &StatsReportView) -> String {
+    let all = |text: Option<&str>| text.unwrap_or("all").to_string();
+    let totals = &report.totals;
     let mut out = format!(
         "{}  {} .. {}  channel: {}  bundle: {}\n",
-        text("app_id"),
-        text("from"),
-        text("to"),
-        text("channel"),
-        text("bundle")
+        report.app_id,
+        report.from,
+        report.to,
+        all(report.channel.as_deref()),
+        all(report.bundle.as_deref())
     );
     out.push_str(&format!(
         "Active devices: {} (newest day), peak {}\n",
-        int(totals, "active_devices_latest"),
-        int(totals, "active_devices_peak")
+        totals.active_devices_latest, totals.active_devices_peak
     ));
-    let kinds = failure_kinds(&totals["failures_by_kind"]);
+    let kinds = failure_kinds(&totals.failures_by_kind);
     out.push_str(&format!(
         "Installs: {}  Failures: {}{}  Failure rate: {}\n",
-        int(totals, "installs"),
-        int(totals, "failures"),
+        totals.installs,
+        totals.failures,
         if kinds.is_empty() {
             String::new()
         } else {
             format!(" ({kinds})")
         },
-        percent(&totals["failure_rate"])
+        percent(totals.failure_rate)
     ));
     out.push_str(&format!(
         "Downloads: {} ({})  Events: {}\n\n",
-        int(totals, "downloads"),
-        human_bytes(int(totals, "bytes")),
-        int(totals, "events")
+        totals.downloads,
+        human_bytes(totals.bytes),
+        totals.events
     ));
     let mut days = Table::new(&[
         "DAY",
@@ -124,45 +110,41 @@ pub fn render_report(report: &Value) -> String {
         "DOWNLOADS",
         "BYTES",
     ]);
-    let series = report["days"].as_array().cloned().unwrap_or_default();
-    for day in &series {
+    for day in &report.days {
         days.push_row(vec![
-            day["day"].as_str().unwrap_or("").to_string(),
-            int(day, "active_devices").to_string(),
-            int(day, "installs").to_string(),
-            int(day, "failures").to_string(),
-            percent(&day["failure_rate"]),
-            int(day, "downloads").to_string(),
-            human_bytes(int(day, "bytes")),
+            day.day.clone(),
+            day.active_devices.to_string(),
+            day.installs.to_string(),
+            day.failures.to_string(),
+            percent(day.failure_rate),
+            day.downloads.to_string(),
+            human_bytes(day.bytes),
         ]);
     }
     out.push_str(&days.render());
-    let curves = report["adoption"].as_array().cloned().unwrap_or_default();
-    if curves.is_empty() {
+    if report.adoption.is_empty() {
         out.push_str("\n\nNo adoption data in this range.");
         return out;
     }
-    let shown: Vec<String> = series
+    let shown: Vec<&str> = report
+        .days
         .iter()
         .rev()
         .take(ADOPTION_DAYS)
         .rev()
-        .filter_map(|d| d["day"].as_str().map(str::to_string))
+        .map(|d| d.day.as_str())
         .collect();
     let mut headers = vec!["BUNDLE".to_string()];
     headers.extend(shown.iter().map(|d| d.get(5..).unwrap_or(d).to_string()));
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     let mut adoption = Table::new(&header_refs);
-    for curve in &curves {
-        let mut row = vec![curve["bundle"].as_str().unwrap_or("").to_string()];
-        let points = curve["days"].as_array().cloned().unwrap_or_default();
+    for curve in &report.adoption {
+        let mut row = vec![curve.bundle.clone()];
         for day in &shown {
-            let point = points
-                .iter()
-                .find(|p| p["day"].as_str() == Some(day.as_str()));
+            let point = curve.days.iter().find(|p| p.day == *day);
             row.push(point.map_or_else(
                 || "-".to_string(),
-                |p| format!("{} ({})", percent(&p["share"]), int(p, "devices")),
+                |p| format!("{} ({})", percent(p.share), p.devices),
             ));
         }
         adoption.push_row(row);
@@ -284,7 +266,7 @@ mod tests {
                 {"day": "2026-01-01", "devices": 1, "share": 0.2},
                 {"day": "2026-01-02", "devices": 3, "share": 0.75}]}]
         });
-        let text = render_report(&report);
+        let text = render_report(&serde_json::from_value(report).unwrap());
         assert!(
             text.starts_with(
                 "com.example.app  2026-01-01 .. 2026-01-02  channel: production  bundle: all\n"

@@ -2,12 +2,12 @@
 //! cut it into delta files, upload everything resumably, then register it.
 
 use crate::args::BundleUploadArgs;
-use crate::client::ApiClient;
+use crate::client::{ApiClient, RawAnswer};
 use crate::error::CliError;
 use crate::output::Outcome;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
+use updraft_api::{
+    BundleView, CreateBundle, CreateUpload, ErrorView, ManifestEntryInput, MissingBlobs,
+    MissingBlobsQuery, UploadStatus,
+};
 use updraft_bundle::crypto::{self, PrivateKey, SessionKey};
 use updraft_bundle::delta::{self, DeltaFile};
 use updraft_bundle::limits::ZipLimits;
@@ -132,13 +136,11 @@ pub async fn upload_bundle(
         upload_delta_files(client, &files, show_progress).await?;
         manifest = files
             .iter()
-            .map(|file| {
-                json!({
-                    "file_name": file.file_name,
-                    "file_hash": file.file_hash,
-                    "blob_sha256": file.blob_sha256,
-                    "size": file.size,
-                })
+            .map(|file| ManifestEntryInput {
+                file_name: file.file_name.clone(),
+                file_hash: file.file_hash.clone(),
+                blob_sha256: file.blob_sha256.clone(),
+                size: i64::try_from(file.size).ok(),
             })
             .collect();
     }
@@ -147,45 +149,26 @@ pub async fn upload_bundle(
         upload_blob(client, &served_zip, &served_sha, served_size, show_progress).await?;
     }
 
-    let mut body = Map::new();
-    body.insert("version".into(), json!(args.bundle));
-    if !args.delta_only {
-        body.insert("zip_sha256".into(), json!(served_sha));
-    }
-    body.insert("checksum".into(), json!(zip.checksum));
-    if let (Some(enc), Some(encrypted_checksum)) = (&encryption, &encrypted_checksum) {
-        body.insert("session_key".into(), json!(enc.session_key));
-        body.insert("key_id".into(), json!(enc.key_id));
-        body.insert("encrypted_checksum".into(), json!(encrypted_checksum));
-    }
-    if !manifest.is_empty() {
-        body.insert("manifest".into(), Value::Array(manifest));
-    }
-    let optional = [
-        ("min_update_version", args.min_update_version.as_ref()),
-        ("link", args.link.as_ref()),
-        ("comment", args.comment.as_ref()),
-        ("channel", args.channel.as_ref()),
-    ];
-    for (key, value) in optional {
-        if let Some(value) = value {
-            body.insert(key.into(), json!(value));
-        }
-    }
-    if let Some(packages) = &native_packages {
-        body.insert("native_packages".into(), json!(packages));
-    }
-    args.insert_release_fields(&mut body);
+    let (session_key, key_id) = match (&encryption, &encrypted_checksum) {
+        (Some(enc), Some(_)) => (Some(enc.session_key.clone()), Some(enc.key_id.clone())),
+        _ => (None, None),
+    };
+    let body = CreateBundle {
+        zip_sha256: (!args.delta_only).then(|| served_sha.clone()),
+        checksum: Some(zip.checksum.clone()),
+        session_key,
+        key_id,
+        encrypted_checksum: encrypted_checksum.clone(),
+        manifest: (!manifest.is_empty()).then_some(manifest),
+        native_packages: native_packages.clone(),
+        ..args.new_bundle()
+    };
     let bundle = client
-        .post(&["apps", app_id, "bundles"], &Value::Object(body))
+        .post::<BundleView>(&["apps", app_id, "bundles"], &body)
         .await
         .map_err(crate::release::explain_incompatible)?;
 
-    let version = bundle
-        .get("version")
-        .and_then(Value::as_str)
-        .unwrap_or(&args.bundle)
-        .to_string();
+    let version = bundle.value.version.clone();
     let mut text = format!(
         "Uploaded bundle {version} of {app_id} ({}, sha256 {}{}{}).",
         human_bytes(zip.size),
@@ -207,7 +190,7 @@ pub async fn upload_bundle(
         args.channel.as_deref(),
         args.rollout_bps(),
     ));
-    let mut outcome = Outcome::new(bundle, text);
+    let mut outcome = Outcome::new(bundle.json, text);
     for warning in warnings {
         outcome = outcome.with_warning(warning);
     }
@@ -300,15 +283,12 @@ async fn upload_delta_files(
         .collect();
     let mut missing = Vec::new();
     for batch in unique.chunks(MISSING_QUERY_BATCH) {
-        let hashes: Vec<&str> = batch.iter().map(|f| f.blob_sha256.as_str()).collect();
+        let hashes: Vec<String> = batch.iter().map(|f| f.blob_sha256.clone()).collect();
+        let query = MissingBlobsQuery { sha256: hashes };
         let answer = client
-            .post(&["blobs", "missing"], &json!({"sha256": hashes}))
+            .post::<MissingBlobs>(&["blobs", "missing"], &query)
             .await?;
-        let listed: HashSet<&str> = answer
-            .get("missing")
-            .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let listed: HashSet<&str> = answer.value.missing.iter().map(String::as_str).collect();
         missing.extend(
             batch
                 .iter()
@@ -336,8 +316,10 @@ async fn upload_delta_files(
                 )
                 .await;
             match result {
-                Ok((status, _)) if status.is_success() => break,
-                Ok((status, answer)) if !is_transient(status) || attempt >= MAX_ATTEMPTS => {
+                Ok(RawAnswer::Success(_)) => break,
+                Ok(RawAnswer::Refused(status, answer))
+                    if !is_transient(status) || attempt >= MAX_ATTEMPTS =>
+                {
                     return Err(answer_error(status, &answer));
                 }
                 Err(error) if error.code != "connection_failed" || attempt >= MAX_ATTEMPTS => {
@@ -361,18 +343,17 @@ async fn upload_blob(
     size: u64,
     show_progress: bool,
 ) -> Result<(), CliError> {
-    let mut status = client
-        .post(&["uploads"], &json!({"size": size, "sha256": sha256}))
-        .await?;
-    let upload_id = status
-        .get("upload_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let body = CreateUpload {
+        size,
+        sha256: sha256.to_string(),
+    };
+    let created = client.post::<UploadStatus>(&["uploads"], &body).await?;
+    let upload_id = created.value.upload_id.clone();
+    let mut status = Progress::of(&created.value);
     let bar = progress_bar(size, "bundle", show_progress);
     let mut failures = 0u32;
     loop {
-        if status.get("complete").and_then(Value::as_bool) == Some(true) {
+        if status.complete {
             break;
         }
         if upload_id.is_empty() {
@@ -381,22 +362,34 @@ async fn upload_blob(
                 "the server did not say which upload session to use",
             ));
         }
-        let offset = status.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        let offset = status.offset;
         bar.set_position(offset);
         let len = CHUNK_BYTES.min(size.saturating_sub(offset));
         let attempt = send_chunk(client, &upload_id, path, offset, len, bar.clone()).await;
         match attempt {
-            Ok((code, answer)) if code.is_success() => {
+            Ok(RawAnswer::Success(answer)) => {
                 failures = 0;
-                status = answer;
+                status = Progress::deserialize(&answer).map_err(|error| {
+                    CliError::new(
+                        "invalid_response",
+                        format!("the server's upload status is not understood: {error}"),
+                    )
+                })?;
             }
-            Ok((StatusCode::CONFLICT, answer)) if answer.get("offset").is_some() => {
+            Ok(RawAnswer::Refused(StatusCode::CONFLICT, answer))
+                if answer.detail::<u64>("offset").is_some() =>
+            {
                 // Our idea of the offset was stale (an earlier attempt landed): go on from the server's.
                 failures += 1;
-                status = json!({"offset": answer["offset"], "complete": false});
+                status = Progress {
+                    offset: answer.detail::<u64>("offset").unwrap_or(offset),
+                    complete: false,
+                };
             }
-            Ok((code, answer)) if !is_transient(code) => return Err(answer_error(code, &answer)),
-            Ok((code, answer)) => {
+            Ok(RawAnswer::Refused(code, answer)) if !is_transient(code) => {
+                return Err(answer_error(code, &answer))
+            }
+            Ok(RawAnswer::Refused(code, answer)) => {
                 failures += 1;
                 if failures >= MAX_ATTEMPTS {
                     return Err(answer_error(code, &answer));
@@ -421,12 +414,15 @@ async fn upload_blob(
 }
 
 /// The server's durable offset, retried while the server cannot be reached.
-async fn current_status(client: &ApiClient, upload_id: &str) -> Result<Value, CliError> {
+async fn current_status(client: &ApiClient, upload_id: &str) -> Result<Progress, CliError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match client.get(&["uploads", upload_id], &[]).await {
-            Ok(status) => return Ok(status),
+        match client
+            .get::<UploadStatus>(&["uploads", upload_id], &[])
+            .await
+        {
+            Ok(status) => return Ok(Progress::of(&status.value)),
             Err(error) if error.code == "connection_failed" && attempt < MAX_ATTEMPTS => {
                 tokio::time::sleep(backoff(attempt)).await;
             }
@@ -442,7 +438,7 @@ async fn send_chunk(
     offset: u64,
     len: u64,
     bar: ProgressBar,
-) -> Result<(StatusCode, Value), CliError> {
+) -> Result<RawAnswer, CliError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| io_error("cannot open the bundle", &e))?;
@@ -525,9 +521,27 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << attempt.min(6)))
 }
 
-fn answer_error(status: StatusCode, answer: &Value) -> CliError {
-    let text = serde_json::to_vec(answer).unwrap_or_default();
+/// A refusal as the CLI's error: the server's code and sentence.
+fn answer_error(status: StatusCode, answer: &ErrorView) -> CliError {
+    let text = serde_json::to_vec(&answer.to_json()).unwrap_or_default();
     crate::client::error_from_response(status, &text)
+}
+
+/// Where an upload stands: what the loop needs of [`UploadStatus`] (a
+/// chunk's answer, or the offset a 409 names).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    offset: u64,
+    complete: bool,
+}
+
+impl Progress {
+    fn of(status: &UploadStatus) -> Progress {
+        Progress {
+            offset: status.offset,
+            complete: status.complete,
+        }
+    }
 }
 
 fn file_size(path: &Path) -> Result<u64, CliError> {

@@ -152,6 +152,45 @@ async fn app_list_sends_the_bearer_key_and_returns_the_server_json() {
     );
 }
 
+/// An older CLI against a newer server: fields it does not know (on the
+/// answer and on its items) are ignored by the typed reading and kept in
+/// the `--json` output.
+#[tokio::test]
+async fn answers_with_fields_this_cli_does_not_know_still_read() {
+    let server = FakeServer::start(vec![(
+        200,
+        r#"{"apps": [{"app_id": "com.example.app", "name": "Example", "expose_metadata": true,
+            "created_at": "2024-05-01T12:30:00Z", "region": "eu-west", "limits": {"devices": 5}}],
+            "next_cursor": "abc"}"#,
+    )]);
+    let dir = empty_dir();
+    let outcome = run_against(&server, Command::App(AppCommand::List), dir.path())
+        .await
+        .unwrap();
+    assert!(
+        outcome.text.contains("com.example.app  Example"),
+        "{}",
+        outcome.text
+    );
+    assert_eq!(outcome.json["apps"][0]["region"], "eu-west");
+    assert_eq!(outcome.json["next_cursor"], "abc");
+}
+
+/// A newer server's error code this CLI has no name for is passed on as it is.
+#[tokio::test]
+async fn unknown_error_codes_are_passed_on() {
+    let server = FakeServer::start(vec![(
+        402,
+        r#"{"error": "plan_limit_reached", "message": "the plan allows 5 apps", "limit": 5}"#,
+    )]);
+    let dir = empty_dir();
+    let error = run_against(&server, Command::App(AppCommand::List), dir.path())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "plan_limit_reached");
+    assert_eq!(error.message, "the plan allows 5 apps");
+}
+
 #[tokio::test]
 async fn app_add_posts_id_and_name() {
     let server = FakeServer::start(vec![(
@@ -229,7 +268,12 @@ async fn channel_set_patches_the_encoded_channel_path_with_only_given_fields() {
         r#"{"id": 3, "name": "beta test/x", "bundle": "builtin", "public": true, "ios": false, "android": true,
             "electron": true, "allow_device_self_set": false, "allow_emulator": true, "allow_device": true,
             "allow_dev": true, "allow_prod": true, "disable_auto_update": "major",
-            "disable_auto_update_under_native": true}"#,
+            "disable_auto_update_under_native": true, "targeting": {}, "rollout": null,
+            "auto_pause": {"enabled": false, "window_minutes": 60, "failure_rate_bps": 500, "confidence": 0.95,
+                "min_attempts": 100, "min_failures": 5, "action": "pause", "cooldown_minutes": 60},
+            "ramp": {"enabled": false, "steps_bps": [], "min_dwell_minutes": 60, "min_attempts": 100,
+                "promote_at_end": false},
+            "created_at": "2024-05-01T12:30:00Z", "updated_at": "2024-05-01T12:30:00Z"}"#,
     )]);
     let dir = empty_dir();
     let args = channel_set(
@@ -411,7 +455,7 @@ fn compatibility_command(bundle: &str) -> Command {
     ))
 }
 
-const INCOMPATIBLE_REPORT: &str = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": false,
+const INCOMPATIBLE_REPORT: &str = r#"{"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": false,
     "live_known": true, "bundle_known": true, "packages": [{"name": "@capacitor/camera",
     "bundle_version": "7.0.0", "live_version": "6.0.0", "compatible": false, "reason": "version_mismatch"}]}"#;
 
@@ -451,9 +495,9 @@ async fn incompatible_report_is_the_result_and_a_failure() {
 
 #[tokio::test]
 async fn run_exits_1_for_incompatible_and_0_for_compatible_or_unknown() {
-    let compatible = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
+    let compatible = r#"{"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
         "live_known": true, "bundle_known": true, "packages": []}"#;
-    let live_unknown = r#"{"bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
+    let live_unknown = r#"{"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
         "live_known": false, "bundle_known": true, "packages": []}"#;
     for (body, expected_code) in [(INCOMPATIBLE_REPORT, 1), (compatible, 0), (live_unknown, 0)] {
         let server = FakeServer::start(vec![(200, body)]);

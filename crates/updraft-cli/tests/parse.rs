@@ -222,7 +222,7 @@ fn bundle_upload_with_every_option() {
     };
     assert_eq!(args.app_id.as_deref(), Some("com.example.app"));
     assert_eq!(
-        args.request_body().unwrap(),
+        wire(args.request_body().unwrap()),
         json!({
             "version": "1.4.3",
             "external_url": "https://cdn.example.com/1.4.3.zip",
@@ -255,7 +255,7 @@ fn bundle_upload_minimal_sends_only_required_fields() {
     };
     assert_eq!(args.app_id, None);
     assert_eq!(
-        args.request_body().unwrap(),
+        wire(args.request_body().unwrap()),
         json!({"version": "2.0.0", "external_url": "https://x.test/a.zip", "checksum": "ff"})
     );
 }
@@ -392,6 +392,11 @@ fn channel_add_list_delete() {
     }
 }
 
+/// A request body as it goes on the wire.
+fn wire(body: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(body).unwrap()
+}
+
 fn channel_set_body(flags: &[&str]) -> Result<serde_json::Value, updraft_cli::CliError> {
     let mut args = vec!["channel", "set", "production", "com.example.app"];
     args.extend_from_slice(flags);
@@ -399,7 +404,7 @@ fn channel_set_body(flags: &[&str]) -> Result<serde_json::Value, updraft_cli::Cl
         Command::Channel(ChannelCommand::Set(set)) => {
             assert_eq!(set.channel, "production");
             assert_eq!(set.app_id.as_deref(), Some("com.example.app"));
-            set.patch_body()
+            set.patch_body().map(wire)
         }
         other => panic!("{other:?}"),
     }
@@ -1102,7 +1107,10 @@ fn channel_set_new_rollout_criteria_merge_like_the_channel_ones() {
     // The channel's own targeting is not touched; the rollout's os_version is
     // replaced, its install_sources kept, custom_id_prefix added.
     assert_eq!(
-        set.patch_body_with(Some(&current)).unwrap(),
+        wire(
+            set.patch_body_with(Some(&serde_json::from_value(current.clone()).unwrap()))
+                .unwrap()
+        ),
         json!({"rollout_targeting": {
             "os_version": ">=17", "install_sources": ["app_store"], "custom_id_prefix": "beta-"
         }})
@@ -1129,7 +1137,10 @@ fn channel_set_targeting_merges_into_the_current_channel() {
         "rollout": {"bundle": "1.4.0", "targeting": {"native_version": ">=1", "device_ids": ["old"]}}
     });
     assert_eq!(
-        set.patch_body_with(Some(&current)).unwrap(),
+        wire(
+            set.patch_body_with(Some(&serde_json::from_value(current.clone()).unwrap()))
+                .unwrap()
+        ),
         json!({
             "targeting": {"platforms": ["ios"], "os_version": ">=14", "custom_ids": []},
             "rollout_targeting": {"native_version": ">=1", "device_ids": ["d1"]}
@@ -1172,7 +1183,7 @@ fn bundle_upload_rollout_and_compatibility_flags() {
         Some("a/package.json,b/package.json")
     );
     assert_eq!(
-        args.request_body().unwrap(),
+        wire(args.request_body().unwrap()),
         json!({"version": "1.4.0", "external_url": "https://x.test/a.zip", "checksum": "ab",
             "channel": "production", "rollout_percentage_bps": 1250, "accept_incompatible": true})
     );
@@ -1333,7 +1344,7 @@ fn schedule_commands_and_times() {
     };
     assert_eq!(add.at, RunAt::In(30 * 60_000));
     assert_eq!(
-        add.request_body(1_000),
+        wire(add.request_body(1_000)),
         json!({"channel": "production", "bundle": "1.5.0", "run_at": 1_000 + 30 * 60_000,
             "rollout_percentage_bps": 500, "accept_incompatible": true})
     );
@@ -1464,7 +1475,7 @@ fn capgo_style_encrypted_external_upload_needs_no_plain_checksum() {
         panic!("{command:?}");
     };
     assert_eq!(
-        args.request_body().unwrap(),
+        wire(args.request_body().unwrap()),
         json!({"version": "1.5.0", "external_url": "https://x.test/a.zip",
             "session_key": "aXY=:a2V5", "encrypted_checksum": "cd34"})
     );
@@ -1523,7 +1534,10 @@ fn upload_create_channel_needs_a_channel_and_is_sent() {
     let Command::Bundle(BundleCommand::Upload(args)) = command else {
         panic!("{command:?}");
     };
-    assert_eq!(args.request_body().unwrap()["create_channel"], json!(true));
+    assert_eq!(
+        wire(args.request_body().unwrap())["create_channel"],
+        json!(true)
+    );
 }
 
 #[test]

@@ -29,8 +29,8 @@ pub const MANIFEST_SIZE_OUTCOME: &str = "manifest_size";
 pub struct UpdateAnswer {
     /// Exactly what to send with HTTP 200.
     pub body: Value,
-    /// "get" when a bundle (or builtin revert) is offered, else the error code.
-    pub outcome: &'static str,
+    /// What was answered (`get`, or the refusal).
+    pub outcome: UpdateOutcome,
     /// Name of the bundle offered ("builtin" for a revert), if any.
     pub offered_version: Option<String>,
 }
@@ -51,33 +51,199 @@ impl RefusalKind {
             RefusalKind::Failed => "failed",
         }
     }
+}
+
+/// Why `/updates` offers nothing: every refusal code the decision answers
+/// with (wire §2.3), each with its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    AppNotFound,
+    UnsupportedPluginVersion,
+    NoChannel,
+    BundleDeleted,
+    NoBundle,
+    NoBundleUrl,
+    KeyIdMismatch,
+    NoNewVersionAvailable,
+    AlreadyOnBuiltin,
+    EncryptionRequired,
+    DisabledPlatformIos,
+    DisabledPlatformAndroid,
+    DisabledPlatformElectron,
+    DisableAutoUpdateToMajor,
+    DisableAutoUpdateToMinor,
+    DisableAutoUpdateToPatch,
+    DisableAutoUpdateToMetadata,
+    DisableAutoUpdateUnderNative,
+    MisconfiguredChannel,
+    CannotUpdateViaPrivateChannel,
+    DisableProdBuild,
+    DisableDevBuild,
+    DisableDevice,
+    DisableEmulator,
+    DeviceNotTargeted,
+    RevertToBuiltinPluginVersionTooOld,
+}
+
+impl Refusal {
+    /// Every refusal, for tests and documentation.
+    pub const ALL: &'static [Refusal] = &[
+        Refusal::AppNotFound,
+        Refusal::UnsupportedPluginVersion,
+        Refusal::NoChannel,
+        Refusal::BundleDeleted,
+        Refusal::NoBundle,
+        Refusal::NoBundleUrl,
+        Refusal::KeyIdMismatch,
+        Refusal::NoNewVersionAvailable,
+        Refusal::AlreadyOnBuiltin,
+        Refusal::EncryptionRequired,
+        Refusal::DisabledPlatformIos,
+        Refusal::DisabledPlatformAndroid,
+        Refusal::DisabledPlatformElectron,
+        Refusal::DisableAutoUpdateToMajor,
+        Refusal::DisableAutoUpdateToMinor,
+        Refusal::DisableAutoUpdateToPatch,
+        Refusal::DisableAutoUpdateToMetadata,
+        Refusal::DisableAutoUpdateUnderNative,
+        Refusal::MisconfiguredChannel,
+        Refusal::CannotUpdateViaPrivateChannel,
+        Refusal::DisableProdBuild,
+        Refusal::DisableDevBuild,
+        Refusal::DisableDevice,
+        Refusal::DisableEmulator,
+        Refusal::DeviceNotTargeted,
+        Refusal::RevertToBuiltinPluginVersionTooOld,
+    ];
+
+    /// The `error` code on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::AppNotFound => "app_not_found",
+            Refusal::UnsupportedPluginVersion => "unsupported_plugin_version",
+            Refusal::NoChannel => "no_channel",
+            Refusal::BundleDeleted => "bundle_deleted",
+            Refusal::NoBundle => "no_bundle",
+            Refusal::NoBundleUrl => "no_bundle_url",
+            Refusal::KeyIdMismatch => "key_id_mismatch",
+            Refusal::NoNewVersionAvailable => "no_new_version_available",
+            Refusal::AlreadyOnBuiltin => "already_on_builtin",
+            Refusal::EncryptionRequired => "encryption_required",
+            Refusal::DisabledPlatformIos => "disabled_platform_ios",
+            Refusal::DisabledPlatformAndroid => "disabled_platform_android",
+            Refusal::DisabledPlatformElectron => "disabled_platform_electron",
+            Refusal::DisableAutoUpdateToMajor => "disable_auto_update_to_major",
+            Refusal::DisableAutoUpdateToMinor => "disable_auto_update_to_minor",
+            Refusal::DisableAutoUpdateToPatch => "disable_auto_update_to_patch",
+            Refusal::DisableAutoUpdateToMetadata => "disable_auto_update_to_metadata",
+            Refusal::DisableAutoUpdateUnderNative => "disable_auto_update_under_native",
+            Refusal::MisconfiguredChannel => "misconfigured_channel",
+            Refusal::CannotUpdateViaPrivateChannel => "cannot_update_via_private_channel",
+            Refusal::DisableProdBuild => "disable_prod_build",
+            Refusal::DisableDevBuild => "disable_dev_build",
+            Refusal::DisableDevice => "disable_device",
+            Refusal::DisableEmulator => "disable_emulator",
+            Refusal::DeviceNotTargeted => "device_not_targeted",
+            Refusal::RevertToBuiltinPluginVersionTooOld => {
+                "revert_to_builtin_plugin_version_too_old"
+            }
+        }
+    }
 
     /// The reference's classification (§1.5 notes), plus Updraft's
     /// `encryption_required` and `bundle_deleted`, deliberate blocks like a
     /// key mismatch (`failed` would make the device send a `download_fail`).
-    pub fn of(code: &str) -> RefusalKind {
-        match code {
-            "no_new_version_available" | "already_on_builtin" => RefusalKind::UpToDate,
-            "cannot_update_via_private_channel"
-            | "disabled_platform_ios"
-            | "disabled_platform_android"
-            | "disabled_platform_electron"
-            | "disable_auto_update_to_major"
-            | "disable_auto_update_to_minor"
-            | "disable_auto_update_to_patch"
-            | "disable_auto_update_to_metadata"
-            | "disable_auto_update_under_native"
-            | "disable_prod_build"
-            | "disable_dev_build"
-            | "disable_device"
-            | "disable_emulator"
-            | "key_id_mismatch"
-            | "encryption_required"
-            | "bundle_deleted"
-            | "device_not_targeted"
-            | "provider_infrastructure_request_blocked" => RefusalKind::Blocked,
-            _ => RefusalKind::Failed,
+    pub fn kind(self) -> RefusalKind {
+        match self {
+            Refusal::NoNewVersionAvailable | Refusal::AlreadyOnBuiltin => RefusalKind::UpToDate,
+            Refusal::BundleDeleted
+            | Refusal::KeyIdMismatch
+            | Refusal::EncryptionRequired
+            | Refusal::DisabledPlatformIos
+            | Refusal::DisabledPlatformAndroid
+            | Refusal::DisabledPlatformElectron
+            | Refusal::DisableAutoUpdateToMajor
+            | Refusal::DisableAutoUpdateToMinor
+            | Refusal::DisableAutoUpdateToPatch
+            | Refusal::DisableAutoUpdateToMetadata
+            | Refusal::DisableAutoUpdateUnderNative
+            | Refusal::CannotUpdateViaPrivateChannel
+            | Refusal::DisableProdBuild
+            | Refusal::DisableDevBuild
+            | Refusal::DisableDevice
+            | Refusal::DisableEmulator
+            | Refusal::DeviceNotTargeted => RefusalKind::Blocked,
+            Refusal::AppNotFound
+            | Refusal::UnsupportedPluginVersion
+            | Refusal::NoChannel
+            | Refusal::NoBundle
+            | Refusal::NoBundleUrl
+            | Refusal::MisconfiguredChannel
+            | Refusal::RevertToBuiltinPluginVersionTooOld => RefusalKind::Failed,
         }
+    }
+
+    /// A 200 `{"error", "message", ...}` refusal body with this code.
+    fn because(self, message: impl Into<String>) -> Refused {
+        Refused {
+            why: self,
+            error: DeviceError::flat(self.code(), message),
+        }
+    }
+}
+
+/// A refusal and the error that says so on the wire.
+#[derive(Clone, Debug, PartialEq)]
+struct Refused {
+    why: Refusal,
+    error: DeviceError,
+}
+
+impl Refused {
+    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.error = self.error.with(key, value);
+        self
+    }
+}
+
+/// What an update check answered: a bundle, sizes, or a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateOutcome {
+    /// A bundle (or a builtin revert) is offered.
+    Get,
+    /// `manifest_size` answered with sizes.
+    ManifestSize,
+    Refused(Refusal),
+}
+
+impl UpdateOutcome {
+    /// `get`, `manifest_size`, or the refusal's code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOutcome::Get => "get",
+            UpdateOutcome::ManifestSize => MANIFEST_SIZE_OUTCOME,
+            UpdateOutcome::Refused(why) => why.code(),
+        }
+    }
+
+    /// The refusal's kind; `None` when something was answered.
+    pub fn kind(self) -> Option<RefusalKind> {
+        match self {
+            UpdateOutcome::Refused(why) => Some(why.kind()),
+            UpdateOutcome::Get | UpdateOutcome::ManifestSize => None,
+        }
+    }
+}
+
+impl PartialEq<&str> for UpdateOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for UpdateOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -275,30 +441,35 @@ pub fn choose_target<'a>(
 }
 
 /// A 200 refusal: `{"error", "message", ...extras, "kind"}`.
-fn refuse(error: DeviceError) -> UpdateAnswer {
-    let kind = RefusalKind::of(error.code);
-    let mut body = error.to_json();
+fn refuse(refused: Refused) -> UpdateAnswer {
+    let mut body = refused.error.to_json();
     if let Value::Object(map) = &mut body {
-        map.insert("kind".into(), Value::String(kind.as_str().into()));
+        map.insert(
+            "kind".into(),
+            Value::String(refused.why.kind().as_str().into()),
+        );
     }
     UpdateAnswer {
         body,
-        outcome: error.code,
+        outcome: UpdateOutcome::Refused(refused.why),
         offered_version: None,
     }
 }
 
-fn app_not_found(app_id: &str) -> DeviceError {
-    DeviceError::app_not_found(app_id).with_status(200)
+fn app_not_found(app_id: &str) -> Refused {
+    Refused {
+        why: Refusal::AppNotFound,
+        error: DeviceError::app_not_found(app_id).with_status(200),
+    }
 }
 
-fn no_channel() -> DeviceError {
-    DeviceError::flat("no_channel", "no default channel or override")
+fn no_channel() -> Refused {
+    Refusal::NoChannel.because("no default channel or override")
 }
 
 /// The device's channel serves a bundle that was deleted (deleting a served
 /// bundle needs `force`): a deliberate block, not a failure the device retries.
-fn bundle_deleted(release: &ReleaseConfig, channel: &Channel) -> DeviceError {
+fn bundle_deleted(release: &ReleaseConfig, channel: &Channel) -> Refused {
     let bundle = channel
         .bundle_id
         .and_then(|id| release.bundle(id))
@@ -307,29 +478,27 @@ fn bundle_deleted(release: &ReleaseConfig, channel: &Channel) -> DeviceError {
         Some(name) => format!("bundle {name}, which was deleted"),
         None => "a bundle that was deleted".to_string(),
     };
-    let error = DeviceError::flat(
-        "bundle_deleted",
-        format!(
+    let error = Refusal::BundleDeleted
+        .because(format!(
             "Channel \"{}\" serves {what}. Point the channel at another bundle.",
             channel.name
-        ),
-    )
-    .with("channel", channel.name.as_str());
+        ))
+        .with("channel", channel.name.as_str());
     match bundle {
         Some(name) => error.with("version", name),
         None => error,
     }
 }
 
-fn unresolved(release: &ReleaseConfig, why: Unresolved<'_>) -> DeviceError {
+fn unresolved(release: &ReleaseConfig, why: Unresolved<'_>) -> Refused {
     match why {
         Unresolved::NoChannel => no_channel(),
         Unresolved::BundleDeleted(channel) => bundle_deleted(release, channel),
     }
 }
 
-fn no_bundle() -> DeviceError {
-    DeviceError::flat("no_bundle", "Cannot get bundle")
+fn no_bundle() -> Refused {
+    Refusal::NoBundle.because("Cannot get bundle")
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -382,18 +551,18 @@ fn channel_flag_refusal(
     req: &UpdateRequest,
     resolved: &ResolvedChannel<'_>,
     default_channel: Option<&str>,
-) -> Option<DeviceError> {
+) -> Option<Refused> {
     let channel = resolved.channel;
     let target = resolved.target.name();
     let native = &req.version_build;
     let running = req.version_name.as_str();
-    let block_vs_running = |code: &'static str, message: &str| {
-        DeviceError::flat(code, message)
+    let block_vs_running = |why: Refusal, message: &str| {
+        why.because(message)
             .with("version", target)
             .with("old", running)
     };
-    let block_vs_native = |code: &'static str, message: &str| {
-        DeviceError::flat(code, message)
+    let block_vs_native = |why: Refusal, message: &str| {
+        why.because(message)
             .with("major", true)
             .with("version", target)
             .with("old", native.to_string())
@@ -408,28 +577,29 @@ fn channel_flag_refusal(
 
     // Rows 1–3: platform.
     let platform_block = match req.platform {
-        Platform::Ios if !channel.ios => {
-            Some(("disabled_platform_ios", "Cannot update, ios it's disabled"))
-        }
+        Platform::Ios if !channel.ios => Some((
+            Refusal::DisabledPlatformIos,
+            "Cannot update, ios it's disabled",
+        )),
         Platform::Android if !channel.android => Some((
-            "disabled_platform_android",
+            Refusal::DisabledPlatformAndroid,
             "Cannot update, android is disabled",
         )),
         Platform::Electron if !channel.electron => Some((
-            "disabled_platform_electron",
+            Refusal::DisabledPlatformElectron,
             "Cannot update, electron is disabled",
         )),
         _ => None,
     };
-    if let Some((code, message)) = platform_block {
-        return Some(block_vs_running(code, message));
+    if let Some((why, message)) = platform_block {
+        return Some(block_vs_running(why, message));
     }
 
     // Row 4: no upgrade across a major.
     if let Some((_, v)) = &bundle_version {
         if policy == AutoUpdatePolicy::Major && v.major > native.major {
             return Some(block_vs_native(
-                "disable_auto_update_to_major",
+                Refusal::DisableAutoUpdateToMajor,
                 "Cannot upgrade major version",
             ));
         }
@@ -443,8 +613,7 @@ fn channel_flag_refusal(
             ),
             None => "Please set a defaultChannel with \"Allow devices to self dissociate/associate\" enabled.".to_string(),
         };
-        return Some(DeviceError::flat(
-            "cannot_update_via_private_channel",
+        return Some(Refusal::CannotUpdateViaPrivateChannel.because(
             format!(
                 "Cannot update via a private channel. The channel \"{}\" does not allow device self-assignment. {advice}",
                 channel.name
@@ -459,13 +628,13 @@ fn channel_flag_refusal(
         let same_patch = same_minor && v.patch == native.patch;
         if policy == AutoUpdatePolicy::Minor && !same_minor {
             return Some(block_vs_native(
-                "disable_auto_update_to_minor",
+                Refusal::DisableAutoUpdateToMinor,
                 "Cannot upgrade minor version",
             ));
         }
         if policy == AutoUpdatePolicy::Patch && !same_patch {
             return Some(block_vs_native(
-                "disable_auto_update_to_patch",
+                Refusal::DisableAutoUpdateToPatch,
                 "Cannot upgrade patch version",
             ));
         }
@@ -476,17 +645,15 @@ fn channel_flag_refusal(
             {
                 None => {
                     return Some(
-                        DeviceError::flat(
-                            "misconfigured_channel",
-                            format!("Channel {} is misconfigured", channel.name),
-                        )
-                        .with("version", target)
-                        .with("old", native.to_string()),
+                        Refusal::MisconfiguredChannel
+                            .because(format!("Channel {} is misconfigured", channel.name))
+                            .with("version", target)
+                            .with("old", native.to_string()),
                     )
                 }
                 Some(minimum) if precedence(&minimum, native) == Ordering::Greater => {
                     return Some(block_vs_native(
-                        "disable_auto_update_to_metadata",
+                        Refusal::DisableAutoUpdateToMetadata,
                         "Cannot upgrade version, min update version > current version",
                     ))
                 }
@@ -495,7 +662,7 @@ fn channel_flag_refusal(
         }
         if channel.disable_auto_update_under_native && precedence(v, native) == Ordering::Less {
             return Some(block_vs_running(
-                "disable_auto_update_under_native",
+                Refusal::DisableAutoUpdateUnderNative,
                 "Cannot revert under native version",
             ));
         }
@@ -504,19 +671,25 @@ fn channel_flag_refusal(
     // Rows 10–13: build and device kind.
     let device_block = if !channel.allow_prod && req.is_prod {
         Some((
-            "disable_prod_build",
+            Refusal::DisableProdBuild,
             "Cannot update, prod build is disabled",
         ))
     } else if !channel.allow_dev && !req.is_prod {
-        Some(("disable_dev_build", "Cannot update, dev build is disabled"))
+        Some((
+            Refusal::DisableDevBuild,
+            "Cannot update, dev build is disabled",
+        ))
     } else if !channel.allow_device && !req.is_emulator {
-        Some(("disable_device", "Cannot update, device is disabled"))
+        Some((Refusal::DisableDevice, "Cannot update, device is disabled"))
     } else if !channel.allow_emulator && req.is_emulator {
-        Some(("disable_emulator", "Cannot update, emulator is disabled"))
+        Some((
+            Refusal::DisableEmulator,
+            "Cannot update, emulator is disabled",
+        ))
     } else {
         None
     };
-    device_block.map(|(code, message)| block_vs_running(code, message))
+    device_block.map(|(why, message)| block_vs_running(why, message))
 }
 
 /// The success body for a real bundle (§1.7, wire §2.2). Never carries
@@ -572,7 +745,7 @@ fn offer_bundle(
     }
     UpdateAnswer {
         body: Value::Object(body),
-        outcome: "get",
+        outcome: UpdateOutcome::Get,
         offered_version: Some(bundle.name.clone()),
     }
 }
@@ -584,13 +757,10 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
         return refuse(app_not_found(&req.app_id));
     }
     if req.plugin_version.major == 4 {
-        return refuse(DeviceError::flat(
-            "unsupported_plugin_version",
-            format!(
-                "Plugin version {} (v4) is no longer supported. Please upgrade to v5.10.0 or later.",
-                req.plugin_version
-            ),
-        ));
+        return refuse(Refusal::UnsupportedPluginVersion.because(format!(
+            "Plugin version {} (v4) is no longer supported. Please upgrade to v5.10.0 or later.",
+            req.plugin_version
+        )));
     }
     let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
     let resolved = match resolve_channel(release, &req.device_id, req.platform, default_channel) {
@@ -611,9 +781,7 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
         if let (Some(device_key), Some(bundle_key)) = (device_key, bundle_key) {
             if device_key != bundle_key && version::enforces_key_id(&req.plugin_version) {
                 return refuse(
-                    DeviceError::flat(
-                        "key_id_mismatch",
-                        "Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.",
+                    Refusal::KeyIdMismatch.because("Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.",
                     )
                     .with("deviceKeyId", device_key)
                     .with("bundleKeyId", bundle_key),
@@ -623,10 +791,7 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
     }
 
     if req.version_name == target_name {
-        return refuse(DeviceError::flat(
-            "no_new_version_available",
-            "No new version available",
-        ));
+        return refuse(Refusal::NoNewVersionAvailable.because("No new version available"));
     }
 
     // A device with a public key rejects unencrypted bundles after
@@ -637,9 +802,7 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
     ) {
         if !bundle.is_encrypted() {
             return refuse(
-                DeviceError::flat(
-                    "encryption_required",
-                    format!(
+                Refusal::EncryptionRequired.because(format!(
                         "The device has an encryption key (key_id {key_id}) but bundle {} is not encrypted; it would reject it. Upload an encrypted bundle to this channel.",
                         bundle.name
                     ),
@@ -655,39 +818,38 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
 
     if !targeting_matches(&resolved.channel.targeting, &DeviceFacts::from_request(req)) {
         return refuse(
-            DeviceError::flat(
-                "device_not_targeted",
-                "This channel's release does not target this device",
-            )
-            .with("version", target_name)
-            .with("old", req.version_name.as_str()),
+            Refusal::DeviceNotTargeted
+                .because("This channel's release does not target this device")
+                .with("version", target_name)
+                .with("old", req.version_name.as_str()),
         );
     }
 
     match resolved.target {
         Target::Builtin => {
             if !version::supports_builtin_revert(&req.plugin_version) {
-                return refuse(DeviceError::flat(
-                    "revert_to_builtin_plugin_version_too_old",
-                    "revert_to_builtin used, but plugin version is too old",
-                ));
+                return refuse(
+                    Refusal::RevertToBuiltinPluginVersionTooOld
+                        .because("revert_to_builtin used, but plugin version is too old"),
+                );
             }
             // On the native bundle the plugin reports the native version as its bundle name.
             if req.version_name == req.version_build.to_string() {
                 return refuse(
-                    DeviceError::flat("already_on_builtin", "Already on builtin")
+                    Refusal::AlreadyOnBuiltin
+                        .because("Already on builtin")
                         .with("version", BUILTIN),
                 );
             }
             UpdateAnswer {
                 body: json!({ "version": BUILTIN, "url": PLACEHOLDER_URL }),
-                outcome: "get",
+                outcome: UpdateOutcome::Get,
                 offered_version: Some(BUILTIN.to_string()),
             }
         }
         Target::Bundle(bundle) => match bundle_url(bundle, base_url) {
             Some(url) => offer_bundle(req, release, bundle, url, base_url),
-            None => refuse(DeviceError::flat("no_bundle_url", "Cannot get bundle url")),
+            None => refuse(Refusal::NoBundleUrl.because("Cannot get bundle url")),
         },
     }
 }
@@ -785,7 +947,7 @@ pub fn answer_manifest_size(
             "unknownFiles": files.len() - known,
             "files": files,
         }),
-        outcome: MANIFEST_SIZE_OUTCOME,
+        outcome: UpdateOutcome::ManifestSize,
         offered_version: None,
     }
 }
@@ -864,6 +1026,19 @@ mod tests {
         }
     }
 
+    /// The refusal with this wire code.
+    fn refusal(code: &str) -> Refusal {
+        *Refusal::ALL.iter().find(|r| r.code() == code).unwrap()
+    }
+
+    #[test]
+    fn every_refusal_has_its_own_code() {
+        let codes: std::collections::HashSet<&str> =
+            Refusal::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Refusal::ALL.len());
+        assert!(!codes.contains("get") && !codes.contains(MANIFEST_SIZE_OUTCOME));
+    }
+
     fn refusal_json(
         channel: &Channel,
         bundle: &Bundle,
@@ -875,7 +1050,7 @@ mod tests {
             target: Target::Bundle(bundle),
             via_override,
         };
-        channel_flag_refusal(&request(), &resolved, default_channel).map(|e| e.to_json())
+        channel_flag_refusal(&request(), &resolved, default_channel).map(|r| r.error.to_json())
     }
 
     // Row 5 cannot be reached through resolution (private channels resolve
@@ -900,7 +1075,7 @@ mod tests {
         );
         assert_eq!(refusal_json(&channel, &b, true, None), None);
         assert_eq!(
-            RefusalKind::of("cannot_update_via_private_channel"),
+            refusal("cannot_update_via_private_channel").kind(),
             RefusalKind::Blocked
         );
     }
@@ -936,7 +1111,7 @@ mod tests {
             ("unsupported_plugin_version", "failed"),
         ];
         for (code, kind) in cases {
-            assert_eq!(RefusalKind::of(code).as_str(), kind, "{code}");
+            assert_eq!(refusal(code).kind().as_str(), kind, "{code}");
         }
     }
 

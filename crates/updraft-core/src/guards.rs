@@ -1,17 +1,7 @@
-//! Shared by the management API and the CLI: the stable error codes of the
-//! guards on destructive or risky changes, and the "did you mean" helper
-//! that suggests existing names for a mistyped one.
-
-/// 409: the bundle to delete is served by a channel (stable or rollout) or
-/// named by a pending schedule; the body lists them. `?force=true` deletes anyway.
-pub const BUNDLE_IN_USE: &str = "bundle_in_use";
-/// 409: the change would serve an unencrypted bundle on a channel whose
-/// current bundle is encrypted (devices with a public key refuse it);
-/// `accept_unencrypted` makes it anyway.
-pub const ENCRYPTION_DOWNGRADE: &str = "encryption_downgrade";
-/// 404: no channel of that name (also for `bundle upload --channel` without
-/// `create_channel`); the body may carry `suggestions`.
-pub const CHANNEL_NOT_FOUND: &str = "channel_not_found";
+//! Shared by the management API and the CLI: the "did you mean" helper that
+//! suggests existing names for a mistyped one. (The guards' error codes,
+//! `bundle_in_use`, `encryption_downgrade` and `channel_not_found`, are
+//! `updraft_api::ErrorCode` variants.)
 
 /// Edit distance (insertions, deletions, substitutions) between two names,
 /// by character, case-insensitive.

@@ -1057,7 +1057,7 @@ fn channel_flag_rows_exact_bodies() {
         let answer = answer(&req, &release);
         assert_eq!(answer.body, case.expected, "{}", case.name);
         assert_eq!(
-            Some(answer.outcome),
+            Some(answer.outcome.as_str()),
             case.expected["error"].as_str(),
             "{}",
             case.name
@@ -1366,7 +1366,7 @@ fn rollout_selected_device_gets_the_rollout_bundle() {
         })
     );
     assert_eq!(
-        (answer.outcome, answer.offered_version.as_deref()),
+        (answer.outcome.as_str(), answer.offered_version.as_deref()),
         ("get", Some("1.1.0"))
     );
 }
@@ -1495,7 +1495,7 @@ fn channel_targeting_refuses_other_devices_with_exact_body() {
         })
     );
     assert_eq!(
-        (answer.outcome, answer.offered_version),
+        (answer.outcome.as_str(), answer.offered_version),
         ("device_not_targeted", None)
     );
     let tester = UpdateRequest {

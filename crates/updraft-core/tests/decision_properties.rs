@@ -461,7 +461,7 @@ proptest! {
             prop_assert!(body.get("version").and_then(Value::as_str).is_some_and(|v| !v.is_empty()));
             prop_assert_eq!(answer.offered_version.as_deref(), body["version"].as_str());
         } else {
-            prop_assert_eq!(body.get("error").and_then(Value::as_str), Some(answer.outcome), "{}", answer.body);
+            prop_assert_eq!(body.get("error").and_then(Value::as_str), Some(answer.outcome.as_str()), "{}", answer.body);
             prop_assert!(body.get("message").and_then(Value::as_str).is_some(), "{}", answer.body);
             let kind = body.get("kind").and_then(Value::as_str);
             prop_assert!(kind.is_some_and(|k| KINDS.contains(&k)), "refusal kind {:?}: {}", kind, answer.body);

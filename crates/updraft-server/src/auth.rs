@@ -7,7 +7,7 @@
 //! from the injected clock only: key expiry and the failure throttle follow
 //! the same clock as everything else.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limiter::{KeyedLimiter, Quota};
 use crate::metrics::{rate_scope, Metrics};
 use axum::http::StatusCode;
@@ -112,7 +112,7 @@ impl AuthService {
             self.metrics.record_rate_limited(rate_scope::AUTH_FAILURES);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_auth_failures",
+                ErrorCode::TooManyAuthFailures,
                 "too many failed authentications from this address; retry later",
             )
             .with("retry_after_seconds", retry.0));

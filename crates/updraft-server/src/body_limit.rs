@@ -4,7 +4,7 @@
 //! the server never buffers a byte of it. Bodies without a length (chunked)
 //! still meet the handlers' own caps as they are read.
 
-use crate::error::{ApiError, DeviceResponse};
+use crate::error::{ApiError, DeviceResponse, ErrorCode};
 use crate::metrics::UpdateCheckOutcome;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
@@ -74,7 +74,7 @@ impl ContentLengthLimit {
         match self.shape {
             Shape::Api => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("the request body is {declared} bytes; this route takes at most {limit}"),
             )
             .with("limit", limit)

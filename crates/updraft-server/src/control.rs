@@ -288,7 +288,7 @@ async fn control_rollout(
             Ok(())
         }
         // Someone ended or replaced the rollout meanwhile: their change wins.
-        Err(err) if err.code == "conflict" => {
+        Err(err) if err.code == crate::error::ErrorCode::Conflict => {
             tracing::info!(
                 app_id,
                 channel = channel_name,

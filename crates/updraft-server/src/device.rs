@@ -181,7 +181,7 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         if release.app.is_some() {
             state.registry.note(update_sighting(
                 &req,
-                answer.outcome,
+                answer.outcome.as_str(),
                 answer.offered_version.as_deref(),
                 state.clock.now(),
             ));

@@ -3,9 +3,11 @@
 use crate::metrics::DatabaseFailure;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+pub use updraft_api::ErrorCode;
+use updraft_api::ErrorView;
+use updraft_core::decision::RefusalKind;
 use updraft_core::error::DeviceError;
-use updraft_store::StoreError;
+use updraft_store::{Entity, StoreError};
 
 /// What a 503 caused by the database asks clients to wait.
 pub const DATABASE_RETRY_AFTER_SECS: u64 = 5;
@@ -15,7 +17,7 @@ pub const DATABASE_RETRY_AFTER_SECS: u64 = 5;
 #[error("{message}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// The database failed (not the request): counted in the metrics.
     database_failure: bool,
@@ -26,7 +28,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -38,11 +40,7 @@ impl ApiError {
     }
 
     /// 503 with a `Retry-After`: the request may succeed later as it is.
-    pub fn unavailable(
-        code: &'static str,
-        message: impl Into<String>,
-        retry_after_secs: u64,
-    ) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError {
             retry_after_secs: Some(retry_after_secs),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -56,41 +54,45 @@ impl ApiError {
     }
 
     /// 422: the request is well-formed but its content is refused.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 408: the request body stopped coming (under the minimum transfer rate).
     pub fn body_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
+            ErrorCode::BodyTimeout,
             "the request body arrived slower than the minimum transfer rate",
         )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            message,
+        )
     }
 }
 
@@ -99,32 +101,30 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(what) => {
                 let code = match what {
-                    "app" => "app_not_found",
-                    "bundle" => "bundle_not_found",
-                    "channel" => "channel_not_found",
-                    "override" => "override_not_found",
-                    "apikey" => "apikey_not_found",
-                    "device" => "device_not_found",
-                    _ => "not_found",
+                    Entity::App => ErrorCode::AppNotFound,
+                    Entity::Bundle => ErrorCode::BundleNotFound,
+                    Entity::Channel => ErrorCode::ChannelNotFound,
+                    Entity::ApiKey => ErrorCode::ApikeyNotFound,
+                    Entity::Schedule | Entity::Webhook | Entity::Delivery => ErrorCode::NotFound,
                 };
                 ApiError::not_found(code, format!("{what} not found"))
             }
             StoreError::AlreadyExists(what) => {
                 let code = match what {
-                    "app" => "app_already_exists",
-                    "bundle" => "bundle_already_exists",
-                    "channel" => "channel_already_exists",
-                    "apikey" => "apikey_already_exists",
-                    _ => "already_exists",
+                    Entity::App => ErrorCode::AppAlreadyExists,
+                    Entity::Bundle => ErrorCode::BundleAlreadyExists,
+                    Entity::Channel => ErrorCode::ChannelAlreadyExists,
+                    Entity::ApiKey => ErrorCode::ApikeyAlreadyExists,
+                    Entity::Schedule | Entity::Webhook | Entity::Delivery => ErrorCode::AlreadyExists,
                 };
                 ApiError::conflict(code, format!("{what} already exists"))
             }
             StoreError::DeletedNameReused => ApiError::conflict(
-                "bundle_version_deleted",
+                ErrorCode::BundleVersionDeleted,
                 "this version belonged to a deleted bundle and cannot be reused; publish a new version",
             ),
-            StoreError::Invalid(message) => ApiError::bad_request("invalid_body", message),
-            StoreError::Conflict(message) => ApiError::conflict("conflict", message),
+            StoreError::Invalid(message) => ApiError::bad_request(ErrorCode::InvalidBody, message),
+            StoreError::Conflict(message) => ApiError::conflict(ErrorCode::Conflict, message),
             StoreError::Backend(detail) => {
                 tracing::error!(error = %detail, "storage error");
                 ApiError {
@@ -137,7 +137,7 @@ impl From<StoreError> for ApiError {
                 ApiError {
                     database_failure: true,
                     ..ApiError::unavailable(
-                        "database_unavailable",
+                        ErrorCode::DatabaseUnavailable,
                         "the database cannot take this request now (nothing was changed); retry shortly",
                         DATABASE_RETRY_AFTER_SECS,
                     )
@@ -156,12 +156,12 @@ impl IntoResponse for ApiError {
                     .and_then(|v| v.as_u64())
             })
             .flatten();
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let Some(fields) = body.as_object_mut() {
-            for (key, value) in self.details {
-                fields.entry(key).or_insert(value);
-            }
+        let body = ErrorView {
+            error: self.code,
+            message: self.message,
+            details: self.details,
         }
+        .to_json();
         let mut response = close_if_body_unread((self.status, axum::Json(body)).into_response());
         if let Some(seconds) = self.retry_after_secs.or(retry_after) {
             response
@@ -200,11 +200,11 @@ impl DeviceResponse {
     /// and backs off for `Retry-After` (wire protocol §2.1, §2.6).
     pub fn update_check(err: DeviceError) -> Response {
         let kind = if err.status == 429 {
-            "blocked"
+            RefusalKind::Blocked
         } else {
-            "failed"
+            RefusalKind::Failed
         };
-        DeviceResponse(err).render(Some(kind))
+        DeviceResponse(err).render(Some(kind.as_str()))
     }
 
     fn render(self, kind: Option<&str>) -> Response {
@@ -246,4 +246,39 @@ impl From<DeviceError> for DeviceResponse {
 pub fn json_with_status(status: u16, body: serde_json::Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_keep_their_wire_codes() {
+        let cases = [
+            (Entity::App, "app_not_found", "app_already_exists"),
+            (Entity::Bundle, "bundle_not_found", "bundle_already_exists"),
+            (
+                Entity::Channel,
+                "channel_not_found",
+                "channel_already_exists",
+            ),
+            (Entity::ApiKey, "apikey_not_found", "apikey_already_exists"),
+            (Entity::Schedule, "not_found", "already_exists"),
+            (Entity::Webhook, "not_found", "already_exists"),
+            (Entity::Delivery, "not_found", "already_exists"),
+        ];
+        for (entity, missing, taken) in cases {
+            let not_found = ApiError::from(StoreError::NotFound(entity));
+            assert_eq!(
+                (not_found.status, not_found.code.as_str()),
+                (StatusCode::NOT_FOUND, missing)
+            );
+            assert_eq!(not_found.message, format!("{} not found", entity.as_str()));
+            let exists = ApiError::from(StoreError::AlreadyExists(entity));
+            assert_eq!(
+                (exists.status, exists.code.as_str()),
+                (StatusCode::CONFLICT, taken)
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! downloads, answering refusals with the JSON error body.
 
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|rejection| {
-                ApiError::new(rejection.status(), "invalid_path", rejection.body_text())
+                ApiError::new(
+                    rejection.status(),
+                    ErrorCode::InvalidPath,
+                    rejection.body_text(),
+                )
             })
     }
 }

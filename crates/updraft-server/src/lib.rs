@@ -179,7 +179,7 @@ async fn refuse_writes_on_low_disk(
         if let Some(low) = state.write_health.refusal() {
             state.metrics.record_write_refused_low_disk();
             return error::ApiError::unavailable(
-                "low_disk_space",
+                error::ErrorCode::LowDiskSpace,
                 low.message(),
                 LOW_DISK_RETRY_AFTER_SECS,
             )

@@ -5,7 +5,7 @@
 //! Kept apart from the routes so that TLS can wrap the accepted stream later
 //! (`serve_connection` takes any stream once `Watched` does).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
@@ -446,7 +446,7 @@ fn check_head<B>(request: &Request<B>, limits: &ConnectionLimits) -> Option<Resp
     if target > limits.max_uri_length {
         return Some(refusal(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!(
                 "the request target is {target} bytes; at most {} are accepted",
                 limits.max_uri_length
@@ -461,7 +461,7 @@ fn check_head<B>(request: &Request<B>, limits: &ConnectionLimits) -> Option<Resp
     if header_bytes > limits.max_header_bytes {
         return Some(refusal(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "the request's headers take {header_bytes} bytes; at most {} are accepted",
                 limits.max_header_bytes
@@ -471,7 +471,7 @@ fn check_head<B>(request: &Request<B>, limits: &ConnectionLimits) -> Option<Resp
     None
 }
 
-fn refusal(status: StatusCode, code: &'static str, message: String) -> Response<Body> {
+fn refusal(status: StatusCode, code: ErrorCode, message: String) -> Response<Body> {
     let mut response =
         axum::response::IntoResponse::into_response(ApiError::new(status, code, message));
     // The body (if any) is left unread.

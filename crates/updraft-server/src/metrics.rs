@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use updraft_core::decision::RefusalKind;
+use updraft_core::decision::{RefusalKind, UpdateOutcome};
 
 /// What `/metrics` answers with: the content type `prometheus-client` encodes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -87,13 +87,11 @@ pub struct UpdateCheckOutcome {
 impl UpdateCheckOutcome {
     /// An answer from `answer_update`: its `kind` follows the decision's own
     /// classification of the code.
-    pub fn of_answer(outcome: &'static str) -> Self {
-        let kind = if outcome == "get" {
-            KIND_NONE
-        } else {
-            RefusalKind::of(outcome).as_str()
-        };
-        UpdateCheckOutcome { outcome, kind }
+    pub fn of_answer(outcome: UpdateOutcome) -> Self {
+        UpdateCheckOutcome {
+            outcome: outcome.as_str(),
+            kind: outcome.kind().map_or(KIND_NONE, RefusalKind::as_str),
+        }
     }
 
     /// A request refused before any decision: `failed` for bad input,
@@ -812,6 +810,7 @@ pub async fn track_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use updraft_core::decision::Refusal;
 
     /// The sample lines of `name` (with `_total` etc. as written), label text → value.
     fn samples(text: &str, name: &str) -> Vec<(String, String)> {
@@ -838,21 +837,25 @@ mod tests {
     #[test]
     fn update_outcomes_map_to_the_kind_the_device_sees() {
         assert_eq!(
-            UpdateCheckOutcome::of_answer("get"),
+            UpdateCheckOutcome::of_answer(UpdateOutcome::Get),
             UpdateCheckOutcome {
                 outcome: "get",
                 kind: "none"
             }
         );
         assert_eq!(
-            UpdateCheckOutcome::of_answer("no_new_version_available").kind,
+            UpdateCheckOutcome::of_answer(UpdateOutcome::Refused(Refusal::NoNewVersionAvailable))
+                .kind,
             "up_to_date"
         );
         assert_eq!(
-            UpdateCheckOutcome::of_answer("disable_emulator").kind,
+            UpdateCheckOutcome::of_answer(UpdateOutcome::Refused(Refusal::DisableEmulator)).kind,
             "blocked"
         );
-        assert_eq!(UpdateCheckOutcome::of_answer("no_channel").kind, "failed");
+        assert_eq!(
+            UpdateCheckOutcome::of_answer(UpdateOutcome::Refused(Refusal::NoChannel)).kind,
+            "failed"
+        );
         assert_eq!(
             UpdateCheckOutcome::rejected("invalid_json_parse_body", 400),
             UpdateCheckOutcome {
@@ -945,13 +948,13 @@ mod tests {
         use axum::body::Body;
         use axum::routing::get;
         use tower::ServiceExt;
-        use updraft_store::StoreError;
+        use updraft_store::{Entity, StoreError};
 
         async fn broken() -> Result<&'static str, ApiError> {
             Err(StoreError::Backend("disk I/O error".into()).into())
         }
         async fn missing() -> Result<&'static str, ApiError> {
-            Err(StoreError::NotFound("app").into())
+            Err(StoreError::NotFound(Entity::App).into())
         }
         let metrics = Arc::new(Metrics::new());
         let app = axum::Router::new()
@@ -1016,9 +1019,11 @@ mod tests {
     #[test]
     fn counters_and_gauges_render_with_their_names() {
         let metrics = Metrics::new();
-        metrics.record_update_check(UpdateCheckOutcome::of_answer("get"));
-        metrics.record_update_check(UpdateCheckOutcome::of_answer("get"));
-        metrics.record_update_check(UpdateCheckOutcome::of_answer("disable_emulator"));
+        metrics.record_update_check(UpdateCheckOutcome::of_answer(UpdateOutcome::Get));
+        metrics.record_update_check(UpdateCheckOutcome::of_answer(UpdateOutcome::Get));
+        metrics.record_update_check(UpdateCheckOutcome::of_answer(UpdateOutcome::Refused(
+            Refusal::DisableEmulator,
+        )));
         metrics.record_stats_events_committed(7);
         metrics.record_stats_commit();
         metrics.record_stats_rejected_busy();

@@ -11,12 +11,11 @@
 use crate::api::refresh_release;
 use crate::api::views::ChannelView;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::webhooks::{self, events};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use updraft_core::guards::ENCRYPTION_DOWNGRADE;
 use updraft_core::model::{
     Bundle, ChangeContext, Channel, ChannelPatch, Millis, RolloutDecision, BUILTIN,
 };
@@ -133,7 +132,7 @@ pub async fn rollback_channel(
             resolve_bundle(state, app_id, version).await?;
             if !served.iter().any(|bundle| bundle == version) {
                 return Err(ApiError::conflict(
-                    "not_in_history",
+                    ErrorCode::NotInHistory,
                     format!(
                         "channel {channel} never served {version} to every device, so it is not a rollback; release it with `channel set --bundle {version}` (the compatibility guard applies)"
                     ),
@@ -147,7 +146,7 @@ pub async fn rollback_channel(
                 .find(|bundle| *bundle != current_name)
                 .ok_or_else(|| {
                     ApiError::conflict(
-                        "nothing_to_roll_back",
+                        ErrorCode::NothingToRollBack,
                         format!(
                             "channel {channel} has served no other bundle than {current_name}; give the version to roll back to"
                         ),
@@ -186,7 +185,7 @@ pub(crate) async fn existing_channel(
 ) -> Result<Channel, ApiError> {
     state.store.get_channel(app_id, name).await?.ok_or_else(|| {
         ApiError::not_found(
-            "channel_not_found",
+            ErrorCode::ChannelNotFound,
             format!("channel {name} of {app_id} does not exist"),
         )
     })
@@ -208,13 +207,13 @@ pub(crate) async fn resolve_bundle(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "bundle_not_found",
+                ErrorCode::BundleNotFound,
                 format!("bundle {version} of {app_id} does not exist"),
             )
         })?;
     if bundle.deleted {
         return Err(ApiError::conflict(
-            "bundle_deleted",
+            ErrorCode::BundleDeleted,
             format!("bundle {version} is deleted and cannot be served"),
         ));
     }
@@ -271,7 +270,7 @@ fn rollout_error(err: RolloutError) -> ApiError {
     } else {
         axum::http::StatusCode::CONFLICT
     };
-    ApiError::new(status, err.code, err.message)
+    ApiError::new(status, ErrorCode::from_wire(err.code), err.message)
 }
 
 /// What else is written with a change.
@@ -366,7 +365,7 @@ impl Plan {
             let target = state.store.get_bundle(app_id, &name).await?;
             if target.is_some() && !encrypted(&target) {
                 return Err(ApiError::conflict(
-                    ENCRYPTION_DOWNGRADE,
+                    ErrorCode::EncryptionDowngrade,
                     format!(
                         "bundle {name} is not encrypted but channel {}'s current bundle {current_name} is: \
                          devices configured with a public key refuse unencrypted bundles; \
@@ -464,7 +463,7 @@ impl Plan {
                     .await?
                     .ok_or_else(|| {
                         ApiError::bad_request(
-                            "invalid_rollout_bundle",
+                            ErrorCode::InvalidRolloutBundle,
                             "the builtin bundle cannot be rolled out; set it as the channel's bundle",
                         )
                     })?;
@@ -623,7 +622,7 @@ impl Plan {
             Ok(channel) => channel,
             Err(StoreError::Conflict(message)) => {
                 return Err(ApiError::conflict(
-                    "conflict",
+                    ErrorCode::Conflict,
                     format!("channel {channel_name} changed meanwhile ({message}); retry"),
                 ))
             }
@@ -781,14 +780,17 @@ mod tests {
             code: "invalid_percentage",
             message: "too high".into(),
         });
-        assert_eq!((bad.status.as_u16(), bad.code), (400, "invalid_percentage"));
+        assert_eq!(
+            (bad.status.as_u16(), bad.code),
+            (400, ErrorCode::InvalidPercentage)
+        );
         let conflict = rollout_error(RolloutError {
             code: "no_rollout",
             message: "none".into(),
         });
         assert_eq!(
             (conflict.status.as_u16(), conflict.code),
-            (409, "no_rollout")
+            (409, ErrorCode::NoRollout)
         );
     }
 }

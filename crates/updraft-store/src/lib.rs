@@ -21,13 +21,46 @@ pub mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// What a [`StoreError::NotFound`] or [`StoreError::AlreadyExists`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entity {
+    App,
+    Bundle,
+    Channel,
+    ApiKey,
+    Schedule,
+    Webhook,
+    Delivery,
+}
+
+impl Entity {
+    /// The name errors use: `app`, `bundle`, `channel`, `apikey`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::App => "app",
+            Entity::Bundle => "bundle",
+            Entity::Channel => "channel",
+            Entity::ApiKey => "apikey",
+            Entity::Schedule => "schedule",
+            Entity::Webhook => "webhook",
+            Entity::Delivery => "delivery",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
-    NotFound(&'static str),
-    /// A unique name is taken (`what` = "app", "bundle", "channel", ...).
+    NotFound(Entity),
+    /// A unique name is taken.
     #[error("{0} already exists")]
-    AlreadyExists(&'static str),
+    AlreadyExists(Entity),
     /// A bundle name that was used by a deleted bundle cannot be reused.
     #[error("bundle name was used by a deleted bundle")]
     DeletedNameReused,
@@ -142,7 +175,7 @@ pub trait AppStore: Send + Sync {
 
 #[async_trait]
 pub trait BundleStore: Send + Sync {
-    /// `AlreadyExists("bundle")` for a live name, `DeletedNameReused` for a deleted one.
+    /// `AlreadyExists(Entity::Bundle)` for a live name, `DeletedNameReused` for a deleted one.
     async fn create_bundle(&self, bundle: NewBundle, now: Millis) -> StoreResult<Bundle>;
     async fn list_bundles(&self, app_id: &str, include_deleted: bool) -> StoreResult<Vec<Bundle>>;
     /// Finds deleted bundles too; callers check `deleted`.
@@ -391,7 +424,7 @@ pub trait ScheduleStore: Send + Sync {
         channel: Option<&str>,
     ) -> StoreResult<Vec<ScheduledRelease>>;
     async fn get_schedule(&self, app_id: &str, id: i64) -> StoreResult<Option<ScheduledRelease>>;
-    /// Pending → cancelled. `NotFound("schedule")`, or `Conflict` when it is no longer pending.
+    /// Pending → cancelled. `NotFound(Entity::Schedule)`, or `Conflict` when it is no longer pending.
     async fn cancel_schedule(
         &self,
         app_id: &str,
@@ -490,7 +523,7 @@ pub trait WebhookStore: Send + Sync {
     /// `None` = every webhook.
     async fn list_webhooks(&self, app_id: Option<&str>) -> StoreResult<Vec<Webhook>>;
     async fn get_webhook(&self, id: i64) -> StoreResult<Option<Webhook>>;
-    /// Also deletes its deliveries. `NotFound("webhook")` when there is none.
+    /// Also deletes its deliveries. `NotFound(Entity::Webhook)` when there is none.
     async fn delete_webhook(&self, id: i64) -> StoreResult<()>;
     /// Sets the webhook's stored secret to `new` if it still is `current`;
     /// returns whether it changed (false: another writer came first, or the
@@ -507,7 +540,7 @@ pub trait WebhookStore: Send + Sync {
         now: Millis,
     ) -> StoreResult<Vec<WebhookDelivery>>;
     /// One pending delivery to exactly this webhook (test sends), whatever
-    /// its event filter. `NotFound("webhook")` when there is none.
+    /// its event filter. `NotFound(Entity::Webhook)` when there is none.
     async fn enqueue_for_webhook(
         &self,
         webhook_id: i64,

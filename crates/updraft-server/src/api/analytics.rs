@@ -5,7 +5,7 @@ use super::analytics_views::StatsReportView;
 use super::{existing_app, ApiQuery, Caller};
 use crate::api::Path;
 use crate::device::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -60,13 +60,13 @@ pub async fn stats(
     let until = super::validate::time_bound("until", q.until.as_deref(), now)?.unwrap_or(now);
     if since > until {
         return Err(ApiError::bad_request(
-            "invalid_time",
+            ErrorCode::InvalidTime,
             "since is after until",
         ));
     }
     if until - since > MAX_REPORT_DAYS * MILLIS_PER_DAY {
         return Err(ApiError::bad_request(
-            "invalid_time",
+            ErrorCode::InvalidTime,
             format!("a report covers at most {MAX_REPORT_DAYS} days"),
         ));
     }
@@ -226,7 +226,7 @@ pub async fn export(
         Some("ndjson") | Some("jsonl") => ExportFormat::Ndjson,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 format!("format must be csv or ndjson, got {other:?}"),
             ))
         }

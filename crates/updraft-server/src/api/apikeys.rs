@@ -5,7 +5,7 @@ use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_
 use super::{Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -41,7 +41,7 @@ pub async fn create(
     let name = body.name.trim();
     if name.is_empty() || body.name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "name must be 1 to 100 characters, without control characters",
         ));
     }
@@ -49,7 +49,7 @@ pub async fn create(
         None => Role::Admin,
         Some(role) => Role::parse(role).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 format!("role must be admin, publisher or viewer, got {role:?}"),
             )
         })?,
@@ -57,7 +57,7 @@ pub async fn create(
     if let Some(app_id) = body.app_id.as_deref() {
         if !is_valid_app_id(app_id) {
             return Err(ApiError::bad_request(
-                "invalid_app_id",
+                ErrorCode::InvalidAppId,
                 format!("app id {app_id:?} is not a reverse domain"),
             ));
         }
@@ -65,7 +65,7 @@ pub async fn create(
     if let Some(days) = body.expires_in_days {
         if !(1..=MAX_KEY_DAYS).contains(&days) {
             return Err(ApiError::bad_request(
-                "invalid_expiry",
+                ErrorCode::InvalidExpiry,
                 format!("expires_in_days must be between 1 and {MAX_KEY_DAYS}, got {days}"),
             ));
         }

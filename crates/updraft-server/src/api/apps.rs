@@ -5,7 +5,7 @@ use super::{existing_app, refresh_release, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -40,7 +40,7 @@ pub async fn create(
     caller.require(Role::Admin, None)?;
     if !is_valid_app_id(&body.app_id) {
         return Err(ApiError::bad_request(
-            "invalid_app_id",
+            ErrorCode::InvalidAppId,
             format!(
                 "app id {:?} must be a reverse domain like com.example.app",
                 body.app_id

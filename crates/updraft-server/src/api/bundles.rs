@@ -7,6 +7,7 @@ use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
 use crate::storage::publish::PublishFiles;
@@ -16,7 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
-use updraft_core::guards::BUNDLE_IN_USE;
+use updraft_store::Entity;
+
 use updraft_core::model::{
     Bundle, ChannelPatch, Role, ScheduleStatus, ScheduledAction, ScheduledRelease,
 };
@@ -118,7 +120,7 @@ fn new_bundle<'a>(
     let source = match (body.external_url.as_deref(), body.zip_sha256.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "give either external_url or zip_sha256, not both",
             ))
         }
@@ -130,7 +132,7 @@ fn new_bundle<'a>(
         (None, None) if has_manifest(body) => ZipSource::Absent,
         (None, None) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "a bundle needs external_url, zip_sha256 (an uploaded zip) or a manifest",
             ))
         }
@@ -150,7 +152,7 @@ fn new_bundle<'a>(
         .filter(|k| !k.is_empty());
     if key_id.is_some_and(|k| k.chars().count() > 20) {
         return Err(ApiError::bad_request(
-            "invalid_key_id",
+            ErrorCode::InvalidKeyId,
             "key_id is at most 20 characters",
         ));
     }
@@ -172,14 +174,14 @@ fn new_bundle<'a>(
         }
         (None, ZipSource::External) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "checksum is required for an unencrypted external zip: devices verify the SHA-256 \
                  of the zip (64 hex); an encrypted one may give session_key and encrypted_checksum instead",
             ))
         }
         (None, ZipSource::Stored(_)) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "checksum is required for a zip bundle: the SHA-256 of the plaintext zip",
             ))
         }
@@ -191,7 +193,7 @@ fn new_bundle<'a>(
             (None, Some(rsa))
         } else {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "checksum must be the SHA-256 of the zip as 64 hex characters (or its RSA-encrypted form, 512 hex characters)",
             ));
         }
@@ -201,7 +203,7 @@ fn new_bundle<'a>(
     if let Some(given) = given_encrypted_checksum {
         encrypted = Some(normalize_hex(given, 512).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "encrypted_checksum must be 512 hex characters (an RSA-2048 block)",
             )
         })?);
@@ -211,13 +213,13 @@ fn new_bundle<'a>(
         (true, false) if checksum.is_none() => {}
         (true, false) => {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "an encrypted bundle (session_key) needs its RSA-encrypted checksum (512 hex characters) in encrypted_checksum: devices verify that one",
             ))
         }
         (false, true) => {
             return Err(ApiError::bad_request(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "an RSA-encrypted checksum only makes sense with a session_key; for a plain bundle send the 64-hex SHA-256",
             ))
         }
@@ -226,7 +228,7 @@ fn new_bundle<'a>(
     if let Some(min) = body.min_update_version.as_deref() {
         validate::bundle_version(min).map_err(|_| {
             ApiError::bad_request(
-                "invalid_version",
+                ErrorCode::InvalidVersion,
                 format!("min_update_version {min:?} is not semver"),
             )
         })?;
@@ -271,7 +273,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
         || body.create_channel.is_some();
     if wants_channel && body.channel.is_none() {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "rollout_percentage_bps, accept_incompatible and create_channel need a channel",
         ));
     }
@@ -282,7 +284,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
                 .filter(|bps| *bps <= 10_000)
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_percentage",
+                        ErrorCode::InvalidPercentage,
                         format!("rollout_percentage_bps must be 0 to 10000, not {bps}"),
                     )
                 })
@@ -295,7 +297,7 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
 async fn version_free(state: &AppState, app_id: &str, version: &str) -> Result<(), ApiError> {
     match state.store.get_bundle(app_id, version).await? {
         Some(existing) if existing.deleted => Err(StoreError::DeletedNameReused.into()),
-        Some(_) => Err(StoreError::AlreadyExists("bundle").into()),
+        Some(_) => Err(StoreError::AlreadyExists(Entity::Bundle).into()),
         None => Ok(()),
     }
 }
@@ -435,7 +437,7 @@ async fn existing_bundle(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "bundle_not_found",
+                ErrorCode::BundleNotFound,
                 format!("bundle {version} of {app_id} does not exist"),
             )
         })
@@ -470,7 +472,7 @@ pub async fn update(
     let bundle = existing_bundle(&state, &app_id, &version).await?;
     if bundle.deleted {
         return Err(ApiError::conflict(
-            "bundle_deleted",
+            ErrorCode::BundleDeleted,
             format!("bundle {version} is deleted"),
         ));
     }
@@ -570,7 +572,7 @@ async fn refuse_if_in_use(
         })
         .collect();
     Err(ApiError::conflict(
-        BUNDLE_IN_USE,
+        ErrorCode::BundleInUse,
         format!(
             "bundle {} is {}; {} first, or delete with force=true",
             bundle.name,
@@ -598,7 +600,7 @@ pub async fn delete(
     let bundle = existing_bundle(&state, &app_id, &version).await?;
     if bundle.deleted {
         return Err(ApiError::not_found(
-            "bundle_not_found",
+            ErrorCode::BundleNotFound,
             format!("bundle {version} is already deleted"),
         ));
     }

@@ -8,7 +8,7 @@ use super::views::{
 };
 use super::{existing_app, refresh_release, validate, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::{
     bundle_names, existing_channel, resolve_bundle, Actor, Commit, Plan, ReleaseChange,
     RolloutRequest,
@@ -17,7 +17,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use updraft_core::guards::{closest_names, did_you_mean, CHANNEL_NOT_FOUND};
+use updraft_core::guards::{closest_names, did_you_mean};
 use updraft_core::model::{
     AutoPauseAction, AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan,
     Role, Targeting, VersionRange,
@@ -43,7 +43,7 @@ pub(crate) async fn unknown_channel(
     let channels = state.store.list_channels(app_id).await?;
     let suggestions = closest_names(name, channels.iter().map(|c| c.name.as_str()));
     Ok(ApiError::not_found(
-        CHANNEL_NOT_FOUND,
+        ErrorCode::ChannelNotFound,
         format!(
             "channel {name} of {app_id} does not exist{}; create it first or ask for it with create_channel",
             did_you_mean(&suggestions)
@@ -52,16 +52,16 @@ pub(crate) async fn unknown_channel(
     .with("suggestions", suggestions))
 }
 
-fn invalid_targeting(code: &'static str, message: String) -> ApiError {
+fn invalid_targeting(code: ErrorCode, message: String) -> ApiError {
     ApiError::bad_request(code, message)
 }
 
 fn version_range(field: &str, text: Option<&str>) -> Result<Option<VersionRange>, ApiError> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(None),
-        Some(text) => VersionRange::parse(text)
-            .map(Some)
-            .map_err(|e| invalid_targeting("invalid_version_range", format!("{field}: {e}"))),
+        Some(text) => VersionRange::parse(text).map(Some).map_err(|e| {
+            invalid_targeting(ErrorCode::InvalidVersionRange, format!("{field}: {e}"))
+        }),
     }
 }
 
@@ -71,7 +71,7 @@ pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError
     for name in spec.platforms.iter().flatten() {
         let platform = Platform::parse(name.trim()).ok_or_else(|| {
             invalid_targeting(
-                "invalid_platform",
+                ErrorCode::InvalidPlatform,
                 format!("platform must be ios, android or electron, got {name:?}"),
             )
         })?;
@@ -110,7 +110,7 @@ pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError
 }
 
 fn invalid_auto_pause(message: String) -> ApiError {
-    ApiError::bad_request("invalid_auto_pause", message)
+    ApiError::bad_request(ErrorCode::InvalidAutoPause, message)
 }
 
 /// `current` with the given fields changed, checked as a whole.
@@ -203,7 +203,7 @@ pub(crate) fn merge_ramp(current: &RampPlan, s: RampSettings) -> Result<RampPlan
     let increasing = steps.windows(2).all(|w| w[0] < w[1]);
     if steps.last() != Some(&FULL_BPS) || !in_range || !increasing {
         return Err(ApiError::bad_request(
-            "invalid_ramp",
+            ErrorCode::InvalidRamp,
             format!(
                 "ramp.steps_bps must be strictly increasing, each 1..={FULL_BPS}, the last {FULL_BPS}; got {steps:?}"
             ),
@@ -218,7 +218,7 @@ fn percentage(bps: i64) -> Result<u32, ApiError> {
         .filter(|bps| *bps <= FULL_BPS)
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_percentage",
+                ErrorCode::InvalidPercentage,
                 format!(
                     "rollout percentage must be between 0 and {FULL_BPS} basis points, got {bps}"
                 ),
@@ -233,7 +233,7 @@ fn rollout_action(action: &str) -> Result<RolloutRequest, ApiError> {
         "promote" => Ok(RolloutRequest::Promote),
         "rollback" => Ok(RolloutRequest::Rollback),
         other => Err(ApiError::bad_request(
-            "invalid_rollout_action",
+            ErrorCode::InvalidRolloutAction,
             format!("rollout_action must be pause, resume, promote or rollback, got {other:?}"),
         )),
     }
@@ -266,7 +266,7 @@ fn check_settings(
         None => None,
         Some(policy) => Some(AutoUpdatePolicy::parse(policy).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("disable_auto_update must be major, minor, patch, metadata or none, got {policy:?}"),
             )
         })?),
@@ -389,14 +389,14 @@ pub async fn create(
         Some(serde_json::Value::String(name)) => name,
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "name (a string) is required",
             ))
         }
     };
     validate::channel_name(&name)?;
     let settings: ChannelSettings = serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, e.to_string()))?;
     let checked = check_settings(None, settings)?;
     // Refuse unknown or deleted bundles before the channel exists.
     for change in &checked.releases {
@@ -545,7 +545,7 @@ mod tests {
             )
             .err()
             .map(|e| e.code);
-            assert_eq!(err, Some("invalid_ramp"), "{bad:?}");
+            assert_eq!(err, Some(ErrorCode::InvalidRamp), "{bad:?}");
         }
         let ok = merge_ramp(
             &base,
@@ -570,7 +570,7 @@ mod tests {
                     confidence: Some(confidence),
                     ..AutoPauseSettings::default()
                 }),
-                Some("invalid_auto_pause")
+                Some(ErrorCode::InvalidAutoPause)
             );
         }
         assert_eq!(
@@ -578,14 +578,14 @@ mod tests {
                 window_minutes: Some(0),
                 ..AutoPauseSettings::default()
             }),
-            Some("invalid_auto_pause")
+            Some(ErrorCode::InvalidAutoPause)
         );
         assert_eq!(
             code(AutoPauseSettings {
                 cooldown_minutes: Some(10_081),
                 ..AutoPauseSettings::default()
             }),
-            Some("invalid_auto_pause")
+            Some(ErrorCode::InvalidAutoPause)
         );
         let merged = merge_auto_pause(
             &base,
@@ -605,7 +605,7 @@ mod tests {
                 cooldown_minutes: Some(0),
                 ..AutoPauseSettings::default()
             }),
-            Some("invalid_auto_pause")
+            Some(ErrorCode::InvalidAutoPause)
         );
     }
 
@@ -617,13 +617,16 @@ mod tests {
         });
         assert_eq!(
             bad_range.err().map(|e| e.code),
-            Some("invalid_version_range")
+            Some(ErrorCode::InvalidVersionRange)
         );
         let bad_platform = parse_targeting(TargetingSpec {
             platforms: Some(vec!["windows".into()]),
             ..TargetingSpec::default()
         });
-        assert_eq!(bad_platform.err().map(|e| e.code), Some("invalid_platform"));
+        assert_eq!(
+            bad_platform.err().map(|e| e.code),
+            Some(ErrorCode::InvalidPlatform)
+        );
         let t = parse_targeting(TargetingSpec {
             platforms: Some(vec!["ios".into(), "ios".into()]),
             native_version: Some(" >=1.4, <2 ".into()),
@@ -645,11 +648,11 @@ mod tests {
     fn percentages_outside_0_to_10000_are_refused() {
         assert_eq!(
             percentage(-1).err().map(|e| e.code),
-            Some("invalid_percentage")
+            Some(ErrorCode::InvalidPercentage)
         );
         assert_eq!(
             percentage(10_001).err().map(|e| e.code),
-            Some("invalid_percentage")
+            Some(ErrorCode::InvalidPercentage)
         );
         assert_eq!(percentage(10_000).ok(), Some(10_000));
         assert_eq!(percentage(0).ok(), Some(0));

@@ -5,7 +5,7 @@
 
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -21,7 +21,7 @@ pub const MAX_NATIVE_PACKAGES: usize = 1000;
 pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiError> {
     if packages.len() > MAX_NATIVE_PACKAGES {
         return Err(ApiError::bad_request(
-            "invalid_native_packages",
+            ErrorCode::InvalidNativePackages,
             format!("native_packages lists at most {MAX_NATIVE_PACKAGES} packages"),
         ));
     }
@@ -41,7 +41,7 @@ pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiErr
                 || value.chars().any(char::is_control)
             {
                 return Err(ApiError::bad_request(
-                    "invalid_native_packages",
+                    ErrorCode::InvalidNativePackages,
                     format!(
                         "native_packages: {field} of {:?} must be 1 to 214 printable characters",
                         package.name
@@ -51,7 +51,7 @@ pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiErr
         }
         if !names.insert(package.name.as_str()) {
             return Err(ApiError::bad_request(
-                "invalid_native_packages",
+                ErrorCode::InvalidNativePackages,
                 format!("native_packages lists {:?} twice", package.name),
             ));
         }
@@ -140,7 +140,7 @@ pub fn incompatible_error(channel: &str, version: &str, comparison: &Comparison)
         .collect();
     let details = serde_json::to_value(&packages).unwrap_or_default();
     ApiError::conflict(
-        "incompatible_bundle",
+        ErrorCode::IncompatibleBundle,
         format!(
             "bundle {version} is not compatible with the native packages of channel {channel}'s live bundle {}: {}; \
              pass accept_incompatible to put it live anyway",
@@ -200,7 +200,7 @@ pub use updraft_api::compat::{CompatibilityRequest, CompatibilityView};
 async fn existing_channel(state: &AppState, app_id: &str, name: &str) -> Result<Channel, ApiError> {
     state.store.get_channel(app_id, name).await?.ok_or_else(|| {
         ApiError::not_found(
-            "channel_not_found",
+            ErrorCode::ChannelNotFound,
             format!("channel {name} of {app_id} does not exist"),
         )
     })
@@ -241,7 +241,7 @@ pub async fn show(
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| {
             ApiError::bad_request(
-                "missing_bundle",
+                ErrorCode::MissingBundle,
                 "give the bundle to compare: ?bundle=VERSION (or POST the native_packages)",
             )
         })?;
@@ -252,7 +252,7 @@ pub async fn show(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "bundle_not_found",
+                ErrorCode::BundleNotFound,
                 format!("bundle {version} of {app_id} does not exist"),
             )
         })?;

@@ -8,7 +8,7 @@ use super::{existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody}
 use crate::api::Path;
 use crate::audit;
 use crate::device::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -89,7 +89,7 @@ pub async fn show(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "device_not_found",
+                ErrorCode::DeviceNotFound,
                 format!("device {device_id} has not been seen for {app_id}"),
             )
         })?;
@@ -145,7 +145,7 @@ pub async fn set_override(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "channel_not_found",
+                ErrorCode::ChannelNotFound,
                 format!("channel {} of {app_id} does not exist", body.channel),
             )
         })?;
@@ -188,7 +188,7 @@ pub async fn unset_override(
     let before = current_override(&state, &app_id, &device_id);
     if !state.store.delete_override(&app_id, &device_id).await? {
         return Err(ApiError::not_found(
-            "override_not_found",
+            ErrorCode::OverrideNotFound,
             format!("device {device_id} has no channel override"),
         ));
     }

@@ -20,6 +20,7 @@ mod webhooks;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -176,7 +177,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+            .map_err(|rejection| {
+                ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text())
+            })
     }
 }
 
@@ -196,7 +199,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 }
                 ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    ErrorCode::BodyTooLarge,
                     format!(
                         "request body is larger than {} bytes",
                         state.config.api_body_limit
@@ -205,20 +208,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             })?;
         let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(
-                "invalid_json_parse_body",
+                ErrorCode::InvalidJsonParseBody,
                 format!("body is not valid JSON: {e}"),
             )
         })?;
         if !value.is_object() {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "body must be a JSON object",
             ));
         }
         integral_floats_to_integers(&mut value);
         serde_json::from_value(value)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, e.to_string()))
     }
 }
 
@@ -257,7 +260,12 @@ pub(crate) async fn existing_app(
     caller: &Caller,
     app_id: &str,
 ) -> Result<updraft_core::model::App, ApiError> {
-    let not_found = || ApiError::not_found("app_not_found", format!("app {app_id} does not exist"));
+    let not_found = || {
+        ApiError::not_found(
+            ErrorCode::AppNotFound,
+            format!("app {app_id} does not exist"),
+        )
+    };
     if !caller.can_see(app_id) {
         return Err(not_found());
     }

@@ -7,7 +7,7 @@ use super::views::{
 };
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::{
     bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
 };
@@ -99,7 +99,7 @@ pub async fn rollback(
         RollbackRequest::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, e.to_string()))?
     };
     let channel = rollback_channel(
         &state,
@@ -155,7 +155,7 @@ fn run_at(value: &serde_json::Value) -> Result<Millis, ApiError> {
     };
     parsed.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_run_at",
+            ErrorCode::InvalidRunAt,
             format!("run_at must be an RFC 3339 time (2026-12-01T09:00:00Z) or epoch milliseconds, got {value}"),
         )
     })
@@ -176,7 +176,7 @@ pub async fn create_schedule(
     let run_at = run_at(&body.run_at)?;
     if run_at <= now {
         return Err(ApiError::bad_request(
-            "invalid_run_at",
+            ErrorCode::InvalidRunAt,
             format!(
                 "run_at ({}) must be in the future (now is {})",
                 super::views::rfc3339(run_at),
@@ -192,7 +192,7 @@ pub async fn create_schedule(
                 .filter(|b| *b <= 10_000)
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                "invalid_percentage",
+                ErrorCode::InvalidPercentage,
                 format!("rollout percentage must be between 0 and 10000 basis points, got {bps}"),
             )
                 })?,
@@ -210,7 +210,7 @@ pub async fn create_schedule(
         },
         (Some(_), None) => {
             return Err(ApiError::bad_request(
-                "invalid_rollout_bundle",
+                ErrorCode::InvalidRolloutBundle,
                 "the builtin bundle cannot be rolled out; schedule it without a percentage",
             ))
         }
@@ -279,7 +279,7 @@ pub async fn cancel_schedule(
     // Decoded here, not by `Path`, so that a bad id gets this API's JSON error.
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(
-            "invalid_schedule_id",
+            ErrorCode::InvalidScheduleId,
             format!("schedule id {id:?} must be a whole number"),
         )
     })?;
@@ -287,7 +287,7 @@ pub async fn cancel_schedule(
     existing_app(&state, &caller, &app_id).await?;
     let not_found = || {
         ApiError::not_found(
-            "schedule_not_found",
+            ErrorCode::ScheduleNotFound,
             format!("schedule {id} of {app_id} does not exist"),
         )
     };
@@ -305,7 +305,7 @@ pub async fn cancel_schedule(
         Err(StoreError::NotFound(_)) => return Err(not_found()),
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::conflict(
-                "schedule_not_pending",
+                ErrorCode::ScheduleNotPending,
                 format!(
                     "schedule {id} is {} and can no longer be cancelled",
                     before.status.as_str()
@@ -340,11 +340,11 @@ mod tests {
         assert_eq!(run_at(&serde_json::json!(1234)).ok(), Some(1234));
         assert_eq!(
             run_at(&serde_json::json!(-1)).err().map(|e| e.code),
-            Some("invalid_run_at")
+            Some(ErrorCode::InvalidRunAt)
         );
         assert_eq!(
             run_at(&serde_json::json!(true)).err().map(|e| e.code),
-            Some("invalid_run_at")
+            Some(ErrorCode::InvalidRunAt)
         );
     }
 }

@@ -4,6 +4,7 @@
 use super::{JsonBody, Path};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::storage::parse_sha256;
 use crate::storage::publish::PublishService;
 use crate::storage::uploads::{
@@ -121,7 +122,7 @@ pub async fn put_blob(
         }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("a blob sent in one request is limited to {limit} bytes; use /api/v1/uploads"),
         )
     })?;

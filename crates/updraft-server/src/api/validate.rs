@@ -1,13 +1,13 @@
 //! Checks on what people and CI send to the management API.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use updraft_core::analytics::parse_time_bound;
 use updraft_core::model::Millis;
 
 pub fn bundle_version(version: &str) -> Result<semver::Version, ApiError> {
     semver::Version::parse(version).map_err(|e| {
         ApiError::bad_request(
-            "invalid_version",
+            ErrorCode::InvalidVersion,
             format!("bundle version {version:?} is not semver (like 1.4.3 or 2.0.0-beta.1): {e}"),
         )
     })
@@ -25,7 +25,7 @@ pub fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             format!("{field} must be an absolute http(s) URL, got {url:?}"),
         ))
     }
@@ -38,7 +38,7 @@ pub fn channel_name(name: &str) -> Result<(), ApiError> {
         || name.trim() != name
     {
         return Err(ApiError::bad_request(
-            "invalid_channel_name",
+            ErrorCode::InvalidChannelName,
             format!("channel name {name:?} must be 1 to 64 characters, without control characters or surrounding spaces"),
         ));
     }
@@ -55,7 +55,7 @@ pub fn device_id(device_id: &str) -> Result<String, ApiError> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(ApiError::bad_request(
-            "invalid_device_id",
+            ErrorCode::InvalidDeviceId,
             format!("device id {device_id:?} must be 1 to 36 letters, digits or dashes (the plugin sends a UUID)"),
         ));
     }
@@ -72,7 +72,7 @@ pub fn session_key(key: &str) -> Result<(), ApiError> {
     match key.split_once(':') {
         Some((iv, rsa)) if is_b64(iv) && is_b64(rsa) => Ok(()),
         _ => Err(ApiError::bad_request(
-            "invalid_session_key",
+            ErrorCode::InvalidSessionKey,
             "session_key must be base64(iv):base64(encrypted key), as `npx @capgo/cli bundle encrypt` prints it",
         )),
     }
@@ -86,7 +86,7 @@ pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, Api
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(n) => Err(ApiError::bad_request(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             format!("limit must be between 1 and {max}, got {n}"),
         )),
     }
@@ -98,7 +98,7 @@ pub fn page_offset(offset: Option<i64>) -> Result<i64, ApiError> {
         None => Ok(0),
         Some(n) if n >= 0 => Ok(n),
         Some(n) => Err(ApiError::bad_request(
-            "invalid_offset",
+            ErrorCode::InvalidOffset,
             format!("offset must be 0 or more, got {n}"),
         )),
     }
@@ -122,7 +122,7 @@ pub fn time_bound(
         .map(Some)
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_time",
+                ErrorCode::InvalidTime,
                 format!("{name} must be like 7d, 24h, 30m, 2w, YYYY-MM-DD or epoch milliseconds; got {text:?}"),
             )
         })
@@ -135,7 +135,7 @@ pub fn app_id_filter(app_id: Option<String>) -> Result<Option<String>, ApiError>
         None => Ok(None),
         Some(app_id) if updraft_core::validate::is_valid_app_id(&app_id) => Ok(Some(app_id)),
         Some(app_id) => Err(ApiError::bad_request(
-            "invalid_app_id",
+            ErrorCode::InvalidAppId,
             format!("app id {app_id:?} is not a reverse domain (like com.example.app)"),
         )),
     }
@@ -144,7 +144,7 @@ pub fn app_id_filter(app_id: Option<String>) -> Result<Option<String>, ApiError>
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.chars().count() > max {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("{field} is longer than {max} characters"),
         ));
     }

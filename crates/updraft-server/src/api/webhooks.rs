@@ -5,7 +5,7 @@ use super::views::ErrorView;
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::webhook_secrets::SecretBox;
 use crate::webhooks::{self, events};
@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use updraft_core::model::{Role, Webhook};
-use updraft_store::{NewWebhook, StoreError};
+use updraft_store::{Entity, NewWebhook, StoreError};
 
 pub use updraft_api::webhooks::{
     CreateWebhook, DeliveryList, DeliveryView, WebhookList, WebhookView,
@@ -60,14 +60,17 @@ pub struct DeliveriesQuery {
 fn parse_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::not_found(
-            "webhook_not_found",
+            ErrorCode::WebhookNotFound,
             format!("webhook {text} does not exist"),
         )
     })
 }
 
 fn not_found(id: i64) -> ApiError {
-    ApiError::not_found("webhook_not_found", format!("webhook {id} does not exist"))
+    ApiError::not_found(
+        ErrorCode::WebhookNotFound,
+        format!("webhook {id} does not exist"),
+    )
 }
 
 /// The webhook, or 404 — also for webhooks the key may not see (another
@@ -92,7 +95,7 @@ async fn visible_webhook(state: &AppState, caller: &Caller, id: i64) -> Result<W
 
 fn store_error(id: i64, err: StoreError) -> ApiError {
     match err {
-        StoreError::NotFound("webhook") => not_found(id),
+        StoreError::NotFound(Entity::Webhook) => not_found(id),
         other => other.into(),
     }
 }
@@ -126,7 +129,7 @@ fn checked_events(given: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
         let event = event.trim().to_string();
         if !events::ALL.contains(&event.as_str()) {
             return Err(ApiError::bad_request(
-                "invalid_event",
+                ErrorCode::InvalidEvent,
                 format!(
                     "unknown event type {event:?}; known: {}",
                     events::ALL.join(", ")
@@ -160,7 +163,7 @@ pub async fn create(
     let url = body.url.trim();
     if url.len() > 2048 || !webhooks::is_valid_url(url) {
         return Err(ApiError::bad_request(
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             format!("url must be an http:// or https:// URL, got {url:?}"),
         ));
     }
@@ -170,7 +173,7 @@ pub async fn create(
         Some(given) if webhooks::secret_key(given).is_some() => given.to_string(),
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_secret",
+                ErrorCode::InvalidSecret,
                 "secret must be whsec_ followed by the base64 of 24 to 64 random bytes",
             ))
         }

@@ -17,6 +17,7 @@ pub mod signing;
 pub mod uploads;
 
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ pub(crate) fn rewrite_download_links(
 pub fn parse_sha256(field: &str, value: &str) -> Result<String, ApiError> {
     updraft_core::validate::normalize_hex(value.trim(), 64).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_sha256",
+            ErrorCode::InvalidSha256,
             format!("{field} must be a SHA-256 as 64 hex characters"),
         )
     })

@@ -13,6 +13,7 @@ use super::uploads::{
 use super::{blob_failure, file_path, parse_sha256, zip_path};
 use crate::api::views::ManifestEntryInput;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use axum::http::StatusCode;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ struct CheckedZip {
 
 fn blob_missing(missing: Vec<String>) -> ApiError {
     ApiError::unprocessable(
-        "blob_missing",
+        ErrorCode::BlobMissing,
         format!(
             "{} blob(s) are not stored; upload them first: {}",
             missing.len(),
@@ -172,7 +173,7 @@ impl PublishService {
         let sha256 = parse_sha256("sha256", sha256)?;
         if size == 0 {
             return Err(ApiError::bad_request(
-                "invalid_size",
+                ErrorCode::InvalidSize,
                 "size must be at least 1 byte",
             ));
         }
@@ -180,7 +181,7 @@ impl PublishService {
         if size > max {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "upload_too_large",
+                ErrorCode::UploadTooLarge,
                 format!("uploads are limited to {max} bytes"),
             )
             .with("max_size", max));
@@ -229,7 +230,7 @@ impl PublishService {
                 existed,
             )),
             Err(BlobError::Mismatch { expected, actual }) => Err(ApiError::unprocessable(
-                "checksum_mismatch",
+                ErrorCode::ChecksumMismatch,
                 format!("the body hashes to {actual}, not {expected}"),
             )
             .with("expected", expected)
@@ -248,7 +249,7 @@ impl PublishService {
     ) -> Result<MissingBlobs, ApiError> {
         if hashes.len() > MAX_MISSING_QUERY {
             return Err(ApiError::bad_request(
-                "too_many_hashes",
+                ErrorCode::TooManyHashes,
                 format!("ask about at most {MAX_MISSING_QUERY} hashes per request"),
             ));
         }
@@ -345,7 +346,7 @@ impl PublishService {
         if used.saturating_add(added) > quota {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "storage_quota_exceeded",
+                ErrorCode::StorageQuotaExceeded,
                 format!(
                     "this bundle adds {added} bytes to the {used} the app's live bundles use; \
                      the app's storage quota is {quota} bytes (delete old bundles or raise \
@@ -379,7 +380,7 @@ impl PublishService {
         if !encrypted {
             if checksum != Some(zip_sha256.as_str()) {
                 return Err(ApiError::unprocessable(
-                    "checksum_mismatch",
+                    ErrorCode::ChecksumMismatch,
                     "for a plain bundle, checksum must be the zip's SHA-256 (zip_sha256)",
                 ));
             }
@@ -401,7 +402,10 @@ impl PublishService {
                     tracing::error!(error = %io, "zip validation could not read the blob");
                     return Err(ApiError::internal("the stored zip could not be read"));
                 }
-                return Err(ApiError::unprocessable(err.code(), err.to_string()));
+                return Err(ApiError::unprocessable(
+                    ErrorCode::from_wire(err.code()),
+                    err.to_string(),
+                ));
             }
         }
         Ok(CheckedZip {
@@ -421,7 +425,7 @@ impl PublishService {
     ) -> Result<Vec<ManifestFile>, ApiError> {
         if entries.len() > MAX_MANIFEST_ENTRIES {
             return Err(ApiError::bad_request(
-                "too_many_manifest_entries",
+                ErrorCode::TooManyManifestEntries,
                 format!("a manifest lists at most {MAX_MANIFEST_ENTRIES} files"),
             ));
         }
@@ -436,7 +440,7 @@ impl PublishService {
             )?;
             let file_hash = normalize_hex(entry.file_hash.trim(), hash_len).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_file_hash",
+                    ErrorCode::InvalidFileHash,
                     format!(
                         "file_hash of {:?} must be {hash_len} hex characters ({})",
                         entry.file_name,
@@ -455,19 +459,22 @@ impl PublishService {
                 .unwrap_or(&entry.file_name);
             let target = normalize_entry_name(target_name).map_err(|err| {
                 ApiError::unprocessable(
-                    err.code(),
+                    ErrorCode::from_wire(err.code()),
                     format!("manifest entry {:?}: {err}", entry.file_name),
                 )
             })?;
             let exact_repeat = targets.contains(&target);
             if !exact_repeat {
                 case_folds.insert(&target).map_err(|err| {
-                    ApiError::unprocessable(err.code(), format!("manifest: {err}"))
+                    ApiError::unprocessable(
+                        ErrorCode::from_wire(err.code()),
+                        format!("manifest: {err}"),
+                    )
                 })?;
             }
             if !targets.insert(target.clone()) {
                 return Err(ApiError::unprocessable(
-                    "duplicate_manifest_entry",
+                    ErrorCode::DuplicateManifestEntry,
                     format!(
                         "manifest entry {:?} names a file another entry already names",
                         entry.file_name
@@ -476,7 +483,7 @@ impl PublishService {
             }
             if !encrypted && !compressed && blob != file_hash {
                 return Err(ApiError::unprocessable(
-                "checksum_mismatch",
+                ErrorCode::ChecksumMismatch,
                 format!("manifest entry {:?}: an uncompressed plain file's blob_sha256 must equal its file_hash", entry.file_name),
             ));
             }
@@ -484,7 +491,7 @@ impl PublishService {
         }
         if !entries.is_empty() && !targets.contains("index.html") {
             return Err(ApiError::unprocessable(
-                "missing_index_html",
+                ErrorCode::MissingIndexHtml,
                 "the manifest must list index.html at the bundle root",
             ));
         }
@@ -500,7 +507,7 @@ impl PublishService {
                 Some(size) => {
                     if entry.size.is_some_and(|given| given != size_i64(size)) {
                         return Err(ApiError::unprocessable(
-                            "size_mismatch",
+                            ErrorCode::SizeMismatch,
                             format!(
                                 "manifest entry {:?}: its blob holds {size} bytes",
                                 entry.file_name

@@ -2,7 +2,7 @@
 
 use super::rows::{self, apikey_columns};
 use super::{is_unique_violation, EngineStore};
-use crate::{hash_api_key, ApiKeyStore, NewApiKey, StoreError, StoreResult};
+use crate::{hash_api_key, ApiKeyStore, Entity, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -44,7 +44,7 @@ impl ApiKeyStore for EngineStore {
         .await;
         match inserted {
             // The hash is unique too, but 40 random alphanumerics do not collide.
-            Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists("apikey")),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists(Entity::ApiKey)),
             Err(err) => Err(err.into()),
             Ok(row) => Ok((rows::api_key(&row)?, secret)),
         }
@@ -103,7 +103,7 @@ impl ApiKeyStore for EngineStore {
             .fetch_optional(&mut *tx)
             .await?;
         }
-        let row = row.ok_or(StoreError::NotFound("apikey"))?;
+        let row = row.ok_or(StoreError::NotFound(Entity::ApiKey))?;
         let revoked = rows::api_key(&row)?;
         tx.commit().await?;
         Ok(revoked)

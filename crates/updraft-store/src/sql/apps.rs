@@ -2,7 +2,7 @@
 
 use super::rows::{self, app_columns};
 use super::{is_unique_violation, EngineStore};
-use crate::{AppStore, StoreError, StoreResult};
+use crate::{AppStore, Entity, StoreError, StoreResult};
 use async_trait::async_trait;
 use updraft_core::model::{App, Millis};
 
@@ -20,7 +20,7 @@ impl AppStore for EngineStore {
         .await;
         match inserted {
             Ok(row) => rows::app(&row),
-            Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists("app")),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists(Entity::App)),
             Err(err) => Err(err.into()),
         }
     }
@@ -68,7 +68,7 @@ impl AppStore for EngineStore {
         .bind(expose_metadata)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(StoreError::NotFound("app"))?;
+        .ok_or(StoreError::NotFound(Entity::App))?;
         rows::app(&row)
     }
 
@@ -93,7 +93,7 @@ impl AppStore for EngineStore {
             .rows_affected();
         if deleted == 0 {
             // Dropping the transaction rolls it back (nothing was there anyway).
-            return Err(StoreError::NotFound("app"));
+            return Err(StoreError::NotFound(Entity::App));
         }
         tx.commit().await?;
         Ok(())

@@ -5,7 +5,7 @@ use super::DbConnection;
 use super::DbRow;
 use super::{begin_snapshot, is_foreign_key_violation, is_unique_violation, EngineStore};
 use crate::{
-    BundleMetadataPatch, BundleStore, DownloadStore, DownloadTally, NewBundle, StoreError,
+    BundleMetadataPatch, BundleStore, DownloadStore, DownloadTally, Entity, NewBundle, StoreError,
     StoreResult,
 };
 use async_trait::async_trait;
@@ -69,7 +69,7 @@ impl EngineStore {
                 .await;
         match deleted {
             Ok(Some(true)) => StoreError::DeletedNameReused,
-            Ok(_) => StoreError::AlreadyExists("bundle"),
+            Ok(_) => StoreError::AlreadyExists(Entity::Bundle),
             Err(err) => err.into(),
         }
     }
@@ -113,7 +113,9 @@ impl BundleStore for EngineStore {
                 tx.rollback().await?;
                 return Err(self.name_conflict(&bundle.app_id, &bundle.name).await);
             }
-            Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound("app")),
+            Err(err) if is_foreign_key_violation(&err) => {
+                return Err(StoreError::NotFound(Entity::App))
+            }
             Err(err) => return Err(err.into()),
         };
         let mut created = rows::bundle(&row)?;
@@ -207,7 +209,7 @@ impl BundleStore for EngineStore {
         .bind(patch.min_update_version.flatten())
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(StoreError::NotFound("bundle"))?;
+        .ok_or(StoreError::NotFound(Entity::Bundle))?;
         let bundle = with_manifest(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(bundle)
@@ -226,7 +228,7 @@ impl BundleStore for EngineStore {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(StoreError::NotFound("bundle"))?;
+        .ok_or(StoreError::NotFound(Entity::Bundle))?;
         let bundle = with_manifest(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(bundle)

@@ -7,7 +7,7 @@ use super::release_safety::insert_decision;
 use super::rows::{self, channel_columns};
 use super::{clamp_limit, is_foreign_key_violation, is_unique_violation, EngineStore};
 use super::{Db, DbConnection};
-use crate::{ChannelStore, ChannelUpdate, NewChannel, StoreError, StoreResult};
+use crate::{ChannelStore, ChannelUpdate, Entity, NewChannel, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::query::Query;
 use updraft_core::model::{
@@ -275,7 +275,7 @@ impl ChannelStore for EngineStore {
         let mut tx = self.begin_write().await?;
         let current = fetch_channel(&mut tx, &update.app_id, &update.name)
             .await?
-            .ok_or(StoreError::NotFound("channel"))?;
+            .ok_or(StoreError::NotFound(Entity::Channel))?;
         if let Some(expected) = &update.expect_rollout_id {
             let actual = current.rollout.as_ref().map(|r| &r.rollout_id);
             if actual != expected.as_ref() {
@@ -336,9 +336,11 @@ impl ChannelStore for EngineStore {
         let blank = match inserted {
             Ok(row) => rows::channel(&row)?,
             Err(err) if is_unique_violation(&err) => {
-                return Err(StoreError::AlreadyExists("channel"))
+                return Err(StoreError::AlreadyExists(Entity::Channel))
             }
-            Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound("app")),
+            Err(err) if is_foreign_key_violation(&err) => {
+                return Err(StoreError::NotFound(Entity::App))
+            }
             Err(err) => return Err(err.into()),
         };
         let created = write_update(
@@ -401,7 +403,7 @@ impl ChannelStore for EngineStore {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(StoreError::NotFound("channel"));
+            return Err(StoreError::NotFound(Entity::Channel));
         }
         // Its history, decisions, health and schedules go with it: a new
         // channel of the same name starts clean (the audit log keeps the story).

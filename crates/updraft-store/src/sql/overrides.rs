@@ -2,7 +2,7 @@
 
 use super::rows::{self, override_columns};
 use super::EngineStore;
-use crate::{OverrideStore, StoreError, StoreResult};
+use crate::{Entity, OverrideStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use updraft_core::model::{DeviceOverride, Millis, OverrideSource};
 
@@ -24,7 +24,7 @@ impl OverrideStore for EngineStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if channel_app.as_deref() != Some(app_id) {
-            return Err(StoreError::NotFound("channel"));
+            return Err(StoreError::NotFound(Entity::Channel));
         }
         // created_at tells when the current assignment was made, so it moves on change.
         let row = sqlx::query(concat!(

@@ -5,7 +5,7 @@
 use super::rows::{self, decision_columns, schedule_columns};
 use super::DbConnection;
 use super::{clamp_limit, EngineStore};
-use crate::{NewSchedule, RolloutStore, ScheduleStore, StoreError, StoreResult};
+use crate::{Entity, NewSchedule, RolloutStore, ScheduleStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use updraft_core::model::{Health, Millis, RolloutDecision, ScheduleStatus, ScheduledRelease};
 
@@ -130,7 +130,7 @@ impl RolloutStore for EngineStore {
 
 #[async_trait]
 impl ScheduleStore for EngineStore {
-    /// `NotFound("channel")` when the app has no such channel.
+    /// `NotFound(Entity::Channel)` when the app has no such channel.
     async fn create_schedule(&self, schedule: NewSchedule) -> StoreResult<ScheduledRelease> {
         let action = rows::json_text(&schedule.action)?;
         let row = sqlx::query(concat!(
@@ -150,7 +150,7 @@ impl ScheduleStore for EngineStore {
         .bind(schedule.created_at)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(StoreError::NotFound("channel"))?;
+        .ok_or(StoreError::NotFound(Entity::Channel))?;
         rows::scheduled_release(&row)
     }
 
@@ -218,7 +218,7 @@ impl ScheduleStore for EngineStore {
             .fetch_optional(&mut *tx)
             .await?;
             return Err(match status {
-                None => StoreError::NotFound("schedule"),
+                None => StoreError::NotFound(Entity::Schedule),
                 Some(status) => StoreError::Conflict(format!("schedule {id} is already {status}")),
             });
         };

@@ -4,7 +4,9 @@
 use super::Db;
 use super::DbRow;
 use super::{clamp_limit, EngineStore};
-use crate::{DeliveryAttempt, DueDelivery, NewWebhook, StoreError, StoreResult, WebhookStore};
+use crate::{
+    DeliveryAttempt, DueDelivery, Entity, NewWebhook, StoreError, StoreResult, WebhookStore,
+};
 use async_trait::async_trait;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -111,7 +113,9 @@ impl WebhookStore for EngineStore {
         .fetch_one(&self.pool)
         .await;
         match inserted {
-            Err(err) if super::is_foreign_key_violation(&err) => Err(StoreError::NotFound("app")),
+            Err(err) if super::is_foreign_key_violation(&err) => {
+                Err(StoreError::NotFound(Entity::App))
+            }
             Err(err) => Err(err.into()),
             Ok(row) => webhook(&row),
         }
@@ -165,7 +169,7 @@ impl WebhookStore for EngineStore {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(StoreError::NotFound("webhook"));
+            return Err(StoreError::NotFound(Entity::Webhook));
         }
         Ok(())
     }
@@ -208,7 +212,7 @@ impl WebhookStore for EngineStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound("webhook"));
+            return Err(StoreError::NotFound(Entity::Webhook));
         }
         let queued = insert_delivery(&mut tx, webhook_id, event_type, payload, now).await?;
         tx.commit().await?;
@@ -277,7 +281,7 @@ impl WebhookStore for EngineStore {
         match row {
             Some(row) => delivery(&row),
             // Finished already, or its webhook was deleted meanwhile.
-            None => Err(StoreError::NotFound("delivery")),
+            None => Err(StoreError::NotFound(Entity::Delivery)),
         }
     }
 

@@ -18,8 +18,8 @@ use updraft_core::model::{
     OverrideSource, Role, StatsEvent,
 };
 use updraft_store::{
-    hash_api_key, BundleMetadataPatch, DeviceQuery, NewApiKey, NewBundle, NewChannel, Store,
-    StoreError,
+    hash_api_key, BundleMetadataPatch, DeviceQuery, Entity, NewApiKey, NewBundle, NewChannel,
+    Store, StoreError,
 };
 
 const APP: &str = "com.example.app";
@@ -121,7 +121,7 @@ pub async fn suite_apps<S: Store>(s: &S) {
 
     assert!(matches!(
         s.create_app(APP, "Again", 2_000).await,
-        Err(StoreError::AlreadyExists("app"))
+        Err(StoreError::AlreadyExists(Entity::App))
     ));
     s.create_app("com.aaa.first", "First", 3_000).await.unwrap();
 
@@ -148,14 +148,14 @@ pub async fn suite_apps<S: Store>(s: &S) {
     assert_eq!(s.get_app(APP).await.unwrap(), Some(hidden));
     assert!(matches!(
         s.update_app("com.missing.app", Some("x"), None).await,
-        Err(StoreError::NotFound("app"))
+        Err(StoreError::NotFound(Entity::App))
     ));
 
     s.delete_app("com.aaa.first").await.unwrap();
     assert_eq!(s.get_app("com.aaa.first").await.unwrap(), None);
     assert!(matches!(
         s.delete_app("com.aaa.first").await,
-        Err(StoreError::NotFound("app"))
+        Err(StoreError::NotFound(Entity::App))
     ));
     s.ping().await.unwrap();
 }
@@ -186,12 +186,12 @@ pub async fn suite_bundles<S: Store>(s: &S) {
 
     assert!(matches!(
         s.create_bundle(new_bundle(APP, "1.0.0"), 11).await,
-        Err(StoreError::AlreadyExists("bundle"))
+        Err(StoreError::AlreadyExists(Entity::Bundle))
     ));
     assert!(matches!(
         s.create_bundle(new_bundle("com.missing.app", "1.0.0"), 11)
             .await,
-        Err(StoreError::NotFound("app"))
+        Err(StoreError::NotFound(Entity::App))
     ));
     // The same name in another app is a different bundle.
     let other = s
@@ -235,7 +235,7 @@ pub async fn suite_bundles<S: Store>(s: &S) {
     assert!(matches!(
         s.update_bundle_metadata(APP, "7.7.7", BundleMetadataPatch::default())
             .await,
-        Err(StoreError::NotFound("bundle"))
+        Err(StoreError::NotFound(Entity::Bundle))
     ));
 
     // Soft delete keeps the row and reserves the name.
@@ -247,7 +247,7 @@ pub async fn suite_bundles<S: Store>(s: &S) {
     assert_eq!(again.deleted_at, Some(40), "first deletion time is kept");
     assert!(matches!(
         s.delete_bundle(APP, "7.7.7", 50).await,
-        Err(StoreError::NotFound("bundle"))
+        Err(StoreError::NotFound(Entity::Bundle))
     ));
 
     let live: Vec<i64> = s
@@ -338,7 +338,7 @@ pub async fn suite_channels<S: Store>(s: &S) {
     assert!(matches!(
         s.create_channel(new_channel(APP, "beta", ChannelPatch::default()), 120)
             .await,
-        Err(StoreError::AlreadyExists("channel"))
+        Err(StoreError::AlreadyExists(Entity::Channel))
     ));
     assert!(matches!(
         s.create_channel(
@@ -346,7 +346,7 @@ pub async fn suite_channels<S: Store>(s: &S) {
             120
         )
         .await,
-        Err(StoreError::NotFound("app"))
+        Err(StoreError::NotFound(Entity::App))
     ));
     let pointing_at = |id| ChannelPatch {
         bundle_id: Some(Some(id)),
@@ -419,7 +419,7 @@ pub async fn suite_channels<S: Store>(s: &S) {
     assert!(matches!(
         s.update_channel(APP, "nope", ChannelPatch::default(), 210)
             .await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
 
     s.create_channel(new_channel(APP, "alpha", ChannelPatch::default()), 300)
@@ -441,7 +441,7 @@ pub async fn suite_channels<S: Store>(s: &S) {
     assert_eq!(s.get_channel(APP, "alpha").await.unwrap(), None);
     assert!(matches!(
         s.delete_channel(APP, "alpha").await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
     assert_eq!(s.list_channels(OTHER_APP).await.unwrap().len(), 1);
 }
@@ -604,12 +604,12 @@ pub async fn suite_overrides<S: Store>(s: &S) {
     assert!(matches!(
         s.set_override(APP, "dev-3", foreign.id, OverrideSource::Admin, 40)
             .await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
     assert!(matches!(
         s.set_override(APP, "dev-3", 999_999, OverrideSource::Admin, 40)
             .await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
 
     let listed = s.list_overrides(APP).await.unwrap();
@@ -952,7 +952,7 @@ pub async fn suite_api_keys<S: Store>(s: &S) {
             3_000,
         )
         .await,
-        Err(StoreError::AlreadyExists("apikey"))
+        Err(StoreError::AlreadyExists(Entity::ApiKey))
     ));
     let names: Vec<String> = s
         .list_api_keys()
@@ -986,11 +986,11 @@ pub async fn suite_api_keys<S: Store>(s: &S) {
     assert_eq!(by_name.revoked_at, Some(4_500));
     assert!(matches!(
         s.revoke_api_key("nobody", 5_000).await,
-        Err(StoreError::NotFound("apikey"))
+        Err(StoreError::NotFound(Entity::ApiKey))
     ));
     assert!(matches!(
         s.revoke_api_key("987654", 5_000).await,
-        Err(StoreError::NotFound("apikey"))
+        Err(StoreError::NotFound(Entity::ApiKey))
     ));
 }
 

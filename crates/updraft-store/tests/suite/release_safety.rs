@@ -9,7 +9,7 @@ use updraft_core::model::{
     Targeting, VersionRange,
 };
 use updraft_store::{
-    AuditQuery, ChannelUpdate, NewAuditEntry, NewSchedule, StatsIngest, Store, StoreError,
+    AuditQuery, ChannelUpdate, Entity, NewAuditEntry, NewSchedule, StatsIngest, Store, StoreError,
 };
 
 /// 2026-01-01T00:00:00Z, a whole minute.
@@ -663,7 +663,7 @@ pub async fn suite_channel_update_is_atomic<S: Store>(s: &S) {
     assert!(matches!(
         s.apply_channel_update(update(APP, "nightly", ChannelPatch::default(), 300))
             .await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
 
     // A new rollout cannot use a deleted bundle, but the running one can
@@ -938,7 +938,7 @@ pub async fn suite_schedules<S: Store>(s: &S) {
     assert!(matches!(
         s.create_schedule(schedule(APP, "nightly", 100, set_bundle("1.1.0")))
             .await,
-        Err(StoreError::NotFound("channel"))
+        Err(StoreError::NotFound(Entity::Channel))
     ));
 
     assert_eq!(
@@ -979,11 +979,11 @@ pub async fn suite_schedules<S: Store>(s: &S) {
     ));
     assert!(matches!(
         s.cancel_schedule(OTHER_APP, late.id, 181).await,
-        Err(StoreError::NotFound("schedule"))
+        Err(StoreError::NotFound(Entity::Schedule))
     ));
     assert!(matches!(
         s.cancel_schedule(APP, other.id + 1000, 181).await,
-        Err(StoreError::NotFound("schedule"))
+        Err(StoreError::NotFound(Entity::Schedule))
     ));
 
     // Finish: once.

@@ -2,7 +2,7 @@
 
 use super::{APP, OTHER_APP};
 use updraft_core::model::{DeliveryStatus, Webhook};
-use updraft_store::{DeliveryAttempt, NewWebhook, Store, StoreError};
+use updraft_store::{DeliveryAttempt, Entity, NewWebhook, Store, StoreError};
 
 fn new_webhook(app_id: Option<&str>, url: &str, events: &[&str]) -> NewWebhook {
     NewWebhook {
@@ -128,7 +128,7 @@ pub async fn suite_webhook_fan_out<S: Store>(s: &S) {
     assert!(matches!(
         s.enqueue_for_webhook(9_999, "webhook.test", "{}", 6_000)
             .await,
-        Err(StoreError::NotFound("webhook"))
+        Err(StoreError::NotFound(Entity::Webhook))
     ));
 
     // Due: only what is pending and due by then, oldest due first.
@@ -167,7 +167,7 @@ pub async fn suite_webhook_fan_out<S: Store>(s: &S) {
             &[]
         ))
         .await,
-        Err(StoreError::NotFound("app"))
+        Err(StoreError::NotFound(Entity::App))
     ));
 }
 
@@ -301,7 +301,7 @@ pub async fn suite_webhook_delete_cascades<S: Store>(s: &S) {
     );
     assert!(matches!(
         s.delete_webhook(gone.id).await,
-        Err(StoreError::NotFound("webhook"))
+        Err(StoreError::NotFound(Entity::Webhook))
     ));
 }
 

@@ -6,6 +6,7 @@ use super::{
     ByteStream, Streamed, UploadBackend, UploadStarted, UploadStatus, UploadSweep,
 };
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::storage::blob_failure;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -354,7 +355,7 @@ impl UploadBackend for LocalUploads {
                 .await
                 .map_err(|_| {
                     ApiError::conflict(
-                        "upload_busy",
+                        ErrorCode::UploadBusy,
                         "another request is still writing to this upload; retry shortly",
                     )
                     .with("offset", session.durable_offset.load(Ordering::Acquire))

@@ -23,6 +23,7 @@ pub mod local;
 pub mod shared;
 
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use futures_util::stream::BoxStream;
@@ -116,7 +117,7 @@ fn io_failure(err: std::io::Error) -> ApiError {
 
 fn not_found(upload_id: &str) -> ApiError {
     ApiError::not_found(
-        "upload_not_found",
+        ErrorCode::UploadNotFound,
         format!("upload {upload_id} does not exist or has expired; start a new one"),
     )
 }
@@ -124,7 +125,7 @@ fn not_found(upload_id: &str) -> ApiError {
 fn require_offset(offset: Option<u64>) -> Result<u64, ApiError> {
     offset.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_upload_offset",
+            ErrorCode::InvalidUploadOffset,
             "send the Upload-Offset header: the byte offset this body starts at",
         )
     })
@@ -132,7 +133,7 @@ fn require_offset(offset: Option<u64>) -> Result<u64, ApiError> {
 
 fn checksum_mismatch(expected: String, actual: String) -> ApiError {
     ApiError::unprocessable(
-        "checksum_mismatch",
+        ErrorCode::ChecksumMismatch,
         format!("the uploaded bytes hash to {actual}, not {expected}; the upload was discarded, start again"),
     )
     .with("expected", expected)
@@ -141,7 +142,7 @@ fn checksum_mismatch(expected: String, actual: String) -> ApiError {
 
 fn offset_mismatch(current: u64) -> ApiError {
     ApiError::conflict(
-        "upload_offset_mismatch",
+        ErrorCode::UploadOffsetMismatch,
         format!("the upload is at offset {current}; resend from there"),
     )
     .with("offset", current)
@@ -149,7 +150,7 @@ fn offset_mismatch(current: u64) -> ApiError {
 
 fn overflow(size: u64, offset: u64) -> ApiError {
     ApiError::bad_request(
-        "upload_overflow",
+        ErrorCode::UploadOverflow,
         format!(
             "the body goes past the declared size ({size} bytes, {} left); nothing was appended",
             size - offset
@@ -159,7 +160,7 @@ fn overflow(size: u64, offset: u64) -> ApiError {
 
 fn interrupted(offset: u64) -> ApiError {
     ApiError::bad_request(
-        "upload_interrupted",
+        ErrorCode::UploadInterrupted,
         format!("the body broke off at offset {offset}; resume from there"),
     )
     .with("offset", offset)
