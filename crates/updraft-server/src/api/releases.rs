@@ -8,9 +8,7 @@ use super::views::{
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::error::ApiError;
-use crate::release_changes::{
-    bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
-};
+use crate::release_changes::Actor;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -61,7 +59,10 @@ pub async fn history(
 ) -> Result<Json<HistoryList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    existing_channel(&state, &app_id, &name).await?;
+    state
+        .release_changes
+        .existing_channel(&app_id, &name)
+        .await?;
     let limit = limit(query.limit)?;
     // One more than shown: the oldest shown entry's previous bundles.
     let entries = state
@@ -101,17 +102,17 @@ pub async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
     };
-    let channel = rollback_channel(
-        &state,
-        Actor::Key(&caller),
-        &app_id,
-        &name,
-        request.to.as_deref(),
-        request.accept_unencrypted.unwrap_or(false),
-    )
-    .await?;
-    let names = bundle_names(&state, &app_id, [&channel]).await?;
-    Ok(Json(ChannelView::new(channel, &names)))
+    let channel = state
+        .release_changes
+        .rollback_channel(
+            Actor::Key(&caller),
+            &app_id,
+            &name,
+            request.to.as_deref(),
+            request.accept_unencrypted.unwrap_or(false),
+        )
+        .await?;
+    Ok(Json(state.release_changes.view(channel).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/rollouts/decisions", tag = "releases", operation_id = "rollout_decisions",
@@ -126,7 +127,10 @@ pub async fn decisions(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     if let Some(channel) = query.channel.as_deref() {
-        existing_channel(&state, &app_id, channel).await?;
+        state
+            .release_changes
+            .existing_channel(&app_id, channel)
+            .await?;
     }
     let decisions = state
         .store
@@ -137,7 +141,7 @@ pub async fn decisions(
         if query.channel.as_deref().is_some_and(|c| c != channel.name) {
             continue;
         }
-        if let Some(now) = crate::control::assess(&state, &channel).await? {
+        if let Some(now) = state.control.assess(&channel).await? {
             current.push(DecisionView::from(now));
         }
     }
@@ -198,8 +202,14 @@ pub async fn create_schedule(
                 })?,
         ),
     };
-    existing_channel(&state, &app_id, &body.channel).await?;
-    let bundle = resolve_bundle(&state, &app_id, &body.bundle).await?;
+    state
+        .release_changes
+        .existing_channel(&app_id, &body.channel)
+        .await?;
+    let bundle = state
+        .release_changes
+        .resolve_bundle(&app_id, &body.bundle)
+        .await?;
     let action = match (percentage_bps, bundle) {
         (None, bundle) => ScheduledAction::SetBundle {
             bundle: bundle.map_or_else(|| BUILTIN.to_string(), |b| b.name),
@@ -229,19 +239,17 @@ pub async fn create_schedule(
         })
         .await?;
     let view = ScheduleView::from(schedule);
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
+    state
+        .audit
+        .log(
             &caller,
             Some(&app_id),
             "schedule.create",
             &view.id.to_string(),
             None,
             serde_json::to_value(&view).ok(),
-        ),
-    )
-    .await;
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -257,7 +265,10 @@ pub async fn list_schedules(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     if let Some(channel) = query.channel.as_deref() {
-        existing_channel(&state, &app_id, channel).await?;
+        state
+            .release_changes
+            .existing_channel(&app_id, channel)
+            .await?;
     }
     let schedules = state
         .store
@@ -315,19 +326,17 @@ pub async fn cancel_schedule(
         Err(err) => return Err(err.into()),
     };
     let view = ScheduleView::from(cancelled);
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
+    state
+        .audit
+        .log(
             &caller,
             Some(&app_id),
             "schedule.cancel",
             &id.to_string(),
             serde_json::to_value(ScheduleView::from(before)).ok(),
             serde_json::to_value(&view).ok(),
-        ),
-    )
-    .await;
+        )
+        .await;
     Ok(Json(view))
 }
 

@@ -56,7 +56,7 @@ impl DownloadCounter {
 
     /// Counts one download of `bytes` bytes.
     pub fn note(&self, app_id: &str, bundle_id: i64, bytes: u64) {
-        let day = day_of(crate::device::now_ms());
+        let day = day_of(crate::storage::now_ms());
         let key = (app_id.to_string(), bundle_id, day);
         let mut shard = self
             .shard(&key)
@@ -575,7 +575,7 @@ mod tests {
         counter.note("a", 2, 7);
         let mut tallies = counter.take();
         tallies.sort_by_key(|t| t.bundle_id);
-        let day = day_of(crate::device::now_ms());
+        let day = day_of(crate::storage::now_ms());
         assert_eq!(tallies.len(), 2);
         assert_eq!(
             (

@@ -3,9 +3,9 @@
 
 use super::Storage;
 use crate::auth::Caller;
-use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::storage::now_ms;
 use axum::extract::State;
 use axum::Json;
 use std::sync::Arc;

@@ -20,6 +20,13 @@ use updraft_core::model::Role;
 use updraft_store::blob::{open_blob_store, sweep_staging, BlobError, BlobStore};
 use uploads::UploadSessions;
 
+/// The time for storage code that does not take the injected clock yet
+/// (the storage services will; until then, the system clock).
+pub(crate) fn now_ms() -> updraft_core::model::Millis {
+    use updraft_core::model::Clock;
+    updraft_core::model::SystemClock.now()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("blob storage: {0}")]
