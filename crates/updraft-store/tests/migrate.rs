@@ -343,10 +343,10 @@ async fn populate(s: &SqliteStore) -> Seeded {
     })
     .await
     .unwrap();
-    s.record_stats(
-        &[event("device-late", "get", "1.0.0", T0 + 86_400_000)],
-        &[],
-    )
+    s.ingest_stats(StatsIngest {
+        events: &[event("device-late", "get", "1.0.0", T0 + 86_400_000)],
+        ..StatsIngest::default()
+    })
     .await
     .unwrap();
 
