@@ -8,6 +8,8 @@
 //! The pass is a single function so that, with several nodes, it can later
 //! run under a leader lock.
 
+use crate::audit::AuditService;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::release_changes::{Actor, Commit, ReleaseChange, ReleaseService, RolloutRequest};
@@ -16,18 +18,36 @@ use crate::webhooks::events;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use updraft_api::management::ScheduleView;
+use updraft_core::analytics::rfc3339;
 use updraft_core::control::{
     evaluate, health_windows, ControlAction, ControlInput, ControlOutcome,
 };
+use updraft_core::model::BUILTIN;
 use updraft_core::model::{
     Channel, Clock, Millis, Rollout, RolloutDecision, ScheduleStatus, ScheduledAction,
     ScheduledRelease,
 };
 use updraft_core::rollout::RolloutChange;
-use updraft_store::{ChannelStore, ReleaseStore, RolloutStore, ScheduleStore};
+use updraft_store::{
+    ChannelStore, NewSchedule, ReleaseStore, RolloutStore, ScheduleStore, StoreError,
+};
 
 /// Most schedules run in one pass (the rest wait for the next).
 const SCHEDULES_PER_TICK: i64 = 100;
+
+/// A scheduled release as asked through the API (`run_at` already parsed).
+#[derive(Clone, Debug)]
+pub struct ScheduleRequest {
+    pub app_id: String,
+    pub channel: String,
+    pub run_at: Millis,
+    /// A version or `builtin`.
+    pub bundle: String,
+    /// Starts a rollout at this share instead of setting the bundle.
+    pub rollout_percentage_bps: Option<i64>,
+    pub accept_incompatible: bool,
+}
 
 /// What one pass did, for tests and logs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,6 +77,7 @@ pub struct ControlLoop {
     cache: Arc<ReleaseCache>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    audit: Arc<AuditService>,
     every: Duration,
 }
 
@@ -70,6 +91,8 @@ pub struct ControlDeps {
     pub cache: Arc<ReleaseCache>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Records who created or cancelled a schedule.
+    pub audit: Arc<AuditService>,
     /// `rollout_control_interval_ms` (at least 10 ms).
     pub every: Duration,
 }
@@ -85,6 +108,7 @@ impl ControlLoop {
             cache: deps.cache,
             clock: deps.clock,
             metrics: deps.metrics,
+            audit: deps.audit,
             every: deps.every.max(Duration::from_millis(10)),
         }
     }
@@ -352,6 +376,164 @@ impl ControlLoop {
             .unwrap_or_else(|| format!("#{}", rollout.bundle_id));
         let outcome = self.assess_with(channel, rollout, &bundle, now).await?;
         Ok(outcome.map(|outcome| decision_of(channel, rollout, &bundle, &outcome, now)))
+    }
+
+    /// The decisions recorded for `app_id` (only `channel`'s when given),
+    /// newest first, and what the loop would decide now for each running
+    /// rollout among those channels.
+    pub async fn decisions(
+        &self,
+        app_id: &str,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<RolloutDecision>, Vec<RolloutDecision>), ApiError> {
+        let recorded = self
+            .rollouts
+            .list_rollout_decisions(app_id, channel, limit)
+            .await?;
+        let mut current = Vec::new();
+        for candidate in self.channels.list_channels(app_id).await? {
+            if channel.is_some_and(|c| c != candidate.name) {
+                continue;
+            }
+            current.extend(self.assess(&candidate).await?);
+        }
+        Ok((recorded, current))
+    }
+
+    /// Stores a scheduled release: `run_at` must be after now (by the
+    /// clock), the channel and bundle must exist (the builtin bundle cannot
+    /// be rolled out); it runs in the first pass at or after `run_at`.
+    pub async fn create_schedule(
+        &self,
+        caller: &Caller,
+        request: ScheduleRequest,
+    ) -> Result<ScheduledRelease, ApiError> {
+        let now = self.clock.now();
+        let run_at = request.run_at;
+        if run_at <= now {
+            return Err(ApiError::bad_request(
+                "invalid_run_at",
+                format!(
+                    "run_at ({}) must be in the future (now is {})",
+                    rfc3339(run_at),
+                    rfc3339(now)
+                ),
+            ));
+        }
+        let percentage_bps = match request.rollout_percentage_bps {
+            None => None,
+            Some(bps) => Some(
+                u32::try_from(bps)
+                    .ok()
+                    .filter(|b| *b <= 10_000)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_percentage",
+                            format!(
+                                "rollout percentage must be between 0 and 10000 basis points, got {bps}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let app_id = request.app_id;
+        self.releases
+            .existing_channel(&app_id, &request.channel)
+            .await?;
+        let bundle = self
+            .releases
+            .resolve_bundle(&app_id, &request.bundle)
+            .await?;
+        let action = match (percentage_bps, bundle) {
+            (None, bundle) => ScheduledAction::SetBundle {
+                bundle: bundle.map_or_else(|| BUILTIN.to_string(), |b| b.name),
+            },
+            (Some(percentage_bps), Some(bundle)) => ScheduledAction::StartRollout {
+                bundle: bundle.name,
+                percentage_bps,
+            },
+            (Some(_), None) => {
+                return Err(ApiError::bad_request(
+                    "invalid_rollout_bundle",
+                    "the builtin bundle cannot be rolled out; schedule it without a percentage",
+                ))
+            }
+        };
+        let schedule = self
+            .schedules
+            .create_schedule(NewSchedule {
+                app_id: app_id.clone(),
+                channel: request.channel,
+                run_at,
+                action,
+                accept_incompatible: request.accept_incompatible,
+                created_by: crate::audit::actor(caller),
+                created_at: now,
+            })
+            .await?;
+        let view = ScheduleView::from(schedule.clone());
+        self.audit
+            .log(
+                caller,
+                Some(&app_id),
+                "schedule.create",
+                &view.id.to_string(),
+                None,
+                serde_json::to_value(&view).ok(),
+            )
+            .await;
+        Ok(schedule)
+    }
+
+    /// Cancels pending schedule `id` of `app_id`: 404 `schedule_not_found`,
+    /// 409 `schedule_not_pending` once it ran, failed or was cancelled.
+    pub async fn cancel_schedule(
+        &self,
+        caller: &Caller,
+        app_id: &str,
+        id: i64,
+    ) -> Result<ScheduledRelease, ApiError> {
+        let not_found = || {
+            ApiError::not_found(
+                "schedule_not_found",
+                format!("schedule {id} of {app_id} does not exist"),
+            )
+        };
+        let before = self
+            .schedules
+            .get_schedule(app_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let cancelled = match self
+            .schedules
+            .cancel_schedule(app_id, id, self.clock.now())
+            .await
+        {
+            Ok(schedule) => schedule,
+            Err(StoreError::NotFound(_)) => return Err(not_found()),
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::conflict(
+                    "schedule_not_pending",
+                    format!(
+                        "schedule {id} is {} and can no longer be cancelled",
+                        before.status.as_str()
+                    ),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        };
+        self.audit
+            .log(
+                caller,
+                Some(app_id),
+                "schedule.cancel",
+                &id.to_string(),
+                serde_json::to_value(ScheduleView::from(before)).ok(),
+                serde_json::to_value(ScheduleView::from(cancelled.clone())).ok(),
+            )
+            .await;
+        Ok(cancelled)
     }
 
     /// Writes a hold unless the rollout's newest decision already says the same.

@@ -303,7 +303,9 @@ impl Server {
                     source,
                 }
             })?;
-        let releases = Arc::new(ReleaseCache::new(Arc::clone(&store)));
+        let releases = Arc::new(ReleaseCache::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>
+        ));
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
         let metrics = Arc::new(Metrics::new());
@@ -406,6 +408,7 @@ impl Server {
             cache: Arc::clone(&releases),
             clock: Arc::clone(&clock),
             metrics: Arc::clone(&metrics),
+            audit: Arc::clone(&audit),
             every: Duration::from_millis(config.rollout_control_interval_ms),
         }));
         let state = AppState {

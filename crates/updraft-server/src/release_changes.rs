@@ -113,11 +113,6 @@ impl ReleaseService {
         }
     }
 
-    /// The time release changes are stamped with.
-    pub fn now(&self) -> Millis {
-        self.clock.now()
-    }
-
     /// Reloads the in-memory release of `app_id` after a change, logging a
     /// failure (the periodic reload catches up).
     pub async fn refresh(&self, app_id: &str) {

@@ -775,7 +775,9 @@ mod tests {
         let store = Arc::clone(store) as Arc<dyn updraft_store::Store>;
         let (writer, _task) = StatsWriter::spawn(
             StatsWriterDeps {
-                releases: Arc::new(ReleaseCache::new(Arc::clone(&store))),
+                releases: Arc::new(ReleaseCache::new(
+                    Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>
+                )),
                 store,
                 clock: Arc::new(updraft_core::model::SystemClock),
                 registry: Arc::clone(registry),

@@ -7,6 +7,7 @@ use super::views::{
 };
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
+use crate::control::ScheduleRequest;
 use crate::error::ApiError;
 use crate::release_changes::Actor;
 use crate::state::AppState;
@@ -15,8 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use updraft_core::model::{Millis, Role, ScheduledAction, BUILTIN};
-use updraft_store::{NewSchedule, StoreError};
+use updraft_core::model::{Millis, Role};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
@@ -132,22 +132,13 @@ pub async fn decisions(
             .existing_channel(&app_id, channel)
             .await?;
     }
-    let decisions = state
-        .store
-        .list_rollout_decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
+    let (decisions, current) = state
+        .control
+        .decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
         .await?;
-    let mut current = Vec::new();
-    for channel in state.store.list_channels(&app_id).await? {
-        if query.channel.as_deref().is_some_and(|c| c != channel.name) {
-            continue;
-        }
-        if let Some(now) = state.control.assess(&channel).await? {
-            current.push(DecisionView::from(now));
-        }
-    }
     Ok(Json(DecisionList {
         decisions: decisions.into_iter().map(DecisionView::from).collect(),
-        current,
+        current: current.into_iter().map(DecisionView::from).collect(),
     }))
 }
 
@@ -176,81 +167,22 @@ pub async fn create_schedule(
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let now = state.clock.now();
     let run_at = run_at(&body.run_at)?;
-    if run_at <= now {
-        return Err(ApiError::bad_request(
-            "invalid_run_at",
-            format!(
-                "run_at ({}) must be in the future (now is {})",
-                super::views::rfc3339(run_at),
-                super::views::rfc3339(now)
-            ),
-        ));
-    }
-    let percentage_bps = match body.rollout_percentage_bps {
-        None => None,
-        Some(bps) => Some(
-            u32::try_from(bps)
-                .ok()
-                .filter(|b| *b <= 10_000)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                "invalid_percentage",
-                format!("rollout percentage must be between 0 and 10000 basis points, got {bps}"),
-            )
-                })?,
-        ),
-    };
-    state
-        .release_changes
-        .existing_channel(&app_id, &body.channel)
-        .await?;
-    let bundle = state
-        .release_changes
-        .resolve_bundle(&app_id, &body.bundle)
-        .await?;
-    let action = match (percentage_bps, bundle) {
-        (None, bundle) => ScheduledAction::SetBundle {
-            bundle: bundle.map_or_else(|| BUILTIN.to_string(), |b| b.name),
-        },
-        (Some(percentage_bps), Some(bundle)) => ScheduledAction::StartRollout {
-            bundle: bundle.name,
-            percentage_bps,
-        },
-        (Some(_), None) => {
-            return Err(ApiError::bad_request(
-                "invalid_rollout_bundle",
-                "the builtin bundle cannot be rolled out; schedule it without a percentage",
-            ))
-        }
-    };
-    let actor = crate::audit::actor(&caller);
     let schedule = state
-        .store
-        .create_schedule(NewSchedule {
-            app_id: app_id.clone(),
-            channel: body.channel,
-            run_at,
-            action,
-            accept_incompatible: body.accept_incompatible.unwrap_or(false),
-            created_by: actor,
-            created_at: now,
-        })
-        .await?;
-    let view = ScheduleView::from(schedule);
-    state
-        .audit
-        .log(
+        .control
+        .create_schedule(
             &caller,
-            Some(&app_id),
-            "schedule.create",
-            &view.id.to_string(),
-            None,
-            serde_json::to_value(&view).ok(),
+            ScheduleRequest {
+                app_id,
+                channel: body.channel,
+                run_at,
+                bundle: body.bundle,
+                rollout_percentage_bps: body.rollout_percentage_bps,
+                accept_incompatible: body.accept_incompatible.unwrap_or(false),
+            },
         )
-        .await;
-    Ok((StatusCode::CREATED, Json(view)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(ScheduleView::from(schedule))))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/schedules", tag = "releases", operation_id = "list_schedules",
@@ -296,48 +228,8 @@ pub async fn cancel_schedule(
     })?;
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let not_found = || {
-        ApiError::not_found(
-            "schedule_not_found",
-            format!("schedule {id} of {app_id} does not exist"),
-        )
-    };
-    let before = state
-        .store
-        .get_schedule(&app_id, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let cancelled = match state
-        .store
-        .cancel_schedule(&app_id, id, state.clock.now())
-        .await
-    {
-        Ok(schedule) => schedule,
-        Err(StoreError::NotFound(_)) => return Err(not_found()),
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
-                "schedule_not_pending",
-                format!(
-                    "schedule {id} is {} and can no longer be cancelled",
-                    before.status.as_str()
-                ),
-            ))
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let view = ScheduleView::from(cancelled);
-    state
-        .audit
-        .log(
-            &caller,
-            Some(&app_id),
-            "schedule.cancel",
-            &id.to_string(),
-            serde_json::to_value(ScheduleView::from(before)).ok(),
-            serde_json::to_value(&view).ok(),
-        )
-        .await;
-    Ok(Json(view))
+    let cancelled = state.control.cancel_schedule(&caller, &app_id, id).await?;
+    Ok(Json(ScheduleView::from(cancelled)))
 }
 
 #[cfg(test)]
