@@ -19,8 +19,7 @@ use updraft_store::{
     AnalyticsStore, ApiKeyStore, AppStore, AuditQuery, AuditStore, BundleStore, ChannelStore,
     ChannelUpdate, DeviceQuery, DeviceStore, DownloadStore, DownloadTally, EventExportQuery,
     NewApiKey, NewAuditEntry, NewBundle, NewChannel, NewSchedule, NewWebhook, OverrideStore,
-    PgStore, ReleaseStore, ScheduleStore, SqliteStore, StatsIngest, StatsStore, Store,
-    WebhookStore,
+    PgStore, ReleaseStore, ScheduleStore, SqliteStore, StatsIngest, Store, WebhookStore,
 };
 
 const APP: &str = "com.example.app";
