@@ -421,22 +421,11 @@ impl ControlLoop {
                 ),
             ));
         }
-        let percentage_bps = match request.rollout_percentage_bps {
-            None => None,
-            Some(bps) => Some(
-                u32::try_from(bps)
-                    .ok()
-                    .filter(|b| *b <= 10_000)
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_percentage",
-                            format!(
-                                "rollout percentage must be between 0 and 10000 basis points, got {bps}"
-                            ),
-                        )
-                    })?,
-            ),
-        };
+        let percentage_bps = request
+            .rollout_percentage_bps
+            .map(updraft_core::rollout::percentage_bps)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.code, e.message))?;
         let app_id = request.app_id;
         self.releases
             .existing_channel(&app_id, &request.channel)

@@ -20,7 +20,7 @@ use updraft_core::model::{
     VersionRange,
 };
 use updraft_core::policy::{self, AutoPauseChange, RampChange};
-use updraft_core::rollout::FULL_BPS;
+use updraft_core::rollout;
 
 /// 404 `channel_not_found` for a channel that does not exist, with the
 /// closest existing names in `suggestions` (a typo, most likely).
@@ -139,17 +139,7 @@ fn policy_error(err: policy::PolicyError) -> ApiError {
 }
 
 fn percentage(bps: i64) -> Result<u32, ApiError> {
-    u32::try_from(bps)
-        .ok()
-        .filter(|bps| *bps <= FULL_BPS)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_percentage",
-                format!(
-                    "rollout percentage must be between 0 and {FULL_BPS} basis points, got {bps}"
-                ),
-            )
-        })
+    rollout::percentage_bps(bps).map_err(|e| ApiError::bad_request(e.code, e.message))
 }
 
 fn rollout_action(action: &str) -> Result<RolloutRequest, ApiError> {
