@@ -9,6 +9,7 @@ pub mod decision;
 pub mod error;
 pub mod guards;
 pub mod model;
+pub mod policy;
 pub mod request;
 pub mod rollout;
 pub mod stats;

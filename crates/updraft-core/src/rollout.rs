@@ -241,6 +241,20 @@ impl RolloutError {
     }
 }
 
+/// A rollout percentage as asked (basis points, any integer): 0..=10000 or
+/// `invalid_percentage`.
+pub fn percentage_bps(requested: i64) -> Result<u32, RolloutError> {
+    u32::try_from(requested)
+        .ok()
+        .filter(|bps| *bps <= FULL_BPS)
+        .ok_or_else(|| RolloutError {
+            code: "invalid_percentage",
+            message: format!(
+                "rollout percentage must be between 0 and {FULL_BPS} basis points, got {requested}"
+            ),
+        })
+}
+
 fn rollout_patch(rollout: Option<Rollout>) -> ChannelPatch {
     ChannelPatch {
         rollout: Some(rollout),
@@ -349,6 +363,26 @@ pub fn apply_change(
         RolloutChange::Rollback => {
             require_rollout()?;
             Ok(rollout_patch(None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod percentage_tests {
+    use super::*;
+
+    #[test]
+    fn requested_percentages_are_0_to_10000_basis_points() {
+        assert_eq!(percentage_bps(0), Ok(0));
+        assert_eq!(percentage_bps(10_000), Ok(10_000));
+        for bad in [-1, 10_001, i64::MAX, i64::MIN] {
+            let err = percentage_bps(bad).err();
+            assert_eq!(
+                err.as_ref().map(|e| e.code),
+                Some("invalid_percentage"),
+                "{bad}"
+            );
+            assert!(err.is_some_and(|e| e.message.ends_with(&format!("got {bad}"))));
         }
     }
 }

@@ -4,11 +4,12 @@
 //! logged and counted, never turned into a failed request (the change is done).
 
 use crate::auth::Caller;
-use crate::metrics::db_operation;
-use crate::state::AppState;
+use crate::metrics::{db_operation, Metrics};
 use serde::Serialize;
 use serde_json::Value;
-use updraft_store::NewAuditEntry;
+use std::sync::Arc;
+use updraft_core::model::Clock;
+use updraft_store::{AuditStore, NewAuditEntry};
 
 /// How an API key appears as an actor: `key:<name>`.
 pub fn actor(caller: &Caller) -> String {
@@ -18,55 +19,71 @@ pub fn actor(caller: &Caller) -> String {
 /// The actor of changes made offline on the data directory.
 pub const OFFLINE_ACTOR: &str = "cli:offline";
 
-/// The audit entry of a change `caller` made now.
-pub fn entry(
-    state: &AppState,
-    caller: &Caller,
-    app_id: Option<&str>,
-    action: &str,
-    target: &str,
-    before: Option<Value>,
-    after: Option<Value>,
-) -> NewAuditEntry {
-    NewAuditEntry {
-        at: state.clock.now(),
-        actor: actor(caller),
-        api_key_id: Some(caller.key.id),
-        app_id: app_id.map(str::to_string),
-        action: action.to_string(),
-        target: target.to_string(),
-        before,
-        after,
-    }
-}
-
 /// An API view as the before/after of an entry (`None` if it cannot be
 /// serialised, which the API's own views always can).
 pub fn view<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
 }
 
-/// Records an entry for a change that is already made: a failure is logged,
-/// never turned into a failed request.
-pub async fn record(state: &AppState, entry: NewAuditEntry) {
-    let (action, target) = (entry.action.clone(), entry.target.clone());
-    if let Err(err) = state.store.record_audit(entry).await {
-        state.metrics.record_database_error(db_operation::API);
-        tracing::error!(error = %err, action, target, "audit entry could not be stored");
-    }
+/// Writes the audit log: entries are stamped by the injected clock.
+pub struct AuditService {
+    store: Arc<dyn AuditStore>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
-/// `entry` + `record` in one call.
-#[allow(clippy::too_many_arguments)]
-pub async fn log(
-    state: &AppState,
-    caller: &Caller,
-    app_id: Option<&str>,
-    action: &str,
-    target: &str,
-    before: Option<Value>,
-    after: Option<Value>,
-) {
-    let entry = entry(state, caller, app_id, action, target, before, after);
-    record(state, entry).await;
+impl AuditService {
+    pub fn new(store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
+        AuditService {
+            store,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The audit entry of a change `caller` made now.
+    pub fn entry(
+        &self,
+        caller: &Caller,
+        app_id: Option<&str>,
+        action: &str,
+        target: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            at: self.clock.now(),
+            actor: actor(caller),
+            api_key_id: Some(caller.key.id),
+            app_id: app_id.map(str::to_string),
+            action: action.to_string(),
+            target: target.to_string(),
+            before,
+            after,
+        }
+    }
+
+    /// Records an entry for a change that is already made: a failure is
+    /// logged, never turned into a failed request.
+    pub async fn record(&self, entry: NewAuditEntry) {
+        let (action, target) = (entry.action.clone(), entry.target.clone());
+        if let Err(err) = self.store.record_audit(entry).await {
+            self.metrics.record_database_error(db_operation::API);
+            tracing::error!(error = %err, action, target, "audit entry could not be stored");
+        }
+    }
+
+    /// `entry` + `record` in one call.
+    pub async fn log(
+        &self,
+        caller: &Caller,
+        app_id: Option<&str>,
+        action: &str,
+        target: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        let entry = self.entry(caller, app_id, action, target, before, after);
+        self.record(entry).await;
+    }
 }

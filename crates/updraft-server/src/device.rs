@@ -24,13 +24,6 @@ use updraft_core::request::{
 };
 use updraft_core::stats::{parse_stats_bytes, stats_answer};
 
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
-
 /// The device routes, with or without the legacy `/plugin` prefix.
 pub fn is_device_path(path: &str) -> bool {
     let path = path.strip_prefix("/plugin").unwrap_or(path);
@@ -320,7 +313,7 @@ async fn apply_channel_answer(
     device_id: &str,
     answer: ChannelSelfAnswer,
 ) -> Response {
-    let now = now_ms();
+    let now = state.clock.now();
     let stored = match answer.effect {
         OverrideEffect::None => Ok(()),
         OverrideEffect::Set { channel_id } => state

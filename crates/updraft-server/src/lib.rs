@@ -406,13 +406,15 @@ impl Server {
                     source,
                 }
             })?;
-        let releases = Arc::new(ReleaseCache::new(Arc::clone(&store)));
+        let releases = Arc::new(ReleaseCache::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>
+        ));
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
         let metrics = Arc::new(Metrics::new());
         metrics.set_connection_limit(max_connections);
         let registry = Arc::new(RegistryWriter::new(
-            Arc::clone(&store),
+            Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
             Arc::clone(&metrics),
         ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -422,7 +424,8 @@ impl Server {
         );
         let (stats, stats_handle) = StatsWriter::spawn(
             StatsWriterDeps {
-                store: Arc::clone(&store),
+                store: Arc::clone(&store) as Arc<dyn updraft_store::AnalyticsStore>,
+                clock: Arc::clone(&clock),
                 releases: Arc::clone(&releases),
                 registry: Arc::clone(&registry),
                 metrics: Arc::clone(&metrics),
@@ -468,7 +471,44 @@ impl Server {
             config.limits.rate_limit_max_keys,
             Arc::clone(&metrics),
         ));
+        let audit = Arc::new(audit::AuditService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::AuditStore>,
+            Arc::clone(&clock),
+            Arc::clone(&metrics),
+        ));
+        let webhooks = Arc::new(webhooks::WebhookService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::WebhookStore>,
+            Arc::clone(&clock),
+            Arc::clone(&metrics),
+            Arc::clone(&webhook_secrets),
+            webhooks::DeliverySettings::of(&config),
+        ));
+        let release_changes = Arc::new(release_changes::ReleaseService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::BundleStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::RolloutStore>,
+            Arc::clone(&releases),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+            Arc::clone(&webhooks),
+        ));
+        let control = Arc::new(control::ControlLoop::new(control::ControlDeps {
+            releases: Arc::clone(&release_changes),
+            apps: Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>,
+            channels: Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
+            schedules: Arc::clone(&store) as Arc<dyn updraft_store::ScheduleStore>,
+            rollouts: Arc::clone(&store) as Arc<dyn updraft_store::RolloutStore>,
+            cache: Arc::clone(&releases),
+            clock: Arc::clone(&clock),
+            metrics: Arc::clone(&metrics),
+            audit: Arc::clone(&audit),
+            every: Duration::from_millis(config.rollout_control_interval_ms),
+        }));
         let state = AppState {
+            release_changes,
+            audit,
+            webhooks,
+            control,
             auth,
             webhook_secrets,
             limiters,
@@ -556,8 +596,7 @@ impl Server {
         if let Err(err) = downloads_flusher.await {
             tracing::error!(error = %err, "download counter flusher ended badly");
         }
-        // The control loop stops before the stats writer drains (it holds a
-        // copy of the state); webhook deliveries in flight finish (each
+        // The control loop stops before the stats writer drains; webhook deliveries in flight finish (each
         // within the webhook timeout), what is pending stays queued; then the
         // leader lock goes, so another node takes over at once.
         let _ = shutdown_tx.send(true);
@@ -595,32 +634,19 @@ impl Server {
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let leading = &self.state.leading;
-        let state = self.state.clone();
+        let control_loop = Arc::clone(&self.state.control);
         let control = cluster::spawn_while_leading(
             "rollout-control",
             leading.clone(),
             shutdown.clone(),
-            move |stop| control::spawn(state.clone(), stop),
+            move |stop| control_loop.spawn(stop),
         );
-        let (store, config, metrics, secrets) = (
-            Arc::clone(&self.state.store),
-            Arc::clone(&self.state.config),
-            Arc::clone(&self.state.metrics),
-            Arc::clone(&self.state.webhook_secrets),
-        );
+        let deliveries = Arc::clone(&self.state.webhooks);
         let webhooks = cluster::spawn_while_leading(
             "webhooks",
             leading.clone(),
             shutdown.clone(),
-            move |stop| {
-                webhooks::spawn_worker(
-                    Arc::clone(&store),
-                    Arc::clone(&config),
-                    Arc::clone(&metrics),
-                    Arc::clone(&secrets),
-                    stop,
-                )
-            },
+            move |stop| deliveries.spawn_worker(stop),
         );
         let gc_service = Arc::clone(&self.state.gc);
         let gc_every = Duration::from_secs(self.state.config.gc_interval_secs.max(1));
@@ -629,17 +655,20 @@ impl Server {
                 let task = Arc::clone(&gc_service).spawn_periodic(gc_every);
                 cluster::abort_on_stop(task, stop)
             });
-        let store = Arc::clone(&self.state.store);
-        let retention_days = self.state.config.event_retention_days;
+        let store = &self.state.store;
+        let old_rows = Arc::new(retention::Retention::new(
+            Arc::clone(store) as Arc<dyn updraft_store::AnalyticsStore>,
+            Arc::clone(store) as Arc<dyn updraft_store::RolloutStore>,
+            Arc::clone(store) as Arc<dyn updraft_store::WebhookStore>,
+            Arc::clone(&self.state.clock),
+            self.state.config.event_retention_days,
+        ));
         let retention_every = Duration::from_secs(self.state.config.retention_interval_secs);
         let retention = cluster::spawn_while_leading(
             "retention",
             leading.clone(),
             shutdown.clone(),
-            move |stop| {
-                let task = retention::spawn(Arc::clone(&store), retention_days, retention_every);
-                cluster::abort_on_stop(task, stop)
-            },
+            move |stop| cluster::abort_on_stop(old_rows.spawn(retention_every), stop),
         );
         vec![control, webhooks, gc, retention]
     }

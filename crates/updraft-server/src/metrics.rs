@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use updraft_core::decision::{RefusalKind, UpdateOutcome};
 
 /// What `/metrics` answers with: the content type `prometheus-client` encodes.
@@ -500,11 +500,9 @@ impl Metrics {
             rollup_folded_events.clone(),
         );
         let start_time = Gauge::<f64, AtomicU64>::default();
+        // Wall-clock by definition (Prometheus' process_start_time_seconds).
         start_time.set(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            updraft_core::model::Clock::now(&updraft_core::model::SystemClock) as f64 / 1000.0,
         );
         registry.register_with_unit(
             "process_start_time",

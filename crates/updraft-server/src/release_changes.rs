@@ -8,19 +8,39 @@
 //! channel, so that several changes of one request (a PATCH with a bundle,
 //! a rollout and settings) are written together or not at all.
 
-use crate::api::refresh_release;
 use crate::api::views::ChannelView;
+use crate::audit::AuditService;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
-use crate::webhooks::{self, events};
+use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::releases::ReleaseCache;
+use crate::webhooks::{events, WebhookService};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
+use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
+
 use updraft_core::model::{
-    Bundle, ChangeContext, Channel, ChannelPatch, Millis, RolloutDecision, BUILTIN,
+    Bundle, ChangeContext, Channel, ChannelPatch, Clock, Millis, NativePackage, RolloutDecision,
+    Targeting, BUILTIN,
 };
 use updraft_core::rollout::{apply_change, RolloutChange, RolloutError};
-use updraft_store::{ChannelUpdate, NewAuditEntry, StoreError};
+use updraft_store::{
+    BundleStore, ChannelStore, ChannelUpdate, NewAuditEntry, NewChannel, RolloutStore, StoreError,
+};
+
+/// Release changes of every kind, and what they need: the channel, bundle
+/// and decision stores, the in-memory releases (refreshed after each
+/// change), the clock, the audit log and webhooks.
+pub struct ReleaseService {
+    channels: Arc<dyn ChannelStore>,
+    bundles: Arc<dyn BundleStore>,
+    decisions: Arc<dyn RolloutStore>,
+    cache: Arc<ReleaseCache>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<AuditService>,
+    webhooks: Arc<WebhookService>,
+}
 
 /// Who asks for a change.
 pub enum Actor<'a> {
@@ -70,193 +90,515 @@ pub enum ReleaseChange {
     Rollout(RolloutRequest),
 }
 
-/// Applies `change` to `channel` of `app_id`: refuses incompatible bundles
-/// unless `accept_incompatible`, writes history and audit with the change,
-/// refreshes the in-memory release and queues webhooks. A schedule actor's
-/// schedule is marked done in the same transaction.
-pub async fn change_release(
-    state: &AppState,
-    actor: Actor<'_>,
-    app_id: &str,
-    channel: &str,
-    change: ReleaseChange,
-    accept_incompatible: bool,
-) -> Result<Channel, ApiError> {
-    let current = existing_channel(state, app_id, channel).await?;
-    let mut plan = Plan::new(state, current).await?;
-    plan.add_release(state, change, accept_incompatible).await?;
-    let completes_schedule = match actor {
-        Actor::Schedule(id) => Some(id),
-        Actor::Key(_) | Actor::ControlLoop => None,
-    };
-    plan.commit(
-        state,
-        &actor,
-        Commit {
-            completes_schedule,
-            ..Commit::default()
-        },
-    )
-    .await
-}
-
-/// Points `channel` back at `to`, or else at the newest stable bundle in its
-/// history that differs from the current one, and ends any rollout. No
-/// compatibility guard: the bundle was live before.
 /// How far back a rollback looks in the channel's history.
 const ROLLBACK_HISTORY_DEPTH: i64 = 1000;
 
-pub async fn rollback_channel(
-    state: &AppState,
-    actor: Actor<'_>,
-    app_id: &str,
-    channel: &str,
-    to: Option<&str>,
-    accept_unencrypted: bool,
-) -> Result<Channel, ApiError> {
-    let current = existing_channel(state, app_id, channel).await?;
-    let mut plan = Plan::new(state, current).await?;
-    let current_name = plan.stable_name();
-    // Only bundles the channel served to every device: that is what lets a
-    // rollback skip the compatibility guard. Anything else is a release.
-    let served: Vec<String> = state
-        .store
-        .channel_history(app_id, channel, ROLLBACK_HISTORY_DEPTH)
-        .await?
-        .into_iter()
-        .map(|entry| entry.bundle)
-        .collect();
-    let version = match to {
-        Some(version) => {
-            // An unknown or deleted version says so first.
-            resolve_bundle(state, app_id, version).await?;
-            if !served.iter().any(|bundle| bundle == version) {
-                return Err(ApiError::conflict(
-                    ErrorCode::NotInHistory,
-                    format!(
-                        "channel {channel} never served {version} to every device, so it is not a rollback; release it with `channel set --bundle {version}` (the compatibility guard applies)"
-                    ),
-                ));
-            }
-            version.to_string()
+impl ReleaseService {
+    pub fn new(
+        channels: Arc<dyn ChannelStore>,
+        bundles: Arc<dyn BundleStore>,
+        decisions: Arc<dyn RolloutStore>,
+        cache: Arc<ReleaseCache>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<AuditService>,
+        webhooks: Arc<WebhookService>,
+    ) -> ReleaseService {
+        ReleaseService {
+            channels,
+            bundles,
+            decisions,
+            cache,
+            clock,
+            audit,
+            webhooks,
         }
-        None => {
-            served
-                .into_iter()
-                .find(|bundle| *bundle != current_name)
-                .ok_or_else(|| {
-                    ApiError::conflict(
-                        ErrorCode::NothingToRollBack,
-                        format!(
-                            "channel {channel} has served no other bundle than {current_name}; give the version to roll back to"
-                        ),
-                    )
-                })?
-        }
-    };
-    let target = resolve_bundle(state, app_id, &version).await?;
-    if let Some(bundle) = &target {
-        plan.names.insert(bundle.id, bundle.name.clone());
     }
-    let had_rollout = plan.after.rollout.is_some();
-    plan.push(
-        ChannelPatch {
-            bundle_id: Some(target.map(|b| b.id)),
-            rollout: had_rollout.then_some(None),
-            ..ChannelPatch::default()
-        },
-        "rollback",
-        Some(events::CHANNEL_CHANGED),
-    );
-    if had_rollout {
-        plan.events.push(events::ROLLOUT_ROLLED_BACK);
-    }
-    if !accept_unencrypted {
-        plan.refuse_encryption_downgrade(state).await?;
-    }
-    plan.commit(state, &actor, Commit::default()).await
-}
 
-/// The channel or 404 `channel_not_found`.
-pub(crate) async fn existing_channel(
-    state: &AppState,
-    app_id: &str,
-    name: &str,
-) -> Result<Channel, ApiError> {
-    state.store.get_channel(app_id, name).await?.ok_or_else(|| {
-        ApiError::not_found(
-            ErrorCode::ChannelNotFound,
-            format!("channel {name} of {app_id} does not exist"),
+    /// Reloads the in-memory release of `app_id` after a change, logging a
+    /// failure (the periodic reload catches up).
+    pub async fn refresh(&self, app_id: &str) {
+        if let Err(err) = self.cache.refresh(app_id).await {
+            tracing::error!(error = %err, app_id, "release refresh failed");
+        }
+    }
+
+    /// A change of `channel` being built in memory, from its current state.
+    pub(crate) async fn plan(&self, channel: Channel) -> Result<Plan, ApiError> {
+        let names = self.bundle_names(&channel.app_id, [&channel]).await?;
+        Ok(Plan {
+            after: channel.clone(),
+            before: channel,
+            patch: ChannelPatch::default(),
+            reasons: Vec::new(),
+            events: Vec::new(),
+            names,
+        })
+    }
+
+    /// The API view of `channel`, bundles by name.
+    pub async fn view(&self, channel: Channel) -> Result<ChannelView, ApiError> {
+        let names = self.bundle_names(&channel.app_id, [&channel]).await?;
+        Ok(ChannelView::new(channel, &names))
+    }
+
+    /// Applies `change` to `channel` of `app_id`: refuses incompatible bundles
+    /// unless `accept_incompatible`, writes history and audit with the change,
+    /// refreshes the in-memory release and queues webhooks. A schedule actor's
+    /// schedule is marked done in the same transaction.
+    pub async fn change_release(
+        &self,
+        actor: Actor<'_>,
+        app_id: &str,
+        channel: &str,
+        change: ReleaseChange,
+        accept_incompatible: bool,
+    ) -> Result<Channel, ApiError> {
+        let current = self.existing_channel(app_id, channel).await?;
+        let mut plan = self.plan(current).await?;
+        plan.add_release(self, change, accept_incompatible).await?;
+        let completes_schedule = match actor {
+            Actor::Schedule(id) => Some(id),
+            Actor::Key(_) | Actor::ControlLoop => None,
+        };
+        plan.commit(
+            self,
+            &actor,
+            Commit {
+                completes_schedule,
+                ..Commit::default()
+            },
         )
-    })
-}
-
-/// A bundle by version name: `None` for `builtin`, 404 `bundle_not_found`,
-/// 409 `bundle_deleted`.
-pub(crate) async fn resolve_bundle(
-    state: &AppState,
-    app_id: &str,
-    version: &str,
-) -> Result<Option<Bundle>, ApiError> {
-    if version == BUILTIN {
-        return Ok(None);
+        .await
     }
-    let bundle = state
-        .store
-        .get_bundle(app_id, version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::BundleNotFound,
-                format!("bundle {version} of {app_id} does not exist"),
-            )
-        })?;
-    if bundle.deleted {
-        return Err(ApiError::conflict(
-            ErrorCode::BundleDeleted,
-            format!("bundle {version} is deleted and cannot be served"),
-        ));
-    }
-    Ok(Some(bundle))
-}
 
-/// Names of the bundles `channels` point at (stable and rollout), for
-/// views: from the in-memory release, which holds every bundle a channel
-/// points at; from the store only when a channel was just changed and the
-/// release has not caught up.
-pub(crate) async fn bundle_names<'a>(
-    state: &AppState,
-    app_id: &str,
-    channels: impl IntoIterator<Item = &'a Channel>,
-) -> Result<HashMap<i64, String>, ApiError> {
-    let release = state.releases.get(app_id);
-    let mut names = HashMap::new();
-    let mut missing = false;
-    for channel in channels {
-        let ids = channel
-            .bundle_id
+    /// Points `channel` back at `to`, or else at the newest stable bundle in its
+    /// history that differs from the current one, and ends any rollout. No
+    /// compatibility guard: the bundle was live before.
+    pub async fn rollback_channel(
+        &self,
+        actor: Actor<'_>,
+        app_id: &str,
+        channel: &str,
+        to: Option<&str>,
+        accept_unencrypted: bool,
+    ) -> Result<Channel, ApiError> {
+        let current = self.existing_channel(app_id, channel).await?;
+        let mut plan = self.plan(current).await?;
+        let current_name = plan.stable_name();
+        // Only bundles the channel served to every device: that is what lets a
+        // rollback skip the compatibility guard. Anything else is a release.
+        let served: Vec<String> = self
+            .channels
+            .channel_history(app_id, channel, ROLLBACK_HISTORY_DEPTH)
+            .await?
             .into_iter()
-            .chain(channel.rollout.as_ref().map(|r| r.bundle_id));
-        for id in ids {
-            match release.bundles.get(&id) {
-                Some(bundle) => {
-                    names.insert(id, bundle.name.clone());
+            .map(|entry| entry.bundle)
+            .collect();
+        let version = match to {
+            Some(version) => {
+                // An unknown or deleted version says so first.
+                self.resolve_bundle(app_id, version).await?;
+                if !served.iter().any(|bundle| bundle == version) {
+                    return Err(ApiError::conflict(
+                        ErrorCode::NotInHistory,
+                        format!(
+                            "channel {channel} never served {version} to every device, so it is not a rollback; release it with `channel set --bundle {version}` (the compatibility guard applies)"
+                        ),
+                    ));
                 }
-                None => missing = true,
+                version.to_string()
+            }
+            None => {
+                served
+                    .into_iter()
+                    .find(|bundle| *bundle != current_name)
+                    .ok_or_else(|| {
+                        ApiError::conflict(
+                            ErrorCode::NothingToRollBack,
+                            format!(
+                                "channel {channel} has served no other bundle than {current_name}; give the version to roll back to"
+                            ),
+                        )
+                    })?
+            }
+        };
+        let target = self.resolve_bundle(app_id, &version).await?;
+        if let Some(bundle) = &target {
+            plan.names.insert(bundle.id, bundle.name.clone());
+        }
+        let had_rollout = plan.after.rollout.is_some();
+        plan.push(
+            ChannelPatch {
+                bundle_id: Some(target.map(|b| b.id)),
+                rollout: had_rollout.then_some(None),
+                ..ChannelPatch::default()
+            },
+            "rollback",
+            Some(events::CHANNEL_CHANGED),
+        );
+        if had_rollout {
+            plan.events.push(events::ROLLOUT_ROLLED_BACK);
+        }
+        if !accept_unencrypted {
+            plan.refuse_encryption_downgrade(self).await?;
+        }
+        plan.commit(self, &actor, Commit::default()).await
+    }
+
+    /// The channel or 404 `channel_not_found`.
+    pub async fn existing_channel(&self, app_id: &str, name: &str) -> Result<Channel, ApiError> {
+        self.channels
+            .get_channel(app_id, name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::ChannelNotFound,
+                    format!("channel {name} of {app_id} does not exist"),
+                )
+            })
+    }
+
+    /// A bundle by version name: `None` for `builtin`, 404 `bundle_not_found`,
+    /// 409 `bundle_deleted`.
+    pub async fn resolve_bundle(
+        &self,
+        app_id: &str,
+        version: &str,
+    ) -> Result<Option<Bundle>, ApiError> {
+        if version == BUILTIN {
+            return Ok(None);
+        }
+        let bundle = self
+            .bundles
+            .get_bundle(app_id, version)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::BundleNotFound,
+                    format!("bundle {version} of {app_id} does not exist"),
+                )
+            })?;
+        if bundle.deleted {
+            return Err(ApiError::conflict(
+                ErrorCode::BundleDeleted,
+                format!("bundle {version} is deleted and cannot be served"),
+            ));
+        }
+        Ok(Some(bundle))
+    }
+
+    /// Names of the bundles `channels` point at (stable and rollout), for
+    /// views: from the in-memory release, which holds every bundle a channel
+    /// points at; from the store only when a channel was just changed and the
+    /// release has not caught up.
+    pub async fn bundle_names<'a>(
+        &self,
+        app_id: &str,
+        channels: impl IntoIterator<Item = &'a Channel>,
+    ) -> Result<HashMap<i64, String>, ApiError> {
+        let release = self.cache.get(app_id);
+        let mut names = HashMap::new();
+        let mut missing = false;
+        for channel in channels {
+            let ids = channel
+                .bundle_id
+                .into_iter()
+                .chain(channel.rollout.as_ref().map(|r| r.bundle_id));
+            for id in ids {
+                match release.bundles.get(&id) {
+                    Some(bundle) => {
+                        names.insert(id, bundle.name.clone());
+                    }
+                    None => missing = true,
+                }
             }
         }
+        if missing {
+            names.extend(
+                self.bundles
+                    .list_bundles(app_id, true)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.id, b.name)),
+            );
+        }
+        Ok(names)
     }
-    if missing {
-        names.extend(
-            state
-                .store
-                .list_bundles(app_id, true)
-                .await?
-                .into_iter()
-                .map(|b| (b.id, b.name)),
-        );
+}
+
+/// The changes of one channel request, checked: what goes straight into
+/// the channel, and the release changes in the order they apply.
+#[derive(Debug, Default)]
+pub struct ChannelChanges {
+    pub patch: ChannelPatch,
+    pub releases: Vec<ReleaseChange>,
+    pub rollout_targeting: Option<Targeting>,
+    pub accept_incompatible: bool,
+}
+
+impl ChannelChanges {
+    pub fn is_empty(&self) -> bool {
+        self.patch == ChannelPatch::default()
+            && self.releases.is_empty()
+            && self.rollout_targeting.is_none()
     }
-    Ok(names)
+}
+
+impl ReleaseService {
+    /// Creates channel `name` of `app_id` with `changes` (a release among
+    /// them is made on the new channel); unknown or deleted bundles are
+    /// refused before the channel exists.
+    pub async fn create_channel(
+        &self,
+        caller: &Caller,
+        app_id: &str,
+        name: String,
+        changes: ChannelChanges,
+    ) -> Result<Channel, ApiError> {
+        for change in &changes.releases {
+            match change {
+                ReleaseChange::SetBundle { version }
+                | ReleaseChange::Rollout(RolloutRequest::Start { version, .. }) => {
+                    self.resolve_bundle(app_id, version).await?;
+                }
+                ReleaseChange::Rollout(_) => {}
+            }
+        }
+        let channel = self
+            .channels
+            .create_channel(
+                NewChannel {
+                    app_id: app_id.to_string(),
+                    name,
+                    settings: changes.patch.clone(),
+                },
+                self.clock.now(),
+            )
+            .await?;
+        let created = self.view(channel.clone()).await?;
+        self.audit
+            .log(
+                caller,
+                Some(app_id),
+                "channel.create",
+                &channel.name,
+                None,
+                serde_json::to_value(&created).ok(),
+            )
+            .await;
+        let has_release = !changes.releases.is_empty() || changes.rollout_targeting.is_some();
+        if !has_release {
+            self.refresh(app_id).await;
+            return Ok(channel);
+        }
+        let mut plan = self.plan(channel).await?;
+        let release_only = ChannelChanges {
+            patch: ChannelPatch::default(),
+            ..changes
+        };
+        self.plan_changes(&mut plan, release_only).await?;
+        plan.commit(self, &Actor::Key(caller), Commit::default())
+            .await
+    }
+
+    /// Applies `changes` to `current` in one write (nothing when empty).
+    pub async fn update_channel(
+        &self,
+        caller: &Caller,
+        current: Channel,
+        changes: ChannelChanges,
+        accept_unencrypted: bool,
+    ) -> Result<Channel, ApiError> {
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        let mut plan = self.plan(current).await?;
+        self.plan_changes(&mut plan, changes).await?;
+        if !accept_unencrypted {
+            plan.refuse_encryption_downgrade(self).await?;
+        }
+        plan.commit(self, &Actor::Key(caller), Commit::default())
+            .await
+    }
+
+    /// Deletes channel `name` of `app_id` (404 when there is none).
+    pub async fn delete_channel(
+        &self,
+        caller: &Caller,
+        app_id: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let channel = self.existing_channel(app_id, name).await?;
+        let before = self.view(channel).await?;
+        self.channels.delete_channel(app_id, name).await?;
+        self.audit
+            .log(
+                caller,
+                Some(app_id),
+                "channel.delete",
+                name,
+                serde_json::to_value(&before).ok(),
+                None,
+            )
+            .await;
+        self.refresh(app_id).await;
+        Ok(())
+    }
+
+    /// Builds the whole change on `plan`: settings, then release changes, then
+    /// the rollout's targeting (so that it applies to a rollout started here too).
+    async fn plan_changes(&self, plan: &mut Plan, changes: ChannelChanges) -> Result<(), ApiError> {
+        plan.add_settings(changes.patch);
+        for change in changes.releases {
+            plan.add_release(self, change, changes.accept_incompatible)
+                .await?;
+        }
+        if let Some(targeting) = changes.rollout_targeting {
+            plan.add_rollout_change(
+                RolloutChange::SetTargeting(targeting),
+                self.clock.now(),
+                "rollout_targeting",
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The comparison of `packages` (a bundle's, `None` = unknown) with the
+/// channel's live bundle.
+pub struct Comparison {
+    pub report: CompatibilityReport,
+    /// The live bundle's name (`builtin` for none).
+    pub live_bundle: String,
+    /// False when the compared bundle's packages are unknown.
+    pub bundle_known: bool,
+}
+
+/// The native-compatibility guard: a web bundle that calls a Capacitor
+/// plugin the installed app lacks (or expects another version of it) breaks
+/// on devices, so putting one live on a channel is refused unless accepted.
+impl ReleaseService {
+    /// The channel's live (stable) bundle; `None` for the builtin one.
+    async fn live_bundle(&self, channel: &Channel) -> Result<Option<Bundle>, ApiError> {
+        let Some(id) = channel.bundle_id else {
+            return Ok(None);
+        };
+        if let Some(bundle) = self.cache.get(&channel.app_id).bundle(id) {
+            return Ok(Some(bundle.clone()));
+        }
+        // Not in memory yet (a change in flight): ask the store.
+        Ok(self
+            .bundles
+            .list_bundles(&channel.app_id, true)
+            .await?
+            .into_iter()
+            .find(|bundle| bundle.id == id))
+    }
+
+    pub async fn compare(
+        &self,
+        channel: &Channel,
+        packages: Option<&[NativePackage]>,
+    ) -> Result<Comparison, ApiError> {
+        let live = self.live_bundle(channel).await?;
+        let live_bundle = live
+            .as_ref()
+            .map(|b| b.name.clone())
+            .unwrap_or_else(|| BUILTIN.to_string());
+        let live_packages = live.as_ref().and_then(|b| b.native_packages.as_deref());
+        let report = match packages {
+            Some(packages) => compare_native_packages(packages, live_packages),
+            // Nothing known about the bundle: nothing to hold against it.
+            None => CompatibilityReport {
+                compatible: true,
+                live_known: live_packages.is_some(),
+                packages: Vec::new(),
+            },
+        };
+        Ok(Comparison {
+            report,
+            live_bundle,
+            bundle_known: packages.is_some(),
+        })
+    }
+
+    /// Refuses (409 `incompatible_bundle`) to put `bundle` live on `channel`
+    /// when its native packages differ from those of the channel's live
+    /// bundle, unless `accept_incompatible`. Unknown packages on either side pass.
+    async fn guard(
+        &self,
+        channel: &Channel,
+        bundle: &Bundle,
+        accept_incompatible: bool,
+    ) -> Result<(), ApiError> {
+        self.check_compatible(
+            channel,
+            &bundle.name,
+            bundle.native_packages.as_deref(),
+            accept_incompatible,
+        )
+        .await
+    }
+
+    /// As the guard, for a bundle not stored yet (an upload with `channel`).
+    pub async fn check_compatible(
+        &self,
+        channel: &Channel,
+        version: &str,
+        packages: Option<&[NativePackage]>,
+        accept_incompatible: bool,
+    ) -> Result<(), ApiError> {
+        if accept_incompatible || packages.is_none() {
+            return Ok(());
+        }
+        let comparison = self.compare(channel, packages).await?;
+        if comparison.report.compatible {
+            Ok(())
+        } else {
+            Err(incompatible_error(&channel.name, version, &comparison))
+        }
+    }
+}
+
+/// `name 6.0.0 → 7.0.0 (version_mismatch)` for each incompatible package.
+fn differences(packages: &[PackageComparison]) -> Vec<String> {
+    packages
+        .iter()
+        .filter(|p| !p.compatible)
+        .map(|p| {
+            format!(
+                "{} {} → {} ({})",
+                p.name,
+                p.live_version.as_deref().unwrap_or("absent"),
+                p.bundle_version.as_deref().unwrap_or("absent"),
+                p.reason.unwrap_or("incompatible")
+            )
+        })
+        .collect()
+}
+
+/// The 409 for `version` refused on `channel`; lists the packages in the
+/// message and, machine-readable, in `details`.
+fn incompatible_error(channel: &str, version: &str, comparison: &Comparison) -> ApiError {
+    let packages: Vec<&PackageComparison> = comparison
+        .report
+        .packages
+        .iter()
+        .filter(|p| !p.compatible)
+        .collect();
+    let details = serde_json::to_value(&packages).unwrap_or_default();
+    ApiError::conflict(
+        ErrorCode::IncompatibleBundle,
+        format!(
+            "bundle {version} is not compatible with the native packages of channel {channel}'s live bundle {}: {}; \
+             pass accept_incompatible to put it live anyway",
+            comparison.live_bundle,
+            differences(&comparison.report.packages).join(", ")
+        ),
+    )
+    .with("details", details)
+    .with("live_bundle", comparison.live_bundle.clone())
 }
 
 /// A new rollout's id: the seed of its device buckets.
@@ -297,18 +639,6 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub async fn new(state: &AppState, channel: Channel) -> Result<Plan, ApiError> {
-        let names = bundle_names(state, &channel.app_id, [&channel]).await?;
-        Ok(Plan {
-            after: channel.clone(),
-            before: channel,
-            patch: ChannelPatch::default(),
-            reasons: Vec::new(),
-            events: Vec::new(),
-            names,
-        })
-    }
-
     /// The event of moving the current rollout to `to_bps`: up, down, or
     /// none when it stays.
     fn percentage_event(&self, to_bps: u32) -> Option<&'static str> {
@@ -338,7 +668,7 @@ impl Plan {
     /// (as the stable or a new rollout bundle) on a channel whose stable
     /// bundle is encrypted: devices configured with a public key refuse
     /// unencrypted bundles. `builtin` is no download, so it is no downgrade.
-    pub async fn refuse_encryption_downgrade(&self, state: &AppState) -> Result<(), ApiError> {
+    pub async fn refuse_encryption_downgrade(&self, svc: &ReleaseService) -> Result<(), ApiError> {
         let Some(current_id) = self.before.bundle_id else {
             return Ok(());
         };
@@ -356,13 +686,13 @@ impl Plan {
         }
         let current_name = self.bundle_name(current_id);
         let encrypted = |bundle: &Option<Bundle>| bundle.as_ref().is_some_and(Bundle::is_encrypted);
-        let current = state.store.get_bundle(app_id, &current_name).await?;
+        let current = svc.bundles.get_bundle(app_id, &current_name).await?;
         if !encrypted(&current) {
             return Ok(());
         }
         for id in served {
             let name = self.bundle_name(id);
-            let target = state.store.get_bundle(app_id, &name).await?;
+            let target = svc.bundles.get_bundle(app_id, &name).await?;
             if target.is_some() && !encrypted(&target) {
                 return Err(ApiError::conflict(
                     ErrorCode::EncryptionDowngrade,
@@ -423,20 +753,19 @@ impl Plan {
     /// Adds a release change as asked through the API, a schedule or upload.
     pub async fn add_release(
         &mut self,
-        state: &AppState,
+        svc: &ReleaseService,
         change: ReleaseChange,
         accept_incompatible: bool,
     ) -> Result<(), ApiError> {
         let app_id = self.after.app_id.clone();
-        let now = state.clock.now();
+        let now = svc.clock.now();
         match change {
             ReleaseChange::SetBundle { version } => {
-                let target = resolve_bundle(state, &app_id, &version).await?;
+                let target = svc.resolve_bundle(&app_id, &version).await?;
                 if let Some(bundle) = &target {
                     self.names.insert(bundle.id, bundle.name.clone());
                     if self.after.bundle_id != Some(bundle.id) {
-                        crate::api::compat::guard(state, &self.after, bundle, accept_incompatible)
-                            .await?;
+                        svc.guard(&self.after, bundle, accept_incompatible).await?;
                     }
                 }
                 let target_id = target.map(|b| b.id);
@@ -459,7 +788,7 @@ impl Plan {
                 version,
                 percentage_bps,
             }) => {
-                let bundle = resolve_bundle(state, &app_id, &version)
+                let bundle = svc.resolve_bundle(&app_id, &version)
                     .await?
                     .ok_or_else(|| {
                         ApiError::bad_request(
@@ -474,8 +803,7 @@ impl Plan {
                     .as_ref()
                     .is_some_and(|r| r.bundle_id == bundle.id);
                 if !same_rollout && self.after.bundle_id != Some(bundle.id) {
-                    crate::api::compat::guard(state, &self.after, &bundle, accept_incompatible)
-                        .await?;
+                    svc.guard(&self.after, &bundle, accept_incompatible).await?;
                 }
                 let (reason, event) = if same_rollout {
                     ("rollout_percentage", self.percentage_event(percentage_bps))
@@ -521,7 +849,7 @@ impl Plan {
                 // The rollout bundle may have been deleted since it started.
                 if let Some(rollout) = &self.after.rollout {
                     let name = self.bundle_name(rollout.bundle_id);
-                    resolve_bundle(state, &app_id, &name).await?;
+                    svc.resolve_bundle(&app_id, &name).await?;
                 }
                 self.add_rollout_change(
                     RolloutChange::Promote,
@@ -545,7 +873,7 @@ impl Plan {
     /// Adds the names of any bundle `before` or `after` points at that the
     /// plan does not know yet, so that the audit entry and webhooks name
     /// bundles by version, never by id.
-    async fn complete_names(&mut self, state: &AppState) -> Result<(), ApiError> {
+    async fn complete_names(&mut self, svc: &ReleaseService) -> Result<(), ApiError> {
         let ids = [&self.before, &self.after].into_iter().flat_map(|c| {
             c.bundle_id
                 .into_iter()
@@ -555,7 +883,9 @@ impl Plan {
             return Ok(());
         }
         let app_id = self.before.app_id.clone();
-        let known = bundle_names(state, &app_id, [&self.before, &self.after]).await?;
+        let known = svc
+            .bundle_names(&app_id, [&self.before, &self.after])
+            .await?;
         for (id, name) in known {
             self.names.entry(id).or_insert(name);
         }
@@ -571,11 +901,11 @@ impl Plan {
     /// entry) in one transaction, refreshes the release and emits webhooks.
     pub async fn commit(
         mut self,
-        state: &AppState,
+        svc: &ReleaseService,
         actor: &Actor<'_>,
         commit: Commit,
     ) -> Result<Channel, ApiError> {
-        let now = state.clock.now();
+        let now = svc.clock.now();
         self.after.updated_at = now;
         let app_id = self.before.app_id.clone();
         let channel_name = self.before.name.clone();
@@ -589,7 +919,7 @@ impl Plan {
         } else {
             "channel.release"
         };
-        self.complete_names(state).await?;
+        self.complete_names(svc).await?;
         let before_view = serde_json::to_value(self.view(&self.before)).ok();
         let after_view = serde_json::to_value(self.view(&self.after)).ok();
         let expect_rollout_id = commit
@@ -618,7 +948,7 @@ impl Plan {
                 after: after_view,
             }),
         };
-        let stored = match state.store.apply_channel_update(update).await {
+        let stored = match svc.channels.apply_channel_update(update).await {
             Ok(channel) => channel,
             Err(StoreError::Conflict(message)) => {
                 return Err(ApiError::conflict(
@@ -628,13 +958,13 @@ impl Plan {
             }
             Err(err) => return Err(err.into()),
         };
-        refresh_release(state, &app_id).await;
+        svc.refresh(&app_id).await;
         // The decision as stored (its id, its time as the API shows it), so a
         // receiver can find it in the decisions list; only the loop writes
         // decisions, one at a time, so the newest one is this one.
         let decision = match commit.decision {
-            Some(_) => state
-                .store
+            Some(_) => svc
+                .decisions
                 .list_rollout_decisions(&app_id, Some(&channel_name), 1)
                 .await
                 .ok()
@@ -648,7 +978,7 @@ impl Plan {
         }
         for event in events {
             let data = self.event_data(&stored, actor, &reason, decision.as_ref());
-            webhooks::emit(state, &app_id, event, data).await;
+            svc.webhooks.emit(&app_id, event, data).await;
         }
         Ok(stored)
     }

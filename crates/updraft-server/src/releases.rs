@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use tokio::sync::Mutex;
 use updraft_core::model::ReleaseConfig;
-use updraft_store::{Store, StoreResult};
+use updraft_store::{ReleaseStore, StoreResult};
 
 type ReleaseMap = HashMap<String, Arc<ReleaseConfig>>;
 
@@ -16,14 +16,14 @@ static UNKNOWN_APP: LazyLock<Arc<ReleaseConfig>> =
     LazyLock::new(|| Arc::new(ReleaseConfig::default()));
 
 pub struct ReleaseCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReleaseStore>,
     current: ArcSwap<ReleaseMap>,
     /// Serialises writers so two refreshes cannot swap in an older map.
     refresh_lock: Mutex<()>,
 }
 
 impl ReleaseCache {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn ReleaseStore>) -> Self {
         ReleaseCache {
             store,
             current: ArcSwap::from_pointee(HashMap::new()),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use updraft_core::analytics::{day_of, MILLIS_PER_DAY};
-use updraft_core::model::Millis;
-use updraft_store::{Store, StoreResult};
+use updraft_core::model::Clock;
+use updraft_store::{AnalyticsStore, RolloutStore, StoreResult, WebhookStore};
 
 /// Rows deleted per statement: a few milliseconds of write lock.
 const BATCH_ROWS: i64 = 5_000;
@@ -26,23 +26,86 @@ pub struct RetentionPass {
     pub deliveries: u64,
 }
 
-/// Deletes raw events received more than `retention_days` before `now`, and
-/// the per-device day rows of days before that.
-pub async fn run_once(
-    store: &dyn Store,
-    now: Millis,
+/// The stores retention deletes from, the clock it measures age by, and
+/// the retention.
+pub struct Retention {
+    analytics: Arc<dyn AnalyticsStore>,
+    rollouts: Arc<dyn RolloutStore>,
+    webhooks: Arc<dyn WebhookStore>,
+    clock: Arc<dyn Clock>,
     retention_days: u32,
-) -> StoreResult<RetentionPass> {
-    let cutoff = now - i64::from(retention_days.max(1)) * MILLIS_PER_DAY;
-    let cutoff_day = day_of(cutoff);
-    Ok(RetentionPass {
-        events: in_batches(|| store.delete_events_received_before(cutoff, BATCH_ROWS)).await?,
-        device_days: in_batches(|| store.delete_device_days_before(&cutoff_day, BATCH_ROWS))
+}
+
+impl Retention {
+    pub fn new(
+        analytics: Arc<dyn AnalyticsStore>,
+        rollouts: Arc<dyn RolloutStore>,
+        webhooks: Arc<dyn WebhookStore>,
+        clock: Arc<dyn Clock>,
+        retention_days: u32,
+    ) -> Retention {
+        Retention {
+            analytics,
+            rollouts,
+            webhooks,
+            clock,
+            retention_days,
+        }
+    }
+
+    /// Deletes raw events received more than `retention_days` before now
+    /// (by the clock), the per-device day rows of days before that, and the
+    /// health minutes and finished deliveries older than that.
+    pub async fn run_once(&self) -> StoreResult<RetentionPass> {
+        let now = self.clock.now();
+        let cutoff = now - i64::from(self.retention_days.max(1)) * MILLIS_PER_DAY;
+        let cutoff_day = day_of(cutoff);
+        Ok(RetentionPass {
+            events: in_batches(|| {
+                self.analytics
+                    .delete_events_received_before(cutoff, BATCH_ROWS)
+            })
             .await?,
-        health_minutes: in_batches(|| store.delete_health_before(cutoff, BATCH_ROWS)).await?,
-        deliveries: in_batches(|| store.delete_finished_deliveries_before(cutoff, BATCH_ROWS))
+            device_days: in_batches(|| {
+                self.analytics
+                    .delete_device_days_before(&cutoff_day, BATCH_ROWS)
+            })
             .await?,
-    })
+            health_minutes: in_batches(|| self.rollouts.delete_health_before(cutoff, BATCH_ROWS))
+                .await?,
+            deliveries: in_batches(|| {
+                self.webhooks
+                    .delete_finished_deliveries_before(cutoff, BATCH_ROWS)
+            })
+            .await?,
+        })
+    }
+
+    /// Runs a pass at start and then every `every`.
+    pub fn spawn(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
+        let retention = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match retention.run_once().await {
+                    Ok(pass) if pass != RetentionPass::default() => tracing::info!(
+                        events = pass.events,
+                        device_days = pass.device_days,
+                        health_minutes = pass.health_minutes,
+                        deliveries = pass.deliveries,
+                        retention_days = retention.retention_days,
+                        "old raw stats, health minutes and deliveries deleted"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "stats retention pass failed; will retry")
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// Repeats one batched delete until it deletes nothing; the total deleted.
@@ -62,34 +125,29 @@ where
     }
 }
 
-/// Runs a pass at start and then every `every`.
-pub fn spawn(store: Arc<dyn Store>, retention_days: u32, every: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match run_once(store.as_ref(), crate::device::now_ms(), retention_days).await {
-                Ok(pass) if pass != RetentionPass::default() => tracing::info!(
-                    events = pass.events,
-                    device_days = pass.device_days,
-                    health_minutes = pass.health_minutes,
-                    deliveries = pass.deliveries,
-                    retention_days,
-                    "old raw stats, health minutes and deliveries deleted"
-                ),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "stats retention pass failed; will retry"),
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use updraft_core::model::StatsEvent;
+    use updraft_core::model::{ManualClock, Millis, StatsEvent};
     use updraft_store::{AnalyticsStore, EventExportQuery, SqliteStore, StatsIngest};
+
+    /// Retention over `store`, its clock at `now`.
+    fn retention(
+        store: &SqliteStore,
+        retention_days: u32,
+        now: Millis,
+    ) -> (Retention, Arc<ManualClock>) {
+        let store = Arc::new(store.clone());
+        let clock = Arc::new(ManualClock::new(now));
+        let retention = Retention::new(
+            store.clone(),
+            store.clone(),
+            store,
+            clock.clone(),
+            retention_days,
+        );
+        (retention, clock)
+    }
 
     fn event(device: &str, received_at: Millis) -> StatsEvent {
         StatsEvent {
@@ -125,7 +183,8 @@ mod tests {
             })
             .await
             .unwrap();
-        let pass = run_once(&store, now, 30).await.unwrap();
+        let (retention, _clock) = retention(&store, 30, now);
+        let pass = retention.run_once().await.unwrap();
         assert_eq!(
             pass,
             RetentionPass {
@@ -144,7 +203,7 @@ mod tests {
             .unwrap();
         assert_eq!(left.len(), 5);
         assert_eq!(
-            run_once(&store, now, 30).await.unwrap(),
+            retention.run_once().await.unwrap(),
             RetentionPass::default()
         );
     }
@@ -172,6 +231,7 @@ mod tests {
             .unwrap();
         let start = 1_767_225_600_000;
         let retention_days = 10;
+        let (retention, clock) = retention(&store, retention_days, start);
         let channel = Some("production".to_string());
         let installs_kept = |now: Millis| {
             let store = &store;
@@ -217,9 +277,8 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            run_once(&store, now + 3 * 60_000, retention_days)
-                .await
-                .unwrap();
+            clock.set(now + 3 * 60_000);
+            retention.run_once().await.unwrap();
             let kept_days = (day + 1).min(i64::from(retention_days));
             assert_eq!(
                 installs_kept(now).await.installs,

@@ -218,6 +218,15 @@ pub struct AppState {
     pub auth: Arc<crate::auth::AuthService>,
     /// Seals webhook secrets before they are stored, opens them to sign.
     pub webhook_secrets: Arc<crate::webhook_secrets::SecretBox>,
+    /// Every change of what a channel serves (with the compatibility guard
+    /// and the refresh of `releases`).
+    pub release_changes: Arc<crate::release_changes::ReleaseService>,
+    /// The audit log.
+    pub audit: Arc<crate::audit::AuditService>,
+    /// Webhook events: queued here, delivered by its worker.
+    pub webhooks: Arc<crate::webhooks::WebhookService>,
+    /// The rollout control loop (also asked for its current judgement).
+    pub control: Arc<crate::control::ControlLoop>,
 }
 
 /// The storage services as handler state: a handler names the one it

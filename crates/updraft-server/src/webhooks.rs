@@ -6,8 +6,8 @@
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC>`)
 //! and records the outcome.
 
-use crate::metrics::db_operation;
-use crate::state::{AppState, ServerConfig};
+use crate::metrics::{db_operation, Metrics};
+use crate::state::ServerConfig;
 use crate::webhook_secrets::SecretBox;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -15,12 +15,12 @@ use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use updraft_core::analytics::rfc3339;
-use updraft_core::model::{Millis, WebhookDelivery};
-use updraft_store::{DeliveryAttempt, DueDelivery, Store, StoreError};
+use updraft_core::model::{Clock, Millis, WebhookDelivery};
+use updraft_store::{DeliveryAttempt, DueDelivery, StoreError, WebhookStore};
 
 /// Event types.
 pub mod events {
@@ -68,11 +68,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Deliveries taken per round, and sent at the same time.
 const BATCH_SIZE: i64 = 64;
 const CONCURRENT_SENDS: usize = 8;
-
-/// Wakes the delivery worker when `emit` queued something. Process-wide:
-/// with several servers in one process (tests) a wake may reach another
-/// worker, and the poll interval covers that.
-static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
 
 /// A new secret: `whsec_` + base64 of 32 random bytes.
 pub fn generate_secret() -> String {
@@ -127,216 +122,252 @@ pub fn is_valid_url(url: &str) -> bool {
     }
 }
 
-fn wall_clock_ms() -> Millis {
-    crate::device::now_ms()
+/// How deliveries are sent: the request timeout and the retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliverySettings {
+    pub timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub max_attempts: u32,
 }
 
-/// Queues `data` as event `event_type` of `app_id` for every webhook that
-/// wants it; returns once the deliveries are stored (they go out in the
-/// background). Failures are logged: the change that caused the event is done.
-pub async fn emit(state: &AppState, app_id: &str, event_type: &str, data: Value) {
-    let body = payload(event_type, state.clock.now(), data);
-    // Queue times are wall-clock: retries wait real time whatever clock the
-    // release logic runs on.
-    match state
-        .store
-        .enqueue_event(app_id, event_type, &body, wall_clock_ms())
-        .await
-    {
-        Ok(queued) if !queued.is_empty() => WAKE.notify_one(),
-        Ok(_) => {}
-        Err(err) => {
-            state.metrics.record_database_error(db_operation::API);
-            tracing::error!(error = %err, app_id, event_type, "webhook event could not be queued");
+impl DeliverySettings {
+    pub fn of(config: &ServerConfig) -> DeliverySettings {
+        DeliverySettings {
+            timeout_ms: config.webhook_timeout_ms,
+            retry_base_ms: config.webhook_retry_base_ms,
+            max_attempts: config.webhook_max_attempts,
         }
     }
 }
 
-/// Queues a `webhook.test` event for one webhook and returns its delivery.
-pub async fn send_test(state: &AppState, webhook_id: i64) -> Result<WebhookDelivery, StoreError> {
-    let body = payload(
-        events::WEBHOOK_TEST,
-        state.clock.now(),
-        json!({"webhook_id": webhook_id, "message": "This is a test event from Updraft"}),
-    );
-    let delivery = state
-        .store
-        .enqueue_for_webhook(webhook_id, events::WEBHOOK_TEST, &body, wall_clock_ms())
-        .await?;
-    WAKE.notify_one();
-    Ok(delivery)
-}
-
-/// Runs the delivery worker until `stop` turns true.
-pub fn spawn_worker(
-    store: Arc<dyn Store>,
-    config: Arc<ServerConfig>,
-    metrics: Arc<crate::metrics::Metrics>,
+/// Queues events and delivers them: the store of webhooks and deliveries,
+/// the clock (queue, due and attempt times), the secrets, and the signal
+/// that wakes this service's worker when something was queued.
+pub struct WebhookService {
+    store: Arc<dyn WebhookStore>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     secrets: Arc<SecretBox>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.webhook_timeout_ms.max(1)))
-            // A redirect is an answer other than 2xx: not followed, so a
-            // receiver cannot bounce signed events elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("updraft-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::error!(error = %err, "webhook HTTP client could not be built; no deliveries");
-                return;
-            }
-        };
-        loop {
-            // A full batch means more may be waiting: go again at once.
-            let full = deliver_due(&store, &config, &metrics, &secrets, &http).await;
-            if *stop.borrow() {
-                break;
-            }
-            if full {
-                continue;
-            }
-            tokio::select! {
-                _ = WAKE.notified() => {}
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                _ = stop.changed() => break,
-            }
-        }
-    })
+    settings: DeliverySettings,
+    wake: Notify,
 }
 
-/// Sends one batch of due deliveries; returns whether the batch was full.
-async fn deliver_due(
-    store: &Arc<dyn Store>,
-    config: &ServerConfig,
-    metrics: &crate::metrics::Metrics,
-    secrets: &SecretBox,
-    http: &reqwest::Client,
-) -> bool {
-    let due = match store.due_deliveries(wall_clock_ms(), BATCH_SIZE).await {
-        Ok(due) => due,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot read due webhook deliveries");
-            return false;
+impl WebhookService {
+    pub fn new(
+        store: Arc<dyn WebhookStore>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        secrets: Arc<SecretBox>,
+        settings: DeliverySettings,
+    ) -> WebhookService {
+        WebhookService {
+            store,
+            clock,
+            metrics,
+            secrets,
+            settings,
+            wake: Notify::new(),
         }
-    };
-    let full = due.len() as i64 >= BATCH_SIZE;
-    // An attempt that could not be recorded stays due: going again at once
-    // would resend it in a tight loop while the database is failing.
-    let unrecorded = std::sync::atomic::AtomicBool::new(false);
-    futures_util::stream::iter(due)
-        .for_each_concurrent(CONCURRENT_SENDS, |due| {
-            let unrecorded = &unrecorded;
-            async move {
-                let attempt = attempt(http, config, secrets, &due).await;
-                metrics.record_webhook_attempt(attempt.succeeded);
-                match store.record_delivery_attempt(attempt).await {
-                    Ok(_) => {}
-                    // Its webhook was deleted while it was being sent.
-                    Err(StoreError::NotFound(_)) => {}
-                    Err(err) => {
-                        unrecorded.store(true, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(error = %err, delivery = due.delivery.id, "cannot record a webhook delivery attempt");
-                    }
+    }
+
+    /// Queues `data` as event `event_type` of `app_id` for every webhook that
+    /// wants it; returns once the deliveries are stored (they go out in the
+    /// background). Failures are logged: the change that caused the event is done.
+    pub async fn emit(&self, app_id: &str, event_type: &str, data: Value) {
+        let now = self.clock.now();
+        let body = payload(event_type, now, data);
+        match self
+            .store
+            .enqueue_event(app_id, event_type, &body, now)
+            .await
+        {
+            Ok(queued) if !queued.is_empty() => self.wake.notify_one(),
+            Ok(_) => {}
+            Err(err) => {
+                self.metrics.record_database_error(db_operation::API);
+                tracing::error!(error = %err, app_id, event_type, "webhook event could not be queued");
+            }
+        }
+    }
+
+    /// Queues a `webhook.test` event for one webhook and returns its delivery.
+    pub async fn send_test(&self, webhook_id: i64) -> Result<WebhookDelivery, StoreError> {
+        let now = self.clock.now();
+        let body = payload(
+            events::WEBHOOK_TEST,
+            now,
+            json!({"webhook_id": webhook_id, "message": "This is a test event from Updraft"}),
+        );
+        let delivery = self
+            .store
+            .enqueue_for_webhook(webhook_id, events::WEBHOOK_TEST, &body, now)
+            .await?;
+        self.wake.notify_one();
+        Ok(delivery)
+    }
+
+    /// Runs the delivery worker until `stop` turns true.
+    pub fn spawn_worker(
+        self: &Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let http = match reqwest::Client::builder()
+                .timeout(Duration::from_millis(service.settings.timeout_ms.max(1)))
+                // A redirect is an answer other than 2xx: not followed, so a
+                // receiver cannot bounce signed events elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("updraft-webhooks/", env!("CARGO_PKG_VERSION")))
+                .build()
+            {
+                Ok(client) => client,
+                Err(err) => {
+                    tracing::error!(error = %err, "webhook HTTP client could not be built; no deliveries");
+                    return;
+                }
+            };
+            loop {
+                // A full batch means more may be waiting: go again at once.
+                let full = service.deliver_due(&http).await;
+                if *stop.borrow() {
+                    break;
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    _ = service.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = stop.changed() => break,
                 }
             }
         })
-        .await;
-    full && !unrecorded.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Sends one delivery once and describes the outcome.
-async fn attempt(
-    http: &reqwest::Client,
-    config: &ServerConfig,
-    secrets: &SecretBox,
-    due: &DueDelivery,
-) -> DeliveryAttempt {
-    let delivery = &due.delivery;
-    let attempt_number = delivery.attempts.saturating_add(1);
-    let started = wall_clock_ms();
-    let timestamp = started.div_euclid(1000);
-    let secret = match secrets.open(&due.secret) {
-        Ok(secret) => Some(secret),
-        Err(err) => {
-            tracing::error!(
-                delivery = delivery.id,
-                webhook = delivery.webhook_id,
-                error = %err,
-                "webhook secret cannot be decrypted; delivery not sent"
-            );
-            None
-        }
-    };
-    let signature = secret
-        .as_deref()
-        .map(|secret| sign(secret, &delivery.message_id, timestamp, &delivery.payload));
-    let (succeeded, status_code, error) = match signature {
-        None => (
-            false,
-            None,
-            Some(
-                "the webhook's secret cannot be decrypted with this server's webhook_secret_key"
-                    .to_string(),
-            ),
-        ),
-        Some(None) => (
-            false,
-            None,
-            Some("the webhook's secret is not a valid whsec_ key".to_string()),
-        ),
-        Some(Some(signature)) => {
-            let sent = http
-                .post(&due.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("webhook-id", &delivery.message_id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
-                .body(delivery.payload.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(response) if response.status().is_success() => {
-                    (true, Some(response.status().as_u16()), None)
-                }
-                Ok(response) => (
-                    false,
-                    Some(response.status().as_u16()),
-                    Some(format!(
-                        "receiver answered HTTP {}",
-                        response.status().as_u16()
-                    )),
-                ),
-                Err(err) if err.is_timeout() => (
-                    false,
-                    None,
-                    Some(format!("timed out after {} ms", config.webhook_timeout_ms)),
-                ),
-                Err(err) => (false, None, Some(error_chain(&err))),
-            }
-        }
-    };
-    let finished = wall_clock_ms();
-    let delay = retry_delay_ms(config.webhook_retry_base_ms, attempt_number);
-    if !succeeded {
-        tracing::info!(
-            delivery = delivery.id,
-            attempt = attempt_number,
-            error = error.as_deref().unwrap_or(""),
-            "webhook delivery attempt failed"
-        );
     }
-    DeliveryAttempt {
-        delivery_id: delivery.id,
-        at: finished,
-        succeeded,
-        status_code,
-        error,
-        retry_at: finished.saturating_add(Millis::try_from(delay).unwrap_or(Millis::MAX)),
-        max_attempts: config.webhook_max_attempts.max(1),
+
+    /// Sends one batch of due deliveries; returns whether the batch was full.
+    async fn deliver_due(&self, http: &reqwest::Client) -> bool {
+        let due = match self
+            .store
+            .due_deliveries(self.clock.now(), BATCH_SIZE)
+            .await
+        {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read due webhook deliveries");
+                return false;
+            }
+        };
+        let full = due.len() as i64 >= BATCH_SIZE;
+        // An attempt that could not be recorded stays due: going again at once
+        // would resend it in a tight loop while the database is failing.
+        let unrecorded = std::sync::atomic::AtomicBool::new(false);
+        futures_util::stream::iter(due)
+            .for_each_concurrent(CONCURRENT_SENDS, |due| {
+                let unrecorded = &unrecorded;
+                async move {
+                    let attempt = self.attempt(http, &due).await;
+                    self.metrics.record_webhook_attempt(attempt.succeeded);
+                    match self.store.record_delivery_attempt(attempt).await {
+                        Ok(_) => {}
+                        // Its webhook was deleted while it was being sent.
+                        Err(StoreError::NotFound(_)) => {}
+                        Err(err) => {
+                            unrecorded.store(true, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(error = %err, delivery = due.delivery.id, "cannot record a webhook delivery attempt");
+                        }
+                    }
+                }
+            })
+            .await;
+        full && !unrecorded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends one delivery once and describes the outcome.
+    async fn attempt(&self, http: &reqwest::Client, due: &DueDelivery) -> DeliveryAttempt {
+        let delivery = &due.delivery;
+        let attempt_number = delivery.attempts.saturating_add(1);
+        let started = self.clock.now();
+        let timestamp = started.div_euclid(1000);
+        let secret = match self.secrets.open(&due.secret) {
+            Ok(secret) => Some(secret),
+            Err(err) => {
+                tracing::error!(
+                    delivery = delivery.id,
+                    webhook = delivery.webhook_id,
+                    error = %err,
+                    "webhook secret cannot be decrypted; delivery not sent"
+                );
+                None
+            }
+        };
+        let signature = secret
+            .as_deref()
+            .map(|secret| sign(secret, &delivery.message_id, timestamp, &delivery.payload));
+        let (succeeded, status_code, error) = match signature {
+            None => (
+                false,
+                None,
+                Some(
+                    "the webhook's secret cannot be decrypted with this server's webhook_secret_key"
+                        .to_string(),
+                ),
+            ),
+            Some(None) => (
+                false,
+                None,
+                Some("the webhook's secret is not a valid whsec_ key".to_string()),
+            ),
+            Some(Some(signature)) => {
+                let sent = http
+                    .post(&due.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("webhook-id", &delivery.message_id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", signature)
+                    .body(delivery.payload.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => {
+                        (true, Some(response.status().as_u16()), None)
+                    }
+                    Ok(response) => (
+                        false,
+                        Some(response.status().as_u16()),
+                        Some(format!(
+                            "receiver answered HTTP {}",
+                            response.status().as_u16()
+                        )),
+                    ),
+                    Err(err) if err.is_timeout() => (
+                        false,
+                        None,
+                        Some(format!("timed out after {} ms", self.settings.timeout_ms)),
+                    ),
+                    Err(err) => (false, None, Some(error_chain(&err))),
+                }
+            }
+        };
+        let finished = self.clock.now();
+        let delay = retry_delay_ms(self.settings.retry_base_ms, attempt_number);
+        if !succeeded {
+            tracing::info!(
+                delivery = delivery.id,
+                attempt = attempt_number,
+                error = error.as_deref().unwrap_or(""),
+                "webhook delivery attempt failed"
+            );
+        }
+        DeliveryAttempt {
+            delivery_id: delivery.id,
+            at: finished,
+            succeeded,
+            status_code,
+            error,
+            retry_at: finished.saturating_add(Millis::try_from(delay).unwrap_or(Millis::MAX)),
+            max_attempts: self.settings.max_attempts.max(1),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use updraft_core::analytics::attribute_channel;
 use updraft_core::model::{DeviceSighting, Millis, ObservedAt, StatsEvent};
-use updraft_store::{StatsIngest, Store, StoreError, StoreResult};
+use updraft_store::{AnalyticsStore, DeviceStore, StatsIngest, StoreError, StoreResult};
 
 const REGISTRY_SHARDS: usize = 32;
 
@@ -163,7 +163,7 @@ impl Shard {
 /// share a lock, and the devices recently written, so that a sighting that
 /// changes nothing is dropped instead of queued.
 pub struct RegistryWriter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceStore>,
     shards: Vec<Mutex<Shard>>,
     keys: RandomState,
     fingerprints: RandomState,
@@ -179,7 +179,7 @@ fn merge_sighting(earlier: DeviceSighting, later: DeviceSighting) -> DeviceSight
 }
 
 impl RegistryWriter {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(store: Arc<dyn DeviceStore>, metrics: Arc<crate::metrics::Metrics>) -> Self {
         RegistryWriter {
             store,
             shards: (0..REGISTRY_SHARDS)
@@ -379,7 +379,10 @@ pub struct StatsWriter {
 
 /// What the stats writer works with besides its queue.
 pub struct StatsWriterDeps {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AnalyticsStore>,
+    /// What "now" is for active devices (events older than the retention
+    /// no longer count as active).
+    pub clock: Arc<dyn updraft_core::model::Clock>,
     pub releases: Arc<ReleaseCache>,
     /// Told which device rows each commit wrote.
     pub registry: Arc<RegistryWriter>,
@@ -438,6 +441,7 @@ impl StatsWriter {
     ) -> (StatsWriter, JoinHandle<()>) {
         let StatsWriterDeps {
             store,
+            clock,
             releases,
             registry,
             metrics,
@@ -474,7 +478,7 @@ impl StatsWriter {
                         events: &events,
                         channels: &channels,
                         sightings: &sightings,
-                        active_devices_since: crate::device::now_ms() - retention_ms,
+                        active_devices_since: clock.now() - retention_ms,
                         max_bundles_per_day,
                     })
                     .await;
@@ -626,7 +630,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(updraft_store::SqliteStore::open(dir.path()).await.unwrap());
         let writer = RegistryWriter::new(
-            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&store) as Arc<dyn DeviceStore>,
             Arc::new(crate::metrics::Metrics::new()),
         );
         (writer, store, dir)
@@ -768,11 +772,14 @@ mod tests {
         store: &Arc<updraft_store::SqliteStore>,
         registry: &Arc<RegistryWriter>,
     ) -> StatsWriter {
-        let store = Arc::clone(store) as Arc<dyn Store>;
+        let store = Arc::clone(store) as Arc<dyn updraft_store::Store>;
         let (writer, _task) = StatsWriter::spawn(
             StatsWriterDeps {
-                releases: Arc::new(ReleaseCache::new(Arc::clone(&store))),
+                releases: Arc::new(ReleaseCache::new(
+                    Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>
+                )),
                 store,
+                clock: Arc::new(updraft_core::model::SystemClock),
                 registry: Arc::clone(registry),
                 metrics: Arc::new(crate::metrics::Metrics::new()),
                 max_bundles_per_day: crate::state::AbuseLimits::default()

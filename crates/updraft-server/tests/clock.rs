@@ -1,6 +1,8 @@
-//! API-key expiry, upload-session expiry, bundle creation times and signed
-//! download URLs follow the server's injected clock, not the wall clock: the clock here starts years away from today
-//! and moves only when the test says so.
+//! API-key expiry, upload-session expiry, bundle creation times, signed
+//! download URLs, stats stamping (arrival time and which devices count as
+//! active) and retention follow the server's injected clock, not the wall
+//! clock: the clock here starts years away from today and moves only when
+//! the test says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use axum::body::Body;
@@ -20,10 +22,11 @@ const T0: Millis = 2_000_000_000_000;
 const DAY: Millis = 24 * 60 * 60 * 1000;
 /// The default upload expiry (`upload_expiry_secs`), in milliseconds.
 const UPLOAD_EXPIRY: Millis = 86_400 * 1000;
+const APP: &str = "com.example.clock";
 
 struct Harness {
     app: axum::Router,
-    _server: Server,
+    server: Option<Server>,
     store: SqliteStore,
     clock: Arc<ManualClock>,
     admin: String,
@@ -31,17 +34,25 @@ struct Harness {
 }
 
 async fn start() -> Harness {
-    start_with(|_| {}).await
+    start_at(T0, ServerConfig::default()).await
 }
 
+/// A server at `T0` with the defaults changed by `configure`.
 async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
+    let mut config = ServerConfig::default();
+    configure(&mut config);
+    start_at(T0, config).await
+}
+
+/// A server whose clock reads `t0`, with `config` but its own address and
+/// data directory.
+async fn start_at(t0: Millis, config: ServerConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
+    let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
+        ..config
     };
-    configure(&mut config);
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let (_, admin) = store
         .create_api_key(
@@ -51,18 +62,18 @@ async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
                 app_id: None,
                 expires_at: None,
             },
-            T0,
+            t0,
         )
         .await
         .unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
+    let clock = Arc::new(ManualClock::new(t0));
     let server = Server::bind_with_clock(config, Arc::new(store.clone()), clock.clone())
         .await
         .unwrap();
     let app = router(server.state().clone());
     Harness {
         app,
-        _server: server,
+        server: Some(server),
         store,
         clock,
         admin,
@@ -71,6 +82,64 @@ async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
 }
 
 impl Harness {
+    /// A device's `/stats` report of `action` while running `version`.
+    async fn device_stat(&self, device_id: &str, action: &str, version: &str) {
+        let body = json!({
+            "platform": "android",
+            "device_id": device_id,
+            "app_id": APP,
+            "custom_id": "",
+            "version_build": "1.0.0",
+            "version_code": "10",
+            "version_os": "14",
+            "version_name": version,
+            "plugin_version": "8.51.14",
+            "is_emulator": false,
+            "is_prod": true,
+            "action": action,
+        });
+        let request = Request::builder()
+            .method("POST")
+            .uri("/stats")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// The app's raw events as exported (NDJSON), oldest first.
+    async fn exported_events(&self) -> Vec<Value> {
+        let request = Request::builder()
+            .uri(format!("/api/v1/apps/{APP}/events/export?format=ndjson"))
+            .header("authorization", format!("Bearer {}", self.admin))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    async fn create_app(&self) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/apps",
+                &self.admin,
+                Some(json!({"app_id": APP, "name": "Clock"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -310,4 +379,66 @@ async fn published_bundles_and_signed_download_urls_follow_the_injected_clock() 
     let (status, body) = h.send(download(signed)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "invalid_signature");
+}
+
+/// Stats arriving while the clock reads 2001 are stamped with the clock's
+/// time, and their device counts as active that day: which devices are
+/// "active" is measured from the clock too, not from today.
+#[tokio::test]
+async fn stats_are_stamped_and_counted_by_the_injected_clock() {
+    // 2001-09-09: years before any wall clock this runs under, so a
+    // wall-clock bound on active devices would leave the device out.
+    let t_past: Millis = 1_000_000_000_000;
+    let h = start_at(t_past, ServerConfig::default()).await;
+    h.create_app().await;
+    h.device_stat("a1b2c3d4-0000-4000-8000-000000000001", "set", "1.0.0")
+        .await;
+    let events = h.exported_events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["received_at"], t_past);
+    assert_eq!(events[0]["timestamp"], t_past);
+    let (status, report) = h
+        .call("GET", &format!("/api/v1/apps/{APP}/stats"), &h.admin, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["totals"]["installs"], 1, "{report}");
+    assert_eq!(report["totals"]["active_devices_latest"], 1, "{report}");
+}
+
+/// The retention task of a running server deletes raw events once the
+/// clock, not the wall clock, is past their retention.
+#[tokio::test]
+async fn retention_deletes_by_the_injected_clock() {
+    let config = ServerConfig {
+        event_retention_days: 2,
+        retention_interval_secs: 1,
+        ..ServerConfig::default()
+    };
+    let mut h = start_at(T0, config).await;
+    h.create_app().await;
+    h.device_stat("a1b2c3d4-0000-4000-8000-000000000002", "set", "1.0.0")
+        .await;
+    assert_eq!(h.exported_events().await.len(), 1);
+    let server = h.server.take().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    // Passes run at start and every second: within its retention the event stays.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(h.exported_events().await.len(), 1, "deleted too early");
+    h.clock.advance(2 * DAY + 1);
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = h.exported_events().await.len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the event outlived its retention on the clock");
+    // The router holds the stats writer's queue: dropped, the server drains at once.
+    drop(h);
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
 }

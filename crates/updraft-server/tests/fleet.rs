@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tower::ServiceExt;
 use updraft_core::control::wilson_lower_bound;
 use updraft_core::model::{Clock, ManualClock, Role, RolloutDecision};
-use updraft_server::control::{self, TickReport};
+use updraft_server::control::TickReport;
 use updraft_server::state::{AppState, ServerConfig};
 use updraft_server::{router, Server};
 use updraft_store::{ApiKeyStore, AppStore, NewApiKey, SqliteStore};
@@ -109,7 +109,8 @@ impl Sim {
             .await
             .unwrap();
         // Near real time (retention and day rollups look at the wall clock), on a minute.
-        let start = (updraft_server::device::now_ms() / MINUTE) * MINUTE;
+        let start =
+            (updraft_core::model::Clock::now(&updraft_core::model::SystemClock) / MINUTE) * MINUTE;
         let clock = Arc::new(ManualClock::new(start));
         let server = Server::bind_with_clock(config, Arc::new(store), clock.clone())
             .await
@@ -271,7 +272,7 @@ impl Sim {
             assert_eq!(status, 200, "{body}");
         }
         self.clock.advance(MINUTE);
-        minute.report = control::tick(&self.state).await;
+        minute.report = self.state.control.tick().await;
         minute
     }
 

@@ -133,7 +133,8 @@ async fn prepare(store: &dyn Store) -> (String, Arc<ManualClock>) {
         )
         .await
         .unwrap();
-    let start = (updraft_server::device::now_ms() / 1_000) * 1_000;
+    let start =
+        (updraft_core::model::Clock::now(&updraft_core::model::SystemClock) / 1_000) * 1_000;
     (admin, Arc::new(ManualClock::new(start)))
 }
 

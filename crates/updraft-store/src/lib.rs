@@ -249,13 +249,6 @@ pub trait ChannelStore: Send + Sync {
     /// Making a channel public demotes any other public channel of the app that
     /// shares a platform with it (one public channel per platform).
     async fn create_channel(&self, channel: NewChannel, now: Millis) -> StoreResult<Channel>;
-    async fn update_channel(
-        &self,
-        app_id: &str,
-        name: &str,
-        patch: ChannelPatch,
-        now: Millis,
-    ) -> StoreResult<Channel>;
     async fn list_channels(&self, app_id: &str) -> StoreResult<Vec<Channel>>;
     async fn get_channel(&self, app_id: &str, name: &str) -> StoreResult<Option<Channel>>;
     /// Also removes the device overrides that point at it.
@@ -289,15 +282,8 @@ pub trait DeviceStore: Send + Sync {
 
 #[async_trait]
 pub trait StatsStore: Send + Sync {
-    /// Stores events (with their rollups, channel unknown) and the device
-    /// sightings that follow from them in one transaction: when this returns
-    /// Ok, all of it is durable. `AnalyticsStore::ingest_stats` with channels.
-    async fn record_stats(
-        &self,
-        events: &[StatsEvent],
-        sightings: &[DeviceSighting],
-    ) -> StoreResult<()>;
-    /// Newest first.
+    /// A device's raw events, newest first (events are written by
+    /// `AnalyticsStore::ingest_stats`).
     async fn list_events(
         &self,
         app_id: &str,

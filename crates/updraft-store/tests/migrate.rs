@@ -19,8 +19,7 @@ use updraft_store::{
     AnalyticsStore, ApiKeyStore, AppStore, AuditQuery, AuditStore, BundleStore, ChannelStore,
     ChannelUpdate, DeviceQuery, DeviceStore, DownloadStore, DownloadTally, EventExportQuery,
     NewApiKey, NewAuditEntry, NewBundle, NewChannel, NewSchedule, NewWebhook, OverrideStore,
-    PgStore, ReleaseStore, ScheduleStore, SqliteStore, StatsIngest, StatsStore, Store,
-    WebhookStore,
+    PgStore, ReleaseStore, ScheduleStore, SqliteStore, StatsIngest, Store, WebhookStore,
 };
 
 const APP: &str = "com.example.app";
@@ -343,10 +342,10 @@ async fn populate(s: &SqliteStore) -> Seeded {
     })
     .await
     .unwrap();
-    s.record_stats(
-        &[event("device-late", "get", "1.0.0", T0 + 86_400_000)],
-        &[],
-    )
+    s.ingest_stats(StatsIngest {
+        events: &[event("device-late", "get", "1.0.0", T0 + 86_400_000)],
+        ..StatsIngest::default()
+    })
     .await
     .unwrap();
 

@@ -251,17 +251,17 @@ async fn two_nodes_updating_channels_at_once_keep_one_public() {
                     10 + i,
                 )
                 .await?;
-            store
-                .update_channel(
-                    APP,
-                    &name,
-                    ChannelPatch {
-                        public: Some(true),
-                        ..ChannelPatch::default()
-                    },
-                    100 + i,
-                )
-                .await
+            suite::update_channel(
+                &store,
+                APP,
+                &name,
+                ChannelPatch {
+                    public: Some(true),
+                    ..ChannelPatch::default()
+                },
+                100 + i,
+            )
+            .await
         }));
     }
     for task in tasks {
@@ -359,18 +359,18 @@ async fn a_channel_change_notifies_its_app_once() {
 
     // Makes "beta" public again: two rows change (and history is written) in
     // one transaction, which PostgreSQL folds into one notification.
-    store
-        .update_channel(
-            APP,
-            "beta",
-            ChannelPatch {
-                public: Some(true),
-                ..ChannelPatch::default()
-            },
-            3,
-        )
-        .await
-        .unwrap();
+    suite::update_channel(
+        &store,
+        APP,
+        "beta",
+        ChannelPatch {
+            public: Some(true),
+            ..ChannelPatch::default()
+        },
+        3,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         next_release_notice(&mut listener).await.as_deref(),
         Some(APP)

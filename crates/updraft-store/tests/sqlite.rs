@@ -244,17 +244,17 @@ async fn concurrent_writers_do_not_fail_with_busy() {
                     i,
                 )
                 .await?;
-            store
-                .update_channel(
-                    "com.example.app",
-                    &name,
-                    ChannelPatch {
-                        public: Some(true),
-                        ..ChannelPatch::default()
-                    },
-                    100 + i,
-                )
-                .await?;
+            suite::update_channel(
+                &store,
+                "com.example.app",
+                &name,
+                ChannelPatch {
+                    public: Some(true),
+                    ..ChannelPatch::default()
+                },
+                100 + i,
+            )
+            .await?;
             Ok::<_, updraft_store::StoreError>(channel.id)
         }));
     }

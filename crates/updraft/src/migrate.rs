@@ -100,10 +100,8 @@ impl Progress {
 }
 
 fn millis_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    use updraft_core::model::Clock;
+    updraft_core::model::SystemClock.now()
 }
 
 pub(crate) fn mib(bytes: u64) -> String {

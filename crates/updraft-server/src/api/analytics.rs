@@ -4,7 +4,6 @@
 use super::analytics_views::StatsReportView;
 use super::{existing_app, ApiQuery, Caller};
 use crate::api::Path;
-use crate::device::now_ms;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -54,7 +53,7 @@ pub async fn stats(
 ) -> Result<Json<StatsReportView>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let now = now_ms();
+    let now = state.clock.now();
     let since = super::validate::time_bound("since", q.since.as_deref(), now)?
         .unwrap_or(now - 7 * MILLIS_PER_DAY);
     let until = super::validate::time_bound("until", q.until.as_deref(), now)?.unwrap_or(now);
@@ -231,7 +230,7 @@ pub async fn export(
             ))
         }
     };
-    let now = now_ms();
+    let now = state.clock.now();
     let query = EventExportQuery {
         app_id: app_id.clone(),
         since: super::validate::time_bound("since", q.since.as_deref(), now)?,

@@ -88,16 +88,17 @@ pub async fn create(
         .await?;
     // The view has the key's shown prefix, never its secret.
     let created = ApiKeyView::from(key);
-    audit::log(
-        &state,
-        &caller,
-        created.app_id.as_deref(),
-        "apikey.create",
-        &created.name,
-        None,
-        audit::view(&created),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            created.app_id.as_deref(),
+            "apikey.create",
+            &created.name,
+            None,
+            audit::view(&created),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -121,16 +122,17 @@ pub async fn revoke(
     if before.as_ref().is_none_or(|k| k.revoked_at.is_none()) {
         let before = before.map(ApiKeyView::from);
         let after = ApiKeyView::from(revoked);
-        audit::log(
-            &state,
-            &caller,
-            after.app_id.as_deref(),
-            "apikey.revoke",
-            &after.name,
-            before.as_ref().and_then(audit::view),
-            audit::view(&after),
-        )
-        .await;
+        state
+            .audit
+            .log(
+                &caller,
+                after.app_id.as_deref(),
+                "apikey.revoke",
+                &after.name,
+                before.as_ref().and_then(audit::view),
+                audit::view(&after),
+            )
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

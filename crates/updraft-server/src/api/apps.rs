@@ -4,7 +4,6 @@ use super::views::{AppList, AppView, CreateApp, UpdateApp};
 use super::{existing_app, refresh_release, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::device::now_ms;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
@@ -50,7 +49,7 @@ pub async fn create(
     let name = body.name.unwrap_or_else(|| body.app_id.clone());
     let mut app = state
         .store
-        .create_app(&body.app_id, name.trim(), now_ms())
+        .create_app(&body.app_id, name.trim(), state.clock.now())
         .await?;
     if let Some(expose) = body.expose_metadata {
         app = state
@@ -60,16 +59,17 @@ pub async fn create(
     }
     refresh_release(&state, &app.app_id).await;
     let created = AppView::from(app);
-    audit::log(
-        &state,
-        &caller,
-        Some(&created.app_id),
-        "app.create",
-        &created.app_id,
-        None,
-        audit::view(&created),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&created.app_id),
+            "app.create",
+            &created.app_id,
+            None,
+            audit::view(&created),
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -106,16 +106,17 @@ pub async fn update(
         .await?;
     refresh_release(&state, &app_id).await;
     let updated = AppView::from(app);
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "app.update",
-        &app_id,
-        before,
-        audit::view(&updated),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "app.update",
+            &app_id,
+            before,
+            audit::view(&updated),
+        )
+        .await;
     Ok(Json(updated))
 }
 
@@ -134,22 +135,16 @@ pub async fn delete(
     // Its device rows are gone: a device seen again is written anew.
     state.registry.forget_all();
     // Keys limited to this app would otherwise come back to life if the id is reused.
-    let now = now_ms();
+    let now = state.clock.now();
     for key in state.store.list_api_keys().await? {
         if key.app_id.as_deref() == Some(app_id.as_str()) && key.revoked_at.is_none() {
             state.store.revoke_api_key(&key.id.to_string(), now).await?;
         }
     }
     refresh_release(&state, &app_id).await;
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "app.delete",
-        &app_id,
-        before,
-        None,
-    )
-    .await;
+    state
+        .audit
+        .log(&caller, Some(&app_id), "app.delete", &app_id, before, None)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,10 +5,9 @@ use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
 use super::{compat, existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::device::now_ms;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
-use crate::release_changes::{change_release, Actor, ReleaseChange, RolloutRequest};
+use crate::release_changes::{Actor, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
 use crate::storage::publish::PublishFiles;
 use crate::webhooks;
@@ -323,14 +322,15 @@ pub async fn create(
     if let Some(name) = body.channel.as_deref() {
         match state.store.get_channel(&app_id, name).await? {
             Some(channel) => {
-                compat::check(
-                    &state,
-                    &channel,
-                    &new.name,
-                    new.native_packages.as_deref(),
-                    accept_incompatible,
-                )
-                .await?
+                state
+                    .release_changes
+                    .check_compatible(
+                        &channel,
+                        &new.name,
+                        new.native_packages.as_deref(),
+                        accept_incompatible,
+                    )
+                    .await?
             }
             // A typo must not create a channel that no device uses.
             None if !create_channel => {
@@ -351,23 +351,25 @@ pub async fn create(
     let now = bundle.created_at;
     // Recorded as created, before any channel points at it.
     let created = audit::view(&view(&state, &headers, bundle.clone(), &HashMap::new()));
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "bundle.create",
-        &bundle.name,
-        None,
-        created.clone(),
-    )
-    .await;
-    webhooks::emit(
-        &state,
-        &app_id,
-        webhooks::events::BUNDLE_UPLOADED,
-        serde_json::json!({"app_id": app_id, "version": bundle.name, "bundle": created}),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "bundle.create",
+            &bundle.name,
+            None,
+            created.clone(),
+        )
+        .await;
+    state
+        .webhooks
+        .emit(
+            &app_id,
+            webhooks::events::BUNDLE_UPLOADED,
+            serde_json::json!({"app_id": app_id, "version": bundle.name, "bundle": created}),
+        )
+        .await;
     if let Some(channel) = body.channel.as_deref() {
         if create_channel && state.store.get_channel(&app_id, channel).await?.is_none() {
             let created = state
@@ -383,17 +385,18 @@ pub async fn create(
                 .await;
             match created {
                 Ok(new_channel) => {
-                    let after = audit::view(&super::channels::view(&state, new_channel).await?);
-                    audit::log(
-                        &state,
-                        &caller,
-                        Some(&app_id),
-                        "channel.create",
-                        channel,
-                        None,
-                        after,
-                    )
-                    .await;
+                    let after = audit::view(&state.release_changes.view(new_channel).await?);
+                    state
+                        .audit
+                        .log(
+                            &caller,
+                            Some(&app_id),
+                            "channel.create",
+                            channel,
+                            None,
+                            after,
+                        )
+                        .await;
                 }
                 // Created meanwhile by someone else: use it.
                 Err(StoreError::AlreadyExists(_)) => {}
@@ -408,15 +411,16 @@ pub async fn create(
             }),
             None => ReleaseChange::SetBundle { version },
         };
-        change_release(
-            &state,
-            Actor::Key(&caller),
-            &app_id,
-            channel,
-            change,
-            accept_incompatible,
-        )
-        .await?;
+        state
+            .release_changes
+            .change_release(
+                Actor::Key(&caller),
+                &app_id,
+                channel,
+                change,
+                accept_incompatible,
+            )
+            .await?;
     }
     refresh_release(&state, &app_id).await;
     let channels = channels_by_bundle(&state, &app_id).await?;
@@ -499,16 +503,17 @@ pub async fn update(
     refresh_release(&state, &app_id).await;
     let channels = channels_by_bundle(&state, &app_id).await?;
     let updated = view(&state, &headers, bundle, &channels);
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "bundle.update",
-        &version,
-        before,
-        audit::view(&updated),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "bundle.update",
+            &version,
+            before,
+            audit::view(&updated),
+        )
+        .await;
     Ok(Json(updated))
 }
 
@@ -611,18 +616,19 @@ pub async fn delete(
     let before = audit::view(&view(&state, &headers, bundle, &channels));
     state
         .store
-        .delete_bundle(&app_id, &version, now_ms())
+        .delete_bundle(&app_id, &version, state.clock.now())
         .await?;
     refresh_release(&state, &app_id).await;
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "bundle.delete",
-        &version,
-        before,
-        None,
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "bundle.delete",
+            &version,
+            before,
+            None,
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,32 +6,22 @@ use super::views::{
     AutoPauseSettings, ChannelList, ChannelSettings, ChannelView, CreateChannel, RampSettings,
     TargetingSpec,
 };
-use super::{existing_app, refresh_release, validate, Caller, JsonBody};
+use super::{existing_app, validate, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::{ApiError, ErrorCode};
-use crate::release_changes::{
-    bundle_names, existing_channel, resolve_bundle, Actor, Commit, Plan, ReleaseChange,
-    RolloutRequest,
-};
+use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::release_changes::{ChannelChanges, ReleaseChange, RolloutRequest};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use updraft_core::guards::{closest_names, did_you_mean};
 use updraft_core::model::{
-    AutoPauseAction, AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan,
-    Role, Targeting, VersionRange,
+    AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan, Role, Targeting,
+    VersionRange,
 };
-use updraft_core::rollout::{RolloutChange, FULL_BPS};
-use updraft_store::NewChannel;
-
-/// Longest auto-pause cooldown: a week.
-const MAX_COOLDOWN_MINUTES: u32 = 10_080;
-
-pub(super) async fn view(state: &AppState, channel: Channel) -> Result<ChannelView, ApiError> {
-    let names = bundle_names(state, &channel.app_id, [&channel]).await?;
-    Ok(ChannelView::new(channel, &names))
-}
+use updraft_core::policy::{self, AutoPauseChange, RampChange};
+use updraft_core::rollout;
 
 /// 404 `channel_not_found` for a channel that does not exist, with the
 /// closest existing names in `suggestions` (a typo, most likely).
@@ -109,121 +99,49 @@ pub(crate) fn parse_targeting(spec: TargetingSpec) -> Result<Targeting, ApiError
     })
 }
 
-fn invalid_auto_pause(message: String) -> ApiError {
-    ApiError::bad_request(ErrorCode::InvalidAutoPause, message)
-}
-
-/// `current` with the given fields changed, checked as a whole.
-pub(crate) fn merge_auto_pause(
+/// The auto-pause fields of a request, checked against `current` (in `core`).
+fn merge_auto_pause(
     current: &AutoPausePolicy,
     s: AutoPauseSettings,
 ) -> Result<AutoPausePolicy, ApiError> {
-    let mut policy = current.clone();
-    if let Some(v) = s.enabled {
-        policy.enabled = v;
-    }
-    if let Some(v) = s.window_minutes {
-        policy.window_minutes = v;
-    }
-    if let Some(v) = s.failure_rate_bps {
-        policy.failure_rate_bps = v;
-    }
-    if let Some(v) = s.confidence {
-        policy.confidence = v;
-    }
-    if let Some(v) = s.min_attempts {
-        policy.min_attempts = v;
-    }
-    if let Some(v) = s.min_failures {
-        policy.min_failures = v;
-    }
-    if let Some(action) = s.action.as_deref() {
-        policy.action = AutoPauseAction::parse(action).ok_or_else(|| {
-            invalid_auto_pause(format!(
-                "auto_pause.action must be pause, rollback or notify, got {action:?}"
-            ))
-        })?;
-    }
-    if let Some(v) = s.cooldown_minutes {
-        policy.cooldown_minutes = v;
-    }
-    if !(policy.confidence > 0.0 && policy.confidence < 1.0) {
-        return Err(invalid_auto_pause(format!(
-            "auto_pause.confidence must be strictly between 0 and 1, got {}",
-            policy.confidence
-        )));
-    }
-    if policy.window_minutes < 1 {
-        return Err(invalid_auto_pause(
-            "auto_pause.window_minutes must be at least 1".to_string(),
-        ));
-    }
-    if policy.action == AutoPauseAction::Notify && policy.cooldown_minutes == 0 {
-        // A pause or rollback changes the rollout, so it cannot repeat; an
-        // alert changes nothing and would go out at every pass.
-        return Err(invalid_auto_pause(
-            "auto_pause.cooldown_minutes must be at least 1 with action notify".to_string(),
-        ));
-    }
-    if policy.cooldown_minutes > MAX_COOLDOWN_MINUTES {
-        return Err(invalid_auto_pause(format!(
-            "auto_pause.cooldown_minutes must be at most {MAX_COOLDOWN_MINUTES} (a week), got {}",
-            policy.cooldown_minutes
-        )));
-    }
-    if policy.failure_rate_bps > FULL_BPS {
-        return Err(invalid_auto_pause(format!(
-            "auto_pause.failure_rate_bps must be at most {FULL_BPS}, got {}",
-            policy.failure_rate_bps
-        )));
-    }
-    Ok(policy)
+    policy::merge_auto_pause(
+        current,
+        AutoPauseChange {
+            enabled: s.enabled,
+            window_minutes: s.window_minutes,
+            failure_rate_bps: s.failure_rate_bps,
+            confidence: s.confidence,
+            min_attempts: s.min_attempts,
+            min_failures: s.min_failures,
+            action: s.action,
+            cooldown_minutes: s.cooldown_minutes,
+        },
+    )
+    .map_err(policy_error)
 }
 
-/// `current` with the given fields changed, checked as a whole.
-pub(crate) fn merge_ramp(current: &RampPlan, s: RampSettings) -> Result<RampPlan, ApiError> {
-    let mut ramp = current.clone();
-    if let Some(v) = s.enabled {
-        ramp.enabled = v;
-    }
-    if let Some(v) = s.steps_bps {
-        ramp.steps_bps = v;
-    }
-    if let Some(v) = s.min_dwell_minutes {
-        ramp.min_dwell_minutes = v;
-    }
-    if let Some(v) = s.min_attempts {
-        ramp.min_attempts = v;
-    }
-    if let Some(v) = s.promote_at_end {
-        ramp.promote_at_end = v;
-    }
-    let steps = &ramp.steps_bps;
-    let in_range = steps.iter().all(|s| (1..=FULL_BPS).contains(s));
-    let increasing = steps.windows(2).all(|w| w[0] < w[1]);
-    if steps.last() != Some(&FULL_BPS) || !in_range || !increasing {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidRamp,
-            format!(
-                "ramp.steps_bps must be strictly increasing, each 1..={FULL_BPS}, the last {FULL_BPS}; got {steps:?}"
-            ),
-        ));
-    }
-    Ok(ramp)
+/// The ramp fields of a request, checked against `current` (in `core`).
+fn merge_ramp(current: &RampPlan, s: RampSettings) -> Result<RampPlan, ApiError> {
+    policy::merge_ramp(
+        current,
+        RampChange {
+            enabled: s.enabled,
+            steps_bps: s.steps_bps,
+            min_dwell_minutes: s.min_dwell_minutes,
+            min_attempts: s.min_attempts,
+            promote_at_end: s.promote_at_end,
+        },
+    )
+    .map_err(policy_error)
+}
+
+fn policy_error(err: policy::PolicyError) -> ApiError {
+    ApiError::bad_request(ErrorCode::from_wire(err.code), err.message)
 }
 
 fn percentage(bps: i64) -> Result<u32, ApiError> {
-    u32::try_from(bps)
-        .ok()
-        .filter(|bps| *bps <= FULL_BPS)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                ErrorCode::InvalidPercentage,
-                format!(
-                    "rollout percentage must be between 0 and {FULL_BPS} basis points, got {bps}"
-                ),
-            )
-        })
+    rollout::percentage_bps(bps)
+        .map_err(|e| ApiError::bad_request(ErrorCode::from_wire(e.code), e.message))
 }
 
 fn rollout_action(action: &str) -> Result<RolloutRequest, ApiError> {
@@ -239,29 +157,12 @@ fn rollout_action(action: &str) -> Result<RolloutRequest, ApiError> {
     }
 }
 
-/// The settings of a request checked and split: what goes straight into the
-/// channel, and the release changes in the order they apply.
-struct CheckedSettings {
-    patch: ChannelPatch,
-    releases: Vec<ReleaseChange>,
-    rollout_targeting: Option<Targeting>,
-    accept_incompatible: bool,
-}
-
-impl CheckedSettings {
-    fn is_empty(&self) -> bool {
-        self.patch == ChannelPatch::default()
-            && self.releases.is_empty()
-            && self.rollout_targeting.is_none()
-    }
-}
-
 /// Checks everything that can be checked without the store; nothing is
 /// written on any error.
 fn check_settings(
     current: Option<&Channel>,
     s: ChannelSettings,
-) -> Result<CheckedSettings, ApiError> {
+) -> Result<ChannelChanges, ApiError> {
     let disable_auto_update = match s.disable_auto_update.as_deref() {
         None => None,
         Some(policy) => Some(AutoUpdatePolicy::parse(policy).ok_or_else(|| {
@@ -309,7 +210,7 @@ fn check_settings(
     if let Some(action) = action {
         releases.push(ReleaseChange::Rollout(action));
     }
-    Ok(CheckedSettings {
+    Ok(ChannelChanges {
         patch: ChannelPatch {
             public: s.public,
             ios: s.ios,
@@ -333,29 +234,6 @@ fn check_settings(
     })
 }
 
-/// Builds the whole change on `plan`: settings, then release changes, then
-/// the rollout's targeting (so that it applies to a rollout started here too).
-async fn plan_settings(
-    state: &AppState,
-    plan: &mut Plan,
-    checked: CheckedSettings,
-) -> Result<(), ApiError> {
-    plan.add_settings(checked.patch);
-    for change in checked.releases {
-        plan.add_release(state, change, checked.accept_incompatible)
-            .await?;
-    }
-    if let Some(targeting) = checked.rollout_targeting {
-        plan.add_rollout_change(
-            RolloutChange::SetTargeting(targeting),
-            state.clock.now(),
-            "rollout_targeting",
-            None,
-        )?;
-    }
-    Ok(())
-}
-
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels", tag = "channels", operation_id = "list_channels",
     responses((status = 200, body = ChannelList), (status = 404, body = super::views::ErrorView)))]
 pub async fn list(
@@ -366,7 +244,10 @@ pub async fn list(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let channels = state.store.list_channels(&app_id).await?;
-    let names = bundle_names(&state, &app_id, &channels).await?;
+    let names = state
+        .release_changes
+        .bundle_names(&app_id, &channels)
+        .await?;
     Ok(Json(ChannelList {
         channels: channels
             .into_iter()
@@ -397,59 +278,12 @@ pub async fn create(
     validate::channel_name(&name)?;
     let settings: ChannelSettings = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, e.to_string()))?;
-    let checked = check_settings(None, settings)?;
-    // Refuse unknown or deleted bundles before the channel exists.
-    for change in &checked.releases {
-        match change {
-            ReleaseChange::SetBundle { version }
-            | ReleaseChange::Rollout(RolloutRequest::Start { version, .. }) => {
-                resolve_bundle(&state, &app_id, version).await?;
-            }
-            ReleaseChange::Rollout(_) => {}
-        }
-    }
-    let settings = checked.patch.clone();
-    let now = state.clock.now();
-    let channel = state
-        .store
-        .create_channel(
-            NewChannel {
-                app_id: app_id.clone(),
-                name,
-                settings,
-            },
-            now,
-        )
+    let changes = check_settings(None, settings)?;
+    let service = &state.release_changes;
+    let channel = service
+        .create_channel(&caller, &app_id, name, changes)
         .await?;
-    let created = view(&state, channel.clone()).await?;
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
-            &caller,
-            Some(&app_id),
-            "channel.create",
-            &channel.name,
-            None,
-            serde_json::to_value(&created).ok(),
-        ),
-    )
-    .await;
-    let has_release = !checked.releases.is_empty() || checked.rollout_targeting.is_some();
-    let channel = if has_release {
-        let mut plan = Plan::new(&state, channel).await?;
-        let release_only = CheckedSettings {
-            patch: ChannelPatch::default(),
-            ..checked
-        };
-        plan_settings(&state, &mut plan, release_only).await?;
-        plan.commit(&state, &Actor::Key(&caller), Commit::default())
-            .await?
-    } else {
-        refresh_release(&state, &app_id).await;
-        channel
-    };
-    Ok((StatusCode::CREATED, Json(view(&state, channel).await?)))
+    Ok((StatusCode::CREATED, Json(service.view(channel).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "show_channels",
@@ -461,8 +295,9 @@ pub async fn show(
 ) -> Result<Json<ChannelView>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let channel = existing_channel(&state, &app_id, &name).await?;
-    Ok(Json(view(&state, channel).await?))
+    let service = &state.release_changes;
+    let channel = service.existing_channel(&app_id, &name).await?;
+    Ok(Json(service.view(channel).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "update_channels", request_body = ChannelSettings,
@@ -475,21 +310,14 @@ pub async fn update(
 ) -> Result<Json<ChannelView>, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let current = existing_channel(&state, &app_id, &name).await?;
+    let service = &state.release_changes;
+    let current = service.existing_channel(&app_id, &name).await?;
     let accept_unencrypted = settings.accept_unencrypted.unwrap_or(false);
-    let checked = check_settings(Some(&current), settings)?;
-    if checked.is_empty() {
-        return Ok(Json(view(&state, current).await?));
-    }
-    let mut plan = Plan::new(&state, current).await?;
-    plan_settings(&state, &mut plan, checked).await?;
-    if !accept_unencrypted {
-        plan.refuse_encryption_downgrade(&state).await?;
-    }
-    let channel = plan
-        .commit(&state, &Actor::Key(&caller), Commit::default())
+    let changes = check_settings(Some(&current), settings)?;
+    let channel = service
+        .update_channel(&caller, current, changes, accept_unencrypted)
         .await?;
-    Ok(Json(view(&state, channel).await?))
+    Ok(Json(service.view(channel).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "delete_channels",
@@ -501,23 +329,10 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let channel = existing_channel(&state, &app_id, &name).await?;
-    let before = view(&state, channel).await?;
-    state.store.delete_channel(&app_id, &name).await?;
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
-            &caller,
-            Some(&app_id),
-            "channel.delete",
-            &name,
-            serde_json::to_value(&before).ok(),
-            None,
-        ),
-    )
-    .await;
-    refresh_release(&state, &app_id).await;
+    state
+        .release_changes
+        .delete_channel(&caller, &app_id, &name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -526,86 +341,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ramp_steps_must_increase_to_full() {
-        let base = RampPlan::default();
-        for bad in [
-            vec![],
-            vec![100, 500],
-            vec![500, 100, 10_000],
-            vec![0, 10_000],
-            vec![100, 100, 10_000],
-            vec![100, 20_000],
-        ] {
-            let err = merge_ramp(
-                &base,
-                RampSettings {
-                    steps_bps: Some(bad.clone()),
-                    ..RampSettings::default()
-                },
-            )
-            .err()
-            .map(|e| e.code);
-            assert_eq!(err, Some(ErrorCode::InvalidRamp), "{bad:?}");
-        }
-        let ok = merge_ramp(
-            &base,
+    fn policy_refusals_are_400_with_their_code() {
+        // The rules themselves are tested in `updraft_core::policy`.
+        let err = merge_ramp(
+            &RampPlan::default(),
             RampSettings {
-                steps_bps: Some(vec![100, 500, 2500, 10_000]),
-                min_dwell_minutes: Some(30),
+                steps_bps: Some(vec![]),
                 ..RampSettings::default()
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ok.min_dwell_minutes, 30);
-        assert_eq!(ok.min_attempts, base.min_attempts);
-    }
-
-    #[test]
-    fn auto_pause_bounds() {
-        let base = AutoPausePolicy::default();
-        let code = |s: AutoPauseSettings| merge_auto_pause(&base, s).err().map(|e| e.code);
-        for confidence in [0.0, 1.0, -0.5, 1.5] {
-            assert_eq!(
-                code(AutoPauseSettings {
-                    confidence: Some(confidence),
-                    ..AutoPauseSettings::default()
-                }),
-                Some(ErrorCode::InvalidAutoPause)
-            );
-        }
+        .err();
         assert_eq!(
-            code(AutoPauseSettings {
-                window_minutes: Some(0),
-                ..AutoPauseSettings::default()
-            }),
-            Some(ErrorCode::InvalidAutoPause)
+            err.map(|e| (e.status.as_u16(), e.code)),
+            Some((400, ErrorCode::InvalidRamp))
         );
-        assert_eq!(
-            code(AutoPauseSettings {
-                cooldown_minutes: Some(10_081),
-                ..AutoPauseSettings::default()
-            }),
-            Some(ErrorCode::InvalidAutoPause)
-        );
-        let merged = merge_auto_pause(
-            &base,
+        let err = merge_auto_pause(
+            &AutoPausePolicy::default(),
             AutoPauseSettings {
-                action: Some("notify".into()),
-                cooldown_minutes: Some(10_080),
+                window_minutes: Some(0),
                 ..AutoPauseSettings::default()
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(merged.action, AutoPauseAction::Notify);
-        assert_eq!(merged.window_minutes, base.window_minutes);
-        // An alert changes nothing, so without a cooldown it would repeat at every pass.
+        .err();
         assert_eq!(
-            code(AutoPauseSettings {
-                action: Some("notify".into()),
-                cooldown_minutes: Some(0),
-                ..AutoPauseSettings::default()
-            }),
-            Some(ErrorCode::InvalidAutoPause)
+            err.map(|e| (e.status.as_u16(), e.code)),
+            Some((400, ErrorCode::InvalidAutoPause))
         );
     }
 

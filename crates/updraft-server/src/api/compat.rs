@@ -1,17 +1,16 @@
-//! The native-compatibility guard: a web bundle that calls a Capacitor plugin
-//! the installed app lacks (or expects another version of it) breaks on
-//! devices, so putting one live on a channel is refused unless accepted.
-//! Also the `compatibility` endpoints that show the comparison beforehand.
+//! The `compatibility` endpoints: the native-compatibility guard's
+//! comparison (in `release_changes`) shown before a release.
 
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::release_changes::Comparison;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
-use updraft_core::model::{Bundle, Channel, NativePackage, Role, BUILTIN};
+use updraft_core::model::{Channel, NativePackage, Role};
 
 /// Most packages one bundle may list.
 pub const MAX_NATIVE_PACKAGES: usize = 1000;
@@ -59,152 +58,12 @@ pub fn validate_native_packages(packages: &[NativePackage]) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The channel's live (stable) bundle; `None` for the builtin one.
-async fn live_bundle(state: &AppState, channel: &Channel) -> Result<Option<Bundle>, ApiError> {
-    let Some(id) = channel.bundle_id else {
-        return Ok(None);
-    };
-    if let Some(bundle) = state.releases.get(&channel.app_id).bundle(id) {
-        return Ok(Some(bundle.clone()));
-    }
-    // Not in memory yet (a change in flight): ask the store.
-    Ok(state
-        .store
-        .list_bundles(&channel.app_id, true)
-        .await?
-        .into_iter()
-        .find(|bundle| bundle.id == id))
-}
-
-/// The comparison of `packages` (a bundle's, `None` = unknown) with the channel's live bundle.
-pub struct Comparison {
-    pub report: CompatibilityReport,
-    /// The live bundle's name (`builtin` for none).
-    pub live_bundle: String,
-    /// False when the compared bundle's packages are unknown.
-    pub bundle_known: bool,
-}
-
-pub async fn compare(
-    state: &AppState,
-    channel: &Channel,
-    packages: Option<&[NativePackage]>,
-) -> Result<Comparison, ApiError> {
-    let live = live_bundle(state, channel).await?;
-    let live_bundle = live
-        .as_ref()
-        .map(|b| b.name.clone())
-        .unwrap_or_else(|| BUILTIN.to_string());
-    let live_packages = live.as_ref().and_then(|b| b.native_packages.as_deref());
-    let report = match packages {
-        Some(packages) => compare_native_packages(packages, live_packages),
-        // Nothing known about the bundle: nothing to hold against it.
-        None => CompatibilityReport {
-            compatible: true,
-            live_known: live_packages.is_some(),
-            packages: Vec::new(),
-        },
-    };
-    Ok(Comparison {
-        report,
-        live_bundle,
-        bundle_known: packages.is_some(),
-    })
-}
-
-/// `name 6.0.0 → 7.0.0 (version_mismatch)` for each incompatible package.
-fn differences(packages: &[PackageComparison]) -> Vec<String> {
-    packages
-        .iter()
-        .filter(|p| !p.compatible)
-        .map(|p| {
-            format!(
-                "{} {} → {} ({})",
-                p.name,
-                p.live_version.as_deref().unwrap_or("absent"),
-                p.bundle_version.as_deref().unwrap_or("absent"),
-                p.reason.unwrap_or("incompatible")
-            )
-        })
-        .collect()
-}
-
-/// The 409 for `version` refused on `channel`; lists the packages in the
-/// message and, machine-readable, in `details`.
-pub fn incompatible_error(channel: &str, version: &str, comparison: &Comparison) -> ApiError {
-    let packages: Vec<&PackageComparison> = comparison
-        .report
-        .packages
-        .iter()
-        .filter(|p| !p.compatible)
-        .collect();
-    let details = serde_json::to_value(&packages).unwrap_or_default();
-    ApiError::conflict(
-        ErrorCode::IncompatibleBundle,
-        format!(
-            "bundle {version} is not compatible with the native packages of channel {channel}'s live bundle {}: {}; \
-             pass accept_incompatible to put it live anyway",
-            comparison.live_bundle,
-            differences(&comparison.report.packages).join(", ")
-        ),
-    )
-    .with("details", details)
-    .with("live_bundle", comparison.live_bundle.clone())
-}
-
-/// Refuses (409 `incompatible_bundle`) to put `bundle` live on `channel`
-/// when its native packages differ from those of the channel's live bundle,
-/// unless `accept_incompatible`. Unknown packages on either side pass.
-pub async fn guard(
-    state: &AppState,
-    channel: &Channel,
-    bundle: &Bundle,
-    accept_incompatible: bool,
-) -> Result<(), ApiError> {
-    check(
-        state,
-        channel,
-        &bundle.name,
-        bundle.native_packages.as_deref(),
-        accept_incompatible,
-    )
-    .await
-}
-
-/// As [`guard`], for a bundle not stored yet (an upload with `channel`).
-pub async fn check(
-    state: &AppState,
-    channel: &Channel,
-    version: &str,
-    packages: Option<&[NativePackage]>,
-    accept_incompatible: bool,
-) -> Result<(), ApiError> {
-    if accept_incompatible || packages.is_none() {
-        return Ok(());
-    }
-    let comparison = compare(state, channel, packages).await?;
-    if comparison.report.compatible {
-        Ok(())
-    } else {
-        Err(incompatible_error(&channel.name, version, &comparison))
-    }
-}
-
 #[derive(Deserialize)]
 pub struct CompatibilityQuery {
     bundle: Option<String>,
 }
 
 pub use updraft_api::compat::{CompatibilityRequest, CompatibilityView};
-
-async fn existing_channel(state: &AppState, app_id: &str, name: &str) -> Result<Channel, ApiError> {
-    state.store.get_channel(app_id, name).await?.ok_or_else(|| {
-        ApiError::not_found(
-            ErrorCode::ChannelNotFound,
-            format!("channel {name} of {app_id} does not exist"),
-        )
-    })
-}
 
 fn view(channel: &Channel, bundle: Option<String>, comparison: Comparison) -> CompatibilityView {
     CompatibilityView {
@@ -245,7 +104,10 @@ pub async fn show(
                 "give the bundle to compare: ?bundle=VERSION (or POST the native_packages)",
             )
         })?;
-    let channel = existing_channel(&state, &app_id, &name).await?;
+    let channel = state
+        .release_changes
+        .existing_channel(&app_id, &name)
+        .await?;
     let bundle = state
         .store
         .get_bundle(&app_id, &version)
@@ -256,7 +118,10 @@ pub async fn show(
                 format!("bundle {version} of {app_id} does not exist"),
             )
         })?;
-    let comparison = compare(&state, &channel, bundle.native_packages.as_deref()).await?;
+    let comparison = state
+        .release_changes
+        .compare(&channel, bundle.native_packages.as_deref())
+        .await?;
     Ok(Json(view(&channel, Some(bundle.name), comparison)))
 }
 
@@ -273,7 +138,13 @@ pub async fn check_packages(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     validate_native_packages(&body.native_packages)?;
-    let channel = existing_channel(&state, &app_id, &name).await?;
-    let comparison = compare(&state, &channel, Some(&body.native_packages)).await?;
+    let channel = state
+        .release_changes
+        .existing_channel(&app_id, &name)
+        .await?;
+    let comparison = state
+        .release_changes
+        .compare(&channel, Some(&body.native_packages))
+        .await?;
     Ok(Json(view(&channel, None, comparison)))
 }

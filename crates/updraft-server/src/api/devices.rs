@@ -7,7 +7,6 @@ use super::views::{
 use super::{existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
-use crate::device::now_ms;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::State;
@@ -157,21 +156,22 @@ pub async fn set_override(
             &device_id,
             channel.id,
             OverrideSource::Admin,
-            now_ms(),
+            state.clock.now(),
         )
         .await?;
     refresh_release(&state, &app_id).await;
     let view = OverrideView::new(stored, channel.name);
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "device.override.set",
-        &device_id,
-        before,
-        audit::view(&view),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "device.override.set",
+            &device_id,
+            before,
+            audit::view(&view),
+        )
+        .await;
     Ok(Json(view))
 }
 
@@ -193,16 +193,17 @@ pub async fn unset_override(
         ));
     }
     refresh_release(&state, &app_id).await;
-    audit::log(
-        &state,
-        &caller,
-        Some(&app_id),
-        "device.override.delete",
-        &device_id,
-        before,
-        None,
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            Some(&app_id),
+            "device.override.delete",
+            &device_id,
+            before,
+            None,
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

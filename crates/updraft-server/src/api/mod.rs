@@ -249,9 +249,7 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) {
 /// Refreshes the in-memory release of an app after a change, logging failures
 /// (the periodic reload catches up).
 pub(crate) async fn refresh_release(state: &AppState, app_id: &str) {
-    if let Err(err) = state.releases.refresh(app_id).await {
-        tracing::error!(error = %err, app_id, "release refresh failed");
-    }
+    state.release_changes.refresh(app_id).await;
 }
 
 /// The app, or 404 — also for apps a scoped key may not see.

@@ -7,18 +7,17 @@ use super::views::{
 };
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::error::{ApiError, ErrorCode};
-use crate::release_changes::{
-    bundle_names, existing_channel, resolve_bundle, rollback_channel, Actor,
-};
+use crate::control::ScheduleRequest;
+use crate::error::ApiError;
+use crate::error::ErrorCode;
+use crate::release_changes::Actor;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use updraft_core::model::{Millis, Role, ScheduledAction, BUILTIN};
-use updraft_store::{NewSchedule, StoreError};
+use updraft_core::model::{Millis, Role};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
@@ -61,7 +60,10 @@ pub async fn history(
 ) -> Result<Json<HistoryList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    existing_channel(&state, &app_id, &name).await?;
+    state
+        .release_changes
+        .existing_channel(&app_id, &name)
+        .await?;
     let limit = limit(query.limit)?;
     // One more than shown: the oldest shown entry's previous bundles.
     let entries = state
@@ -101,17 +103,17 @@ pub async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, e.to_string()))?
     };
-    let channel = rollback_channel(
-        &state,
-        Actor::Key(&caller),
-        &app_id,
-        &name,
-        request.to.as_deref(),
-        request.accept_unencrypted.unwrap_or(false),
-    )
-    .await?;
-    let names = bundle_names(&state, &app_id, [&channel]).await?;
-    Ok(Json(ChannelView::new(channel, &names)))
+    let channel = state
+        .release_changes
+        .rollback_channel(
+            Actor::Key(&caller),
+            &app_id,
+            &name,
+            request.to.as_deref(),
+            request.accept_unencrypted.unwrap_or(false),
+        )
+        .await?;
+    Ok(Json(state.release_changes.view(channel).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/rollouts/decisions", tag = "releases", operation_id = "rollout_decisions",
@@ -126,24 +128,18 @@ pub async fn decisions(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     if let Some(channel) = query.channel.as_deref() {
-        existing_channel(&state, &app_id, channel).await?;
+        state
+            .release_changes
+            .existing_channel(&app_id, channel)
+            .await?;
     }
-    let decisions = state
-        .store
-        .list_rollout_decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
+    let (decisions, current) = state
+        .control
+        .decisions(&app_id, query.channel.as_deref(), limit(query.limit)?)
         .await?;
-    let mut current = Vec::new();
-    for channel in state.store.list_channels(&app_id).await? {
-        if query.channel.as_deref().is_some_and(|c| c != channel.name) {
-            continue;
-        }
-        if let Some(now) = crate::control::assess(&state, &channel).await? {
-            current.push(DecisionView::from(now));
-        }
-    }
     Ok(Json(DecisionList {
         decisions: decisions.into_iter().map(DecisionView::from).collect(),
-        current,
+        current: current.into_iter().map(DecisionView::from).collect(),
     }))
 }
 
@@ -172,77 +168,22 @@ pub async fn create_schedule(
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let now = state.clock.now();
     let run_at = run_at(&body.run_at)?;
-    if run_at <= now {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidRunAt,
-            format!(
-                "run_at ({}) must be in the future (now is {})",
-                super::views::rfc3339(run_at),
-                super::views::rfc3339(now)
-            ),
-        ));
-    }
-    let percentage_bps = match body.rollout_percentage_bps {
-        None => None,
-        Some(bps) => Some(
-            u32::try_from(bps)
-                .ok()
-                .filter(|b| *b <= 10_000)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                ErrorCode::InvalidPercentage,
-                format!("rollout percentage must be between 0 and 10000 basis points, got {bps}"),
-            )
-                })?,
-        ),
-    };
-    existing_channel(&state, &app_id, &body.channel).await?;
-    let bundle = resolve_bundle(&state, &app_id, &body.bundle).await?;
-    let action = match (percentage_bps, bundle) {
-        (None, bundle) => ScheduledAction::SetBundle {
-            bundle: bundle.map_or_else(|| BUILTIN.to_string(), |b| b.name),
-        },
-        (Some(percentage_bps), Some(bundle)) => ScheduledAction::StartRollout {
-            bundle: bundle.name,
-            percentage_bps,
-        },
-        (Some(_), None) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidRolloutBundle,
-                "the builtin bundle cannot be rolled out; schedule it without a percentage",
-            ))
-        }
-    };
-    let actor = crate::audit::actor(&caller);
     let schedule = state
-        .store
-        .create_schedule(NewSchedule {
-            app_id: app_id.clone(),
-            channel: body.channel,
-            run_at,
-            action,
-            accept_incompatible: body.accept_incompatible.unwrap_or(false),
-            created_by: actor,
-            created_at: now,
-        })
-        .await?;
-    let view = ScheduleView::from(schedule);
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
+        .control
+        .create_schedule(
             &caller,
-            Some(&app_id),
-            "schedule.create",
-            &view.id.to_string(),
-            None,
-            serde_json::to_value(&view).ok(),
-        ),
-    )
-    .await;
-    Ok((StatusCode::CREATED, Json(view)))
+            ScheduleRequest {
+                app_id,
+                channel: body.channel,
+                run_at,
+                bundle: body.bundle,
+                rollout_percentage_bps: body.rollout_percentage_bps,
+                accept_incompatible: body.accept_incompatible.unwrap_or(false),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(ScheduleView::from(schedule))))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/schedules", tag = "releases", operation_id = "list_schedules",
@@ -257,7 +198,10 @@ pub async fn list_schedules(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     if let Some(channel) = query.channel.as_deref() {
-        existing_channel(&state, &app_id, channel).await?;
+        state
+            .release_changes
+            .existing_channel(&app_id, channel)
+            .await?;
     }
     let schedules = state
         .store
@@ -285,50 +229,8 @@ pub async fn cancel_schedule(
     })?;
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let not_found = || {
-        ApiError::not_found(
-            ErrorCode::ScheduleNotFound,
-            format!("schedule {id} of {app_id} does not exist"),
-        )
-    };
-    let before = state
-        .store
-        .get_schedule(&app_id, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let cancelled = match state
-        .store
-        .cancel_schedule(&app_id, id, state.clock.now())
-        .await
-    {
-        Ok(schedule) => schedule,
-        Err(StoreError::NotFound(_)) => return Err(not_found()),
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::conflict(
-                ErrorCode::ScheduleNotPending,
-                format!(
-                    "schedule {id} is {} and can no longer be cancelled",
-                    before.status.as_str()
-                ),
-            ))
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let view = ScheduleView::from(cancelled);
-    crate::audit::record(
-        &state,
-        crate::audit::entry(
-            &state,
-            &caller,
-            Some(&app_id),
-            "schedule.cancel",
-            &id.to_string(),
-            serde_json::to_value(ScheduleView::from(before)).ok(),
-            serde_json::to_value(&view).ok(),
-        ),
-    )
-    .await;
-    Ok(Json(view))
+    let cancelled = state.control.cancel_schedule(&caller, &app_id, id).await?;
+    Ok(Json(ScheduleView::from(cancelled)))
 }
 
 #[cfg(test)]

@@ -189,16 +189,17 @@ pub async fn create(
             created_at: state.clock.now(),
         })
         .await?;
-    audit::log(
-        &state,
-        &caller,
-        hook.app_id.as_deref(),
-        "webhook.create",
-        &hook.id.to_string(),
-        None,
-        audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets)),
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            hook.app_id.as_deref(),
+            "webhook.create",
+            &hook.id.to_string(),
+            None,
+            audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets)),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(WebhookView::revealed(hook, secret)),
@@ -232,16 +233,17 @@ pub async fn delete(
         .await
         .map_err(|e| store_error(id, e))?;
     let before = audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets));
-    audit::log(
-        &state,
-        &caller,
-        hook.app_id.as_deref(),
-        "webhook.delete",
-        &id.to_string(),
-        before,
-        None,
-    )
-    .await;
+    state
+        .audit
+        .log(
+            &caller,
+            hook.app_id.as_deref(),
+            "webhook.delete",
+            &id.to_string(),
+            before,
+            None,
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -254,7 +256,9 @@ pub async fn test(
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let id = parse_id(&id)?;
     visible_webhook(&state, &caller, id).await?;
-    let delivery = webhooks::send_test(&state, id)
+    let delivery = state
+        .webhooks
+        .send_test(id)
         .await
         .map_err(|e| store_error(id, e))?;
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))

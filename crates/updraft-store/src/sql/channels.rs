@@ -15,7 +15,7 @@ use updraft_core::model::{
 };
 
 /// History's name for "no bundle": the native one.
-/// The actor of changes made through `create_channel` / `update_channel`.
+/// The actor of changes made through `create_channel`.
 const SYSTEM_ACTOR: &str = "system";
 /// The result recorded on a schedule completed by the change it made.
 const SCHEDULE_APPLIED: &str = "applied";
@@ -352,26 +352,6 @@ impl ChannelStore for EngineStore {
         .await?;
         tx.commit().await?;
         Ok(created)
-    }
-
-    async fn update_channel(
-        &self,
-        app_id: &str,
-        name: &str,
-        patch: ChannelPatch,
-        now: Millis,
-    ) -> StoreResult<Channel> {
-        self.apply_channel_update(ChannelUpdate {
-            app_id: app_id.to_string(),
-            name: name.to_string(),
-            patch,
-            change: system_change(now, "update"),
-            expect_rollout_id: None,
-            decision: None,
-            completes_schedule: None,
-            audit: None,
-        })
-        .await
     }
 
     async fn list_channels(&self, app_id: &str) -> StoreResult<Vec<Channel>> {

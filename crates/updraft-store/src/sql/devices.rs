@@ -4,7 +4,7 @@ use super::analytics::{chunks, placeholders};
 use super::rows::{self, device_columns, event_columns};
 use super::DbConnection;
 use super::{clamp_limit, EngineStore};
-use crate::{DeviceQuery, DeviceStore, StatsIngest, StatsStore, StoreResult};
+use crate::{DeviceQuery, DeviceStore, StatsStore, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use updraft_core::model::{Device, DeviceSighting, ObservedAt, StatsEvent};
@@ -276,30 +276,6 @@ impl DeviceStore for EngineStore {
 
 #[async_trait]
 impl StatsStore for EngineStore {
-    async fn record_stats(
-        &self,
-        events: &[StatsEvent],
-        sightings: &[DeviceSighting],
-    ) -> StoreResult<()> {
-        if events.is_empty() && sightings.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write().await?;
-        super::analytics::ingest(
-            &mut tx,
-            StatsIngest {
-                events,
-                channels: &[],
-                sightings,
-                active_devices_since: 0,
-                max_bundles_per_day: 0,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn list_events(
         &self,
         app_id: &str,

@@ -14,13 +14,55 @@ pub use webhooks::*;
 
 use std::collections::BTreeMap;
 use updraft_core::model::{
-    AutoUpdatePolicy, ChannelPatch, DeviceSighting, ManifestFile, Observed, ObservedAt,
-    OverrideSource, Role, StatsEvent,
+    AutoUpdatePolicy, ChangeContext, Channel, ChannelPatch, DeviceSighting, ManifestFile, Millis,
+    Observed, ObservedAt, OverrideSource, Role, StatsEvent,
 };
 use updraft_store::{
-    hash_api_key, BundleMetadataPatch, DeviceQuery, Entity, NewApiKey, NewBundle, NewChannel,
-    Store, StoreError,
+    hash_api_key, AnalyticsStore, BundleMetadataPatch, ChannelStore, ChannelUpdate, DeviceQuery,
+    Entity, NewApiKey, NewBundle, NewChannel, StatsIngest, Store, StoreError, StoreResult,
 };
+
+/// A channel change outside the API, through the one write path
+/// (`apply_channel_update`), as the system actor with reason `update`.
+pub async fn update_channel<S: ChannelStore + ?Sized>(
+    s: &S,
+    app_id: &str,
+    name: &str,
+    patch: ChannelPatch,
+    now: Millis,
+) -> StoreResult<Channel> {
+    s.apply_channel_update(ChannelUpdate {
+        app_id: app_id.to_string(),
+        name: name.to_string(),
+        patch,
+        change: ChangeContext {
+            at: now,
+            actor: "system".to_string(),
+            reason: "update".to_string(),
+        },
+        expect_rollout_id: None,
+        decision: None,
+        completes_schedule: None,
+        audit: None,
+    })
+    .await
+}
+
+/// Events (channel unknown) and sightings in one commit, through the stats
+/// writer's path (`ingest_stats`) without its active-device bound or cap.
+pub async fn record_stats<S: AnalyticsStore + ?Sized>(
+    s: &S,
+    events: &[StatsEvent],
+    sightings: &[DeviceSighting],
+) -> StoreResult<()> {
+    s.ingest_stats(StatsIngest {
+        events,
+        sightings,
+        ..StatsIngest::default()
+    })
+    .await
+    .map(|_| ())
+}
 
 const APP: &str = "com.example.app";
 const OTHER_APP: &str = "com.example.other";
@@ -363,13 +405,11 @@ pub async fn suite_channels<S: Store>(s: &S) {
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        s.update_channel(APP, "production", pointing_at(foreign.id), 120)
-            .await,
+        update_channel(s, APP, "production", pointing_at(foreign.id), 120).await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        s.update_channel(APP, "production", pointing_at(gone.id), 120)
-            .await,
+        update_channel(s, APP, "production", pointing_at(gone.id), 120).await,
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(
@@ -378,20 +418,20 @@ pub async fn suite_channels<S: Store>(s: &S) {
         "refused create left nothing"
     );
 
-    let updated = s
-        .update_channel(
-            APP,
-            "production",
-            ChannelPatch {
-                bundle_id: Some(Some(bundle.id)),
-                android: Some(false),
-                disable_auto_update: Some(AutoUpdatePolicy::None),
-                ..ChannelPatch::default()
-            },
-            200,
-        )
-        .await
-        .unwrap();
+    let updated = update_channel(
+        s,
+        APP,
+        "production",
+        ChannelPatch {
+            bundle_id: Some(Some(bundle.id)),
+            android: Some(false),
+            disable_auto_update: Some(AutoUpdatePolicy::None),
+            ..ChannelPatch::default()
+        },
+        200,
+    )
+    .await
+    .unwrap();
     assert_eq!(updated.id, defaults.id);
     assert_eq!(updated.bundle_id, Some(bundle.id));
     assert!(!updated.android);
@@ -403,22 +443,21 @@ pub async fn suite_channels<S: Store>(s: &S) {
         Some(updated.clone())
     );
 
-    let to_builtin = s
-        .update_channel(
-            APP,
-            "production",
-            ChannelPatch {
-                bundle_id: Some(None),
-                ..ChannelPatch::default()
-            },
-            210,
-        )
-        .await
-        .unwrap();
+    let to_builtin = update_channel(
+        s,
+        APP,
+        "production",
+        ChannelPatch {
+            bundle_id: Some(None),
+            ..ChannelPatch::default()
+        },
+        210,
+    )
+    .await
+    .unwrap();
     assert_eq!(to_builtin.bundle_id, None);
     assert!(matches!(
-        s.update_channel(APP, "nope", ChannelPatch::default(), 210)
-            .await,
+        update_channel(s, APP, "nope", ChannelPatch::default(), 210).await,
         Err(StoreError::NotFound(Entity::Channel))
     ));
 
@@ -517,35 +556,35 @@ pub async fn suite_public_demotion<S: Store>(s: &S) {
     );
 
     // Making a channel public by update demotes too.
-    let promoted = s
-        .update_channel(
-            APP,
-            "ios",
-            ChannelPatch {
-                public: Some(true),
-                ..ChannelPatch::default()
-            },
-            30,
-        )
-        .await
-        .unwrap();
+    let promoted = update_channel(
+        s,
+        APP,
+        "ios",
+        ChannelPatch {
+            public: Some(true),
+            ..ChannelPatch::default()
+        },
+        30,
+    )
+    .await
+    .unwrap();
     assert!(promoted.public);
     assert!(!s.get_channel(APP, "all").await.unwrap().unwrap().public);
     assert!(!s.get_channel(APP, "android").await.unwrap().unwrap().public);
 
     // A public channel gaining a platform demotes the channel public on it.
-    let widened = s
-        .update_channel(
-            APP,
-            "ios",
-            ChannelPatch {
-                electron: Some(true),
-                ..ChannelPatch::default()
-            },
-            40,
-        )
-        .await
-        .unwrap();
+    let widened = update_channel(
+        s,
+        APP,
+        "ios",
+        ChannelPatch {
+            electron: Some(true),
+            ..ChannelPatch::default()
+        },
+        40,
+    )
+    .await
+    .unwrap();
     assert!(widened.public);
     assert!(
         !s.get_channel(APP, "electron")
@@ -857,7 +896,7 @@ pub async fn suite_stats<S: Store>(s: &S) {
     ];
     let mut seen = sighting(APP, "dev-1", 210);
     seen.version_name = Some("1.0.0".to_string());
-    s.record_stats(&events, &[seen]).await.unwrap();
+    record_stats(s, &events, &[seen]).await.unwrap();
 
     let device = s.get_device(APP, "dev-1").await.unwrap().unwrap();
     assert_eq!(
@@ -882,13 +921,13 @@ pub async fn suite_stats<S: Store>(s: &S) {
     assert_eq!(s.list_events(OTHER_APP, None, 10).await.unwrap().len(), 1);
 
     // Events alone, sightings alone, and nothing at all.
-    s.record_stats(&[event(APP, "dev-3", "get", 400)], &[])
+    record_stats(s, &[event(APP, "dev-3", "get", 400)], &[])
         .await
         .unwrap();
-    s.record_stats(&[], &[sighting(APP, "dev-4", 500)])
+    record_stats(s, &[], &[sighting(APP, "dev-4", 500)])
         .await
         .unwrap();
-    s.record_stats(&[], &[]).await.unwrap();
+    record_stats(s, &[], &[]).await.unwrap();
     assert_eq!(s.list_events(APP, None, 100).await.unwrap().len(), 4);
     assert!(s.get_device(APP, "dev-3").await.unwrap().is_none());
     assert!(s.get_device(APP, "dev-4").await.unwrap().is_some());
@@ -1096,7 +1135,8 @@ pub async fn suite_delete_app<S: Store>(s: &S) {
         s.set_override(app, "dev-1", channel.id, OverrideSource::Admin, 5)
             .await
             .unwrap();
-        s.record_stats(
+        record_stats(
+            s,
             &[event(app, "dev-1", "get", 6)],
             &[sighting(app, "dev-1", 6)],
         )
@@ -1157,7 +1197,7 @@ pub async fn suite_bulk<S: Store>(s: &S) {
         .map(|i| event(APP, &format!("bulk-{i:05}"), "get", 10_000 + i as i64))
         .collect();
     let started = std::time::Instant::now();
-    s.record_stats(&events, &sightings).await.unwrap();
+    record_stats(s, &events, &sightings).await.unwrap();
     s.upsert_devices(&sightings).await.unwrap();
     let elapsed = started.elapsed();
     assert!(
@@ -1419,7 +1459,7 @@ pub async fn suite_devices_keep_the_newest_observation<S: Store>(s: &S) {
     let mut silent = sighting(APP, "dev-fields", 3_000);
     silent.version_name = None;
     silent.default_channel = Some("beta".to_string());
-    s.record_stats(&[], &[silent]).await.unwrap();
+    record_stats(s, &[], &[silent]).await.unwrap();
     // At 2_000, written last: an update check.
     let mut check = sighting(APP, "dev-fields", 2_000);
     check.version_name = Some("1.0.1".to_string());
@@ -1462,7 +1502,7 @@ pub async fn suite_devices_keep_the_newest_observation<S: Store>(s: &S) {
     // came before it flushed from the registry buffer.
     let mut set = sighting(APP, "dev-set", 1_400);
     set.version_name = Some("1.0.1".to_string());
-    s.record_stats(&[], &[set]).await.unwrap();
+    record_stats(s, &[], &[set]).await.unwrap();
     let mut check = sighting(APP, "dev-set", 1_000);
     check.version_name = Some("1.0.0".to_string());
     check.last_offered_version = Some("1.0.1".to_string());
@@ -1497,11 +1537,11 @@ pub async fn suite_devices_keep_the_newest_observation<S: Store>(s: &S) {
         let mut check = sighting(APP, id, 1_500);
         check.version_name = Some("1.0.0".to_string());
         if stats_first {
-            s.record_stats(&[], &[set]).await.unwrap();
+            record_stats(s, &[], &[set]).await.unwrap();
             s.upsert_devices(&[check]).await.unwrap();
         } else {
             s.upsert_devices(&[check]).await.unwrap();
-            s.record_stats(&[], &[set]).await.unwrap();
+            record_stats(s, &[], &[set]).await.unwrap();
         }
         assert_eq!(listed_on(s, id).await.as_deref(), Some("1.0.1"), "{id}");
     }

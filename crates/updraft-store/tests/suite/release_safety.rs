@@ -2,7 +2,7 @@
 //! history / decision / schedule / audit in one transaction, rollout health
 //! from the per-minute rollups, decisions, schedules, and what deletes take along.
 
-use super::{event, new_bundle, new_channel, APP, OTHER_APP};
+use super::{event, new_bundle, new_channel, record_stats, update_channel, APP, OTHER_APP};
 use updraft_core::model::{
     AutoPauseAction, AutoPausePolicy, ChangeContext, Channel, ChannelPatch, Health, NativePackage,
     Platform, RampPlan, Rollout, RolloutDecision, ScheduleStatus, ScheduledAction, StatsEvent,
@@ -285,19 +285,19 @@ pub async fn suite_release_fields_round_trip<S: Store>(s: &S) {
     assert_eq!(release.bundles.len(), 2);
 
     // Each field can be changed alone and put back to its default.
-    let reset = s
-        .update_channel(
-            APP,
-            "production",
-            ChannelPatch {
-                targeting: Some(Targeting::default()),
-                rollout: Some(None),
-                ..ChannelPatch::default()
-            },
-            130,
-        )
-        .await
-        .unwrap();
+    let reset = update_channel(
+        s,
+        APP,
+        "production",
+        ChannelPatch {
+            targeting: Some(Targeting::default()),
+            rollout: Some(None),
+            ..ChannelPatch::default()
+        },
+        130,
+    )
+    .await
+    .unwrap();
     assert_eq!(reset.targeting, Targeting::default());
     assert_eq!(reset.rollout, None);
     assert_eq!(reset.auto_pause, policy, "untouched");
@@ -428,7 +428,8 @@ pub async fn suite_channel_history<S: Store>(s: &S) {
     promote.change = change(500, "key:ci", "promote");
     s.apply_channel_update(promote).await.unwrap();
     // Back to builtin through the plain update path.
-    s.update_channel(
+    update_channel(
+        s,
         APP,
         "production",
         ChannelPatch {
@@ -807,7 +808,7 @@ pub async fn suite_rollout_health<S: Store>(s: &S) {
     .await
     .unwrap();
     assert_eq!(health(T0, T0 + MINUTE).await, h(3, 1));
-    s.record_stats(&[arriving("d1", "set", "1.1.0", T0 + 20_000)], &[])
+    record_stats(s, &[arriving("d1", "set", "1.1.0", T0 + 20_000)], &[])
         .await
         .unwrap();
     assert_eq!(
@@ -1118,18 +1119,18 @@ pub async fn suite_deletes_take_release_rows<S: Store>(s: &S) {
         .await
         .unwrap();
     assert_eq!(channel_rows(s, APP, "production").await, (0, 0, 0, 0));
-    let channel: Channel = s
-        .update_channel(
-            APP,
-            "production",
-            ChannelPatch {
-                bundle_id: Some(Some(bundle.id)),
-                ..ChannelPatch::default()
-            },
-            23,
-        )
-        .await
-        .unwrap();
+    let channel: Channel = update_channel(
+        s,
+        APP,
+        "production",
+        ChannelPatch {
+            bundle_id: Some(Some(bundle.id)),
+            ..ChannelPatch::default()
+        },
+        23,
+    )
+    .await
+    .unwrap();
     assert_eq!(channel.bundle_id, Some(bundle.id));
     assert_eq!(channel_rows(s, APP, "production").await, (1, 0, 0, 0));
 }
