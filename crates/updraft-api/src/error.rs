@@ -97,6 +97,8 @@ error_codes! {
     BodyTimeout = "body_timeout",
     HeadersTooLarge = "headers_too_large",
     UriTooLong = "uri_too_long",
+    /// A request to the HTTP → HTTPS redirect listener without a usable `Host`.
+    MissingHost = "missing_host",
     InvalidLimit = "invalid_limit",
     InvalidOffset = "invalid_offset",
     InvalidTime = "invalid_time",

@@ -179,15 +179,21 @@ async fn updates(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 state.clock.now(),
             ));
         }
-        Ok::<_, DeviceError>((answer.body, answer.outcome))
+        let known_app = release.app.is_some().then(|| req.app_id.clone());
+        Ok::<_, DeviceError>((answer.body, answer.outcome, known_app))
     }
     .await;
     // The outcome rides along as an extension for the metrics middleware.
     let (mut response, check) = match result {
-        Ok((body, outcome)) => (
-            axum::Json(body).into_response(),
-            UpdateCheckOutcome::of_answer(outcome),
-        ),
+        Ok((body, outcome, known_app)) => {
+            let mut response = axum::Json(body).into_response();
+            if let Some(app) = known_app {
+                response
+                    .extensions_mut()
+                    .insert(crate::metrics::AppLabel(app.into()));
+            }
+            (response, UpdateCheckOutcome::of_answer(outcome))
+        }
         Err(err) => {
             let check = UpdateCheckOutcome::rejected(err.code, err.status);
             (DeviceResponse::update_check(err), check)
@@ -261,7 +267,12 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
             let submitted = state.stats.submit(events, sightings).await;
             drop(waiting);
             match submitted {
-                Ok(()) => state.metrics.record_stats_events_committed(event_count),
+                Ok(()) => {
+                    state.metrics.record_stats_events_committed(event_count);
+                    state
+                        .metrics
+                        .record_app_stats_events(&batch.app_id, event_count);
+                }
                 Err(StatsSubmitError::Busy) => {
                     state.metrics.record_stats_rejected_busy();
                     return Err(DeviceError::bad_request(

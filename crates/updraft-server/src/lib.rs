@@ -1,6 +1,7 @@
 //! Updraft's HTTP layer: the device API the plugin calls, the management API,
 //! health endpoints, and the background writers behind them.
 
+pub mod access_log;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -10,17 +11,22 @@ pub mod control;
 pub mod cors;
 pub mod device;
 pub mod device_downloads;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod limiter;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
+pub mod proxy;
+pub mod redirect;
 pub mod release_changes;
 pub mod releases;
 pub mod retention;
 pub mod settings;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod webhook_secrets;
 pub mod webhooks;
 pub mod write_health;
@@ -31,7 +37,7 @@ use crate::releases::ReleaseCache;
 use crate::state::{AppState, ServerConfig};
 use crate::writers::{RegistryWriter, StatsWriter, StatsWriterDeps};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -59,6 +65,10 @@ pub enum ServeError {
     SigningKey(#[from] storage::signing::SigningKeyError),
     #[error("{0}")]
     WebhookSecretKey(#[from] webhook_secrets::SecretKeyError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Settings(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -138,31 +148,6 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// Echoes a sane incoming `X-Request-Id`, else makes one, so a device's
-/// request can be found in the logs.
-async fn request_id(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let incoming = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 255
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
-        .map(str::to_string);
-    let id = incoming.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
-}
-
 /// Management requests that may write (anything but GET/HEAD/OPTIONS) get
 /// 503 + `Retry-After` while the disk is below `min_free_disk_mb`.
 async fn refuse_writes_on_low_disk(
@@ -198,7 +183,10 @@ pub fn router(state: AppState) -> Router {
     let limit = |bytes: u64, shape| body_limit::ContentLengthLimit::new(bytes, shape);
     let low_disk = axum::middleware::from_fn_with_state(state.clone(), refuse_writes_on_low_disk);
     let config = &state.config;
-    Router::new()
+    let trusted = Arc::new(proxy::TrustedProxies::new(
+        config.edge.trusted_proxies.clone(),
+    ));
+    let mut router = Router::new()
         .merge(device::routes().route_layer(limit(
             config.device_body_limit as u64,
             body_limit::Shape::Device,
@@ -215,8 +203,12 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(device_downloads::routes())
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_endpoint))
+        .route("/readyz", get(readyz));
+    // With a metrics listener, /metrics is served there only.
+    if config.edge.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics_endpoint));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routing, so a preflight never meets the 405 fallback.
@@ -224,13 +216,18 @@ pub fn router(state: AppState) -> Router {
             cors_policy,
             cors::cors,
         ))
-        .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::from_fn(access_log::log_requests))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         // Per route (after routing) so the matched template is known; outermost
         // of those, so the latency covers CORS and the request id too.
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track_requests,
+        ))
+        // First of all: who the client is (peer, TLS, trusted proxies).
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            proxy::resolve_client,
         ))
         .with_state(state)
 }
@@ -336,9 +333,41 @@ async fn open_storage(
     })
 }
 
+/// The metrics listener's routes: `/metrics` and nothing else.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on an extra plain-HTTP listener until `stop` is told.
+fn spawn_side_listener(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::error!(listener = name, error = %err, "listener ended with an error");
+        }
+    })
+}
+
 /// A bound, loaded server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// The certificate in service, when the main listener speaks HTTPS.
+    tls: Option<(Arc<tls::CertStore>, tokio_rustls::TlsAcceptor)>,
+    /// `metrics_listen` and `http_redirect_listen`, bound.
+    metrics_listener: Option<TcpListener>,
+    redirect_listener: Option<TcpListener>,
     /// Connections served at once (the setting, or derived from the file limit).
     max_connections: usize,
     state: AppState,
@@ -406,12 +435,33 @@ impl Server {
                     source,
                 }
             })?;
+        let tls = match config.edge.tls_files().map_err(ServeError::Settings)? {
+            Some(files) => {
+                let store = Arc::new(tls::CertStore::load(files)?);
+                let acceptor = tls::acceptor(&store)?;
+                Some((store, acceptor))
+            }
+            None => None,
+        };
+        let bind_side = |addr: Option<SocketAddr>| {
+            addr.map(|addr| {
+                listener::bind(addr, 128).map_err(|source| ServeError::Bind { addr, source })
+            })
+            .transpose()
+        };
+        let metrics_listener = bind_side(config.edge.metrics_listen)?;
+        let redirect_listener = bind_side(config.edge.http_redirect_listen)?;
         let releases = Arc::new(ReleaseCache::new(
             Arc::clone(&store) as Arc<dyn updraft_store::ReleaseStore>
         ));
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_app_labels(
+            config
+                .edge
+                .metrics_per_app
+                .then_some(config.edge.metrics_max_apps),
+        ));
         metrics.set_connection_limit(max_connections);
         let registry = Arc::new(RegistryWriter::new(
             Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
@@ -527,6 +577,9 @@ impl Server {
         };
         Ok(Server {
             listener,
+            tls,
+            metrics_listener,
+            redirect_listener,
             max_connections,
             state,
             cluster,
@@ -543,6 +596,25 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the main listener speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The metrics listener's address, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The redirect listener's address, when `http_redirect_listen` is set.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, lets in-flight requests finish, then
@@ -578,15 +650,58 @@ impl Server {
             shutdown_rx.clone(),
         );
         let app = router(self.state.clone());
+        let (edge_stop, edge_stop_rx) = tokio::sync::watch::channel(false);
+        let mut edge_tasks = Vec::new();
+        let acceptor = match &self.tls {
+            Some((store, acceptor)) => {
+                let every =
+                    Duration::from_secs(self.state.config.edge.tls_reload_interval_secs.max(1));
+                edge_tasks.push(tls::spawn_reloader(
+                    Arc::clone(store),
+                    every,
+                    edge_stop_rx.clone(),
+                ));
+                Some(acceptor.clone())
+            }
+            None => None,
+        };
+        if let Some(listener) = self.metrics_listener.take() {
+            edge_tasks.push(spawn_side_listener(
+                "metrics",
+                listener,
+                metrics_router(self.state.clone()),
+                edge_stop_rx.clone(),
+            ));
+        }
+        if let Some(listener) = self.redirect_listener.take() {
+            // To this server's own HTTPS port, or 443 when TLS ends in front of it.
+            let https_port = match (&self.tls, self.listener.local_addr()) {
+                (Some(_), Ok(addr)) => addr.port(),
+                _ => 443,
+            };
+            edge_tasks.push(spawn_side_listener(
+                "http-redirect",
+                listener,
+                redirect::router(https_port),
+                edge_stop_rx.clone(),
+            ));
+        }
         listener::serve(
             self.listener,
             app,
             self.state.config.connections.clone(),
             self.max_connections,
             Arc::clone(&self.state.metrics),
+            acceptor,
             shutdown,
         )
         .await;
+        let _ = edge_stop.send(true);
+        for task in edge_tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a listener ended badly");
+            }
+        }
         reload.abort();
         write_checks.abort();
         if let Some(listener) = release_listener {

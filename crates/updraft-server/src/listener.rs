@@ -2,8 +2,9 @@
 //! file-descriptor limit, a larger listen backlog, header / idle / minimum
 //! transfer-rate timeouts, and head limits answered with the JSON error body.
 //!
-//! Kept apart from the routes so that TLS can wrap the accepted stream later
-//! (`serve_connection` takes any stream once `Watched` does).
+//! Kept apart from the routes; with TLS on, the handshake runs over the
+//! watched stream (so the minimum send rate covers it too), within the
+//! header timeout.
 
 use crate::error::{ApiError, ErrorCode};
 use axum::body::Body;
@@ -184,14 +185,16 @@ fn is_connection_error(err: &io::Error) -> bool {
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets open
-/// connections finish (each closes once its request in flight is answered).
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`
+/// completes, then lets open connections finish (each closes once its
+/// request in flight is answered).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     max_connections: usize,
     metrics: Arc<crate::metrics::Metrics>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let limits = Arc::new(limits);
@@ -243,9 +246,10 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             stop: stop_rx.clone(),
         };
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            connection.run(stream, peer).await;
+            connection.accept(stream, peer, tls).await;
         });
     }
     drop(listener);
@@ -279,25 +283,52 @@ struct ConnectionTask {
 }
 
 impl ConnectionTask {
-    async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn accept(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
         let _ = stream.set_nodelay(true);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         }
         let _open = self.metrics.connection_opened();
+        let watched = Watched::new(stream, &self.limits, Arc::clone(&self.metrics));
+        match tls {
+            None => self.run(watched, peer, false).await,
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(watched))
+                        .await;
+                match handshake {
+                    Ok(Ok(stream)) => self.run(stream, peer, true).await,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        self.metrics
+                            .record_connection_timeout(crate::metrics::connection_timeout::IDLE);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run<S>(mut self, stream: S, peer: SocketAddr, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new());
         let service = ConnService {
             app: self.app.clone(),
             activity: Arc::clone(&activity),
             limits: Arc::clone(&self.limits),
-            peer,
+            connection: crate::proxy::Connection { peer, tls },
         };
-        let io = TokioIo::new(Watched::new(
-            stream,
-            &self.limits,
-            Arc::clone(&self.metrics),
-        ));
+        let io = TokioIo::new(stream);
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         let mut conn = std::pin::pin!(conn);
         let mut closing = false;
@@ -403,9 +434,9 @@ struct ConnService {
     app: Router,
     activity: Arc<Activity>,
     limits: Arc<ConnectionLimits>,
-    /// The client's address, handed to handlers as axum's `ConnectInfo`
-    /// (the failed-authentication throttle keys on it).
-    peer: SocketAddr,
+    /// The peer and whether the connection is TLS, handed to the router as
+    /// an extension (and the peer as axum's `ConnectInfo`); see `proxy`.
+    connection: crate::proxy::Connection,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -424,9 +455,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let window = self.limits.transfer_window;
         let need = self.limits.window_bytes();
         let mut request = request.map(|body| Body::new(MinRateBody::new(body, window, need)));
-        request
-            .extensions_mut()
-            .insert(axum::extract::ConnectInfo(self.peer));
+        let extensions = request.extensions_mut();
+        extensions.insert(axum::extract::ConnectInfo(self.connection.peer));
+        extensions.insert(self.connection);
         let mut app = self.app.clone();
         let future = tower::Service::call(&mut app, request);
         ConnFuture {

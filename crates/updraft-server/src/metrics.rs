@@ -305,6 +305,78 @@ pub struct Metrics {
     rate_limited: Family<ScopeLabels, Counter>,
     auth_failures: Counter,
     rollup_folded_events: Counter,
+    /// Per-app series, when `metrics_per_app` is on.
+    apps: Option<AppSeries>,
+}
+
+/// The app of a device request whose app exists, attached to its response
+/// for [`track_requests`] (per-app series only count known apps, so made-up
+/// app ids cannot take the labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppLabel(pub Arc<str>);
+
+/// The `app` label of apps past `metrics_max_apps`.
+pub const OTHER_APP: &str = "other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct AppKindLabels {
+    app: Arc<str>,
+    kind: &'static str,
+}
+
+impl EncodeLabelSet for AppKindLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("app", &*self.app), ("kind", self.kind)].encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct AppLabels {
+    app: Arc<str>,
+}
+
+impl EncodeLabelSet for AppLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("app", &*self.app)].encode(encoder)
+    }
+}
+
+/// Series labelled by app, for at most `max_apps` apps (the first seen);
+/// the others share `app="other"`. At most (`max_apps` + 1) × 4 update-check
+/// series and `max_apps` + 1 stats series.
+struct AppSeries {
+    max_apps: usize,
+    labelled: RwLock<HashSet<Arc<str>>>,
+    other: Arc<str>,
+    update_checks: Family<AppKindLabels, Counter>,
+    stats_events: Family<AppLabels, Counter>,
+}
+
+impl AppSeries {
+    fn label(&self, app: &str) -> Arc<str> {
+        if let Ok(labelled) = self.labelled.read() {
+            if let Some(known) = labelled.get(app) {
+                return Arc::clone(known);
+            }
+            if labelled.len() >= self.max_apps {
+                return Arc::clone(&self.other);
+            }
+        }
+        match self.labelled.write() {
+            Ok(mut labelled) => {
+                if let Some(known) = labelled.get(app) {
+                    return Arc::clone(known);
+                }
+                if labelled.len() >= self.max_apps {
+                    return Arc::clone(&self.other);
+                }
+                let label: Arc<str> = Arc::from(app);
+                labelled.insert(Arc::clone(&label));
+                label
+            }
+            Err(_) => Arc::clone(&self.other),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -352,7 +424,32 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Self::with_app_labels(None)
+    }
+
+    /// `Some(max_apps)`: also the per-app series (`metrics_per_app`).
+    pub fn with_app_labels(max_apps: Option<usize>) -> Metrics {
         let mut registry = Registry::with_prefix("updraft");
+        let apps = max_apps.map(|max_apps| {
+            let series = AppSeries {
+                max_apps: max_apps.max(1),
+                labelled: RwLock::new(HashSet::new()),
+                other: Arc::from(OTHER_APP),
+                update_checks: Family::default(),
+                stats_events: Family::default(),
+            };
+            registry.register(
+                "app_update_checks",
+                "POST /updates answers of existing apps, by app and kind (metrics_max_apps apps get their own label, the rest app=\"other\")",
+                series.update_checks.clone(),
+            );
+            registry.register(
+                "app_stats_events_committed",
+                "Stats events committed, by app (metrics_max_apps apps get their own label, the rest app=\"other\")",
+                series.stats_events.clone(),
+            );
+            series
+        });
         let http_requests = Family::<HttpRequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -574,6 +671,30 @@ impl Metrics {
             rate_limited,
             auth_failures,
             rollup_folded_events,
+            apps,
+        }
+    }
+
+    /// Counts an update check of a known app (per-app series only).
+    pub fn record_app_update_check(&self, app: &str, kind: &'static str) {
+        if let Some(apps) = &self.apps {
+            apps.update_checks
+                .get_or_create(&AppKindLabels {
+                    app: apps.label(app),
+                    kind,
+                })
+                .inc();
+        }
+    }
+
+    /// Counts committed stats events of a known app (per-app series only).
+    pub fn record_app_stats_events(&self, app: &str, events: usize) {
+        if let Some(apps) = &self.apps {
+            apps.stats_events
+                .get_or_create(&AppLabels {
+                    app: apps.label(app),
+                })
+                .inc_by(events as u64);
         }
     }
 
@@ -798,6 +919,9 @@ pub async fn track_requests(
     );
     if let Some(check) = response.extensions().get::<UpdateCheckOutcome>() {
         metrics.record_update_check(*check);
+        if let Some(AppLabel(app)) = response.extensions().get::<AppLabel>() {
+            metrics.record_app_update_check(app, check.kind);
+        }
     }
     if response.extensions().get::<DatabaseFailure>().is_some() {
         metrics.record_database_error(db_operation::API);
@@ -860,6 +984,48 @@ mod tests {
                 outcome: "invalid_json_parse_body",
                 kind: "failed"
             }
+        );
+    }
+
+    #[test]
+    fn per_app_labels_are_bounded() {
+        let plain = Metrics::new();
+        plain.record_app_update_check("a", "none");
+        assert!(!plain.render().unwrap().contains("app_update_checks"));
+        let metrics = Metrics::with_app_labels(Some(2));
+        for app in ["a", "b", "c", "d", "a"] {
+            metrics.record_app_update_check(app, "none");
+        }
+        metrics.record_app_stats_events("z", 3);
+        let text = metrics.render().unwrap();
+        let series = samples(&text, "updraft_app_update_checks_total");
+        assert_eq!(series.len(), 3, "{text}");
+        assert_eq!(
+            value(
+                &text,
+                "updraft_app_update_checks_total",
+                r#"app="a",kind="none""#
+            )
+            .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            value(
+                &text,
+                "updraft_app_update_checks_total",
+                r#"app="other",kind="none""#
+            )
+            .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            value(
+                &text,
+                "updraft_app_stats_events_committed_total",
+                r#"app="other""#
+            )
+            .as_deref(),
+            Some("3")
         );
     }
 

@@ -26,6 +26,7 @@ pub const KEY_GROUPS: &[(&str, &str)] = &[
     ("limits.device_rate", "device_rate_limit_"),
     ("limits.app_rate", "app_rate_limit_"),
     ("limits.auth_failure_rate", "auth_failure_limit_"),
+    ("edge", ""),
 ];
 
 /// A number below `MIN` counts as `MIN`.

@@ -102,6 +102,9 @@ pub struct ServerConfig {
     /// Rate limits, rollup cardinality and storage quotas (docs/reliability.md,
     /// "Abuse limits").
     pub limits: AbuseLimits,
+    /// TLS, the redirect listener, trusted proxies, the metrics listener.
+    #[serde(default)]
+    pub edge: crate::edge::EdgeSettings,
 }
 
 /// What one client, device or app may cost the server. A quota whose
@@ -187,6 +190,7 @@ impl Default for ServerConfig {
             min_free_disk_mb: 64,
             write_check_interval_ms: 2000,
             limits: AbuseLimits::default(),
+            edge: crate::edge::EdgeSettings::default(),
         }
     }
 }
@@ -248,20 +252,26 @@ service_state!(
 );
 
 impl AppState {
-    /// Base URL of this server as devices reach it, without a trailing slash.
+    /// Base URL of this server as devices reach it, without a trailing slash:
+    /// `public_url`, else the scheme and host the client used. The request
+    /// went through [`crate::proxy::resolve_client`], so `X-Forwarded-Proto`
+    /// and `X-Forwarded-Host` are this server's own conclusions (TLS, or a
+    /// trusted proxy's word), never a client's.
     pub fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
         if let Some(url) = &self.config.public_url {
             return url.trim_end_matches('/').to_string();
         }
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty())
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty())
+        };
+        let host = header(axum::http::HeaderName::from_static("x-forwarded-host"))
+            .or_else(|| header(axum::http::header::HOST))
             .map(str::to_string)
             .unwrap_or_else(|| self.config.listen.to_string());
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|h| h.to_str().ok())
+        let scheme = header(axum::http::HeaderName::from_static("x-forwarded-proto"))
             .filter(|p| *p == "https" || *p == "http")
             .unwrap_or("http");
         format!("{scheme}://{host}")

@@ -156,14 +156,11 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 
 pub use crate::extract::Path;
 
-/// The peer address of the connection (`None` in in-process tests that
-/// call the router without a listener). Behind a reverse proxy this is the
-/// proxy's: failed-authentication throttling is then per proxy.
+/// The client's address: the peer's, or the one a trusted proxy names (see
+/// `proxy`); `None` in in-process tests that call the router without a
+/// listener.
 fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip())
+    crate::proxy::client_ip(&parts.extensions)
 }
 
 /// Query-string parameters, refused with this API's JSON error
