@@ -1,6 +1,7 @@
 //! Settings of the server's edge: built-in TLS, the HTTP → HTTPS redirect
 //! listener, which reverse proxies are believed, and the metrics listener.
-//! One group (flat keys, no prefix) so that it moves as one.
+//! A group of [`ServerConfig`](crate::state::ServerConfig) whose fields are
+//! top-level settings (no prefix, see [`settings::KEY_GROUPS`]).
 
 use crate::settings;
 use ipnet::IpNet;
@@ -19,11 +20,13 @@ pub struct EdgeSettings {
     #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
     pub tls_reload_interval_secs: u64,
     /// A plain-HTTP listener that answers every request 308 to the same URL on https.
+    #[serde(deserialize_with = "settings::optional_host_port")]
     pub http_redirect_listen: Option<SocketAddr>,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
     #[serde(deserialize_with = "cidrs")]
     pub trusted_proxies: Vec<IpNet>,
     /// When set, `/metrics` is served here only, not on the main listener.
+    #[serde(deserialize_with = "settings::optional_host_port")]
     pub metrics_listen: Option<SocketAddr>,
     /// Per-app series (update checks, stats events) with an `app` label.
     pub metrics_per_app: bool,
@@ -62,10 +65,17 @@ impl EdgeSettings {
     }
 }
 
-/// A list of CIDR blocks or addresses (a comma-separated string is one list).
+/// A list of CIDR blocks or addresses (a comma-separated string is one
+/// list; `none` alone is the empty list, which an environment variable
+/// cannot otherwise say: an empty one is unset).
 fn cidrs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
     use serde::de::Error as _;
     let items = settings::list(deserializer)?;
+    if let [only] = &items[..] {
+        if only.eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
+    }
     items
         .iter()
         .map(|item| crate::proxy::parse_cidr(item).map_err(D::Error::custom))
@@ -82,6 +92,8 @@ mod tests {
             serde_json::from_str(r#"{"trusted_proxies": "10.0.0.0/8, 192.0.2.1"}"#).unwrap();
         assert_eq!(edge.trusted_proxies.len(), 2);
         let edge: EdgeSettings = serde_json::from_str(r#"{"trusted_proxies": []}"#).unwrap();
+        assert!(edge.trusted_proxies.is_empty());
+        let edge: EdgeSettings = serde_json::from_str(r#"{"trusted_proxies": "none"}"#).unwrap();
         assert!(edge.trusted_proxies.is_empty());
         assert!(serde_json::from_str::<EdgeSettings>(r#"{"trusted_proxies": ["nope"]}"#).is_err());
         assert_eq!(EdgeSettings::default().trusted_proxies.len(), 2);

@@ -88,6 +88,20 @@ where
         .map_err(|_| D::Error::custom(format!("must be host:port, got {text:?}")))
 }
 
+/// An optional `host:port` (see [`host_port`]).
+pub fn optional_host_port<'de, D>(deserializer: D) -> Result<Option<std::net::SocketAddr>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| {
+            text.trim()
+                .parse()
+                .map_err(|_| D::Error::custom(format!("must be host:port, got {text:?}")))
+        })
+        .transpose()
+}
+
 /// An absolute http(s) URL, kept without its trailing `/`.
 pub fn check_public_url(url: &str) -> Result<String, String> {
     let trimmed = url.trim().trim_end_matches('/');

@@ -3,8 +3,8 @@
 //!
 //! [`Settings`] is the one declaration: the server's own
 //! [`ServerConfig`] (defaults, validation and nesting declared on it, see
-//! `updraft_server::settings`) plus the four settings only the binary reads.
-//! Every setting is one flat key, the same in each layer: `listen` in the
+//! `updraft_server::settings`) plus the settings only the binary reads
+//! (log filter and format, database URLs, the start-up check). Every setting is one flat key, the same in each layer: `listen` in the
 //! file, `UPDRAFT_LISTEN` in the environment, `--listen` where `updraft
 //! serve` has that flag (a command-line argument whose id is the key). The
 //! list of settings, their names and defaults are read off the type
@@ -35,6 +35,18 @@ pub struct ServeArgs {
     /// Base URL of download links (env UPDRAFT_PUBLIC_URL; default: from the request's Host)
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (env UPDRAFT_TLS_CERT; needs --tls-key)
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (env UPDRAFT_TLS_KEY)
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Plain-HTTP listener answering 308 to https (env UPDRAFT_HTTP_REDIRECT_LISTEN)
+    #[arg(long, value_name = "ADDR")]
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// Serve /metrics on this address only (env UPDRAFT_METRICS_LISTEN)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Every setting of `updraft serve`, declared once: here and in
@@ -57,6 +69,9 @@ pub struct Settings {
     pub server: ServerConfig,
     /// Log filter, e.g. "info" or "updraft_server=debug" (`RUST_LOG` wins).
     pub log: String,
+    /// `text` (colours only on a terminal, never with `NO_COLOR`) or `json`
+    /// (one object per line).
+    pub log_format: updraft_server::logging::LogFormat,
     /// `PRAGMA quick_check` of the SQLite database before serving.
     pub startup_quick_check: bool,
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
@@ -72,6 +87,7 @@ impl Default for Settings {
         Settings {
             server: ServerConfig::default(),
             log: "info,tower_http=warn,sqlx=warn".to_string(),
+            log_format: updraft_server::logging::LogFormat::default(),
             startup_quick_check: true,
             database_url: None,
             database_read_url: None,
@@ -86,6 +102,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("server", &self.server)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
             .field("startup_quick_check", &self.startup_quick_check)
             .field("database_url", &redacted(&self.database_url))
             .field("database_read_url", &redacted(&self.database_read_url))
@@ -477,6 +494,9 @@ fn resolve(
         .extract_lossy()
         .map_err(explain)?;
     check_download_mode(&settings.server)?;
+    settings.server.edge.tls_files().map_err(|err| {
+        anyhow::anyhow!("{err} (UPDRAFT_TLS_CERT and UPDRAFT_TLS_KEY go together)")
+    })?;
     if settings.database_url.is_none() && settings.database_read_url.is_some() {
         bail!("UPDRAFT_DATABASE_READ_URL needs UPDRAFT_DATABASE_URL (a replica of which primary?)");
     }
@@ -702,6 +722,71 @@ mod tests {
         );
         let server = from_file("max_connections = 0").unwrap().server;
         assert_eq!(server.connections.max_connections, None);
+    }
+
+    #[test]
+    fn edge_settings_come_from_every_layer() {
+        let file = "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_reload_interval_secs = 0\nhttp_redirect_listen = \"0.0.0.0:80\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nlog_format = \"json\"\nmetrics_listen = \"127.0.0.1:9464\"\nmetrics_per_app = true\nmetrics_max_apps = 7";
+        let s = from_file(file).unwrap();
+        assert_eq!(s.log_format, updraft_server::logging::LogFormat::Json);
+        let edge = &s.server.edge;
+        assert_eq!(edge.tls_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(edge.tls_key.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(edge.tls_reload_interval_secs, 1);
+        assert_eq!(
+            edge.http_redirect_listen,
+            Some("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(edge.trusted_proxies.len(), 2);
+        assert_eq!(edge.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(edge.metrics_per_app);
+        assert_eq!(edge.metrics_max_apps, 7);
+        // The environment and flags win, as for every setting.
+        let s = layered(
+            file,
+            &[
+                ("UPDRAFT_TLS_CERT", "/env/c.pem"),
+                ("UPDRAFT_TRUSTED_PROXIES", "none"),
+                ("UPDRAFT_LOG_FORMAT", "text"),
+                ("UPDRAFT_METRICS_PER_APP", "false"),
+            ],
+            &[
+                ("tls_key", "/flag/k.pem"),
+                ("metrics_listen", "127.0.0.1:1"),
+            ],
+        )
+        .unwrap();
+        let edge = &s.server.edge;
+        assert_eq!(edge.tls_cert.as_deref(), Some(Path::new("/env/c.pem")));
+        assert_eq!(edge.tls_key.as_deref(), Some(Path::new("/flag/k.pem")));
+        assert!(edge.trusted_proxies.is_empty());
+        assert!(!edge.metrics_per_app);
+        assert_eq!(edge.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(s.log_format, updraft_server::logging::LogFormat::Text);
+        let proxies = from_env(&[("UPDRAFT_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert_eq!(proxies.server.edge.trusted_proxies.len(), 2);
+        // By default only a proxy on this host is believed.
+        let defaults = from_file("").unwrap();
+        assert_eq!(
+            defaults.server.edge.trusted_proxies,
+            updraft_server::proxy::default_trusted()
+        );
+        assert_eq!(defaults.server.edge.tls_files(), Ok(None));
+        // Refusals name the setting as given.
+        let err = format!("{:#}", from_file("tls_cert = \"/c.pem\"").unwrap_err());
+        assert!(
+            err.contains("tls_key") && err.contains("UPDRAFT_TLS_KEY"),
+            "{err}"
+        );
+        let err = from_env_only("UPDRAFT_TRUSTED_PROXIES", "10.0.0.0/40");
+        assert!(err.contains("UPDRAFT_TRUSTED_PROXIES"), "{err}");
+        let err = from_env_only("UPDRAFT_LOG_FORMAT", "xml");
+        assert!(err.contains("UPDRAFT_LOG_FORMAT"), "{err}");
+        let err = from_env_only("UPDRAFT_METRICS_LISTEN", "nowhere");
+        assert!(
+            err.contains("UPDRAFT_METRICS_LISTEN") && err.contains("host:port"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -968,6 +1053,10 @@ mod tests {
             ("public_url", "--public-url"),
             ("data_dir", "--data-dir"),
             ("database_url", "--database-url"),
+            ("tls_cert", "--tls-cert"),
+            ("tls_key", "--tls-key"),
+            ("http_redirect_listen", "--http-redirect-listen"),
+            ("metrics_listen", "--metrics-listen"),
         ] {
             assert_eq!(flags.get(key).map(String::as_str), Some(flag), "{key}");
         }

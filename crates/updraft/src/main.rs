@@ -181,7 +181,7 @@ fn main() -> ExitCode {
 
 async fn serve(sources: config::Sources) -> anyhow::Result<()> {
     let settings = config::load(&sources)?;
-    init_tracing(&settings.log);
+    updraft_server::logging::init(&settings.log, settings.log_format);
     let database_urls = settings.database();
     let server_config = settings.server;
     std::fs::create_dir_all(&server_config.data_dir).with_context(|| {
@@ -275,11 +275,18 @@ async fn serve(sources: config::Sources) -> anyhow::Result<()> {
     )
     .await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");
-    // A stable line on stdout that scripts (and the tests) can wait for.
-    println!("updraft listening on http://{addr}");
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");
+    // Stable lines on stdout that scripts (and the tests) can wait for.
+    if let Some(metrics) = server.metrics_addr() {
+        println!("updraft metrics on http://{metrics}/metrics");
+    }
+    if let Some(redirect) = server.redirect_addr() {
+        println!("updraft redirecting http://{redirect} to https");
+    }
+    println!("updraft listening on {scheme}://{addr}");
     // systemd Type=notify: READY=1 once /readyz answers, STOPPING=1 at the signal.
-    let ready_notification = service::spawn_ready_notification(addr);
+    let ready_notification = service::spawn_ready_notification(addr, server.is_tls());
     server
         .run(async {
             shutdown_signal().await;
@@ -298,24 +305,22 @@ async fn healthcheck(
     sources: config::Sources,
     args: service::HealthcheckArgs,
 ) -> anyhow::Result<bool> {
+    // A URL given is checked as usual; this host's own listener, probed by
+    // address, is not what its certificate names.
+    let verify_tls = args.url.is_some();
     let url = match args.url {
         Some(url) => url,
-        None => service::readyz_url(config::load(&sources)?.server.listen),
+        None => {
+            let server = config::load(&sources)?.server;
+            service::readyz_url(server.listen, server.edge.tls_cert.is_some())
+        }
     };
     service::healthcheck(
         &url,
         std::time::Duration::from_secs(args.timeout_secs.max(1)),
+        verify_tls,
     )
     .await
-}
-
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn shutdown_signal() {

@@ -17,7 +17,7 @@ pub struct HealthcheckArgs {
     /// 0.0.0.0 and [::] are probed on loopback
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Probe this URL instead of http://<listen>/readyz
+    /// Probe this URL instead of http(s)://<listen>/readyz (its certificate is checked)
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Give up after this many seconds (`/readyz` answers within 1.5 s even
@@ -37,9 +37,10 @@ pub fn loopback_for(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// `http://{addr}/readyz`, with the brackets an IPv6 address needs.
-pub fn readyz_url(listen: SocketAddr) -> String {
-    format!("http://{}/readyz", loopback_for(listen))
+/// `http(s)://{addr}/readyz`, with the brackets an IPv6 address needs.
+pub fn readyz_url(listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}/readyz", loopback_for(listen))
 }
 
 /// What one `GET /readyz` got.
@@ -77,11 +78,16 @@ impl Readiness {
     }
 }
 
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+/// `verify_tls = false` for the probe of this host's own listener by
+/// address, which a certificate for the public name does not cover (the
+/// probe sends nothing secret and only reads the status); a URL given with
+/// `--url` is checked as usual.
+fn client(timeout: Duration, verify_tls: bool) -> anyhow::Result<reqwest::Client> {
     // No proxy: HTTP(S)_PROXY in a service's environment must not send a
     // loopback probe elsewhere.
     Ok(reqwest::Client::builder()
         .no_proxy()
+        .danger_accept_invalid_certs(!verify_tls)
         .timeout(timeout)
         .build()?)
 }
@@ -94,8 +100,8 @@ async fn probe(http: &reqwest::Client, url: &str) -> Result<Readiness, reqwest::
 }
 
 /// `updraft healthcheck`: prints the answer, exit code 0 when ready.
-pub async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<bool> {
-    let http = client(timeout)?;
+pub async fn healthcheck(url: &str, timeout: Duration, verify_tls: bool) -> anyhow::Result<bool> {
+    let http = client(timeout, verify_tls)?;
     match probe(&http, url).await {
         Ok(readiness) if readiness.is_ready() => {
             println!("{url}: {}", readiness.body.trim());
@@ -129,13 +135,16 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// the running server reports and recovers from, not a failed start: the
 /// service is up and answering update checks, and `/readyz` keeps telling
 /// load balancers. Without `NOTIFY_SOCKET`: nothing, no probe.
-pub fn spawn_ready_notification(addr: SocketAddr) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_ready_notification(
+    addr: SocketAddr,
+    tls: bool,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !notify_requested() {
         return None;
     }
-    let url = readyz_url(addr);
+    let url = readyz_url(addr, tls);
     Some(tokio::spawn(async move {
-        let http = match client(Duration::from_secs(3)) {
+        let http = match client(Duration::from_secs(3), false) {
             Ok(http) => http,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot build the readiness probe; notifying READY=1 now");
@@ -180,7 +189,11 @@ mod tests {
 
     #[test]
     fn wildcard_listeners_are_probed_on_loopback() {
-        let url = |s: &str| readyz_url(s.parse().unwrap());
+        let url = |s: &str| readyz_url(s.parse().unwrap(), false);
+        assert_eq!(
+            readyz_url("0.0.0.0:8443".parse().unwrap(), true),
+            "https://127.0.0.1:8443/readyz"
+        );
         assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/readyz");
         assert_eq!(url("[::]:8080"), "http://[::1]:8080/readyz");
         assert_eq!(url("10.1.2.3:9000"), "http://10.1.2.3:9000/readyz");
