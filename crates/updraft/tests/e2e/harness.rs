@@ -71,6 +71,25 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
     pub key: String,
+    /// Every line the server wrote to stdout, and to stderr when started
+    /// with [`Server::start_capturing`] (else stderr is the test's).
+    pub output: Output,
+}
+
+#[derive(Clone, Default)]
+pub struct Output {
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Output {
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
 }
 
 impl Server {
@@ -101,6 +120,18 @@ impl Server {
         server
     }
 
+    /// `start_with`, the server's stderr collected in `output` (`RUST_LOG`
+    /// is left to `env`, else the server's default filter applies).
+    pub async fn start_capturing(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let key = create_key(&data_dir, "admin", "admin", &[]);
+        let mut server = Self::spawn_inner(&data_dir, env, &[], true);
+        server._tmp = Some(tmp);
+        server.key = key;
+        server
+    }
+
     /// `start_with`, the binary run under `wrapper` (e.g. `prlimit …`).
     pub async fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -118,6 +149,15 @@ impl Server {
     }
 
     fn spawn_wrapped(data_dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        Self::spawn_inner(data_dir, env, wrapper, false)
+    }
+
+    fn spawn_inner(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        capture_stderr: bool,
+    ) -> Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
@@ -130,20 +170,34 @@ impl Server {
             .env("UPDRAFT_DATA_DIR", data_dir)
             .env("UPDRAFT_LISTEN", "127.0.0.1:0")
             .env_remove("UPDRAFT_PUBLIC_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
+        if capture_stderr {
+            cmd.env_remove("RUST_LOG").stderr(Stdio::piped());
+        } else {
+            cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn updraft serve");
         let stdout = child.stdout.take().expect("stdout");
+        let output = Output::default();
+        if let Some(stderr) = child.stderr.take() {
+            let lines = std::sync::Arc::clone(&output.stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::clone(&output.stdout);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("updraft listening on ") {
                     let _ = tx.send(url.trim().to_string());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let url = rx
@@ -156,6 +210,7 @@ impl Server {
             _tmp: None,
             http: reqwest::Client::new(),
             key: String::new(),
+            output,
         }
     }
 
