@@ -181,16 +181,13 @@ async fn refuse_writes_on_low_disk(
             return error::ApiError::unavailable(
                 error::ErrorCode::LowDiskSpace,
                 low.message(),
-                LOW_DISK_RETRY_AFTER_SECS,
+                write_health::LOW_DISK_RETRY_AFTER_SECS,
             )
             .into_response();
         }
     }
     next.run(request).await
 }
-
-/// What a refusal for low disk space asks clients to wait.
-pub const LOW_DISK_RETRY_AFTER_SECS: u64 = 30;
 
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
@@ -481,7 +478,7 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&metrics),
             Arc::clone(&webhook_secrets),
-            webhooks::DeliverySettings::of(&config),
+            config.webhook_delivery(),
         ));
         let release_changes = Arc::new(release_changes::ReleaseService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,

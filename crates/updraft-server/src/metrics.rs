@@ -939,20 +939,21 @@ mod tests {
     }
 
     /// Through a real router: the matched template, the 404 fallback, a 405,
-    /// and a database failure surfacing from a handler as an `ApiError`.
+    /// and a response marked as a database failure (what an `ApiError` from
+    /// a backend `StoreError` is; `error`'s tests check that marking).
     #[tokio::test]
     async fn the_middleware_labels_by_template_and_counts_database_failures() {
-        use crate::error::ApiError;
         use axum::body::Body;
         use axum::routing::get;
         use tower::ServiceExt;
-        use updraft_store::{Entity, StoreError};
 
-        async fn broken() -> Result<&'static str, ApiError> {
-            Err(StoreError::Backend("disk I/O error".into()).into())
+        async fn broken() -> Response {
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(DatabaseFailure);
+            response
         }
-        async fn missing() -> Result<&'static str, ApiError> {
-            Err(StoreError::NotFound(Entity::App).into())
+        async fn missing() -> Response {
+            StatusCode::NOT_FOUND.into_response()
         }
         let metrics = Arc::new(Metrics::new());
         let app = axum::Router::new()

@@ -18,6 +18,9 @@ use updraft_store::Store;
 /// A probe that has not committed within this is a failed probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a refusal for low disk space asks clients to wait (`Retry-After`).
+pub const LOW_DISK_RETRY_AFTER_SECS: u64 = 30;
+
 /// What the write paths are told while writes are refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LowDisk {
