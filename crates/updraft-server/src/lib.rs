@@ -551,7 +551,7 @@ impl Server {
         let reload = spawn_periodic_reload(&self.state);
         let write_checks = write_health::spawn(
             Arc::clone(&self.state.write_health),
-            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.store) as Arc<dyn updraft_store::SettingStore>,
             Arc::clone(&self.state.clock),
             Arc::clone(&self.state.metrics),
             Duration::from_millis(self.state.config.write_check_interval_ms.max(100)),
