@@ -257,7 +257,7 @@ async fn open_storage(
         &config.storage_options,
         &config.data_dir,
         expiry,
-        clock.now(),
+        Arc::clone(&clock),
     )
     .await?;
     let uploads: Arc<dyn UploadBackend> = if blobs.is_shared() {
@@ -409,6 +409,7 @@ impl Server {
         let apps = releases.reload_all().await?;
         tracing::info!(apps, "release configuration loaded");
         let metrics = Arc::new(Metrics::new());
+        metrics.set_process_start_time(clock.now());
         metrics.set_connection_limit(max_connections);
         let registry = Arc::new(RegistryWriter::new(
             Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
