@@ -488,18 +488,18 @@ mod tests {
             std::sync::Arc::new(updraft_core::model::SystemClock),
         )
         .unwrap();
-        let old = stage(&store, "old.part", b"junk");
-        File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
-        let fresh = stage(&store, "fresh.part", b"in progress");
+        // Dated by hand: the fresh file was last written a second less than
+        // the hour before the sweep, the old one three hours before.
+        let now = super::super::system_time(1_800_000_000_000);
+        let dated = |name: &str, bytes: &[u8], age: Duration| {
+            let path = stage(&store, name, bytes);
+            touch_file(&path, now - age).unwrap();
+            path
+        };
+        let old = dated("old.part", b"junk", Duration::from_secs(3 * 3600));
+        let fresh = dated("fresh.part", b"in progress", Duration::from_secs(3599));
         assert_eq!(
-            store
-                .sweep_staging(Duration::from_secs(3600), SystemTime::now())
-                .unwrap(),
+            store.sweep_staging(Duration::from_secs(3600), now).unwrap(),
             1
         );
         assert!(!old.exists());
