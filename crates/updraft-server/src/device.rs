@@ -6,6 +6,7 @@ use crate::error::{json_with_status, DeviceResponse};
 use crate::limiter::RetryAfter;
 use crate::metrics::{db_operation, rate_scope, UpdateCheckOutcome};
 use crate::state::AppState;
+use crate::write_health::LOW_DISK_RETRY_AFTER_SECS;
 use crate::writers::StatsSubmitError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -260,7 +261,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                 state.metrics.record_write_refused_low_disk();
                 return Err(DeviceError::bad_request("low_disk_space", low.message())
                     .with_status(503)
-                    .with("retryAfterSeconds", crate::LOW_DISK_RETRY_AFTER_SECS));
+                    .with("retryAfterSeconds", LOW_DISK_RETRY_AFTER_SECS));
             }
             let event_count = events.len();
             let waiting = state.metrics.stats_waiting();

@@ -281,4 +281,20 @@ mod tests {
             );
         }
     }
+
+    /// What the metrics middleware counts as a database error: a backend
+    /// failure, not a row that is missing or taken.
+    #[test]
+    fn only_backend_failures_mark_the_response_as_a_database_failure() {
+        let marked = |err: StoreError| {
+            ApiError::from(err)
+                .into_response()
+                .extensions()
+                .get::<DatabaseFailure>()
+                .is_some()
+        };
+        assert!(marked(StoreError::Backend("disk I/O error".into())));
+        assert!(!marked(StoreError::NotFound(Entity::App)));
+        assert!(!marked(StoreError::AlreadyExists(Entity::Channel)));
+    }
 }

@@ -166,16 +166,13 @@ async fn refuse_writes_on_low_disk(
             return error::ApiError::unavailable(
                 error::ErrorCode::LowDiskSpace,
                 low.message(),
-                LOW_DISK_RETRY_AFTER_SECS,
+                write_health::LOW_DISK_RETRY_AFTER_SECS,
             )
             .into_response();
         }
     }
     next.run(request).await
 }
-
-/// What a refusal for low disk space asks clients to wait.
-pub const LOW_DISK_RETRY_AFTER_SECS: u64 = 30;
 
 pub fn router(state: AppState) -> Router {
     let cors_policy = cors::CorsPolicy::new(state.config.cors_allowed_origins.clone());
@@ -257,7 +254,7 @@ async fn open_storage(
         &config.storage_options,
         &config.data_dir,
         expiry,
-        clock.now(),
+        Arc::clone(&clock),
     )
     .await?;
     let uploads: Arc<dyn UploadBackend> = if blobs.is_shared() {
@@ -462,6 +459,7 @@ impl Server {
                 .metrics_per_app
                 .then_some(config.edge.metrics_max_apps),
         ));
+        metrics.set_process_start_time(clock.now());
         metrics.set_connection_limit(max_connections);
         let registry = Arc::new(RegistryWriter::new(
             Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
@@ -531,7 +529,7 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&metrics),
             Arc::clone(&webhook_secrets),
-            webhooks::DeliverySettings::of(&config),
+            config.webhook_delivery(),
         ));
         let release_changes = Arc::new(release_changes::ReleaseService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
@@ -626,7 +624,7 @@ impl Server {
         let reload = spawn_periodic_reload(&self.state);
         let write_checks = write_health::spawn(
             Arc::clone(&self.state.write_health),
-            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.store) as Arc<dyn updraft_store::SettingStore>,
             Arc::clone(&self.state.clock),
             Arc::clone(&self.state.metrics),
             Duration::from_millis(self.state.config.write_check_interval_ms.max(100)),

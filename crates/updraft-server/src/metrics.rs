@@ -305,6 +305,7 @@ pub struct Metrics {
     rate_limited: Family<ScopeLabels, Counter>,
     auth_failures: Counter,
     rollup_folded_events: Counter,
+    process_start_time: Gauge<f64, AtomicU64>,
     /// Per-app series, when `metrics_per_app` is on.
     apps: Option<AppSeries>,
 }
@@ -596,16 +597,13 @@ impl Metrics {
             "Stats events whose bundle name the rollups counted as `other` (over the app's distinct names of the day)",
             rollup_folded_events.clone(),
         );
-        let start_time = Gauge::<f64, AtomicU64>::default();
-        // Wall-clock by definition (Prometheus' process_start_time_seconds).
-        start_time.set(
-            updraft_core::model::Clock::now(&updraft_core::model::SystemClock) as f64 / 1000.0,
-        );
+        // Set by the server from its clock when it starts (`set_process_start_time`).
+        let process_start_time = Gauge::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "process_start_time",
             "When this server process started, in seconds since the Unix epoch",
             Unit::Seconds,
-            start_time,
+            process_start_time.clone(),
         );
         registry.register(
             "build",
@@ -671,6 +669,7 @@ impl Metrics {
             rate_limited,
             auth_failures,
             rollup_folded_events,
+            process_start_time,
             apps,
         }
     }
@@ -785,6 +784,11 @@ impl Metrics {
         ConnectionGuard {
             open: self.http_connections.clone(),
         }
+    }
+
+    /// `updraft_process_start_time_seconds`: when the server started, by its clock.
+    pub fn set_process_start_time(&self, at: updraft_core::model::Millis) {
+        self.process_start_time.set(at as f64 / 1000.0);
     }
 
     pub fn set_connection_limit(&self, limit: usize) {
@@ -1105,20 +1109,21 @@ mod tests {
     }
 
     /// Through a real router: the matched template, the 404 fallback, a 405,
-    /// and a database failure surfacing from a handler as an `ApiError`.
+    /// and a response marked as a database failure (what an `ApiError` from
+    /// a backend `StoreError` is; `error`'s tests check that marking).
     #[tokio::test]
     async fn the_middleware_labels_by_template_and_counts_database_failures() {
-        use crate::error::ApiError;
         use axum::body::Body;
         use axum::routing::get;
         use tower::ServiceExt;
-        use updraft_store::{Entity, StoreError};
 
-        async fn broken() -> Result<&'static str, ApiError> {
-            Err(StoreError::Backend("disk I/O error".into()).into())
+        async fn broken() -> Response {
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(DatabaseFailure);
+            response
         }
-        async fn missing() -> Result<&'static str, ApiError> {
-            Err(StoreError::NotFound(Entity::App).into())
+        async fn missing() -> Response {
+            StatusCode::NOT_FOUND.into_response()
         }
         let metrics = Arc::new(Metrics::new());
         let app = axum::Router::new()
@@ -1199,6 +1204,7 @@ mod tests {
         metrics.record_registry_unchanged_sighting();
         metrics.record_rate_limited(rate_scope::DEVICE);
         metrics.record_auth_failure();
+        metrics.set_process_start_time(1_700_000_000_500);
         let waiting = metrics.stats_waiting();
         let also_waiting = metrics.stats_waiting();
         drop(also_waiting);
@@ -1232,6 +1238,7 @@ mod tests {
             ("updraft_rate_limited_total", r#"scope="device""#, "1"),
             ("updraft_rate_limited_total", r#"scope="app""#, "0"),
             ("updraft_auth_failures_total", "", "1"),
+            ("updraft_process_start_time_seconds", "", "1700000000.5"),
             (
                 "updraft_build_info",
                 &format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")),

@@ -8,7 +8,6 @@
 //! channel, so that several changes of one request (a PATCH with a bundle,
 //! a rollout and settings) are written together or not at all.
 
-use crate::api::views::ChannelView;
 use crate::audit::AuditService;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -18,6 +17,7 @@ use crate::webhooks::{events, WebhookService};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use updraft_api::management::ChannelView;
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
 
 use updraft_core::model::{
@@ -1014,9 +1014,9 @@ impl Plan {
             "reason": reason,
         });
         if let (Some(decision), Some(fields)) = (decision, data.as_object_mut()) {
-            if let Ok(value) =
-                serde_json::to_value(crate::api::views::DecisionView::from(decision.clone()))
-            {
+            if let Ok(value) = serde_json::to_value(updraft_api::management::DecisionView::from(
+                decision.clone(),
+            )) {
                 fields.insert("decision".to_string(), value);
             }
         }

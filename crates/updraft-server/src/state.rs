@@ -5,6 +5,7 @@ use crate::releases::ReleaseCache;
 use crate::settings;
 use crate::writers::{RegistryWriter, StatsWriter};
 
+use crate::limiter::AbuseLimits;
 pub use crate::storage::DownloadMode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,52 +108,13 @@ pub struct ServerConfig {
     pub edge: crate::edge::EdgeSettings,
 }
 
-/// What one client, device or app may cost the server. A quota whose
-/// `burst` or `per_minute` is 0 is off.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AbuseLimits {
-    /// Device-route requests per app and device, per node.
-    pub device_rate: crate::limiter::Quota,
-    /// Device-route requests per app (all its devices), per node.
-    pub app_rate: crate::limiter::Quota,
-    /// Devices (and apps, and client addresses) each limiter remembers at once.
-    #[serde(deserialize_with = "settings::at_least::<1, _, _>")]
-    pub rate_limit_max_keys: usize,
-    /// Failed management authentications per client address.
-    pub auth_failure_rate: crate::limiter::Quota,
-    /// Distinct values of each rollup key a device can invent (bundle names)
-    /// per app and day; beyond it, unknown values count as `other`.
-    pub rollup_max_distinct_per_day: u32,
-    /// Bytes of live bundles an app may store; `None` = no quota.
-    #[serde(deserialize_with = "settings::zero_is_none")]
-    pub app_storage_quota_bytes: Option<u64>,
-}
-
-impl Default for AbuseLimits {
-    fn default() -> Self {
-        use crate::limiter::Quota;
-        AbuseLimits {
-            // A device checks at app open and sends a few small batches: 120
-            // at once, then 2 a second, is far above anything a real one does.
-            device_rate: Quota {
-                burst: 120,
-                per_minute: 120,
-            },
-            // 20,000 a second sustained per node and 100,000 at once: what
-            // a node serves in all, so it only keeps one app's flood from
-            // starving the others.
-            app_rate: Quota {
-                burst: 100_000,
-                per_minute: 1_200_000,
-            },
-            rate_limit_max_keys: 1_000_000,
-            // The hosted service's 20 failures per 15 minutes per address.
-            auth_failure_rate: Quota {
-                burst: 20,
-                per_minute: 2,
-            },
-            rollup_max_distinct_per_day: 1000,
-            app_storage_quota_bytes: None,
+impl ServerConfig {
+    /// The `webhook_*` settings, as the [`WebhookService`](crate::webhooks::WebhookService) takes them.
+    pub fn webhook_delivery(&self) -> crate::webhooks::DeliverySettings {
+        crate::webhooks::DeliverySettings {
+            timeout_ms: self.webhook_timeout_ms,
+            retry_base_ms: self.webhook_retry_base_ms,
+            max_attempts: self.webhook_max_attempts,
         }
     }
 }

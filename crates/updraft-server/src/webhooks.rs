@@ -7,7 +7,6 @@
 //! and records the outcome.
 
 use crate::metrics::{db_operation, Metrics};
-use crate::state::ServerConfig;
 use crate::webhook_secrets::SecretBox;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -122,22 +121,13 @@ pub fn is_valid_url(url: &str) -> bool {
     }
 }
 
-/// How deliveries are sent: the request timeout and the retries.
+/// How deliveries are sent: the request timeout and the retries (from the
+/// `webhook_*` settings; the composition root builds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliverySettings {
     pub timeout_ms: u64,
     pub retry_base_ms: u64,
     pub max_attempts: u32,
-}
-
-impl DeliverySettings {
-    pub fn of(config: &ServerConfig) -> DeliverySettings {
-        DeliverySettings {
-            timeout_ms: config.webhook_timeout_ms,
-            retry_base_ms: config.webhook_retry_base_ms,
-            max_attempts: config.webhook_max_attempts,
-        }
-    }
 }
 
 /// Queues events and delivers them: the store of webhooks and deliveries,

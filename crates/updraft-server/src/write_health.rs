@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use updraft_store::Store;
+use updraft_store::SettingStore;
 
 /// A probe that has not committed within this is a failed probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a refusal for low disk space asks clients to wait (`Retry-After`).
+pub const LOW_DISK_RETRY_AFTER_SECS: u64 = 30;
 
 /// What the write paths are told while writes are refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +158,7 @@ impl WriteHealth {
     }
 
     /// One round: the disk, then (when the disk has room) a probe write.
-    pub async fn check(&self, store: &dyn Store, now: updraft_core::model::Millis) {
+    pub async fn check(&self, store: &dyn SettingStore, now: updraft_core::model::Millis) {
         self.check_disk();
         if self.disk_low.load(Ordering::Acquire) {
             // Refused anyway; a write now would eat the last of the room.
@@ -188,7 +191,7 @@ fn free_space(_dir: &Path) -> Option<u64> {
 /// Checks every `every` until the task is aborted.
 pub fn spawn(
     health: Arc<WriteHealth>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn SettingStore>,
     clock: Arc<dyn updraft_core::model::Clock>,
     metrics: Arc<Metrics>,
     every: Duration,

@@ -782,7 +782,7 @@ mod tests {
                 clock: Arc::new(updraft_core::model::SystemClock),
                 registry: Arc::clone(registry),
                 metrics: Arc::new(crate::metrics::Metrics::new()),
-                max_bundles_per_day: crate::state::AbuseLimits::default()
+                max_bundles_per_day: crate::limiter::AbuseLimits::default()
                     .rollup_max_distinct_per_day,
             },
             16,

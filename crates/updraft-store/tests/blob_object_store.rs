@@ -206,7 +206,7 @@ macro_rules! on_both_stores {
                 #[tokio::test]
                 async fn local() {
                     let dir = tempfile::TempDir::new().unwrap();
-                    let store = super::LocalBlobStore::open(dir.path()).unwrap();
+                    let store = super::LocalBlobStore::open(dir.path(), std::sync::Arc::new(updraft_core::model::SystemClock)).unwrap();
                     super::$name(&store).await;
                 }
 
@@ -394,7 +394,11 @@ async fn a_presigned_url_serves_the_blob_and_is_properly_signed() {
 #[tokio::test]
 async fn the_local_store_has_no_key_and_no_presigned_url() {
     let dir = TempDir::new().unwrap();
-    let store = LocalBlobStore::open(dir.path()).unwrap();
+    let store = LocalBlobStore::open(
+        dir.path(),
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .unwrap();
     let info = store.put_bytes(b"local", None).await.unwrap();
     assert_eq!(store.object_key(&info.sha256), None);
     assert_eq!(
@@ -410,9 +414,13 @@ async fn the_local_store_has_no_key_and_no_presigned_url() {
 async fn open_blob_store_picks_the_store_from_the_url() {
     let bucket = updraft_testkit::s3_bucket().await;
     let dir = TempDir::new().unwrap();
-    let remote =
-        updraft_store::blob::open_blob_store(Some(&bucket.url), &bucket.options(), dir.path())
-            .unwrap();
+    let remote = updraft_store::blob::open_blob_store(
+        Some(&bucket.url),
+        &bucket.options(),
+        dir.path(),
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .unwrap();
     let info = remote.put_bytes(b"remote", None).await.unwrap();
     assert_eq!(
         remote.object_key(&info.sha256),
@@ -420,7 +428,13 @@ async fn open_blob_store_picks_the_store_from_the_url() {
     );
     assert_eq!(remote.staging_dir(), dir.path().join("staging"));
     assert!(remote.staging_dir().is_dir());
-    let local = updraft_store::blob::open_blob_store(None, &[], dir.path()).unwrap();
+    let local = updraft_store::blob::open_blob_store(
+        None,
+        &[],
+        dir.path(),
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .unwrap();
     assert!(local.local_path(&info.sha256).is_some());
     assert_eq!(local.stat(&info.sha256).await.unwrap(), None);
     // A wrong endpoint fails with a message naming no secret.
@@ -430,8 +444,13 @@ async fn open_blob_store_picks_the_store_from_the_url() {
             *value = "http://127.0.0.1:9".to_string();
         }
     }
-    let unreachable =
-        updraft_store::blob::open_blob_store(Some(&bucket.url), &wrong, dir.path()).unwrap();
+    let unreachable = updraft_store::blob::open_blob_store(
+        Some(&bucket.url),
+        &wrong,
+        dir.path(),
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .unwrap();
     let err = unreachable.stat(&info.sha256).await.unwrap_err();
     assert!(matches!(err, BlobError::ObjectStore(_)), "{err:?}");
     assert!(!err.to_string().contains("updraft-test-secret"), "{err}");

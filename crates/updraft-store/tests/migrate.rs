@@ -929,7 +929,11 @@ async fn the_snapshot_ignores_writes_made_during_the_copy() {
 #[tokio::test]
 async fn blobs_reach_object_storage_and_are_verified() {
     let (sqlite, dir) = sqlite_store().await;
-    let local = LocalBlobStore::open(dir.path()).unwrap();
+    let local = LocalBlobStore::open(
+        dir.path(),
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .unwrap();
     let zip_bytes = vec![7u8; 300_000];
     let zip = local.put_bytes(&zip_bytes, None).await.unwrap().sha256;
     let file = local

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use updraft_core::model::Clock;
+use updraft_core::model::{Clock, SystemClock};
 use updraft_store::backup::{BackupError, Engine, Snapshot, SnapshotInfo, TableSummary};
 use updraft_store::blob::{BlobStore, LocalBlobStore, ObjectBlobStore};
 
@@ -318,9 +318,10 @@ async fn write_backup(
             (Arc::new(store), url.clone())
         }
         None => {
-            let store = LocalBlobStore::open(&server.data_dir).with_context(|| {
-                format!("cannot open the files in {}", server.data_dir.display())
-            })?;
+            let store = LocalBlobStore::open(&server.data_dir, Arc::new(SystemClock))
+                .with_context(|| {
+                    format!("cannot open the files in {}", server.data_dir.display())
+                })?;
             (
                 Arc::new(store),
                 server
@@ -1165,11 +1166,11 @@ pub async fn restore(
             Arc::new(store)
         }
         (None, Target::Directory(_)) => Arc::new(
-            LocalBlobStore::open(&work_path)
+            LocalBlobStore::open(&work_path, Arc::new(SystemClock))
                 .with_context(|| format!("cannot create files in {}", work_path.display()))?,
         ),
         (None, Target::Postgres { data_dir, .. }) => Arc::new(
-            LocalBlobStore::open(data_dir)
+            LocalBlobStore::open(data_dir, Arc::new(SystemClock))
                 .with_context(|| format!("cannot create files in {}", data_dir.display()))?,
         ),
     };

@@ -124,8 +124,11 @@ pub async fn run(data_dir: &Path, args: MigrateArgs) -> anyhow::Result<()> {
     }
     let to = crate::config::check_database_url("--to", &args.to)?;
     let to = to.as_str();
-    let local = LocalBlobStore::open(data_dir)
-        .with_context(|| format!("cannot open the files in {}", data_dir.display()))?;
+    let local = LocalBlobStore::open(
+        data_dir,
+        std::sync::Arc::new(updraft_core::model::SystemClock),
+    )
+    .with_context(|| format!("cannot open the files in {}", data_dir.display()))?;
     let remote = match &args.storage {
         Some(url) => {
             let staging = data_dir.join("staging");

@@ -500,7 +500,11 @@ mod tests {
     #[test]
     fn a_local_store_has_no_cdn_urls() {
         let dir = tempfile::tempdir().unwrap();
-        let local = updraft_store::blob::LocalBlobStore::open(dir.path()).unwrap();
+        let local = updraft_store::blob::LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
         let url = format!("http://h/dl/a/1/{}.zip", "ab".repeat(32));
         assert_eq!(cdn_url(&url, "http://h", "https://cdn", &local), None);
     }

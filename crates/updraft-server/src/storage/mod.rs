@@ -21,8 +21,9 @@ use crate::error::ErrorCode;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use updraft_core::model::Millis;
+use std::time::Duration;
+use updraft_core::model::Clock;
+pub(crate) use updraft_store::blob::system_time;
 use updraft_store::blob::{open_blob_store, sweep_staging, BlobError, BlobStore};
 
 /// How devices get bundle bytes.
@@ -100,30 +101,22 @@ pub struct Delivery {
 /// Opens the blob store at `storage_url` (`None`: local files under
 /// `data_dir`; else an S3-compatible bucket configured by `options`; staging
 /// is always under `data_dir`), checks it can be used, and removes staging
-/// leftovers older than `stale_after` at `now`.
+/// leftovers older than `stale_after` now; local blobs are dated by `clock`.
 pub async fn open_blobs(
     storage_url: Option<&str>,
     options: &[(String, String)],
     data_dir: &Path,
     stale_after: Duration,
-    now: Millis,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn BlobStore>, StorageError> {
-    let blobs = open_blob_store(storage_url, options, data_dir)?;
-    let swept = sweep_staging(blobs.staging_dir(), stale_after, system_time(now))?;
+    let now = system_time(clock.now());
+    let blobs = open_blob_store(storage_url, options, data_dir, clock)?;
+    let swept = sweep_staging(blobs.staging_dir(), stale_after, now)?;
     if swept > 0 {
         tracing::info!(files = swept, "removed stale staging files");
     }
     blobs.check().await?;
     Ok(blobs)
-}
-
-/// A clock reading as the file-system time it compares with (modification
-/// times of blobs and staged files); before 1970 counts as 1970.
-pub(crate) fn system_time(at: Millis) -> SystemTime {
-    let since = Duration::from_millis(u64::try_from(at).unwrap_or(0));
-    SystemTime::UNIX_EPOCH
-        .checked_add(since)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Replaces each download link of an `/updates` answer — its `url` and every

@@ -11,7 +11,6 @@ use super::uploads::{
     MAX_MISSING_QUERY,
 };
 use super::{blob_failure, file_path, parse_sha256, zip_path};
-use crate::api::views::ManifestEntryInput;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
 use axum::http::StatusCode;
@@ -20,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::RwLock;
+use updraft_api::management::ManifestEntryInput;
 use updraft_bundle::names::{normalize_entry_name, CaseFolds};
 use updraft_bundle::ZipLimits;
 use updraft_core::model::{Bundle, Clock, ManifestFile};

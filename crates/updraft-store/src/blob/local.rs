@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use updraft_core::model::Clock;
 
 /// Where the bundle files live under the data directory.
 pub const BLOBS_DIR: &str = "blobs";
@@ -17,6 +19,10 @@ pub(super) const STAGING_DIR: &str = "staging";
 pub struct LocalBlobStore {
     blobs: PathBuf,
     staging: PathBuf,
+    /// A blob's modification time is set from this clock when it is
+    /// published or touched, so that gc's grace period, counted with the
+    /// server's clock, is measured on one clock.
+    clock: Arc<dyn Clock>,
 }
 
 pub(super) fn check_name(sha256: &str) -> Result<(), BlobError> {
@@ -58,19 +64,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn touch_file(path: &Path) -> io::Result<()> {
-    File::options()
-        .write(true)
-        .open(path)?
-        .set_modified(SystemTime::now())
+fn touch_file(path: &Path, at: SystemTime) -> io::Result<()> {
+    File::options().write(true).open(path)?.set_modified(at)
 }
 
 impl LocalBlobStore {
-    /// Uses (creating them) `<data_dir>/blobs` and `<data_dir>/staging`.
-    pub fn open(data_dir: &Path) -> Result<LocalBlobStore, BlobError> {
+    /// Uses (creating them) `<data_dir>/blobs` and `<data_dir>/staging`;
+    /// blobs are dated by `clock` when published or touched.
+    pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<LocalBlobStore, BlobError> {
         let store = LocalBlobStore {
             blobs: data_dir.join(BLOBS_DIR),
             staging: data_dir.join(STAGING_DIR),
+            clock,
         };
         fs::create_dir_all(&store.blobs)?;
         fs::create_dir_all(&store.staging)?;
@@ -107,13 +112,18 @@ impl LocalBlobStore {
             }
         }
         let target = self.blob_path(&sha256);
+        let now = super::system_time(self.clock.now());
         if target.is_file() {
             // Stored once: the existing copy has the same bytes by construction.
             fs::remove_file(staged)?;
-            touch_file(&target)?;
+            touch_file(&target, now)?;
             return Ok(BlobInfo { sha256, size });
         }
-        File::open(staged)?.sync_all()?;
+        // Dated by the clock, not by when its last byte reached the disk.
+        let file = File::options().write(true).open(staged)?;
+        file.set_modified(now)?;
+        file.sync_all()?;
+        drop(file);
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("blob path has no parent"))?;
@@ -188,7 +198,8 @@ impl BlobStore for LocalBlobStore {
     async fn touch(&self, sha256: &str) -> Result<bool, BlobError> {
         check_name(sha256)?;
         let path = self.blob_path(sha256);
-        blocking(move || match touch_file(&path) {
+        let now = super::system_time(self.clock.now());
+        blocking(move || match touch_file(&path, now) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err.into()),
@@ -329,7 +340,11 @@ mod tests {
     #[tokio::test]
     async fn a_staged_file_is_published_under_its_hash_and_leaves_staging() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let store = LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
         let bytes = b"PK\x03\x04 a zip, or nearly".to_vec();
         let digest = sha(&bytes);
         let staged = stage(&store, "one.part", &bytes);
@@ -361,7 +376,11 @@ mod tests {
     #[tokio::test]
     async fn the_same_content_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let store = LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
         let first = store.put_bytes(b"same", None).await.unwrap();
         let staged = stage(&store, "again.part", b"same");
         let second = store.put_file(&staged, None).await.unwrap();
@@ -374,7 +393,11 @@ mod tests {
     #[tokio::test]
     async fn a_mismatch_is_refused_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let store = LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
         let claimed = sha(b"what the client promised");
         let staged = stage(&store, "bad.part", b"what arrived");
         let err = store.put_file(&staged, Some(&claimed)).await.unwrap_err();
@@ -395,7 +418,11 @@ mod tests {
     #[tokio::test]
     async fn list_and_delete_see_only_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let store = LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
         let a = store.put_bytes(b"a", None).await.unwrap();
         let b = store.put_bytes(b"bb", None).await.unwrap();
         // A stray file in the tree is not a blob.
@@ -420,22 +447,59 @@ mod tests {
         ));
     }
 
+    /// gc counts a blob's grace period on the server's clock: the blob is
+    /// dated by it when published, when published again and when touched.
+    #[tokio::test]
+    async fn blobs_are_dated_by_the_injected_clock() {
+        use updraft_core::model::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let store = LocalBlobStore::open(dir.path(), Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+        let modified = |store: LocalBlobStore| async move {
+            let entries = store.list().await.unwrap();
+            assert_eq!(entries.len(), 1);
+            entries[0].modified
+        };
+        let staged = stage(&store, "one.part", b"dated");
+        let info = store.put_file(&staged, None).await.unwrap();
+        assert_eq!(
+            modified(store.clone()).await,
+            super::super::system_time(1_000_000_000_000)
+        );
+        clock.advance(60_000);
+        store.put_bytes(b"dated", None).await.unwrap();
+        assert_eq!(
+            modified(store.clone()).await,
+            super::super::system_time(1_000_000_060_000)
+        );
+        clock.advance(60_000);
+        assert!(store.touch(&info.sha256).await.unwrap());
+        assert_eq!(
+            modified(store.clone()).await,
+            super::super::system_time(1_000_000_120_000)
+        );
+    }
+
     #[tokio::test]
     async fn old_staging_files_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
-        let old = stage(&store, "old.part", b"junk");
-        File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
-        let fresh = stage(&store, "fresh.part", b"in progress");
+        let store = LocalBlobStore::open(
+            dir.path(),
+            std::sync::Arc::new(updraft_core::model::SystemClock),
+        )
+        .unwrap();
+        // Dated by hand: the fresh file was last written a second less than
+        // the hour before the sweep, the old one three hours before.
+        let now = super::super::system_time(1_800_000_000_000);
+        let dated = |name: &str, bytes: &[u8], age: Duration| {
+            let path = stage(&store, name, bytes);
+            touch_file(&path, now - age).unwrap();
+            path
+        };
+        let old = dated("old.part", b"junk", Duration::from_secs(3 * 3600));
+        let fresh = dated("fresh.part", b"in progress", Duration::from_secs(3599));
         assert_eq!(
-            store
-                .sweep_staging(Duration::from_secs(3600), SystemTime::now())
-                .unwrap(),
+            store.sweep_staging(Duration::from_secs(3600), now).unwrap(),
             1
         );
         assert!(!old.exists());

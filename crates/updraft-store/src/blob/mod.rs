@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncRead;
+use updraft_core::model::{Clock, Millis};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -54,7 +55,9 @@ pub struct BlobInfo {
 pub struct BlobEntry {
     pub sha256: String,
     pub size: u64,
-    /// When the blob was last written or touched (the gc grace period counts from here).
+    /// When the blob was last written or touched (the gc grace period counts
+    /// from here): by the local store's clock, or the bucket's
+    /// `Last-Modified` (the object store's own clock; none of ours can set it).
     pub modified: SystemTime,
 }
 
@@ -194,11 +197,12 @@ pub fn is_scratch_name(name: &str) -> bool {
 /// Opens the blob store the server is configured with: an S3-compatible
 /// bucket for `s3://bucket[/prefix]` (with `options` as object_store keys
 /// that win over the `AWS_*` environment), else files under `data_dir`.
-/// Staging is always `<data_dir>/staging`.
+/// Staging is always `<data_dir>/staging`. `clock` dates local blobs.
 pub fn open_blob_store(
     storage_url: Option<&str>,
     options: &[(String, String)],
     data_dir: &Path,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn BlobStore>, BlobError> {
     match storage_url {
         Some(url) => {
@@ -206,13 +210,25 @@ pub fn open_blob_store(
             std::fs::create_dir_all(&staging)?;
             Ok(Arc::new(ObjectBlobStore::from_url(url, options, &staging)?))
         }
-        None => Ok(Arc::new(LocalBlobStore::open(data_dir)?)),
+        None => Ok(Arc::new(LocalBlobStore::open(data_dir, clock)?)),
     }
+}
+
+/// A clock reading as the file-system time it is compared with
+/// (modification times of blobs and staged files); before 1970 counts as 1970.
+pub fn system_time(at: Millis) -> SystemTime {
+    let since = Duration::from_millis(u64::try_from(at).unwrap_or(0));
+    SystemTime::UNIX_EPOCH
+        .checked_add(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Removes files in the staging directory `dir` not modified for `max_age`
 /// at `now`: what a crash mid-write leaves behind. Returns how many were
-/// removed.
+/// removed. A staged file's modification time is the file system's (set as
+/// its bytes arrive, not by our clock): `now` comes from the server's clock,
+/// which is the same wall clock outside tests, and a sweep only ever removes
+/// working files, never a published blob.
 pub fn sweep_staging(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usize, BlobError> {
     use std::io::ErrorKind;
     let mut removed = 0;
