@@ -703,6 +703,17 @@ pub struct DecisionList {
     pub current: Vec<DecisionView>,
 }
 
+/// `run_at` as a request gives it: epoch milliseconds or RFC 3339 text.
+/// Any other JSON is kept as it came, for the server to refuse with
+/// `invalid_run_at` naming what it got (not as an unreadable body).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RunAtInput {
+    Millis(i64),
+    Text(String),
+    Other(serde_json::Value),
+}
+
 /// A release change to make on a channel at a given time.
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -710,7 +721,7 @@ pub struct CreateSchedule {
     pub channel: String,
     /// RFC 3339 (`2026-12-01T09:00:00Z`) or epoch milliseconds; in the future.
     #[schema(value_type = Object)]
-    pub run_at: serde_json::Value,
+    pub run_at: RunAtInput,
     /// The bundle version to put live (`builtin` only without a rollout).
     pub bundle: String,
     /// Start a rollout of `bundle` at this share instead of making it stable.
@@ -1013,4 +1024,34 @@ pub enum PlatformName {
     Ios,
     Android,
     Electron,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn run_at_reads_milliseconds_text_or_keeps_anything_else() {
+        let read = |json: serde_json::Value| serde_json::from_value::<RunAtInput>(json).unwrap();
+        assert_eq!(read(json!(1234)), RunAtInput::Millis(1234));
+        assert_eq!(read(json!(-1)), RunAtInput::Millis(-1));
+        assert_eq!(
+            read(json!("2026-12-01T09:00:00Z")),
+            RunAtInput::Text("2026-12-01T09:00:00Z".into())
+        );
+        for other in [
+            json!(true),
+            json!(1.5),
+            json!(u64::MAX),
+            json!(null),
+            json!({"at": 1}),
+        ] {
+            assert_eq!(read(other.clone()), RunAtInput::Other(other.clone()));
+        }
+        for given in [json!(1234), json!("x"), json!(true)] {
+            assert_eq!(serde_json::to_value(read(given.clone())).unwrap(), given);
+        }
+    }
 }

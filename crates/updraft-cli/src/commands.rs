@@ -388,7 +388,7 @@ pub async fn device(
             let device = client
                 .get::<DeviceDetail>(&["apps", &app_id, "devices", &device_id], &[])
                 .await?;
-            let text = render::device_details(&device.json);
+            let text = render::device_details(&device.value, &device.json);
             Ok(Outcome::new(device.json, text))
         }
     }

@@ -1,27 +1,19 @@
 //! Human-readable views of the API's answers: tables for lists, short
 //! summaries for single objects, from the typed answers of `updraft_api`.
-//! Empty or absent values render as `-`. `device show` renders the whole
-//! document as the server sent it, fields this CLI does not know included.
+//! Empty or absent values render as `-`. `device show` adds the fields this
+//! CLI does not know, as the server sent them.
 
 use crate::table::{sanitize_cell, Table};
-use crate::time::{rfc3339, short_time};
+use crate::time::short_time;
 use serde_json::Value;
 use updraft_api::{
     AppList, AutoPauseView, BundleList, BundleView, ChannelList, ChannelView, CompatibilityView,
-    DecisionList, DecisionView, DeviceList, HistoryEntryView, RampView, ScheduleList, ScheduleView,
-    TargetingView,
+    DecisionList, DecisionView, DeviceDetail, DeviceList, HistoryEntryView, OverrideView, RampView,
+    ScheduleList, ScheduleView, TargetingView,
 };
 
-/// A cell for `key` of a JSON object: strings as they are, booleans as
-/// yes/no, lists joined by commas, null or missing as `-`.
-pub fn cell(object: &Value, key: &str) -> String {
-    match object.get(key) {
-        None => "-".to_string(),
-        Some(value) => value_cell(value),
-    }
-}
-
-/// A JSON value as a cell (see [`cell`]).
+/// A JSON value as a cell: strings as they are, booleans as yes/no, lists
+/// joined by commas, null as `-`.
 pub fn value_cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_string(),
@@ -71,18 +63,6 @@ fn list_cell(items: Option<&[String]>) -> String {
 /// A number as JSON writes it (`0.95`, `1.0`), as the server sent it.
 fn number_cell(number: f64) -> String {
     serde_json::Number::from_f64(number).map_or_else(|| "-".to_string(), |n| n.to_string())
-}
-
-/// A time cell for a JSON field: RFC 3339 text shortened, epoch milliseconds converted.
-pub fn time_cell(object: &Value, key: &str) -> String {
-    match object.get(key) {
-        Some(Value::String(text)) => time_text(text),
-        Some(Value::Number(number)) => number
-            .as_i64()
-            .map(|ms| short_time(&rfc3339(ms)))
-            .unwrap_or_else(|| number.to_string()),
-        _ => "-".to_string(),
-    }
 }
 
 /// An RFC 3339 time shortened; `-` when empty.
@@ -591,59 +571,40 @@ pub fn devices_table(list: &DeviceList) -> String {
     text
 }
 
-/// Field order of `device show`; other fields follow alphabetically.
-const DEVICE_FIELDS: [(&str, &str); 18] = [
-    ("device_id", "Device id"),
-    ("app_id", "App id"),
-    ("platform", "Platform"),
-    ("version_name", "Bundle"),
-    ("version_build", "Native version"),
-    ("version_code", "Native build code"),
-    ("version_os", "OS version"),
-    ("plugin_version", "Plugin version"),
-    ("custom_id", "Custom id"),
-    ("is_prod", "Production build"),
-    ("is_emulator", "Emulator"),
-    ("default_channel", "Default channel"),
-    ("install_source", "Install source"),
-    ("key_id", "Encryption key id"),
-    ("last_offered_version", "Last offered bundle"),
-    ("last_update_outcome", "Last update outcome"),
-    ("first_seen", "First seen"),
-    ("last_seen", "Last seen"),
-];
-
-pub fn device_details(device: &Value) -> String {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    // Only fields the server sent: an absent field is not the same as an empty one.
-    for (key, label) in DEVICE_FIELDS
-        .iter()
-        .filter(|(key, _)| device.get(*key).is_some())
-    {
-        let value = if key.ends_with("_seen") {
-            time_cell(device, key)
-        } else {
-            cell(device, key)
-        };
-        lines.push((label.to_string(), value));
-    }
-    lines.push((
-        "Channel override".to_string(),
-        override_text(device.get("channel_override")),
-    ));
-    if let Some(object) = device.as_object() {
-        let mut extra: Vec<&String> = object
-            .keys()
-            .filter(|key| {
-                !DEVICE_FIELDS.iter().any(|(known, _)| known == key)
-                    && !matches!(key.as_str(), "channel_override" | "recent_events")
-            })
-            .collect();
-        extra.sort();
-        for key in extra {
-            lines.push((key.clone(), cell(device, key)));
-        }
-    }
+/// `device show`: the device, its override and recent events as typed, then
+/// the fields of `json` (the answer as the server sent it) that this CLI does
+/// not know, alphabetically: a newer server's additions are shown, not lost.
+pub fn device_details(detail: &DeviceDetail, json: &Value) -> String {
+    let device = &detail.device;
+    let opt = |text: &Option<String>| opt_cell(text.as_deref());
+    let mut lines: Vec<(String, String)> = [
+        ("Device id", text_cell(&device.device_id)),
+        ("Platform", text_cell(&device.platform)),
+        ("Bundle", opt(&device.version_name)),
+        ("Native version", opt(&device.version_build)),
+        ("Native build code", opt(&device.version_code)),
+        ("OS version", opt(&device.version_os)),
+        ("Plugin version", opt(&device.plugin_version)),
+        ("Custom id", opt(&device.custom_id)),
+        ("Production build", yes_no(device.is_prod)),
+        ("Emulator", yes_no(device.is_emulator)),
+        ("Default channel", opt(&device.default_channel)),
+        ("Channel", opt(&device.channel)),
+        ("Install source", opt(&device.install_source)),
+        ("Encryption key id", opt(&device.key_id)),
+        ("Last offered bundle", opt(&device.last_offered_version)),
+        ("Last update outcome", opt(&device.last_update_outcome)),
+        ("First seen", time_text(&device.first_seen)),
+        ("Last seen", time_text(&device.last_seen)),
+        (
+            "Channel override",
+            override_text(detail.channel_override.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .map(|(label, value)| (label.to_string(), value))
+    .collect();
+    lines.extend(unknown_fields(detail, json));
     let width = lines
         .iter()
         .map(|(label, _)| label.chars().count())
@@ -654,23 +615,18 @@ pub fn device_details(device: &Value) -> String {
         .map(|(label, value)| format!("{label:<width$}  {}", sanitize_cell(value)))
         .collect();
 
-    let events = device
-        .get("recent_events")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
     text.push(String::new());
-    if events.is_empty() {
+    if detail.recent_events.is_empty() {
         text.push("No recent events.".to_string());
     } else {
         text.push("Recent events:".to_string());
         let mut table = Table::new(&["TIME", "ACTION", "BUNDLE", "FROM"]);
-        for event in events {
+        for event in &detail.recent_events {
             table.push_row(vec![
-                time_cell(event, "timestamp"),
-                cell(event, "action"),
-                cell(event, "version_name"),
-                cell(event, "old_version_name"),
+                time_text(&event.timestamp),
+                text_cell(&event.action),
+                text_cell(&event.version_name),
+                opt_cell(event.old_version_name.as_deref()),
             ]);
         }
         text.push(table.render());
@@ -678,15 +634,29 @@ pub fn device_details(device: &Value) -> String {
     text.join("\n")
 }
 
-fn override_text(value: Option<&Value>) -> String {
-    match value {
-        Some(over @ Value::Object(_)) => format!(
+/// The top-level fields of `json` that `typed` does not have, sorted, as cells.
+fn unknown_fields(typed: &impl serde::Serialize, json: &Value) -> Vec<(String, String)> {
+    let (Ok(Value::Object(known)), Value::Object(sent)) = (serde_json::to_value(typed), json)
+    else {
+        return Vec::new();
+    };
+    let mut extra: Vec<(String, String)> = sent
+        .iter()
+        .filter(|(key, _)| !known.contains_key(*key))
+        .map(|(key, value)| (key.clone(), value_cell(value)))
+        .collect();
+    extra.sort();
+    extra
+}
+
+fn override_text(channel_override: Option<&OverrideView>) -> String {
+    match channel_override {
+        Some(over) => format!(
             "{} (set by {})",
-            cell(over, "channel"),
-            cell(over, "source")
+            text_cell(&over.channel),
+            text_cell(&over.source)
         ),
-        Some(Value::String(channel)) => channel.clone(),
-        _ => "none".to_string(),
+        None => "none".to_string(),
     }
 }
 
@@ -924,29 +894,51 @@ mod tests {
         );
     }
 
+    /// `device show` of a device answer, as the CLI reads it and as it came.
+    fn show_device(given: Value) -> String {
+        let json = merged(
+            device_json(json!({"channel_override": null, "recent_events": []})),
+            given,
+        );
+        device_details(&serde_json::from_value(json.clone()).unwrap(), &json)
+    }
+
     #[test]
     fn device_details_show_override_and_events() {
-        let device = json!({"device_id": "abc", "app_id": "com.x.y", "platform": "android",
-            "channel_override": {"device_id": "abc", "channel": "beta", "source": "admin"},
+        let text = show_device(json!({"device_id": "abc", "platform": "android",
+            "channel": "beta", "custom_id": null,
+            "channel_override": {"device_id": "abc", "channel": "beta", "source": "admin",
+                "created_at": AT, "zz_new_override_field": 1},
             "recent_events": [{"action": "set", "version_name": "1.0.1", "old_version_name": "1.0.0",
-                               "timestamp": "2024-05-01T12:30:05Z"}],
-            "zz_new_field": "x"});
-        let text = device_details(&device);
-        assert!(
-            text.contains("Channel override  beta (set by admin)"),
+                               "timestamp": "2024-05-01T12:30:05Z", "metadata": null}],
+            "zz_new_field": "x"}));
+        let line = |label: &str| {
+            text.lines()
+                .find(|line| line.starts_with(label))
+                .map(|line| line[label.len()..].trim().to_string())
+        };
+        assert_eq!(line("Device id").as_deref(), Some("abc"), "{text}");
+        assert_eq!(
+            line("Channel override").as_deref(),
+            Some("beta (set by admin)")
+        );
+        assert_eq!(line("Channel ").as_deref(), Some("beta"), "{text}");
+        assert_eq!(line("Custom id").as_deref(), Some("-"), "{text}");
+        assert_eq!(
+            line("First seen").as_deref(),
+            Some("2024-05-01 00:00"),
             "{text}"
         );
-        assert!(text.contains("zz_new_field      x"), "{text}");
-        assert!(
-            !text.contains("Custom id"),
-            "absent fields are not shown: {text}"
-        );
+        // A newer server's field is shown; the typed ones are not repeated raw.
+        assert_eq!(line("zz_new_field").as_deref(), Some("x"), "{text}");
+        assert_eq!(line("channel_override"), None, "{text}");
+        assert_eq!(line("recent_events"), None, "{text}");
         assert!(
             text.contains("2024-05-01 12:30  set     1.0.1   1.0.0"),
             "{text}"
         );
-        let bare = device_details(&json!({"device_id": "abc", "channel_override": null}));
-        assert!(bare.contains("Channel override  none"), "{bare}");
+        let bare = show_device(json!({"device_id": "abc"}));
+        assert!(bare.contains("Channel override     none"), "{bare}");
         assert!(bare.ends_with("No recent events."), "{bare}");
     }
 

@@ -7,10 +7,9 @@ use crate::args::{
     RolloutTargetingFlags, RunAt, ScheduleAddArgs, TargetingFlags,
 };
 use crate::error::CliError;
-use serde_json::Value;
 use updraft_api::{
     AutoPauseSettings, ChannelSettings, ChannelView, CreateBundle, CreateSchedule, RampSettings,
-    RollbackRequest, TargetingSpec, TargetingView,
+    RollbackRequest, RunAtInput, TargetingSpec, TargetingView,
 };
 use updraft_core::model::AutoUpdatePolicy;
 
@@ -108,11 +107,11 @@ impl BundleUploadArgs {
 
 impl RunAt {
     /// The `run_at` of the request: epoch milliseconds, or the RFC 3339 text.
-    pub fn to_json(&self, now: i64) -> Value {
+    pub fn to_input(&self, now: i64) -> RunAtInput {
         match self {
-            RunAt::In(ms) => Value::from(now.saturating_add(*ms)),
-            RunAt::At(ms) => Value::from(*ms),
-            RunAt::Text(text) => Value::from(text.as_str()),
+            RunAt::In(ms) => RunAtInput::Millis(now.saturating_add(*ms)),
+            RunAt::At(ms) => RunAtInput::Millis(*ms),
+            RunAt::Text(text) => RunAtInput::Text(text.clone()),
         }
     }
 }
@@ -122,7 +121,7 @@ impl ScheduleAddArgs {
     pub fn request_body(&self, now: i64) -> CreateSchedule {
         CreateSchedule {
             channel: self.channel.clone(),
-            run_at: self.at.to_json(now),
+            run_at: self.at.to_input(now),
             bundle: self.bundle.clone(),
             rollout_percentage_bps: self.rollout.or(self.rollout_percentage_bps).map(i64::from),
             accept_incompatible: given(self.accept_incompatible),

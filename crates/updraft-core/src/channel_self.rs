@@ -7,7 +7,7 @@
 //! [`OverrideEffect`] for the caller to store.
 
 use crate::decision::{device_channel, ChannelSource};
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::{Channel, DeviceOverride, Platform, ReleaseConfig};
 use crate::request::{ChannelListQuery, ChannelSelfRequest};
 use crate::version;
@@ -58,7 +58,7 @@ fn app_not_found(app_id: &str) -> ChannelSelfAnswer {
 
 fn cannot_override() -> ChannelSelfAnswer {
     ChannelSelfAnswer::refuse(DeviceError::flat(
-        "cannot_override",
+        DeviceErrorCode::CannotOverride,
         "Cannot change device override current channel don't allow it",
     ))
 }
@@ -100,7 +100,7 @@ fn self_assignable_channel<'a>(
 ) -> Result<&'a Channel, ChannelSelfAnswer> {
     let Some(channel) = channel_named(release, name) else {
         return Err(ChannelSelfAnswer::refuse(
-            DeviceError::flat("channel_not_found", "Cannot find channel")
+            DeviceError::flat(DeviceErrorCode::ChannelNotFound, "Cannot find channel")
                 .with("channel", name)
                 .with("app_id", app_id),
         ));
@@ -110,12 +110,12 @@ fn self_assignable_channel<'a>(
     }
     let refusal = if channel.public {
         DeviceError::flat(
-            "public_channel_self_set_not_allowed",
+            DeviceErrorCode::PublicChannelSelfSetNotAllowed,
             "This channel is public and does not allow device self-assignment. Unset the channel and the device will automatically use the public channel.",
         )
     } else {
         DeviceError::flat(
-            "channel_self_set_not_allowed",
+            DeviceErrorCode::ChannelSelfSetNotAllowed,
             "This channel does not allow devices to self associate",
         )
     };
@@ -128,7 +128,7 @@ fn self_assignable_channel<'a>(
 pub fn answer_channel_set(req: &ChannelSelfRequest, release: &ReleaseConfig) -> ChannelSelfAnswer {
     let Some(requested) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
         return ChannelSelfAnswer::refuse(DeviceError::flat(
-            "missing_channel",
+            DeviceErrorCode::MissingChannel,
             "Cannot find channel in body",
         ));
     };
@@ -178,7 +178,7 @@ pub fn answer_channel_get(req: &ChannelSelfRequest, release: &ReleaseConfig) -> 
     let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
     let new_plugin = is_new_plugin(req);
     let Some(on) = device_channel(release, &req.device_id, req.platform, default_channel) else {
-        let not_found = DeviceError::flat("channel_not_found", "Cannot find channel");
+        let not_found = DeviceError::flat(DeviceErrorCode::ChannelNotFound, "Cannot find channel");
         // New plugins: 400 + channel_not_found lets the plugin fall back to
         // its local choice (wire §7.2); old ones get the reference's 200.
         return ChannelSelfAnswer::refuse(if new_plugin {

@@ -10,7 +10,7 @@
 //!
 //! Pure: everything comes from the request and the app's `ReleaseConfig`.
 
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::{AutoUpdatePolicy, Bundle, Channel, Platform, ReleaseConfig, BUILTIN};
 use crate::request::UpdateRequest;
 use crate::rollout::{selects_rollout, targeting_matches, DeviceFacts};
@@ -187,7 +187,7 @@ impl Refusal {
     fn because(self, message: impl Into<String>) -> Refused {
         Refused {
             why: self,
-            error: DeviceError::flat(self.code(), message),
+            error: DeviceError::flat(DeviceErrorCode::Refused(self), message),
         }
     }
 }

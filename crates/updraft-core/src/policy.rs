@@ -8,17 +8,47 @@ use crate::rollout::FULL_BPS;
 /// Longest auto-pause cooldown: a week.
 pub const MAX_COOLDOWN_MINUTES: u32 = 10_080;
 
-/// A refused policy: `invalid_auto_pause` or `invalid_ramp`, and why.
+/// Which part of a change is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyErrorCode {
+    /// The auto-pause policy.
+    InvalidAutoPause,
+    /// The ramp plan.
+    InvalidRamp,
+}
+
+impl PolicyErrorCode {
+    pub const ALL: &'static [PolicyErrorCode] = &[
+        PolicyErrorCode::InvalidAutoPause,
+        PolicyErrorCode::InvalidRamp,
+    ];
+
+    /// The code as the management API names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyErrorCode::InvalidAutoPause => "invalid_auto_pause",
+            PolicyErrorCode::InvalidRamp => "invalid_ramp",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused policy, and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct PolicyError {
-    pub code: &'static str,
+    pub code: PolicyErrorCode,
     pub message: String,
 }
 
 fn invalid_auto_pause(message: String) -> PolicyError {
     PolicyError {
-        code: "invalid_auto_pause",
+        code: PolicyErrorCode::InvalidAutoPause,
         message,
     }
 }
@@ -138,7 +168,7 @@ pub fn merge_ramp(current: &RampPlan, change: RampChange) -> Result<RampPlan, Po
     let increasing = steps.windows(2).all(|w| w[0] < w[1]);
     if steps.last() != Some(&FULL_BPS) || !in_range || !increasing {
         return Err(PolicyError {
-            code: "invalid_ramp",
+            code: PolicyErrorCode::InvalidRamp,
             message: format!(
                 "ramp.steps_bps must be strictly increasing, each 1..={FULL_BPS}, the last {FULL_BPS}; got {steps:?}"
             ),
@@ -171,7 +201,7 @@ mod tests {
             )
             .err()
             .map(|e| e.code);
-            assert_eq!(err, Some("invalid_ramp"), "{bad:?}");
+            assert_eq!(err, Some(PolicyErrorCode::InvalidRamp), "{bad:?}");
         }
         let ok = merge_ramp(
             &base,
@@ -197,7 +227,7 @@ mod tests {
                     confidence: Some(confidence),
                     ..AutoPauseChange::default()
                 }),
-                Some("invalid_auto_pause")
+                Some(PolicyErrorCode::InvalidAutoPause)
             );
         }
         assert_eq!(
@@ -205,28 +235,28 @@ mod tests {
                 window_minutes: Some(0),
                 ..AutoPauseChange::default()
             }),
-            Some("invalid_auto_pause")
+            Some(PolicyErrorCode::InvalidAutoPause)
         );
         assert_eq!(
             code(AutoPauseChange {
                 cooldown_minutes: Some(10_081),
                 ..AutoPauseChange::default()
             }),
-            Some("invalid_auto_pause")
+            Some(PolicyErrorCode::InvalidAutoPause)
         );
         assert_eq!(
             code(AutoPauseChange {
                 failure_rate_bps: Some(10_001),
                 ..AutoPauseChange::default()
             }),
-            Some("invalid_auto_pause")
+            Some(PolicyErrorCode::InvalidAutoPause)
         );
         assert_eq!(
             code(AutoPauseChange {
                 action: Some("explode".into()),
                 ..AutoPauseChange::default()
             }),
-            Some("invalid_auto_pause")
+            Some(PolicyErrorCode::InvalidAutoPause)
         );
         let merged = merge_auto_pause(
             &base,
@@ -246,8 +276,14 @@ mod tests {
                 cooldown_minutes: Some(0),
                 ..AutoPauseChange::default()
             }),
-            Some("invalid_auto_pause")
+            Some(PolicyErrorCode::InvalidAutoPause)
         );
+    }
+
+    #[test]
+    fn policy_error_codes_keep_their_wire_strings() {
+        let wire: Vec<_> = PolicyErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(wire, ["invalid_auto_pause", "invalid_ramp"]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub use crate::version::{normalize_version_build, parse_semver_lenient};
 pub use channel_self::{parse_channel_list_query, parse_channel_self_request, query_to_body};
 pub use update::parse_update_request;
 
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::Platform;
 use serde_json::Value;
 
@@ -106,7 +106,7 @@ pub struct StatsBatch {
 /// reference's `invalid_json_parse_body`.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, DeviceError> {
     serde_json::from_slice(bytes).map_err(|_| {
-        DeviceError::bad_request("invalid_json_parse_body", "Invalid JSON body")
+        DeviceError::bad_request(DeviceErrorCode::InvalidJsonParseBody, "Invalid JSON body")
             .with("e", Value::Object(Default::default()))
     })
 }

@@ -215,18 +215,51 @@ pub enum RolloutChange {
     Rollback,
 }
 
+/// Why a rollout change is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RolloutErrorCode {
+    /// The percentage is outside 0..=10000 basis points.
+    InvalidPercentage,
+    /// The bundle to roll out is already the channel's stable bundle.
+    RolloutSameAsStable,
+    /// The change needs a rollout and the channel has none.
+    NoRollout,
+}
+
+impl RolloutErrorCode {
+    pub const ALL: &'static [RolloutErrorCode] = &[
+        RolloutErrorCode::InvalidPercentage,
+        RolloutErrorCode::RolloutSameAsStable,
+        RolloutErrorCode::NoRollout,
+    ];
+
+    /// The code as the management API names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutErrorCode::InvalidPercentage => "invalid_percentage",
+            RolloutErrorCode::RolloutSameAsStable => "rollout_same_as_stable",
+            RolloutErrorCode::NoRollout => "no_rollout",
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct RolloutError {
-    /// `invalid_percentage`, `rollout_same_as_stable`, `no_rollout`.
-    pub code: &'static str,
+    pub code: RolloutErrorCode,
     pub message: String,
 }
 
 impl RolloutError {
     fn invalid_percentage(percentage_bps: u32) -> RolloutError {
         RolloutError {
-            code: "invalid_percentage",
+            code: RolloutErrorCode::InvalidPercentage,
             message: format!(
                 "rollout percentage must be between 0 and 10000 basis points, got {percentage_bps}"
             ),
@@ -235,7 +268,7 @@ impl RolloutError {
 
     fn no_rollout(channel: &Channel) -> RolloutError {
         RolloutError {
-            code: "no_rollout",
+            code: RolloutErrorCode::NoRollout,
             message: format!("channel {} has no rollout", channel.name),
         }
     }
@@ -248,7 +281,7 @@ pub fn percentage_bps(requested: i64) -> Result<u32, RolloutError> {
         .ok()
         .filter(|bps| *bps <= FULL_BPS)
         .ok_or_else(|| RolloutError {
-            code: "invalid_percentage",
+            code: RolloutErrorCode::InvalidPercentage,
             message: format!(
                 "rollout percentage must be between 0 and {FULL_BPS} basis points, got {requested}"
             ),
@@ -299,7 +332,7 @@ pub fn apply_change(
             }
             if channel.bundle_id == Some(bundle_id) {
                 return Err(RolloutError {
-                    code: "rollout_same_as_stable",
+                    code: RolloutErrorCode::RolloutSameAsStable,
                     message: format!(
                         "that bundle is already the stable bundle of channel {}: a rollout needs another one",
                         channel.name
@@ -379,10 +412,19 @@ mod percentage_tests {
             let err = percentage_bps(bad).err();
             assert_eq!(
                 err.as_ref().map(|e| e.code),
-                Some("invalid_percentage"),
+                Some(RolloutErrorCode::InvalidPercentage),
                 "{bad}"
             );
             assert!(err.is_some_and(|e| e.message.ends_with(&format!("got {bad}"))));
         }
+    }
+
+    #[test]
+    fn rollout_error_codes_keep_their_wire_strings() {
+        let wire: Vec<_> = RolloutErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            wire,
+            ["invalid_percentage", "rollout_same_as_stable", "no_rollout"]
+        );
     }
 }

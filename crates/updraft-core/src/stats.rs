@@ -16,7 +16,7 @@ mod body;
 #[cfg(test)]
 mod legacy_oracle;
 
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::{DeviceSighting, Millis, Observed, ObservedAt, StatsEvent};
 use crate::request::fields::{
     self, check_device_id, non_blank, non_empty, normalize_install_source, single_issue_error,
@@ -43,7 +43,7 @@ pub const MAX_FUTURE_SKEW_MS: Millis = 24 * 60 * 60 * 1000;
 /// How old a device timestamp may be (a year: the plugin keeps a queue on disk).
 pub const MAX_EVENT_AGE_MS: Millis = 365 * 24 * 60 * 60 * 1000;
 
-const INVALID_BODY: &str = "invalid_json_body";
+const INVALID_BODY: DeviceErrorCode = DeviceErrorCode::InvalidJsonBody;
 
 /// Actions the reference service knows (its `stats_action` enum), except the
 /// `download_<n>` progress steps, which [`is_known_action`] matches by shape.
@@ -172,7 +172,7 @@ pub fn parse_stats_body(body: &Value, now: Millis) -> Result<StatsBatch, DeviceE
 }
 
 fn invalid_json_parse_body() -> DeviceError {
-    DeviceError::bad_request("invalid_json_parse_body", "Invalid JSON body")
+    DeviceError::bad_request(DeviceErrorCode::InvalidJsonParseBody, "Invalid JSON body")
         .with("e", Value::Object(Map::new()))
 }
 
@@ -307,7 +307,7 @@ impl BatchBuilder {
             }
             Some(_) if self.count > MAX_EVENTS => {
                 return Err(DeviceError::bad_request(
-                    "too_many_events",
+                    DeviceErrorCode::TooManyEvents,
                     format!("A stats body may hold at most {MAX_EVENTS} events"),
                 )
                 .with_status(413))
@@ -316,7 +316,7 @@ impl BatchBuilder {
         };
         if self.mixed_app_ids {
             return Err(DeviceError::bad_request(
-                "mixed_app_ids",
+                DeviceErrorCode::MixedAppIds,
                 "All events in a batch must have the same app_id",
             ));
         }
@@ -346,7 +346,7 @@ pub fn stats_response(batch: &StatsBatch) -> (u16, Value) {
             Ok(_) => json!({ "status": "ok", "index": index }),
             Err(error) => json!({
                 "status": "error",
-                "error": error.code,
+                "error": error.code.as_str(),
                 "message": error.message,
                 "index": index,
             }),
@@ -420,7 +420,7 @@ impl Serialize for ItemResult<'_> {
             }
             Err(error) => {
                 let mut result = serializer.serialize_map(Some(4))?;
-                result.serialize_entry("error", error.code)?;
+                result.serialize_entry("error", error.code.as_str())?;
                 result.serialize_entry("index", &self.index)?;
                 result.serialize_entry("message", &error.message)?;
                 result.serialize_entry("status", "error")?;
@@ -444,7 +444,7 @@ fn event_app_id<'e>(event: &'e RawEvent) -> Result<&'e str, DeviceError> {
 }
 
 fn invalid_app_id(message: &str) -> DeviceError {
-    DeviceError::bad_request("invalid_app_id", message)
+    DeviceError::bad_request(DeviceErrorCode::InvalidAppId, message)
 }
 
 fn parse_event(event: &RawEvent, app_id: &str, now: Millis) -> StatsItem {
@@ -604,12 +604,12 @@ fn flag(field: &Field, name: &str, default: bool, issues: &mut Issues) -> bool {
 fn action<'f>(field: &'f Field) -> Result<&'f str, DeviceError> {
     match field {
         Field::Absent | Field::Null => Err(DeviceError::bad_request(
-            "missing_action",
+            DeviceErrorCode::MissingAction,
             "Cannot find action",
         )),
         Field::Str(action) if is_well_formed_action(action) => Ok(action),
         _ => Err(DeviceError::bad_request(
-            "invalid_action",
+            DeviceErrorCode::InvalidAction,
             format!(
                 "action must be a string of 1 to {MAX_ACTION_CHARS} characters \
                  from A-Z, a-z, 0-9, '_', ':', '.' and '-'"
@@ -725,7 +725,7 @@ fn metadata(value: &Metadata) -> Result<Option<BTreeMap<String, String>>, Device
 }
 
 fn invalid_metadata(message: String) -> DeviceError {
-    DeviceError::bad_request("invalid_metadata", message)
+    DeviceError::bad_request(DeviceErrorCode::InvalidMetadata, message)
 }
 
 /// The event's time: the device's `timestamp` (epoch ms) when plausible,
@@ -736,7 +736,7 @@ fn event_time(value: &Field, now: Millis) -> Result<Millis, DeviceError> {
         Field::Number(millis) => *millis,
         Field::Str(_) | Field::Bool(_) | Field::Compound => {
             return Err(DeviceError::bad_request(
-                "invalid_timestamp",
+                DeviceErrorCode::InvalidTimestamp,
                 "timestamp must be a number of milliseconds since the Unix epoch",
             ))
         }
@@ -1097,7 +1097,7 @@ mod tests {
         ];
         for (body, code, issue_field) in cases {
             let err = single(body.clone()).unwrap_err();
-            assert_eq!((err.status, err.code), (400, code), "{body}");
+            assert_eq!((err.status, err.code.as_str()), (400, code), "{body}");
             if !issue_field.is_empty() {
                 assert_eq!(
                     err.extra["parseResult"]["error"]["issues"][0]["path"][0],
@@ -1133,7 +1133,7 @@ mod tests {
             .map(|i| (i.to_string(), json!("v")))
             .collect();
         let err = single(event_with(json!({ "metadata": too_many }))).unwrap_err();
-        assert_eq!(err.code, "invalid_metadata");
+        assert_eq!(err.code.as_str(), "invalid_metadata");
         assert!(err.message.contains("30 keys"), "{}", err.message);
     }
 
@@ -1159,7 +1159,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{field} at {max}: {e:?}"));
             let err = single(event_with(json!({ field: "é".repeat(max + 1) }))).unwrap_err();
             assert_eq!(
-                (err.status, err.code),
+                (err.status, err.code.as_str()),
                 (400, "invalid_json_body"),
                 "{field}"
             );
@@ -1176,10 +1176,10 @@ mod tests {
         // A valid semver build longer than the column.
         let long_build = format!("1.0.0-{}", "a".repeat(VERSION_BUILD_MAX_CHARS));
         let err = single(event_with(json!({ "version_build": long_build }))).unwrap_err();
-        assert_eq!(err.code, "invalid_json_body");
+        assert_eq!(err.code.as_str(), "invalid_json_body");
         // The issue's million-character version_name.
         let err = single(event_with(json!({ "version_name": "9".repeat(1_000_000) }))).unwrap_err();
-        assert_eq!((err.status, err.code), (400, "invalid_json_body"));
+        assert_eq!((err.status, err.code.as_str()), (400, "invalid_json_body"));
     }
 
     #[test]
@@ -1266,7 +1266,7 @@ mod tests {
         for (body, status, code, message) in cases {
             let err = parse_stats_body(&body, NOW).unwrap_err();
             assert_eq!(
-                (err.status, err.code, err.message.as_str()),
+                (err.status, err.code.as_str(), err.message.as_str()),
                 (status, code, message),
                 "{body}"
             );
@@ -1281,7 +1281,7 @@ mod tests {
 
         let over = Value::Array(vec![event(); MAX_EVENTS + 1]);
         let err = parse_stats_body(&over, NOW).unwrap_err();
-        assert_eq!((err.status, err.code), (413, "too_many_events"));
+        assert_eq!((err.status, err.code.as_str()), (413, "too_many_events"));
         assert!(err.message.contains("1000"), "{}", err.message);
     }
 
@@ -1478,7 +1478,7 @@ mod tests {
         let body = text_with(r#""is_prod":false,"is_prod":"no""#);
         let refused = same_as_legacy(body.as_bytes()).unwrap();
         assert_eq!(
-            refused.items[0].as_ref().unwrap_err().code,
+            refused.items[0].as_ref().unwrap_err().code.as_str(),
             "invalid_json_body"
         );
 
@@ -1500,7 +1500,7 @@ mod tests {
         let body = text_with(r#""metadata":{"zeta":1,"alpha":true}"#);
         let batch = same_as_legacy(body.as_bytes()).unwrap();
         let err = batch.items[0].as_ref().unwrap_err();
-        assert_eq!(err.code, "invalid_metadata");
+        assert_eq!(err.code.as_str(), "invalid_metadata");
         assert_eq!(err.message, r#"metadata value of "alpha" must be a string"#);
     }
 
@@ -1525,7 +1525,7 @@ mod tests {
         // A lone surrogate is not JSON text: the whole body is refused as before.
         let body = text_with(r#""custom_id":"\ud800""#);
         let err = same_as_legacy(body.as_bytes()).unwrap_err();
-        assert_eq!(err.code, "invalid_json_parse_body");
+        assert_eq!(err.code.as_str(), "invalid_json_parse_body");
     }
 
     #[test]
@@ -1533,7 +1533,7 @@ mod tests {
         let body = text_with(r#""version_code":14,"version_os":17.5,"platform":-1"#);
         let batch = same_as_legacy(body.as_bytes()).unwrap();
         let err = batch.items[0].as_ref().unwrap_err();
-        assert_eq!(err.code, "invalid_json_body");
+        assert_eq!(err.code.as_str(), "invalid_json_body");
         let paths: Vec<&Value> = err.extra["parseResult"]["error"]["issues"]
             .as_array()
             .unwrap()
@@ -1580,7 +1580,10 @@ mod tests {
         ];
         for body in bodies {
             let err = same_as_legacy(body.as_bytes()).unwrap_err();
-            assert_eq!((err.status, err.code), (400, "invalid_json_parse_body"));
+            assert_eq!(
+                (err.status, err.code.as_str()),
+                (400, "invalid_json_parse_body")
+            );
             assert_eq!(err.extra["e"], json!({}));
         }
         let valid_with_spaces = format!(" \n[ {event} ]\t");
@@ -1594,10 +1597,10 @@ mod tests {
         assert!(same_as_legacy(shallow.as_bytes()).unwrap().items[0].is_ok());
         let deep = text_with(&format!(r#""extra":{}"#, nested(200)));
         let err = same_as_legacy(deep.as_bytes()).unwrap_err();
-        assert_eq!(err.code, "invalid_json_parse_body");
+        assert_eq!(err.code.as_str(), "invalid_json_parse_body");
         let deep_metadata = text_with(&format!(r#""metadata":{{"a":{}}}"#, nested(200)));
         let err = same_as_legacy(deep_metadata.as_bytes()).unwrap_err();
-        assert_eq!(err.code, "invalid_json_parse_body");
+        assert_eq!(err.code.as_str(), "invalid_json_parse_body");
     }
 
     #[test]
@@ -1611,7 +1614,7 @@ mod tests {
 
         for count in [MAX_EVENTS + 1, 5 * MAX_EVENTS] {
             let err = same_as_legacy(batch_of(count).as_bytes()).unwrap_err();
-            assert_eq!((err.status, err.code), (413, "too_many_events"));
+            assert_eq!((err.status, err.code.as_str()), (413, "too_many_events"));
         }
         // The cap wins over a bad first app_id, as before.
         let bad_first = format!(
@@ -1620,7 +1623,7 @@ mod tests {
             vec![event.as_str(); MAX_EVENTS].join(",")
         );
         let err = same_as_legacy(bad_first.as_bytes()).unwrap_err();
-        assert_eq!(err.code, "too_many_events");
+        assert_eq!(err.code.as_str(), "too_many_events");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use updraft_core::model::{
 use updraft_core::request::UpdateRequest;
 use updraft_core::rollout::{
     apply_change, device_bucket, selects_rollout, targeting_matches, DeviceFacts, RolloutChange,
-    RolloutError,
+    RolloutError, RolloutErrorCode,
 };
 
 const DEVICE: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
@@ -507,7 +507,7 @@ fn change(
     apply_change(channel, change, NOW, id)
 }
 
-fn code(result: Result<ChannelPatch, RolloutError>) -> &'static str {
+fn code(result: Result<ChannelPatch, RolloutError>) -> RolloutErrorCode {
     result.unwrap_err().code
 }
 
@@ -609,7 +609,7 @@ fn start_errors() {
             },
             new_id
         )),
-        "invalid_percentage"
+        RolloutErrorCode::InvalidPercentage
     );
     let same_as_stable = change(
         &ch,
@@ -620,7 +620,7 @@ fn start_errors() {
         new_id,
     )
     .unwrap_err();
-    assert_eq!(same_as_stable.code, "rollout_same_as_stable");
+    assert_eq!(same_as_stable.code, RolloutErrorCode::RolloutSameAsStable);
     assert!(same_as_stable.message.contains("production"));
     // A builtin channel can roll out any bundle.
     assert!(change(
@@ -651,7 +651,7 @@ fn set_percentage_restarts_the_step_only_when_it_changes() {
     );
     assert_eq!(
         code(change(&ch, RolloutChange::SetPercentage(10_001), no_id)),
-        "invalid_percentage"
+        RolloutErrorCode::InvalidPercentage
     );
     assert_eq!(
         code(change(
@@ -659,7 +659,7 @@ fn set_percentage_restarts_the_step_only_when_it_changes() {
             RolloutChange::SetPercentage(100),
             no_id
         )),
-        "no_rollout"
+        RolloutErrorCode::NoRollout
     );
 }
 
@@ -683,7 +683,7 @@ fn set_targeting_replaces_the_rollouts_targeting() {
             RolloutChange::SetTargeting(targeting),
             no_id
         )),
-        "no_rollout"
+        RolloutErrorCode::NoRollout
     );
 }
 
@@ -718,7 +718,7 @@ fn pause_and_resume_are_idempotent() {
     for c in [RolloutChange::Pause, RolloutChange::Resume] {
         assert_eq!(
             code(change(&channel(Some(10), None), c, no_id)),
-            "no_rollout"
+            RolloutErrorCode::NoRollout
         );
     }
 }
@@ -741,7 +741,7 @@ fn promote_makes_the_rollout_bundle_stable_and_rollback_drops_it() {
     for c in [RolloutChange::Promote, RolloutChange::Rollback] {
         assert_eq!(
             code(change(&channel(Some(10), None), c, no_id)),
-            "no_rollout"
+            RolloutErrorCode::NoRollout
         );
     }
 }

@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, Ready};
 use std::task::{Context, Poll};
-use updraft_core::error::DeviceError;
+use updraft_core::error::{DeviceError, DeviceErrorCode};
 
 /// How much of a refused body is read and dropped before the connection
 /// closes (nginx's lingering close does the same), in bytes and in time.
@@ -81,7 +81,7 @@ impl ContentLengthLimit {
             .into_response(),
             Shape::Device => {
                 let err = DeviceError::bad_request(
-                    "body_too_large",
+                    DeviceErrorCode::BodyTooLarge,
                     format!("Request body is larger than {limit} bytes"),
                 )
                 .with_status(413);
@@ -93,7 +93,10 @@ impl ContentLengthLimit {
                 let mut response = DeviceResponse::update_check(err);
                 response
                     .extensions_mut()
-                    .insert(UpdateCheckOutcome::rejected("body_too_large", 413));
+                    .insert(UpdateCheckOutcome::rejected(
+                        DeviceErrorCode::BodyTooLarge,
+                        413,
+                    ));
                 response
             }
         }

@@ -320,7 +320,7 @@ impl ControlLoop {
                 Ok(())
             }
             // Someone ended or replaced the rollout meanwhile: their change wins.
-            Err(err) if err.code == "conflict" => {
+            Err(err) if err.code == ErrorCode::Conflict => {
                 tracing::info!(
                     app_id,
                     channel = channel_name,
@@ -425,8 +425,7 @@ impl ControlLoop {
         let percentage_bps = request
             .rollout_percentage_bps
             .map(updraft_core::rollout::percentage_bps)
-            .transpose()
-            .map_err(|e| ApiError::bad_request(ErrorCode::from_wire(e.code), e.message))?;
+            .transpose()?;
         let app_id = request.app_id;
         self.releases
             .existing_channel(&app_id, &request.channel)

@@ -17,7 +17,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use updraft_core::channel_self::{self, ChannelSelfAnswer, OverrideEffect};
 use updraft_core::decision::{answer_manifest_size, answer_update};
-use updraft_core::error::DeviceError;
+use updraft_core::error::{DeviceError, DeviceErrorCode};
 use updraft_core::model::{DeviceSighting, Millis, Observed, ObservedAt, OverrideSource};
 use updraft_core::request::{
     parse_channel_list_query, parse_channel_self_request, parse_json, parse_update_request,
@@ -89,7 +89,7 @@ fn too_many_requests(
     retry: RetryAfter,
     now: Millis,
 ) -> DeviceError {
-    let mut err = DeviceError::bad_request("too_many_requests", "Too many requests")
+    let mut err = DeviceError::bad_request(DeviceErrorCode::TooManyRequests, "Too many requests")
         .with_status(429)
         .with("reason", reason)
         .with("app_id", app_id);
@@ -117,13 +117,13 @@ async fn read_bytes(state: &AppState, body: Body) -> Result<Bytes, DeviceError> 
         .map_err(|err| {
             if crate::listener::is_body_too_slow(&err) {
                 return DeviceError::bad_request(
-                    "body_timeout",
+                    DeviceErrorCode::BodyTimeout,
                     "The request body arrived slower than the minimum transfer rate",
                 )
                 .with_status(408);
             }
             DeviceError::bad_request(
-                "body_too_large",
+                DeviceErrorCode::BodyTooLarge,
                 format!(
                     "Request body is larger than {} bytes or could not be read",
                     state.config.device_body_limit
@@ -246,8 +246,11 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
         let (status, answer) = stats_answer(&batch);
         let answer = serde_json::to_vec(&answer).map_err(|err| {
             tracing::error!(error = %err, "stats answer could not be serialized");
-            DeviceError::bad_request("internal_error", "The answer could not be written")
-                .with_status(500)
+            DeviceError::bad_request(
+                DeviceErrorCode::InternalError,
+                "The answer could not be written",
+            )
+            .with_status(500)
         })?;
         let (events, sightings): (Vec<_>, Vec<_>) = batch
             .items
@@ -259,9 +262,11 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
             if let Some(low) = state.write_health.refusal() {
                 // 503 + Retry-After: the device keeps the batch and resends it.
                 state.metrics.record_write_refused_low_disk();
-                return Err(DeviceError::bad_request("low_disk_space", low.message())
-                    .with_status(503)
-                    .with("retryAfterSeconds", LOW_DISK_RETRY_AFTER_SECS));
+                return Err(
+                    DeviceError::bad_request(DeviceErrorCode::LowDiskSpace, low.message())
+                        .with_status(503)
+                        .with("retryAfterSeconds", LOW_DISK_RETRY_AFTER_SECS),
+                );
             }
             let event_count = events.len();
             let waiting = state.metrics.stats_waiting();
@@ -277,7 +282,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                 Err(StatsSubmitError::Busy) => {
                     state.metrics.record_stats_rejected_busy();
                     return Err(DeviceError::bad_request(
-                        "too_many_requests",
+                        DeviceErrorCode::TooManyRequests,
                         "Stats ingest is busy; retry after the given delay",
                     )
                     .with_status(429)
@@ -285,7 +290,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                 }
                 Err(StatsSubmitError::Stopped) => {
                     return Err(DeviceError::bad_request(
-                        "service_unavailable",
+                        DeviceErrorCode::ServiceUnavailable,
                         "The server is shutting down; retry shortly",
                     )
                     .with_status(503)
@@ -297,7 +302,7 @@ async fn stats(State(state): State<AppState>, body: Body) -> Response {
                         .record_database_error(db_operation::STATS_COMMIT);
                     tracing::error!(error = %err, "stats could not be stored");
                     return Err(DeviceError::bad_request(
-                        "storage_error",
+                        DeviceErrorCode::StorageError,
                         "Stats could not be stored; retry shortly",
                     )
                     .with_status(503)

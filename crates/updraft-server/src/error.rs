@@ -7,6 +7,8 @@ pub use updraft_api::ErrorCode;
 use updraft_api::ErrorView;
 use updraft_core::decision::RefusalKind;
 use updraft_core::error::DeviceError;
+use updraft_core::policy::{PolicyError, PolicyErrorCode};
+use updraft_core::rollout::{RolloutError, RolloutErrorCode};
 use updraft_store::{Entity, StoreError};
 
 /// What a 503 caused by the database asks clients to wait.
@@ -144,6 +146,34 @@ impl From<StoreError> for ApiError {
                 }
             }
         }
+    }
+}
+
+/// A refused rollout change: 400 when the request is wrong whatever the
+/// channel's state, 409 when that state refuses it.
+impl From<RolloutError> for ApiError {
+    fn from(err: RolloutError) -> Self {
+        let (status, code) = match err.code {
+            RolloutErrorCode::InvalidPercentage => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidPercentage)
+            }
+            RolloutErrorCode::RolloutSameAsStable => {
+                (StatusCode::CONFLICT, ErrorCode::RolloutSameAsStable)
+            }
+            RolloutErrorCode::NoRollout => (StatusCode::CONFLICT, ErrorCode::NoRollout),
+        };
+        ApiError::new(status, code, err.message)
+    }
+}
+
+/// A refused auto-pause policy or ramp plan: always the request's fault.
+impl From<PolicyError> for ApiError {
+    fn from(err: PolicyError) -> Self {
+        let code = match err.code {
+            PolicyErrorCode::InvalidAutoPause => ErrorCode::InvalidAutoPause,
+            PolicyErrorCode::InvalidRamp => ErrorCode::InvalidRamp,
+        };
+        ApiError::bad_request(code, err.message)
     }
 }
 
@@ -296,5 +326,33 @@ mod tests {
         assert!(marked(StoreError::Backend("disk I/O error".into())));
         assert!(!marked(StoreError::NotFound(Entity::App)));
         assert!(!marked(StoreError::AlreadyExists(Entity::Channel)));
+    }
+
+    #[test]
+    fn rule_errors_keep_their_wire_codes_and_statuses() {
+        for &code in RolloutErrorCode::ALL {
+            let err = ApiError::from(RolloutError {
+                code,
+                message: "why".into(),
+            });
+            let status = match code {
+                RolloutErrorCode::InvalidPercentage => StatusCode::BAD_REQUEST,
+                RolloutErrorCode::RolloutSameAsStable | RolloutErrorCode::NoRollout => {
+                    StatusCode::CONFLICT
+                }
+            };
+            assert_eq!((err.status, err.code.as_str()), (status, code.as_str()));
+            assert_eq!(err.message, "why");
+        }
+        for &code in PolicyErrorCode::ALL {
+            let err = ApiError::from(PolicyError {
+                code,
+                message: "why".into(),
+            });
+            assert_eq!(
+                (err.status, err.code.as_str()),
+                (StatusCode::BAD_REQUEST, code.as_str())
+            );
+        }
     }
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use updraft_core::decision::{RefusalKind, UpdateOutcome};
+use updraft_core::error::DeviceErrorCode;
 
 /// What `/metrics` answers with: the content type `prometheus-client` encodes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -97,14 +98,14 @@ impl UpdateCheckOutcome {
     /// A request refused before any decision: `failed` for bad input,
     /// `blocked` for a rate limit (429), as `DeviceResponse::update_check`
     /// says on the wire.
-    pub fn rejected(code: &'static str, status: u16) -> Self {
+    pub fn rejected(code: DeviceErrorCode, status: u16) -> Self {
         let kind = if status == 429 {
             RefusalKind::Blocked
         } else {
             RefusalKind::Failed
         };
         UpdateCheckOutcome {
-            outcome: code,
+            outcome: code.as_str(),
             kind: kind.as_str(),
         }
     }
@@ -983,7 +984,7 @@ mod tests {
             "failed"
         );
         assert_eq!(
-            UpdateCheckOutcome::rejected("invalid_json_parse_body", 400),
+            UpdateCheckOutcome::rejected(DeviceErrorCode::InvalidJsonParseBody, 400),
             UpdateCheckOutcome {
                 outcome: "invalid_json_parse_body",
                 kind: "failed"

@@ -24,7 +24,7 @@ use updraft_core::model::{
     Bundle, ChangeContext, Channel, ChannelPatch, Clock, Millis, NativePackage, RolloutDecision,
     Targeting, BUILTIN,
 };
-use updraft_core::rollout::{apply_change, RolloutChange, RolloutError};
+use updraft_core::rollout::{apply_change, RolloutChange};
 use updraft_store::{
     BundleStore, ChannelStore, ChannelUpdate, NewAuditEntry, NewChannel, RolloutStore, StoreError,
 };
@@ -606,15 +606,6 @@ pub(crate) fn new_rollout_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-fn rollout_error(err: RolloutError) -> ApiError {
-    let status = if err.code.starts_with("invalid_") {
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        axum::http::StatusCode::CONFLICT
-    };
-    ApiError::new(status, ErrorCode::from_wire(err.code), err.message)
-}
-
 /// What else is written with a change.
 #[derive(Default)]
 pub(crate) struct Commit {
@@ -730,8 +721,7 @@ impl Plan {
         reason: &'static str,
         event: Option<&'static str>,
     ) -> Result<(), ApiError> {
-        let patch =
-            apply_change(&self.after, change, now, new_rollout_id).map_err(rollout_error)?;
+        let patch = apply_change(&self.after, change, now, new_rollout_id)?;
         self.push(patch, reason, event);
         Ok(())
     }
@@ -1102,25 +1092,5 @@ mod tests {
         })
         .apply_to(&mut c);
         assert_eq!(c.bundle_id, None);
-    }
-
-    #[test]
-    fn rollout_errors_keep_their_codes() {
-        let bad = rollout_error(RolloutError {
-            code: "invalid_percentage",
-            message: "too high".into(),
-        });
-        assert_eq!(
-            (bad.status.as_u16(), bad.code),
-            (400, ErrorCode::InvalidPercentage)
-        );
-        let conflict = rollout_error(RolloutError {
-            code: "no_rollout",
-            message: "none".into(),
-        });
-        assert_eq!(
-            (conflict.status.as_u16(), conflict.code),
-            (409, ErrorCode::NoRollout)
-        );
     }
 }

@@ -9,12 +9,12 @@ use super::fields::{
 };
 use super::prelude::{coerce_version_build, prelude, resolve_builtin};
 use super::{ChannelListQuery, ChannelSelfMethod, ChannelSelfRequest};
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::version::parse_semver_lenient;
 use serde_json::{Map, Value};
 
-const INVALID_BODY: &str = "invalid_json_body";
-const INVALID_QUERY: &str = "invalid_query_parameters";
+const INVALID_BODY: DeviceErrorCode = DeviceErrorCode::InvalidJsonBody;
+const INVALID_QUERY: DeviceErrorCode = DeviceErrorCode::InvalidQueryParameters;
 const BOOLEAN_QUERY_FIELDS: [(&str, bool); 2] = [("is_emulator", false), ("is_prod", true)];
 
 /// Validates a `/channel_self` request; DELETE bodies come from [`query_to_body`]
@@ -146,7 +146,7 @@ pub fn parse_channel_list_query(
     };
     if fields::is_missing(obj, "app_id") {
         return Err(DeviceError::bad_request(
-            "missing_app_id",
+            DeviceErrorCode::MissingAppId,
             "Cannot find app_id",
         ));
     }
@@ -428,7 +428,7 @@ mod tests {
         ];
         for (body, method, code, paths) in cases {
             let err = parse_channel_self_request(&body, method).unwrap_err();
-            assert_eq!((err.status, err.code), (400, code), "{body}");
+            assert_eq!((err.status, err.code.as_str()), (400, code), "{body}");
             if !paths.is_empty() {
                 assert_eq!(issue_paths(&err), paths, "{body}");
             }
@@ -456,7 +456,7 @@ mod tests {
                 let body = with(json!({ field: "é".repeat(max + 1) }));
                 let err = parse_channel_self_request(&body, method).unwrap_err();
                 assert_eq!(
-                    (err.status, err.code),
+                    (err.status, err.code.as_str()),
                     (400, "invalid_json_body"),
                     "{field}"
                 );
@@ -474,7 +474,7 @@ mod tests {
             ("device_id", &long_device),
         ]);
         let err = parse_channel_list_query(&query).unwrap_err();
-        assert_eq!(err.code, "invalid_query_parameters");
+        assert_eq!(err.code.as_str(), "invalid_query_parameters");
         assert_eq!(issue_paths(&err), vec!["device_id".to_string()]);
     }
 
@@ -531,7 +531,7 @@ mod tests {
             ("is_prod", "yes"),
         ]));
         let err = parse_channel_self_request(&bad_flag, ChannelSelfMethod::Unset).unwrap_err();
-        assert_eq!(err.code, "invalid_query_parameters");
+        assert_eq!(err.code.as_str(), "invalid_query_parameters");
         assert_eq!(issue_paths(&err), vec!["is_prod"]);
     }
 
@@ -612,7 +612,7 @@ mod tests {
         ];
         for (input, code) in cases {
             let err = parse_channel_list_query(&input).unwrap_err();
-            assert_eq!((err.status, err.code), (400, code), "{input:?}");
+            assert_eq!((err.status, err.code.as_str()), (400, code), "{input:?}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Field checks shared by the device request parsers: the schema issues list,
 //! the shapes of `app_id` and `device_id`, and typed reads of JSON fields.
 
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use serde_json::{json, Map, Value};
 
 pub(crate) const PARSE_BODY_MESSAGE: &str = "Cannot parse body";
@@ -47,7 +47,7 @@ impl Issues {
         self.0.is_empty()
     }
 
-    pub(crate) fn into_error(self, code: &'static str) -> DeviceError {
+    pub(crate) fn into_error(self, code: DeviceErrorCode) -> DeviceError {
         issues_error(code, self.0)
     }
 
@@ -71,13 +71,13 @@ pub(crate) fn too_long_message(max: usize) -> String {
     format!("String must contain at most {max} character(s)")
 }
 
-fn issues_error(code: &'static str, issues: Vec<Value>) -> DeviceError {
+fn issues_error(code: DeviceErrorCode, issues: Vec<Value>) -> DeviceError {
     DeviceError::bad_request(code, PARSE_BODY_MESSAGE)
         .with("parseResult", json!({ "error": { "issues": issues } }))
 }
 
 /// A single-issue `Cannot parse body` error.
-pub(crate) fn single_issue_error(code: &'static str, field: &str, message: &str) -> DeviceError {
+pub(crate) fn single_issue_error(code: DeviceErrorCode, field: &str, message: &str) -> DeviceError {
     let mut issues = Issues::default();
     issues.push(field, message);
     issues.into_error(code)

@@ -6,7 +6,7 @@ use super::fields::{
     device_id_field, is_missing, single_issue_error, DeviceIdField, DEVICE_ID_ISSUE,
     PARSE_BODY_MESSAGE,
 };
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::version::normalize_version_build;
 use serde_json::{Map, Value};
 
@@ -22,7 +22,7 @@ pub(crate) struct Prelude<'a> {
 /// bodies that came from a query string.
 pub(crate) fn prelude<'a>(
     body: &'a Value,
-    invalid_code: &'static str,
+    invalid_code: DeviceErrorCode,
 ) -> Result<Prelude<'a>, DeviceError> {
     let obj = match body {
         Value::Object(obj) if !obj.is_empty() => obj,
@@ -41,7 +41,7 @@ pub(crate) fn prelude<'a>(
     };
     if is_missing(obj, "app_id") {
         return Err(DeviceError::bad_request(
-            "missing_app_id",
+            DeviceErrorCode::MissingAppId,
             "Cannot find app_id",
         ));
     }
@@ -54,7 +54,7 @@ pub(crate) fn prelude<'a>(
 }
 
 pub(crate) fn missing_device_id() -> DeviceError {
-    DeviceError::bad_request("missing_device_id", "Cannot find device_id")
+    DeviceError::bad_request(DeviceErrorCode::MissingDeviceId, "Cannot find device_id")
 }
 
 /// A non-empty string `version_build` must normalise, else `semver_error`;
@@ -77,7 +77,7 @@ pub(crate) fn version_build_of(text: Option<&str>) -> Result<Option<semver::Vers
 
 fn semver_error(raw: &str) -> DeviceError {
     DeviceError::bad_request(
-        "semver_error",
+        DeviceErrorCode::SemverError,
         format!(
             "Native version: {raw} doesn't follow semver convention, please check \
              https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"

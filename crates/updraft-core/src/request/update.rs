@@ -8,11 +8,11 @@ use super::fields::{
 };
 use super::prelude::{prelude, resolve_builtin};
 use super::UpdateRequest;
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::version::parse_semver_lenient;
 use serde_json::{Map, Value};
 
-const INVALID_BODY: &str = "invalid_json_body";
+const INVALID_BODY: DeviceErrorCode = DeviceErrorCode::InvalidJsonBody;
 
 /// Validates and normalises an update-check body; every refusal is a 400
 /// with the reference's code and message.
@@ -222,7 +222,7 @@ mod tests {
             let err =
                 parse_update_request(&with(json!({ field: "é".repeat(max + 1) }))).unwrap_err();
             assert_eq!(
-                (err.status, err.code),
+                (err.status, err.code.as_str()),
                 (400, "invalid_json_body"),
                 "{field}"
             );
@@ -297,7 +297,7 @@ mod tests {
         for (body, code, message) in cases {
             let err = parse_update_request(&body).unwrap_err();
             assert_eq!(
-                (err.status, err.code, err.message.as_str()),
+                (err.status, err.code.as_str(), err.message.as_str()),
                 (400, code, message),
                 "{body}"
             );
@@ -323,7 +323,7 @@ mod tests {
         ] {
             let err = parse_update_request(&with(json!({ "device_id": device_id }))).unwrap_err();
             assert_eq!(
-                (err.status, err.code),
+                (err.status, err.code.as_str()),
                 (400, "invalid_json_body"),
                 "{device_id}"
             );
@@ -447,7 +447,7 @@ mod tests {
         for (body, expected) in cases {
             let err = parse_update_request(&body).unwrap_err();
             assert_eq!(
-                (err.status, err.code, err.message.as_str()),
+                (err.status, err.code.as_str(), err.message.as_str()),
                 (400, "invalid_json_body", "Cannot parse body"),
                 "{body}"
             );

@@ -7,7 +7,7 @@ use super::{INVALID_BODY, MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADAT
 use super::{
     MAX_ACTION_CHARS, MAX_CUSTOM_ID_CHARS, MAX_EVENTS, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS,
 };
-use crate::error::DeviceError;
+use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::{DeviceSighting, Millis, Observed, ObservedAt, StatsEvent};
 use crate::request::fields::{
     self, check_device_id, device_id_field, flag, non_blank, non_empty, normalize_install_source,
@@ -41,7 +41,7 @@ pub fn parse_stats_body(body: &Value, now: Millis) -> Result<StatsBatch, DeviceE
     };
     if events.len() > MAX_EVENTS {
         return Err(DeviceError::bad_request(
-            "too_many_events",
+            DeviceErrorCode::TooManyEvents,
             format!("A stats body may hold at most {MAX_EVENTS} events"),
         )
         .with_status(413));
@@ -53,7 +53,7 @@ pub fn parse_stats_body(body: &Value, now: Millis) -> Result<StatsBatch, DeviceE
         .any(|other| other != app_id);
     if mixed {
         return Err(DeviceError::bad_request(
-            "mixed_app_ids",
+            DeviceErrorCode::MixedAppIds,
             "All events in a batch must have the same app_id",
         ));
     }
@@ -79,7 +79,7 @@ fn event_app_id(event: &Value) -> Result<&str, DeviceError> {
 }
 
 fn invalid_app_id(message: &str) -> DeviceError {
-    DeviceError::bad_request("invalid_app_id", message)
+    DeviceError::bad_request(DeviceErrorCode::InvalidAppId, message)
 }
 
 fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
@@ -186,12 +186,12 @@ fn parse_event(event: &Value, app_id: &str, now: Millis) -> StatsItem {
 fn action(obj: &Map<String, Value>) -> Result<&str, DeviceError> {
     match obj.get("action") {
         None | Some(Value::Null) => Err(DeviceError::bad_request(
-            "missing_action",
+            DeviceErrorCode::MissingAction,
             "Cannot find action",
         )),
         Some(Value::String(action)) if is_well_formed_action(action) => Ok(action),
         Some(_) => Err(DeviceError::bad_request(
-            "invalid_action",
+            DeviceErrorCode::InvalidAction,
             format!(
                 "action must be a string of 1 to {MAX_ACTION_CHARS} characters \
                  from A-Z, a-z, 0-9, '_', ':', '.' and '-'"
@@ -242,7 +242,7 @@ fn metadata(value: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, D
 }
 
 fn invalid_metadata(message: String) -> DeviceError {
-    DeviceError::bad_request("invalid_metadata", message)
+    DeviceError::bad_request(DeviceErrorCode::InvalidMetadata, message)
 }
 
 /// The event's time: the device's `timestamp` (epoch ms) when plausible,
@@ -257,7 +257,7 @@ fn event_time(value: Option<&Value>, now: Millis) -> Result<Millis, DeviceError>
     };
     let Some(millis) = millis else {
         return Err(DeviceError::bad_request(
-            "invalid_timestamp",
+            DeviceErrorCode::InvalidTimestamp,
             "timestamp must be a number of milliseconds since the Unix epoch",
         ));
     };

@@ -117,7 +117,7 @@ fn merge_auto_pause(
             cooldown_minutes: s.cooldown_minutes,
         },
     )
-    .map_err(policy_error)
+    .map_err(ApiError::from)
 }
 
 /// The ramp fields of a request, checked against `current` (in `core`).
@@ -132,16 +132,11 @@ fn merge_ramp(current: &RampPlan, s: RampSettings) -> Result<RampPlan, ApiError>
             promote_at_end: s.promote_at_end,
         },
     )
-    .map_err(policy_error)
-}
-
-fn policy_error(err: policy::PolicyError) -> ApiError {
-    ApiError::bad_request(ErrorCode::from_wire(err.code), err.message)
+    .map_err(ApiError::from)
 }
 
 fn percentage(bps: i64) -> Result<u32, ApiError> {
-    rollout::percentage_bps(bps)
-        .map_err(|e| ApiError::bad_request(ErrorCode::from_wire(e.code), e.message))
+    Ok(rollout::percentage_bps(bps)?)
 }
 
 fn rollout_action(action: &str) -> Result<RolloutRequest, ApiError> {

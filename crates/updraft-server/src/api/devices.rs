@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
-use updraft_core::model::{OverrideSource, Role};
+use updraft_core::model::{OverrideSource, ReleaseConfig, Role};
 use updraft_store::DeviceQuery;
 
 #[derive(Deserialize)]
@@ -94,13 +94,7 @@ pub async fn show(
         })?;
     // The in-memory release holds every override: no need to read them all.
     let release = state.releases.get(&app_id);
-    let channel_override = release.overrides.get(&device_id).map(|o| {
-        let name = release
-            .channel_by_id(o.channel_id)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        OverrideView::new(o.clone(), name)
-    });
+    let channel_override = current_override(&release, &device_id);
     let recent_events = state
         .store
         .list_events(&app_id, Some(&device_id), 50)
@@ -116,15 +110,19 @@ pub async fn show(
 }
 
 /// A device's override as the in-memory release holds it (every override of
-/// the app, kept current after each change), for the audit log.
-fn current_override(state: &AppState, app_id: &str, device_id: &str) -> Option<serde_json::Value> {
-    let release = state.releases.get(app_id);
+/// the app, kept current after each change).
+fn current_override(release: &ReleaseConfig, device_id: &str) -> Option<OverrideView> {
     let existing = release.overrides.get(device_id)?;
     let name = release
         .channel_by_id(existing.channel_id)
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    audit::view(&OverrideView::new(existing.clone(), name))
+    Some(OverrideView::new(existing.clone(), name))
+}
+
+/// [`current_override`] as the audit log's `before`.
+fn override_before(state: &AppState, app_id: &str, device_id: &str) -> Option<serde_json::Value> {
+    current_override(&state.releases.get(app_id), device_id).and_then(|o| audit::view(&o))
 }
 
 #[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "set_override_devices", request_body = SetOverride,
@@ -148,7 +146,7 @@ pub async fn set_override(
                 format!("channel {} of {app_id} does not exist", body.channel),
             )
         })?;
-    let before = current_override(&state, &app_id, &device_id);
+    let before = override_before(&state, &app_id, &device_id);
     let stored = state
         .store
         .set_override(
@@ -185,7 +183,7 @@ pub async fn unset_override(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
-    let before = current_override(&state, &app_id, &device_id);
+    let before = override_before(&state, &app_id, &device_id);
     if !state.store.delete_override(&app_id, &device_id).await? {
         return Err(ApiError::not_found(
             ErrorCode::OverrideNotFound,

@@ -3,7 +3,7 @@
 
 use super::views::{
     ChannelView, CreateSchedule, DecisionList, DecisionView, HistoryEntryView, HistoryList,
-    RollbackRequest, ScheduleList, ScheduleView,
+    RollbackRequest, RunAtInput, ScheduleList, ScheduleView,
 };
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
@@ -143,16 +143,17 @@ pub async fn decisions(
     }))
 }
 
-fn run_at(value: &serde_json::Value) -> Result<Millis, ApiError> {
+fn run_at(value: &RunAtInput) -> Result<Millis, ApiError> {
     let parsed = match value {
-        serde_json::Value::Number(n) => n.as_i64().filter(|ms| *ms >= 0),
-        serde_json::Value::String(s) => updraft_core::analytics::parse_rfc3339(s),
-        _ => None,
+        RunAtInput::Millis(ms) => Some(*ms).filter(|ms| *ms >= 0),
+        RunAtInput::Text(text) => updraft_core::analytics::parse_rfc3339(text),
+        RunAtInput::Other(_) => None,
     };
     parsed.ok_or_else(|| {
+        let given = serde_json::to_string(value).unwrap_or_default();
         ApiError::bad_request(
             ErrorCode::InvalidRunAt,
-            format!("run_at must be an RFC 3339 time (2026-12-01T09:00:00Z) or epoch milliseconds, got {value}"),
+            format!("run_at must be an RFC 3339 time (2026-12-01T09:00:00Z) or epoch milliseconds, got {given}"),
         )
     })
 }
@@ -239,14 +240,30 @@ mod tests {
 
     #[test]
     fn run_at_takes_milliseconds_or_text() {
-        assert_eq!(run_at(&serde_json::json!(1234)).ok(), Some(1234));
+        let given = |json: serde_json::Value| -> RunAtInput {
+            serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(run_at(&given(serde_json::json!(1234))).ok(), Some(1234));
         assert_eq!(
-            run_at(&serde_json::json!(-1)).err().map(|e| e.code),
-            Some(ErrorCode::InvalidRunAt)
+            run_at(&given(serde_json::json!("1970-01-01T00:00:01Z"))).ok(),
+            Some(1000)
         );
-        assert_eq!(
-            run_at(&serde_json::json!(true)).err().map(|e| e.code),
-            Some(ErrorCode::InvalidRunAt)
-        );
+        for bad in [
+            serde_json::json!(-1),
+            serde_json::json!(true),
+            serde_json::json!(1.5),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("tomorrow"),
+            serde_json::json!({"at": 1}),
+        ] {
+            let err = run_at(&given(bad.clone())).err();
+            assert_eq!(
+                err.as_ref().map(|e| &e.code),
+                Some(&ErrorCode::InvalidRunAt),
+                "{bad}"
+            );
+            let message = err.map(|e| e.message).unwrap_or_default();
+            assert!(message.ends_with(&format!("got {bad}")), "{message}");
+        }
     }
 }

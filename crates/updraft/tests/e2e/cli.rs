@@ -93,7 +93,44 @@ async fn device_overrides_from_the_cli() {
     s.cli_ok(&["device", "set", DEVICE, APP, "--channel", "beta"]);
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_eq!(b["version"], "1.2.0");
+    let (st, _) = s
+        .post(
+            "/stats",
+            &with(
+                device_body(),
+                json!({"action": "set", "version_name": "1.2.0", "old_version_name": "1.1.0"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // `device show` reads the override and the events typed.
+    let shown = s.cli_ok(&["device", "show", DEVICE, APP]);
+    let line = |label: &str| {
+        shown
+            .lines()
+            .find(|line| line.starts_with(label))
+            .map(|line| line[label.len()..].trim().to_string())
+    };
+    assert_eq!(
+        line("Channel override").as_deref(),
+        Some("beta (set by admin)"),
+        "{shown}"
+    );
+    assert_eq!(line("Channel ").as_deref(), Some("beta"), "{shown}");
+    let event = shown
+        .lines()
+        .skip_while(|line| !line.starts_with("Recent events:"))
+        .find(|line| line.contains("  set "))
+        .map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>());
+    assert_eq!(event, Some(vec!["set", "1.2.0", "1.1.0"]), "{shown}");
     s.cli_ok(&["device", "unset", DEVICE, APP]);
+    let shown = s.cli_ok(&["device", "show", DEVICE, APP]);
+    assert!(
+        shown
+            .lines()
+            .any(|line| line.starts_with("Channel override") && line.ends_with(" none")),
+        "{shown}"
+    );
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_eq!(b["version"], "1.1.0");
     // The registry lists the device once the writer flushed (SIGTERM-free: wait for the 1 s flush).
