@@ -2,6 +2,7 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod api;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod body_limit;
@@ -504,7 +505,15 @@ impl Server {
             audit: Arc::clone(&audit),
             every: Duration::from_millis(config.rollout_control_interval_ms),
         }));
+        let apps = Arc::new(apps::AppService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::AppStore>,
+            Arc::clone(&registry),
+            Arc::clone(&release_changes),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
+            apps,
             release_changes,
             audit,
             webhooks,

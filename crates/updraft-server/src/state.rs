@@ -227,6 +227,8 @@ pub struct AppState {
     pub webhooks: Arc<crate::webhooks::WebhookService>,
     /// The rollout control loop (also asked for its current judgement).
     pub control: Arc<crate::control::ControlLoop>,
+    /// Apps: list, look-up, create, update, delete.
+    pub apps: Arc<crate::apps::AppService>,
 }
 
 /// The storage services as handler state: a handler names the one it
@@ -245,6 +247,7 @@ service_state!(
     crate::storage::publish::PublishService => publish,
     crate::storage::downloads::DownloadService => downloads,
     crate::storage::gc::GcService => gc,
+    crate::apps::AppService => apps,
 );
 
 impl AppState {
