@@ -2,6 +2,7 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod api;
+pub mod apikeys;
 pub mod apps;
 pub mod audit;
 pub mod auth;
@@ -512,8 +513,14 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&audit),
         ));
+        let apikeys = Arc::new(apikeys::ApiKeyService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ApiKeyStore>,
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
             apps,
+            apikeys,
             release_changes,
             audit,
             webhooks,

@@ -229,6 +229,8 @@ pub struct AppState {
     pub control: Arc<crate::control::ControlLoop>,
     /// Apps: list, look-up, create, update, delete.
     pub apps: Arc<crate::apps::AppService>,
+    /// Management API keys: list, create, revoke.
+    pub apikeys: Arc<crate::apikeys::ApiKeyService>,
 }
 
 /// The storage services as handler state: a handler names the one it
@@ -248,6 +250,7 @@ service_state!(
     crate::storage::downloads::DownloadService => downloads,
     crate::storage::gc::GcService => gc,
     crate::apps::AppService => apps,
+    crate::apikeys::ApiKeyService => apikeys,
 );
 
 impl AppState {
