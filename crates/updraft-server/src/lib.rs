@@ -12,6 +12,7 @@ pub mod control;
 pub mod cors;
 pub mod device;
 pub mod device_downloads;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -518,7 +519,16 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&audit),
         ));
+        let devices = Arc::new(devices::DeviceService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::OverrideStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
+            Arc::clone(&releases),
+            Arc::clone(&release_changes),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
+            devices,
             apps,
             apikeys,
             release_changes,

@@ -231,6 +231,8 @@ pub struct AppState {
     pub apps: Arc<crate::apps::AppService>,
     /// Management API keys: list, create, revoke.
     pub apikeys: Arc<crate::apikeys::ApiKeyService>,
+    /// The device registry and admin channel overrides, for the management API.
+    pub devices: Arc<crate::devices::DeviceService>,
 }
 
 /// The storage services as handler state: a handler names the one it
@@ -251,6 +253,7 @@ service_state!(
     crate::storage::gc::GcService => gc,
     crate::apps::AppService => apps,
     crate::apikeys::ApiKeyService => apikeys,
+    crate::devices::DeviceService => devices,
 );
 
 impl AppState {

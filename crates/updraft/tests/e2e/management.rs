@@ -180,6 +180,14 @@ async fn bad_management_input_is_refused_with_codes() {
         .await;
     assert_eq!((st, b["error"].as_str()), (404, Some("channel_not_found")));
     let (st, b) = s
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}/channel"),
+            None,
+        )
+        .await;
+    assert_eq!((st, b["error"].as_str()), (404, Some("override_not_found")));
+    let (st, b) = s
         .api(Method::GET, "/api/v1/apps/com.unknown.app/channels", None)
         .await;
     assert_eq!((st, b["error"].as_str()), (404, Some("app_not_found")));
