@@ -22,8 +22,8 @@ use updraft_core::compat::{compare_native_packages, CompatibilityReport, Package
 use updraft_core::guards::{closest_names, did_you_mean};
 
 use updraft_core::model::{
-    Bundle, ChangeContext, Channel, ChannelPatch, Clock, Millis, NativePackage, RolloutDecision,
-    Targeting, BUILTIN,
+    Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch, Clock, Millis,
+    NativePackage, RolloutDecision, Targeting, BUILTIN,
 };
 use updraft_core::rollout::{apply_change, RolloutChange, RolloutError};
 use updraft_store::{
@@ -324,6 +324,19 @@ impl ReleaseService {
             );
         }
         Ok(names)
+    }
+
+    /// The newest `limit` history entries of a channel, newest first.
+    pub async fn history(
+        &self,
+        app_id: &str,
+        channel: &str,
+        limit: i64,
+    ) -> Result<Vec<ChannelHistoryEntry>, ApiError> {
+        Ok(self
+            .channels
+            .channel_history(app_id, channel, limit)
+            .await?)
     }
 
     /// Every channel of the app, by name.
