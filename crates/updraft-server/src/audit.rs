@@ -4,12 +4,13 @@
 //! logged and counted, never turned into a failed request (the change is done).
 
 use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::metrics::{db_operation, Metrics};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
-use updraft_core::model::Clock;
-use updraft_store::{AuditStore, NewAuditEntry};
+use updraft_core::model::{AuditEntry, Clock};
+use updraft_store::{AuditQuery, AuditStore, NewAuditEntry};
 
 /// How an API key appears as an actor: `key:<name>`.
 pub fn actor(caller: &Caller) -> String {
@@ -25,7 +26,8 @@ pub fn view<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
 }
 
-/// Writes the audit log: entries are stamped by the injected clock.
+/// Writes the audit log (entries are stamped by the injected clock) and
+/// reads it back.
 pub struct AuditService {
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
@@ -71,6 +73,11 @@ impl AuditService {
             self.metrics.record_database_error(db_operation::API);
             tracing::error!(error = %err, action, target, "audit entry could not be stored");
         }
+    }
+
+    /// The entries `query` asks for, newest first.
+    pub async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ApiError> {
+        Ok(self.store.list_audit(query).await?)
     }
 
     /// `entry` + `record` in one call.

@@ -402,6 +402,16 @@ impl ControlLoop {
         Ok((recorded, current))
     }
 
+    /// The schedules of `app_id` (only `channel`'s when given), by `run_at`
+    /// then id, whatever their status.
+    pub async fn schedules(
+        &self,
+        app_id: &str,
+        channel: Option<&str>,
+    ) -> Result<Vec<ScheduledRelease>, ApiError> {
+        Ok(self.schedules.list_schedules(app_id, channel).await?)
+    }
+
     /// Stores a scheduled release: `run_at` must be after now (by the
     /// clock), the channel and bundle must exist (the builtin bundle cannot
     /// be rolled out); it runs in the first pass at or after `run_at`.

@@ -3,6 +3,8 @@
 
 pub mod access_log;
 pub mod api;
+pub mod apikeys;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod body_limit;
@@ -12,6 +14,7 @@ pub mod cors;
 pub mod device;
 pub mod device_downloads;
 pub mod edge;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -552,7 +555,30 @@ impl Server {
             audit: Arc::clone(&audit),
             every: Duration::from_millis(config.rollout_control_interval_ms),
         }));
+        let apps = Arc::new(apps::AppService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::AppStore>,
+            Arc::clone(&registry),
+            Arc::clone(&release_changes),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
+        let apikeys = Arc::new(apikeys::ApiKeyService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::ApiKeyStore>,
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
+        let devices = Arc::new(devices::DeviceService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::OverrideStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
+            Arc::clone(&releases),
+            Arc::clone(&release_changes),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
+            devices,
+            apps,
+            apikeys,
             release_changes,
             audit,
             webhooks,

@@ -19,10 +19,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use updraft_api::management::ChannelView;
 use updraft_core::compat::{compare_native_packages, CompatibilityReport, PackageComparison};
+use updraft_core::guards::{closest_names, did_you_mean};
 
 use updraft_core::model::{
-    Bundle, ChangeContext, Channel, ChannelPatch, Clock, Millis, NativePackage, RolloutDecision,
-    Targeting, BUILTIN,
+    Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch, Clock, Millis,
+    NativePackage, RolloutDecision, Targeting, BUILTIN,
 };
 use updraft_core::rollout::{apply_change, RolloutChange};
 use updraft_store::{
@@ -324,6 +325,58 @@ impl ReleaseService {
         }
         Ok(names)
     }
+
+    /// The newest `limit` history entries of a channel, newest first.
+    pub async fn history(
+        &self,
+        app_id: &str,
+        channel: &str,
+        limit: i64,
+    ) -> Result<Vec<ChannelHistoryEntry>, ApiError> {
+        Ok(self
+            .channels
+            .channel_history(app_id, channel, limit)
+            .await?)
+    }
+
+    /// Every channel of the app, by name.
+    pub async fn channels(&self, app_id: &str) -> Result<Vec<Channel>, ApiError> {
+        Ok(self.channels.list_channels(app_id).await?)
+    }
+
+    /// Every channel of the app as the API shows it, bundles by name.
+    pub async fn channel_views(&self, app_id: &str) -> Result<Vec<ChannelView>, ApiError> {
+        let channels = self.channels(app_id).await?;
+        let names = self.bundle_names(app_id, &channels).await?;
+        Ok(channels
+            .into_iter()
+            .map(|c| ChannelView::new(c, &names))
+            .collect())
+    }
+
+    /// The channel, if it exists.
+    pub async fn find_channel(
+        &self,
+        app_id: &str,
+        name: &str,
+    ) -> Result<Option<Channel>, ApiError> {
+        Ok(self.channels.get_channel(app_id, name).await?)
+    }
+
+    /// 404 `channel_not_found` for a channel that does not exist, with the
+    /// closest existing names in `suggestions` (a typo, most likely).
+    pub async fn unknown_channel(&self, app_id: &str, name: &str) -> Result<ApiError, ApiError> {
+        let channels = self.channels(app_id).await?;
+        let suggestions = closest_names(name, channels.iter().map(|c| c.name.as_str()));
+        Ok(ApiError::not_found(
+            ErrorCode::ChannelNotFound,
+            format!(
+                "channel {name} of {app_id} does not exist{}; create it first or ask for it with create_channel",
+                did_you_mean(&suggestions)
+            ),
+        )
+        .with("suggestions", suggestions))
+    }
 }
 
 /// The changes of one channel request, checked: what goes straight into
@@ -399,6 +452,44 @@ impl ReleaseService {
         self.plan_changes(&mut plan, release_only).await?;
         plan.commit(self, &Actor::Key(caller), Commit::default())
             .await
+    }
+
+    /// Creates an empty channel `name` of `app_id`, created at `at`, unless
+    /// it exists (also when another request created it meanwhile), for a
+    /// release that follows at once (which refreshes the in-memory release).
+    pub async fn ensure_channel(
+        &self,
+        caller: &Caller,
+        app_id: &str,
+        name: &str,
+        at: Millis,
+    ) -> Result<(), ApiError> {
+        if self.find_channel(app_id, name).await?.is_some() {
+            return Ok(());
+        }
+        let created = self
+            .channels
+            .create_channel(
+                NewChannel {
+                    app_id: app_id.to_string(),
+                    name: name.to_string(),
+                    settings: ChannelPatch::default(),
+                },
+                at,
+            )
+            .await;
+        match created {
+            Ok(channel) => {
+                let after = serde_json::to_value(&self.view(channel).await?).ok();
+                self.audit
+                    .log(caller, Some(app_id), "channel.create", name, None, after)
+                    .await;
+                Ok(())
+            }
+            // Created meanwhile by someone else: use it.
+            Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Applies `changes` to `current` in one write (nothing when empty).

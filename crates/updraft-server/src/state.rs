@@ -193,6 +193,12 @@ pub struct AppState {
     pub webhooks: Arc<crate::webhooks::WebhookService>,
     /// The rollout control loop (also asked for its current judgement).
     pub control: Arc<crate::control::ControlLoop>,
+    /// Apps: list, look-up, create, update, delete.
+    pub apps: Arc<crate::apps::AppService>,
+    /// Management API keys: list, create, revoke.
+    pub apikeys: Arc<crate::apikeys::ApiKeyService>,
+    /// The device registry and admin channel overrides, for the management API.
+    pub devices: Arc<crate::devices::DeviceService>,
 }
 
 /// The storage services as handler state: a handler names the one it
@@ -211,6 +217,9 @@ service_state!(
     crate::storage::publish::PublishService => publish,
     crate::storage::downloads::DownloadService => downloads,
     crate::storage::gc::GcService => gc,
+    crate::apps::AppService => apps,
+    crate::apikeys::ApiKeyService => apikeys,
+    crate::devices::DeviceService => devices,
 );
 
 impl AppState {

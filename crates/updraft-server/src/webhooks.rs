@@ -180,6 +180,28 @@ impl WebhookService {
         }
     }
 
+    /// The webhooks of `app_id` and the global ones (`None`: every webhook), by id.
+    pub async fn list(
+        &self,
+        app_id: Option<&str>,
+    ) -> Result<Vec<updraft_core::model::Webhook>, StoreError> {
+        self.store.list_webhooks(app_id).await
+    }
+
+    /// The webhook with this id, if there is one.
+    pub async fn get(&self, id: i64) -> Result<Option<updraft_core::model::Webhook>, StoreError> {
+        self.store.get_webhook(id).await
+    }
+
+    /// The newest `limit` deliveries of a webhook, newest first.
+    pub async fn deliveries(
+        &self,
+        webhook_id: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.store.list_deliveries(webhook_id, limit).await
+    }
+
     /// Queues a `webhook.test` event for one webhook and returns its delivery.
     pub async fn send_test(&self, webhook_id: i64) -> Result<WebhookDelivery, StoreError> {
         let now = self.clock.now();

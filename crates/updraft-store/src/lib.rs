@@ -169,8 +169,9 @@ pub trait AppStore: Send + Sync {
         name: Option<&str>,
         expose_metadata: Option<bool>,
     ) -> StoreResult<App>;
-    /// Deletes the app and everything that belongs to it.
-    async fn delete_app(&self, app_id: &str) -> StoreResult<()>;
+    /// Deletes the app and everything that belongs to it, and revokes (at
+    /// `now`) the API keys limited to it, in one transaction.
+    async fn delete_app(&self, app_id: &str, now: Millis) -> StoreResult<()>;
 }
 
 #[async_trait]

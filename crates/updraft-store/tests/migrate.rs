@@ -446,7 +446,7 @@ async fn populate(s: &SqliteStore) -> Seeded {
     )
     .await
     .unwrap();
-    s.delete_app("com.gone").await.unwrap();
+    s.delete_app("com.gone", 100).await.unwrap();
 
     Seeded {
         devices,

@@ -50,6 +50,7 @@ pg_suite!(
     suite_channel_update_is_atomic,
     suite_channels,
     suite_delete_app,
+    suite_delete_app_revokes_its_keys,
     suite_delete_app_removes_analytics,
     suite_deletes_take_release_rows,
     suite_devices,
@@ -390,7 +391,7 @@ async fn a_channel_change_notifies_its_app_once() {
     let silent = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
     assert!(silent.is_err(), "stats must not notify: {silent:?}");
 
-    store.delete_app(APP).await.unwrap();
+    store.delete_app(APP, 100).await.unwrap();
     assert_eq!(
         next_release_notice(&mut listener).await.as_deref(),
         Some(APP)

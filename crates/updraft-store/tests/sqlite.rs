@@ -45,6 +45,7 @@ sqlite_suite!(
     suite_settings,
     suite_release,
     suite_delete_app,
+    suite_delete_app_revokes_its_keys,
     suite_bulk,
     suite_rollups_match_recount,
     suite_active_devices,

@@ -60,7 +60,7 @@ pub async fn list(
         before_id: q.before_id,
         limit,
     };
-    let entries = state.store.list_audit(&query).await?;
+    let entries = state.audit.list(&query).await?;
     let next_before_id = if entries.len() as i64 >= limit {
         entries.last().map(|e| e.id)
     } else {

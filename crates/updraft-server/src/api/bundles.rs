@@ -16,13 +16,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
-use updraft_store::Entity;
 
-use updraft_core::model::{
-    Bundle, ChannelPatch, Role, ScheduleStatus, ScheduledAction, ScheduledRelease,
-};
+use updraft_core::model::{Bundle, Role, ScheduleStatus, ScheduledAction, ScheduledRelease};
 use updraft_core::validate::normalize_hex;
-use updraft_store::{BundleMetadataPatch, NewBundle, NewChannel, StoreError};
+use updraft_store::{BundleMetadataPatch, NewBundle};
 
 /// Which channels use a bundle, for the views.
 #[derive(Default)]
@@ -38,7 +35,7 @@ async fn channels_by_bundle(
     app_id: &str,
 ) -> Result<HashMap<i64, ChannelUse>, ApiError> {
     let mut map: HashMap<i64, ChannelUse> = HashMap::new();
-    for channel in state.store.list_channels(app_id).await? {
+    for channel in state.release_changes.channels(app_id).await? {
         if let Some(rollout) = &channel.rollout {
             map.entry(rollout.bundle_id)
                 .or_default()
@@ -291,16 +288,6 @@ fn release_fields(body: &CreateBundle) -> Result<Option<u32>, ApiError> {
         .transpose()
 }
 
-/// Refuses a version that exists (or existed) before the expensive checks;
-/// the insert still enforces it against races.
-async fn version_free(state: &AppState, app_id: &str, version: &str) -> Result<(), ApiError> {
-    match state.store.get_bundle(app_id, version).await? {
-        Some(existing) if existing.deleted => Err(StoreError::DeletedNameReused.into()),
-        Some(_) => Err(StoreError::AlreadyExists(Entity::Bundle).into()),
-        None => Ok(()),
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/apps/{app_id}/bundles", tag = "bundles", operation_id = "create_bundles", request_body = CreateBundle,
     responses((status = 201, body = BundleView), (status = 400, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView),
         (status = 422, body = super::views::ErrorView, description = "a stored zip or manifest is refused (missing blob, invalid zip, checksum mismatch)")))]
@@ -316,11 +303,11 @@ pub async fn create(
     let (new, source) = new_bundle(&app_id, &body)?;
     let rollout_bps = release_fields(&body)?;
     let accept_incompatible = body.accept_incompatible.unwrap_or(false);
-    version_free(&state, &app_id, &new.name).await?;
+    state.publish.version_free(&app_id, &new.name).await?;
     let create_channel = body.create_channel.unwrap_or(false);
     // Refused before anything is stored; the change itself checks again.
     if let Some(name) = body.channel.as_deref() {
-        match state.store.get_channel(&app_id, name).await? {
+        match state.release_changes.find_channel(&app_id, name).await? {
             Some(channel) => {
                 state
                     .release_changes
@@ -334,7 +321,7 @@ pub async fn create(
             }
             // A typo must not create a channel that no device uses.
             None if !create_channel => {
-                return Err(super::channels::unknown_channel(&state, &app_id, name).await?)
+                return Err(state.release_changes.unknown_channel(&app_id, name).await?)
             }
             None => {}
         }
@@ -348,7 +335,6 @@ pub async fn create(
         manifest: body.manifest.as_deref().unwrap_or_default(),
     };
     let bundle = state.publish.publish(new, files).await?;
-    let now = bundle.created_at;
     // Recorded as created, before any channel points at it.
     let created = audit::view(&view(&state, &headers, bundle.clone(), &HashMap::new()));
     state
@@ -371,37 +357,11 @@ pub async fn create(
         )
         .await;
     if let Some(channel) = body.channel.as_deref() {
-        if create_channel && state.store.get_channel(&app_id, channel).await?.is_none() {
-            let created = state
-                .store
-                .create_channel(
-                    NewChannel {
-                        app_id: app_id.clone(),
-                        name: channel.to_string(),
-                        settings: ChannelPatch::default(),
-                    },
-                    now,
-                )
-                .await;
-            match created {
-                Ok(new_channel) => {
-                    let after = audit::view(&state.release_changes.view(new_channel).await?);
-                    state
-                        .audit
-                        .log(
-                            &caller,
-                            Some(&app_id),
-                            "channel.create",
-                            channel,
-                            None,
-                            after,
-                        )
-                        .await;
-                }
-                // Created meanwhile by someone else: use it.
-                Err(StoreError::AlreadyExists(_)) => {}
-                Err(error) => return Err(error.into()),
-            }
+        if create_channel {
+            state
+                .release_changes
+                .ensure_channel(&caller, &app_id, channel, bundle.created_at)
+                .await?;
         }
         let version = bundle.name.clone();
         let change = match rollout_bps {

@@ -15,32 +15,12 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use updraft_core::guards::{closest_names, did_you_mean};
 use updraft_core::model::{
     AutoPausePolicy, AutoUpdatePolicy, Channel, ChannelPatch, Platform, RampPlan, Role, Targeting,
     VersionRange,
 };
 use updraft_core::policy::{self, AutoPauseChange, RampChange};
 use updraft_core::rollout;
-
-/// 404 `channel_not_found` for a channel that does not exist, with the
-/// closest existing names in `suggestions` (a typo, most likely).
-pub(crate) async fn unknown_channel(
-    state: &AppState,
-    app_id: &str,
-    name: &str,
-) -> Result<ApiError, ApiError> {
-    let channels = state.store.list_channels(app_id).await?;
-    let suggestions = closest_names(name, channels.iter().map(|c| c.name.as_str()));
-    Ok(ApiError::not_found(
-        ErrorCode::ChannelNotFound,
-        format!(
-            "channel {name} of {app_id} does not exist{}; create it first or ask for it with create_channel",
-            did_you_mean(&suggestions)
-        ),
-    )
-    .with("suggestions", suggestions))
-}
 
 fn invalid_targeting(code: ErrorCode, message: String) -> ApiError {
     ApiError::bad_request(code, message)
@@ -238,16 +218,8 @@ pub async fn list(
 ) -> Result<Json<ChannelList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let channels = state.store.list_channels(&app_id).await?;
-    let names = state
-        .release_changes
-        .bundle_names(&app_id, &channels)
-        .await?;
     Ok(Json(ChannelList {
-        channels: channels
-            .into_iter()
-            .map(|c| ChannelView::new(c, &names))
-            .collect(),
+        channels: state.release_changes.channel_views(&app_id).await?,
     }))
 }
 

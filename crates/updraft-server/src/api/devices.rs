@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use std::collections::HashMap;
 use updraft_core::model::{OverrideSource, ReleaseConfig, Role};
 use updraft_store::DeviceQuery;
 
@@ -46,26 +45,16 @@ pub async fn list(
         limit: super::validate::page_limit(q.limit, 50, 1000)?,
         offset: super::validate::page_offset(q.offset)?,
     };
-    let total = state.store.count_devices(&app_id, &query).await?;
-    let devices = state.store.list_devices(&app_id, &query).await?;
+    let page = state.devices.list(&app_id, &query).await?;
     let release = state.releases.get(&app_id);
     Ok(Json(DeviceList {
-        devices: devices
+        devices: page
+            .devices
             .into_iter()
             .map(|device| DeviceView::new(device, &release))
             .collect(),
-        total,
+        total: page.total,
     }))
-}
-
-async fn channel_names(state: &AppState, app_id: &str) -> Result<HashMap<i64, String>, ApiError> {
-    Ok(state
-        .store
-        .list_channels(app_id)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect())
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices/{device_id}", tag = "devices", operation_id = "show_devices",
@@ -183,25 +172,10 @@ pub async fn unset_override(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
-    let before = override_before(&state, &app_id, &device_id);
-    if !state.store.delete_override(&app_id, &device_id).await? {
-        return Err(ApiError::not_found(
-            ErrorCode::OverrideNotFound,
-            format!("device {device_id} has no channel override"),
-        ));
-    }
-    refresh_release(&state, &app_id).await;
     state
-        .audit
-        .log(
-            &caller,
-            Some(&app_id),
-            "device.override.delete",
-            &device_id,
-            before,
-            None,
-        )
-        .await;
+        .devices
+        .unset_override(&caller, &app_id, &device_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,15 +188,7 @@ pub async fn list_overrides(
 ) -> Result<Json<OverrideList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let names = channel_names(&state, &app_id).await?;
-    let overrides = state.store.list_overrides(&app_id).await?;
     Ok(Json(OverrideList {
-        overrides: overrides
-            .into_iter()
-            .map(|o| {
-                let name = names.get(&o.channel_id).cloned().unwrap_or_default();
-                OverrideView::new(o, name)
-            })
-            .collect(),
+        overrides: state.devices.overrides(&app_id).await?,
     }))
 }

@@ -255,16 +255,7 @@ pub(crate) async fn existing_app(
     caller: &Caller,
     app_id: &str,
 ) -> Result<updraft_core::model::App, ApiError> {
-    let not_found = || {
-        ApiError::not_found(
-            ErrorCode::AppNotFound,
-            format!("app {app_id} does not exist"),
-        )
-    };
-    if !caller.can_see(app_id) {
-        return Err(not_found());
-    }
-    state.store.get_app(app_id).await?.ok_or_else(not_found)
+    state.apps.visible(caller, app_id).await
 }
 
 #[cfg(test)]

@@ -67,8 +67,8 @@ pub async fn history(
     let limit = limit(query.limit)?;
     // One more than shown: the oldest shown entry's previous bundles.
     let entries = state
-        .store
-        .channel_history(&app_id, &name, limit + 1)
+        .release_changes
+        .history(&app_id, &name, limit + 1)
         .await?;
     let mut history: Vec<HistoryEntryView> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate().take(limit as usize) {
@@ -205,8 +205,8 @@ pub async fn list_schedules(
             .await?;
     }
     let schedules = state
-        .store
-        .list_schedules(&app_id, query.channel.as_deref())
+        .control
+        .schedules(&app_id, query.channel.as_deref())
         .await?;
     Ok(Json(ScheduleList {
         schedules: schedules.into_iter().map(ScheduleView::from).collect(),

@@ -76,11 +76,7 @@ fn not_found(id: i64) -> ApiError {
 /// The webhook, or 404 — also for webhooks the key may not see (another
 /// app's, or a global one for an app-scoped key).
 async fn visible_webhook(state: &AppState, caller: &Caller, id: i64) -> Result<Webhook, ApiError> {
-    let hook = state
-        .store
-        .get_webhook(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let hook = state.webhooks.get(id).await?.ok_or_else(|| not_found(id))?;
     let visible = match (&hook.app_id, &caller.key.app_id) {
         (_, None) => true,
         (Some(app), Some(scope)) => app == scope,
@@ -111,7 +107,7 @@ pub async fn list(
     let app_id =
         super::validate::app_id_filter(query.app_id)?.or_else(|| caller.key.app_id.clone());
     caller.require(Role::Admin, app_id.as_deref())?;
-    let hooks = state.store.list_webhooks(app_id.as_deref()).await?;
+    let hooks = state.webhooks.list(app_id.as_deref()).await?;
     let scope = caller.key.app_id.as_deref();
     Ok(Json(WebhookList {
         webhooks: hooks
@@ -276,7 +272,7 @@ pub async fn deliveries(
     let id = parse_id(&id)?;
     visible_webhook(&state, &caller, id).await?;
     let limit = super::validate::page_limit(query.limit, 50, 500)?;
-    let deliveries = state.store.list_deliveries(id, limit).await?;
+    let deliveries = state.webhooks.deliveries(id, limit).await?;
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     }))

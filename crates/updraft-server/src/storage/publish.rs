@@ -25,7 +25,7 @@ use updraft_bundle::ZipLimits;
 use updraft_core::model::{Bundle, Clock, ManifestFile};
 use updraft_core::validate::normalize_hex;
 use updraft_store::blob::{BlobError, BlobStore};
-use updraft_store::{BundleStore, NewBundle};
+use updraft_store::{BundleStore, Entity, NewBundle, StoreError};
 
 /// Most entries one manifest may list.
 pub const MAX_MANIFEST_ENTRIES: usize = 50_000;
@@ -282,6 +282,17 @@ impl PublishService {
             }
         }
         Ok(MissingBlobs { missing })
+    }
+
+    /// Refuses a version of `app_id` that exists (409 `bundle_already_exists`)
+    /// or existed (a deleted bundle's name) before the expensive checks;
+    /// the insert still enforces it against races.
+    pub async fn version_free(&self, app_id: &str, version: &str) -> Result<(), ApiError> {
+        match self.bundles.get_bundle(app_id, version).await? {
+            Some(existing) if existing.deleted => Err(StoreError::DeletedNameReused.into()),
+            Some(_) => Err(StoreError::AlreadyExists(Entity::Bundle).into()),
+            None => Ok(()),
+        }
     }
 
     /// Checks the stored files of `new` (its zip, its manifest) and the app's

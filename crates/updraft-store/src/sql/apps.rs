@@ -72,8 +72,16 @@ impl AppStore for EngineStore {
         rows::app(&row)
     }
 
-    async fn delete_app(&self, app_id: &str) -> StoreResult<()> {
+    async fn delete_app(&self, app_id: &str, now: Millis) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
+        // Keys limited to the app die with it, in the same transaction: a
+        // later app of the same id must not find them alive. Revoking again
+        // keeps the first revocation time.
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE app_id = $1")
+            .bind(app_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         // Children first and explicitly: devices and stats have no foreign key,
         // and the order keeps every reference valid at each step.
         for statement in [

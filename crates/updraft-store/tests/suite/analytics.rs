@@ -426,7 +426,7 @@ pub async fn suite_delete_app_removes_analytics<S: Store>(s: &S) {
             .len(),
         1
     );
-    s.delete_app(APP).await.unwrap();
+    s.delete_app(APP, 100).await.unwrap();
     assert_eq!(
         s.stats_rollups(APP, &day, &day).await.unwrap(),
         Rollups::default()

@@ -193,10 +193,10 @@ pub async fn suite_apps<S: Store>(s: &S) {
         Err(StoreError::NotFound(Entity::App))
     ));
 
-    s.delete_app("com.aaa.first").await.unwrap();
+    s.delete_app("com.aaa.first", 100).await.unwrap();
     assert_eq!(s.get_app("com.aaa.first").await.unwrap(), None);
     assert!(matches!(
-        s.delete_app("com.aaa.first").await,
+        s.delete_app("com.aaa.first", 100).await,
         Err(StoreError::NotFound(Entity::App))
     ));
     s.ping().await.unwrap();
@@ -1108,6 +1108,64 @@ pub async fn suite_release<S: Store>(s: &S) {
     assert_eq!(release.channel_by_id(zeta.id).unwrap().name, "zeta");
 }
 
+/// Deleting an app revokes the keys limited to it in the same transaction
+/// (a reused app id must not bring them back); other keys stay as they were,
+/// and a delete that finds no app revokes nothing.
+pub async fn suite_delete_app_revokes_its_keys<S: Store>(s: &S) {
+    s.create_app(APP, "Example", 1).await.unwrap();
+    s.create_app(OTHER_APP, "Other", 1).await.unwrap();
+    let key = |name: &str, app_id: Option<&str>| NewApiKey {
+        name: name.to_string(),
+        role: Role::Publisher,
+        app_id: app_id.map(str::to_string),
+        expires_at: None,
+    };
+    let (scoped, scoped_secret) = s.create_api_key(key("scoped", Some(APP)), 2).await.unwrap();
+    let (revoked, _) = s
+        .create_api_key(key("revoked", Some(APP)), 2)
+        .await
+        .unwrap();
+    s.revoke_api_key(&revoked.id.to_string(), 3).await.unwrap();
+    let (other, _) = s
+        .create_api_key(key("other", Some(OTHER_APP)), 2)
+        .await
+        .unwrap();
+    let (global, _) = s.create_api_key(key("global", None), 2).await.unwrap();
+    let (unborn, _) = s
+        .create_api_key(key("unborn", Some("com.example.missing")), 2)
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        s.delete_app("com.example.missing", 9).await,
+        Err(StoreError::NotFound(Entity::App))
+    ));
+    s.delete_app(APP, 10).await.unwrap();
+
+    let revoked_at = |keys: &[updraft_core::model::ApiKey], id: i64| {
+        keys.iter().find(|k| k.id == id).unwrap().revoked_at
+    };
+    let keys = s.list_api_keys().await.unwrap();
+    assert_eq!(revoked_at(&keys, scoped.id), Some(10));
+    assert_eq!(
+        revoked_at(&keys, revoked.id),
+        Some(3),
+        "first revocation kept"
+    );
+    assert_eq!(revoked_at(&keys, other.id), None);
+    assert_eq!(revoked_at(&keys, global.id), None);
+    assert_eq!(
+        revoked_at(&keys, unborn.id),
+        None,
+        "rolled back with the delete"
+    );
+
+    // The app id is free again; its old key stays dead.
+    s.create_app(APP, "Again", 11).await.unwrap();
+    let found = s.find_api_key(&scoped_secret).await.unwrap().unwrap();
+    assert!(!found.is_usable(12));
+}
+
 /// Deleting an app removes all of it, and nothing of another app.
 pub async fn suite_delete_app<S: Store>(s: &S) {
     for app in [APP, OTHER_APP] {
@@ -1144,7 +1202,7 @@ pub async fn suite_delete_app<S: Store>(s: &S) {
         .unwrap();
     }
 
-    s.delete_app(APP).await.unwrap();
+    s.delete_app(APP, 100).await.unwrap();
     assert_eq!(s.get_app(APP).await.unwrap(), None);
     assert!(s.list_bundles(APP, true).await.unwrap().is_empty());
     assert!(s.list_channels(APP).await.unwrap().is_empty());

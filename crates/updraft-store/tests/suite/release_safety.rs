@@ -1099,7 +1099,7 @@ pub async fn suite_deletes_take_release_rows<S: Store>(s: &S) {
     assert_eq!(channel_rows(s, APP, "beta").await, (0, 0, 0, 0));
     assert_eq!(channel_rows(s, APP, "production").await, (1, 1, 1, 1));
 
-    s.delete_app(APP).await.unwrap();
+    s.delete_app(APP, 100).await.unwrap();
     assert_eq!(channel_rows(s, APP, "production").await, (0, 0, 0, 0));
     assert_eq!(channel_rows(s, OTHER_APP, "production").await, (1, 1, 1, 1));
     // The audit log keeps what happened to the deleted app.

@@ -148,7 +148,7 @@ pub async fn suite_webhook_fan_out<S: Store>(s: &S) {
     assert_eq!(s.due_deliveries(6_000, 2).await.unwrap().len(), 2);
 
     // Deleting an app removes its webhooks (and their deliveries); global stay.
-    s.delete_app(OTHER_APP).await.unwrap();
+    s.delete_app(OTHER_APP, 100).await.unwrap();
     assert_eq!(
         ids(s.list_webhooks(None).await.unwrap()),
         vec![global.id, app_bundles.id, disabled.id]

@@ -180,6 +180,14 @@ async fn bad_management_input_is_refused_with_codes() {
         .await;
     assert_eq!((st, b["error"].as_str()), (404, Some("channel_not_found")));
     let (st, b) = s
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/apps/{APP}/devices/{DEVICE}/channel"),
+            None,
+        )
+        .await;
+    assert_eq!((st, b["error"].as_str()), (404, Some("override_not_found")));
+    let (st, b) = s
         .api(Method::GET, "/api/v1/apps/com.unknown.app/channels", None)
         .await;
     assert_eq!((st, b["error"].as_str()), (404, Some("app_not_found")));
@@ -253,10 +261,37 @@ async fn openapi_document_lists_the_routes() {
 async fn deleting_an_app_removes_it_for_devices() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
+    let scoped = create_key(&s.data_dir, "ci", "publisher", &["--app", APP]);
+    let other = create_key(&s.data_dir, "other", "viewer", &["--app", "com.other.app"]);
     let (st, _) = s
         .api(Method::DELETE, &format!("/api/v1/apps/{APP}"), None)
         .await;
     assert_eq!(st, 204);
     let (_, b) = s.post("/updates", &device_body()).await;
     assert_refusal(&b, "app_not_found", "failed");
+
+    // The app's keys went with it, and stay dead when its id is reused;
+    // keys of other apps are untouched.
+    let (st, _) = s
+        .api(Method::POST, "/api/v1/apps", Some(&json!({"app_id": APP})))
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = s
+        .api_as(&scoped, Method::GET, &format!("/api/v1/apps/{APP}"), None)
+        .await;
+    assert_eq!(st, 401);
+    let (st, b) = s.api(Method::GET, "/api/v1/apikeys", None).await;
+    assert_eq!(st, 200);
+    let revoked = |name: &str| {
+        b["apikeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == name)
+            .map(|k| k["revoked_at"].is_string())
+    };
+    assert_eq!(revoked("ci"), Some(true), "{b}");
+    assert_eq!(revoked("other"), Some(false), "{b}");
+    let (st, _) = s.api_as(&other, Method::GET, "/api/v1/apps", None).await;
+    assert_eq!(st, 200);
 }
