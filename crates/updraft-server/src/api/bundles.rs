@@ -82,8 +82,8 @@ pub async fn list(
     existing_app(&state, &caller, &app_id).await?;
     let channels = channels_by_bundle(&state, &app_id).await?;
     let bundles = state
-        .store
-        .list_bundles(&app_id, query.include_deleted)
+        .release_changes
+        .bundles(&app_id, query.include_deleted)
         .await?;
     Ok(Json(BundleList {
         bundles: bundles
@@ -395,16 +395,7 @@ async fn existing_bundle(
     app_id: &str,
     version: &str,
 ) -> Result<Bundle, ApiError> {
-    state
-        .store
-        .get_bundle(app_id, version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::BundleNotFound,
-                format!("bundle {version} of {app_id} does not exist"),
-            )
-        })
+    state.release_changes.existing_bundle(app_id, version).await
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "show_bundles",
@@ -506,8 +497,8 @@ async fn refuse_if_in_use(
         }
     }
     let schedules: Vec<ScheduledRelease> = state
-        .store
-        .list_schedules(app_id, None)
+        .control
+        .schedules(app_id, None)
         .await?
         .into_iter()
         .filter(|s| s.status == ScheduleStatus::Pending)
