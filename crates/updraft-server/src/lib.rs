@@ -1,6 +1,7 @@
 //! Updraft's HTTP layer: the device API the plugin calls, the management API,
 //! health endpoints, and the background writers behind them.
 
+pub mod analytics;
 pub mod api;
 pub mod apikeys;
 pub mod apps;
@@ -527,7 +528,11 @@ impl Server {
             Arc::clone(&release_changes),
             Arc::clone(&audit),
         ));
+        let analytics = Arc::new(analytics::AnalyticsService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::AnalyticsStore>
+        ));
         let state = AppState {
+            analytics,
             devices,
             apps,
             apikeys,

@@ -233,6 +233,8 @@ pub struct AppState {
     pub apikeys: Arc<crate::apikeys::ApiKeyService>,
     /// The device registry and admin channel overrides, for the management API.
     pub devices: Arc<crate::devices::DeviceService>,
+    /// Analytics reports and raw event exports.
+    pub analytics: Arc<crate::analytics::AnalyticsService>,
 }
 
 /// The storage services as handler state: a handler names the one it
