@@ -8,6 +8,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod body_limit;
+pub mod bundles;
 pub mod cluster;
 pub mod control;
 pub mod cors;
@@ -531,7 +532,15 @@ impl Server {
         let analytics = Arc::new(analytics::AnalyticsService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::AnalyticsStore>
         ));
+        let bundles = Arc::new(bundles::BundleService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::BundleStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::ScheduleStore>,
+            Arc::clone(&release_changes),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
+            bundles,
             analytics,
             devices,
             apps,

@@ -259,15 +259,6 @@ impl ReleaseService {
             })
     }
 
-    /// The app's bundles (deleted ones too when `include_deleted`).
-    pub async fn bundles(
-        &self,
-        app_id: &str,
-        include_deleted: bool,
-    ) -> Result<Vec<Bundle>, ApiError> {
-        Ok(self.bundles.list_bundles(app_id, include_deleted).await?)
-    }
-
     /// A bundle by version name, deleted or not, or 404 `bundle_not_found`.
     pub async fn existing_bundle(&self, app_id: &str, version: &str) -> Result<Bundle, ApiError> {
         self.bundles

@@ -235,6 +235,8 @@ pub struct AppState {
     pub devices: Arc<crate::devices::DeviceService>,
     /// Analytics reports and raw event exports.
     pub analytics: Arc<crate::analytics::AnalyticsService>,
+    /// Published bundles: views, metadata changes, deletion.
+    pub bundles: Arc<crate::bundles::BundleService>,
 }
 
 /// The storage services as handler state: a handler names the one it
