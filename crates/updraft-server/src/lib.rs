@@ -2,12 +2,14 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod access_log;
+pub mod analytics;
 pub mod api;
 pub mod apikeys;
 pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod body_limit;
+pub mod bundles;
 pub mod cluster;
 pub mod control;
 pub mod cors;
@@ -575,7 +577,19 @@ impl Server {
             Arc::clone(&release_changes),
             Arc::clone(&audit),
         ));
+        let analytics = Arc::new(analytics::AnalyticsService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::AnalyticsStore>
+        ));
+        let bundles = Arc::new(bundles::BundleService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::BundleStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::ScheduleStore>,
+            Arc::clone(&release_changes),
+            Arc::clone(&clock),
+            Arc::clone(&audit),
+        ));
         let state = AppState {
+            bundles,
+            analytics,
             devices,
             apps,
             apikeys,

@@ -259,6 +259,19 @@ impl ReleaseService {
             })
     }
 
+    /// A bundle by version name, deleted or not, or 404 `bundle_not_found`.
+    pub async fn existing_bundle(&self, app_id: &str, version: &str) -> Result<Bundle, ApiError> {
+        self.bundles
+            .get_bundle(app_id, version)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::BundleNotFound,
+                    format!("bundle {version} of {app_id} does not exist"),
+                )
+            })
+    }
+
     /// A bundle by version name: `None` for `builtin`, 404 `bundle_not_found`,
     /// 409 `bundle_deleted`.
     pub async fn resolve_bundle(

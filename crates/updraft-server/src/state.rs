@@ -199,6 +199,10 @@ pub struct AppState {
     pub apikeys: Arc<crate::apikeys::ApiKeyService>,
     /// The device registry and admin channel overrides, for the management API.
     pub devices: Arc<crate::devices::DeviceService>,
+    /// Analytics reports and raw event exports.
+    pub analytics: Arc<crate::analytics::AnalyticsService>,
+    /// Published bundles: views, metadata changes, deletion.
+    pub bundles: Arc<crate::bundles::BundleService>,
 }
 
 /// The storage services as handler state: a handler names the one it

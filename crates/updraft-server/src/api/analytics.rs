@@ -3,6 +3,7 @@
 
 use super::analytics_views::StatsReportView;
 use super::{existing_app, ApiQuery, Caller};
+use crate::analytics::AnalyticsService;
 use crate::api::Path;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -11,12 +12,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use updraft_core::analytics::{build_report, day_of, ReportFilter, MILLIS_PER_DAY};
+use updraft_core::analytics::{day_of, ReportFilter, MILLIS_PER_DAY};
 use updraft_core::model::Role;
-use updraft_store::{EventExportQuery, Store, StoredEvent};
+use updraft_store::{EventExportQuery, StoredEvent};
 
 /// Longest report range: the rollups go back further, but a year of days is
 /// already a large answer.
@@ -70,17 +72,15 @@ pub async fn stats(
         ));
     }
     let (from_day, to_day) = (day_of(since), day_of(until));
-    let rollups = state
-        .store
-        .stats_rollups(&app_id, &from_day, &to_day)
-        .await?;
     let filter = ReportFilter {
         channel: non_blank(q.channel),
         bundle: non_blank(q.bundle),
     };
-    Ok(Json(
-        build_report(&app_id, &from_day, &to_day, &filter, &rollups).into(),
-    ))
+    let report = state
+        .analytics
+        .report(&app_id, &from_day, &to_day, &filter)
+        .await?;
+    Ok(Json(report.into()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,37 +172,26 @@ fn write_event(out: &mut String, format: ExportFormat, stored: &StoredEvent) {
 /// Pages through the events and yields each page as one chunk, so an export
 /// of millions of events never sits in memory.
 fn export_stream(
-    store: Arc<dyn Store>,
+    analytics: &Arc<AnalyticsService>,
     query: EventExportQuery,
     format: ExportFormat,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    let header = (format == ExportFormat::Csv).then_some(CSV_HEADER);
-    futures_util::stream::unfold((Some(query), header), move |(query, header)| {
-        let store = Arc::clone(&store);
-        async move {
-            if let Some(header) = header {
-                return Some((Ok(Bytes::from_static(header.as_bytes())), (query, None)));
+    let header =
+        (format == ExportFormat::Csv).then(|| Ok(Bytes::from_static(CSV_HEADER.as_bytes())));
+    let pages = analytics.export_pages(query).map(move |page| match page {
+        Ok(page) => {
+            let mut text = String::with_capacity(page.len() * 256);
+            for stored in &page {
+                write_event(&mut text, format, stored);
             }
-            let mut query = query?;
-            match store.export_events(&query).await {
-                Ok(page) if page.is_empty() => None,
-                Ok(page) => {
-                    let mut text = String::with_capacity(page.len() * 256);
-                    for stored in &page {
-                        write_event(&mut text, format, stored);
-                    }
-                    let full_page = page.len() as i64 >= query.limit;
-                    query.after_id = page.last().map_or(query.after_id, |e| e.id);
-                    let next = full_page.then_some(query);
-                    Some((Ok(Bytes::from(text)), (next, None)))
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "event export failed part-way");
-                    Some((Err(std::io::Error::other(err.to_string())), (None, None)))
-                }
-            }
+            Ok(Bytes::from(text))
         }
-    })
+        Err(err) => {
+            tracing::error!(error = %err, "event export failed part-way");
+            Err(std::io::Error::other(err.to_string()))
+        }
+    });
+    futures_util::stream::iter(header).chain(pages)
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/events/export", tag = "analytics", operation_id = "export_events",
@@ -247,7 +236,7 @@ pub async fn export(
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
     };
-    let body = Body::from_stream(export_stream(Arc::clone(&state.store), query, format));
+    let body = Body::from_stream(export_stream(&state.analytics, query, format));
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

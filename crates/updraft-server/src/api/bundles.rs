@@ -5,6 +5,7 @@ use super::views::{BundleList, BundleView, CreateBundle, UpdateBundle};
 use super::{compat, existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
 use crate::audit;
+use crate::bundles;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
 use crate::release_changes::{Actor, ReleaseChange, RolloutRequest};
@@ -15,52 +16,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use std::collections::HashMap;
 
-use updraft_core::model::{Bundle, Role, ScheduleStatus, ScheduledAction, ScheduledRelease};
+use updraft_core::model::Role;
 use updraft_core::validate::normalize_hex;
 use updraft_store::{BundleMetadataPatch, NewBundle};
-
-/// Which channels use a bundle, for the views.
-#[derive(Default)]
-struct ChannelUse {
-    /// As their stable bundle.
-    stable: Vec<String>,
-    /// As their rollout bundle.
-    rollout: Vec<String>,
-}
-
-async fn channels_by_bundle(
-    state: &AppState,
-    app_id: &str,
-) -> Result<HashMap<i64, ChannelUse>, ApiError> {
-    let mut map: HashMap<i64, ChannelUse> = HashMap::new();
-    for channel in state.release_changes.channels(app_id).await? {
-        if let Some(rollout) = &channel.rollout {
-            map.entry(rollout.bundle_id)
-                .or_default()
-                .rollout
-                .push(channel.name.clone());
-        }
-        if let Some(id) = channel.bundle_id {
-            map.entry(id).or_default().stable.push(channel.name);
-        }
-    }
-    Ok(map)
-}
-
-fn view(
-    state: &AppState,
-    headers: &HeaderMap,
-    bundle: Bundle,
-    channels: &HashMap<i64, ChannelUse>,
-) -> BundleView {
-    let (stable, rollout) = channels
-        .get(&bundle.id)
-        .map(|used| (used.stable.clone(), used.rollout.clone()))
-        .unwrap_or_default();
-    BundleView::new(bundle, &state.base_url(headers), stable, rollout)
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -80,17 +39,11 @@ pub async fn list(
 ) -> Result<Json<BundleList>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let channels = channels_by_bundle(&state, &app_id).await?;
     let bundles = state
-        .store
-        .list_bundles(&app_id, query.include_deleted)
+        .bundles
+        .list(&app_id, query.include_deleted, &state.base_url(&headers))
         .await?;
-    Ok(Json(BundleList {
-        bundles: bundles
-            .into_iter()
-            .map(|b| view(&state, &headers, b, &channels))
-            .collect(),
-    }))
+    Ok(Json(BundleList { bundles }))
 }
 
 /// Where a new bundle's zip comes from.
@@ -336,7 +289,11 @@ pub async fn create(
     };
     let bundle = state.publish.publish(new, files).await?;
     // Recorded as created, before any channel points at it.
-    let created = audit::view(&view(&state, &headers, bundle.clone(), &HashMap::new()));
+    let created = audit::view(&bundles::view(
+        bundle.clone(),
+        &state.base_url(&headers),
+        &bundles::ChannelUses::new(),
+    ));
     state
         .audit
         .log(
@@ -383,28 +340,11 @@ pub async fn create(
             .await?;
     }
     refresh_release(&state, &app_id).await;
-    let channels = channels_by_bundle(&state, &app_id).await?;
+    let uses = state.bundles.channel_uses(&app_id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(view(&state, &headers, bundle, &channels)),
+        Json(bundles::view(bundle, &state.base_url(&headers), &uses)),
     ))
-}
-
-async fn existing_bundle(
-    state: &AppState,
-    app_id: &str,
-    version: &str,
-) -> Result<Bundle, ApiError> {
-    state
-        .store
-        .get_bundle(app_id, version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::BundleNotFound,
-                format!("bundle {version} of {app_id} does not exist"),
-            )
-        })
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "show_bundles",
@@ -417,9 +357,11 @@ pub async fn show(
 ) -> Result<Json<BundleView>, ApiError> {
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let bundle = existing_bundle(&state, &app_id, &version).await?;
-    let channels = channels_by_bundle(&state, &app_id).await?;
-    Ok(Json(view(&state, &headers, bundle, &channels)))
+    let shown = state
+        .bundles
+        .show(&app_id, &version, &state.base_url(&headers))
+        .await?;
+    Ok(Json(shown))
 }
 
 #[utoipa::path(patch, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "update_bundles", request_body = UpdateBundle,
@@ -433,47 +375,15 @@ pub async fn update(
 ) -> Result<Json<BundleView>, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let bundle = existing_bundle(&state, &app_id, &version).await?;
-    if bundle.deleted {
-        return Err(ApiError::conflict(
-            ErrorCode::BundleDeleted,
-            format!("bundle {version} is deleted"),
-        ));
-    }
-    if let Some(Some(link)) = &body.link {
-        validate::text("link", link, 2048)?;
-    }
-    if let Some(Some(comment)) = &body.comment {
-        validate::text("comment", comment, 4096)?;
-    }
-    if let Some(Some(min)) = &body.min_update_version {
-        validate::bundle_version(min)?;
-    }
     let patch = BundleMetadataPatch {
         link: body.link,
         comment: body.comment,
         min_update_version: body.min_update_version,
     };
-    let channels = channels_by_bundle(&state, &app_id).await?;
-    let before = audit::view(&view(&state, &headers, bundle, &channels));
-    let bundle = state
-        .store
-        .update_bundle_metadata(&app_id, &version, patch)
+    let updated = state
+        .bundles
+        .update_metadata(&caller, &app_id, &version, patch, &state.base_url(&headers))
         .await?;
-    refresh_release(&state, &app_id).await;
-    let channels = channels_by_bundle(&state, &app_id).await?;
-    let updated = view(&state, &headers, bundle, &channels);
-    state
-        .audit
-        .log(
-            &caller,
-            Some(&app_id),
-            "bundle.update",
-            &version,
-            before,
-            audit::view(&updated),
-        )
-        .await;
     Ok(Json(updated))
 }
 
@@ -481,72 +391,6 @@ pub async fn update(
 pub struct DeleteQuery {
     #[serde(default)]
     force: bool,
-}
-
-/// 409 `bundle_in_use` when channels serve `bundle` or pending schedules
-/// name it: `channels` ([{"name", "as": "stable"|"rollout"}]) and
-/// `schedules` ([{"id", "channel", "run_at"}]) say which.
-async fn refuse_if_in_use(
-    state: &AppState,
-    app_id: &str,
-    bundle: &Bundle,
-    channels: &HashMap<i64, ChannelUse>,
-) -> Result<(), ApiError> {
-    let used = channels.get(&bundle.id);
-    let mut users: Vec<serde_json::Value> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    if let Some(used) = used {
-        for name in &used.stable {
-            users.push(serde_json::json!({"name": name, "as": "stable"}));
-            names.push(name.clone());
-        }
-        for name in &used.rollout {
-            users.push(serde_json::json!({"name": name, "as": "rollout"}));
-            names.push(format!("{name} (rollout)"));
-        }
-    }
-    let schedules: Vec<ScheduledRelease> = state
-        .store
-        .list_schedules(app_id, None)
-        .await?
-        .into_iter()
-        .filter(|s| s.status == ScheduleStatus::Pending)
-        .filter(|s| match &s.action {
-            ScheduledAction::SetBundle { bundle: name }
-            | ScheduledAction::StartRollout { bundle: name, .. } => *name == bundle.name,
-        })
-        .collect();
-    if users.is_empty() && schedules.is_empty() {
-        return Ok(());
-    }
-    let mut parts = Vec::new();
-    let mut advice = Vec::new();
-    if !names.is_empty() {
-        parts.push(format!("served by channel {}", names.join(", ")));
-        advice.push("point those channels at another bundle");
-    }
-    if !schedules.is_empty() {
-        let ids: Vec<String> = schedules.iter().map(|s| format!("#{}", s.id)).collect();
-        parts.push(format!("named by pending schedule {}", ids.join(", ")));
-        advice.push("cancel those schedules");
-    }
-    let schedule_list: Vec<serde_json::Value> = schedules
-        .iter()
-        .map(|s| {
-            serde_json::json!({"id": s.id, "channel": s.channel, "run_at": super::views::rfc3339(s.run_at)})
-        })
-        .collect();
-    Err(ApiError::conflict(
-        ErrorCode::BundleInUse,
-        format!(
-            "bundle {} is {}; {} first, or delete with force=true",
-            bundle.name,
-            parts.join(" and "),
-            advice.join(" and ")
-        ),
-    )
-    .with("channels", users)
-    .with("schedules", schedule_list))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/bundles/{version}", tag = "bundles", operation_id = "delete_bundles",
@@ -562,33 +406,15 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
-    let bundle = existing_bundle(&state, &app_id, &version).await?;
-    if bundle.deleted {
-        return Err(ApiError::not_found(
-            ErrorCode::BundleNotFound,
-            format!("bundle {version} is already deleted"),
-        ));
-    }
-    let channels = channels_by_bundle(&state, &app_id).await?;
-    if !query.force {
-        refuse_if_in_use(&state, &app_id, &bundle, &channels).await?;
-    }
-    let before = audit::view(&view(&state, &headers, bundle, &channels));
     state
-        .store
-        .delete_bundle(&app_id, &version, state.clock.now())
-        .await?;
-    refresh_release(&state, &app_id).await;
-    state
-        .audit
-        .log(
+        .bundles
+        .delete(
             &caller,
-            Some(&app_id),
-            "bundle.delete",
+            &app_id,
             &version,
-            before,
-            None,
+            query.force,
+            &state.base_url(&headers),
         )
-        .await;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

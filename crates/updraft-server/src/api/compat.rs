@@ -109,15 +109,9 @@ pub async fn show(
         .existing_channel(&app_id, &name)
         .await?;
     let bundle = state
-        .store
-        .get_bundle(&app_id, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::BundleNotFound,
-                format!("bundle {version} of {app_id} does not exist"),
-            )
-        })?;
+        .release_changes
+        .existing_bundle(&app_id, &version)
+        .await?;
     let comparison = state
         .release_changes
         .compare(&channel, bundle.native_packages.as_deref())

@@ -14,7 +14,7 @@ mod gc;
 mod openapi;
 mod releases;
 mod uploads;
-mod validate;
+pub(crate) mod validate;
 pub mod views;
 mod webhooks;
 
