@@ -1,27 +1,48 @@
 //! Devices as the management API sees them: the registry (what each device
 //! last reported) and the per-device channel overrides an admin sets.
 
-use crate::api::views::OverrideView;
+use crate::api::views::{DeviceDetail, DeviceView, EventView, OverrideView};
 use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::ReleaseService;
 use crate::releases::ReleaseCache;
+use crate::writers::RegistryWriter;
 use std::collections::HashMap;
 use std::sync::Arc;
-use updraft_core::model::Device;
-use updraft_store::{ChannelStore, DeviceQuery, DeviceStore, OverrideStore};
+use updraft_core::model::{Clock, Device, OverrideSource};
+use updraft_store::{ChannelStore, DeviceQuery, DeviceStore, OverrideStore, StatsStore};
 
-/// Device look-ups and override changes: the device, override and channel
-/// stores, the in-memory releases (every override of an app, kept current),
-/// the release refresh and the audit log.
+/// How many of a device's latest events its detail view shows.
+const RECENT_EVENTS: i64 = 50;
+
+/// Device look-ups and override changes: the device, override, channel and
+/// event stores, the registry writer (flushed before a look-up), the
+/// in-memory releases (every override of an app, kept current), the release
+/// refresh, the audit log and the clock.
 pub struct DeviceService {
     devices: Arc<dyn DeviceStore>,
     overrides: Arc<dyn OverrideStore>,
     channels: Arc<dyn ChannelStore>,
+    events: Arc<dyn StatsStore>,
+    registry: Arc<RegistryWriter>,
     cache: Arc<ReleaseCache>,
     releases: Arc<ReleaseService>,
     audit: Arc<AuditService>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What the device service needs, built once by the server.
+pub struct DeviceServiceParts {
+    pub devices: Arc<dyn DeviceStore>,
+    pub overrides: Arc<dyn OverrideStore>,
+    pub channels: Arc<dyn ChannelStore>,
+    pub events: Arc<dyn StatsStore>,
+    pub registry: Arc<RegistryWriter>,
+    pub cache: Arc<ReleaseCache>,
+    pub releases: Arc<ReleaseService>,
+    pub audit: Arc<AuditService>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// One page of an app's devices and how many match in all.
@@ -31,22 +52,106 @@ pub struct DevicePage {
 }
 
 impl DeviceService {
-    pub fn new(
-        devices: Arc<dyn DeviceStore>,
-        overrides: Arc<dyn OverrideStore>,
-        channels: Arc<dyn ChannelStore>,
-        cache: Arc<ReleaseCache>,
-        releases: Arc<ReleaseService>,
-        audit: Arc<AuditService>,
-    ) -> DeviceService {
+    pub fn new(parts: DeviceServiceParts) -> DeviceService {
+        let DeviceServiceParts {
+            devices,
+            overrides,
+            channels,
+            events,
+            registry,
+            cache,
+            releases,
+            audit,
+            clock,
+        } = parts;
         DeviceService {
             devices,
             overrides,
             channels,
+            events,
+            registry,
             cache,
             releases,
             audit,
+            clock,
         }
+    }
+
+    /// One device as last reported, its override and its latest events
+    /// (404 `device_not_found` when it has not been seen for the app).
+    pub async fn show(&self, app_id: &str, device_id: &str) -> Result<DeviceDetail, ApiError> {
+        // Flush first so a device seen a moment ago is there.
+        if let Err(err) = self.registry.flush().await {
+            tracing::warn!(error = %err, "registry flush before device lookup failed");
+        }
+        let device = self
+            .devices
+            .get_device(app_id, device_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::DeviceNotFound,
+                    format!("device {device_id} has not been seen for {app_id}"),
+                )
+            })?;
+        let channel_override = self.current_override(app_id, device_id);
+        let recent_events = self
+            .events
+            .list_events(app_id, Some(device_id), RECENT_EVENTS)
+            .await?
+            .into_iter()
+            .map(EventView::from)
+            .collect();
+        Ok(DeviceDetail {
+            device: DeviceView::new(device, &self.cache.get(app_id)),
+            channel_override,
+            recent_events,
+        })
+    }
+
+    /// Pins the device to `channel` (404 `channel_not_found` when the app has
+    /// no such channel), whatever its app's channels would give it.
+    pub async fn set_override(
+        &self,
+        caller: &Caller,
+        app_id: &str,
+        device_id: &str,
+        channel: &str,
+    ) -> Result<OverrideView, ApiError> {
+        let channel = self
+            .channels
+            .get_channel(app_id, channel)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::ChannelNotFound,
+                    format!("channel {channel} of {app_id} does not exist"),
+                )
+            })?;
+        let before = self.current_override(app_id, device_id);
+        let stored = self
+            .overrides
+            .set_override(
+                app_id,
+                device_id,
+                channel.id,
+                OverrideSource::Admin,
+                self.clock.now(),
+            )
+            .await?;
+        self.releases.refresh(app_id).await;
+        let view = OverrideView::new(stored, channel.name);
+        self.audit
+            .log(
+                caller,
+                Some(app_id),
+                "device.override.set",
+                device_id,
+                before.as_ref().and_then(audit::view),
+                audit::view(&view),
+            )
+            .await;
+        Ok(view)
     }
 
     /// The page of `app_id`'s devices that `query` asks for, with the count

@@ -569,14 +569,17 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&audit),
         ));
-        let devices = Arc::new(devices::DeviceService::new(
-            Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
-            Arc::clone(&store) as Arc<dyn updraft_store::OverrideStore>,
-            Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
-            Arc::clone(&releases),
-            Arc::clone(&release_changes),
-            Arc::clone(&audit),
-        ));
+        let devices = Arc::new(devices::DeviceService::new(devices::DeviceServiceParts {
+            devices: Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
+            overrides: Arc::clone(&store) as Arc<dyn updraft_store::OverrideStore>,
+            channels: Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
+            events: Arc::clone(&store) as Arc<dyn updraft_store::StatsStore>,
+            registry: Arc::clone(&registry),
+            cache: Arc::clone(&releases),
+            releases: Arc::clone(&release_changes),
+            audit: Arc::clone(&audit),
+            clock: Arc::clone(&clock),
+        }));
         let analytics = Arc::new(analytics::AnalyticsService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::AnalyticsStore>
         ));

@@ -1,19 +1,16 @@
 //! Devices: the registry (what each device last reported) and per-device
 //! channel overrides.
 
-use super::views::{
-    DeviceDetail, DeviceList, DeviceView, EventView, OverrideList, OverrideView, SetOverride,
-};
-use super::{existing_app, refresh_release, validate, ApiQuery, Caller, JsonBody};
+use super::views::{DeviceDetail, DeviceList, DeviceView, OverrideList, OverrideView, SetOverride};
+use super::{existing_app, validate, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::audit;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use updraft_core::model::{OverrideSource, ReleaseConfig, Role};
+use updraft_core::model::Role;
 use updraft_store::DeviceQuery;
 
 #[derive(Deserialize)]
@@ -67,51 +64,7 @@ pub async fn show(
     caller.require(Role::Viewer, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
-    // Flush first so a device seen a moment ago is there.
-    if let Err(err) = state.registry.flush().await {
-        tracing::warn!(error = %err, "registry flush before device lookup failed");
-    }
-    let device = state
-        .store
-        .get_device(&app_id, &device_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::DeviceNotFound,
-                format!("device {device_id} has not been seen for {app_id}"),
-            )
-        })?;
-    // The in-memory release holds every override: no need to read them all.
-    let release = state.releases.get(&app_id);
-    let channel_override = current_override(&release, &device_id);
-    let recent_events = state
-        .store
-        .list_events(&app_id, Some(&device_id), 50)
-        .await?
-        .into_iter()
-        .map(EventView::from)
-        .collect();
-    Ok(Json(DeviceDetail {
-        device: DeviceView::new(device, &release),
-        channel_override,
-        recent_events,
-    }))
-}
-
-/// A device's override as the in-memory release holds it (every override of
-/// the app, kept current after each change).
-fn current_override(release: &ReleaseConfig, device_id: &str) -> Option<OverrideView> {
-    let existing = release.overrides.get(device_id)?;
-    let name = release
-        .channel_by_id(existing.channel_id)
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
-    Some(OverrideView::new(existing.clone(), name))
-}
-
-/// [`current_override`] as the audit log's `before`.
-fn override_before(state: &AppState, app_id: &str, device_id: &str) -> Option<serde_json::Value> {
-    current_override(&state.releases.get(app_id), device_id).and_then(|o| audit::view(&o))
+    Ok(Json(state.devices.show(&app_id, &device_id).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "set_override_devices", request_body = SetOverride,
@@ -125,41 +78,12 @@ pub async fn set_override(
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
-    let channel = state
-        .store
-        .get_channel(&app_id, &body.channel)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::ChannelNotFound,
-                format!("channel {} of {app_id} does not exist", body.channel),
-            )
-        })?;
-    let before = override_before(&state, &app_id, &device_id);
-    let stored = state
-        .store
-        .set_override(
-            &app_id,
-            &device_id,
-            channel.id,
-            OverrideSource::Admin,
-            state.clock.now(),
-        )
-        .await?;
-    refresh_release(&state, &app_id).await;
-    let view = OverrideView::new(stored, channel.name);
-    state
-        .audit
-        .log(
-            &caller,
-            Some(&app_id),
-            "device.override.set",
-            &device_id,
-            before,
-            audit::view(&view),
-        )
-        .await;
-    Ok(Json(view))
+    Ok(Json(
+        state
+            .devices
+            .set_override(&caller, &app_id, &device_id, &body.channel)
+            .await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "unset_override_devices",
