@@ -2,11 +2,11 @@
 //! comes from `updraft apikey create`, which works on the data directory
 //! without a server). Authentication with them is [`crate::auth::AuthService`]'s.
 
-use crate::api::views::{ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_DAYS};
 use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use std::sync::Arc;
+use updraft_api::management::{ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_DAYS};
 use updraft_core::model::{ApiKey, Clock, Millis, Role};
 use updraft_core::validate::is_valid_app_id;
 use updraft_store::{ApiKeyStore, NewApiKey};

@@ -5,13 +5,13 @@
 //! entry recorded here, so a handler only checks the caller's role and maps
 //! the answer.
 
-use crate::api::views::AppView;
 use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::ReleaseService;
 use crate::writers::RegistryWriter;
 use std::sync::Arc;
+use updraft_api::management::AppView;
 use updraft_core::model::{App, Clock};
 use updraft_core::validate::is_valid_app_id;
 use updraft_store::AppStore;

@@ -2,15 +2,16 @@
 //! serve them), metadata changes and soft deletion, each written, refreshed
 //! and recorded in the audit log here.
 
-use crate::api::validate;
-use crate::api::views::{rfc3339, BundleView};
 use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::release_changes::ReleaseService;
+use crate::validate;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+use updraft_api::management::BundleView;
+use updraft_core::analytics::rfc3339;
 use updraft_core::model::{Bundle, Clock, ScheduleStatus, ScheduledAction, ScheduledRelease};
 use updraft_store::{BundleMetadataPatch, BundleStore, ScheduleStore};
 

@@ -1,7 +1,6 @@
 //! Devices as the management API sees them: the registry (what each device
 //! last reported) and the per-device channel overrides an admin sets.
 
-use crate::api::views::{DeviceDetail, DeviceView, EventView, OverrideView};
 use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
@@ -10,6 +9,7 @@ use crate::releases::ReleaseCache;
 use crate::writers::RegistryWriter;
 use std::collections::HashMap;
 use std::sync::Arc;
+use updraft_api::management::{DeviceDetail, DeviceView, EventView, OverrideView};
 use updraft_core::model::{Clock, Device, OverrideSource};
 use updraft_store::{ChannelStore, DeviceQuery, DeviceStore, OverrideStore, StatsStore};
 

@@ -32,6 +32,7 @@ pub mod settings;
 pub mod state;
 pub mod storage;
 pub mod tls;
+pub mod validate;
 pub mod webhook_secrets;
 pub mod webhooks;
 pub mod write_health;
@@ -534,6 +535,7 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&metrics),
             Arc::clone(&webhook_secrets),
+            Arc::clone(&audit),
             config.webhook_delivery(),
         ));
         let release_changes = Arc::new(release_changes::ReleaseService::new(

@@ -6,6 +6,8 @@
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC>`)
 //! and records the outcome.
 
+use crate::audit::{self, AuditService};
+use crate::auth::Caller;
 use crate::metrics::{db_operation, Metrics};
 use crate::webhook_secrets::SecretBox;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,9 +19,10 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use updraft_api::webhooks::WebhookView;
 use updraft_core::analytics::rfc3339;
-use updraft_core::model::{Clock, Millis, WebhookDelivery};
-use updraft_store::{DeliveryAttempt, DueDelivery, StoreError, WebhookStore};
+use updraft_core::model::{Clock, Millis, Webhook, WebhookDelivery};
+use updraft_store::{DeliveryAttempt, DueDelivery, NewWebhook, StoreError, WebhookStore};
 
 /// Event types.
 pub mod events {
@@ -138,8 +141,20 @@ pub struct WebhookService {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     secrets: Arc<SecretBox>,
+    audit: Arc<AuditService>,
     settings: DeliverySettings,
     wake: Notify,
+}
+
+/// A webhook to create, checked, with its secret in plaintext.
+pub struct WebhookToCreate {
+    /// `None` = events of every app.
+    pub app_id: Option<String>,
+    pub url: String,
+    pub secret: String,
+    /// Empty = every event type.
+    pub events: Vec<String>,
+    pub enabled: bool,
 }
 
 impl WebhookService {
@@ -148,6 +163,7 @@ impl WebhookService {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         secrets: Arc<SecretBox>,
+        audit: Arc<AuditService>,
         settings: DeliverySettings,
     ) -> WebhookService {
         WebhookService {
@@ -155,6 +171,7 @@ impl WebhookService {
             clock,
             metrics,
             secrets,
+            audit,
             settings,
             wake: Notify::new(),
         }
@@ -186,6 +203,68 @@ impl WebhookService {
         app_id: Option<&str>,
     ) -> Result<Vec<updraft_core::model::Webhook>, StoreError> {
         self.store.list_webhooks(app_id).await
+    }
+
+    /// Stores a webhook (its secret sealed) and audits it with the secret
+    /// masked.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: WebhookToCreate,
+    ) -> Result<Webhook, StoreError> {
+        let hook = self
+            .store
+            .create_webhook(NewWebhook {
+                app_id: new.app_id,
+                url: new.url,
+                secret: self.secrets.seal(&new.secret),
+                events: new.events,
+                enabled: new.enabled,
+                created_at: self.clock.now(),
+            })
+            .await?;
+        self.audit
+            .log(
+                caller,
+                hook.app_id.as_deref(),
+                "webhook.create",
+                &hook.id.to_string(),
+                None,
+                audit::view(&self.masked(hook.clone())),
+            )
+            .await;
+        Ok(hook)
+    }
+
+    /// Deletes a webhook (with its queued deliveries) and audits it.
+    pub async fn delete(&self, caller: &Caller, hook: Webhook) -> Result<(), StoreError> {
+        self.store.delete_webhook(hook.id).await?;
+        let before = audit::view(&self.masked(hook.clone()));
+        self.audit
+            .log(
+                caller,
+                hook.app_id.as_deref(),
+                "webhook.delete",
+                &hook.id.to_string(),
+                before,
+                None,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// The webhook as the API shows it, its secret masked (it is decrypted to
+    /// take its last 4 characters; one that does not decrypt shows as
+    /// `whsec_…????`).
+    pub fn masked(&self, hook: Webhook) -> WebhookView {
+        let secret = match self.secrets.open(&hook.secret) {
+            Ok(plain) => mask_secret(&plain),
+            Err(err) => {
+                tracing::error!(webhook = hook.id, error = %err, "webhook secret cannot be decrypted");
+                mask_secret("????")
+            }
+        };
+        WebhookView::with_secret(hook, secret)
     }
 
     /// The webhook with this id, if there is one.

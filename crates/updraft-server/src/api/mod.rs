@@ -14,7 +14,7 @@ mod gc;
 mod openapi;
 mod releases;
 mod uploads;
-pub(crate) mod validate;
+pub(crate) use crate::validate;
 pub mod views;
 mod webhooks;
 

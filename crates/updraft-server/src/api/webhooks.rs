@@ -4,47 +4,19 @@
 use super::views::ErrorView;
 use super::{existing_app, ApiQuery, Caller, JsonBody};
 use crate::api::Path;
-use crate::audit;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::webhook_secrets::SecretBox;
-use crate::webhooks::{self, events};
+use crate::webhooks::{self, events, WebhookToCreate};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use updraft_core::model::{Role, Webhook};
-use updraft_store::{Entity, NewWebhook, StoreError};
+use updraft_store::{Entity, StoreError};
 
 pub use updraft_api::webhooks::{
     CreateWebhook, DeliveryList, DeliveryView, WebhookList, WebhookView,
 };
-
-/// How the server shows a stored webhook's secret.
-trait SecretShown {
-    fn masked(hook: Webhook, secrets: &SecretBox) -> Self;
-    fn revealed(hook: Webhook, secret: String) -> Self;
-}
-
-impl SecretShown for WebhookView {
-    /// With the secret masked (it is decrypted to take its last 4
-    /// characters; one that does not decrypt shows as `whsec_…????`).
-    fn masked(hook: Webhook, secrets: &SecretBox) -> Self {
-        let secret = match secrets.open(&hook.secret) {
-            Ok(plain) => webhooks::mask_secret(&plain),
-            Err(err) => {
-                tracing::error!(webhook = hook.id, error = %err, "webhook secret cannot be decrypted");
-                webhooks::mask_secret("????")
-            }
-        };
-        WebhookView::with_secret(hook, secret)
-    }
-
-    /// With `secret`, the plaintext of the stored one.
-    fn revealed(hook: Webhook, secret: String) -> Self {
-        WebhookView::with_secret(hook, secret)
-    }
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -114,7 +86,7 @@ pub async fn list(
             .into_iter()
             // A scoped key does not see the global webhooks.
             .filter(|h| scope.is_none() || h.app_id.as_deref() == scope)
-            .map(|hook| WebhookView::masked(hook, &state.webhook_secrets))
+            .map(|hook| state.webhooks.masked(hook))
             .collect(),
     }))
 }
@@ -175,30 +147,21 @@ pub async fn create(
         }
     };
     let hook = state
-        .store
-        .create_webhook(NewWebhook {
-            app_id: app_id.map(str::to_string),
-            url: url.to_string(),
-            secret: state.webhook_secrets.seal(&secret),
-            events,
-            enabled: body.enabled.unwrap_or(true),
-            created_at: state.clock.now(),
-        })
-        .await?;
-    state
-        .audit
-        .log(
+        .webhooks
+        .create(
             &caller,
-            hook.app_id.as_deref(),
-            "webhook.create",
-            &hook.id.to_string(),
-            None,
-            audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets)),
+            WebhookToCreate {
+                app_id: app_id.map(str::to_string),
+                url: url.to_string(),
+                secret: secret.clone(),
+                events,
+                enabled: body.enabled.unwrap_or(true),
+            },
         )
-        .await;
+        .await?;
     Ok((
         StatusCode::CREATED,
-        Json(WebhookView::revealed(hook, secret)),
+        Json(WebhookView::with_secret(hook, secret)),
     ))
 }
 
@@ -211,7 +174,7 @@ pub async fn show(
 ) -> Result<Json<WebhookView>, ApiError> {
     let id = parse_id(&id)?;
     let hook = visible_webhook(&state, &caller, id).await?;
-    Ok(Json(WebhookView::masked(hook, &state.webhook_secrets)))
+    Ok(Json(state.webhooks.masked(hook)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhooks",
@@ -224,22 +187,10 @@ pub async fn delete(
     let id = parse_id(&id)?;
     let hook = visible_webhook(&state, &caller, id).await?;
     state
-        .store
-        .delete_webhook(id)
+        .webhooks
+        .delete(&caller, hook)
         .await
         .map_err(|e| store_error(id, e))?;
-    let before = audit::view(&WebhookView::masked(hook.clone(), &state.webhook_secrets));
-    state
-        .audit
-        .log(
-            &caller,
-            hook.app_id.as_deref(),
-            "webhook.delete",
-            &id.to_string(),
-            before,
-            None,
-        )
-        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
