@@ -280,13 +280,14 @@ async fn export_postgres(
     }
     let plans = migrate::pg_plan(&mut tx).await?;
 
-    // The empty file, with this binary's SQLite schema.
-    let store = crate::SqliteStore::open_path(out)
-        .await
-        .map_err(|e| BackupError::Target(e.to_string()))?;
-    store.close().await;
+    // The empty file, with this binary's SQLite schema, made on the one
+    // connection that fills it: a store's WAL pools, once closed, could still
+    // hold the file while this connection leaves WAL mode (`database is
+    // locked` under load).
+    crate::sqlite::owner_only(out).map_err(|e| BackupError::Target(e.to_string()))?;
     let options = SqliteConnectOptions::new()
         .filename(out)
+        .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Delete)
         // A scratch file until it is complete and verified; the archive
         // that holds it is synced.
@@ -296,6 +297,9 @@ async fn export_postgres(
     let mut file = SqliteConnection::connect_with(&options)
         .await
         .map_err(BackupError::Snapshot)?;
+    crate::schema::migrate(&crate::sqlite::MIGRATOR, &mut file, "SQLite")
+        .await
+        .map_err(|e| BackupError::Target(e.to_string()))?;
     migrate::check_source_schema(&mut file, &plans).await?;
 
     let mut digests = Vec::with_capacity(plans.len());

@@ -259,7 +259,7 @@ fn push_placeholder(sql: &mut String, _number: usize) {
 /// key: it is created readable by its owner only (0600, whatever the umask;
 /// SQLite gives its `-wal` and `-shm` files the database file's mode), and
 /// an existing one and its companions are brought down to 0600.
-fn owner_only(db_file: &Path) -> StoreResult<()> {
+pub(crate) fn owner_only(db_file: &Path) -> StoreResult<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
