@@ -11,6 +11,9 @@ macro_rules! local_codes {
         /// A code the CLI makes itself, for failures that never reached the
         /// server's answer (no connection, a bad flag, a local file).
         /// Printed by `--json` and read by scripts: a published string never changes.
+        /// A code the API also has (`internal_error`, `invalid_key`,
+        /// `checksum_mismatch`, …) is the API's [`ErrorCode`] even when the CLI
+        /// makes it, so one string never names two variants (a test checks).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum LocalCode {
             $($(#[$doc])* $variant,)*
