@@ -1,7 +1,7 @@
 //! Where the app id comes from when the command line omits it: the Capacitor
 //! project in the working directory, as the Capgo CLI does.
 
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use serde_json::Value;
 use std::path::Path;
 
@@ -57,7 +57,7 @@ pub fn app_id_from_config(config: &Value) -> Option<String> {
 
 fn missing_app_id(reason: String) -> CliError {
     CliError::new(
-        "missing_app_id",
+        LocalCode::MissingAppId,
         format!(
             "{reason}; pass the app id as an argument or run the command in your Capacitor project"
         ),
@@ -67,6 +67,7 @@ fn missing_app_id(reason: String) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CliCode;
     use serde_json::json;
 
     fn dir_with_config(content: &str) -> tempfile::TempDir {
@@ -115,7 +116,7 @@ mod tests {
     fn no_config_file_is_missing_app_id() {
         let dir = tempfile::tempdir().unwrap();
         let error = resolve_app_id(None, dir.path()).unwrap_err();
-        assert_eq!(error.code, "missing_app_id");
+        assert_eq!(error.code, CliCode::Local(LocalCode::MissingAppId));
         assert!(
             error.message.contains("no capacitor.config.json"),
             "{}",
@@ -127,7 +128,7 @@ mod tests {
     fn config_without_app_id_is_missing_app_id() {
         let dir = dir_with_config(r#"{"appName": "Example", "appId": 42}"#);
         let error = resolve_app_id(None, dir.path()).unwrap_err();
-        assert_eq!(error.code, "missing_app_id");
+        assert_eq!(error.code, CliCode::Local(LocalCode::MissingAppId));
         assert!(
             error.message.contains("has no \"appId\""),
             "{}",
@@ -139,7 +140,7 @@ mod tests {
     fn malformed_config_is_missing_app_id_naming_the_problem() {
         let dir = dir_with_config("{ appId: 'com.example.app' }");
         let error = resolve_app_id(None, dir.path()).unwrap_err();
-        assert_eq!(error.code, "missing_app_id");
+        assert_eq!(error.code, CliCode::Local(LocalCode::MissingAppId));
         assert!(
             error.message.contains("is not valid JSON"),
             "{}",

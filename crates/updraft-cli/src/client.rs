@@ -1,12 +1,12 @@
 //! A small client of the management API (`/api/v1`).
 
-use crate::error::{error_chain, CliError};
+use crate::error::{error_chain, CliCode, CliError, LocalCode};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
-use updraft_api::ErrorView;
+use updraft_api::{ErrorCode, ErrorView};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,7 +23,7 @@ pub struct Answer<T> {
 fn to_json(body: &impl Serialize) -> Result<Value, CliError> {
     serde_json::to_value(body).map_err(|error| {
         CliError::new(
-            "internal_error",
+            ErrorCode::InternalError,
             format!("cannot encode the request: {error}"),
         )
     })
@@ -44,7 +44,7 @@ impl ApiClient {
             .filter(|key| !key.is_empty())
             .ok_or_else(|| {
                 CliError::new(
-                    "missing_apikey",
+                    LocalCode::MissingApikey,
                     "this command needs an API key: pass --apikey KEY or set UPDRAFT_APIKEY \
                  (create one on the server machine with `updraft apikey create --name NAME`)",
                 )
@@ -52,7 +52,7 @@ impl ApiClient {
         let base = server.trim().trim_end_matches('/').to_string();
         let parsed = Url::parse(&base).map_err(|error| {
             CliError::new(
-                "invalid_server_url",
+                LocalCode::InvalidServerUrl,
                 format!("--server {server:?} is not a URL: {error}"),
             )
         })?;
@@ -61,7 +61,7 @@ impl ApiClient {
             || parsed.fragment().is_some()
         {
             return Err(CliError::new(
-                "invalid_server_url",
+                LocalCode::InvalidServerUrl,
                 format!(
                     "--server {server:?} must be an http:// or https:// base URL such as {}",
                     crate::args::DEFAULT_SERVER
@@ -73,7 +73,7 @@ impl ApiClient {
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("updraft-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| CliError::new("client_error", error_chain(&error)))?;
+            .map_err(|error| CliError::new(LocalCode::ClientError, error_chain(&error)))?;
         Ok(ApiClient {
             http,
             base,
@@ -95,7 +95,7 @@ impl ApiClient {
         }
         let mut url = Url::parse(&text).map_err(|error| {
             CliError::new(
-                "invalid_server_url",
+                LocalCode::InvalidServerUrl,
                 format!("cannot build a URL from {text:?}: {error}"),
             )
         })?;
@@ -153,7 +153,7 @@ impl ApiClient {
         let json = expect_body(body)?;
         let value = T::deserialize(&json).map_err(|error| {
             CliError::new(
-                "invalid_response",
+                LocalCode::InvalidResponse,
                 format!(
                     "the server at {} answered with JSON this CLI does not understand: {error}",
                     self.base
@@ -225,7 +225,7 @@ impl ApiClient {
                     None => error_chain(&error),
                 };
                 CliError::new(
-                    "server_failed",
+                    LocalCode::ServerFailed,
                     format!(
                         "the server failed while sending its answer, which is incomplete \
                          (see the server's log): {cause}"
@@ -256,7 +256,7 @@ impl ApiClient {
         }
         serde_json::from_slice(&bytes).map(Some).map_err(|error| {
             CliError::new(
-                "invalid_response",
+                LocalCode::InvalidResponse,
                 format!(
                     "the server at {} answered with something that is not JSON: {error}",
                     self.base
@@ -322,7 +322,7 @@ impl ApiClient {
             None => error_chain(error),
         };
         CliError::new(
-            "connection_failed",
+            LocalCode::ConnectionFailed,
             format!("cannot reach the Updraft server at {}: {cause}", self.base),
         )
     }
@@ -340,7 +340,7 @@ pub enum RawAnswer {
 fn expect_body(body: Option<Value>) -> Result<Value, CliError> {
     body.ok_or_else(|| {
         CliError::new(
-            "invalid_response",
+            LocalCode::InvalidResponse,
             "the server answered without a body where one was expected",
         )
     })
@@ -369,8 +369,11 @@ pub fn error_from_response(status: StatusCode, body: &[u8]) -> CliError {
             .filter(|text| !text.is_empty())
             .map(str::to_string)
     };
+    // The server's code as sent, even one this build does not know.
     let code = text(parsed.as_ref().and_then(|p| p.error.as_ref()))
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+        .map_or(CliCode::Http(status.as_u16()), |code| {
+            CliCode::Api(ErrorCode::from_wire(&code))
+        });
     let message = text(parsed.as_ref().and_then(|p| p.message.as_ref())).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text: String = text.trim().chars().take(200).collect();
@@ -433,7 +436,7 @@ mod tests {
         for bad in ["", ".", ".."] {
             assert_eq!(
                 encode_path_segment(bad).unwrap_err().code,
-                "invalid_argument"
+                CliCode::Local(LocalCode::InvalidArgument)
             );
         }
         assert_eq!(encode_path_segment("...").unwrap(), "...");
@@ -458,7 +461,7 @@ mod tests {
     fn missing_or_blank_apikey_is_refused() {
         for key in [None, Some(""), Some("  ")] {
             let error = ApiClient::new("http://127.0.0.1:8080", key).err().unwrap();
-            assert_eq!(error.code, "missing_apikey");
+            assert_eq!(error.code, CliCode::Local(LocalCode::MissingApikey));
             assert!(error.message.contains("updraft apikey create"));
             assert!(error.message.contains("UPDRAFT_APIKEY"));
         }
@@ -468,7 +471,11 @@ mod tests {
     fn bad_server_urls_are_refused() {
         for server in ["not a url", "ftp://host", "http://host/?x=1"] {
             let error = ApiClient::new(server, Some("k")).err().unwrap();
-            assert_eq!(error.code, "invalid_server_url", "{server}");
+            assert_eq!(
+                error.code,
+                CliCode::Local(LocalCode::InvalidServerUrl),
+                "{server}"
+            );
         }
     }
 
@@ -480,14 +487,14 @@ mod tests {
         );
         assert_eq!(
             error,
-            CliError::new("app_already_exists", "app com.x.y already exists")
+            CliError::new(ErrorCode::AppAlreadyExists, "app com.x.y already exists")
         );
     }
 
     #[test]
     fn non_json_error_falls_back_to_http_status() {
         let error = error_from_response(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
-        assert_eq!(error.code, "http_502");
+        assert_eq!(error.code, CliCode::Http(502));
         assert_eq!(
             error.message,
             "the server answered HTTP 502 Bad Gateway: <html>bad gateway</html>"
@@ -497,11 +504,14 @@ mod tests {
     #[test]
     fn json_error_without_fields_falls_back_per_field() {
         let error = error_from_response(StatusCode::NOT_FOUND, br#"{"message": "no such route"}"#);
-        assert_eq!(error, CliError::new("http_404", "no such route"));
+        assert_eq!(error, CliError::new(CliCode::Http(404), "no such route"));
         let error = error_from_response(StatusCode::UNAUTHORIZED, b"");
         assert_eq!(
             error,
-            CliError::new("http_401", "the server answered HTTP 401 Unauthorized")
+            CliError::new(
+                CliCode::Http(401),
+                "the server answered HTTP 401 Unauthorized"
+            )
         );
     }
 }

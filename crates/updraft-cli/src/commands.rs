@@ -3,7 +3,7 @@
 use crate::app_id::resolve_app_id;
 use crate::args::{AppCommand, BundleCommand, ChannelCommand, DeviceCommand};
 use crate::client::ApiClient;
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use crate::render;
 use crate::requests::AcceptUnencrypted;
@@ -47,7 +47,7 @@ pub async fn existing_channel_or_suggest(
     }
     let suggestions = closest_names(channel, names.iter().copied());
     Err(CliError::new(
-        ErrorCode::ChannelNotFound.as_str(),
+        ErrorCode::ChannelNotFound,
         format!(
             "channel {channel} of {app_id} does not exist{}; nothing was uploaded (pass \
              --create-channel to create it)",
@@ -100,7 +100,7 @@ where
                 ));
             }
             if !crate::confirm::yes_no(&warning, "Serve it anyway?")? {
-                return Err(CliError::new("cancelled", "nothing was changed"));
+                return Err(CliError::new(LocalCode::Cancelled, "nothing was changed"));
             }
             body.accept_unencrypted();
             send(body).await
@@ -380,7 +380,7 @@ pub async fn device(
             Ok(Outcome::new(list.json, text))
         }
         DeviceCommand::Simulate(_) => Err(CliError::new(
-            "internal_error",
+            ErrorCode::InternalError,
             "device simulate runs without a management client",
         )),
         DeviceCommand::Show { device_id, app_id } => {

@@ -2,11 +2,8 @@
 //! answers; otherwise the command needs its flag (`--yes`, `--force`) and
 //! is refused without it, before anything changes.
 
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use std::io::{BufRead, IsTerminal, Write};
-
-/// The code of a refusal because a confirmation could not be asked.
-pub const CONFIRMATION_REQUIRED: &str = "confirmation_required";
 
 /// Whether a person can answer: stdin (where the answer is read) and
 /// stderr (where the question is written) are terminals.
@@ -31,7 +28,7 @@ fn ask(question: &str) -> Result<Option<String>, CliError> {
 pub fn type_name_to_delete(what: &str, name: &str, consequence: &str) -> Result<(), CliError> {
     if !can_ask() {
         return Err(CliError::new(
-            CONFIRMATION_REQUIRED,
+            LocalCode::ConfirmationRequired,
             format!(
                 "refusing to delete {what} without confirmation: stdin is not a terminal; \
                  pass --yes to delete it ({consequence})"
@@ -45,7 +42,7 @@ pub fn type_name_to_delete(what: &str, name: &str, consequence: &str) -> Result<
         Ok(())
     } else {
         Err(CliError::new(
-            "cancelled",
+            LocalCode::Cancelled,
             format!("{what} was not deleted: the answer was not {name}"),
         ))
     }

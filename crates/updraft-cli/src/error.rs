@@ -1,20 +1,141 @@
 //! The one error type of the CLI: a stable code (the server's when it sent
 //! one) and a sentence for humans.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fmt;
-use updraft_api::{ErrorCode, ErrorView};
+use updraft_api::ErrorCode;
 use updraft_store::StoreError;
+
+macro_rules! local_codes {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// A code the CLI makes itself, for failures that never reached the
+        /// server's answer (no connection, a bad flag, a local file).
+        /// Printed by `--json` and read by scripts: a published string never changes.
+        /// A code the API also has (`internal_error`, `invalid_key`,
+        /// `checksum_mismatch`, …) is the API's [`ErrorCode`] even when the CLI
+        /// makes it, so one string never names two variants (a test checks).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum LocalCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl LocalCode {
+            /// Every local code.
+            pub const ALL: &'static [LocalCode] = &[$(LocalCode::$variant,)*];
+
+            /// The code as the CLI prints it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(LocalCode::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+local_codes! {
+    // Reaching the server and reading its answers.
+    ConnectionFailed = "connection_failed",
+    ClientError = "client_error",
+    InvalidResponse = "invalid_response",
+    InvalidServerUrl = "invalid_server_url",
+    ServerFailed = "server_failed",
+    // Arguments and configuration.
+    InvalidArgument = "invalid_argument",
+    /// Kept apart from `invalid_argument`: `stats` has printed it since its first release.
+    InvalidArguments = "invalid_arguments",
+    MissingApikey = "missing_apikey",
+    MissingAppId = "missing_app_id",
+    NothingToSet = "nothing_to_set",
+    ConfirmationRequired = "confirmation_required",
+    Cancelled = "cancelled",
+    // Local files and the offline store.
+    IoError = "io_error",
+    Io = "io",
+    PathNotFound = "path_not_found",
+    OutNotEmpty = "out_not_empty",
+    WriteFailed = "write_failed",
+    ExportFailed = "export_failed",
+    DataDirError = "data_dir_error",
+    StorageError = "storage_error",
+    KeyExists = "key_exists",
+    InvalidPackageJson = "invalid_package_json",
+    InvalidDependencies = "invalid_dependencies",
+    NativePackagesUnknown = "native_packages_unknown",
+    ChecksumRequired = "checksum_required",
+    // `device simulate`: the plugin's own failure names.
+    DownloadFail = "download_fail",
+    DownloadManifestChecksumFail = "download_manifest_checksum_fail",
+    DownloadManifestFileFail = "download_manifest_file_fail",
+    DownloadManifestBrotliFail = "download_manifest_brotli_fail",
+    ChecksumFail = "checksum_fail",
+    DecryptFail = "decrypt_fail",
+    UnzipFail = "unzip_fail",
+    NoManifest = "no_manifest",
+    ManifestPathFail = "manifest_path_fail",
+    DirectoryPathFail = "directory_path_fail",
+}
+
+impl fmt::Display for LocalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The code of a [`CliError`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CliCode {
+    /// A management-API code: the server's (kept as sent, even one this build
+    /// does not know) or the same code the offline store's failure maps to.
+    Api(ErrorCode),
+    /// A code of the CLI's own.
+    Local(LocalCode),
+    /// A device route's refusal (`device simulate`), as the server sent it:
+    /// those codes are the plugin's contract, which the CLI only reports.
+    Device(String),
+    /// A non-2xx answer without an error body: printed `http_<status>`.
+    Http(u16),
+}
+
+impl CliCode {
+    /// The code as the CLI prints it.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            CliCode::Api(code) => code.as_str().into(),
+            CliCode::Local(code) => code.as_str().into(),
+            CliCode::Device(code) => code.as_str().into(),
+            CliCode::Http(status) => format!("http_{status}").into(),
+        }
+    }
+}
+
+impl fmt::Display for CliCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl From<ErrorCode> for CliCode {
+    fn from(code: ErrorCode) -> Self {
+        CliCode::Api(code)
+    }
+}
+
+impl From<LocalCode> for CliCode {
+    fn from(code: LocalCode) -> Self {
+        CliCode::Local(code)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CliError {
     /// Stable, machine-readable code such as `app_not_found` or `connection_failed`.
-    pub code: String,
+    pub code: CliCode,
     pub message: String,
 }
 
 impl CliError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<CliCode>, message: impl Into<String>) -> Self {
         CliError {
             code: code.into(),
             message: message.into(),
@@ -23,17 +144,22 @@ impl CliError {
 
     /// A command-line argument the server would reject anyway, caught early.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
-        CliError::new("invalid_argument", message)
+        CliError::new(LocalCode::InvalidArgument, message)
     }
 
     /// Whether this is the server's `code`.
     pub fn is(&self, code: &ErrorCode) -> bool {
-        *code == *self.code
+        matches!(&self.code, CliCode::Api(own) if own == code)
+    }
+
+    /// Whether this is the CLI's own `code`.
+    pub fn is_local(&self, code: LocalCode) -> bool {
+        self.code == CliCode::Local(code)
     }
 
     /// `{"error": code, "message": msg}`, the same shape the server uses.
     pub fn to_json(&self) -> Value {
-        ErrorView::new(ErrorCode::from_wire(&self.code), self.message.clone()).to_json()
+        json!({"error": self.code.as_str(), "message": self.message})
     }
 
     /// The line printed on stderr: `error: <message> [<code>]`.
@@ -54,15 +180,22 @@ impl From<StoreError> for CliError {
     fn from(error: StoreError) -> Self {
         let message = error.to_string();
         match error {
-            StoreError::NotFound(what) => CliError::new(format!("{what}_not_found"), message),
-            StoreError::AlreadyExists(what) => {
-                CliError::new(format!("{what}_already_exists"), message)
+            // The offline store names its entities as the API's codes do
+            // (`apikey_not_found`, …); `from_wire` keeps the exact string.
+            StoreError::NotFound(what) => {
+                CliError::new(ErrorCode::from_wire(&format!("{what}_not_found")), message)
             }
-            StoreError::DeletedNameReused => CliError::new("bundle_version_deleted", message),
-            StoreError::Invalid(_) => CliError::new("invalid_argument", message),
-            StoreError::Conflict(_) => CliError::new("conflict", message),
+            StoreError::AlreadyExists(what) => CliError::new(
+                ErrorCode::from_wire(&format!("{what}_already_exists")),
+                message,
+            ),
+            StoreError::DeletedNameReused => {
+                CliError::new(ErrorCode::BundleVersionDeleted, message)
+            }
+            StoreError::Invalid(_) => CliError::new(LocalCode::InvalidArgument, message),
+            StoreError::Conflict(_) => CliError::new(ErrorCode::Conflict, message),
             StoreError::Backend(_) | StoreError::Unavailable(_) => {
-                CliError::new("storage_error", message)
+                CliError::new(LocalCode::StorageError, message)
             }
         }
     }
@@ -87,13 +220,19 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 impl From<updraft_bundle::error::BundleError> for CliError {
     fn from(error: updraft_bundle::error::BundleError) -> Self {
-        CliError::new(error.code(), error.to_string())
+        // The bundle checks are the server's too: their codes are the API's,
+        // but for an I/O failure, which is the CLI's own.
+        let code = match &error {
+            updraft_bundle::error::BundleError::Io(_) => CliCode::Local(LocalCode::Io),
+            _ => CliCode::Api(ErrorCode::from_wire(error.code())),
+        };
+        CliError::new(code, error.to_string())
     }
 }
 
 impl From<std::io::Error> for CliError {
     fn from(error: std::io::Error) -> Self {
-        CliError::new("io_error", error.to_string())
+        CliError::new(LocalCode::IoError, error.to_string())
     }
 }
 
@@ -105,7 +244,10 @@ mod tests {
 
     #[test]
     fn report_line_has_message_then_code() {
-        let error = CliError::new("app_not_found", "app com.x.y not found");
+        let error = CliError::new(
+            CliCode::Api(ErrorCode::AppNotFound),
+            "app com.x.y not found",
+        );
         assert_eq!(
             error.report_line(),
             "error: app com.x.y not found [app_not_found]"
@@ -120,20 +262,115 @@ mod tests {
     fn store_errors_map_to_api_codes() {
         assert_eq!(
             CliError::from(StoreError::NotFound(Entity::ApiKey)).code,
-            "apikey_not_found"
+            CliCode::Api(ErrorCode::ApikeyNotFound)
         );
         assert_eq!(
             CliError::from(StoreError::AlreadyExists(Entity::ApiKey)).code,
-            "apikey_already_exists"
+            CliCode::Api(ErrorCode::ApikeyAlreadyExists)
         );
         assert_eq!(
             CliError::from(StoreError::Backend("disk full".into())).code,
-            "storage_error"
+            CliCode::Local(LocalCode::StorageError)
         );
         assert_eq!(
             CliError::from(StoreError::Backend("disk full".into())).message,
             "database error: disk full"
         );
+    }
+
+    /// The strings scripts and the e2e tests read: a change here is a breaking change.
+    #[test]
+    fn every_local_code_prints_its_published_string() {
+        let published = [
+            (LocalCode::ConnectionFailed, "connection_failed"),
+            (LocalCode::ClientError, "client_error"),
+            (LocalCode::InvalidResponse, "invalid_response"),
+            (LocalCode::InvalidServerUrl, "invalid_server_url"),
+            (LocalCode::ServerFailed, "server_failed"),
+            (LocalCode::InvalidArgument, "invalid_argument"),
+            (LocalCode::InvalidArguments, "invalid_arguments"),
+            (LocalCode::MissingApikey, "missing_apikey"),
+            (LocalCode::MissingAppId, "missing_app_id"),
+            (LocalCode::NothingToSet, "nothing_to_set"),
+            (LocalCode::ConfirmationRequired, "confirmation_required"),
+            (LocalCode::Cancelled, "cancelled"),
+            (LocalCode::IoError, "io_error"),
+            (LocalCode::Io, "io"),
+            (LocalCode::PathNotFound, "path_not_found"),
+            (LocalCode::OutNotEmpty, "out_not_empty"),
+            (LocalCode::WriteFailed, "write_failed"),
+            (LocalCode::ExportFailed, "export_failed"),
+            (LocalCode::DataDirError, "data_dir_error"),
+            (LocalCode::StorageError, "storage_error"),
+            (LocalCode::KeyExists, "key_exists"),
+            (LocalCode::InvalidPackageJson, "invalid_package_json"),
+            (LocalCode::InvalidDependencies, "invalid_dependencies"),
+            (LocalCode::NativePackagesUnknown, "native_packages_unknown"),
+            (LocalCode::ChecksumRequired, "checksum_required"),
+            (LocalCode::DownloadFail, "download_fail"),
+            (
+                LocalCode::DownloadManifestChecksumFail,
+                "download_manifest_checksum_fail",
+            ),
+            (
+                LocalCode::DownloadManifestFileFail,
+                "download_manifest_file_fail",
+            ),
+            (
+                LocalCode::DownloadManifestBrotliFail,
+                "download_manifest_brotli_fail",
+            ),
+            (LocalCode::ChecksumFail, "checksum_fail"),
+            (LocalCode::DecryptFail, "decrypt_fail"),
+            (LocalCode::UnzipFail, "unzip_fail"),
+            (LocalCode::NoManifest, "no_manifest"),
+            (LocalCode::ManifestPathFail, "manifest_path_fail"),
+            (LocalCode::DirectoryPathFail, "directory_path_fail"),
+        ];
+        assert_eq!(
+            published.len(),
+            LocalCode::ALL.len(),
+            "a local code is not pinned here"
+        );
+        for (code, text) in published {
+            assert_eq!(code.as_str(), text);
+            assert_eq!(CliCode::Local(code).to_string(), text);
+            assert_eq!(
+                CliError::new(code, "m").to_json(),
+                json!({"error": text, "message": "m"})
+            );
+        }
+        for code in LocalCode::ALL {
+            assert!(
+                !ErrorCode::KNOWN
+                    .iter()
+                    .any(|api| api.as_str() == code.as_str()),
+                "{code} is an API code: use ErrorCode::{code:?}'s variant instead"
+            );
+        }
+    }
+
+    #[test]
+    fn server_codes_print_as_sent_even_unknown_ones() {
+        let newer = CliError::new(ErrorCode::from_wire("plan_limit_reached"), "over the plan");
+        assert_eq!(
+            newer.code,
+            CliCode::Api(ErrorCode::Other("plan_limit_reached".into()))
+        );
+        assert_eq!(
+            newer.report_line(),
+            "error: over the plan [plan_limit_reached]"
+        );
+        assert!(!newer.is(&ErrorCode::NotFound));
+        let known = CliError::new(ErrorCode::BundleInUse, "in use");
+        assert!(known.is(&ErrorCode::BundleInUse));
+        assert!(!known.is_local(LocalCode::ConnectionFailed));
+        assert_eq!(
+            CliError::new(CliCode::Http(502), "bad gateway").to_json(),
+            json!({"error": "http_502", "message": "bad gateway"})
+        );
+        let device = CliError::new(CliCode::Device("no_new_version_available".into()), "none");
+        assert_eq!(device.to_string(), "none [no_new_version_available]");
     }
 
     #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! `updraft key create`: the end-to-end encryption key pair, in the files and
 //! format the Capgo CLI uses, so either tool can use the other's keys.
 
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use serde_json::json;
 use std::io::Write;
@@ -18,7 +18,7 @@ pub fn create_key_pair(dir: &Path, force: bool) -> Result<Outcome, CliError> {
         for path in [&private_path, &public_path] {
             if path.exists() {
                 return Err(CliError::new(
-                    "key_exists",
+                    LocalCode::KeyExists,
                     format!(
                         "{} exists already; pass --force to replace it (apps that hold the old public key \
                          can no longer install bundles encrypted with the new one)",
@@ -83,7 +83,7 @@ fn write_private(path: &Path, pem: &str) -> Result<(), CliError> {
 
 fn write_error(path: &Path, error: &std::io::Error) -> CliError {
     CliError::new(
-        "io_error",
+        LocalCode::IoError,
         format!("cannot write {}: {error}", path.display()),
     )
 }

@@ -28,7 +28,7 @@ pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
     Command, DeviceCommand, DeviceListArgs, DeviceSimulateArgs, GlobalOpts, KeyCommand,
 };
-pub use error::CliError;
+pub use error::{CliCode, CliError, LocalCode};
 pub use output::Outcome;
 
 use client::ApiClient;

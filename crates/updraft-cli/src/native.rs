@@ -18,7 +18,7 @@
 //!   Updraft uploads and warns, since an unknown list is never held against
 //!   a bundle but a wrong one would be).
 
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ fn is_native_source(file_name: &str) -> bool {
 fn has_native_code(dir: &Path) -> Result<bool, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         CliError::new(
-            "invalid_dependencies",
+            LocalCode::InvalidDependencies,
             format!("cannot read {}: {e}", dir.display()),
         )
     })?;
@@ -112,13 +112,13 @@ fn has_native_code(dir: &Path) -> Result<bool, CliError> {
 fn read_json(path: &Path) -> Result<Value, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         CliError::new(
-            "invalid_package_json",
+            LocalCode::InvalidPackageJson,
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::new(
-            "invalid_package_json",
+            LocalCode::InvalidPackageJson,
             format!("{} is not valid JSON: {e}", path.display()),
         )
     })
@@ -136,7 +136,7 @@ fn requested_ranges(files: &[PathBuf]) -> Result<BTreeMap<String, String>, CliEr
             for (name, range) in deps {
                 let range = range.as_str().ok_or_else(|| {
                     CliError::new(
-                        "invalid_package_json",
+                        LocalCode::InvalidPackageJson,
                         format!(
                             "{}: {section}.{name} must be a version string",
                             file.display()
@@ -171,7 +171,7 @@ pub fn scan(options: &ScanOptions, work_dir: &Path) -> Result<Scan, CliError> {
         for file in &options.package_json {
             if !file.is_file() {
                 return Err(CliError::new(
-                    "invalid_package_json",
+                    LocalCode::InvalidPackageJson,
                     format!("--package-json {} does not exist", file.display()),
                 ));
             }
@@ -245,6 +245,7 @@ pub fn unknown_warning(why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CliCode;
     use serde_json::json;
 
     fn write(path: &Path, text: &str) {
@@ -413,7 +414,7 @@ mod tests {
         let missing = ScanOptions::from_flags(Some("nope/package.json"), None, root);
         assert_eq!(
             scan(&missing, root).unwrap_err().code,
-            "invalid_package_json"
+            CliCode::Local(LocalCode::InvalidPackageJson)
         );
     }
 
@@ -469,7 +470,7 @@ mod tests {
             scan(&ScanOptions::default(), project.path())
                 .unwrap_err()
                 .code,
-            "invalid_package_json"
+            CliCode::Local(LocalCode::InvalidPackageJson)
         );
     }
 }

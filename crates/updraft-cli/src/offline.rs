@@ -2,14 +2,14 @@
 //! first key can be made before any key exists to call the API with.
 
 use crate::args::{ApikeyCommand, ApikeyCreateArgs};
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use crate::table::Table;
 use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
-use updraft_api::{ApiKeyList, ApiKeyView, CreatedApiKey};
+use updraft_api::{ApiKeyList, ApiKeyView, CreatedApiKey, ErrorCode};
 use updraft_core::model::{ApiKey, Millis, Role};
 use updraft_store::{
     ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store, StoreError,
@@ -35,7 +35,7 @@ pub async fn open_store(
         Some(url) => {
             let store = PgStore::connect(url, None).await.map_err(|error| {
                 CliError::new(
-                    "storage_error",
+                    LocalCode::StorageError,
                     format!("cannot open the PostgreSQL database: {error}"),
                 )
             })?;
@@ -48,7 +48,7 @@ pub async fn open_store(
 async fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, CliError> {
     std::fs::create_dir_all(data_dir).map_err(|error| {
         CliError::new(
-            "data_dir_error",
+            LocalCode::DataDirError,
             format!(
                 "cannot create the data directory {}: {error}",
                 data_dir.display()
@@ -57,7 +57,7 @@ async fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, CliError> {
     })?;
     SqliteStore::open(data_dir).await.map_err(|error| {
         CliError::new(
-            "storage_error",
+            LocalCode::StorageError,
             format!(
                 "cannot open the database in {}: {error}",
                 data_dir.display()
@@ -102,7 +102,7 @@ pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
                 .await
                 .map_err(|error| match error {
                     StoreError::NotFound(_) => CliError::new(
-                        "apikey_not_found",
+                        ErrorCode::ApikeyNotFound,
                         format!("no API key with id or name {id_or_name:?}"),
                     ),
                     other => CliError::from(other),
@@ -153,7 +153,7 @@ async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
         .await
         .map_err(|error| match error {
             StoreError::AlreadyExists(_) => CliError::new(
-                "apikey_already_exists",
+                ErrorCode::ApikeyAlreadyExists,
                 format!("an API key named {name:?} already exists"),
             ),
             other => CliError::from(other),

@@ -408,6 +408,7 @@ pub async fn webhook(client: &ApiClient, command: WebhookCommand) -> Result<Outc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{CliCode, LocalCode};
     use serde_json::json;
 
     /// A JSON answer read as the type the CLI reads it as.
@@ -525,7 +526,13 @@ mod tests {
     #[test]
     fn webhook_ids_are_numbers() {
         assert_eq!(webhook_id(" 12 ").unwrap(), "12");
-        assert_eq!(webhook_id("abc").unwrap_err().code, "invalid_argument");
-        assert_eq!(webhook_id("").unwrap_err().code, "invalid_argument");
+        assert_eq!(
+            webhook_id("abc").unwrap_err().code,
+            CliCode::Local(LocalCode::InvalidArgument)
+        );
+        assert_eq!(
+            webhook_id("").unwrap_err().code,
+            CliCode::Local(LocalCode::InvalidArgument)
+        );
     }
 }

@@ -4,7 +4,7 @@
 use crate::app_id::resolve_app_id;
 use crate::args::{BundleCompatibilityArgs, ScheduleCommand};
 use crate::client::ApiClient;
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::native::{self, Scan, ScanOptions};
 use crate::output::Outcome;
 use crate::render;
@@ -60,7 +60,7 @@ pub fn incompatibility_error(report: &CompatibilityView, channel: &str) -> Optio
         format!(": {}", differing.join(", "))
     };
     Some(CliError::new(
-        ErrorCode::IncompatibleBundle.as_str(),
+        ErrorCode::IncompatibleBundle,
         format!(
             "{subject} is not compatible with channel {channel}'s live bundle {live}{differing}; {ACCEPT_ADVICE}"
         ),
@@ -226,7 +226,7 @@ pub async fn compatibility(
                 Scan::Packages(packages) => packages,
                 Scan::Unknown(why) => {
                     return Err(CliError::new(
-                        "native_packages_unknown",
+                        LocalCode::NativePackagesUnknown,
                         format!(
                         "cannot read this project's native packages: {why} (run it in the app's \
                              project after npm install, give --package-json / --node-modules, or \
@@ -269,18 +269,19 @@ pub async fn current_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CliCode;
     use serde_json::json;
 
     #[test]
     fn incompatible_refusal_gives_the_advice_once_in_cli_terms() {
         let server = CliError::new(
-            "incompatible_bundle",
+            ErrorCode::IncompatibleBundle,
             "bundle 1.1.0 is not compatible with the native packages of channel production's live \
              bundle 1.0.0: @capacitor/camera 6.0.0 → 7.0.0 (version_mismatch); \
              pass accept_incompatible to put it live anyway",
         );
         let explained = explain_incompatible(server);
-        assert_eq!(explained.code, "incompatible_bundle");
+        assert_eq!(explained.code, CliCode::Api(ErrorCode::IncompatibleBundle));
         assert_eq!(
             explained.message,
             "bundle 1.1.0 is not compatible with the native packages of channel production's live \
@@ -289,13 +290,14 @@ mod tests {
         );
         assert!(!explained.message.contains("accept_incompatible"));
         // A server sentence without API advice keeps all of its text.
-        let plain = explain_incompatible(CliError::new("incompatible_bundle", "a; b differ"));
+        let plain =
+            explain_incompatible(CliError::new(ErrorCode::IncompatibleBundle, "a; b differ"));
         assert_eq!(
             plain.message,
             format!("a; b differ; {ACCEPT_ADVICE} (details: `updraft bundle compatibility`)")
         );
         // Other errors pass through untouched.
-        let other = CliError::new("bundle_not_found", "x; pass accept_incompatible");
+        let other = CliError::new(ErrorCode::BundleNotFound, "x; pass accept_incompatible");
         assert_eq!(explain_incompatible(other.clone()), other);
     }
 
@@ -318,7 +320,7 @@ mod tests {
                 {"name": "@capacitor/app", "bundle_version": "6.0.0", "live_version": "6.0.0",
                  "compatible": true, "reason": null}]});
         let error = incompatibility_error(&report(incompatible), "production").unwrap();
-        assert_eq!(error.code, "incompatible_bundle");
+        assert_eq!(error.code, CliCode::Api(ErrorCode::IncompatibleBundle));
         assert_eq!(
             error.message,
             format!(

@@ -6,7 +6,7 @@ use crate::args::{
     AutoPauseActionArg, BundleUploadArgs, ChannelSetArgs, ChannelState, PlatformArg,
     RolloutTargetingFlags, RunAt, ScheduleAddArgs, TargetingFlags,
 };
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use updraft_api::{
     AutoPauseSettings, ChannelSettings, ChannelView, CreateBundle, CreateSchedule, RampSettings,
     RollbackRequest, RunAtInput, TargetingSpec, TargetingView,
@@ -319,7 +319,7 @@ impl ChannelSetArgs {
         self.set_release_fields(&mut body, current);
         if body == ChannelSettings::default() {
             return Err(CliError::new(
-                "nothing_to_set",
+                LocalCode::NothingToSet,
                 "channel set needs at least one setting, e.g. --bundle 1.2.3, --state default or --no-ios",
             ));
         }

@@ -4,7 +4,7 @@
 //! stat code the plugin would send (`checksum_fail`, `manifest_path_fail`, …).
 
 use crate::args::{DeviceSimulateArgs, DownloadMode, PlatformArg};
-use crate::error::CliError;
+use crate::error::{CliCode, CliError, LocalCode};
 use crate::output::Outcome;
 use crate::upload::human_bytes;
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use updraft_api::ErrorCode;
 use updraft_bundle::crypto::{self, PublicKey, SessionKey};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -59,7 +60,7 @@ pub async fn simulate(
             args.plugin_version
         ))
         .build()
-        .map_err(|e| CliError::new("client_error", e.to_string()))?;
+        .map_err(|e| CliError::new(LocalCode::ClientError, e.to_string()))?;
 
     let mut report = Report {
         steps: Vec::new(),
@@ -71,14 +72,14 @@ pub async fn simulate(
         let kind = answer.get("kind").and_then(Value::as_str).unwrap_or("-");
         let message = answer.get("message").and_then(Value::as_str).unwrap_or("");
         return Err(CliError::new(
-            code,
+            CliCode::Device(code.to_string()),
             format!("no update for device {device_id}: the server answered {code} (kind {kind}): {message}"),
         ));
     }
     let version = text(&answer, "version");
     if version.is_empty() {
         return Err(CliError::new(
-            "invalid_response",
+            LocalCode::InvalidResponse,
             format!("the update check answered without a version: {answer}"),
         ));
     }
@@ -105,11 +106,14 @@ pub async fn simulate(
             (_, true) => None,
             (Some(device_key), false) => Some(
                 SessionKey::open(&session_key, &device_key.key).map_err(|e| {
-                    CliError::new("decrypt_fail", format!("cannot open the session key: {e}"))
+                    CliError::new(
+                        LocalCode::DecryptFail,
+                        format!("cannot open the session key: {e}"),
+                    )
                 })?,
             ),
             (None, false) => return Err(CliError::new(
-                "decrypt_fail",
+                LocalCode::DecryptFail,
                 "the bundle is encrypted (session_key is set) but this device has no public key: \
                  pass --public-key .capgo_key_v2.pub",
             )),
@@ -122,20 +126,21 @@ pub async fn simulate(
         DownloadMode::Manifest => {
             if manifest.is_empty() {
                 return Err(CliError::new(
-                    "no_manifest",
+                    LocalCode::NoManifest,
                     format!("the server sent no manifest for {version}"),
                 ));
             }
             true
         }
     };
-    let scratch = tempfile::tempdir().map_err(|e| CliError::new("io_error", e.to_string()))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| CliError::new(LocalCode::IoError, e.to_string()))?;
     if use_manifest {
         // iOS decrypts the checksum whenever it holds a key, even for manifests (§4.5).
         if args.platform == PlatformArg::Ios {
             if let Some(device_key) = &device_key {
                 crypto::decrypt_checksum(&device_key.key, &text(&answer, "checksum"))
-                    .map_err(|e| CliError::new("checksum_fail", e.to_string()))?;
+                    .map_err(|e| CliError::new(LocalCode::ChecksumFail, e.to_string()))?;
             }
         }
         download_manifest(
@@ -156,7 +161,7 @@ pub async fn simulate(
             Some(session) => {
                 let target = scratch.path().join("bundle.zip");
                 crypto::decrypt_file(session, &served, &target)
-                    .map_err(|e| CliError::new("decrypt_fail", e.to_string()))?;
+                    .map_err(|e| CliError::new(LocalCode::DecryptFail, e.to_string()))?;
                 report.step("decrypt", "AES-128-CBC with the session key".to_string());
                 target
             }
@@ -172,7 +177,7 @@ pub async fn simulate(
         match expected {
             Some(expected) if expected != actual => {
                 return Err(CliError::new(
-                    "checksum_fail",
+                    LocalCode::ChecksumFail,
                     format!("the zip's SHA-256 is {actual}, the server promised {expected}"),
                 ))
             }
@@ -183,7 +188,7 @@ pub async fn simulate(
             ),
         }
         let unpacked = updraft_bundle::unpack::unpack_zip(&plain, &out)
-            .map_err(|e| CliError::new("unzip_fail", format!("{e} [{}]", e.code())))?;
+            .map_err(|e| CliError::new(LocalCode::UnzipFail, format!("{e} [{}]", e.code())))?;
         report.step(
             "unpack",
             format!(
@@ -253,7 +258,7 @@ fn expected_checksum(
         }
         if checksum.len() == 8 {
             return Err(CliError::new(
-                "checksum_fail",
+                LocalCode::ChecksumFail,
                 "the server sent a CRC32 checksum, which 8.x plugins no longer accept",
             ));
         }
@@ -261,7 +266,7 @@ fn expected_checksum(
     };
     if checksum.is_empty() {
         return Err(CliError::new(
-            "checksum_required",
+            LocalCode::ChecksumRequired,
             "the app has a public key, so the plugin requires a checksum, and the server sent none",
         ));
     }
@@ -271,7 +276,10 @@ fn expected_checksum(
         crypto::decrypt_checksum(&device_key.key, checksum)
             .map(Some)
             .map_err(|e| {
-                CliError::new("checksum_fail", format!("cannot decrypt the checksum: {e}"))
+                CliError::new(
+                    LocalCode::ChecksumFail,
+                    format!("cannot decrypt the checksum: {e}"),
+                )
             })
     } else {
         Ok(Some(checksum.to_string()))
@@ -297,7 +305,7 @@ async fn download_manifest(
             .unwrap_or(&file_name)
             .to_string();
         let path_fail =
-            |why: String| CliError::new("manifest_path_fail", format!("{file_name}: {why}"));
+            |why: String| CliError::new(LocalCode::ManifestPathFail, format!("{file_name}: {why}"));
         updraft_bundle::names::check_entry_name(&disk_name)
             .map_err(|e| path_fail(e.to_string()))?;
         if !targets.insert(disk_name.clone()) {
@@ -305,7 +313,7 @@ async fn download_manifest(
         }
         if file_hash.is_empty() {
             return Err(CliError::new(
-                "download_manifest_checksum_fail",
+                LocalCode::DownloadManifestChecksumFail,
                 format!("{file_name} has an empty file_hash"),
             ));
         }
@@ -313,7 +321,7 @@ async fn download_manifest(
             (Some(_), Some(key)) => {
                 crypto::decrypt_checksum(&key.key, &file_hash).map_err(|e| {
                     CliError::new(
-                        "download_manifest_checksum_fail",
+                        LocalCode::DownloadManifestChecksumFail,
                         format!("{file_name}: {e}"),
                     )
                 })?
@@ -322,7 +330,7 @@ async fn download_manifest(
         };
         let served = fetch(http, &url).await.map_err(|e| {
             CliError::new(
-                "download_manifest_file_fail",
+                LocalCode::DownloadManifestFileFail,
                 format!("{file_name}: {}", e.message),
             )
         })?;
@@ -332,16 +340,16 @@ async fn download_manifest(
         )
         .map_err(|e| {
             let code = if file_name.ends_with(".br") && session.is_none() {
-                "download_manifest_brotli_fail"
+                LocalCode::DownloadManifestBrotliFail
             } else {
-                "decrypt_fail"
+                LocalCode::DecryptFail
             };
             CliError::new(code, format!("{file_name}: {e}"))
         })?;
         let actual = updraft_bundle::sha256_bytes(&content);
         if actual != expected {
             return Err(CliError::new(
-                "download_manifest_checksum_fail",
+                LocalCode::DownloadManifestChecksumFail,
                 format!("{file_name}: SHA-256 {actual}, the manifest promised {expected}"),
             ));
         }
@@ -349,11 +357,11 @@ async fn download_manifest(
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|e| CliError::new("directory_path_fail", e.to_string()))?;
+                .map_err(|e| CliError::new(LocalCode::DirectoryPathFail, e.to_string()))?;
         }
         tokio::fs::write(&target, &content)
             .await
-            .map_err(|e| CliError::new("io_error", e.to_string()))?;
+            .map_err(|e| CliError::new(LocalCode::IoError, e.to_string()))?;
     }
     report.step(
         "download",
@@ -365,7 +373,7 @@ async fn download_manifest(
     );
     if !out.join("index.html").is_file() {
         return Err(CliError::new(
-            "missing_index_html",
+            ErrorCode::MissingIndexHtml,
             "the manifest has no index.html at the bundle root",
         ));
     }
@@ -374,26 +382,26 @@ async fn download_manifest(
 }
 
 async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, CliError> {
-    let response = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| CliError::new("connection_failed", format!("cannot reach {url}: {e}")))?;
+    let response = http.post(url).json(body).send().await.map_err(|e| {
+        CliError::new(
+            LocalCode::ConnectionFailed,
+            format!("cannot reach {url}: {e}"),
+        )
+    })?;
     let status = response.status();
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| CliError::new("connection_failed", format!("{url}: {e}")))?;
+        .map_err(|e| CliError::new(LocalCode::ConnectionFailed, format!("{url}: {e}")))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
         CliError::new(
-            "invalid_response",
+            LocalCode::InvalidResponse,
             format!("{url} answered HTTP {status} with something that is not JSON"),
         )
     })?;
     if !status.is_success() && value.get("error").is_none() {
         return Err(CliError::new(
-            format!("http_{}", status.as_u16()),
+            CliCode::Http(status.as_u16()),
             format!("{url} answered HTTP {status}"),
         ));
     }
@@ -402,15 +410,16 @@ async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Va
 
 /// A GET the way the plugin judges it: only 200 and 206 count as success.
 async fn start_download(http: &reqwest::Client, url: &str) -> Result<reqwest::Response, CliError> {
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| CliError::new("download_fail", format!("cannot download {url}: {e}")))?;
+    let response = http.get(url).send().await.map_err(|e| {
+        CliError::new(
+            LocalCode::DownloadFail,
+            format!("cannot download {url}: {e}"),
+        )
+    })?;
     let status = response.status();
     if status.as_u16() != 200 && status.as_u16() != 206 {
         return Err(CliError::new(
-            "download_fail",
+            LocalCode::DownloadFail,
             format!("{url} answered HTTP {status}"),
         ));
     }
@@ -423,7 +432,7 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, CliError> {
         .bytes()
         .await
         .map(|b| b.to_vec())
-        .map_err(|e| CliError::new("download_fail", format!("{url}: {e}")))
+        .map_err(|e| CliError::new(LocalCode::DownloadFail, format!("{url}: {e}")))
 }
 
 /// Streams a download to disk, as the plugin does (only 200 and 206 are accepted).
@@ -431,7 +440,7 @@ async fn download_to(http: &reqwest::Client, url: &str, path: &Path) -> Result<u
     let mut response = start_download(http, url).await?;
     if let Some(encoding) = response.headers().get(reqwest::header::CONTENT_ENCODING) {
         return Err(CliError::new(
-            "download_fail",
+            LocalCode::DownloadFail,
             format!(
                 "{url} was sent with Content-Encoding {encoding:?}; iOS would decode it and fail"
             ),
@@ -439,28 +448,28 @@ async fn download_to(http: &reqwest::Client, url: &str, path: &Path) -> Result<u
     }
     let mut file = tokio::fs::File::create(path)
         .await
-        .map_err(|e| CliError::new("io_error", e.to_string()))?;
+        .map_err(|e| CliError::new(LocalCode::IoError, e.to_string()))?;
     let mut written = 0u64;
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| CliError::new("download_fail", format!("{url}: {e}")))?
+        .map_err(|e| CliError::new(LocalCode::DownloadFail, format!("{url}: {e}")))?
     {
         file.write_all(&chunk)
             .await
-            .map_err(|e| CliError::new("io_error", e.to_string()))?;
+            .map_err(|e| CliError::new(LocalCode::IoError, e.to_string()))?;
         written += chunk.len() as u64;
     }
     file.flush()
         .await
-        .map_err(|e| CliError::new("io_error", e.to_string()))?;
+        .map_err(|e| CliError::new(LocalCode::IoError, e.to_string()))?;
     Ok(written)
 }
 
 fn read_public_key(path: &Path) -> Result<DeviceKey, CliError> {
     let pem = std::fs::read_to_string(path).map_err(|e| {
         CliError::new(
-            "invalid_key",
+            ErrorCode::InvalidKey,
             format!("cannot read the public key {}: {e}", path.display()),
         )
     })?;
@@ -477,7 +486,7 @@ fn output_dir(
     work_dir: &Path,
     version: &str,
 ) -> Result<PathBuf, CliError> {
-    let io = |e: std::io::Error| CliError::new("io_error", e.to_string());
+    let io = |e: std::io::Error| CliError::new(LocalCode::IoError, e.to_string());
     let out = match &args.out {
         Some(out) => {
             let out = work_dir.join(out);
@@ -486,7 +495,7 @@ fn output_dir(
                 .unwrap_or(false);
             if occupied {
                 return Err(CliError::new(
-                    "out_not_empty",
+                    LocalCode::OutNotEmpty,
                     format!("{} is not empty", out.display()),
                 ));
             }
@@ -567,7 +576,7 @@ mod tests {
             expected_checksum(PlatformArg::Android, None, "deadbeef", false)
                 .unwrap_err()
                 .code,
-            "checksum_fail"
+            CliCode::Local(LocalCode::ChecksumFail)
         );
     }
 }

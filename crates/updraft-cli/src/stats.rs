@@ -4,7 +4,7 @@
 use crate::app_id::resolve_app_id;
 use crate::args::{EventsExportArgs, ExportFormatArg, StatsArgs};
 use crate::client::ApiClient;
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use crate::table::Table;
 use serde_json::{json, Value};
@@ -165,7 +165,7 @@ pub async fn export(
     let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
     if json_mode && args.output.is_none() {
         return Err(CliError::new(
-            "invalid_arguments",
+            LocalCode::InvalidArguments,
             "--json does not apply to an export on stdout; use --format ndjson (or --output FILE)",
         ));
     }
@@ -187,7 +187,10 @@ pub async fn export(
         .get_streaming(&["apps", &app_id, "events", "export"], &query)
         .await?;
     let write_error = |error: std::io::Error| {
-        CliError::new("write_failed", format!("cannot write the export: {error}"))
+        CliError::new(
+            LocalCode::WriteFailed,
+            format!("cannot write the export: {error}"),
+        )
     };
     let mut sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -203,7 +206,7 @@ pub async fn export(
             None => String::new(),
         };
         CliError::new(
-            "export_failed",
+            LocalCode::ExportFailed,
             format!("the server failed while exporting: {}{what}", error.message),
         )
     };

@@ -3,7 +3,7 @@
 
 use crate::args::BundleUploadArgs;
 use crate::client::{ApiClient, RawAnswer};
-use crate::error::CliError;
+use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode};
@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use updraft_api::{
-    BundleView, CreateBundle, CreateUpload, ErrorView, ManifestEntryInput, MissingBlobs,
+    BundleView, CreateBundle, CreateUpload, ErrorCode, ErrorView, ManifestEntryInput, MissingBlobs,
     MissingBlobsQuery, UploadStatus,
 };
 use updraft_bundle::crypto::{self, PrivateKey, SessionKey};
@@ -80,7 +80,7 @@ pub async fn upload_bundle(
     if let Some(given) = args.checksum.as_deref() {
         if !given.trim().eq_ignore_ascii_case(&zip.checksum) {
             return Err(CliError::new(
-                "checksum_mismatch",
+                ErrorCode::ChecksumMismatch,
                 format!(
                     "--checksum {given} does not match the bundle's SHA-256 {}",
                     zip.checksum
@@ -202,7 +202,7 @@ pub async fn upload_bundle(
 fn prepare_zip(source: &Path, work: &Path) -> Result<PreparedZip, CliError> {
     let meta = std::fs::metadata(source).map_err(|e| {
         CliError::new(
-            "path_not_found",
+            LocalCode::PathNotFound,
             format!("cannot read --path {}: {e}", source.display()),
         )
     })?;
@@ -250,7 +250,7 @@ fn private_key_pem(
     };
     let pem = std::fs::read_to_string(&path).map_err(|e| {
         CliError::new(
-            "invalid_key",
+            ErrorCode::InvalidKey,
             format!("cannot read the private key {}: {e}", path.display()),
         )
     })?;
@@ -322,7 +322,9 @@ async fn upload_delta_files(
                 {
                     return Err(answer_error(status, &answer));
                 }
-                Err(error) if error.code != "connection_failed" || attempt >= MAX_ATTEMPTS => {
+                Err(error)
+                    if !error.is_local(LocalCode::ConnectionFailed) || attempt >= MAX_ATTEMPTS =>
+                {
                     return Err(error)
                 }
                 _ => tokio::time::sleep(backoff(attempt)).await,
@@ -358,7 +360,7 @@ async fn upload_blob(
         }
         if upload_id.is_empty() {
             return Err(CliError::new(
-                "invalid_response",
+                LocalCode::InvalidResponse,
                 "the server did not say which upload session to use",
             ));
         }
@@ -371,7 +373,7 @@ async fn upload_blob(
                 failures = 0;
                 status = Progress::deserialize(&answer).map_err(|error| {
                     CliError::new(
-                        "invalid_response",
+                        LocalCode::InvalidResponse,
                         format!("the server's upload status is not understood: {error}"),
                     )
                 })?;
@@ -397,7 +399,9 @@ async fn upload_blob(
                 tokio::time::sleep(backoff(failures)).await;
                 status = current_status(client, &upload_id).await?;
             }
-            Err(error) if error.code == "connection_failed" && failures + 1 < MAX_ATTEMPTS => {
+            Err(error)
+                if error.is_local(LocalCode::ConnectionFailed) && failures + 1 < MAX_ATTEMPTS =>
+            {
                 failures += 1;
                 print_above_progress(
                     &bar,
@@ -423,7 +427,7 @@ async fn current_status(client: &ApiClient, upload_id: &str) -> Result<Progress,
             .await
         {
             Ok(status) => return Ok(Progress::of(&status.value)),
-            Err(error) if error.code == "connection_failed" && attempt < MAX_ATTEMPTS => {
+            Err(error) if error.is_local(LocalCode::ConnectionFailed) && attempt < MAX_ATTEMPTS => {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             Err(error) => return Err(error),
@@ -551,16 +555,19 @@ fn file_size(path: &Path) -> Result<u64, CliError> {
 }
 
 fn io_error(what: &str, error: &std::io::Error) -> CliError {
-    CliError::new("io_error", format!("{what}: {error}"))
+    CliError::new(LocalCode::IoError, format!("{what}: {error}"))
 }
 
 /// Runs CPU- or disk-heavy work (zipping, hashing, encrypting) off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CliError> + Send + 'static,
 ) -> Result<T, CliError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| CliError::new("internal_error", format!("a worker thread failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        CliError::new(
+            ErrorCode::InternalError,
+            format!("a worker thread failed: {e}"),
+        )
+    })?
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure report
 
 use serde_json::{json, Value};
+use updraft_api::ErrorCode;
 use updraft_cli::args::{ApikeyCreateArgs, RoleArg};
 use updraft_cli::{execute, ApikeyCommand, Command, GlobalOpts, Outcome};
+use updraft_cli::{CliCode, LocalCode};
 use updraft_store::ApiKeyStore;
 
 fn global(data_dir: &std::path::Path) -> GlobalOpts {
@@ -135,7 +137,7 @@ async fn revoking_an_unknown_key_is_apikey_not_found() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.code, "apikey_not_found");
+    assert_eq!(error.code, CliCode::Api(ErrorCode::ApikeyNotFound));
     assert_eq!(error.message, "no API key with id or name \"nobody\"");
 }
 
@@ -148,12 +150,12 @@ async fn duplicate_and_blank_names_are_refused() {
     let duplicate = apikey(dir.path(), create("ci", RoleArg::Admin, None, None))
         .await
         .unwrap_err();
-    assert_eq!(duplicate.code, "apikey_already_exists");
+    assert_eq!(duplicate.code, CliCode::Api(ErrorCode::ApikeyAlreadyExists));
     assert_eq!(duplicate.message, "an API key named \"ci\" already exists");
     let blank = apikey(dir.path(), create("  ", RoleArg::Admin, None, None))
         .await
         .unwrap_err();
-    assert_eq!(blank.code, "invalid_argument");
+    assert_eq!(blank.code, CliCode::Local(LocalCode::InvalidArgument));
 }
 
 #[tokio::test]

@@ -8,10 +8,12 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
+use updraft_api::ErrorCode;
 use updraft_cli::args::{ChannelSetArgs, DeviceListArgs};
 use updraft_cli::{
     execute, AppCommand, BundleCommand, ChannelCommand, Command, DeviceCommand, GlobalOpts,
 };
+use updraft_cli::{CliCode, LocalCode};
 
 #[derive(Debug)]
 struct Recorded {
@@ -187,7 +189,10 @@ async fn unknown_error_codes_are_passed_on() {
     let error = run_against(&server, Command::App(AppCommand::List), dir.path())
         .await
         .unwrap_err();
-    assert_eq!(error.code, "plan_limit_reached");
+    assert_eq!(
+        error.code,
+        CliCode::Api(ErrorCode::Other("plan_limit_reached".into()))
+    );
     assert_eq!(error.message, "the plan allows 5 apps");
 }
 
@@ -373,7 +378,7 @@ async fn server_error_body_becomes_the_error() {
     let error = run_against(&server, command, dir.path()).await.unwrap_err();
     let request = server.next_request();
     assert_eq!(request.json_body(), json!({"name": "beta", "public": true}));
-    assert_eq!(error.code, "channel_already_exists");
+    assert_eq!(error.code, CliCode::Api(ErrorCode::ChannelAlreadyExists));
     assert_eq!(error.message, "channel beta already exists");
 }
 
@@ -384,7 +389,7 @@ async fn error_without_json_body_is_http_status() {
     let error = run_against(&server, Command::App(AppCommand::List), dir.path())
         .await
         .unwrap_err();
-    assert_eq!(error.code, "http_503");
+    assert_eq!(error.code, CliCode::Http(503));
 }
 
 #[tokio::test]
@@ -398,7 +403,7 @@ async fn unreachable_server_is_connection_failed() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.code, "connection_failed");
+    assert_eq!(error.code, CliCode::Local(LocalCode::ConnectionFailed));
     assert!(
         error
             .message
@@ -419,7 +424,7 @@ async fn missing_apikey_is_reported_before_any_request() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.code, "missing_apikey");
+    assert_eq!(error.code, CliCode::Local(LocalCode::MissingApikey));
 }
 
 #[tokio::test]
@@ -430,7 +435,7 @@ async fn missing_app_id_is_reported_before_any_request() {
     let error = execute(&global(&url, Some("k")), command, dir.path())
         .await
         .unwrap_err();
-    assert_eq!(error.code, "missing_app_id");
+    assert_eq!(error.code, CliCode::Local(LocalCode::MissingAppId));
 }
 
 #[tokio::test]
@@ -440,7 +445,7 @@ async fn success_with_non_json_body_is_invalid_response() {
     let error = run_against(&server, Command::App(AppCommand::List), dir.path())
         .await
         .unwrap_err();
-    assert_eq!(error.code, "invalid_response");
+    assert_eq!(error.code, CliCode::Local(LocalCode::InvalidResponse));
 }
 
 fn compatibility_command(bundle: &str) -> Command {
@@ -482,7 +487,7 @@ async fn incompatible_report_is_the_result_and_a_failure() {
         outcome.text
     );
     let failure = outcome.failure.expect("an incompatible bundle fails");
-    assert_eq!(failure.code, "incompatible_bundle");
+    assert_eq!(failure.code, CliCode::Api(ErrorCode::IncompatibleBundle));
     assert!(
         failure
             .message

@@ -7,6 +7,7 @@ use updraft_cli::args::{ChannelState, DisableAutoUpdateArg, RoleArg};
 use updraft_cli::{
     ApikeyCommand, AppCommand, BundleCommand, ChannelCommand, Command, DeviceCommand, GlobalOpts,
 };
+use updraft_cli::{CliCode, LocalCode};
 
 #[derive(clap::Parser, Debug)]
 #[command(name = "updraft")]
@@ -529,7 +530,7 @@ fn channel_set_policies_and_alias() {
 #[test]
 fn channel_set_without_flags_is_an_error() {
     let error = channel_set_body(&[]).unwrap_err();
-    assert_eq!(error.code, "nothing_to_set");
+    assert_eq!(error.code, CliCode::Local(LocalCode::NothingToSet));
 }
 
 #[test]
@@ -883,7 +884,7 @@ fn channel_set_rollout_actions() {
         channel_set_body(&["--accept-incompatible"])
             .unwrap_err()
             .code,
-        "nothing_to_set"
+        CliCode::Local(LocalCode::NothingToSet)
     );
 }
 
@@ -1494,7 +1495,7 @@ fn capgo_style_encrypted_external_upload_needs_no_plain_checksum() {
         panic!("{command:?}");
     };
     let error = args.request_body().unwrap_err();
-    assert_eq!(error.code, "invalid_argument");
+    assert_eq!(error.code, CliCode::Local(LocalCode::InvalidArgument));
     assert!(
         error.message.contains("--iv-session-key"),
         "{}",
