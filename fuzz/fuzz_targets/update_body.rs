@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(err) => {
             assert!((200..500).contains(&err.status), "status {}", err.status);
-            assert!(!err.code.is_empty());
+            assert!(!err.code.as_str().is_empty());
         }
     }
 });
