@@ -8,7 +8,7 @@
 //! The pass is a single function so that, with several nodes, it can later
 //! run under a leader lock.
 
-use crate::audit::AuditService;
+use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
@@ -479,7 +479,7 @@ impl ControlLoop {
                 "schedule.create",
                 &view.id.to_string(),
                 None,
-                serde_json::to_value(&view).ok(),
+                audit::view(&view),
             )
             .await;
         Ok(schedule)
@@ -528,8 +528,8 @@ impl ControlLoop {
                 Some(app_id),
                 "schedule.cancel",
                 &id.to_string(),
-                serde_json::to_value(ScheduleView::from(before)).ok(),
-                serde_json::to_value(ScheduleView::from(cancelled.clone())).ok(),
+                audit::view(&ScheduleView::from(before)),
+                audit::view(&ScheduleView::from(cancelled.clone())),
             )
             .await;
         Ok(cancelled)

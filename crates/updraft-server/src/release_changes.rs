@@ -8,7 +8,7 @@
 //! channel, so that several changes of one request (a PATCH with a bundle,
 //! a rollout and settings) are written together or not at all.
 
-use crate::audit::AuditService;
+use crate::audit::{self, AuditService};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
@@ -449,7 +449,7 @@ impl ReleaseService {
                 "channel.create",
                 &channel.name,
                 None,
-                serde_json::to_value(&created).ok(),
+                audit::view(&created),
             )
             .await;
         let has_release = !changes.releases.is_empty() || changes.rollout_targeting.is_some();
@@ -493,7 +493,7 @@ impl ReleaseService {
             .await;
         match created {
             Ok(channel) => {
-                let after = serde_json::to_value(&self.view(channel).await?).ok();
+                let after = audit::view(&self.view(channel).await?);
                 self.audit
                     .log(caller, Some(app_id), "channel.create", name, None, after)
                     .await;
@@ -541,7 +541,7 @@ impl ReleaseService {
                 Some(app_id),
                 "channel.delete",
                 name,
-                serde_json::to_value(&before).ok(),
+                audit::view(&before),
                 None,
             )
             .await;
@@ -1014,8 +1014,8 @@ impl Plan {
             "channel.release"
         };
         self.complete_names(svc).await?;
-        let before_view = serde_json::to_value(self.view(&self.before)).ok();
-        let after_view = serde_json::to_value(self.view(&self.after)).ok();
+        let before_view = audit::view(&self.view(&self.before));
+        let after_view = audit::view(&self.view(&self.after));
         let expect_rollout_id = commit
             .expect_rollout_id
             .unwrap_or_else(|| self.before.rollout.as_ref().map(|r| r.rollout_id.clone()));
