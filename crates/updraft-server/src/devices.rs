@@ -21,19 +21,11 @@ const RECENT_EVENTS: i64 = 50;
 /// in-memory releases (every override of an app, kept current), the release
 /// refresh, the audit log and the clock.
 pub struct DeviceService {
-    devices: Arc<dyn DeviceStore>,
-    overrides: Arc<dyn OverrideStore>,
-    channels: Arc<dyn ChannelStore>,
-    events: Arc<dyn StatsStore>,
-    registry: Arc<RegistryWriter>,
-    cache: Arc<ReleaseCache>,
-    releases: Arc<ReleaseService>,
-    audit: Arc<AuditService>,
-    clock: Arc<dyn Clock>,
+    deps: DeviceDeps,
 }
 
-/// What the device service needs, built once by the server.
-pub struct DeviceServiceParts {
+/// What the device service is built from.
+pub struct DeviceDeps {
     pub devices: Arc<dyn DeviceStore>,
     pub overrides: Arc<dyn OverrideStore>,
     pub channels: Arc<dyn ChannelStore>,
@@ -52,39 +44,19 @@ pub struct DevicePage {
 }
 
 impl DeviceService {
-    pub fn new(parts: DeviceServiceParts) -> DeviceService {
-        let DeviceServiceParts {
-            devices,
-            overrides,
-            channels,
-            events,
-            registry,
-            cache,
-            releases,
-            audit,
-            clock,
-        } = parts;
-        DeviceService {
-            devices,
-            overrides,
-            channels,
-            events,
-            registry,
-            cache,
-            releases,
-            audit,
-            clock,
-        }
+    pub fn new(deps: DeviceDeps) -> DeviceService {
+        DeviceService { deps }
     }
 
     /// One device as last reported, its override and its latest events
     /// (404 `device_not_found` when it has not been seen for the app).
     pub async fn show(&self, app_id: &str, device_id: &str) -> Result<DeviceDetail, ApiError> {
         // Flush first so a device seen a moment ago is there.
-        if let Err(err) = self.registry.flush().await {
+        if let Err(err) = self.deps.registry.flush().await {
             tracing::warn!(error = %err, "registry flush before device lookup failed");
         }
         let device = self
+            .deps
             .devices
             .get_device(app_id, device_id)
             .await?
@@ -96,6 +68,7 @@ impl DeviceService {
             })?;
         let channel_override = self.current_override(app_id, device_id);
         let recent_events = self
+            .deps
             .events
             .list_events(app_id, Some(device_id), RECENT_EVENTS)
             .await?
@@ -103,7 +76,7 @@ impl DeviceService {
             .map(EventView::from)
             .collect();
         Ok(DeviceDetail {
-            device: DeviceView::new(device, &self.cache.get(app_id)),
+            device: DeviceView::new(device, &self.deps.cache.get(app_id)),
             channel_override,
             recent_events,
         })
@@ -119,6 +92,7 @@ impl DeviceService {
         channel: &str,
     ) -> Result<OverrideView, ApiError> {
         let channel = self
+            .deps
             .channels
             .get_channel(app_id, channel)
             .await?
@@ -130,18 +104,20 @@ impl DeviceService {
             })?;
         let before = self.current_override(app_id, device_id);
         let stored = self
+            .deps
             .overrides
             .set_override(
                 app_id,
                 device_id,
                 channel.id,
                 OverrideSource::Admin,
-                self.clock.now(),
+                self.deps.clock.now(),
             )
             .await?;
-        self.releases.refresh(app_id).await;
+        self.deps.releases.refresh(app_id).await;
         let view = OverrideView::new(stored, channel.name);
-        self.audit
+        self.deps
+            .audit
             .log(
                 caller,
                 Some(app_id),
@@ -157,14 +133,15 @@ impl DeviceService {
     /// The page of `app_id`'s devices that `query` asks for, with the count
     /// of all that match it.
     pub async fn list(&self, app_id: &str, query: &DeviceQuery) -> Result<DevicePage, ApiError> {
-        let total = self.devices.count_devices(app_id, query).await?;
-        let devices = self.devices.list_devices(app_id, query).await?;
+        let total = self.deps.devices.count_devices(app_id, query).await?;
+        let devices = self.deps.devices.list_devices(app_id, query).await?;
         Ok(DevicePage { devices, total })
     }
 
     /// Every override of the app, with the name of the channel it points at.
     pub async fn overrides(&self, app_id: &str) -> Result<Vec<OverrideView>, ApiError> {
         let names: HashMap<i64, String> = self
+            .deps
             .channels
             .list_channels(app_id)
             .await?
@@ -172,6 +149,7 @@ impl DeviceService {
             .map(|c| (c.id, c.name))
             .collect();
         Ok(self
+            .deps
             .overrides
             .list_overrides(app_id)
             .await?
@@ -186,7 +164,7 @@ impl DeviceService {
     /// A device's override as the in-memory release holds it (every override
     /// of the app, kept current after each change).
     pub fn current_override(&self, app_id: &str, device_id: &str) -> Option<OverrideView> {
-        let release = self.cache.get(app_id);
+        let release = self.deps.cache.get(app_id);
         let existing = release.overrides.get(device_id)?;
         let name = release
             .channel_by_id(existing.channel_id)
@@ -204,14 +182,20 @@ impl DeviceService {
         device_id: &str,
     ) -> Result<(), ApiError> {
         let before = self.current_override(app_id, device_id);
-        if !self.overrides.delete_override(app_id, device_id).await? {
+        if !self
+            .deps
+            .overrides
+            .delete_override(app_id, device_id)
+            .await?
+        {
             return Err(ApiError::not_found(
                 ErrorCode::OverrideNotFound,
                 format!("device {device_id} has no channel override"),
             ));
         }
-        self.releases.refresh(app_id).await;
-        self.audit
+        self.deps.releases.refresh(app_id).await;
+        self.deps
+            .audit
             .log(
                 caller,
                 Some(app_id),

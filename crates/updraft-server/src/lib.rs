@@ -571,7 +571,7 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&audit),
         ));
-        let devices = Arc::new(devices::DeviceService::new(devices::DeviceServiceParts {
+        let devices = Arc::new(devices::DeviceService::new(devices::DeviceDeps {
             devices: Arc::clone(&store) as Arc<dyn updraft_store::DeviceStore>,
             overrides: Arc::clone(&store) as Arc<dyn updraft_store::OverrideStore>,
             channels: Arc::clone(&store) as Arc<dyn updraft_store::ChannelStore>,
