@@ -408,8 +408,18 @@ pub fn resolve_channel<'a>(
     platform: Platform,
     default_channel: Option<&str>,
 ) -> Result<ResolvedChannel<'a>, Unresolved<'a>> {
-    let on = device_channel(release, device_id, platform, default_channel)
-        .ok_or(Unresolved::NoChannel)?;
+    resolve_device_channel(
+        release,
+        device_channel(release, device_id, platform, default_channel),
+    )
+}
+
+/// What the channel a device is on ([`device_channel`]) points at.
+fn resolve_device_channel<'a>(
+    release: &'a ReleaseConfig,
+    on: Option<DeviceChannel<'a>>,
+) -> Result<ResolvedChannel<'a>, Unresolved<'a>> {
+    let on = on.ok_or(Unresolved::NoChannel)?;
     let target =
         channel_target(release, on.channel).ok_or(Unresolved::BundleDeleted(on.channel))?;
     Ok(ResolvedChannel {
@@ -547,10 +557,11 @@ fn precedence(a: &semver::Version, b: &semver::Version) -> Ordering {
 }
 
 /// The §1.5 checks in their exact order; the first that applies refuses.
-fn channel_flag_refusal(
+fn channel_flag_refusal<'a, O: Observer<'a>>(
     req: &UpdateRequest,
     resolved: &ResolvedChannel<'_>,
     default_channel: Option<&str>,
+    obs: &mut O,
 ) -> Option<Refused> {
     let channel = resolved.channel;
     let target = resolved.target.name();
@@ -592,17 +603,22 @@ fn channel_flag_refusal(
         _ => None,
     };
     if let Some((why, message)) = platform_block {
-        return Some(block_vs_running(why, message));
+        return Some(obs.refused(Rule::Platform, block_vs_running(why, message)));
     }
+    obs.rule(Rule::Platform, None);
 
     // Row 4: no upgrade across a major.
     if let Some((_, v)) = &bundle_version {
         if policy == AutoUpdatePolicy::Major && v.major > native.major {
-            return Some(block_vs_native(
-                Refusal::DisableAutoUpdateToMajor,
-                "Cannot upgrade major version",
+            return Some(obs.refused(
+                Rule::MajorPolicy,
+                block_vs_native(
+                    Refusal::DisableAutoUpdateToMajor,
+                    "Cannot upgrade major version",
+                ),
             ));
         }
+        obs.rule(Rule::MajorPolicy, None);
     }
 
     // Row 5: a private channel is reachable only through an override.
@@ -613,13 +629,14 @@ fn channel_flag_refusal(
             ),
             None => "Please set a defaultChannel with \"Allow devices to self dissociate/associate\" enabled.".to_string(),
         };
-        return Some(Refusal::CannotUpdateViaPrivateChannel.because(
+        return Some(obs.refused(Rule::PrivateChannel, Refusal::CannotUpdateViaPrivateChannel.because(
             format!(
                 "Cannot update via a private channel. The channel \"{}\" does not allow device self-assignment. {advice}",
                 channel.name
             ),
-        ));
+        )));
     }
+    obs.rule(Rule::PrivateChannel, None);
 
     // Rows 6–9: the remaining version policies.
     if let Some((bundle, v)) = &bundle_version {
@@ -627,15 +644,21 @@ fn channel_flag_refusal(
         let same_minor = same_major && v.minor == native.minor;
         let same_patch = same_minor && v.patch == native.patch;
         if policy == AutoUpdatePolicy::Minor && !same_minor {
-            return Some(block_vs_native(
-                Refusal::DisableAutoUpdateToMinor,
-                "Cannot upgrade minor version",
+            return Some(obs.refused(
+                Rule::VersionPolicy,
+                block_vs_native(
+                    Refusal::DisableAutoUpdateToMinor,
+                    "Cannot upgrade minor version",
+                ),
             ));
         }
         if policy == AutoUpdatePolicy::Patch && !same_patch {
-            return Some(block_vs_native(
-                Refusal::DisableAutoUpdateToPatch,
-                "Cannot upgrade patch version",
+            return Some(obs.refused(
+                Rule::VersionPolicy,
+                block_vs_native(
+                    Refusal::DisableAutoUpdateToPatch,
+                    "Cannot upgrade patch version",
+                ),
             ));
         }
         if policy == AutoUpdatePolicy::Metadata {
@@ -645,27 +668,38 @@ fn channel_flag_refusal(
             {
                 None => {
                     return Some(
-                        Refusal::MisconfiguredChannel
-                            .because(format!("Channel {} is misconfigured", channel.name))
-                            .with("version", target)
-                            .with("old", native.to_string()),
+                        obs.refused(
+                            Rule::VersionPolicy,
+                            Refusal::MisconfiguredChannel
+                                .because(format!("Channel {} is misconfigured", channel.name))
+                                .with("version", target)
+                                .with("old", native.to_string()),
+                        ),
                     )
                 }
                 Some(minimum) if precedence(&minimum, native) == Ordering::Greater => {
-                    return Some(block_vs_native(
-                        Refusal::DisableAutoUpdateToMetadata,
-                        "Cannot upgrade version, min update version > current version",
+                    return Some(obs.refused(
+                        Rule::VersionPolicy,
+                        block_vs_native(
+                            Refusal::DisableAutoUpdateToMetadata,
+                            "Cannot upgrade version, min update version > current version",
+                        ),
                     ))
                 }
                 Some(_) => {}
             }
         }
+        obs.rule(Rule::VersionPolicy, None);
         if channel.disable_auto_update_under_native && precedence(v, native) == Ordering::Less {
-            return Some(block_vs_running(
-                Refusal::DisableAutoUpdateUnderNative,
-                "Cannot revert under native version",
+            return Some(obs.refused(
+                Rule::UnderNative,
+                block_vs_running(
+                    Refusal::DisableAutoUpdateUnderNative,
+                    "Cannot revert under native version",
+                ),
             ));
         }
+        obs.rule(Rule::UnderNative, None);
     }
 
     // Rows 10–13: build and device kind.
@@ -689,7 +723,9 @@ fn channel_flag_refusal(
     } else {
         None
     };
-    device_block.map(|(why, message)| block_vs_running(why, message))
+    let refused = device_block.map(|(why, message)| block_vs_running(why, message));
+    obs.rule(Rule::BuildKind, refused.as_ref().map(|r| r.why));
+    refused
 }
 
 /// The success body for a real bundle (§1.7, wire §2.2). Never carries
@@ -753,46 +789,74 @@ fn offer_bundle(
 /// `base_url` has no trailing slash, e.g. "http://127.0.0.1:8080"; relative `storage_path` and manifest
 /// `location` values (starting with '/') are resolved against it.
 pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &str) -> UpdateAnswer {
+    decide(req, release, base_url, &mut ())
+}
+
+/// [`answer_update`], telling `obs` each rule it applies and its verdict
+/// (`()` observes nothing and costs nothing; [`explain_update`] records).
+fn decide<'a, O: Observer<'a>>(
+    req: &UpdateRequest,
+    release: &'a ReleaseConfig,
+    base_url: &str,
+    obs: &mut O,
+) -> UpdateAnswer {
     if release.app.is_none() {
-        return refuse(app_not_found(&req.app_id));
+        return refuse(obs.refused(Rule::App, app_not_found(&req.app_id)));
     }
+    obs.rule(Rule::App, None);
     if req.plugin_version.major == 4 {
-        return refuse(Refusal::UnsupportedPluginVersion.because(format!(
+        return refuse(obs.refused(
+            Rule::PluginVersion,
+            Refusal::UnsupportedPluginVersion.because(format!(
             "Plugin version {} (v4) is no longer supported. Please upgrade to v5.10.0 or later.",
             req.plugin_version
-        )));
+        )),
+        ));
     }
+    obs.rule(Rule::PluginVersion, None);
     let default_channel = req.default_channel.as_deref().filter(|dc| !dc.is_empty());
-    let resolved = match resolve_channel(release, &req.device_id, req.platform, default_channel) {
+    let on = device_channel(release, &req.device_id, req.platform, default_channel);
+    obs.channel(on);
+    let resolved = match resolve_device_channel(release, on) {
         Ok(resolved) => resolved,
-        Err(why) => return refuse(unresolved(release, why)),
+        Err(why) => return refuse(obs.refused(Rule::Channel, unresolved(release, why))),
     };
+    obs.rule(Rule::Channel, None);
     let resolved = choose_target(release, resolved, req);
+    obs.target(resolved);
+    obs.rule(Rule::Rollout, None);
     let target_name = resolved.target.name();
 
     if let Target::Bundle(bundle) = resolved.target {
         let has_zip =
             non_empty(&bundle.external_url).is_some() || non_empty(&bundle.storage_path).is_some();
         if !has_zip && bundle.manifest.is_empty() {
-            return refuse(no_bundle());
+            return refuse(obs.refused(Rule::BundleFiles, no_bundle()));
         }
+        obs.rule(Rule::BundleFiles, None);
         let device_key = req.key_id.as_deref().filter(|k| !k.is_empty());
         let bundle_key = non_empty(&bundle.key_id);
         if let (Some(device_key), Some(bundle_key)) = (device_key, bundle_key) {
             if device_key != bundle_key && version::enforces_key_id(&req.plugin_version) {
-                return refuse(
+                return refuse(obs.refused(
+                    Rule::KeyId,
                     Refusal::KeyIdMismatch.because("Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.",
                     )
                     .with("deviceKeyId", device_key)
                     .with("bundleKeyId", bundle_key),
-                );
+                ));
             }
         }
+        obs.rule(Rule::KeyId, None);
     }
 
     if req.version_name == target_name {
-        return refuse(Refusal::NoNewVersionAvailable.because("No new version available"));
+        return refuse(obs.refused(
+            Rule::NewVersion,
+            Refusal::NoNewVersionAvailable.because("No new version available"),
+        ));
     }
+    obs.rule(Rule::NewVersion, None);
 
     // A device with a public key rejects unencrypted bundles after
     // downloading them (plugin ≥ 8.51.23); refuse up front instead.
@@ -801,46 +865,59 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
         req.key_id.as_deref().filter(|k| !k.is_empty()),
     ) {
         if !bundle.is_encrypted() {
-            return refuse(
+            return refuse(obs.refused(
+                Rule::Encryption,
                 Refusal::EncryptionRequired.because(format!(
                         "The device has an encryption key (key_id {key_id}) but bundle {} is not encrypted; it would reject it. Upload an encrypted bundle to this channel.",
                         bundle.name
                     ),
                 )
                 .with("version", bundle.name.as_str()),
-            );
+            ));
         }
     }
+    obs.rule(Rule::Encryption, None);
 
-    if let Some(block) = channel_flag_refusal(req, &resolved, default_channel) {
+    if let Some(block) = channel_flag_refusal(req, &resolved, default_channel, obs) {
         return refuse(block);
     }
 
     if !targeting_matches(&resolved.channel.targeting, &DeviceFacts::from_request(req)) {
         return refuse(
-            Refusal::DeviceNotTargeted
-                .because("This channel's release does not target this device")
-                .with("version", target_name)
-                .with("old", req.version_name.as_str()),
+            obs.refused(
+                Rule::Targeting,
+                Refusal::DeviceNotTargeted
+                    .because("This channel's release does not target this device")
+                    .with("version", target_name)
+                    .with("old", req.version_name.as_str()),
+            ),
         );
     }
+    obs.rule(Rule::Targeting, None);
 
     match resolved.target {
         Target::Builtin => {
             if !version::supports_builtin_revert(&req.plugin_version) {
                 return refuse(
-                    Refusal::RevertToBuiltinPluginVersionTooOld
-                        .because("revert_to_builtin used, but plugin version is too old"),
+                    obs.refused(
+                        Rule::BuiltinRevert,
+                        Refusal::RevertToBuiltinPluginVersionTooOld
+                            .because("revert_to_builtin used, but plugin version is too old"),
+                    ),
                 );
             }
             // On the native bundle the plugin reports the native version as its bundle name.
             if req.version_name == req.version_build.to_string() {
                 return refuse(
-                    Refusal::AlreadyOnBuiltin
-                        .because("Already on builtin")
-                        .with("version", BUILTIN),
+                    obs.refused(
+                        Rule::BuiltinRevert,
+                        Refusal::AlreadyOnBuiltin
+                            .because("Already on builtin")
+                            .with("version", BUILTIN),
+                    ),
                 );
             }
+            obs.rule(Rule::BuiltinRevert, None);
             UpdateAnswer {
                 body: json!({ "version": BUILTIN, "url": PLACEHOLDER_URL }),
                 outcome: UpdateOutcome::Get,
@@ -848,8 +925,14 @@ pub fn answer_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &st
             }
         }
         Target::Bundle(bundle) => match bundle_url(bundle, base_url) {
-            Some(url) => offer_bundle(req, release, bundle, url, base_url),
-            None => refuse(Refusal::NoBundleUrl.because("Cannot get bundle url")),
+            Some(url) => {
+                obs.rule(Rule::BundleUrl, None);
+                offer_bundle(req, release, bundle, url, base_url)
+            }
+            None => refuse(obs.refused(
+                Rule::BundleUrl,
+                Refusal::NoBundleUrl.because("Cannot get bundle url"),
+            )),
         },
     }
 }
@@ -952,6 +1035,15 @@ pub fn answer_manifest_size(
     }
 }
 
+// ---- `updraft device explain`: the decision's rules, recorded (explain.rs) ----
+mod explain;
+use explain::Observer;
+pub use explain::{
+    explain_update, request_from_device, Explanation, MissingDeviceFacts, Remedy, Rule, Step,
+    StepOutcome,
+};
+// ---- end of `device explain` ----
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1050,7 +1142,8 @@ mod tests {
             target: Target::Bundle(bundle),
             via_override,
         };
-        channel_flag_refusal(&request(), &resolved, default_channel).map(|r| r.error.to_json())
+        channel_flag_refusal(&request(), &resolved, default_channel, &mut ())
+            .map(|r| r.error.to_json())
     }
 
     // Row 5 cannot be reached through resolution (private channels resolve
