@@ -115,6 +115,8 @@ error_codes! {
     OverrideNotFound = "override_not_found",
     ApikeyNotFound = "apikey_not_found",
     DeviceNotFound = "device_not_found",
+    /// The registry lacks what a device's update check needs (`device explain`).
+    DeviceIncomplete = "device_incomplete",
     WebhookNotFound = "webhook_not_found",
     ScheduleNotFound = "schedule_not_found",
     UploadNotFound = "upload_not_found",

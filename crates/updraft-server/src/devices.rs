@@ -10,6 +10,8 @@ use crate::writers::RegistryWriter;
 use std::collections::HashMap;
 use std::sync::Arc;
 use updraft_api::management::{DeviceDetail, DeviceView, EventView, OverrideView};
+use updraft_api::DeviceExplanation;
+use updraft_core::decision::{explain_update, request_from_device};
 use updraft_core::model::{Clock, Device, OverrideSource};
 use updraft_store::{ChannelStore, DeviceQuery, DeviceStore, OverrideStore, StatsStore};
 
@@ -51,21 +53,7 @@ impl DeviceService {
     /// One device as last reported, its override and its latest events
     /// (404 `device_not_found` when it has not been seen for the app).
     pub async fn show(&self, app_id: &str, device_id: &str) -> Result<DeviceDetail, ApiError> {
-        // Flush first so a device seen a moment ago is there.
-        if let Err(err) = self.deps.registry.flush().await {
-            tracing::warn!(error = %err, "registry flush before device lookup failed");
-        }
-        let device = self
-            .deps
-            .devices
-            .get_device(app_id, device_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    ErrorCode::DeviceNotFound,
-                    format!("device {device_id} has not been seen for {app_id}"),
-                )
-            })?;
+        let device = self.device(app_id, device_id).await?;
         let channel_override = self.current_override(app_id, device_id);
         let recent_events = self
             .deps
@@ -80,6 +68,52 @@ impl DeviceService {
             channel_override,
             recent_events,
         })
+    }
+
+    /// Why the device gets what `/updates` answers it now: the decision run
+    /// on what it last reported (404 `device_not_found` when it has not been
+    /// seen for the app, 409 `device_incomplete` when the registry lacks a
+    /// field the update check needs). `base_url` as the device would see it.
+    pub async fn explain(
+        &self,
+        app_id: &str,
+        device_id: &str,
+        base_url: &str,
+    ) -> Result<DeviceExplanation, ApiError> {
+        let device = self.device(app_id, device_id).await?;
+        let request = request_from_device(&device).map_err(|missing| {
+            ApiError::conflict(
+                ErrorCode::DeviceIncomplete,
+                format!("device {device_id} cannot be explained: {missing}"),
+            )
+        })?;
+        let release = self.deps.cache.get(app_id);
+        let explanation = explain_update(&request, &release, base_url);
+        let channel_override = self.current_override(app_id, device_id);
+        Ok(DeviceExplanation::new(
+            device,
+            &release,
+            channel_override,
+            explanation,
+        ))
+    }
+
+    /// The device as last reported, the registry flushed first so a device
+    /// seen a moment ago is there (404 `device_not_found` when it is not).
+    async fn device(&self, app_id: &str, device_id: &str) -> Result<Device, ApiError> {
+        if let Err(err) = self.deps.registry.flush().await {
+            tracing::warn!(error = %err, "registry flush before device lookup failed");
+        }
+        self.deps
+            .devices
+            .get_device(app_id, device_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    ErrorCode::DeviceNotFound,
+                    format!("device {device_id} has not been seen for {app_id}"),
+                )
+            })
     }
 
     /// Pins the device to `channel` (404 `channel_not_found` when the app has

@@ -7,7 +7,7 @@ use crate::api::Path;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use updraft_core::model::Role;
@@ -65,6 +65,27 @@ pub async fn show(
     existing_app(&state, &caller, &app_id).await?;
     let device_id = validate::device_id(&device_id)?;
     Ok(Json(state.devices.show(&app_id, &device_id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}/devices/{device_id}/explain", tag = "devices", operation_id = "explain_devices",
+    responses((status = 200, body = updraft_api::DeviceExplanation), (status = 404, body = super::views::ErrorView),
+              (status = 409, body = super::views::ErrorView, description = "device_incomplete: the registry lacks a field the update check needs")))]
+pub async fn explain(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((app_id, device_id)): Path<(String, String)>,
+) -> Result<Json<updraft_api::DeviceExplanation>, ApiError> {
+    caller.require(Role::Viewer, Some(&app_id))?;
+    existing_app(&state, &caller, &app_id).await?;
+    let device_id = validate::device_id(&device_id)?;
+    let base_url = state.base_url(&headers);
+    Ok(Json(
+        state
+            .devices
+            .explain(&app_id, &device_id, &base_url)
+            .await?,
+    ))
 }
 
 #[utoipa::path(put, path = "/api/v1/apps/{app_id}/devices/{device_id}/channel", tag = "devices", operation_id = "set_override_devices", request_body = SetOverride,

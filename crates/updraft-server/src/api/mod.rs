@@ -50,6 +50,7 @@ fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(releases::cancel_schedule))
         .routes(routes!(devices::list))
         .routes(routes!(devices::show))
+        .routes(routes!(devices::explain))
         .routes(routes!(devices::set_override, devices::unset_override))
         .routes(routes!(devices::list_overrides))
         .routes(routes!(analytics::stats))
