@@ -915,6 +915,14 @@ pub enum DeviceCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
     },
+    /// Why a device gets what it gets: its channel, each rule of the update
+    /// decision on what it last reported, and the command that would change it
+    Explain {
+        /// Device id
+        device_id: String,
+        /// App id (default: the appId of ./capacitor.config.json)
+        app_id: Option<String>,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

@@ -391,6 +391,17 @@ pub async fn device(
             let text = render::device_details(&device.value, &device.json);
             Ok(Outcome::new(device.json, text))
         }
+        DeviceCommand::Explain { device_id, app_id } => {
+            let app_id = resolve_app_id(app_id.as_deref(), work_dir)?;
+            let explained = client
+                .get::<updraft_api::DeviceExplanation>(
+                    &["apps", &app_id, "devices", &device_id, "explain"],
+                    &[],
+                )
+                .await?;
+            let text = crate::explain::render(&explained.value);
+            Ok(Outcome::new(explained.json, text))
+        }
     }
 }
 

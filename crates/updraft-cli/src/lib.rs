@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod confirm;
 pub mod error;
+pub mod explain;
 pub mod keys;
 pub mod native;
 pub mod offline;

@@ -17,6 +17,7 @@ mod connections;
 mod disk_full;
 mod durability;
 mod edge;
+mod explain;
 mod guards;
 mod interop;
 mod management;
