@@ -154,6 +154,35 @@ fn explain(req: &UpdateRequest, release: &ReleaseConfig) -> Explanation {
             _ => None,
         })
         .collect();
+    // Which rules may not apply: the bundle's own checks to a builtin revert,
+    // the builtin's to a bundle (every bundle name here is a version).
+    let may_skip: &[Rule] = match explained.target.as_deref() {
+        None => &[],
+        Some("builtin") => &[
+            Rule::BundleFiles,
+            Rule::KeyId,
+            Rule::MajorPolicy,
+            Rule::VersionPolicy,
+            Rule::UnderNative,
+            Rule::BundleUrl,
+        ],
+        Some(_) => &[Rule::BuiltinRevert],
+    };
+    for step in &explained.steps {
+        if step.outcome == StepOutcome::Skipped {
+            assert!(may_skip.contains(&step.rule), "{step:?}");
+        }
+    }
+    let reached = |rule: Rule| {
+        explained
+            .blocking_rule()
+            .is_none_or(|blocking| rule < blocking)
+    };
+    for step in explained.steps.iter().filter(|s| reached(s.rule)) {
+        if !may_skip.contains(&step.rule) {
+            assert_eq!(step.outcome, StepOutcome::Ok, "{step:?}");
+        }
+    }
     match explained.answer.outcome {
         UpdateOutcome::Refused(why) => {
             assert_eq!(refused, vec![why]);

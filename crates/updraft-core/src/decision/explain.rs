@@ -247,6 +247,13 @@ impl Explanation {
 pub fn explain_update(req: &UpdateRequest, release: &ReleaseConfig, base_url: &str) -> Explanation {
     let mut trace = Trace::default();
     let answer = decide(req, release, base_url, &mut trace);
+    // `Rule` is declared in the order `decide` applies the rules: a check
+    // moved there without moving its rule here is caught by every test.
+    debug_assert!(
+        trace.verdicts.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "rules reported out of their declared order: {:?}",
+        trace.verdicts
+    );
     let last = trace.verdicts.last().map(|(rule, _)| *rule);
     // Rules after the deciding one were not reached; after an offer, the
     // remaining rules did not apply to its target.
