@@ -627,6 +627,13 @@ fn device_commands() {
         }
         other => panic!("{other:?}"),
     }
+    match client_command(&["device", "explain", "abc"]) {
+        Command::Device(DeviceCommand::Explain { device_id, app_id }) => {
+            assert_eq!(device_id, "abc");
+            assert_eq!(app_id, None);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
