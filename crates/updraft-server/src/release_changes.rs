@@ -1246,6 +1246,38 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_changes_nothing_names_its_first_release_change() {
+        let mut c = channel();
+        let mut paused = rollout(3);
+        paused.paused_at = Some(9);
+        c.rollout = Some(paused);
+        let name = |id: i64| format!("1.{id}.0");
+        let reason = |releases: &[ReleaseChange]| no_change(&c, releases, name);
+        let pause = ReleaseChange::Rollout(RolloutRequest::Pause);
+        let resume = ReleaseChange::Rollout(RolloutRequest::Resume);
+        let set = ReleaseChange::SetBundle {
+            version: "1.1.0".into(),
+        };
+        let percentage = ReleaseChange::Rollout(RolloutRequest::SetPercentage(100));
+        assert_eq!(
+            reason(&[pause.clone(), set.clone()]),
+            NoChange {
+                code: "already_paused",
+                message: "the rollout of 1.3.0 on channel production is already paused".into(),
+            }
+        );
+        assert_eq!(reason(&[resume]).code, "not_paused");
+        assert_eq!(
+            reason(&[set]).message,
+            "channel production already serves bundle 1.1.0"
+        );
+        assert!(reason(&[percentage])
+            .message
+            .ends_with("already at 100 basis points"));
+        assert_eq!(reason(&[]).code, "same_settings");
+    }
+
+    #[test]
     fn builtin_is_a_patch_to_none() {
         let mut c = channel();
         (ChannelPatch {
