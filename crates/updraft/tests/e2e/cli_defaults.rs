@@ -68,9 +68,10 @@ async fn upload_defaults_to_web_dir_and_the_package_json_version() {
     let s = Server::start().await;
     s.cli_ok(&["app", "add", APP]);
 
-    // capacitor.config.ts as `npx cap init` writes it (a comment names another folder).
+    // capacitor.config.ts as `npx cap init` writes it (a comment names another
+    // folder); the app id comes from it too.
     let ts = project("capacitor.config.ts", INIT_TS, "1.4.0", "www");
-    let (code, out, err) = s.cli_in_dir(ts.path(), &["bundle", "upload", APP]);
+    let (code, out, err) = s.cli_in_dir(ts.path(), &["bundle", "upload"]);
     assert_eq!(code, 0, "stdout={out} stderr={err}");
     assert!(
         out.contains("Uploaded bundle 1.4.0 of com.example.app"),
