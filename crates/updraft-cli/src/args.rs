@@ -434,7 +434,7 @@ pub enum ChannelCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
         /// Make it the default (public) channel
-        #[arg(long)]
+        #[arg(short, long)]
         default: bool,
     },
     /// Change a channel's settings (only the given flags change)
@@ -639,7 +639,7 @@ pub struct ChannelSetArgs {
     #[arg(long)]
     pub force: bool,
     /// `default` makes the channel public, `normal` makes it private
-    #[arg(long, value_enum)]
+    #[arg(short, long, value_enum)]
     pub state: Option<ChannelState>,
     /// Serve iOS devices
     #[arg(long, conflicts_with = "no_ios")]

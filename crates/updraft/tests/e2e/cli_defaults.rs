@@ -280,6 +280,11 @@ async fn capgo_short_flags() {
     );
     assert_eq!(code, 0, "stdout={out} stderr={err}");
     assert_eq!(json_of(&out)["channels"], json!(["production"]));
+    // -d for channel add --default, -s for channel set --state.
+    let out = s.cli_ok(&["channel", "add", "beta", APP, "-d", "--json"]);
+    assert_eq!(json_of(&out)["public"], true);
+    let out = s.cli_ok(&["channel", "set", "beta", APP, "-s", "normal", "--json"]);
+    assert_eq!(json_of(&out)["public"], false);
 }
 
 #[tokio::test]
