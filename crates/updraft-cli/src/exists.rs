@@ -56,12 +56,11 @@ pub async fn same_version(
             "Bundle {version} of {app_id} already exists with the same checksum; nothing was \
              uploaded (--version-exists-ok)."
         );
-        let value = json!({
-            "status": "exists",
-            "version": version,
-            "checksum": stored,
-            "bundle": existing,
-        });
+        // The bundle as a fresh upload prints it, marked as one that was there already.
+        let mut value = serde_json::to_value(&existing).unwrap_or_else(|_| json!({}));
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("status".to_string(), json!("exists"));
+        }
         return Ok(Some(Outcome::new(value, text)));
     }
     Err(CliError::new(

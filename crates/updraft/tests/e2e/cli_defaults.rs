@@ -146,7 +146,8 @@ async fn version_exists_ok_accepts_the_same_checksum_only() {
     assert_eq!(code, 0);
     let answer = json_of(&out);
     assert_eq!(answer["status"], "exists");
-    assert_eq!(answer["bundle"]["version"], "1.0.0");
+    assert_eq!(answer["version"], "1.0.0");
+    assert_eq!(answer["deleted"], false);
     // Without the flag it stays the server's refusal.
     let (code, out, _) = s.cli_in_dir(root, &["bundle", "upload", "--json"]);
     assert_eq!(code, 1);
