@@ -909,6 +909,25 @@ impl Plan {
         change: ReleaseChange,
         accept_incompatible: bool,
     ) -> Result<(), ApiError> {
+        let before = self.after.clone();
+        let (reasons, events) = (self.reasons.len(), self.events.len());
+        self.add_release_change(svc, change, accept_incompatible)
+            .await?;
+        // A part that changes nothing (pausing a paused rollout next to a
+        // setting) leaves no history reason and sends no event of its own.
+        if self.after == before {
+            self.reasons.truncate(reasons);
+            self.events.truncate(events);
+        }
+        Ok(())
+    }
+
+    async fn add_release_change(
+        &mut self,
+        svc: &ReleaseService,
+        change: ReleaseChange,
+        accept_incompatible: bool,
+    ) -> Result<(), ApiError> {
         let app_id = self.after.app_id.clone();
         let now = svc.clock.now();
         match change {

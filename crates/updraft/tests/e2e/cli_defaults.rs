@@ -468,8 +468,14 @@ async fn changes_that_change_nothing_are_said_plainly_and_write_nothing() {
     // One history row and one audit entry for the resume; none for the no-ops.
     assert_eq!(history_len(&s), history + 1);
     assert_eq!(audit_len(&s), audit + 1);
-    // A real change still says Updated, with changed: true.
-    let (code, out, _) = set(&["--no-ios", "--json"]);
+    // A real change still says Updated, with changed: true; its no-op part (the
+    // rollout is paused already) is no release change in the audit log.
+    set(&["--rollout-pause"]);
+    let (code, out, _) = set(&["--rollout-pause", "--no-ios", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(json_of(&out)["changed"], true);
+    let out = s.cli_ok(&["audit", APP, "--json"]);
+    let newest = &json_of(&out)["entries"][0];
+    assert_eq!(newest["action"], "channel.update", "{newest}");
+    assert_eq!(newest["after"]["ios"], false, "{newest}");
 }
