@@ -301,6 +301,34 @@ impl ChannelView {
     }
 }
 
+/// The answer of `PATCH /apps/{app_id}/channels/{name}`: the channel, and
+/// whether the request changed it. A request that changes nothing (pausing a
+/// paused rollout, the bundle the channel already serves, settings it
+/// already has) writes nothing: no history row, audit entry or webhook.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct ChannelUpdateView {
+    #[serde(flatten)]
+    pub channel: ChannelView,
+    /// Read as `true` when absent (a server older than this field).
+    #[serde(default = "answer_changed")]
+    pub changed: bool,
+    /// Why nothing changed; absent when something did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<NoChangeView>,
+}
+
+fn answer_changed() -> bool {
+    true
+}
+
+/// Why a channel request changed nothing.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq, Eq)]
+pub struct NoChangeView {
+    /// `already_paused`, `not_paused`, `already_serving`, `same_percentage` or `same_settings`.
+    pub code: String,
+    pub message: String,
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
 pub struct ChannelList {
     pub channels: Vec<ChannelView>,

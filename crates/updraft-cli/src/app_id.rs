@@ -16,10 +16,12 @@ pub fn resolve_app_id(explicit: Option<&str>, work_dir: &Path) -> Result<String,
     let text = match std::fs::read_to_string(&config_path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(missing_app_id(format!(
-                "no APP_ID given and no {CAPACITOR_CONFIG_FILE} in {}",
-                work_dir.display()
-            )))
+            return app_id_from_script_config(work_dir).unwrap_or_else(|| {
+                Err(missing_app_id(format!(
+                    "no APP_ID given and no {CAPACITOR_CONFIG_FILE} in {}",
+                    work_dir.display()
+                )))
+            })
         }
         Err(error) => {
             return Err(missing_app_id(format!(
@@ -53,6 +55,23 @@ pub fn app_id_from_config(config: &Value) -> Option<String> {
     };
     non_empty(config.pointer("/plugins/CapacitorUpdater/appId"))
         .or_else(|| non_empty(config.get("appId")))
+}
+
+/// The `appId` of `capacitor.config.ts` (or `.js`) when there is one, read
+/// as [`crate::project::string_property`] does (the file is not run).
+fn app_id_from_script_config(work_dir: &Path) -> Option<Result<String, CliError>> {
+    let file = ["capacitor.config.ts", "capacitor.config.js"]
+        .iter()
+        .map(|name| work_dir.join(name))
+        .find(|path| path.is_file())?;
+    let read = std::fs::read_to_string(&file)
+        .map_err(|error| error.to_string())
+        .and_then(|text| crate::project::string_property(&text, "appId"));
+    Some(
+        read.map_err(|why| {
+            missing_app_id(format!("no APP_ID given and {}: {why}", file.display()))
+        }),
+    )
 }
 
 fn missing_app_id(reason: String) -> CliError {
@@ -109,6 +128,26 @@ mod tests {
         assert_eq!(
             app_id_from_config(&config).as_deref(),
             Some("com.top.level")
+        );
+    }
+
+    #[test]
+    fn reads_the_app_id_of_a_typescript_config_without_running_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ts = dir.path().join("capacitor.config.ts");
+        std::fs::write(
+            &ts,
+            "const config = { appId: 'com.ts.app', webDir: 'www' };",
+        )
+        .unwrap();
+        assert_eq!(resolve_app_id(None, dir.path()).unwrap(), "com.ts.app");
+        std::fs::write(&ts, "const config = { appId: process.env.APP_ID };").unwrap();
+        let error = resolve_app_id(None, dir.path()).unwrap_err();
+        assert_eq!(error.code, CliCode::Local(LocalCode::MissingAppId));
+        assert!(
+            error.message.contains("not a plain string literal"),
+            "{}",
+            error.message
         );
     }
 

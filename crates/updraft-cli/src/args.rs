@@ -18,6 +18,7 @@ pub struct GlobalOpts {
     pub server: String,
     /// API key for the management API (create one with `updraft apikey create`)
     #[arg(
+        short = 'a',
         long,
         global = true,
         env = "UPDRAFT_APIKEY",
@@ -240,6 +241,10 @@ pub enum BundleCommand {
     /// Compare native packages (Capacitor plugins) with the channel's live bundle:
     /// this project's (package.json, node_modules) or a stored bundle's
     Compatibility(BundleCompatibilityArgs),
+    /// Delete old bundles, keeping the newest N and every bundle a channel serves, a
+    /// rollout uses or a pending schedule names. Shows the list and asks on a
+    /// terminal; otherwise it needs --yes
+    Cleanup(crate::cleanup::CleanupArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -264,24 +269,24 @@ pub struct BundleCompatibilityArgs {
 pub struct BundleUploadArgs {
     /// App id (default: the appId of ./capacitor.config.json)
     pub app_id: Option<String>,
-    /// Semver version of the bundle
+    /// Semver version of the bundle (default: the version of ./package.json)
     #[arg(short, long, value_name = "VERSION")]
-    pub bundle: String,
-    /// Folder (zipped for you) or .zip file to upload to Updraft
-    #[arg(
-        short,
-        long,
-        value_name = "DIR_OR_ZIP",
-        required_unless_present = "external"
-    )]
+    pub bundle: Option<String>,
+    /// Folder (zipped for you) or .zip file to upload to Updraft (default: the webDir
+    /// of ./capacitor.config.ts, .js or .json)
+    #[arg(short, long, value_name = "DIR_OR_ZIP")]
     pub path: Option<PathBuf>,
+    /// Exit 0 when this version already exists with the same checksum (nothing is
+    /// uploaded); a different checksum is still refused
+    #[arg(long)]
+    pub version_exists_ok: bool,
     /// URL where devices download the zip (a bundle hosted elsewhere; nothing is uploaded)
     #[arg(short, long, value_name = "URL", conflicts_with = "path")]
     pub external: Option<String>,
     /// SHA-256 (64 hex) of the plaintext zip, or its RSA-encrypted form (512 hex); with
     /// --path it is computed, and a given value must match. Required with --external,
     /// unless the bundle is encrypted (--iv-session-key with --encrypted-checksum)
-    #[arg(long, value_name = "HEX", required_unless_present_any = ["path", "encrypted_checksum"])]
+    #[arg(long, value_name = "HEX")]
     pub checksum: Option<String>,
     /// Encrypt end to end with this RSA private key (default: ./.capgo_key_v2 when it exists,
     /// as the Capgo CLI does)
@@ -429,7 +434,7 @@ pub enum ChannelCommand {
         /// App id (default: the appId of ./capacitor.config.json)
         app_id: Option<String>,
         /// Make it the default (public) channel
-        #[arg(long)]
+        #[arg(short, long)]
         default: bool,
     },
     /// Change a channel's settings (only the given flags change)
@@ -613,7 +618,7 @@ impl From<DisableAutoUpdateArg> for AutoUpdatePolicy {
     }
 }
 
-/// Each `--x/--no-x` pair is one PATCH field; when both are given the last wins.
+/// Each `--x/--no-x` pair is one PATCH field; giving both is a usage error.
 #[derive(Args, Clone, Debug)]
 pub struct ChannelSetArgs {
     /// Channel name
@@ -623,69 +628,75 @@ pub struct ChannelSetArgs {
     /// Bundle version to serve, or `builtin`
     #[arg(short, long, value_name = "VERSION|builtin")]
     pub bundle: Option<String>,
+    /// Serve the version of ./package.json (the Capgo CLI's --latest)
+    #[arg(long, conflicts_with_all = ["bundle", "latest_remote"])]
+    pub latest: bool,
+    /// Serve the newest bundle uploaded (not deleted)
+    #[arg(long, conflicts_with = "bundle")]
+    pub latest_remote: bool,
     /// Serve an unencrypted bundle although the channel's current bundle is encrypted
     /// (devices with a public key refuse it; on a terminal you are asked instead)
     #[arg(long)]
     pub force: bool,
     /// `default` makes the channel public, `normal` makes it private
-    #[arg(long, value_enum)]
+    #[arg(short, long, value_enum)]
     pub state: Option<ChannelState>,
     /// Serve iOS devices
-    #[arg(long, overrides_with = "no_ios")]
+    #[arg(long, conflicts_with = "no_ios")]
     pub ios: bool,
     /// Stop serving iOS devices
-    #[arg(long, overrides_with = "ios")]
+    #[arg(long, conflicts_with = "ios")]
     pub no_ios: bool,
     /// Serve Android devices
-    #[arg(long, overrides_with = "no_android")]
+    #[arg(long, conflicts_with = "no_android")]
     pub android: bool,
     /// Stop serving Android devices
-    #[arg(long, overrides_with = "android")]
+    #[arg(long, conflicts_with = "android")]
     pub no_android: bool,
     /// Serve Electron devices
-    #[arg(long, overrides_with = "no_electron")]
+    #[arg(long, conflicts_with = "no_electron")]
     pub electron: bool,
     /// Stop serving Electron devices
-    #[arg(long, overrides_with = "electron")]
+    #[arg(long, conflicts_with = "electron")]
     pub no_electron: bool,
     /// Let devices assign themselves to this channel
-    #[arg(long, overrides_with = "no_self_assign")]
+    #[arg(long, conflicts_with = "no_self_assign")]
     pub self_assign: bool,
     /// Forbid devices to assign themselves
-    #[arg(long, overrides_with = "self_assign")]
+    #[arg(long, conflicts_with = "self_assign")]
     pub no_self_assign: bool,
     /// Block automatic updates across this kind of version change
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub disable_auto_update: Option<DisableAutoUpdateArg>,
     /// Allow bundles older than the native version
-    #[arg(long, overrides_with = "no_downgrade")]
+    #[arg(long, conflicts_with = "no_downgrade")]
     pub downgrade: bool,
     /// Refuse bundles older than the native version
-    #[arg(long, overrides_with = "downgrade")]
+    #[arg(long, conflicts_with = "downgrade")]
     pub no_downgrade: bool,
     /// Serve development builds
-    #[arg(long, overrides_with = "no_dev")]
+    #[arg(long, conflicts_with = "no_dev")]
     pub dev: bool,
     /// Do not serve development builds
-    #[arg(long, overrides_with = "dev")]
+    #[arg(long, conflicts_with = "dev")]
     pub no_dev: bool,
     /// Serve production builds
-    #[arg(long, overrides_with = "no_prod")]
+    #[arg(long, conflicts_with = "no_prod")]
     pub prod: bool,
     /// Do not serve production builds
-    #[arg(long, overrides_with = "prod")]
+    #[arg(long, conflicts_with = "prod")]
     pub no_prod: bool,
     /// Serve emulators
-    #[arg(long, overrides_with = "no_emulator")]
+    #[arg(long, conflicts_with = "no_emulator")]
     pub emulator: bool,
     /// Do not serve emulators
-    #[arg(long, overrides_with = "emulator")]
+    #[arg(long, conflicts_with = "emulator")]
     pub no_emulator: bool,
     /// Serve physical devices
-    #[arg(long, overrides_with = "no_device")]
+    #[arg(long, conflicts_with = "no_device")]
     pub device: bool,
     /// Do not serve physical devices
-    #[arg(long, overrides_with = "device")]
+    #[arg(long, conflicts_with = "device")]
     pub no_device: bool,
     // Boxed: together these groups would make every `Command` large.
     #[command(flatten)]
@@ -721,8 +732,8 @@ pub struct RolloutFlags {
     #[arg(long, conflicts_with_all = ["rollout_promote", "rollout_rollback"])]
     pub rollout_resume: bool,
     /// Make the rollout bundle the stable bundle for every device and end the rollout
-    #[arg(long, conflicts_with_all = ["rollout_rollback", "bundle", "rollout_bundle",
-        "rollout_percentage", "rollout_percentage_bps"])]
+    #[arg(long, conflicts_with_all = ["rollout_rollback", "bundle", "latest", "latest_remote",
+        "rollout_bundle", "rollout_percentage", "rollout_percentage_bps"])]
     pub rollout_promote: bool,
     /// End the rollout: every device goes back to the stable bundle
     #[arg(long, conflicts_with_all = ["rollout_bundle", "rollout_percentage", "rollout_percentage_bps"])]
@@ -757,10 +768,10 @@ impl AutoPauseActionArg {
 #[command(next_help_heading = "Auto-pause")]
 pub struct AutoPauseFlags {
     /// Let the control loop act on a failing rollout
-    #[arg(long, overrides_with = "auto_pause_disabled")]
+    #[arg(long, conflicts_with = "auto_pause_disabled")]
     pub auto_pause_enabled: bool,
     /// Never act automatically on this channel's rollouts
-    #[arg(long, overrides_with = "auto_pause_enabled")]
+    #[arg(long, conflicts_with = "auto_pause_enabled")]
     pub auto_pause_disabled: bool,
     /// Minutes of recent stats to look at
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..))]
@@ -790,10 +801,10 @@ pub struct AutoPauseFlags {
 #[command(next_help_heading = "Ramp")]
 pub struct RampFlags {
     /// Raise healthy rollouts step by step
-    #[arg(long, overrides_with = "ramp_disabled")]
+    #[arg(long, conflicts_with = "ramp_disabled")]
     pub ramp_enabled: bool,
     /// Leave the percentage to people
-    #[arg(long, overrides_with = "ramp_enabled")]
+    #[arg(long, conflicts_with = "ramp_enabled")]
     pub ramp_disabled: bool,
     /// The steps in percent, increasing, ending at 100: 1,5,25,100
     #[arg(long, value_name = "PERCENTS", value_parser = parse_ramp_steps)]
@@ -805,10 +816,10 @@ pub struct RampFlags {
     #[arg(long, value_name = "N")]
     pub ramp_min_attempts: Option<u32>,
     /// After the last step, make the rollout bundle the stable one
-    #[arg(long, overrides_with = "no_ramp_promote")]
+    #[arg(long, conflicts_with = "no_ramp_promote")]
     pub ramp_promote: bool,
     /// Stay at 100% after the last step
-    #[arg(long, overrides_with = "ramp_promote")]
+    #[arg(long, conflicts_with = "ramp_promote")]
     pub no_ramp_promote: bool,
 }
 

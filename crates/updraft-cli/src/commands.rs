@@ -9,8 +9,9 @@ use crate::render;
 use crate::requests::AcceptUnencrypted;
 use std::path::Path;
 use updraft_api::{
-    AppList, AppView, BundleList, BundleView, ChannelList, ChannelSettings, ChannelView, CreateApp,
-    CreateChannel, DeviceDetail, DeviceList, ErrorCode, GcReport, OverrideView, SetOverride,
+    AppList, AppView, BundleList, BundleView, ChannelList, ChannelSettings, ChannelUpdateView,
+    ChannelView, CreateApp, CreateChannel, DeviceDetail, DeviceList, ErrorCode, GcReport,
+    OverrideView, SetOverride,
 };
 use updraft_core::guards::{closest_names, did_you_mean};
 
@@ -142,6 +143,45 @@ pub async fn app(client: &ApiClient, command: AppCommand) -> Result<Outcome, Cli
     }
 }
 
+/// Fills `--bundle` from ./package.json and `--path` (unless `--external`)
+/// from the Capacitor config's `webDir`, as the Capgo CLI does; returns what
+/// was filled in, for the output.
+fn fill_upload_defaults(
+    args: &mut crate::args::BundleUploadArgs,
+    work_dir: &Path,
+) -> Result<Vec<String>, CliError> {
+    let mut filled = Vec::new();
+    if args.bundle.is_none() {
+        let version = crate::project::package_version(work_dir, "--bundle")?;
+        filled.push(format!("--bundle {version} (the version of package.json)"));
+        args.bundle = Some(version);
+    }
+    if args.path.is_none() && args.external.is_none() {
+        let web_dir = crate::project::web_dir(work_dir)?;
+        filled.push(format!(
+            "--path {} (the webDir of the Capacitor config)",
+            web_dir.display()
+        ));
+        args.path = Some(web_dir);
+    }
+    Ok(filled)
+}
+
+/// Says on stderr which flags came from the project (plain output only).
+fn with_defaults_note(outcome: Outcome, filled: Vec<String>) -> Outcome {
+    if filled.is_empty() {
+        return outcome;
+    }
+    let note = format!("note: used {}", filled.join(" and "));
+    match &outcome.note {
+        Some(existing) => {
+            let combined = format!("{existing}\n{note}");
+            outcome.with_note(combined)
+        }
+        None => outcome.with_note(note),
+    }
+}
+
 pub async fn bundle(
     client: &ApiClient,
     command: BundleCommand,
@@ -149,17 +189,35 @@ pub async fn bundle(
     show_progress: bool,
 ) -> Result<Outcome, CliError> {
     match command {
-        BundleCommand::Upload(args) => {
+        BundleCommand::Upload(mut args) => {
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            let defaults = fill_upload_defaults(&mut args, work_dir)?;
             if let (Some(channel), false) = (args.channel.as_deref(), args.create_channel) {
                 // Before anything is uploaded: a typo must not create a channel.
                 existing_channel_or_suggest(client, &app_id, channel).await?;
             }
             if args.path.is_some() {
                 let show = show_progress && !args.no_progress;
-                return crate::upload::upload_bundle(client, &app_id, &args, work_dir, show).await;
+                let outcome =
+                    crate::upload::upload_bundle(client, &app_id, &args, work_dir, show).await?;
+                return Ok(with_defaults_note(outcome, defaults));
             }
             let mut body = args.request_body()?;
+            if args.version_exists_ok {
+                let checksum = match (&body.checksum, &body.encrypted_checksum) {
+                    (Some(plain), _) => Some(crate::exists::Checksum::Plain(plain)),
+                    (None, Some(encrypted)) => Some(crate::exists::Checksum::Encrypted(encrypted)),
+                    (None, None) => None,
+                };
+                if let Some(checksum) = checksum {
+                    if let Some(outcome) =
+                        crate::exists::same_version(client, &app_id, &body.version, checksum)
+                            .await?
+                    {
+                        return Ok(with_defaults_note(outcome, defaults));
+                    }
+                }
+            }
             let (packages, warning) = crate::release::upload_native_packages(
                 args.ignore_metadata_check,
                 args.package_json.as_deref(),
@@ -180,8 +238,9 @@ pub async fn bundle(
             if let Some(warning) = warning {
                 outcome = outcome.with_warning(warning);
             }
-            Ok(outcome)
+            Ok(with_defaults_note(outcome, defaults))
         }
+        BundleCommand::Cleanup(args) => crate::cleanup::cleanup(client, &args, work_dir).await,
         BundleCommand::List {
             app_id,
             include_deleted,
@@ -252,10 +311,18 @@ pub async fn channel(
             );
             Ok(Outcome::new(created.json, text))
         }
-        ChannelCommand::Set(args) => {
-            // Checked before any request: an empty change fails without a server.
-            args.patch_body()?;
+        ChannelCommand::Set(mut args) => {
+            if args.latest {
+                args.bundle = Some(crate::project::package_version(work_dir, "--latest")?);
+            }
+            if !args.latest_remote {
+                // Checked before any request: an empty change fails without a server.
+                args.patch_body()?;
+            }
             let app_id = resolve_app_id(args.app_id.as_deref(), work_dir)?;
+            if args.latest_remote {
+                args.bundle = Some(newest_bundle(client, &app_id).await?);
+            }
             let body = if args.merges_targeting() {
                 let current =
                     crate::release::current_channel(client, &app_id, &args.channel).await?;
@@ -266,16 +333,24 @@ pub async fn channel(
             let path = ["apps", app_id.as_str(), "channels", args.channel.as_str()];
             let updated = with_downgrade_guard(args.force, body, |body| async move {
                 client
-                    .patch::<ChannelView>(&path, &body)
+                    .patch::<ChannelUpdateView>(&path, &body)
                     .await
                     .map_err(crate::release::explain_incompatible)
             })
             .await?;
-            let text = format!(
-                "Updated channel {} of {app_id}: {}.",
-                updated.value.name,
-                render::channel_summary(&updated.value)
-            );
+            let channel = &updated.value.channel;
+            let text = match &updated.value.unchanged {
+                // Said plainly, exit 0: asking for the state a channel is in is not an error.
+                Some(reason) => format!("Nothing changed: {} ({}).", reason.message, reason.code),
+                None if !updated.value.changed => {
+                    format!("Nothing changed on channel {} of {app_id}.", channel.name)
+                }
+                None => format!(
+                    "Updated channel {} of {app_id}: {}.",
+                    channel.name,
+                    render::channel_summary(channel)
+                ),
+            };
             Ok(Outcome::new(updated.json, text))
         }
         ChannelCommand::List { app_id } => {
@@ -336,6 +411,25 @@ pub async fn channel(
             )))
         }
     }
+}
+
+/// The newest bundle of the app that is not deleted (`channel set --latest-remote`).
+async fn newest_bundle(client: &ApiClient, app_id: &str) -> Result<String, CliError> {
+    let list = client
+        .get::<BundleList>(&["apps", app_id, "bundles"], &[])
+        .await?;
+    // The list is newest first.
+    list.value
+        .bundles
+        .into_iter()
+        .find(|bundle| !bundle.deleted)
+        .map(|bundle| bundle.version)
+        .ok_or_else(|| {
+            CliError::new(
+                ErrorCode::BundleNotFound,
+                format!("{app_id} has no bundle yet; upload one with `updraft bundle upload`"),
+            )
+        })
 }
 
 pub async fn device(

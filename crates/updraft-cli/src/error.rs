@@ -63,6 +63,13 @@ local_codes! {
     InvalidDependencies = "invalid_dependencies",
     NativePackagesUnknown = "native_packages_unknown",
     ChecksumRequired = "checksum_required",
+    // Capgo's CI defaults (`bundle upload` without --path/--bundle, --version-exists-ok).
+    /// No `--path` and no usable `webDir` in the Capacitor config.
+    MissingPath = "missing_path",
+    /// No `--bundle` (or `--latest`) and no `version` in package.json.
+    MissingVersion = "missing_version",
+    /// The version exists with another checksum: a version is immutable.
+    VersionExistsDifferent = "version_exists_different",
     // `device simulate`: the plugin's own failure names.
     DownloadFail = "download_fail",
     DownloadManifestChecksumFail = "download_manifest_checksum_fail",
@@ -307,6 +314,12 @@ mod tests {
             (LocalCode::InvalidDependencies, "invalid_dependencies"),
             (LocalCode::NativePackagesUnknown, "native_packages_unknown"),
             (LocalCode::ChecksumRequired, "checksum_required"),
+            (LocalCode::MissingPath, "missing_path"),
+            (LocalCode::MissingVersion, "missing_version"),
+            (
+                LocalCode::VersionExistsDifferent,
+                "version_exists_different",
+            ),
             (LocalCode::DownloadFail, "download_fail"),
             (
                 LocalCode::DownloadManifestChecksumFail,

@@ -6,16 +6,19 @@
 
 pub mod app_id;
 pub mod args;
+pub mod cleanup;
 pub mod client;
 pub mod commands;
 pub mod confirm;
 pub mod error;
+pub mod exists;
 pub mod explain;
 pub mod keys;
 pub mod native;
 pub mod offline;
 pub mod ops;
 pub mod output;
+pub mod project;
 pub mod release;
 pub mod render;
 pub mod requests;

@@ -50,7 +50,8 @@ impl BundleUploadArgs {
     /// override, channel creation): what every way of uploading sends.
     pub fn new_bundle(&self) -> CreateBundle {
         CreateBundle {
-            version: self.bundle.clone(),
+            // Filled from ./package.json before any request when not given.
+            version: self.bundle.clone().unwrap_or_default(),
             external_url: None,
             zip_sha256: None,
             manifest: None,

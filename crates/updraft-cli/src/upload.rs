@@ -89,6 +89,17 @@ pub async fn upload_bundle(
         }
     }
 
+    let version = args.bundle.clone().unwrap_or_default();
+    let exists_check = crate::exists::Checksum::Plain(&zip.checksum);
+    if args.version_exists_ok {
+        // Before the slow part: a CI job run again uploads nothing.
+        if let Some(outcome) =
+            crate::exists::same_version(client, app_id, &version, exists_check).await?
+        {
+            return Ok(outcome);
+        }
+    }
+
     let encryption = match private_key_pem(args, work_dir)? {
         Some((pem, origin)) => {
             if let Some(origin) = origin {
@@ -163,10 +174,19 @@ pub async fn upload_bundle(
         native_packages: native_packages.clone(),
         ..args.new_bundle()
     };
-    let bundle = client
+    let bundle = match client
         .post::<BundleView>(&["apps", app_id, "bundles"], &body)
         .await
-        .map_err(crate::release::explain_incompatible)?;
+    {
+        Ok(bundle) => bundle,
+        // Registered meanwhile by another run of the same job.
+        Err(error) if args.version_exists_ok && error.is(&ErrorCode::BundleAlreadyExists) => {
+            return crate::exists::same_version(client, app_id, &version, exists_check)
+                .await?
+                .ok_or(error);
+        }
+        Err(error) => return Err(crate::release::explain_incompatible(error)),
+    };
 
     let version = bundle.value.version.clone();
     let mut text = format!(

@@ -263,21 +263,25 @@ fn bundle_upload_minimal_sends_only_required_fields() {
 
 #[test]
 fn bundle_upload_argument_errors() {
-    assert_eq!(
-        parse_error(&["bundle", "upload", "--bundle", "1.0.0", "--checksum", "ff"]),
-        clap::error::ErrorKind::MissingRequiredArgument
-    );
-    assert_eq!(
-        parse_error(&[
-            "bundle",
-            "upload",
-            "--bundle",
-            "1.0.0",
-            "--external",
-            "https://x.test/a.zip"
-        ]),
-        clap::error::ErrorKind::MissingRequiredArgument
-    );
+    // Without --path nor --external the path is the project's webDir (read when it runs).
+    let Command::Bundle(BundleCommand::Upload(args)) =
+        client_command(&["bundle", "upload", "--checksum", "ff"])
+    else {
+        panic!("not a bundle upload");
+    };
+    assert_eq!((args.path, args.bundle), (None, None));
+    // An unencrypted external bundle without a checksum is refused before any request.
+    let Command::Bundle(BundleCommand::Upload(args)) = client_command(&[
+        "bundle",
+        "upload",
+        "--bundle",
+        "1.0.0",
+        "--external",
+        "https://x.test/a.zip",
+    ]) else {
+        panic!("not a bundle upload");
+    };
+    assert!(args.request_body().is_err());
     assert_eq!(
         parse_error(&[
             "bundle",
@@ -484,15 +488,12 @@ fn channel_set_maps_every_flag_pair_to_its_field() {
 }
 
 #[test]
-fn channel_set_last_of_a_pair_wins() {
-    assert_eq!(
-        channel_set_body(&["--ios", "--no-ios"]).unwrap(),
-        json!({"ios": false})
-    );
-    assert_eq!(
-        channel_set_body(&["--no-ios", "--ios"]).unwrap(),
-        json!({"ios": true})
-    );
+fn channel_set_pair_given_together_is_a_usage_error() {
+    for pair in [["--ios", "--no-ios"], ["--no-ios", "--ios"]] {
+        let mut argv = vec!["channel", "set", "production"];
+        argv.extend(pair);
+        assert_eq!(parse_error(&argv), clap::error::ErrorKind::ArgumentConflict);
+    }
 }
 
 #[test]

@@ -392,6 +392,56 @@ impl ReleaseService {
     }
 }
 
+/// Why a channel request changed nothing: a stable code and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoChange {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Why `releases` (and settings) asked of `channel` leave it as it is: the
+/// first release change names the reason, else the settings were already so.
+pub fn no_change(
+    channel: &Channel,
+    releases: &[ReleaseChange],
+    bundle_name: impl Fn(i64) -> String,
+) -> NoChange {
+    let name = &channel.name;
+    let rollout_bundle = channel
+        .rollout
+        .as_ref()
+        .map(|r| bundle_name(r.bundle_id))
+        .unwrap_or_default();
+    let percent = channel.rollout.as_ref().map_or(0, |r| r.percentage_bps);
+    let (code, message) = match releases.first() {
+        Some(ReleaseChange::Rollout(RolloutRequest::Pause)) => (
+            "already_paused",
+            format!("the rollout of {rollout_bundle} on channel {name} is already paused"),
+        ),
+        Some(ReleaseChange::Rollout(RolloutRequest::Resume)) => (
+            "not_paused",
+            format!("the rollout of {rollout_bundle} on channel {name} is not paused"),
+        ),
+        Some(ReleaseChange::SetBundle { version }) => (
+            "already_serving",
+            format!("channel {name} already serves bundle {version}"),
+        ),
+        Some(ReleaseChange::Rollout(
+            RolloutRequest::Start { .. } | RolloutRequest::SetPercentage(_),
+        )) => (
+            "same_percentage",
+            format!(
+                "the rollout of {rollout_bundle} on channel {name} is already at {percent} basis points"
+            ),
+        ),
+        _ => (
+            "same_settings",
+            format!("channel {name} already has these settings"),
+        ),
+    };
+    NoChange { code, message }
+}
+
 /// The changes of one channel request, checked: what goes straight into
 /// the channel, and the release changes in the order they apply.
 #[derive(Debug, Default)]
@@ -505,24 +555,32 @@ impl ReleaseService {
         }
     }
 
-    /// Applies `changes` to `current` in one write (nothing when empty).
+    /// Applies `changes` to `current` in one write. A request that would
+    /// leave the channel as it is writes nothing (no history row, audit entry
+    /// or webhook) and says why ([`NoChange`]).
     pub async fn update_channel(
         &self,
         caller: &Caller,
         current: Channel,
         changes: ChannelChanges,
         accept_unencrypted: bool,
-    ) -> Result<Channel, ApiError> {
-        if changes.is_empty() {
-            return Ok(current);
-        }
+    ) -> Result<(Channel, Option<NoChange>), ApiError> {
+        let releases = changes.releases.clone();
         let mut plan = self.plan(current).await?;
-        self.plan_changes(&mut plan, changes).await?;
+        if !changes.is_empty() {
+            self.plan_changes(&mut plan, changes).await?;
+        }
+        if plan.before == plan.after {
+            let reason = no_change(&plan.before, &releases, |id| plan.bundle_name(id));
+            return Ok((plan.before, Some(reason)));
+        }
         if !accept_unencrypted {
             plan.refuse_encryption_downgrade(self).await?;
         }
-        plan.commit(self, &Actor::Key(caller), Commit::default())
-            .await
+        let channel = plan
+            .commit(self, &Actor::Key(caller), Commit::default())
+            .await?;
+        Ok((channel, None))
     }
 
     /// Deletes channel `name` of `app_id` (404 when there is none).
@@ -846,6 +904,25 @@ impl Plan {
 
     /// Adds a release change as asked through the API, a schedule or upload.
     pub async fn add_release(
+        &mut self,
+        svc: &ReleaseService,
+        change: ReleaseChange,
+        accept_incompatible: bool,
+    ) -> Result<(), ApiError> {
+        let before = self.after.clone();
+        let (reasons, events) = (self.reasons.len(), self.events.len());
+        self.add_release_change(svc, change, accept_incompatible)
+            .await?;
+        // A part that changes nothing (pausing a paused rollout next to a
+        // setting) leaves no history reason and sends no event of its own.
+        if self.after == before {
+            self.reasons.truncate(reasons);
+            self.events.truncate(events);
+        }
+        Ok(())
+    }
+
+    async fn add_release_change(
         &mut self,
         svc: &ReleaseService,
         change: ReleaseChange,
@@ -1185,6 +1262,38 @@ mod tests {
         assert_eq!(c.bundle_id, Some(2));
         assert!(!c.ios && !c.android && c.electron);
         assert_eq!(c.rollout, None);
+    }
+
+    #[test]
+    fn a_request_that_changes_nothing_names_its_first_release_change() {
+        let mut c = channel();
+        let mut paused = rollout(3);
+        paused.paused_at = Some(9);
+        c.rollout = Some(paused);
+        let name = |id: i64| format!("1.{id}.0");
+        let reason = |releases: &[ReleaseChange]| no_change(&c, releases, name);
+        let pause = ReleaseChange::Rollout(RolloutRequest::Pause);
+        let resume = ReleaseChange::Rollout(RolloutRequest::Resume);
+        let set = ReleaseChange::SetBundle {
+            version: "1.1.0".into(),
+        };
+        let percentage = ReleaseChange::Rollout(RolloutRequest::SetPercentage(100));
+        assert_eq!(
+            reason(&[pause.clone(), set.clone()]),
+            NoChange {
+                code: "already_paused",
+                message: "the rollout of 1.3.0 on channel production is already paused".into(),
+            }
+        );
+        assert_eq!(reason(&[resume]).code, "not_paused");
+        assert_eq!(
+            reason(&[set]).message,
+            "channel production already serves bundle 1.1.0"
+        );
+        assert!(reason(&[percentage])
+            .message
+            .ends_with("already at 100 basis points"));
+        assert_eq!(reason(&[]).code, "same_settings");
     }
 
     #[test]

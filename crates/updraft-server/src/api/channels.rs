@@ -3,8 +3,8 @@
 //! a request's changes are written together or not at all.
 
 use super::views::{
-    AutoPauseSettings, ChannelList, ChannelSettings, ChannelView, CreateChannel, RampSettings,
-    TargetingSpec,
+    AutoPauseSettings, ChannelList, ChannelSettings, ChannelUpdateView, ChannelView, CreateChannel,
+    NoChangeView, RampSettings, TargetingSpec,
 };
 use super::{existing_app, validate, Caller, JsonBody};
 use crate::api::Path;
@@ -268,23 +268,30 @@ pub async fn show(
 }
 
 #[utoipa::path(patch, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "update_channels", request_body = ChannelSettings,
-    responses((status = 200, body = ChannelView), (status = 400, body = super::views::ErrorView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
+    responses((status = 200, body = ChannelUpdateView), (status = 400, body = super::views::ErrorView), (status = 404, body = super::views::ErrorView), (status = 409, body = super::views::ErrorView)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
     JsonBody(settings): JsonBody<ChannelSettings>,
-) -> Result<Json<ChannelView>, ApiError> {
+) -> Result<Json<ChannelUpdateView>, ApiError> {
     caller.require(Role::Publisher, Some(&app_id))?;
     existing_app(&state, &caller, &app_id).await?;
     let service = &state.release_changes;
     let current = service.existing_channel(&app_id, &name).await?;
     let accept_unencrypted = settings.accept_unencrypted.unwrap_or(false);
     let changes = check_settings(Some(&current), settings)?;
-    let channel = service
+    let (channel, unchanged) = service
         .update_channel(&caller, current, changes, accept_unencrypted)
         .await?;
-    Ok(Json(service.view(channel).await?))
+    Ok(Json(ChannelUpdateView {
+        channel: service.view(channel).await?,
+        changed: unchanged.is_none(),
+        unchanged: unchanged.map(|no_change| NoChangeView {
+            code: no_change.code.to_string(),
+            message: no_change.message,
+        }),
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}/channels/{name}", tag = "channels", operation_id = "delete_channels",

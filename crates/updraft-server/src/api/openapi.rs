@@ -418,6 +418,7 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
         views::AppView, views::AppList, views::CreateApp, views::UpdateApp,
         views::BundleView, views::BundleList, views::CreateBundle, views::UpdateBundle,
         views::ChannelView, views::ChannelList, views::ChannelSettings, views::CreateChannel,
+        views::ChannelUpdateView, views::NoChangeView,
         views::TargetingSpec, views::RolloutView, views::AutoPauseView, views::AutoPauseSettings,
         views::RampView, views::RampSettings, views::HistoryEntryView, views::HistoryList,
         views::RollbackRequest, views::DecisionView, views::DecisionList,
