@@ -425,7 +425,7 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
         compat::CompatibilityRequest, compat::CompatibilityView,
         views::DeviceView, views::DeviceList, views::DeviceDetail, views::EventView,
         views::OverrideView, views::OverrideList, views::SetOverride,
-        views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey,
+        views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey, views::Whoami,
         analytics_views::StatsReportView, analytics_views::StatsTotalsView, analytics_views::DayStatsView,
         analytics_views::BundleAdoptionView, analytics_views::AdoptionPointView,
         views::ManifestEntryInput,

@@ -19,6 +19,7 @@ mod durability;
 mod edge;
 mod guards;
 mod interop;
+mod login;
 mod management;
 mod metrics;
 mod migrate;

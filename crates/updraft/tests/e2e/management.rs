@@ -262,6 +262,14 @@ async fn deleting_an_app_removes_it_for_devices() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let scoped = create_key(&s.data_dir, "ci", "publisher", &["--app", APP]);
+    let (st, _) = s
+        .api(
+            Method::POST,
+            "/api/v1/apps",
+            Some(&json!({"app_id": "com.other.app"})),
+        )
+        .await;
+    assert_eq!(st, 201);
     let other = create_key(&s.data_dir, "other", "viewer", &["--app", "com.other.app"]);
     let (st, _) = s
         .api(Method::DELETE, &format!("/api/v1/apps/{APP}"), None)
