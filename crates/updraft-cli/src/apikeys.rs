@@ -75,9 +75,11 @@ pub async fn choose(global: &GlobalOpts) -> Result<Target, CliError> {
     Ok(Target::Server)
 }
 
-/// Whether anything answers HTTP at `server` (any status counts).
+/// Whether anything answers HTTP at `server` (any status counts). Asks
+/// `/healthz`, which needs no key: a keyless management call would count as
+/// a failed authentication against this address.
 async fn answers(server: &str) -> bool {
-    let url = format!("{}/api/v1/whoami", server.trim().trim_end_matches('/'));
+    let url = format!("{}/healthz", server.trim().trim_end_matches('/'));
     let Ok(client) = reqwest::Client::builder()
         .connect_timeout(PROBE_TIMEOUT)
         .timeout(PROBE_TIMEOUT)

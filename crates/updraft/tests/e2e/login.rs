@@ -352,4 +352,97 @@ async fn offline_key_commands_bootstrap_but_never_make_a_data_directory_unasked(
     // A server started on that directory takes the bootstrapped key.
     let s = Server::spawn(&data_dir, &[]);
     assert_eq!(status_with(&s, &first).await, 200);
+    // And once it answers, key commands here go to it, not to its files.
+    let up = [
+        ("UPDRAFT_SERVER", s.url.as_str()),
+        ("UPDRAFT_APIKEY", first.as_str()),
+    ];
+    let (code, out, err) = me.run(&["apikey", "create", "--name", "second"], &up, "");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("directly"), "{err}");
+    assert_eq!(status_with(&s, out.trim()).await, 200);
+    let (_, audit) = s
+        .api_as(
+            &first,
+            Method::GET,
+            "/api/v1/audit?action=apikey.create",
+            None,
+        )
+        .await;
+    let actors: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert!(actors.contains(&"cli:offline"), "{audit}");
+    assert!(actors.iter().any(|a| a.contains("first")), "{audit}");
+}
+
+/// On a terminal, `login` asks for the key and does not echo it. The
+/// terminal is util-linux's `script` (in Debian's essential `bsdutils`).
+#[cfg(unix)]
+#[tokio::test]
+async fn login_asks_for_the_key_on_a_terminal_without_echoing_it() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let s = Server::start().await;
+    let me = Elsewhere::new();
+    let command = format!("{} login --server {}", bin(), s.url);
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .current_dir(&me.cwd)
+        .env("XDG_CONFIG_HOME", &me.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("UPDRAFT_") {
+            cmd.env_remove(name);
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("util-linux `script` runs the CLI on a terminal");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains("API key for") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.extend(rx.recv_timeout(left).expect("login asks for the key"));
+    }
+    // The prompt is written just before echo is turned off.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{}\n", s.key).as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("login did not finish: {}", String::from_utf8_lossy(&seen));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.extend(chunk);
+    }
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("Logged in to"), "{shown}");
+    assert!(!shown.contains(&s.key), "the key was echoed: {shown}");
+    let stored = std::fs::read_to_string(me.login_file()).unwrap();
+    assert!(stored.contains(&s.key), "{stored}");
 }

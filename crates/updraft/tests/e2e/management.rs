@@ -240,9 +240,17 @@ async fn openapi_document_lists_the_routes() {
         "/api/v1/apps/{app_id}/bundles",
         "/api/v1/apps/{app_id}/channels/{name}",
         "/api/v1/apikeys",
+        "/api/v1/whoami",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    // Any valid key may ask who it is: no 403 is documented for it.
+    let whoami = &doc["paths"]["/api/v1/whoami"]["get"]["responses"];
+    assert!(
+        whoami.get("200").is_some() && whoami.get("401").is_some(),
+        "{whoami}"
+    );
+    assert!(whoami.get("403").is_none(), "{whoami}");
     // Every operation has its own id (clients generate method names from them).
     let mut ids = Vec::new();
     for (_, item) in doc["paths"].as_object().unwrap() {
