@@ -263,10 +263,16 @@ pub async fn login(
         scope_text(key),
         path.display()
     );
-    Ok(Outcome::new(
+    let outcome = Outcome::new(
         json!({"server": login.server, "login_file": path.display().to_string(), "apikey": answer.json["apikey"]}),
         text,
-    ))
+    );
+    Ok(match stored {
+        Some(old) if !same_server(&old.server, &login.server) => {
+            outcome.with_note(format!("(This replaced the login for {}.)", old.server))
+        }
+        _ => outcome,
+    })
 }
 
 /// The first line of `input`, without its line end.
