@@ -69,9 +69,18 @@ pub async fn open_offline_store(global: &GlobalOpts) -> Result<OfflineStore, Cli
                 format!("cannot open the PostgreSQL database: {error}"),
             )
         })?;
+        let notices = if store.created_schema() {
+            vec![
+                "note: the PostgreSQL database was empty: created Updraft's tables in it \
+                  (a server uses it when started with the same database URL)"
+                    .to_string(),
+            ]
+        } else {
+            Vec::new()
+        };
         return Ok(OfflineStore {
             store: Arc::new(store),
-            notices: Vec::new(),
+            notices,
         });
     }
     let data_dir = &global.data_dir;

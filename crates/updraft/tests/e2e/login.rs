@@ -446,3 +446,35 @@ async fn login_asks_for_the_key_on_a_terminal_without_echoing_it() {
     let stored = std::fs::read_to_string(me.login_file()).unwrap();
     assert!(stored.contains(&s.key), "{stored}");
 }
+
+/// An offline command that finds an empty PostgreSQL database says it made
+/// Updraft's tables there; on the next run it says nothing.
+#[tokio::test]
+async fn an_empty_postgres_database_is_not_filled_silently() {
+    let database = updraft_testkit::postgres_database().await;
+    let me = Elsewhere::new();
+    let args = [
+        "apikey",
+        "create",
+        "--name",
+        "first",
+        "--database-url",
+        database.as_str(),
+    ];
+    let (code, key, err) = me.run(&args, &[], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(key.trim().starts_with("upd_"), "{key}");
+    assert!(
+        err.contains("PostgreSQL database was empty: created Updraft's tables"),
+        "{err}"
+    );
+    let (code, out, err) = me.run(
+        &["apikey", "list", "--database-url", database.as_str()],
+        &[],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("first"), "{out}");
+    assert!(!err.contains("was empty"), "{err}");
+    me.no_data_dir_here();
+}
