@@ -1011,6 +1011,14 @@ pub struct CreateApiKey {
 /// The most days an API key may be given before it expires.
 pub const MAX_KEY_DAYS: u32 = 36_500;
 
+/// `GET /api/v1/whoami`: the API key the request was made with (any role,
+/// any scope), so a client can show whom it acts as and check a key before
+/// storing it (`updraft login`, `updraft whoami`).
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct Whoami {
+    pub apikey: ApiKeyView,
+}
+
 /// A key's role, as the API takes it.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]

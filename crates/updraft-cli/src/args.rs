@@ -13,10 +13,12 @@ pub const DEFAULT_DATA_DIR: &str = "./updraft-data";
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
-    /// Base URL of the Updraft server
+    /// Base URL of the Updraft server (default: the one of `updraft login`, else
+    /// http://127.0.0.1:8080)
     #[arg(long, global = true, env = "UPDRAFT_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
-    /// API key for the management API (create one with `updraft apikey create`)
+    /// API key for the management API (default: the one `updraft login` stored for
+    /// this server)
     #[arg(
         short = 'a',
         long,
@@ -29,11 +31,13 @@ pub struct GlobalOpts {
     /// Print JSON on stdout instead of tables
     #[arg(long, global = true)]
     pub json: bool,
-    /// Data directory (database and files): used by `serve` and the offline `apikey` commands
+    /// Data directory (database and files): used by `serve`; given (flag or
+    /// environment), the `apikey` commands work on it instead of the server
     #[arg(long, global = true, env = "UPDRAFT_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// PostgreSQL instead of the data directory's SQLite file, for `serve` and the
-    /// offline `apikey` commands (default: `database_url` of ./updraft.toml)
+    /// PostgreSQL instead of the data directory's SQLite file, for `serve`; given
+    /// (flag or environment), the `apikey` commands work on it instead of the
+    /// server (default: `database_url` of ./updraft.toml)
     #[arg(
         long,
         global = true,
@@ -42,13 +46,95 @@ pub struct GlobalOpts {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    #[arg(skip)]
+    pub given: Given,
 }
+
+// ---- cli-keys: where the options came from, and `login` / `logout` / `whoami` ----
+
+/// Which of [`GlobalOpts`]' options were chosen rather than defaulted: the
+/// `apikey` commands go to the server or to the database by them (see
+/// [`crate::apikeys`]). The binary sets it from clap's matches
+/// ([`Given::from_matches`]), then [`crate::login::apply`] from the login file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Given {
+    /// A server is configured: `--server`, `UPDRAFT_SERVER` or the login file.
+    pub server: bool,
+    /// `--data-dir`/`--database-url` or `UPDRAFT_DATA_DIR`/`UPDRAFT_DATABASE_URL`
+    /// (not updraft.toml's: that is the server's own configuration).
+    pub store: bool,
+}
+
+impl Given {
+    pub fn from_matches(matches: &clap::ArgMatches) -> Given {
+        use clap::parser::ValueSource;
+        let chosen = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let database_url = chosen("database_url")
+            && matches
+                .get_one::<String>("database_url")
+                .is_some_and(|url| !url.trim().is_empty());
+        Given {
+            server: chosen("server"),
+            store: chosen("data_dir") || database_url,
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct LoginArgs {
+    /// Read the API key from the first line of stdin instead of asking for it
+    #[arg(long)]
+    pub apikey_stdin: bool,
+}
+
+// ---- end cli-keys ----
+
+/// `updraft apikey --help`: how a key command picks the server or the database.
+const APIKEY_ABOUT: &str = "Manage API keys.
+
+Where the command goes:
+  1. --data-dir / --database-url (or UPDRAFT_DATA_DIR / UPDRAFT_DATABASE_URL)
+     given: directly to that database, without a server (how the first key is
+     made). A data directory that does not exist yet is created, and said so.
+  2. otherwise a server configured (--server, UPDRAFT_SERVER or `updraft login`):
+     to that server's management API, with an admin API key. Only when that
+     server does not answer and this directory has the server's data
+     (./updraft-data, or updraft.toml's data_dir / database_url) does it work on
+     that database instead, and says so on stderr.
+  3. no server configured: on the local data directory or database when it
+     exists (said on stderr), else refused; nothing is created.";
+
+/// `updraft login --help`.
+const LOGIN_ABOUT: &str = "Check an API key against the server and store both for later commands.
+
+The server is --server (or UPDRAFT_SERVER, else the stored one, else
+http://127.0.0.1:8080). The key is asked for on the terminal (not echoed), or
+read from stdin with --apikey-stdin, or taken from --apikey / UPDRAFT_APIKEY.
+It is checked (GET /api/v1/whoami) before anything is written.
+
+The file is $XDG_CONFIG_HOME/updraft/login.toml (else ~/.config/updraft/login.toml),
+created readable by you only (0600). Flags and environment variables win over
+it; its key is only sent to its own server.";
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum Command {
-    /// Manage API keys directly in the data directory (no server needed)
-    #[command(subcommand)]
+    /// Manage API keys: on the server (admin key needed), or with --data-dir /
+    /// --database-url directly in its database (the first key)
+    #[command(subcommand, long_about = APIKEY_ABOUT)]
     Apikey(ApikeyCommand),
+    /// Check an API key against the server and store both for later commands
+    /// (a per-user file only you can read)
+    #[command(long_about = LOGIN_ABOUT)]
+    Login(LoginArgs),
+    /// Remove the stored server and API key
+    Logout,
+    /// The API key the CLI uses: its name, role, app scope and expiry
+    Whoami,
     /// Manage apps
     #[command(subcommand)]
     App(AppCommand),

@@ -45,6 +45,8 @@ local_codes! {
     /// Kept apart from `invalid_argument`: `stats` has printed it since its first release.
     InvalidArguments = "invalid_arguments",
     MissingApikey = "missing_apikey",
+    /// An `apikey` command with neither a server configured nor a local database.
+    ServerNotConfigured = "server_not_configured",
     MissingAppId = "missing_app_id",
     NothingToSet = "nothing_to_set",
     ConfirmationRequired = "confirmation_required",
@@ -59,6 +61,8 @@ local_codes! {
     DataDirError = "data_dir_error",
     StorageError = "storage_error",
     KeyExists = "key_exists",
+    /// The `updraft login` file could not be read, written or removed.
+    LoginFileError = "login_file_error",
     InvalidPackageJson = "invalid_package_json",
     InvalidDependencies = "invalid_dependencies",
     NativePackagesUnknown = "native_packages_unknown",
@@ -297,6 +301,7 @@ mod tests {
             (LocalCode::InvalidArgument, "invalid_argument"),
             (LocalCode::InvalidArguments, "invalid_arguments"),
             (LocalCode::MissingApikey, "missing_apikey"),
+            (LocalCode::ServerNotConfigured, "server_not_configured"),
             (LocalCode::MissingAppId, "missing_app_id"),
             (LocalCode::NothingToSet, "nothing_to_set"),
             (LocalCode::ConfirmationRequired, "confirmation_required"),
@@ -310,6 +315,7 @@ mod tests {
             (LocalCode::DataDirError, "data_dir_error"),
             (LocalCode::StorageError, "storage_error"),
             (LocalCode::KeyExists, "key_exists"),
+            (LocalCode::LoginFileError, "login_file_error"),
             (LocalCode::InvalidPackageJson, "invalid_package_json"),
             (LocalCode::InvalidDependencies, "invalid_dependencies"),
             (LocalCode::NativePackagesUnknown, "native_packages_unknown"),

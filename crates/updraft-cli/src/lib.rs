@@ -1,9 +1,11 @@
 //! Updraft's command line: a client of the management API (`app`, `bundle`,
-//! `channel`, `device`) plus offline API key management (`apikey`), which
-//! opens the data directory's database directly.
+//! `channel`, `device`, `apikey`), its login (`login`, `logout`, `whoami`),
+//! and the offline key commands (`apikey` with `--data-dir`), which open the
+//! server's database directly.
 //!
 //! The `updraft` binary flattens [`Command`] next to its own `serve` and calls [`run`].
 
+pub mod apikeys;
 pub mod app_id;
 pub mod args;
 pub mod cleanup;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod exists;
 pub mod explain;
 pub mod keys;
+pub mod login;
 pub mod native;
 pub mod offline;
 pub mod ops;
@@ -30,7 +33,7 @@ pub mod upload;
 
 pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
-    Command, DeviceCommand, DeviceListArgs, DeviceSimulateArgs, GlobalOpts, KeyCommand,
+    Command, DeviceCommand, DeviceListArgs, DeviceSimulateArgs, Given, GlobalOpts, KeyCommand,
 };
 pub use error::{CliCode, CliError, LocalCode};
 pub use output::Outcome;
@@ -45,8 +48,16 @@ use std::path::{Path, PathBuf};
 /// `{"error", "message"}` object is also printed on stdout. A result that is a
 /// failure ([`Outcome::failure`]) is printed as usual, then its error line on
 /// stderr, and exits 1.
-pub async fn run(global: GlobalOpts, cmd: Command) -> i32 {
+///
+/// The login file (`updraft login`) fills in the server and key that flags
+/// and the environment left open ([`login::apply`]).
+pub async fn run(mut global: GlobalOpts, cmd: Command) -> i32 {
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    // `login` itself decides what of the file it keeps.
+    if !matches!(cmd, Command::Login(_) | Command::Logout) {
+        let (_, stored) = login::load();
+        login::apply(&mut global, stored.as_ref());
+    }
     match execute(&global, cmd, &work_dir).await {
         Ok(outcome) => {
             outcome.print(global.json);
@@ -77,10 +88,10 @@ pub async fn execute(
     work_dir: &Path,
 ) -> Result<Outcome, CliError> {
     match cmd {
-        Command::Apikey(command) => {
-            offline::run_apikey_command(command, &global.data_dir, global.database_url.as_deref())
-                .await
-        }
+        Command::Apikey(command) => apikeys::run(global, command).await,
+        Command::Login(args) => login::login(global, login::load().1.as_ref(), &args).await,
+        Command::Logout => login::logout(login::load().1.as_ref()),
+        Command::Whoami => login::whoami(&connect(global)?).await,
         Command::App(command) => commands::app(&connect(global)?, command).await,
         Command::Bundle(command) => {
             commands::bundle(&connect(global)?, command, work_dir, !global.json).await

@@ -1,48 +1,112 @@
-//! `updraft apikey …`: works on the data directory's database directly, so the
-//! first key can be made before any key exists to call the API with.
+//! Commands that work on the server's database directly, without a server:
+//! `updraft apikey …` with `--data-dir`/`--database-url` (how the first key
+//! is made, before any key exists to call the API with). [`open_offline_store`]
+//! is the one way such a command opens the database.
 
-use crate::args::{ApikeyCommand, ApikeyCreateArgs};
+use crate::args::{ApikeyCommand, ApikeyCreateArgs, GlobalOpts};
 use crate::error::{CliError, LocalCode};
 use crate::output::Outcome;
 use crate::table::Table;
-use crate::time::{now_millis, rfc3339, short_time, MILLIS_PER_DAY};
+use crate::time::{parse_rfc3339, short_time, MILLIS_PER_DAY};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 use updraft_api::{ApiKeyList, ApiKeyView, CreatedApiKey, ErrorCode};
 use updraft_core::model::{ApiKey, Millis, Role};
+use updraft_core::validate::is_valid_app_id;
 use updraft_store::{
-    ApiKeyStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store, StoreError,
+    ApiKeyStore, AppStore, AuditStore, NewApiKey, NewAuditEntry, PgStore, SqliteStore, Store,
+    StoreError,
 };
 
-/// Opens the server's database (PostgreSQL when a database URL is given, else
-/// the data directory's SQLite file, created if needed) and runs the command.
-pub async fn run_apikey_command(
-    command: ApikeyCommand,
-    data_dir: &Path,
-    database_url: Option<&str>,
-) -> Result<Outcome, CliError> {
-    let store = open_store(data_dir, database_url).await?;
-    apikey_command(store.as_ref(), command, now_millis()).await
+/// An opened database, and what opening it did that the user must hear of
+/// (printed on stderr: add them to the command's [`Outcome`] as warnings).
+pub struct OfflineStore {
+    pub store: Arc<dyn Store>,
+    pub notices: Vec<String>,
 }
 
-/// The database `updraft serve` uses with the same settings.
-pub async fn open_store(
-    data_dir: &Path,
-    database_url: Option<&str>,
-) -> Result<Arc<dyn Store>, CliError> {
-    match database_url.map(str::trim).filter(|url| !url.is_empty()) {
-        Some(url) => {
-            let store = PgStore::connect(url, None).await.map_err(|error| {
-                CliError::new(
-                    LocalCode::StorageError,
-                    format!("cannot open the PostgreSQL database: {error}"),
-                )
-            })?;
-            Ok(Arc::new(store))
-        }
-        None => Ok(Arc::new(open_sqlite(data_dir).await?)),
+/// Whether the database `global` names is there already: the PostgreSQL
+/// database of a database URL (it must exist to be connected to), or the
+/// SQLite file in the data directory.
+pub fn offline_store_exists(global: &GlobalOpts) -> bool {
+    database_url(global).is_some()
+        || global
+            .data_dir
+            .join(updraft_store::sqlite::DB_FILE_NAME)
+            .is_file()
+}
+
+/// The database an offline command works on, in words: `the database in ./updraft-data`.
+pub fn offline_store_name(global: &GlobalOpts) -> String {
+    match database_url(global) {
+        Some(_) => "the PostgreSQL database of the database URL".to_string(),
+        None => format!("the database in {}", global.data_dir.display()),
     }
+}
+
+fn database_url(global: &GlobalOpts) -> Option<&str> {
+    global
+        .database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+}
+
+/// Opens the database `updraft serve` uses with the same settings: PostgreSQL
+/// when a database URL is set, else the data directory's SQLite file.
+///
+/// Nothing is created silently: a data directory or SQLite file that does
+/// not exist yet is created only when it was named explicitly (`--data-dir`,
+/// `UPDRAFT_DATA_DIR`: `global.given.store`), and a notice says so; a
+/// default or updraft.toml one that is not there is refused
+/// (`data_dir_error`).
+pub async fn open_offline_store(global: &GlobalOpts) -> Result<OfflineStore, CliError> {
+    if let Some(url) = database_url(global) {
+        let store = PgStore::connect(url, None).await.map_err(|error| {
+            CliError::new(
+                LocalCode::StorageError,
+                format!("cannot open the PostgreSQL database: {error}"),
+            )
+        })?;
+        let notices = if store.created_schema() {
+            vec![
+                "note: the PostgreSQL database was empty: created Updraft's tables in it \
+                  (a server uses it when started with the same database URL)"
+                    .to_string(),
+            ]
+        } else {
+            Vec::new()
+        };
+        return Ok(OfflineStore {
+            store: Arc::new(store),
+            notices,
+        });
+    }
+    let data_dir = &global.data_dir;
+    let existed = offline_store_exists(global);
+    if !existed && !global.given.store {
+        return Err(CliError::new(
+            LocalCode::DataDirError,
+            format!(
+                "there is no Updraft database in {}: name the server's data directory with                  --data-dir DIR (or its database with --database-url URL); a new data directory                  is only made when named so",
+                data_dir.display()
+            ),
+        ));
+    }
+    let store = open_sqlite(data_dir).await?;
+    let mut notices = Vec::new();
+    if !existed {
+        notices.push(format!(
+            "note: created a new, empty Updraft database in {} (there was none); a server              uses it when started with --data-dir {}",
+            data_dir.display(),
+            data_dir.display()
+        ));
+    }
+    Ok(OfflineStore {
+        store: Arc::new(store),
+        notices,
+    })
 }
 
 async fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, CliError> {
@@ -67,7 +131,7 @@ async fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, CliError> {
 }
 
 /// The command against any key store (tests use a temporary one).
-pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
+pub async fn apikey_command<S: ApiKeyStore + AppStore + AuditStore + ?Sized>(
     store: &S,
     command: ApikeyCommand,
     now: Millis,
@@ -75,13 +139,14 @@ pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
     match command {
         ApikeyCommand::Create(args) => create(store, args, now).await,
         ApikeyCommand::List => {
-            let keys = store.list_api_keys().await?;
-            Ok(Outcome::new(
-                to_json(&ApiKeyList {
-                    apikeys: keys.iter().cloned().map(ApiKeyView::from).collect(),
-                }),
-                api_keys_table(&keys, now),
-            ))
+            let keys: Vec<ApiKeyView> = store
+                .list_api_keys()
+                .await?
+                .into_iter()
+                .map(ApiKeyView::from)
+                .collect();
+            let text = api_keys_table(&keys, now);
+            Ok(Outcome::new(to_json(&ApiKeyList { apikeys: keys }), text))
         }
         ApikeyCommand::Revoke { id_or_name } => {
             let id_or_name = id_or_name.trim();
@@ -124,7 +189,7 @@ pub async fn apikey_command<S: ApiKeyStore + AuditStore + ?Sized>(
     }
 }
 
-async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
+async fn create<S: ApiKeyStore + AppStore + AuditStore + ?Sized>(
     store: &S,
     args: ApikeyCreateArgs,
     now: Millis,
@@ -138,6 +203,24 @@ async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
         .as_deref()
         .map(str::trim)
         .filter(|id| !id.is_empty());
+    if let Some(app_id) = app_id {
+        if !is_valid_app_id(app_id) {
+            return Err(CliError::new(
+                ErrorCode::InvalidAppId,
+                format!("app id {app_id:?} is not a reverse domain"),
+            ));
+        }
+        // As the server: a key limited to an app that does not exist could do nothing.
+        if store.get_app(app_id).await?.is_none() {
+            return Err(CliError::new(
+                ErrorCode::AppNotFound,
+                format!(
+                    "app {app_id} does not exist in this database: register it first \
+                     (`updraft app add {app_id}`), then create the key limited to it"
+                ),
+            ));
+        }
+    }
     let expires_at = args
         .expires_in_days
         .map(|days| now.saturating_add(Millis::from(days).saturating_mul(MILLIS_PER_DAY)));
@@ -159,10 +242,18 @@ async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
             other => CliError::from(other),
         })?;
 
-    let body = to_json(&CreatedApiKey {
-        apikey: ApiKeyView::from(key.clone()),
-        key: secret.clone(),
-    });
+    let entry = offline_entry(now, &key, "apikey.create", None, Some(api_key_json(&key)));
+    let created = CreatedApiKey {
+        apikey: ApiKeyView::from(key),
+        key: secret,
+    };
+    Ok(record_audit(store, entry, created_outcome(&created)).await)
+}
+
+/// A new key: the secret alone on stdout (so that `$(updraft apikey create …)`
+/// captures it), what it is on stderr; with `--json`, all of it.
+pub fn created_outcome(created: &CreatedApiKey) -> Outcome {
+    let key = &created.apikey;
     let scope = key
         .app_id
         .as_deref()
@@ -170,17 +261,15 @@ async fn create<S: ApiKeyStore + AuditStore + ?Sized>(
         .unwrap_or_default();
     let expiry = key
         .expires_at
-        .map(|at| format!(", expires {}", short_time(&rfc3339(at))))
+        .as_deref()
+        .map(|at| format!(", expires {}", short_time(at)))
         .unwrap_or_default();
     let note = format!(
         "Created API key {} \"{}\" (role {}{scope}{expiry}). Store it now: it is shown only once. \
-         Use it with --apikey or UPDRAFT_APIKEY.",
-        key.id,
-        key.name,
-        key.role.as_str()
+         Use it with `updraft login`, --apikey or UPDRAFT_APIKEY.",
+        key.id, key.name, key.role
     );
-    let entry = offline_entry(now, &key, "apikey.create", None, Some(api_key_json(&key)));
-    Ok(record_audit(store, entry, Outcome::new(body, secret).with_note(note)).await)
+    Outcome::new(to_json(created), created.key.clone()).with_note(note)
 }
 
 /// The audit entry of a key change made on the data directory (no API key acted).
@@ -227,36 +316,39 @@ fn to_json(view: &impl serde::Serialize) -> Value {
     serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
-fn key_status(key: &ApiKey, now: Millis) -> &'static str {
+fn key_status(key: &ApiKeyView, now: Millis) -> &'static str {
+    let expired = key
+        .expires_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .is_some_and(|at| at <= now);
     if key.revoked_at.is_some() {
         "revoked"
-    } else if key.is_usable(now) {
-        "active"
-    } else {
+    } else if expired {
         "expired"
+    } else {
+        "active"
     }
 }
 
-pub fn api_keys_table(keys: &[ApiKey], now: Millis) -> String {
+/// The keys as `updraft apikey list` shows them, from the server or the database.
+pub fn api_keys_table(keys: &[ApiKeyView], now: Millis) -> String {
     if keys.is_empty() {
         return "No API keys. Create one with `updraft apikey create --name NAME`.".to_string();
     }
     let mut table = Table::new(&[
         "ID", "NAME", "PREFIX", "ROLE", "APP", "EXPIRES", "CREATED", "STATUS",
     ]);
-    let time = |at: Option<Millis>| {
-        at.map(|ms| short_time(&rfc3339(ms)))
-            .unwrap_or_else(|| "-".to_string())
-    };
+    let time = |at: Option<&str>| at.map(short_time).unwrap_or_else(|| "-".to_string());
     for key in keys {
         table.push_row(vec![
             key.id.to_string(),
             key.name.clone(),
             key.prefix.clone(),
-            key.role.as_str().to_string(),
+            key.role.clone(),
             key.app_id.clone().unwrap_or_else(|| "all".to_string()),
-            time(key.expires_at),
-            time(Some(key.created_at)),
+            time(key.expires_at.as_deref()),
+            time(Some(&key.created_at)),
             key_status(key, now).to_string(),
         ]);
     }
@@ -288,7 +380,8 @@ mod tests {
             key(2, Some(now - 1), None),
             key(3, None, Some(now - 1)),
         ];
-        let text = api_keys_table(&keys, now);
+        let views: Vec<ApiKeyView> = keys.iter().cloned().map(ApiKeyView::from).collect();
+        let text = api_keys_table(&views, now);
         let statuses: Vec<&str> = text
             .lines()
             .skip(1)

@@ -1,6 +1,6 @@
 //! Epoch milliseconds ↔ text, without a date library.
 
-pub use updraft_core::analytics::{rfc3339, MILLIS_PER_DAY};
+pub use updraft_core::analytics::{parse_rfc3339, rfc3339, MILLIS_PER_DAY};
 use updraft_core::model::Millis;
 
 pub fn now_millis() -> Millis {

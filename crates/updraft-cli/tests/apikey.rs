@@ -15,7 +15,12 @@ fn global(data_dir: &std::path::Path) -> GlobalOpts {
         apikey: None,
         json: true,
         data_dir: data_dir.to_path_buf(),
+        // Named explicitly, as `--data-dir` does: the offline path.
         database_url: None,
+        given: updraft_cli::Given {
+            server: false,
+            store: true,
+        },
     }
 }
 
@@ -43,8 +48,31 @@ fn create(
 #[tokio::test]
 async fn create_prints_a_working_key_once() {
     let root = tempfile::tempdir().unwrap();
-    // A data directory that does not exist yet is created.
+    // A data directory that does not exist yet is created, and said so.
     let data_dir = root.path().join("nested").join("data");
+    let first = apikey(&data_dir, create("admin", RoleArg::Admin, None, None))
+        .await
+        .unwrap();
+    assert!(
+        first
+            .warnings
+            .iter()
+            .any(|w| w.contains("created a new, empty Updraft database")),
+        "{:?}",
+        first.warnings
+    );
+    let again = apikey(&data_dir, create("second", RoleArg::Admin, None, None))
+        .await
+        .unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    {
+        use updraft_store::AppStore;
+        let store = updraft_store::SqliteStore::open(&data_dir).await.unwrap();
+        store
+            .create_app("com.example.app", "Example", 1)
+            .await
+            .unwrap();
+    }
     let outcome = apikey(
         &data_dir,
         create("ci", RoleArg::Publisher, Some("com.example.app"), Some(30)),
@@ -179,5 +207,68 @@ async fn run_returns_the_exit_code() {
     assert_eq!(
         updraft_cli::run(global(dir.path()), revoke_unknown).await,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_key_limited_to_an_unknown_app_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = apikey(
+        dir.path(),
+        create("ci", RoleArg::Publisher, Some("com.example.missing"), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, CliCode::Api(ErrorCode::AppNotFound));
+    assert!(
+        error.message.contains("com.example.missing") && error.message.contains("updraft app add"),
+        "{}",
+        error.message
+    );
+    let malformed = apikey(
+        dir.path(),
+        create("ci", RoleArg::Publisher, Some("nodots"), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(malformed.code, CliCode::Api(ErrorCode::InvalidAppId));
+    let list = apikey(dir.path(), ApikeyCommand::List).await.unwrap();
+    assert_eq!(list.json, json!({"apikeys": []}));
+}
+
+#[tokio::test]
+async fn a_default_data_directory_that_is_not_there_is_not_created() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("updraft-data");
+    let mut not_named = global(&data_dir);
+    not_named.given.store = false;
+    let error = execute(
+        &not_named,
+        Command::Apikey(ApikeyCommand::List),
+        root.path(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, CliCode::Local(LocalCode::ServerNotConfigured));
+    assert!(!data_dir.exists(), "nothing is created");
+
+    // Once it exists (a server made it), the command works on it and says so.
+    apikey(&data_dir, create("admin", RoleArg::Admin, None, None))
+        .await
+        .unwrap();
+    let list = execute(
+        &not_named,
+        Command::Apikey(ApikeyCommand::List),
+        root.path(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list.json["apikeys"].as_array().unwrap().len(), 1);
+    assert!(
+        list.warnings
+            .iter()
+            .any(|w| w.contains("no server configured")),
+        "{:?}",
+        list.warnings
     );
 }

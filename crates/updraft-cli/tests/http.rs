@@ -104,6 +104,10 @@ fn global(server: &str, apikey: Option<&str>) -> GlobalOpts {
         json: false,
         data_dir: PathBuf::from("./unused-data-dir"),
         database_url: None,
+        given: updraft_cli::Given {
+            server: true,
+            store: false,
+        },
     }
 }
 

@@ -1567,3 +1567,59 @@ fn channel_set_and_rollback_take_force() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn given_tells_chosen_options_from_defaults() {
+    use updraft_cli::Given;
+    let given = |args: &[&str]| {
+        let argv = std::iter::once("updraft").chain(args.iter().copied());
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        Given::from_matches(&matches)
+    };
+    let none = Given::default();
+    assert_eq!(given(&["apikey", "list"]), none);
+    assert_eq!(
+        given(&["apikey", "list", "--data-dir", "d"]),
+        Given {
+            server: false,
+            store: true
+        }
+    );
+    assert_eq!(
+        given(&["--server", "http://x", "apikey", "list"]),
+        Given {
+            server: true,
+            store: false
+        }
+    );
+    assert_eq!(
+        given(&["apikey", "list", "--server", "http://x"]),
+        Given {
+            server: true,
+            store: false
+        }
+    );
+    assert!(given(&["apikey", "list", "--database-url", "postgres://h/d"]).store);
+    assert!(!given(&["apikey", "list", "--database-url", " "]).store);
+}
+
+#[test]
+fn login_logout_and_whoami() {
+    match parse(&[
+        "login",
+        "--server",
+        "https://u.example.com",
+        "--apikey-stdin",
+    ]) {
+        Cli {
+            global,
+            command: Top::Client(Command::Login(args)),
+        } => {
+            assert!(args.apikey_stdin);
+            assert_eq!(global.server, "https://u.example.com");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(client_command(&["logout"]), Command::Logout));
+    assert!(matches!(client_command(&["whoami"]), Command::Whoami));
+}

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use updraft_api::management::{ApiKeyView, CreateApiKey, CreatedApiKey, MAX_KEY_DAYS};
 use updraft_core::model::{ApiKey, Clock, Millis, Role};
 use updraft_core::validate::is_valid_app_id;
-use updraft_store::{ApiKeyStore, NewApiKey};
+use updraft_store::{ApiKeyStore, AppStore, NewApiKey};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// API keys and their audit entries: the key store, the clock (creation,
-/// expiry and revocation times) and the audit log.
+/// API keys and their audit entries: the key store, the apps (a key limited
+/// to an app needs the app), the clock (creation, expiry and revocation
+/// times) and the audit log.
 pub struct ApiKeyService {
     keys: Arc<dyn ApiKeyStore>,
+    apps: Arc<dyn AppStore>,
     clock: Arc<dyn Clock>,
     audit: Arc<AuditService>,
 }
@@ -24,10 +26,16 @@ pub struct ApiKeyService {
 impl ApiKeyService {
     pub fn new(
         keys: Arc<dyn ApiKeyStore>,
+        apps: Arc<dyn AppStore>,
         clock: Arc<dyn Clock>,
         audit: Arc<AuditService>,
     ) -> ApiKeyService {
-        ApiKeyService { keys, clock, audit }
+        ApiKeyService {
+            keys,
+            apps,
+            clock,
+            audit,
+        }
     }
 
     /// Every key, revoked and expired ones too, by id.
@@ -36,7 +44,9 @@ impl ApiKeyService {
     }
 
     /// Creates a key as `request` asks (checked first: nothing is stored on
-    /// a refusal); its secret is in the answer, once.
+    /// a refusal); its secret is in the answer, once. A key limited to an
+    /// app that does not exist is refused `app_not_found`: it could do
+    /// nothing, and a typo in the app id would go unnoticed.
     pub async fn create(
         &self,
         caller: &Caller,
@@ -44,6 +54,14 @@ impl ApiKeyService {
     ) -> Result<CreatedApiKey, ApiError> {
         let now = self.clock.now();
         let new = checked_key(request, now)?;
+        if let Some(app_id) = new.app_id.as_deref() {
+            if self.apps.get_app(app_id).await?.is_none() {
+                return Err(ApiError::not_found(
+                    ErrorCode::AppNotFound,
+                    format!("app {app_id} does not exist: register it before creating a key limited to it"),
+                ));
+            }
+        }
         let (key, secret) = self.keys.create_api_key(new, now).await?;
         // The view has the key's shown prefix, never its secret.
         let created = ApiKeyView::from(key);

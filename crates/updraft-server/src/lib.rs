@@ -568,6 +568,7 @@ impl Server {
         ));
         let apikeys = Arc::new(apikeys::ApiKeyService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::ApiKeyStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::AppStore>,
             Arc::clone(&clock),
             Arc::clone(&audit),
         ));

@@ -173,6 +173,8 @@ fn main() -> ExitCode {
                 eprintln!("error: {err:#}");
                 return ExitCode::FAILURE;
             }
+            // Chosen, not defaulted (nor from updraft.toml): the `apikey` commands go by it.
+            global.given = updraft_cli::Given::from_matches(&matches);
             let code = runtime.block_on(updraft_cli::run(global, command));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }

@@ -1,6 +1,7 @@
-//! API keys, for admins (the work is [`crate::apikeys::ApiKeyService`]'s).
+//! API keys, for admins (the work is [`crate::apikeys::ApiKeyService`]'s),
+//! and `whoami`, for any key.
 
-use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
+use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, Whoami};
 use super::{Caller, JsonBody};
 use crate::api::Path;
 use crate::apikeys::ApiKeyService;
@@ -51,4 +52,14 @@ pub async fn revoke(
     caller.require(Role::Admin, None)?;
     keys.revoke(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling key itself: any valid key may ask (no role or scope needed),
+/// and learns nothing about other keys.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "apikeys", operation_id = "whoami",
+    responses((status = 200, body = Whoami, description = "the key the request was made with")))]
+pub async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami {
+        apikey: ApiKeyView::from(caller.key),
+    })
 }

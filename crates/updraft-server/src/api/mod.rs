@@ -61,6 +61,7 @@ fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(gc::run))
         .routes(routes!(apikeys::list, apikeys::create))
         .routes(routes!(apikeys::revoke))
+        .routes(routes!(apikeys::whoami))
         .routes(routes!(audit::list))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::delete))

@@ -106,6 +106,10 @@ impl Modify for CommonResponses {
                         "the database is not accepting writes right now; retry after `Retry-After`",
                     ),
                 ];
+                // Any valid key may ask who it is.
+                if path == "/api/v1/whoami" {
+                    common.retain(|(status, _)| *status != "403");
+                }
                 if takes_input {
                     common.push(("400", "invalid path, query or body"));
                 }
@@ -426,7 +430,7 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
         compat::CompatibilityRequest, compat::CompatibilityView,
         views::DeviceView, views::DeviceList, views::DeviceDetail, views::EventView,
         views::OverrideView, views::OverrideList, views::SetOverride,
-        views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey,
+        views::ApiKeyView, views::ApiKeyList, views::CreatedApiKey, views::CreateApiKey, views::Whoami,
         analytics_views::StatsReportView, analytics_views::StatsTotalsView, analytics_views::DayStatsView,
         analytics_views::BundleAdoptionView, analytics_views::AdoptionPointView,
         views::ManifestEntryInput,

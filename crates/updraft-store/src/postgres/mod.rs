@@ -80,6 +80,8 @@ pub struct PgStore {
     pool: PgPool,
     /// A read replica for the release loads.
     read_pool: Option<PgPool>,
+    /// Whether `connect` found no schema and created it.
+    created_schema: bool,
 }
 
 /// One connection first, so that a refused or failing connection is
@@ -112,17 +114,28 @@ impl PgStore {
     pub async fn connect(url: &str, read_url: Option<&str>) -> StoreResult<PgStore> {
         // The URLs may carry a password: errors name the role of the pool only.
         let pool = open_pool(url, "PostgreSQL").await?;
-        {
+        let created_schema = {
             // sqlx takes an advisory lock around the migrations themselves.
             let mut conn = pool.acquire().await?;
             let report = crate::schema::migrate(&MIGRATOR, &mut *conn, "PostgreSQL").await?;
             crate::schema::log(&report, "PostgreSQL");
-        }
+            report.from == 0
+        };
         let read_pool = match read_url {
             Some(read_url) => Some(open_pool(read_url, "the PostgreSQL replica").await?),
             None => None,
         };
-        Ok(PgStore { pool, read_pool })
+        Ok(PgStore {
+            pool,
+            read_pool,
+            created_schema,
+        })
+    }
+
+    /// Whether the database was empty and `connect` created Updraft's tables
+    /// in it (offline commands say so: they never make a database silently).
+    pub fn created_schema(&self) -> bool {
+        self.created_schema
     }
 
     /// The primary's connection pool, for maintenance tasks and tests.

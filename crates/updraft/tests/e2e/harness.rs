@@ -36,7 +36,9 @@ pub fn cli_in(
     cmd.args(args)
         .env("UPDRAFT_DATA_DIR", data_dir)
         .env_remove("UPDRAFT_SERVER")
-        .env_remove("UPDRAFT_APIKEY");
+        .env_remove("UPDRAFT_APIKEY")
+        // No `updraft login` file of the machine's user: one that does not exist.
+        .env("XDG_CONFIG_HOME", data_dir.with_extension("no-login"));
     if let Some(server) = server {
         cmd.env("UPDRAFT_SERVER", server);
     }

@@ -21,6 +21,7 @@ mod edge;
 mod explain;
 mod guards;
 mod interop;
+mod login;
 mod management;
 mod metrics;
 mod migrate;

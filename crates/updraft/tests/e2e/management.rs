@@ -240,9 +240,17 @@ async fn openapi_document_lists_the_routes() {
         "/api/v1/apps/{app_id}/bundles",
         "/api/v1/apps/{app_id}/channels/{name}",
         "/api/v1/apikeys",
+        "/api/v1/whoami",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    // Any valid key may ask who it is: no 403 is documented for it.
+    let whoami = &doc["paths"]["/api/v1/whoami"]["get"]["responses"];
+    assert!(
+        whoami.get("200").is_some() && whoami.get("401").is_some(),
+        "{whoami}"
+    );
+    assert!(whoami.get("403").is_none(), "{whoami}");
     // Every operation has its own id (clients generate method names from them).
     let mut ids = Vec::new();
     for (_, item) in doc["paths"].as_object().unwrap() {
@@ -262,6 +270,14 @@ async fn deleting_an_app_removes_it_for_devices() {
     let s = Server::start().await;
     s.seed("1.1.0").await;
     let scoped = create_key(&s.data_dir, "ci", "publisher", &["--app", APP]);
+    let (st, _) = s
+        .api(
+            Method::POST,
+            "/api/v1/apps",
+            Some(&json!({"app_id": "com.other.app"})),
+        )
+        .await;
+    assert_eq!(st, 201);
     let other = create_key(&s.data_dir, "other", "viewer", &["--app", "com.other.app"]);
     let (st, _) = s
         .api(Method::DELETE, &format!("/api/v1/apps/{APP}"), None)
