@@ -28,6 +28,9 @@ pub struct GlobalOpts {
     /// Print JSON on stdout instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// Tables with every column and full values (on a terminal they fit its width)
+    #[arg(long, global = true)]
+    pub wide: bool,
     /// Data directory (database and files): used by `serve` and the offline `apikey` commands
     #[arg(long, global = true, env = "UPDRAFT_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,

@@ -14,6 +14,7 @@ fn global(data_dir: &std::path::Path) -> GlobalOpts {
         server: "http://127.0.0.1:9".into(),
         apikey: None,
         json: true,
+        wide: false,
         data_dir: data_dir.to_path_buf(),
         database_url: None,
     }

@@ -12,6 +12,7 @@ mod backup;
 mod bundles;
 mod channel_self;
 mod cli;
+mod cli_output;
 mod cluster;
 mod connections;
 mod disk_full;
