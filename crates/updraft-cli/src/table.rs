@@ -98,11 +98,17 @@ impl Table {
                     .zip(&header)
                     .map(|(&natural, &header)| natural.min(header.max(READABLE)))
                     .collect();
-                for minimum in [&readable, &header] {
+                // Below the readable width, the columns with the longest
+                // text give way first: a long error message, not a time.
+                let natural = widths.clone();
+                for (minimum, by_natural) in [(&readable, false), (&header, true)] {
                     while total(&widths) > limit {
                         let widest = (0..widths.len())
                             .filter(|&i| widths[i] > minimum[i])
-                            .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)));
+                            .max_by_key(|&i| {
+                                let first = if by_natural { natural[i] } else { widths[i] };
+                                (first, widths[i], std::cmp::Reverse(i))
+                            });
                         match widest {
                             Some(i) => widths[i] -= 1,
                             None => break,
@@ -271,6 +277,35 @@ mod tests {
             fitted.contains("1.0.1.zip"),
             "the URL's end is kept: {fitted}"
         );
+    }
+
+    #[test]
+    fn long_text_gives_way_before_times() {
+        let mut table = Table::new(&[
+            "ID",
+            "EVENT",
+            "STATUS",
+            "ATTEMPTS",
+            "LAST CODE",
+            "LAST ERROR",
+            "CREATED",
+        ]);
+        table.push_row(vec![
+            "1".into(),
+            "bundle.uploaded".into(),
+            "pending".into(),
+            "1".into(),
+            "-".into(),
+            "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)".into(),
+            "2026-12-07 15:42".into(),
+        ]);
+        let fitted = table.render_width(Some(80));
+        assert!(fitted.lines().all(|line| line.width() <= 80), "{fitted}");
+        assert!(
+            fitted.contains("2026-12-07 15:42"),
+            "the time stays whole: {fitted}"
+        );
+        assert!(fitted.contains("bundle.uploaded"), "{fitted}");
     }
 
     #[test]
