@@ -326,6 +326,25 @@ async fn exit_codes_tell_ci_what_happened() {
     );
     let (exit, _, err) = cli(&s.data_dir, Some(&broken), Some(&s.key), &["app", "list"]);
     assert_eq!((exit, err.contains("[internal_error]")), (4, true), "{err}");
+    // A server that accepts the connection and hangs up without an answer.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in silent.incoming() {
+            drop(stream);
+        }
+    });
+    let (exit, _, err) = cli(
+        &s.data_dir,
+        Some(&silent_url),
+        Some(&s.key),
+        &["app", "list"],
+    );
+    assert_eq!(
+        (exit, err.contains("[connection_failed]")),
+        (4, true),
+        "{err}"
+    );
     let proxy = failing_server("502 Bad Gateway", "");
     let (exit, _, err) = cli(&s.data_dir, Some(&proxy), Some(&s.key), &["app", "list"]);
     assert_eq!((exit, err.contains("[http_502]")), (4, true), "{err}");
