@@ -388,7 +388,7 @@ async fn a_closed_stdout_ends_quietly_with_0() {
     }
 }
 
-fn bundle_zip(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
+fn bundle_zip(dir: &Path, seed: u64) -> (std::path::PathBuf, Vec<u8>) {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -397,7 +397,7 @@ fn bundle_zip(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
         .write_all(b"<!doctype html><script>notifyAppReady()</script>")
         .unwrap();
     writer.start_file("app.js", options).unwrap();
-    writer.write_all(&noise(600_000, 18)).unwrap();
+    writer.write_all(&noise(600_000, seed)).unwrap();
     let bytes = writer.finish().unwrap().into_inner();
     let path = dir.join("bundle.zip");
     std::fs::write(&path, &bytes).unwrap();
@@ -409,29 +409,7 @@ async fn a_resumed_upload_says_so_and_counts_only_what_it_sends() {
     let s = Server::start().await;
     s.cli_ok(&["app", "add", APP]);
     let dir = tempfile::tempdir().unwrap();
-    let (_, zip) = bundle_zip(dir.path());
-    // An earlier run sent the first 40 % before it was interrupted.
-    let (status, created) = s
-        .api(
-            Method::POST,
-            "/api/v1/uploads",
-            Some(&json!({"size": zip.len(), "sha256": sha(&zip)})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let upload_id = created["upload_id"].as_str().unwrap();
-    let earlier = zip.len() * 2 / 5;
-    let answer = s
-        .http
-        .patch(format!("{}/api/v1/uploads/{upload_id}", s.url))
-        .bearer_auth(&s.key)
-        .header("upload-offset", "0")
-        .header("content-type", "application/offset+octet-stream")
-        .body(zip[..earlier].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    let (zip, earlier) = interrupted_upload(&s, dir.path(), 18).await;
 
     let (code, out, err) = cli_in(
         &s.data_dir,
@@ -464,6 +442,62 @@ async fn a_resumed_upload_says_so_and_counts_only_what_it_sends() {
             && err.contains(&format!("resumed after {earlier} bytes sent earlier")),
         "the rate counts only this run's bytes: {err}"
     );
+    // On a terminal the same line comes above the progress bar.
+    let other = tempfile::tempdir().unwrap();
+    let (zip, earlier) = interrupted_upload(&s, other.path(), 19).await;
+    let path = other.path().join("bundle.zip");
+    let (code, shown) = on_terminal(
+        &s,
+        80,
+        &[
+            "bundle",
+            "upload",
+            APP,
+            "--path",
+            path.to_str().unwrap(),
+            "--bundle",
+            "1.0.2",
+            "--ignore-metadata-check",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "resuming an earlier upload from {} of {} ({earlier} bytes already on the server)",
+            human(earlier),
+            human(zip.len())
+        )),
+        "{shown}"
+    );
+}
+
+/// Writes bundle.zip into `dir` and sends its first 40 % as an earlier,
+/// interrupted run would have; returns the zip and how much was sent.
+async fn interrupted_upload(s: &Server, dir: &Path, seed: u64) -> (Vec<u8>, usize) {
+    let (_, zip) = bundle_zip(dir, seed);
+    let (status, created) = s
+        .api(
+            Method::POST,
+            "/api/v1/uploads",
+            Some(&json!({"size": zip.len(), "sha256": sha(&zip)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let upload_id = created["upload_id"].as_str().unwrap();
+    let earlier = zip.len() * 2 / 5;
+    let answer = s
+        .http
+        .patch(format!("{}/api/v1/uploads/{upload_id}", s.url))
+        .bearer_auth(&s.key)
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(zip[..earlier].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    (zip, earlier)
 }
 
 fn human(bytes: usize) -> String {
