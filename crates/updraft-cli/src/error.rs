@@ -166,12 +166,17 @@ impl CliCode {
             CliCode::Local(code) => local_exit(*code),
             // The device routes' refusals are answers (`device simulate` reports them).
             CliCode::Device(_) => Exit::Refused,
-            CliCode::Http(status) => match status {
-                401 | 403 => Exit::NotAllowed,
-                500..=599 => Exit::Unreachable,
-                _ => Exit::Refused,
-            },
+            CliCode::Http(status) => status_exit(*status),
         }
+    }
+}
+
+/// What an HTTP status says when no known code does.
+fn status_exit(status: u16) -> Exit {
+    match status {
+        401 | 403 => Exit::NotAllowed,
+        500..=599 => Exit::Unreachable,
+        _ => Exit::Refused,
     }
 }
 
@@ -341,6 +346,9 @@ pub struct CliError {
     /// Stable, machine-readable code such as `app_not_found` or `connection_failed`.
     pub code: CliCode,
     pub message: String,
+    /// The HTTP status of the server's refusal, when it came from one: it
+    /// classifies a code this build does not know ([`CliError::exit`]).
+    pub status: Option<u16>,
 }
 
 impl CliError {
@@ -348,7 +356,14 @@ impl CliError {
         CliError {
             code: code.into(),
             message: message.into(),
+            status: None,
         }
+    }
+
+    /// The same error, as the server's answer with this HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// A command-line argument the server would reject anyway, caught early.
@@ -371,9 +386,13 @@ impl CliError {
         json!({"error": self.code.as_str(), "message": self.message})
     }
 
-    /// The exit code of this failure.
+    /// The exit code of this failure: its code's, but for a code from a newer
+    /// server that this build does not know, which its HTTP status classifies.
     pub fn exit(&self) -> Exit {
-        self.code.exit()
+        match (&self.code, self.status) {
+            (CliCode::Api(ErrorCode::Other(_)), Some(status)) => status_exit(status),
+            (code, _) => code.exit(),
+        }
     }
 
     /// The line printed on stderr: `error: <message> [<code>]`.
@@ -615,6 +634,14 @@ mod tests {
         for code in ErrorCode::KNOWN {
             assert_ne!(CliCode::Api(code.clone()).exit(), Exit::Done, "{code}");
         }
+        // A newer server's code: its status decides; a known code's status does not.
+        let newer = || CliError::new(ErrorCode::from_wire("quota_backend_down"), "m");
+        assert_eq!(newer().exit(), Exit::Refused);
+        assert_eq!(newer().with_status(503).exit(), Exit::Unreachable);
+        assert_eq!(newer().with_status(403).exit(), Exit::NotAllowed);
+        assert_eq!(newer().with_status(422).exit(), Exit::Refused);
+        let known = CliError::new(ErrorCode::IncompatibleBundle, "m").with_status(409);
+        assert_eq!(known.exit(), Exit::Incompatible);
     }
 
     #[test]

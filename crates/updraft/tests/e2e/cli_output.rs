@@ -345,6 +345,17 @@ async fn exit_codes_tell_ci_what_happened() {
         (4, true),
         "{err}"
     );
+    // A code this build does not know (a newer server's): its status decides.
+    let newer = failing_server(
+        "503 Service Unavailable",
+        r#"{"error":"quota_backend_down","message":"later"}"#,
+    );
+    let (exit, _, err) = cli(&s.data_dir, Some(&newer), Some(&s.key), &["app", "list"]);
+    assert_eq!(
+        (exit, err.contains("[quota_backend_down]")),
+        (4, true),
+        "{err}"
+    );
     let proxy = failing_server("502 Bad Gateway", "");
     let (exit, _, err) = cli(&s.data_dir, Some(&proxy), Some(&s.key), &["app", "list"]);
     assert_eq!((exit, err.contains("[http_502]")), (4, true), "{err}");
