@@ -18,7 +18,8 @@ pub struct Style {
     pub width: Option<usize>,
     /// Colour on stdout (table headers).
     pub stdout_color: bool,
-    /// Colour on stderr (the `error:` prefix).
+    /// Colour on stderr (the `error:` prefix); none with `--json` either,
+    /// whose reader may take stderr along.
     pub stderr_color: bool,
 }
 
@@ -44,7 +45,7 @@ pub fn init(json: bool, wide: bool) {
     let style = Style {
         width: table_width(stdout.is_terminal(), wide, json, size),
         stdout_color: color_allowed(stdout.is_terminal(), no_color, json),
-        stderr_color: color_allowed(stderr.is_terminal(), no_color, false),
+        stderr_color: color_allowed(stderr.is_terminal(), no_color, json),
     };
     let _ = STYLE.set(style);
 }

@@ -226,6 +226,12 @@ async fn colour_only_on_a_terminal_and_never_with_no_color_or_json() {
     }
     let (_, json) = on_terminal(&s, 80, &["app", "list", "--json"], &[]);
     assert!(!json.contains('\u{1b}'), "{json:?}");
+    let (code, json_error) = on_terminal(&s, 80, &["app", "add", APP, "--json"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        json_error.contains("error: ") && !json_error.contains('\u{1b}'),
+        "{json_error:?}"
+    );
     let (_, out, err) = s.cli(&["app", "add", APP]);
     assert!(
         !out.contains('\u{1b}') && !err.contains('\u{1b}'),
