@@ -225,6 +225,7 @@ mod tests {
             server: "http://127.0.0.1:9".into(),
             apikey: None,
             json: false,
+            wide: false,
             data_dir: "./no-such-updraft-data".into(),
             database_url: None,
             given: Given { server, store },

@@ -31,6 +31,9 @@ pub struct GlobalOpts {
     /// Print JSON on stdout instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// Tables with every column and full values (on a terminal they fit its width)
+    #[arg(long, global = true)]
+    pub wide: bool,
     /// Data directory (database and files): used by `serve`; given (flag or
     /// environment), the `apikey` commands work on it instead of the server
     #[arg(long, global = true, env = "UPDRAFT_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]

@@ -387,7 +387,7 @@ pub fn error_from_response(status: StatusCode, body: &[u8]) -> CliError {
             )
         }
     });
-    CliError::new(code, message)
+    CliError::new(code, message).with_status(status.as_u16())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so `/`, `?`,
@@ -488,6 +488,7 @@ mod tests {
         assert_eq!(
             error,
             CliError::new(ErrorCode::AppAlreadyExists, "app com.x.y already exists")
+                .with_status(409)
         );
     }
 
@@ -504,7 +505,10 @@ mod tests {
     #[test]
     fn json_error_without_fields_falls_back_per_field() {
         let error = error_from_response(StatusCode::NOT_FOUND, br#"{"message": "no such route"}"#);
-        assert_eq!(error, CliError::new(CliCode::Http(404), "no such route"));
+        assert_eq!(
+            error,
+            CliError::new(CliCode::Http(404), "no such route").with_status(404)
+        );
         let error = error_from_response(StatusCode::UNAUTHORIZED, b"");
         assert_eq!(
             error,
@@ -512,6 +516,7 @@ mod tests {
                 CliCode::Http(401),
                 "the server answered HTTP 401 Unauthorized"
             )
+            .with_status(401)
         );
     }
 }

@@ -58,6 +58,9 @@ local_codes! {
     OutNotEmpty = "out_not_empty",
     WriteFailed = "write_failed",
     ExportFailed = "export_failed",
+    /// Stdout was closed by its reader (`| head`): never printed, the command
+    /// ends quietly with exit code 0.
+    StdoutClosed = "stdout_closed",
     DataDirError = "data_dir_error",
     StorageError = "storage_error",
     KeyExists = "key_exists",
@@ -120,6 +123,223 @@ impl CliCode {
     }
 }
 
+/// The exit code of a command, the same for every command so CI can branch
+/// on it (documented in docs/cli.md). Usage errors clap finds itself (an
+/// unknown flag) exit 2 too, from clap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// 0: the command did what it was asked.
+    Done,
+    /// 1: refused by the server (validation, not found, conflict), or a local
+    /// failure that is none of the others (a file that cannot be written).
+    Refused,
+    /// 2: the command line or the project it runs in is wrong (bad or
+    /// missing argument, no app id, a confirmation that needs `--yes`).
+    Usage,
+    /// 3: no API key, or one the server does not accept for this.
+    NotAllowed,
+    /// 4: the server cannot be reached, or failed (5xx, a broken answer).
+    Unreachable,
+    /// 5: the bundle is not compatible with the channel's live bundle.
+    Incompatible,
+}
+
+impl Exit {
+    /// Every exit code, in order.
+    pub const ALL: [Exit; 6] = [
+        Exit::Done,
+        Exit::Refused,
+        Exit::Usage,
+        Exit::NotAllowed,
+        Exit::Unreachable,
+        Exit::Incompatible,
+    ];
+
+    /// The process's exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Done => 0,
+            Exit::Refused => 1,
+            Exit::Usage => 2,
+            Exit::NotAllowed => 3,
+            Exit::Unreachable => 4,
+            Exit::Incompatible => 5,
+        }
+    }
+}
+
+impl CliCode {
+    /// The exit code of a failure with this code. Exhaustive on purpose: a
+    /// new code, the API's or the CLI's, must be classified here.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliCode::Api(code) => api_exit(code),
+            CliCode::Local(code) => local_exit(*code),
+            // The device routes' refusals are answers (`device simulate` reports them).
+            CliCode::Device(_) => Exit::Refused,
+            CliCode::Http(status) => status_exit(*status),
+        }
+    }
+}
+
+/// What an HTTP status says when no known code does.
+fn status_exit(status: u16) -> Exit {
+    match status {
+        401 | 403 => Exit::NotAllowed,
+        500..=599 => Exit::Unreachable,
+        _ => Exit::Refused,
+    }
+}
+
+fn api_exit(code: &ErrorCode) -> Exit {
+    use ErrorCode as E;
+    match code {
+        E::Unauthorized | E::Forbidden | E::TooManyAuthFailures => Exit::NotAllowed,
+        E::InternalError | E::DatabaseUnavailable | E::LowDiskSpace => Exit::Unreachable,
+        E::IncompatibleBundle => Exit::Incompatible,
+        E::NotFound
+        | E::MethodNotAllowed
+        | E::InvalidPath
+        | E::InvalidQuery
+        | E::InvalidBody
+        | E::InvalidJsonParseBody
+        | E::BodyTooLarge
+        | E::BodyTimeout
+        | E::HeadersTooLarge
+        | E::UriTooLong
+        | E::MissingHost
+        | E::InvalidLimit
+        | E::InvalidOffset
+        | E::InvalidTime
+        | E::InvalidFormat
+        | E::StorageQuotaExceeded
+        | E::AppNotFound
+        | E::BundleNotFound
+        | E::ChannelNotFound
+        | E::OverrideNotFound
+        | E::ApikeyNotFound
+        | E::DeviceNotFound
+        | E::DeviceIncomplete
+        | E::WebhookNotFound
+        | E::ScheduleNotFound
+        | E::UploadNotFound
+        | E::AlreadyExists
+        | E::AppAlreadyExists
+        | E::BundleAlreadyExists
+        | E::ChannelAlreadyExists
+        | E::ApikeyAlreadyExists
+        | E::Conflict
+        | E::InvalidAppId
+        | E::InvalidChannelName
+        | E::InvalidDeviceId
+        | E::InvalidVersion
+        | E::InvalidChecksum
+        | E::InvalidSessionKey
+        | E::InvalidKeyId
+        | E::InvalidUrl
+        | E::InvalidSha256
+        | E::InvalidSize
+        | E::InvalidRole
+        | E::InvalidExpiry
+        | E::InvalidEvent
+        | E::InvalidSecret
+        | E::InvalidNativePackages
+        | E::InvalidPlatform
+        | E::InvalidVersionRange
+        | E::InvalidPercentage
+        | E::InvalidRolloutAction
+        | E::InvalidRolloutBundle
+        | E::InvalidAutoPause
+        | E::InvalidRamp
+        | E::InvalidRunAt
+        | E::InvalidScheduleId
+        | E::NoRollout
+        | E::RolloutSameAsStable
+        | E::NothingToRollBack
+        | E::NotInHistory
+        | E::ScheduleNotPending
+        | E::EncryptionDowngrade
+        | E::MissingBundle
+        | E::BundleInUse
+        | E::BundleDeleted
+        | E::BundleVersionDeleted
+        | E::BlobMissing
+        | E::ChecksumMismatch
+        | E::SizeMismatch
+        | E::InvalidFileHash
+        | E::DuplicateManifestEntry
+        | E::TooManyManifestEntries
+        | E::TooManyHashes
+        | E::MissingIndexHtml
+        | E::NotAZip
+        | E::BundleTooLarge
+        | E::TooManyEntries
+        | E::EntryTooLarge
+        | E::CompressionRatioExceeded
+        | E::UnsafeEntryName
+        | E::ControlCharacterInName
+        | E::DuplicateEntry
+        | E::CaseInsensitiveDuplicate
+        | E::SymlinkEntry
+        | E::UnsupportedEntry
+        | E::DecryptFailed
+        | E::InvalidKey
+        | E::UploadBusy
+        | E::UploadInterrupted
+        | E::UploadOffsetMismatch
+        | E::InvalidUploadOffset
+        | E::UploadOverflow
+        | E::UploadTooLarge => Exit::Refused,
+        // A newer server's code: a refusal unless it says otherwise.
+        E::Other(_) => Exit::Refused,
+    }
+}
+
+fn local_exit(code: LocalCode) -> Exit {
+    use LocalCode as L;
+    match code {
+        L::StdoutClosed => Exit::Done,
+        L::ConnectionFailed | L::InvalidResponse | L::ServerFailed => Exit::Unreachable,
+        L::MissingApikey => Exit::NotAllowed,
+        L::InvalidServerUrl
+        | L::InvalidArgument
+        | L::InvalidArguments
+        | L::MissingAppId
+        | L::NothingToSet
+        | L::ConfirmationRequired
+        | L::PathNotFound
+        | L::OutNotEmpty
+        | L::KeyExists
+        | L::InvalidPackageJson
+        | L::InvalidDependencies
+        | L::NativePackagesUnknown
+        | L::ChecksumRequired
+        | L::ServerNotConfigured
+        | L::MissingPath
+        | L::MissingVersion => Exit::Usage,
+        L::ClientError
+        | L::Cancelled
+        | L::IoError
+        | L::Io
+        | L::WriteFailed
+        | L::ExportFailed
+        | L::DataDirError
+        | L::StorageError
+        | L::DownloadFail
+        | L::DownloadManifestChecksumFail
+        | L::DownloadManifestFileFail
+        | L::DownloadManifestBrotliFail
+        | L::ChecksumFail
+        | L::DecryptFail
+        | L::UnzipFail
+        | L::NoManifest
+        | L::ManifestPathFail
+        | L::DirectoryPathFail
+        | L::LoginFileError
+        | L::VersionExistsDifferent => Exit::Refused,
+    }
+}
+
 impl fmt::Display for CliCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.as_str())
@@ -143,6 +363,9 @@ pub struct CliError {
     /// Stable, machine-readable code such as `app_not_found` or `connection_failed`.
     pub code: CliCode,
     pub message: String,
+    /// The HTTP status of the server's refusal, when it came from one: it
+    /// classifies a code this build does not know ([`CliError::exit`]).
+    pub status: Option<u16>,
 }
 
 impl CliError {
@@ -150,7 +373,14 @@ impl CliError {
         CliError {
             code: code.into(),
             message: message.into(),
+            status: None,
         }
+    }
+
+    /// The same error, as the server's answer with this HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// A command-line argument the server would reject anyway, caught early.
@@ -173,9 +403,28 @@ impl CliError {
         json!({"error": self.code.as_str(), "message": self.message})
     }
 
+    /// The exit code of this failure: its code's, but for a code from a newer
+    /// server that this build does not know, which its HTTP status classifies.
+    pub fn exit(&self) -> Exit {
+        match (&self.code, self.status) {
+            (CliCode::Api(ErrorCode::Other(_)), Some(status)) => status_exit(status),
+            (code, _) => code.exit(),
+        }
+    }
+
     /// The line printed on stderr: `error: <message> [<code>]`.
     pub fn report_line(&self) -> String {
-        format!("error: {} [{}]", self.message, self.code)
+        self.report_line_styled(false)
+    }
+
+    /// [`CliError::report_line`] with `error:` in red when `color`.
+    pub fn report_line_styled(&self, color: bool) -> String {
+        format!(
+            "{} {} [{}]",
+            crate::term::red("error:", color),
+            self.message,
+            self.code
+        )
     }
 }
 
@@ -312,6 +561,7 @@ mod tests {
             (LocalCode::OutNotEmpty, "out_not_empty"),
             (LocalCode::WriteFailed, "write_failed"),
             (LocalCode::ExportFailed, "export_failed"),
+            (LocalCode::StdoutClosed, "stdout_closed"),
             (LocalCode::DataDirError, "data_dir_error"),
             (LocalCode::StorageError, "storage_error"),
             (LocalCode::KeyExists, "key_exists"),
@@ -367,6 +617,56 @@ mod tests {
                 "{code} is an API code: use ErrorCode::{code:?}'s variant instead"
             );
         }
+    }
+
+    /// The exit codes CI branches on (docs/cli.md): a change here is a breaking change.
+    #[test]
+    fn exit_codes_by_kind_of_failure() {
+        let exit = |code: CliCode| code.exit().code();
+        assert_eq!(Exit::ALL.map(Exit::code), [0, 1, 2, 3, 4, 5]);
+        for (code, expected) in [
+            (CliCode::Api(ErrorCode::AppAlreadyExists), 1),
+            (CliCode::Api(ErrorCode::InvalidChannelName), 1),
+            (CliCode::Api(ErrorCode::BundleInUse), 1),
+            (CliCode::Api(ErrorCode::Other("newer_code".into())), 1),
+            (CliCode::Device("no_new_version_available".into()), 1),
+            (CliCode::Http(404), 1),
+            (CliCode::Local(LocalCode::WriteFailed), 1),
+            (CliCode::Local(LocalCode::InvalidArgument), 2),
+            (CliCode::Local(LocalCode::MissingAppId), 2),
+            (CliCode::Local(LocalCode::ConfirmationRequired), 2),
+            (CliCode::Api(ErrorCode::Unauthorized), 3),
+            (CliCode::Api(ErrorCode::Forbidden), 3),
+            (CliCode::Local(LocalCode::MissingApikey), 3),
+            (CliCode::Http(401), 3),
+            (CliCode::Local(LocalCode::ConnectionFailed), 4),
+            (CliCode::Api(ErrorCode::InternalError), 4),
+            (CliCode::Api(ErrorCode::DatabaseUnavailable), 4),
+            (CliCode::Http(502), 4),
+            (CliCode::Api(ErrorCode::IncompatibleBundle), 5),
+            (CliCode::Local(LocalCode::StdoutClosed), 0),
+        ] {
+            assert_eq!(exit(code.clone()), expected, "{code}");
+        }
+        // Only a closed stdout is a failure that is not one.
+        for code in LocalCode::ALL {
+            assert_eq!(
+                CliCode::Local(*code).exit() == Exit::Done,
+                *code == LocalCode::StdoutClosed,
+                "{code}"
+            );
+        }
+        for code in ErrorCode::KNOWN {
+            assert_ne!(CliCode::Api(code.clone()).exit(), Exit::Done, "{code}");
+        }
+        // A newer server's code: its status decides; a known code's status does not.
+        let newer = || CliError::new(ErrorCode::from_wire("quota_backend_down"), "m");
+        assert_eq!(newer().exit(), Exit::Refused);
+        assert_eq!(newer().with_status(503).exit(), Exit::Unreachable);
+        assert_eq!(newer().with_status(403).exit(), Exit::NotAllowed);
+        assert_eq!(newer().with_status(422).exit(), Exit::Refused);
+        let known = CliError::new(ErrorCode::IncompatibleBundle, "m").with_status(409);
+        assert_eq!(known.exit(), Exit::Incompatible);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod requests;
 pub mod simulate;
 pub mod stats;
 pub mod table;
+pub mod term;
 pub mod time;
 pub mod upload;
 
@@ -35,50 +36,59 @@ pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
     Command, DeviceCommand, DeviceListArgs, DeviceSimulateArgs, Given, GlobalOpts, KeyCommand,
 };
-pub use error::{CliCode, CliError, LocalCode};
+pub use error::{CliCode, CliError, Exit, LocalCode};
 pub use output::Outcome;
 
 use client::ApiClient;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Runs one command, prints its result, and returns the exit code (0 ok, 1 error).
+/// Runs one command, prints its result, and returns the exit code
+/// ([`Exit`]: 0 done, 1 refused, 2 usage, 3 not allowed, 4 unreachable,
+/// 5 incompatible; docs/cli.md).
 ///
 /// Errors go to stderr as `error: <message> [<code>]`; with `--json` the
 /// `{"error", "message"}` object is also printed on stdout. A result that is a
 /// failure ([`Outcome::failure`]) is printed as usual, then its error line on
-/// stderr, and exits 1.
+/// stderr. A reader that stopped reading (`| head`) is not a failure: the
+/// command ends quietly with 0.
 ///
 /// The login file (`updraft login`) fills in the server and key that flags
 /// and the environment left open ([`login::apply`]).
 pub async fn run(mut global: GlobalOpts, cmd: Command) -> i32 {
+    term::init(global.json, global.wide);
     let work_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     // `login` itself decides what of the file it keeps.
     if !matches!(cmd, Command::Login(_) | Command::Logout) {
         let (_, stored) = login::load();
         login::apply(&mut global, stored.as_ref());
     }
-    match execute(&global, cmd, &work_dir).await {
+    let failure = match execute(&global, cmd, &work_dir).await {
         Ok(outcome) => {
             outcome.print(global.json);
-            match &outcome.failure {
-                // The result on stdout is the whole story (one JSON document with
-                // `--json`); the error line is for people and the exit code for scripts.
-                Some(failure) => {
-                    let _ = writeln!(std::io::stderr().lock(), "{}", failure.report_line());
-                    1
-                }
-                None => 0,
+            // The result on stdout is the whole story (one JSON document with
+            // `--json`); the error line is for people and the exit code for scripts.
+            match outcome.failure {
+                Some(failure) => failure,
+                None => return i32::from(Exit::Done.code()),
             }
         }
+        Err(error) if error.is_local(LocalCode::StdoutClosed) => {
+            return i32::from(Exit::Done.code())
+        }
         Err(error) => {
-            let _ = writeln!(std::io::stderr().lock(), "{}", error.report_line());
             if global.json {
                 output::print_json(&error.to_json());
             }
-            1
+            error
         }
-    }
+    };
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{}",
+        failure.report_line_styled(term::current().stderr_color)
+    );
+    i32::from(failure.exit().code())
 }
 
 /// Runs one command without printing. `work_dir` is where `capacitor.config.json` is looked for.

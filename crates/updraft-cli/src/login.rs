@@ -362,6 +362,7 @@ mod tests {
             server: server.into(),
             apikey: apikey.map(str::to_string),
             json: false,
+            wide: false,
             data_dir: "./updraft-data".into(),
             database_url: None,
             given: Given {

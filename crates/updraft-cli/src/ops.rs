@@ -302,7 +302,8 @@ pub fn deliveries_table(list: &DeliveryList) -> String {
         "NEXT ATTEMPT",
         "CREATED",
         "MESSAGE ID",
-    ]);
+    ])
+    .wide_only(&["NEXT ATTEMPT", "MESSAGE ID"]);
     for delivery in &list.deliveries {
         table.push_row(vec![
             delivery.id.to_string(),

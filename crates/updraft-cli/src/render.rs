@@ -60,11 +60,6 @@ fn list_cell(items: Option<&[String]>) -> String {
     }
 }
 
-/// A number as JSON writes it (`0.95`, `1.0`), as the server sent it.
-fn number_cell(number: f64) -> String {
-    serde_json::Number::from_f64(number).map_or_else(|| "-".to_string(), |n| n.to_string())
-}
-
 /// An RFC 3339 time shortened; `-` when empty.
 pub fn time_text(text: &str) -> String {
     if text.is_empty() {
@@ -134,7 +129,8 @@ pub fn bundles_table(list: &BundleList, include_deleted: bool) -> String {
         headers.push("DELETED");
     }
     headers.push("URL");
-    let mut table = Table::new(&headers);
+    // On a terminal: the version, where it is served, when, and from where.
+    let mut table = Table::new(&headers).wide_only(&["ENCRYPTED", "MIN UPDATE", "DELETED"]);
     for bundle in &list.bundles {
         let mut row = vec![
             text_cell(&bundle.version),
@@ -196,7 +192,9 @@ pub fn channels_table(list: &ChannelList) -> String {
         "DISABLE AUTO UPDATE",
         "DOWNGRADE",
         "SERVES",
-    ]);
+    ])
+    // On a terminal: `channel show` has them all.
+    .wide_only(&["SELF-ASSIGN", "DOWNGRADE", "SERVES"]);
     for channel in &list.channels {
         table.push_row(vec![
             text_cell(&channel.name),
@@ -262,19 +260,29 @@ pub fn rollout_cell(channel: &ChannelView) -> String {
     text
 }
 
-/// Targeting criteria in one line, by name: `os_version >=14; platforms ios`, or `everyone`.
+/// Targeting criteria in one line, as people say them:
+/// `OS version >=14; platform iOS`, or `every device`.
 fn targeting_text(targeting: &TargetingView) -> String {
-    let lists = |items: &Option<Vec<String>>| list_cell(items.as_deref());
+    let lists = |items: &Option<Vec<String>>| list_cell(items.as_deref()).replace(',', ", ");
     let texts = |text: &Option<String>| opt_cell(text.as_deref());
+    let platforms = targeting.platforms.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|name| platform_name(name))
+            .collect::<Vec<_>>()
+    });
     let criteria = [
-        ("custom_id_prefix", texts(&targeting.custom_id_prefix)),
-        ("custom_ids", lists(&targeting.custom_ids)),
-        ("device_ids", lists(&targeting.device_ids)),
-        ("install_sources", lists(&targeting.install_sources)),
-        ("native_version", texts(&targeting.native_version)),
-        ("os_version", texts(&targeting.os_version)),
-        ("platforms", lists(&targeting.platforms)),
-        ("plugin_version", texts(&targeting.plugin_version)),
+        ("platform", lists(&platforms)),
+        ("OS version", texts(&targeting.os_version)),
+        ("native version", texts(&targeting.native_version)),
+        ("plugin version", texts(&targeting.plugin_version)),
+        ("install source", lists(&targeting.install_sources)),
+        ("custom id", lists(&targeting.custom_ids)),
+        (
+            "custom id starting with",
+            texts(&targeting.custom_id_prefix),
+        ),
+        ("device", lists(&targeting.device_ids)),
     ];
     let parts: Vec<String> = criteria
         .iter()
@@ -282,40 +290,148 @@ fn targeting_text(targeting: &TargetingView) -> String {
         .map(|(key, value)| format!("{key} {value}"))
         .collect();
     if parts.is_empty() {
-        "everyone".to_string()
+        "every device".to_string()
     } else {
         parts.join("; ")
     }
 }
 
-/// Every auto-pause setting as `key value`, by name.
-fn auto_pause_text(p: &AutoPauseView) -> String {
-    [
-        ("action", text_cell(&p.action)),
-        ("confidence", number_cell(p.confidence)),
-        ("cooldown_minutes", p.cooldown_minutes.to_string()),
-        ("enabled", yes_no(p.enabled)),
-        ("failure_rate_bps", p.failure_rate_bps.to_string()),
-        ("min_attempts", p.min_attempts.to_string()),
-        ("min_failures", p.min_failures.to_string()),
-        ("window_minutes", p.window_minutes.to_string()),
-    ]
-    .iter()
-    .map(|(key, value)| format!("{key} {value}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+/// `ios` → `iOS`, as the platforms are written.
+fn platform_name(name: &str) -> String {
+    match name {
+        "ios" => "iOS".to_string(),
+        "android" => "Android".to_string(),
+        "electron" => "Electron".to_string(),
+        other => other.to_string(),
+    }
 }
 
-/// `channel show`: settings, then the rollout, targeting, auto-pause and ramp.
+/// Minutes as people read them: `45 min`, `2 h`, `1 h 30 min`, `3 days`.
+pub fn duration_text(minutes: u64) -> String {
+    const HOUR: u64 = 60;
+    const DAY: u64 = 24 * HOUR;
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match minutes {
+        m if m < HOUR => format!("{m} min"),
+        m if m < DAY && m % HOUR == 0 => format!("{} h", m / HOUR),
+        m if m < DAY => format!("{} h {} min", m / HOUR, m % HOUR),
+        m if m % DAY == 0 => plural(m / DAY, "day"),
+        m => format!("{} {}", plural(m / DAY, "day"), duration_text(m % DAY)),
+    }
+}
+
+/// What `disable_auto_update` lets through, relative to the device's native version.
+fn auto_update_text(policy: &str) -> String {
+    match policy {
+        "major" => "up to minor (never a new major version over the native one)".to_string(),
+        "minor" => "up to patch (same major.minor as the native version)".to_string(),
+        "patch" => "same version only (same major.minor.patch as the native version)".to_string(),
+        "metadata" => {
+            "when the bundle's minimum update version is at most the native version".to_string()
+        }
+        "none" => "any version".to_string(),
+        other => text_cell(other),
+    }
+}
+
+/// The auto-pause policy as a sentence, or `off`.
+fn auto_pause_text(p: &AutoPauseView) -> String {
+    if !p.enabled {
+        return "off".to_string();
+    }
+    let action = match p.action.as_str() {
+        "pause" => "pause the rollout",
+        "rollback" => "roll the rollout back",
+        "notify" => "notify (webhooks) only",
+        other => other,
+    };
+    let confidence = format!("{:.1}", p.confidence * 100.0);
+    format!(
+        "{action} when more than {} of updates fail over {} ({}% confidence, at least {} attempts and {} failures); then wait {}",
+        percent(u64::from(p.failure_rate_bps)),
+        duration_text(u64::from(p.window_minutes)),
+        confidence.trim_end_matches(".0"),
+        p.min_attempts,
+        p.min_failures,
+        duration_text(u64::from(p.cooldown_minutes)),
+    )
+}
+
+/// `channel show`: every setting as people read them, then the rollout,
+/// targeting, auto-pause and ramp.
 pub fn channel_details(channel: &ChannelView) -> String {
+    let platforms: Vec<&str> = [
+        (channel.ios, "iOS"),
+        (channel.android, "Android"),
+        (channel.electron, "Electron"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    let builds: Vec<&str> = [
+        (channel.allow_prod, "production builds"),
+        (channel.allow_dev, "development builds"),
+        (channel.allow_device, "physical devices"),
+        (channel.allow_emulator, "emulators"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    let none_if_empty = |items: Vec<&str>| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
     let mut lines: Vec<(String, String)> = vec![
         ("Channel".into(), text_cell(&channel.name)),
-        ("Settings".into(), channel_summary(channel)),
+        ("Bundle".into(), text_cell(&channel.bundle)),
+        (
+            "Default".into(),
+            if channel.public {
+                "yes: devices without a channel of their own get this one".into()
+            } else {
+                "no: only devices assigned to it".into()
+            },
+        ),
+        ("Platforms".into(), none_if_empty(platforms)),
+        ("Serves".into(), none_if_empty(builds)),
+        (
+            "Self-assign".into(),
+            if channel.allow_device_self_set {
+                "allowed: devices may pick this channel themselves".into()
+            } else {
+                "not allowed".into()
+            },
+        ),
+        (
+            "Auto-update".into(),
+            auto_update_text(&channel.disable_auto_update),
+        ),
+        (
+            "Downgrade".into(),
+            if channel.disable_auto_update_under_native {
+                "never below the native version".into()
+            } else {
+                "allowed below the native version".into()
+            },
+        ),
         ("Targeting".into(), targeting_text(&channel.targeting)),
     ];
     match &channel.rollout {
         Some(rollout) => {
-            lines.push(("Rollout".into(), rollout_cell(channel)));
+            let mut text = format!(
+                "{} at {}",
+                text_cell(&rollout.bundle),
+                percent(u64::from(rollout.percentage_bps))
+            );
+            if rollout.paused || rollout.paused_at.is_some() {
+                text.push_str(" (paused)");
+            }
+            lines.push(("Rollout".into(), text));
             lines.push(("Rollout started".into(), time_text(&rollout.started_at)));
             lines.push((
                 "Rollout step since".into(),
@@ -330,6 +446,7 @@ pub fn channel_details(channel: &ChannelView) -> String {
     }
     lines.push(("Auto-pause".into(), auto_pause_text(&channel.auto_pause)));
     lines.push(("Ramp".into(), ramp_text(&channel.ramp)));
+    lines.push(("Updated".into(), time_text(&channel.updated_at)));
     let width = lines
         .iter()
         .map(|(label, _)| label.chars().count())
@@ -342,20 +459,26 @@ pub fn channel_details(channel: &ChannelView) -> String {
         .join("\n")
 }
 
-/// The ramp with its steps as percentages.
+/// The ramp as a sentence, or `off`.
 fn ramp_text(ramp: &RampView) -> String {
+    if !ramp.enabled {
+        return "off".to_string();
+    }
     let steps = ramp
         .steps_bps
         .iter()
         .map(|bps| percent(u64::from(*bps)))
         .collect::<Vec<_>>()
         .join(" → ");
+    let end = if ramp.promote_at_end {
+        ", then promote"
+    } else {
+        ""
+    };
     format!(
-        "enabled {}, steps {steps}, dwell {} min, min attempts {}, promote at end {}",
-        yes_no(ramp.enabled),
-        ramp.min_dwell_minutes,
+        "{steps}, each step at least {} and {} attempts{end}",
+        duration_text(u64::from(ramp.min_dwell_minutes)),
         ramp.min_attempts,
-        yes_no(ramp.promote_at_end),
     )
 }
 
@@ -552,7 +675,9 @@ pub fn devices_table(list: &DeviceList) -> String {
         "PROD",
         "EMULATOR",
         "LAST SEEN",
-    ]);
+    ])
+    // On a terminal: `device show` has them all.
+    .wide_only(&["PLUGIN", "PROD", "EMULATOR"]);
     for device in devices {
         table.push_row(vec![
             text_cell(&device.device_id),
@@ -846,6 +971,61 @@ mod tests {
             "bundle builtin, normal, platforms android, self-assign yes, disable auto update major, \
              downgrade no, serves dev,prod,emulator,device"
         );
+    }
+
+    #[test]
+    fn channel_show_reads_as_people_say_it() {
+        let given = json!({"name": "production", "bundle": "1.0.1", "public": true, "ios": true,
+            "android": true, "electron": false, "allow_device_self_set": false,
+            "disable_auto_update": "major", "disable_auto_update_under_native": true,
+            "allow_dev": false, "allow_prod": true, "allow_emulator": false, "allow_device": true,
+            "targeting": {"platforms": ["ios"], "os_version": ">=14"},
+            "rollout": {"bundle": "1.0.2", "percentage_bps": 2500, "paused": true,
+                "started_at": "2024-05-01T10:00:00.000Z", "step_started_at": "2024-05-01T11:00:00.000Z"},
+            "auto_pause": {"enabled": true, "window_minutes": 90, "failure_rate_bps": 500,
+                "confidence": 0.95, "min_attempts": 50, "min_failures": 5, "action": "pause",
+                "cooldown_minutes": 1440},
+            "ramp": {"enabled": true, "steps_bps": [100, 2500, 10000], "min_dwell_minutes": 120,
+                "min_attempts": 100, "promote_at_end": true}});
+        let shown = channel_details(&channel(given));
+        for line in [
+            "Channel             production",
+            "Bundle              1.0.1",
+            "Default             yes: devices without a channel of their own get this one",
+            "Platforms           iOS, Android",
+            "Serves              production builds, physical devices",
+            "Self-assign         not allowed",
+            "Auto-update         up to minor (never a new major version over the native one)",
+            "Downgrade           never below the native version",
+            "Targeting           platform iOS; OS version >=14",
+            "Rollout             1.0.2 at 25% (paused)",
+            "Rollout started     2024-05-01 10:00",
+            "Rollout targeting   every device",
+            "Auto-pause          pause the rollout when more than 5% of updates fail over 1 h 30 min \
+             (95% confidence, at least 50 attempts and 5 failures); then wait 1 day",
+            "Ramp                1% → 25% → 100%, each step at least 2 h and 100 attempts, then promote",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "no line {line:?} in\n{shown}");
+        }
+        let off = channel_details(&channel(json!({"rollout": null})));
+        for (label, value) in [("Auto-pause", "off"), ("Ramp", "off"), ("Rollout", "none")] {
+            assert!(
+                off.lines().any(|l| l.starts_with(label)
+                    && l.ends_with(&format!("  {value}"))
+                    && l[label.len()..].trim() == value),
+                "{label} {value}: {off}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_in_minutes_hours_and_days() {
+        assert_eq!(duration_text(0), "0 min");
+        assert_eq!(duration_text(45), "45 min");
+        assert_eq!(duration_text(60), "1 h");
+        assert_eq!(duration_text(90), "1 h 30 min");
+        assert_eq!(duration_text(1440), "1 day");
+        assert_eq!(duration_text(2 * 1440 + 60), "2 days 1 h");
     }
 
     #[test]

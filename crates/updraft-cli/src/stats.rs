@@ -186,11 +186,15 @@ pub async fn export(
     let mut response = client
         .get_streaming(&["apps", &app_id, "events", "export"], &query)
         .await?;
+    let to_stdout = args.output.is_none();
     let write_error = |error: std::io::Error| {
-        CliError::new(
-            LocalCode::WriteFailed,
-            format!("cannot write the export: {error}"),
-        )
+        // `| head`: the reader has what it wanted.
+        let code = if to_stdout && error.kind() == std::io::ErrorKind::BrokenPipe {
+            LocalCode::StdoutClosed
+        } else {
+            LocalCode::WriteFailed
+        };
+        CliError::new(code, format!("cannot write the export: {error}"))
     };
     let mut sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(

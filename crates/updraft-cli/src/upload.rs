@@ -372,7 +372,24 @@ async fn upload_blob(
     let created = client.post::<UploadStatus>(&["uploads"], &body).await?;
     let upload_id = created.value.upload_id.clone();
     let mut status = Progress::of(&created.value);
+    let resumed_from = if status.complete {
+        size
+    } else {
+        status.offset.min(size)
+    };
     let bar = progress_bar(size, "bundle", show_progress);
+    if resumed_from > 0 {
+        // The bytes already on the server are not this run's: the bar starts
+        // there and its rate counts only what this run sends.
+        bar.set_position(resumed_from);
+        // Record the jump, then forget its rate.
+        bar.tick();
+        bar.reset_eta();
+        if show_progress {
+            print_above_progress(&bar, &resume_line(resumed_from, size));
+        }
+    }
+    let started = std::time::Instant::now();
     let mut failures = 0u32;
     loop {
         if status.complete {
@@ -434,7 +451,48 @@ async fn upload_blob(
         }
     }
     bar.finish_and_clear();
+    if show_progress && resumed_from < size {
+        print_above_progress(
+            &bar,
+            &sent_line(size - resumed_from, started.elapsed(), resumed_from),
+        );
+    }
     Ok(())
+}
+
+/// Said before a resumed upload goes on.
+fn resume_line(resumed_from: u64, size: u64) -> String {
+    if resumed_from >= size {
+        format!(
+            "bundle: already on the server ({}, uploaded by an earlier run)",
+            human_bytes(size)
+        )
+    } else {
+        format!(
+            "bundle: resuming an earlier upload from {} of {} ({resumed_from} bytes already on the server)",
+            human_bytes(resumed_from),
+            human_bytes(size)
+        )
+    }
+}
+
+/// Said when the upload is done: what this run sent, and at what rate.
+fn sent_line(sent: u64, elapsed: std::time::Duration, resumed_from: u64) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        format!("{}/s", human_bytes((sent as f64 / seconds) as u64))
+    } else {
+        "-".to_string()
+    };
+    let resumed = if resumed_from > 0 {
+        format!(", resumed after {resumed_from} bytes sent earlier")
+    } else {
+        String::new()
+    };
+    format!(
+        "bundle: sent {sent} bytes ({}) in {seconds:.1} s at {rate}{resumed}",
+        human_bytes(sent)
+    )
 }
 
 /// The server's durable offset, retried while the server cannot be reached.
@@ -608,6 +666,21 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resumed_uploads_say_so_and_count_only_this_runs_bytes() {
+        assert_eq!(
+            resume_line(3 * 1024 * 1024, 8 * 1024 * 1024),
+            "bundle: resuming an earlier upload from 3.0 MiB of 8.0 MiB (3145728 bytes already on the server)"
+        );
+        assert!(resume_line(10, 10).contains("already on the server"));
+        // 5 MiB in 2 s: 2.5 MiB/s, not (3 + 5) MiB / 2 s.
+        assert_eq!(
+            sent_line(5 * 1024 * 1024, Duration::from_secs(2), 3 * 1024 * 1024),
+            "bundle: sent 5242880 bytes (5.0 MiB) in 2.0 s at 2.5 MiB/s, resumed after 3145728 bytes sent earlier"
+        );
+        assert!(!sent_line(1, Duration::ZERO, 0).contains("resumed"));
+    }
 
     #[test]
     fn human_sizes() {

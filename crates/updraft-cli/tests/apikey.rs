@@ -14,6 +14,7 @@ fn global(data_dir: &std::path::Path) -> GlobalOpts {
         server: "http://127.0.0.1:9".into(),
         apikey: None,
         json: true,
+        wide: false,
         data_dir: data_dir.to_path_buf(),
         // Named explicitly, as `--data-dir` does: the offline path.
         database_url: None,

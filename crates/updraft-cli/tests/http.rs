@@ -102,6 +102,7 @@ fn global(server: &str, apikey: Option<&str>) -> GlobalOpts {
         server: server.to_string(),
         apikey: apikey.map(str::to_string),
         json: false,
+        wide: false,
         data_dir: PathBuf::from("./unused-data-dir"),
         database_url: None,
         given: updraft_cli::Given {
@@ -503,12 +504,12 @@ async fn incompatible_report_is_the_result_and_a_failure() {
 }
 
 #[tokio::test]
-async fn run_exits_1_for_incompatible_and_0_for_compatible_or_unknown() {
+async fn run_exits_5_for_incompatible_and_0_for_compatible_or_unknown() {
     let compatible = r#"{"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
         "live_known": true, "bundle_known": true, "packages": []}"#;
     let live_unknown = r#"{"channel": "production", "bundle": "1.1.0", "live_bundle": "1.0.0", "compatible": true,
         "live_known": false, "bundle_known": true, "packages": []}"#;
-    for (body, expected_code) in [(INCOMPATIBLE_REPORT, 1), (compatible, 0), (live_unknown, 0)] {
+    for (body, expected_code) in [(INCOMPATIBLE_REPORT, 5), (compatible, 0), (live_unknown, 0)] {
         let server = FakeServer::start(vec![(200, body)]);
         let code = updraft_cli::run(
             global(&server.url, Some("upd_test_key")),

@@ -1,6 +1,7 @@
 //! `updraft`: the server (`updraft serve`) and the command line, in one binary.
 
 mod backup;
+mod clidocs;
 mod config;
 mod migrate;
 mod service;
@@ -22,7 +23,7 @@ use updraft_store::{PgStore, SqliteStore, Store};
 #[derive(Parser)]
 #[command(
     name = "updraft",
-    version,
+    version = clidocs::LONG_VERSION,
     about = "Self-hosted live-update server for Capacitor apps (@capgo/capacitor-updater)"
 )]
 struct Cli {
@@ -50,6 +51,10 @@ enum Top {
     Healthcheck(service::HealthcheckArgs),
     #[command(flatten)]
     Client(updraft_cli::Command),
+    /// Print a shell completion script: `updraft completions bash > /etc/bash_completion.d/updraft`
+    Completions(clidocs::CompletionsArgs),
+    /// Print the man page updraft(1), or write one page per command with --dir
+    Man(clidocs::ManArgs),
 }
 
 /// See the runtime builder in `main`.
@@ -164,6 +169,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Top::Completions(args) => docs_exit(clidocs::completions(&args)),
+        Top::Man(args) => docs_exit(clidocs::man(&args)),
         Top::Client(command) => {
             let Some(flags) = flags(false) else {
                 return ExitCode::FAILURE;
@@ -177,6 +184,16 @@ fn main() -> ExitCode {
             global.given = updraft_cli::Given::from_matches(&matches);
             let code = runtime.block_on(updraft_cli::run(global, command));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+fn docs_exit(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use updraft_core::analytics::{day_of, ReportFilter, MILLIS_PER_DAY};
+use updraft_core::analytics::{day_of, rfc3339, ReportFilter, MILLIS_PER_DAY};
 use updraft_core::model::Role;
 use updraft_store::{EventExportQuery, StoredEvent};
 
@@ -97,9 +97,11 @@ pub struct ExportQuery {
     device_id: Option<String>,
 }
 
+/// Times as RFC 3339 (UTC, milliseconds) for people and spreadsheets, each
+/// with its epoch milliseconds in the next column for scripts.
 const CSV_HEADER: &str =
-    "id,timestamp,received_at,app_id,device_id,action,version_name,old_version_name,\
-channel,platform,plugin_version,version_build,is_prod,is_emulator,metadata\n";
+    "id,timestamp,timestamp_ms,received_at,received_at_ms,app_id,device_id,action,version_name,\
+old_version_name,channel,platform,plugin_version,version_build,is_prod,is_emulator,metadata\n";
 
 /// One CSV field, quoted when it has to be (RFC 4180).
 fn csv_field(out: &mut String, value: &str) {
@@ -141,9 +143,11 @@ fn write_event(out: &mut String, format: ExportFormat, stored: &StoredEvent) {
             out.push('\n');
         }
         ExportFormat::Csv => {
-            let fields: [&str; 15] = [
+            let fields: [&str; 17] = [
                 &stored.id.to_string(),
+                &rfc3339(e.timestamp),
                 &e.timestamp.to_string(),
+                &rfc3339(e.received_at),
                 &e.received_at.to_string(),
                 &e.app_id,
                 &e.device_id,
@@ -271,17 +275,22 @@ mod tests {
                 is_prod: true,
                 is_emulator: false,
                 metadata: Some(BTreeMap::from([("k".to_string(), "a,\"b\"".to_string())])),
-                timestamp: 10,
-                received_at: 11,
+                timestamp: 1_714_566_605_042,
+                received_at: 1_714_566_606_000,
             },
         };
         let mut csv = String::new();
         write_event(&mut csv, ExportFormat::Csv, &stored);
         assert_eq!(
             csv,
-            "7,10,11,com.example.app,dev,set,1.0.0,,beta,ios,8.0.0,,true,false,\"{\"\"k\"\":\"\"a,\\\"\"b\\\"\"\"\"}\"\n"
+            "7,2024-05-01T12:30:05.042Z,1714566605042,2024-05-01T12:30:06.000Z,1714566606000,com.example.app,dev,set,1.0.0,,beta,ios,8.0.0,,true,false,\"{\"\"k\"\":\"\"a,\\\"\"b\\\"\"\"\"}\"\n"
         );
-        assert_eq!(CSV_HEADER.split(',').count(), 15);
+        assert_eq!(CSV_HEADER.split(',').count(), 17);
+        assert_eq!(
+            csv.split(',').count(),
+            17 + 1,
+            "the quoted metadata holds one comma"
+        );
         let mut ndjson = String::new();
         write_event(&mut ndjson, ExportFormat::Ndjson, &stored);
         let line: serde_json::Value = serde_json::from_str(ndjson.trim_end()).unwrap();

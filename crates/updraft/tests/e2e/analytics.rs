@@ -189,7 +189,24 @@ async fn acknowledged_events_and_their_rollups_survive_sigkill() {
     }
     let csv = export_lines(&s.url, &s.key, "csv").await;
     assert_eq!(csv.len(), expected.events + 1);
-    assert!(csv[0].starts_with("id,timestamp,received_at,app_id,device_id,action,"));
+    assert!(csv[0].starts_with(
+        "id,timestamp,timestamp_ms,received_at,received_at_ms,app_id,device_id,action,"
+    ));
+    // Times for people (RFC 3339) beside the epoch milliseconds, which agree.
+    let ndjson_first: Value = serde_json::from_str(&lines[0]).unwrap();
+    let first: Vec<&str> = csv[1].split(',').collect();
+    assert_eq!(first[0], ndjson_first["id"].to_string(), "{}", csv[1]);
+    assert_eq!(first[2], ndjson_first["timestamp"].to_string());
+    assert_eq!(first[4], ndjson_first["received_at"].to_string());
+    for (text, ms) in [(first[1], first[2]), (first[3], first[4])] {
+        assert_eq!(
+            updraft_core::analytics::parse_rfc3339(text),
+            Some(ms.parse().unwrap()),
+            "{}",
+            csv[1]
+        );
+        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
+    }
 
     check_report(&stats_report(&s, &day, "").await, &expected, &day);
     check_report(

@@ -178,7 +178,7 @@ async fn app_id_comes_from_capacitor_config_json() {
 async fn cli_errors_are_clear_and_exit_non_zero() {
     let s = Server::start().await;
     let (code, out, err) = cli(&s.data_dir, Some(&s.url), None, &["app", "list"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(err.contains("missing_apikey"), "{err}");
     let (code, out, _) = s.cli(&["app", "add", "not-reverse", "--json"]);
     assert_eq!(code, 1);
@@ -190,7 +190,7 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
         Some(&s.key),
         &["app", "list"],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 4);
     assert!(err.contains("connection_failed"), "{err}");
 }
 

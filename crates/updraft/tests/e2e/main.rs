@@ -13,6 +13,7 @@ mod bundles;
 mod channel_self;
 mod cli;
 mod cli_defaults;
+mod cli_output;
 mod cluster;
 mod connections;
 mod disk_full;

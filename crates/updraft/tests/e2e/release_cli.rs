@@ -129,7 +129,7 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
             "--json",
         ],
     );
-    assert_eq!(code, 1, "{out} {err}");
+    assert_eq!(code, 5, "{out} {err}");
     assert!(
         err.contains("@capacitor/camera (version_mismatch)")
             && err.ends_with("[incompatible_bundle]\n"),
@@ -148,14 +148,14 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
         root,
         &["bundle", "compatibility", "--channel", "production"],
     );
-    assert_eq!(code, 1, "{table} {err}");
+    assert_eq!(code, 5, "{table} {err}");
     assert!(err.contains("[incompatible_bundle]"), "{err}");
     assert!(table.contains("version_mismatch"), "{table}");
     assert!(table.contains("NOT compatible"), "{table}");
 
     // Setting it is refused, with the package named, and nothing changes.
     let (code, out, err) = s.cli_at(root, &["channel", "set", "production", "--bundle", "1.1.0"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 5, "{out}");
     assert!(err.contains("[incompatible_bundle]"), "{err}");
     assert!(
         err.contains("@capacitor/camera 6.0.0 → 7.0.0 (version_mismatch)"),
@@ -176,7 +176,7 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
             "--json",
         ],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 5);
     assert_eq!(json_of(&out)["error"], "incompatible_bundle");
 
     s.cli_at_ok(
@@ -241,7 +241,7 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
             "production",
         ],
     );
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 5, "{out}");
     assert!(
         err.contains("@capacitor/app absent → 6.0.0 (new_plugin)"),
         "{err}"
@@ -297,7 +297,7 @@ async fn native_packages_are_recorded_and_incompatible_bundles_refused() {
         root,
         &["bundle", "compatibility", "--channel", "production"],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("[native_packages_unknown]"), "{err}");
     // --ignore-metadata-check skips the scan silently.
     let (code, out, err) = s.cli_at(
@@ -407,7 +407,7 @@ async fn rollouts_history_and_rollback_through_the_cli() {
 
     s.cli_ok(&["channel", "set", "production", APP, "--rollout-pause"]);
     let shown = s.cli_ok(&["channel", "show", "production", APP]);
-    assert!(shown.contains("1.1.0 @ 50% (paused)"), "{shown}");
+    assert!(shown.contains("1.1.0 at 50% (paused)"), "{shown}");
     assert!(
         on_rollout(&s, &devices, "1.1.0").await.is_empty(),
         "a paused rollout reaches no new device"
