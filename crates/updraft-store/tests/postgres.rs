@@ -80,6 +80,15 @@ pg_suite!(
     suite_webhook_finished_deliveries_are_pruned,
 );
 
+// Console users and their sessions.
+pg_suite!(
+    suite_users,
+    suite_first_user,
+    suite_totp_and_recovery_codes,
+    suite_sessions,
+    suite_expired_sessions_are_pruned,
+);
+
 /// A day in the middle of 2026, so every event falls on one UTC day.
 const DAY_START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % 86_400_000;
 const DEVICES: usize = 100;
