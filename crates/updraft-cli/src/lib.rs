@@ -23,6 +23,7 @@ pub mod stats;
 pub mod table;
 pub mod time;
 pub mod upload;
+pub mod users;
 
 pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
@@ -99,6 +100,10 @@ pub async fn execute(
         Command::Audit(args) => ops::audit(&connect(global)?, &args).await,
         Command::Webhook(command) => ops::webhook(&connect(global)?, command).await,
         Command::Schedule(command) => release::schedule(&connect(global)?, command, work_dir).await,
+        Command::User(command) => {
+            users::run_user_command(command, &global.data_dir, global.database_url.as_deref())
+                .await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod access_log;
+pub mod accounts;
 pub mod analytics;
 pub mod api;
 pub mod apikeys;
@@ -530,6 +531,15 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&metrics),
         ));
+        let accounts = Arc::new(accounts::AccountService::new(
+            Arc::clone(&store) as Arc<dyn updraft_store::UserStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::SessionStore>,
+            Arc::clone(&store) as Arc<dyn updraft_store::AuditStore>,
+            Arc::clone(&clock),
+            config.accounts,
+            config.limits.rate_limit_max_keys,
+            Arc::clone(&metrics),
+        ));
         let webhooks = Arc::new(webhooks::WebhookService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::WebhookStore>,
             Arc::clone(&clock),
@@ -600,6 +610,7 @@ impl Server {
             apikeys,
             release_changes,
             audit,
+            accounts,
             webhooks,
             control,
             auth,
