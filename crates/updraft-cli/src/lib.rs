@@ -101,8 +101,7 @@ pub async fn execute(
         Command::Webhook(command) => ops::webhook(&connect(global)?, command).await,
         Command::Schedule(command) => release::schedule(&connect(global)?, command, work_dir).await,
         Command::User(command) => {
-            users::run_user_command(command, &global.data_dir, global.database_url.as_deref())
-                .await
+            users::run_user_command(command, &global.data_dir, global.database_url.as_deref()).await
         }
     }
 }

@@ -94,7 +94,10 @@ fn read_password(from_stdin: bool) -> Result<String, CliError> {
     };
     if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(failed)?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(failed)?;
         return Ok(line.trim_end_matches(['\n', '\r']).to_string());
     }
     if !std::io::stdin().is_terminal() {
@@ -117,7 +120,9 @@ fn input_error(err: AccountInputError) -> CliError {
         AccountInputError::PasswordTooShort => ErrorCode::PasswordTooShort,
         AccountInputError::PasswordTooLong => ErrorCode::PasswordTooLong,
         AccountInputError::EmptyAppList => ErrorCode::InvalidAppList,
-        AccountInputError::Hashing(_) => return CliError::new(LocalCode::StorageError, err.to_string()),
+        AccountInputError::Hashing(_) => {
+            return CliError::new(LocalCode::StorageError, err.to_string())
+        }
     };
     CliError::new(code, err.to_string())
 }
@@ -208,15 +213,22 @@ pub async fn user_command<S: UserStore + AuditStore + ?Sized>(
                 disabled: Some(false),
                 ..UserPatch::default()
             };
-            update(store, &email, patch, now, |u| format!("Enabled {}.", u.email)).await
+            update(store, &email, patch, now, |u| {
+                format!("Enabled {}.", u.email)
+            })
+            .await
         }
         UserCommand::ResetPassword { email, .. } => {
             let user = find(store, &email).await?;
-            let hash = account::hash_password(&password.unwrap_or_default()).map_err(input_error)?;
+            let hash =
+                account::hash_password(&password.unwrap_or_default()).map_err(input_error)?;
             let user = store.set_password(user.id, &hash, now).await?;
             let outcome = Outcome::new(
                 user_json(&user),
-                format!("Set a new password for {}; their sessions are ended.", user.email),
+                format!(
+                    "Set a new password for {}; their sessions are ended.",
+                    user.email
+                ),
             );
             let entry = entry(now, "user.password_reset", &user, None, None);
             Ok(record_audit(store, entry, outcome).await)
@@ -326,7 +338,9 @@ mod tests {
 
     async fn store() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::TempDir::new().unwrap();
-        let store = SqliteStore::open_path(&dir.path().join("t.db")).await.unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("t.db"))
+            .await
+            .unwrap();
         (store, dir)
     }
 
@@ -344,36 +358,69 @@ mod tests {
     #[tokio::test]
     async fn add_hashes_the_password_and_audits() {
         let (s, _dir) = store().await;
-        let out = user_command(&s, add(" Ada@Example.com", RoleArg::Admin, &[]), Some(PASSWORD.into()), 1_000)
-            .await
-            .unwrap();
+        let out = user_command(
+            &s,
+            add(" Ada@Example.com", RoleArg::Admin, &[]),
+            Some(PASSWORD.into()),
+            1_000,
+        )
+        .await
+        .unwrap();
         assert_eq!(out.json["email"], "ada@example.com");
         assert_eq!(out.json["role"], "admin");
         assert!(out.json.get("password_hash").is_none());
-        let creds = s.user_credentials("ada@example.com").await.unwrap().unwrap();
+        let creds = s
+            .user_credentials("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(account::verify_password(&creds.password_hash, PASSWORD));
-        let audit = s.list_audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.unwrap();
+        let audit = s
+            .list_audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(audit.len(), 1);
-        assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("cli:offline", "user.create"));
+        assert_eq!(
+            (audit[0].actor.as_str(), audit[0].action.as_str()),
+            ("cli:offline", "user.create")
+        );
         assert_eq!(audit[0].target, "ada@example.com");
 
-        let again = user_command(&s, add("ADA@example.com", RoleArg::Viewer, &[]), Some(PASSWORD.into()), 2_000)
-            .await
-            .unwrap_err();
+        let again = user_command(
+            &s,
+            add("ADA@example.com", RoleArg::Viewer, &[]),
+            Some(PASSWORD.into()),
+            2_000,
+        )
+        .await
+        .unwrap_err();
         assert!(again.is(&ErrorCode::UserAlreadyExists), "{again:?}");
     }
 
     #[tokio::test]
     async fn bad_input_is_refused_and_changes_nothing() {
         let (s, _dir) = store().await;
-        let short = user_command(&s, add("ada@example.com", RoleArg::Admin, &[]), Some("short".into()), 1)
-            .await
-            .unwrap_err();
+        let short = user_command(
+            &s,
+            add("ada@example.com", RoleArg::Admin, &[]),
+            Some("short".into()),
+            1,
+        )
+        .await
+        .unwrap_err();
         assert!(short.is(&ErrorCode::PasswordTooShort), "{short:?}");
         assert!(short.message.contains("12"), "{}", short.message);
-        let email = user_command(&s, add("not-an-email", RoleArg::Admin, &[]), Some(PASSWORD.into()), 1)
-            .await
-            .unwrap_err();
+        let email = user_command(
+            &s,
+            add("not-an-email", RoleArg::Admin, &[]),
+            Some(PASSWORD.into()),
+            1,
+        )
+        .await
+        .unwrap_err();
         assert!(email.is(&ErrorCode::InvalidEmail), "{email:?}");
         assert!(s.list_users().await.unwrap().is_empty());
     }
@@ -381,11 +428,19 @@ mod tests {
     #[tokio::test]
     async fn role_disable_and_reset_end_sessions() {
         let (s, _dir) = store().await;
-        user_command(&s, add("bob@example.com", RoleArg::Publisher, &["com.b", "com.a"]), Some(PASSWORD.into()), 1)
-            .await
-            .unwrap();
+        user_command(
+            &s,
+            add("bob@example.com", RoleArg::Publisher, &["com.b", "com.a"]),
+            Some(PASSWORD.into()),
+            1,
+        )
+        .await
+        .unwrap();
         let bob = s.list_users().await.unwrap().remove(0);
-        assert_eq!(bob.apps, Some(vec!["com.a".to_string(), "com.b".to_string()]));
+        assert_eq!(
+            bob.apps,
+            Some(vec!["com.a".to_string(), "com.b".to_string()])
+        );
         let session = |t: &str| NewSession {
             token_hash: t.to_string(),
             user_id: bob.id,
@@ -396,7 +451,10 @@ mod tests {
         s.create_session(session("s1")).await.unwrap();
         let out = user_command(
             &s,
-            UserCommand::SetRole { email: "BOB@example.com".into(), role: RoleArg::Viewer },
+            UserCommand::SetRole {
+                email: "BOB@example.com".into(),
+                role: RoleArg::Viewer,
+            },
             None,
             2,
         )
@@ -406,32 +464,56 @@ mod tests {
         assert_eq!(s.get_session("s1").await.unwrap(), None);
 
         s.create_session(session("s2")).await.unwrap();
-        user_command(&s, UserCommand::Disable { email: "bob@example.com".into() }, None, 3)
-            .await
-            .unwrap();
+        user_command(
+            &s,
+            UserCommand::Disable {
+                email: "bob@example.com".into(),
+            },
+            None,
+            3,
+        )
+        .await
+        .unwrap();
         assert!(s.list_users().await.unwrap()[0].disabled);
         assert_eq!(s.get_session("s2").await.unwrap(), None);
-        user_command(&s, UserCommand::Enable { email: "bob@example.com".into() }, None, 4)
-            .await
-            .unwrap();
+        user_command(
+            &s,
+            UserCommand::Enable {
+                email: "bob@example.com".into(),
+            },
+            None,
+            4,
+        )
+        .await
+        .unwrap();
 
         s.create_session(session("s3")).await.unwrap();
         let new_password = "another long password";
         user_command(
             &s,
-            UserCommand::ResetPassword { email: "bob@example.com".into(), password_stdin: true },
+            UserCommand::ResetPassword {
+                email: "bob@example.com".into(),
+                password_stdin: true,
+            },
             Some(new_password.into()),
             5,
         )
         .await
         .unwrap();
         assert_eq!(s.get_session("s3").await.unwrap(), None);
-        let creds = s.user_credentials("bob@example.com").await.unwrap().unwrap();
+        let creds = s
+            .user_credentials("bob@example.com")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(account::verify_password(&creds.password_hash, new_password));
         assert_eq!(creds.user.password_changed_at, 5);
 
         let actions: Vec<String> = s
-            .list_audit(&AuditQuery { limit: 10, ..AuditQuery::default() })
+            .list_audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
             .await
             .unwrap()
             .into_iter()
@@ -439,25 +521,47 @@ mod tests {
             .collect();
         assert_eq!(
             actions,
-            ["user.password_reset", "user.update", "user.update", "user.update", "user.create"]
+            [
+                "user.password_reset",
+                "user.update",
+                "user.update",
+                "user.update",
+                "user.create"
+            ]
         );
 
-        let missing = user_command(&s, UserCommand::Disable { email: "nobody@example.com".into() }, None, 6)
-            .await
-            .unwrap_err();
+        let missing = user_command(
+            &s,
+            UserCommand::Disable {
+                email: "nobody@example.com".into(),
+            },
+            None,
+            6,
+        )
+        .await
+        .unwrap_err();
         assert!(missing.is(&ErrorCode::UserNotFound), "{missing:?}");
     }
 
     #[tokio::test]
     async fn list_shows_no_secrets() {
         let (s, _dir) = store().await;
-        user_command(&s, add("ada@example.com", RoleArg::Admin, &[]), Some(PASSWORD.into()), 1)
-            .await
-            .unwrap();
+        user_command(
+            &s,
+            add("ada@example.com", RoleArg::Admin, &[]),
+            Some(PASSWORD.into()),
+            1,
+        )
+        .await
+        .unwrap();
         let out = user_command(&s, UserCommand::List, None, 2).await.unwrap();
         let text = serde_json::to_string(&out.json).unwrap();
         assert!(!text.contains("argon2"), "{text}");
         assert_eq!(out.json["users"][0]["email"], "ada@example.com");
-        assert!(out.text.contains("ada@example.com") && out.text.contains("admin"), "{}", out.text);
+        assert!(
+            out.text.contains("ada@example.com") && out.text.contains("admin"),
+            "{}",
+            out.text
+        );
     }
 }

@@ -81,8 +81,7 @@ pub enum AccountInputError {
 pub fn normalize_email(raw: &str) -> Result<String, AccountInputError> {
     let email = raw.trim().to_lowercase();
     let invalid = || AccountInputError::InvalidEmail(raw.trim().to_string());
-    if email.len() > MAX_EMAIL_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if email.len() > MAX_EMAIL_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
     match email.split_once('@') {
@@ -307,16 +306,33 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "@example.com", "ada@", "a b@example.com", "a@b@c", "ada@.com"] {
+        assert_eq!(
+            normalize_email(" Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a b@example.com",
+            "a@b@c",
+            "ada@.com",
+        ] {
             assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn passwords_have_a_minimum_length() {
-        assert_eq!(check_password("short"), Err(AccountInputError::PasswordTooShort));
-        assert_eq!(check_password("elevenchars"), Err(AccountInputError::PasswordTooShort));
+        assert_eq!(
+            check_password("short"),
+            Err(AccountInputError::PasswordTooShort)
+        );
+        assert_eq!(
+            check_password("elevenchars"),
+            Err(AccountInputError::PasswordTooShort)
+        );
         assert!(check_password("twelve chars").is_ok());
         assert_eq!(
             check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
@@ -330,7 +346,10 @@ mod tests {
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         assert!(verify_password(&hash, "correct horse battery"));
         assert!(!verify_password(&hash, "correct horse battery!"));
-        assert!(!verify_password("not a phc string", "correct horse battery"));
+        assert!(!verify_password(
+            "not a phc string",
+            "correct horse battery"
+        ));
         // Salted: the same password hashes differently.
         assert_ne!(hash, hash_password("correct horse battery").unwrap());
         assert!(dummy_password_hash().starts_with("$argon2id$"));
@@ -382,7 +401,10 @@ mod tests {
         let unique: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), RECOVERY_CODES);
         let code = &codes[0];
-        assert_eq!(recovery_code_hash(code), recovery_code_hash(&code.to_uppercase().replace('-', " ")));
+        assert_eq!(
+            recovery_code_hash(code),
+            recovery_code_hash(&code.to_uppercase().replace('-', " "))
+        );
         assert!(!looks_like_totp_code(code));
         assert!(looks_like_totp_code("123 456"));
     }
@@ -390,7 +412,10 @@ mod tests {
     #[test]
     fn app_scopes_are_normalised() {
         assert_eq!(normalize_apps(None).unwrap(), None);
-        assert_eq!(normalize_apps(Some(vec![])), Err(AccountInputError::EmptyAppList));
+        assert_eq!(
+            normalize_apps(Some(vec![])),
+            Err(AccountInputError::EmptyAppList)
+        );
         assert_eq!(
             normalize_apps(Some(vec!["b".into(), " a ".into(), "b".into()])).unwrap(),
             Some(vec!["a".to_string(), "b".to_string()])

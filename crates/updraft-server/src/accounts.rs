@@ -243,7 +243,14 @@ impl AccountService {
         self.settings
     }
 
-    async fn record(&self, actor: &Actor, action: &str, target: &str, before: Option<&User>, after: Option<&User>) {
+    async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        before: Option<&User>,
+        after: Option<&User>,
+    ) {
         let entry = NewAuditEntry {
             at: self.clock.now(),
             actor: actor.label(),
@@ -255,7 +262,8 @@ impl AccountService {
             after: after.map(user_view),
         };
         if let Err(err) = self.audit.record_audit(entry).await {
-            self.metrics.record_database_error(crate::metrics::db_operation::API);
+            self.metrics
+                .record_database_error(crate::metrics::db_operation::API);
             tracing::error!(error = %err, action, target, "audit entry could not be stored");
         }
     }
@@ -294,7 +302,9 @@ impl AccountService {
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, ApiError> {
         let now = self.clock.now();
         let email = account::normalize_email(&request.email).ok();
-        let email_key = email.clone().unwrap_or_else(|| request.email.trim().to_lowercase());
+        let email_key = email
+            .clone()
+            .unwrap_or_else(|| request.email.trim().to_lowercase());
         if let Some(refusal) = self.throttled(&email_key, request.client, now) {
             return Err(refusal);
         }
@@ -317,7 +327,10 @@ impl AccountService {
         };
         if let Some(secret) = &credentials.totp_secret {
             let code = request.code.as_deref().unwrap_or("");
-            if !self.second_factor(credentials.user.id, secret, code, now).await? {
+            if !self
+                .second_factor(credentials.user.id, secret, code, now)
+                .await?
+            {
                 self.count_failure(&email_key, request.client, now);
                 tracing::warn!(client = ?request.client, "console sign-in refused (second factor)");
                 return Err(invalid_credentials());
@@ -433,8 +446,14 @@ impl AccountService {
     /// Ends every session of the user, on every node.
     pub async fn sign_out_everywhere(&self, user: &User) -> Result<u64, ApiError> {
         let ended = self.sessions.delete_user_sessions(user.id).await?;
-        self.record(&Actor::User(user.clone()), "user.sign_out_everywhere", &user.email, None, None)
-            .await;
+        self.record(
+            &Actor::User(user.clone()),
+            "user.sign_out_everywhere",
+            &user.email,
+            None,
+            None,
+        )
+        .await;
         Ok(ended)
     }
 
@@ -455,8 +474,14 @@ impl AccountService {
             .set_password(user.id, &hash, now)
             .await
             .map_err(user_not_found)?;
-        self.record(&Actor::User(user.clone()), "user.password_change", &user.email, None, None)
-            .await;
+        self.record(
+            &Actor::User(user.clone()),
+            "user.password_change",
+            &user.email,
+            None,
+            None,
+        )
+        .await;
         self.start_session(changed, now).await
     }
 
@@ -538,7 +563,10 @@ impl AccountService {
                 )
             })?;
         let codes = account::new_recovery_codes();
-        let hashes: Vec<String> = codes.iter().map(|c| account::recovery_code_hash(c)).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| account::recovery_code_hash(c))
+            .collect();
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         if !self
             .users
@@ -551,8 +579,14 @@ impl AccountService {
             ));
         }
         let after = self.users.get_user(user.id).await?;
-        self.record(&Actor::User(user.clone()), "user.totp_enable", &user.email, Some(user), after.as_ref())
-            .await;
+        self.record(
+            &Actor::User(user.clone()),
+            "user.totp_enable",
+            &user.email,
+            Some(user),
+            after.as_ref(),
+        )
+        .await;
         Ok(codes)
     }
 
@@ -569,8 +603,14 @@ impl AccountService {
             .disable_totp(user.id, self.clock.now())
             .await
             .map_err(user_not_found)?;
-        self.record(&Actor::User(user.clone()), "user.totp_disable", &user.email, Some(user), Some(&after))
-            .await;
+        self.record(
+            &Actor::User(user.clone()),
+            "user.totp_disable",
+            &user.email,
+            Some(user),
+            Some(&after),
+        )
+        .await;
         Ok(after)
     }
 
@@ -593,7 +633,8 @@ impl AccountService {
                 ),
                 other => other.into(),
             })?;
-        self.record(actor, "user.create", &user.email, None, Some(&user)).await;
+        self.record(actor, "user.create", &user.email, None, Some(&user))
+            .await;
         Ok(user)
     }
 
@@ -612,7 +653,11 @@ impl AccountService {
     /// The start-up bootstrap (`UPDRAFT_ADMIN_EMAIL` + `UPDRAFT_ADMIN_PASSWORD`):
     /// creates this admin when there is no user at all; `None` (logged)
     /// when some user exists, which is never changed.
-    pub async fn bootstrap_admin(&self, email: &str, password: &str) -> Result<Option<User>, ApiError> {
+    pub async fn bootstrap_admin(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<User>, ApiError> {
         let new_user = self
             .new_user(CreateUser {
                 email: email.to_string(),
@@ -621,7 +666,11 @@ impl AccountService {
                 apps: None,
             })
             .await?;
-        let created = match self.users.create_first_user(new_user, self.clock.now()).await {
+        let created = match self
+            .users
+            .create_first_user(new_user, self.clock.now())
+            .await
+        {
             Ok(created) => created,
             // Another node created this very admin at the same moment.
             Err(StoreError::AlreadyExists(_)) => None,
@@ -630,7 +679,14 @@ impl AccountService {
         match &created {
             Some(user) => {
                 tracing::info!(email = %user.email, "created the first admin from UPDRAFT_ADMIN_EMAIL");
-                self.record(&Actor::Offline, "user.create", &user.email, None, Some(user)).await;
+                self.record(
+                    &Actor::Offline,
+                    "user.create",
+                    &user.email,
+                    None,
+                    Some(user),
+                )
+                .await;
             }
             None => tracing::info!(
                 "UPDRAFT_ADMIN_EMAIL is set but users exist already: nothing created or changed"
@@ -641,7 +697,12 @@ impl AccountService {
 
     /// Role, app scope, disabled; ends the user's sessions when any changes.
     /// The last enabled admin cannot be demoted or disabled.
-    pub async fn update_user(&self, actor: &Actor, id: i64, patch: UserPatch) -> Result<User, ApiError> {
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: i64,
+        patch: UserPatch,
+    ) -> Result<User, ApiError> {
         let patch = UserPatch {
             apps: match patch.apps {
                 Some(apps) => Some(account::normalize_apps(apps).map_err(input_error)?),
@@ -649,11 +710,10 @@ impl AccountService {
             },
             ..patch
         };
-        let before = self
-            .users
-            .get_user(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(ErrorCode::UserNotFound, "no user with this id"))?;
+        let before =
+            self.users.get_user(id).await?.ok_or_else(|| {
+                ApiError::not_found(ErrorCode::UserNotFound, "no user with this id")
+            })?;
         let loses_admin = before.role == Role::Admin
             && !before.disabled
             && (patch.role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true));
@@ -678,20 +738,33 @@ impl AccountService {
             .await
             .map_err(user_not_found)?;
         if after != before {
-            self.record(actor, "user.update", &after.email, Some(&before), Some(&after)).await;
+            self.record(
+                actor,
+                "user.update",
+                &after.email,
+                Some(&before),
+                Some(&after),
+            )
+            .await;
         }
         Ok(after)
     }
 
     /// A new password set by an admin; ends the user's sessions.
-    pub async fn reset_password(&self, actor: &Actor, id: i64, password: &str) -> Result<User, ApiError> {
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        id: i64,
+        password: &str,
+    ) -> Result<User, ApiError> {
         let hash = hash_blocking(password.to_string()).await?;
         let user = self
             .users
             .set_password(id, &hash, self.clock.now())
             .await
             .map_err(user_not_found)?;
-        self.record(actor, "user.password_reset", &user.email, None, None).await;
+        self.record(actor, "user.password_reset", &user.email, None, None)
+            .await;
         Ok(user)
     }
 
@@ -726,7 +799,11 @@ mod tests {
 
     async fn fixture_with(settings: AccountSettings) -> Fixture {
         let dir = tempfile::TempDir::new().unwrap();
-        let store = Arc::new(SqliteStore::open_path(&dir.path().join("t.db")).await.unwrap());
+        let store = Arc::new(
+            SqliteStore::open_path(&dir.path().join("t.db"))
+                .await
+                .unwrap(),
+        );
         let clock = Arc::new(ManualClock::new(T0));
         let service = AccountService::new(
             Arc::clone(&store) as Arc<dyn UserStore>,
@@ -765,7 +842,12 @@ mod tests {
                 .unwrap()
         }
 
-        async fn sign_in(&self, email: &str, password: &str, code: Option<&str>) -> Result<SignedIn, ApiError> {
+        async fn sign_in(
+            &self,
+            email: &str,
+            password: &str,
+            code: Option<&str>,
+        ) -> Result<SignedIn, ApiError> {
             self.service
                 .sign_in(SignInRequest {
                     email: email.to_string(),
@@ -800,14 +882,28 @@ mod tests {
         assert_eq!(signed.token.len(), 64);
         // Only the hash is stored.
         assert!(f.store.get_session(&signed.token).await.unwrap().is_none());
-        let stored = f.store.get_session(&account::token_hash(&signed.token)).await.unwrap().unwrap();
+        let stored = f
+            .store
+            .get_session(&account::token_hash(&signed.token))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.expires_at, T0 + 7 * 24 * 3600 * 1000);
 
-        let wrong = f.sign_in("ada@example.com", "wrong password!!", None).await.unwrap_err();
-        let unknown = f.sign_in("nobody@example.com", PASSWORD, None).await.unwrap_err();
+        let wrong = f
+            .sign_in("ada@example.com", "wrong password!!", None)
+            .await
+            .unwrap_err();
+        let unknown = f
+            .sign_in("nobody@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
         let malformed = f.sign_in("not an email", PASSWORD, None).await.unwrap_err();
         for err in [&wrong, &unknown, &malformed] {
-            assert_eq!((err.status, &err.code), (StatusCode::UNAUTHORIZED, &ErrorCode::InvalidCredentials));
+            assert_eq!(
+                (err.status, &err.code),
+                (StatusCode::UNAUTHORIZED, &ErrorCode::InvalidCredentials)
+            );
             assert_eq!(err.message, INVALID_CREDENTIALS_MESSAGE);
         }
     }
@@ -822,12 +918,25 @@ mod tests {
             disabled: Some(true),
             ..UserPatch::default()
         };
-        f.service.update_user(&Actor::User(admin.clone()), bob.id, patch).await.unwrap();
-        let err = f.service.authenticate(&session.token, None, false).await.unwrap_err();
+        f.service
+            .update_user(&Actor::User(admin.clone()), bob.id, patch)
+            .await
+            .unwrap();
+        let err = f
+            .service
+            .authenticate(&session.token, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::SessionInvalid);
-        let err = f.sign_in("bob@example.com", PASSWORD, None).await.unwrap_err();
+        let err = f
+            .sign_in("bob@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidCredentials);
-        assert!(f.actions().await.contains(&("user:root@example.com".to_string(), "user.update".to_string())));
+        assert!(f.actions().await.contains(&(
+            "user:root@example.com".to_string(),
+            "user.update".to_string()
+        )));
     }
 
     #[tokio::test]
@@ -843,22 +952,39 @@ mod tests {
         // Idle: 10 minutes without a request ends it.
         let idle = f.sign_in("ada@example.com", PASSWORD, None).await.unwrap();
         f.clock.advance(599_000);
-        f.service.authenticate(&idle.token, None, false).await.unwrap();
+        f.service
+            .authenticate(&idle.token, None, false)
+            .await
+            .unwrap();
         f.clock.advance(599_000);
         // Still alive: the last request moved last_seen.
-        f.service.authenticate(&idle.token, None, false).await.unwrap();
+        f.service
+            .authenticate(&idle.token, None, false)
+            .await
+            .unwrap();
         f.clock.advance(600_000);
-        let err = f.service.authenticate(&idle.token, None, false).await.unwrap_err();
+        let err = f
+            .service
+            .authenticate(&idle.token, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::SessionInvalid);
 
         // Absolute: an hour, however busy.
         let busy = f.sign_in("ada@example.com", PASSWORD, None).await.unwrap();
         for _ in 0..7 {
             f.clock.advance(500_000);
-            f.service.authenticate(&busy.token, None, false).await.unwrap();
+            f.service
+                .authenticate(&busy.token, None, false)
+                .await
+                .unwrap();
         }
         f.clock.advance(200_000);
-        let err = f.service.authenticate(&busy.token, None, false).await.unwrap_err();
+        let err = f
+            .service
+            .authenticate(&busy.token, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::SessionInvalid);
         // The ended sessions are gone from the store.
         assert_eq!(f.service.prune_sessions(100).await.unwrap(), 0);
@@ -881,14 +1007,33 @@ mod tests {
             .unwrap();
         assert_ne!(first.token, second.token);
         assert_ne!(first.session.csrf_token, second.session.csrf_token);
-        let err = f.service.authenticate(&first.token, None, false).await.unwrap_err();
+        let err = f
+            .service
+            .authenticate(&first.token, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::SessionInvalid);
 
         // Reads need no CSRF token; writes need this session's.
-        f.service.authenticate(&second.token, None, false).await.unwrap();
-        for wrong in [None, Some(""), Some(first.session.csrf_token.as_str()), Some("x")] {
-            let err = f.service.authenticate(&second.token, wrong, true).await.unwrap_err();
-            assert_eq!((err.status, &err.code), (StatusCode::FORBIDDEN, &ErrorCode::CsrfTokenInvalid));
+        f.service
+            .authenticate(&second.token, None, false)
+            .await
+            .unwrap();
+        for wrong in [
+            None,
+            Some(""),
+            Some(first.session.csrf_token.as_str()),
+            Some("x"),
+        ] {
+            let err = f
+                .service
+                .authenticate(&second.token, wrong, true)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (err.status, &err.code),
+                (StatusCode::FORBIDDEN, &ErrorCode::CsrfTokenInvalid)
+            );
         }
         let ok = f
             .service
@@ -899,7 +1044,11 @@ mod tests {
 
         f.service.sign_out(&second.token).await.unwrap();
         f.service.sign_out(&second.token).await.unwrap();
-        assert!(f.service.authenticate(&second.token, None, false).await.is_err());
+        assert!(f
+            .service
+            .authenticate(&second.token, None, false)
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -911,29 +1060,61 @@ mod tests {
         let a2 = f.sign_in("ada@example.com", PASSWORD, None).await.unwrap();
         let b1 = f.sign_in("bob@example.com", PASSWORD, None).await.unwrap();
         assert_eq!(f.service.sign_out_everywhere(&ada).await.unwrap(), 2);
-        assert!(f.service.authenticate(&a1.token, None, false).await.is_err());
-        assert!(f.service.authenticate(&a2.token, None, false).await.is_err());
-        f.service.authenticate(&b1.token, None, false).await.unwrap();
-        assert!(f.actions().await.contains(&("user:ada@example.com".to_string(), "user.sign_out_everywhere".to_string())));
+        assert!(f
+            .service
+            .authenticate(&a1.token, None, false)
+            .await
+            .is_err());
+        assert!(f
+            .service
+            .authenticate(&a2.token, None, false)
+            .await
+            .is_err());
+        f.service
+            .authenticate(&b1.token, None, false)
+            .await
+            .unwrap();
+        assert!(f.actions().await.contains(&(
+            "user:ada@example.com".to_string(),
+            "user.sign_out_everywhere".to_string()
+        )));
     }
 
     #[tokio::test]
     async fn failed_sign_ins_are_throttled_per_account_and_per_client() {
         let settings = AccountSettings {
-            sign_in_account_rate: Quota { burst: 3, per_minute: 1 },
-            sign_in_client_rate: Quota { burst: 5, per_minute: 1 },
+            sign_in_account_rate: Quota {
+                burst: 3,
+                per_minute: 1,
+            },
+            sign_in_client_rate: Quota {
+                burst: 5,
+                per_minute: 1,
+            },
             ..AccountSettings::default()
         };
         let f = fixture_with(settings).await;
         f.user("ada@example.com", Role::Admin).await;
         f.user("bob@example.com", Role::Admin).await;
         for _ in 0..3 {
-            let err = f.sign_in("ada@example.com", "wrong password!!", None).await.unwrap_err();
+            let err = f
+                .sign_in("ada@example.com", "wrong password!!", None)
+                .await
+                .unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidCredentials);
         }
         // The account is throttled, even with the right password.
-        let err = f.sign_in("ada@example.com", PASSWORD, None).await.unwrap_err();
-        assert_eq!((err.status, &err.code), (StatusCode::TOO_MANY_REQUESTS, &ErrorCode::TooManySignInAttempts));
+        let err = f
+            .sign_in("ada@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.status, &err.code),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                &ErrorCode::TooManySignInAttempts
+            )
+        );
         let retry = err.details["retry_after_seconds"].as_u64().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
         // Another account from another address is not.
@@ -952,9 +1133,14 @@ mod tests {
 
         // Per client: failures on other accounts from one address add up.
         for i in 0..3 {
-            let _ = f.sign_in(&format!("ghost{i}@example.com"), "wrong password!!", None).await;
+            let _ = f
+                .sign_in(&format!("ghost{i}@example.com"), "wrong password!!", None)
+                .await;
         }
-        let err = f.sign_in("bob@example.com", PASSWORD, None).await.unwrap_err();
+        let err = f
+            .sign_in("bob@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::TooManySignInAttempts);
     }
 
@@ -962,7 +1148,10 @@ mod tests {
     async fn totp_with_a_fixed_clock_and_single_use_codes() {
         // Many refusals on purpose: the throttle is not what this is about.
         let f = fixture_with(AccountSettings {
-            sign_in_account_rate: Quota { burst: 100, per_minute: 100 },
+            sign_in_account_rate: Quota {
+                burst: 100,
+                per_minute: 100,
+            },
             ..AccountSettings::default()
         })
         .await;
@@ -988,39 +1177,73 @@ mod tests {
         assert!(ada.totp_enabled);
 
         // Now the code is needed; the confirming code is used already.
-        let err = f.sign_in("ada@example.com", PASSWORD, None).await.unwrap_err();
+        let err = f
+            .sign_in("ada@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidCredentials);
         let used = account::totp_code(&secret, step).unwrap();
-        assert!(f.sign_in("ada@example.com", PASSWORD, Some(&used)).await.is_err());
+        assert!(f
+            .sign_in("ada@example.com", PASSWORD, Some(&used))
+            .await
+            .is_err());
         // The next step's code (one step of skew) works once.
         let next = account::totp_code(&secret, step + 1).unwrap();
-        f.sign_in("ada@example.com", PASSWORD, Some(&next)).await.unwrap();
-        assert!(f.sign_in("ada@example.com", PASSWORD, Some(&next)).await.is_err());
+        f.sign_in("ada@example.com", PASSWORD, Some(&next))
+            .await
+            .unwrap();
+        assert!(f
+            .sign_in("ada@example.com", PASSWORD, Some(&next))
+            .await
+            .is_err());
         // Two steps ahead is out of the window.
         f.clock.advance(30_000);
         let far = account::totp_code(&secret, step + 3).unwrap();
-        assert!(f.sign_in("ada@example.com", PASSWORD, Some(&far)).await.is_err());
+        assert!(f
+            .sign_in("ada@example.com", PASSWORD, Some(&far))
+            .await
+            .is_err());
         // A wrong password with a right code is refused alike.
         let now_code = account::totp_code(&secret, step + 2).unwrap();
-        let err = f.sign_in("ada@example.com", "wrong password!!", Some(&now_code)).await.unwrap_err();
+        let err = f
+            .sign_in("ada@example.com", "wrong password!!", Some(&now_code))
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidCredentials);
 
         // Recovery codes: each once, in any case.
         let f2 = &f;
-        f2.sign_in("ada@example.com", PASSWORD, Some(&codes[0].to_uppercase())).await.unwrap();
-        assert!(f2.sign_in("ada@example.com", PASSWORD, Some(&codes[0])).await.is_err());
-        f2.sign_in("ada@example.com", PASSWORD, Some(&codes[1])).await.unwrap();
+        f2.sign_in("ada@example.com", PASSWORD, Some(&codes[0].to_uppercase()))
+            .await
+            .unwrap();
+        assert!(f2
+            .sign_in("ada@example.com", PASSWORD, Some(&codes[0]))
+            .await
+            .is_err());
+        f2.sign_in("ada@example.com", PASSWORD, Some(&codes[1]))
+            .await
+            .unwrap();
         assert_eq!(f.store.count_recovery_codes(ada.id).await.unwrap(), 8);
 
         // Disabling needs the password.
-        let err = f.service.totp_disable(&ada, "wrong password!!", None).await.unwrap_err();
+        let err = f
+            .service
+            .totp_disable(&ada, "wrong password!!", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::WrongPassword);
         let off = f.service.totp_disable(&ada, PASSWORD, None).await.unwrap();
         assert!(!off.totp_enabled);
         f.sign_in("ada@example.com", PASSWORD, None).await.unwrap();
         let actions = f.actions().await;
-        assert!(actions.contains(&("user:ada@example.com".to_string(), "user.totp_enable".to_string())));
-        assert!(actions.contains(&("user:ada@example.com".to_string(), "user.totp_disable".to_string())));
+        assert!(actions.contains(&(
+            "user:ada@example.com".to_string(),
+            "user.totp_enable".to_string()
+        )));
+        assert!(actions.contains(&(
+            "user:ada@example.com".to_string(),
+            "user.totp_disable".to_string()
+        )));
     }
 
     #[tokio::test]
@@ -1034,20 +1257,39 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::WrongPassword);
-        let err = f.service.change_password(&ada, PASSWORD, "short", None).await.unwrap_err();
+        let err = f
+            .service
+            .change_password(&ada, PASSWORD, "short", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::PasswordTooShort);
-        f.service.authenticate(&other.token, None, false).await.unwrap();
+        f.service
+            .authenticate(&other.token, None, false)
+            .await
+            .unwrap();
 
         let fresh = f
             .service
             .change_password(&ada, PASSWORD, "a brand new password", None)
             .await
             .unwrap();
-        assert!(f.service.authenticate(&other.token, None, false).await.is_err());
-        f.service.authenticate(&fresh.token, None, false).await.unwrap();
+        assert!(f
+            .service
+            .authenticate(&other.token, None, false)
+            .await
+            .is_err());
+        f.service
+            .authenticate(&fresh.token, None, false)
+            .await
+            .unwrap();
         assert!(f.sign_in("ada@example.com", PASSWORD, None).await.is_err());
-        f.sign_in("ada@example.com", "a brand new password", None).await.unwrap();
-        assert!(f.actions().await.contains(&("user:ada@example.com".to_string(), "user.password_change".to_string())));
+        f.sign_in("ada@example.com", "a brand new password", None)
+            .await
+            .unwrap();
+        assert!(f.actions().await.contains(&(
+            "user:ada@example.com".to_string(),
+            "user.password_change".to_string()
+        )));
     }
 
     #[tokio::test]
@@ -1057,13 +1299,27 @@ mod tests {
         let actor = Actor::User(root.clone());
         let err = f
             .service
-            .update_user(&actor, root.id, UserPatch { role: Some(Role::Viewer), ..UserPatch::default() })
+            .update_user(
+                &actor,
+                root.id,
+                UserPatch {
+                    role: Some(Role::Viewer),
+                    ..UserPatch::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::LastAdmin);
         let err = f
             .service
-            .update_user(&actor, root.id, UserPatch { disabled: Some(true), ..UserPatch::default() })
+            .update_user(
+                &actor,
+                root.id,
+                UserPatch {
+                    disabled: Some(true),
+                    ..UserPatch::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::LastAdmin);
@@ -1098,32 +1354,73 @@ mod tests {
         assert!(pub_user.can_see("com.example.a") && !pub_user.can_see("com.example.b"));
         let err = f
             .service
-            .update_user(&actor, pub_user.id, UserPatch { apps: Some(Some(vec![])), ..UserPatch::default() })
+            .update_user(
+                &actor,
+                pub_user.id,
+                UserPatch {
+                    apps: Some(Some(vec![])),
+                    ..UserPatch::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidAppList);
-        let missing = f.service.update_user(&actor, 999, UserPatch::default()).await.unwrap_err();
+        let missing = f
+            .service
+            .update_user(&actor, 999, UserPatch::default())
+            .await
+            .unwrap_err();
         assert_eq!(missing.code, ErrorCode::UserNotFound);
 
         let session = f.sign_in("pub@example.com", PASSWORD, None).await.unwrap();
-        f.service.reset_password(&actor, pub_user.id, "reset by the admin").await.unwrap();
-        assert!(f.service.authenticate(&session.token, None, false).await.is_err());
-        f.sign_in("pub@example.com", "reset by the admin", None).await.unwrap();
+        f.service
+            .reset_password(&actor, pub_user.id, "reset by the admin")
+            .await
+            .unwrap();
+        assert!(f
+            .service
+            .authenticate(&session.token, None, false)
+            .await
+            .is_err());
+        f.sign_in("pub@example.com", "reset by the admin", None)
+            .await
+            .unwrap();
         let actions = f.actions().await;
-        assert!(actions.contains(&("user:root@example.com".to_string(), "user.create".to_string())));
-        assert!(actions.contains(&("user:root@example.com".to_string(), "user.password_reset".to_string())));
+        assert!(actions.contains(&(
+            "user:root@example.com".to_string(),
+            "user.create".to_string()
+        )));
+        assert!(actions.contains(&(
+            "user:root@example.com".to_string(),
+            "user.password_reset".to_string()
+        )));
     }
 
     #[tokio::test]
     async fn the_bootstrap_admin_is_created_once_and_never_overwritten() {
         let f = fixture().await;
-        let made = f.service.bootstrap_admin("Root@Example.com", PASSWORD).await.unwrap();
-        assert_eq!(made.map(|u| (u.email, u.role)), Some(("root@example.com".to_string(), Role::Admin)));
-        let again = f.service.bootstrap_admin("root@example.com", "another password!").await.unwrap();
+        let made = f
+            .service
+            .bootstrap_admin("Root@Example.com", PASSWORD)
+            .await
+            .unwrap();
+        assert_eq!(
+            made.map(|u| (u.email, u.role)),
+            Some(("root@example.com".to_string(), Role::Admin))
+        );
+        let again = f
+            .service
+            .bootstrap_admin("root@example.com", "another password!")
+            .await
+            .unwrap();
         assert_eq!(again, None);
         // The first password still works: nothing was overwritten.
         f.sign_in("root@example.com", PASSWORD, None).await.unwrap();
-        let err = f.service.bootstrap_admin("root@example.com", "short").await.unwrap_err();
+        let err = f
+            .service
+            .bootstrap_admin("root@example.com", "short")
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::PasswordTooShort);
     }
 
@@ -1132,9 +1429,15 @@ mod tests {
         // The dummy hash is a real argon2id hash, so an unknown email costs
         // one full verification like a known one (no early answer).
         let hash = account::dummy_password_hash();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         let f = fixture().await;
-        let err = f.sign_in("nobody@example.com", PASSWORD, None).await.unwrap_err();
+        let err = f
+            .sign_in("nobody@example.com", PASSWORD, None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidCredentials);
     }
 }

@@ -3,13 +3,13 @@
 //! this crate knows which engine it talks to.
 
 use async_trait::async_trait;
+use updraft_core::account::User;
 use updraft_core::model::{
     ApiKey, App, AuditEntry, Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch,
     Device, DeviceOverride, DeviceSighting, Health, ManifestFile, Millis, NativePackage,
     OverrideSource, ReleaseConfig, Role, RolloutDecision, ScheduleStatus, ScheduledAction,
     ScheduledRelease, StatsEvent, Webhook, WebhookDelivery,
 };
-use updraft_core::account::User;
 
 pub mod backup;
 pub mod blob;
@@ -712,8 +712,12 @@ pub trait UserStore: Send + Sync {
     /// A new password hash; ends every session of the user in the same transaction.
     async fn set_password(&self, id: i64, password_hash: &str, now: Millis) -> StoreResult<User>;
     /// Stores (or with `None` clears) the secret being enrolled.
-    async fn set_totp_pending(&self, id: i64, secret: Option<&str>, now: Millis)
-        -> StoreResult<User>;
+    async fn set_totp_pending(
+        &self,
+        id: i64,
+        secret: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<User>;
     /// Turns the pending secret into the confirmed one (if it still is
     /// `secret`), records `step` as used and replaces the recovery codes with
     /// `recovery_hashes`, in one transaction. `false`: the pending secret changed.

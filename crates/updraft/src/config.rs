@@ -125,13 +125,21 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// The start-up admin, when both halves are set; an error when only one is.
     pub fn bootstrap_admin(&self) -> anyhow::Result<Option<(String, String)>> {
-        let email = self.admin_email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        let email = self
+            .admin_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
         let password = self.admin_password.as_deref().filter(|p| !p.is_empty());
         match (email, password) {
             (Some(email), Some(password)) => Ok(Some((email.to_string(), password.to_string()))),
             (None, None) => Ok(None),
-            (Some(_), None) => bail!("UPDRAFT_ADMIN_EMAIL is set without UPDRAFT_ADMIN_PASSWORD: set both (or neither)"),
-            (None, Some(_)) => bail!("UPDRAFT_ADMIN_PASSWORD is set without UPDRAFT_ADMIN_EMAIL: set both (or neither)"),
+            (Some(_), None) => bail!(
+                "UPDRAFT_ADMIN_EMAIL is set without UPDRAFT_ADMIN_PASSWORD: set both (or neither)"
+            ),
+            (None, Some(_)) => bail!(
+                "UPDRAFT_ADMIN_PASSWORD is set without UPDRAFT_ADMIN_EMAIL: set both (or neither)"
+            ),
         }
     }
 

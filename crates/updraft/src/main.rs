@@ -281,7 +281,9 @@ async fn serve(sources: config::Sources) -> anyhow::Result<()> {
             .accounts
             .bootstrap_admin(&email, &password)
             .await
-            .map_err(|err| anyhow::anyhow!("UPDRAFT_ADMIN_EMAIL / UPDRAFT_ADMIN_PASSWORD: {err}"))?;
+            .map_err(|err| {
+                anyhow::anyhow!("UPDRAFT_ADMIN_EMAIL / UPDRAFT_ADMIN_PASSWORD: {err}")
+            })?;
     }
     let addr = server.local_addr()?;
     let scheme = if server.is_tls() { "https" } else { "http" };

@@ -175,7 +175,12 @@ pub async fn sign_in(
             previous_token: context.cookie,
         })
         .await?;
-    Ok(with_cookie(&state, &signed, context.https, StatusCode::CREATED))
+    Ok(with_cookie(
+        &state,
+        &signed,
+        context.https,
+        StatusCode::CREATED,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/session", tag = "session", operation_id = "show_session",

@@ -76,8 +76,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
-    let app_id =
-        super::validate::app_id_filter(query.app_id)?.or_else(|| caller.sole_app());
+    let app_id = super::validate::app_id_filter(query.app_id)?.or_else(|| caller.sole_app());
     caller.require(Role::Admin, app_id.as_deref())?;
     let hooks = state.webhooks.list(app_id.as_deref()).await?;
     let scoped = caller.apps().is_some();

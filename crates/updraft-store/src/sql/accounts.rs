@@ -132,13 +132,17 @@ impl UserStore for EngineStore {
     }
 
     async fn get_user(&self, id: i64) -> StoreResult<Option<User>> {
-        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(user)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user)
+        .transpose()
     }
 
     async fn user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>> {
@@ -174,21 +178,29 @@ impl UserStore for EngineStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(user)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user)
+        .collect()
     }
 
     async fn update_user(&self, id: i64, patch: UserPatch, now: Millis) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound(Entity::User))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound(Entity::User))?;
         let before = user(&row)?;
         let role = patch.role.unwrap_or(before.role);
         let apps = patch.apps.clone().unwrap_or_else(|| before.apps.clone());
@@ -336,14 +348,13 @@ impl UserStore for EngineStore {
     }
 
     async fn use_recovery_code(&self, id: i64, code_hash: &str) -> StoreResult<bool> {
-        let used = sqlx::query(
-            "DELETE FROM user_recovery_codes WHERE user_id = $1 AND code_hash = $2",
-        )
-        .bind(id)
-        .bind(code_hash)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let used =
+            sqlx::query("DELETE FROM user_recovery_codes WHERE user_id = $1 AND code_hash = $2")
+                .bind(id)
+                .bind(code_hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(used == 1)
     }
 

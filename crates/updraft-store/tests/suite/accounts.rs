@@ -31,13 +31,19 @@ pub async fn suite_users<S: Store>(s: &S) {
     assert_eq!(ada.role, Role::Admin);
     assert_eq!(ada.apps, None);
     assert!(!ada.disabled && !ada.totp_enabled);
-    assert_eq!((ada.created_at, ada.updated_at, ada.password_changed_at), (1_000, 1_000, 1_000));
+    assert_eq!(
+        (ada.created_at, ada.updated_at, ada.password_changed_at),
+        (1_000, 1_000, 1_000)
+    );
 
     // Unique whatever the case.
     let again = s
         .create_user(new_user("ADA@example.com", Role::Viewer), 2_000)
         .await;
-    assert!(matches!(again, Err(StoreError::AlreadyExists(Entity::User))), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists(Entity::User))),
+        "{again:?}"
+    );
 
     let bob = s
         .create_user(
@@ -58,18 +64,32 @@ pub async fn suite_users<S: Store>(s: &S) {
     assert_eq!(s.get_user(bob.id).await.unwrap(), Some(bob.clone()));
     assert_eq!(s.get_user(999).await.unwrap(), None);
 
-    let creds = s.user_credentials("Ada@Example.com").await.unwrap().unwrap();
+    let creds = s
+        .user_credentials("Ada@Example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(creds.user, ada);
     assert!(creds.password_hash.starts_with("$argon2id$"));
     assert_eq!(creds.totp_secret, None);
-    assert_eq!(s.user_credentials("nobody@example.com").await.unwrap(), None);
     assert_eq!(
-        s.user_credentials_by_id(ada.id).await.unwrap().unwrap().user,
+        s.user_credentials("nobody@example.com").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.user_credentials_by_id(ada.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .user,
         ada
     );
 
     // Patches: role, scope, disabled; an empty patch changes nothing.
-    let same = s.update_user(bob.id, UserPatch::default(), 3_000).await.unwrap();
+    let same = s
+        .update_user(bob.id, UserPatch::default(), 3_000)
+        .await
+        .unwrap();
     assert_eq!(same, bob);
     let bob2 = s
         .update_user(
@@ -83,16 +103,29 @@ pub async fn suite_users<S: Store>(s: &S) {
         )
         .await
         .unwrap();
-    assert_eq!((bob2.role, bob2.apps.clone(), bob2.disabled), (Role::Viewer, None, true));
+    assert_eq!(
+        (bob2.role, bob2.apps.clone(), bob2.disabled),
+        (Role::Viewer, None, true)
+    );
     assert_eq!(bob2.updated_at, 3_000);
     assert_eq!(s.get_user(bob.id).await.unwrap(), Some(bob2));
     let missing = s.update_user(999, UserPatch::default(), 3_000).await;
-    assert!(matches!(missing, Err(StoreError::NotFound(Entity::User))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(Entity::User))),
+        "{missing:?}"
+    );
 
-    let changed = s.set_password(ada.id, "$argon2id$new", 4_000).await.unwrap();
+    let changed = s
+        .set_password(ada.id, "$argon2id$new", 4_000)
+        .await
+        .unwrap();
     assert_eq!(changed.password_changed_at, 4_000);
     assert_eq!(
-        s.user_credentials_by_id(ada.id).await.unwrap().unwrap().password_hash,
+        s.user_credentials_by_id(ada.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
         "$argon2id$new"
     );
     assert!(matches!(
@@ -128,15 +161,23 @@ pub async fn suite_totp_and_recovery_codes<S: Store>(s: &S) {
         .create_user(new_user("ada@example.com", Role::Admin), 1_000)
         .await
         .unwrap();
-    s.set_totp_pending(ada.id, Some("PENDING"), 2_000).await.unwrap();
+    s.set_totp_pending(ada.id, Some("PENDING"), 2_000)
+        .await
+        .unwrap();
     let creds = s.user_credentials_by_id(ada.id).await.unwrap().unwrap();
     assert_eq!(creds.totp_pending_secret.as_deref(), Some("PENDING"));
     assert!(!creds.user.totp_enabled, "pending is not enabled");
 
     // Confirming another secret than the pending one does nothing.
     let hashes: Vec<String> = (0..10).map(|i| format!("hash{i}")).collect();
-    assert!(!s.enable_totp(ada.id, "OTHER", 5, &hashes, 3_000).await.unwrap());
-    assert!(s.enable_totp(ada.id, "PENDING", 5, &hashes, 3_000).await.unwrap());
+    assert!(!s
+        .enable_totp(ada.id, "OTHER", 5, &hashes, 3_000)
+        .await
+        .unwrap());
+    assert!(s
+        .enable_totp(ada.id, "PENDING", 5, &hashes, 3_000)
+        .await
+        .unwrap());
     let creds = s.user_credentials_by_id(ada.id).await.unwrap().unwrap();
     assert!(creds.user.totp_enabled);
     assert_eq!(creds.totp_secret.as_deref(), Some("PENDING"));
@@ -161,7 +202,9 @@ pub async fn suite_totp_and_recovery_codes<S: Store>(s: &S) {
     let creds = s.user_credentials_by_id(ada.id).await.unwrap().unwrap();
     assert_eq!((creds.totp_secret, creds.totp_pending_secret), (None, None));
     // A fresh enrolment starts from no used step.
-    s.set_totp_pending(ada.id, Some("NEW"), 5_000).await.unwrap();
+    s.set_totp_pending(ada.id, Some("NEW"), 5_000)
+        .await
+        .unwrap();
     assert!(s.enable_totp(ada.id, "NEW", 1, &[], 5_000).await.unwrap());
     assert!(s.claim_totp_step(ada.id, 2).await.unwrap());
 }
@@ -175,14 +218,24 @@ pub async fn suite_sessions<S: Store>(s: &S) {
         .create_user(new_user("bob@example.com", Role::Viewer), 1_000)
         .await
         .unwrap();
-    let one = s.create_session(new_session("t1", ada.id, 1_000)).await.unwrap();
+    let one = s
+        .create_session(new_session("t1", ada.id, 1_000))
+        .await
+        .unwrap();
     assert_eq!(one.last_seen_at, 1_000);
     assert_eq!(one.expires_at, 1_001_000);
     assert_eq!(one.csrf_token, "csrf-t1");
-    s.create_session(new_session("t2", ada.id, 1_500)).await.unwrap();
-    s.create_session(new_session("t3", bob.id, 1_500)).await.unwrap();
+    s.create_session(new_session("t2", ada.id, 1_500))
+        .await
+        .unwrap();
+    s.create_session(new_session("t3", bob.id, 1_500))
+        .await
+        .unwrap();
     let orphan = s.create_session(new_session("t4", 999, 1_500)).await;
-    assert!(matches!(orphan, Err(StoreError::NotFound(Entity::User))), "{orphan:?}");
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound(Entity::User))),
+        "{orphan:?}"
+    );
 
     assert_eq!(s.get_session("t1").await.unwrap(), Some(one.clone()));
     assert_eq!(s.get_session("nope").await.unwrap(), None);
@@ -190,22 +243,31 @@ pub async fn suite_sessions<S: Store>(s: &S) {
     // Touching moves last_seen forward only.
     s.touch_session("t1", 5_000).await.unwrap();
     s.touch_session("t1", 4_000).await.unwrap();
-    assert_eq!(s.get_session("t1").await.unwrap().unwrap().last_seen_at, 5_000);
+    assert_eq!(
+        s.get_session("t1").await.unwrap().unwrap().last_seen_at,
+        5_000
+    );
 
     assert!(s.delete_session("t2").await.unwrap());
     assert!(!s.delete_session("t2").await.unwrap());
 
     // Everywhere: every session of the user, none of anybody else's.
-    s.create_session(new_session("t5", ada.id, 6_000)).await.unwrap();
+    s.create_session(new_session("t5", ada.id, 6_000))
+        .await
+        .unwrap();
     assert_eq!(s.delete_user_sessions(ada.id).await.unwrap(), 2);
     assert_eq!(s.get_session("t1").await.unwrap(), None);
     assert!(s.get_session("t3").await.unwrap().is_some());
 
     // A password change, role change or disable ends the user's sessions.
-    s.create_session(new_session("t6", ada.id, 7_000)).await.unwrap();
+    s.create_session(new_session("t6", ada.id, 7_000))
+        .await
+        .unwrap();
     s.set_password(ada.id, "$argon2id$x", 7_500).await.unwrap();
     assert_eq!(s.get_session("t6").await.unwrap(), None);
-    s.create_session(new_session("t7", ada.id, 8_000)).await.unwrap();
+    s.create_session(new_session("t7", ada.id, 8_000))
+        .await
+        .unwrap();
     s.update_user(
         ada.id,
         UserPatch {
@@ -242,12 +304,22 @@ pub async fn suite_expired_sessions_are_pruned<S: Store>(s: &S) {
     })
     .await
     .unwrap();
-    s.create_session(new_session("idle", ada.id, 1_000)).await.unwrap();
-    s.create_session(new_session("fresh", ada.id, 1_000)).await.unwrap();
+    s.create_session(new_session("idle", ada.id, 1_000))
+        .await
+        .unwrap();
+    s.create_session(new_session("fresh", ada.id, 1_000))
+        .await
+        .unwrap();
     s.touch_session("fresh", 9_000).await.unwrap();
     assert_eq!(s.delete_expired_sessions(3_000, 5_000, 1).await.unwrap(), 1);
-    assert_eq!(s.delete_expired_sessions(3_000, 5_000, 100).await.unwrap(), 1);
-    assert_eq!(s.delete_expired_sessions(3_000, 5_000, 100).await.unwrap(), 0);
+    assert_eq!(
+        s.delete_expired_sessions(3_000, 5_000, 100).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_expired_sessions(3_000, 5_000, 100).await.unwrap(),
+        0
+    );
     assert!(s.get_session("fresh").await.unwrap().is_some());
     assert_eq!(s.get_session("idle").await.unwrap(), None);
     assert_eq!(s.get_session("ended").await.unwrap(), None);

@@ -125,7 +125,11 @@ async fn a_user_added_offline_signs_in_and_writes_need_the_csrf_token() {
     // The cookie: HttpOnly, SameSite, the whole site; not Secure over plain HTTP.
     let flags = browser.set_cookie.to_lowercase();
     for flag in ["httponly", "samesite=strict", "path=/", "max-age=604800"] {
-        assert!(flags.contains(flag), "{flag} missing: {}", browser.set_cookie);
+        assert!(
+            flags.contains(flag),
+            "{flag} missing: {}",
+            browser.set_cookie
+        );
     }
     assert!(!flags.contains("secure"), "{}", browser.set_cookie);
     assert!(browser.cookie.starts_with("updraft_session="));
@@ -133,7 +137,10 @@ async fn a_user_added_offline_signs_in_and_writes_need_the_csrf_token() {
     // Who am I, with the same CSRF token.
     let (st, me) = as_browser(&s, &browser, None, Method::GET, "/api/v1/session", None).await;
     assert_eq!(st, 200, "{me}");
-    assert_eq!((me["user"]["role"].as_str(), me["csrf_token"].as_str()), (Some("admin"), Some(browser.csrf.as_str())));
+    assert_eq!(
+        (me["user"]["role"].as_str(), me["csrf_token"].as_str()),
+        (Some("admin"), Some(browser.csrf.as_str()))
+    );
     // Reads need no CSRF token.
     let (st, _) = as_browser(&s, &browser, None, Method::GET, "/api/v1/apps", None).await;
     assert_eq!(st, 200);
@@ -141,30 +148,66 @@ async fn a_user_added_offline_signs_in_and_writes_need_the_csrf_token() {
     // A write with the cookie but without / with a wrong token: 403, nothing made.
     let app = json!({"app_id": APP, "name": "Example"});
     for csrf in [None, Some("wrong"), Some("")] {
-        let (st, body) = as_browser(&s, &browser, csrf, Method::POST, "/api/v1/apps", Some(&app)).await;
-        assert_eq!((st, body["error"].as_str()), (403, Some("csrf_token_invalid")), "{csrf:?}: {body}");
+        let (st, body) =
+            as_browser(&s, &browser, csrf, Method::POST, "/api/v1/apps", Some(&app)).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (403, Some("csrf_token_invalid")),
+            "{csrf:?}: {body}"
+        );
     }
-    let (st, _) = s.api(Method::GET, &format!("/api/v1/apps/{APP}"), None).await;
+    let (st, _) = s
+        .api(Method::GET, &format!("/api/v1/apps/{APP}"), None)
+        .await;
     assert_eq!(st, 404, "a refused write changed something");
 
     // With the token: made, and audited as the user.
-    let (st, body) = as_browser(&s, &browser, Some(&browser.csrf), Method::POST, "/api/v1/apps", Some(&app)).await;
+    let (st, body) = as_browser(
+        &s,
+        &browser,
+        Some(&browser.csrf),
+        Method::POST,
+        "/api/v1/apps",
+        Some(&app),
+    )
+    .await;
     assert_eq!(st, 201, "{body}");
-    let (st, audit) = s.api(Method::GET, "/api/v1/audit?action=app.create", None).await;
+    let (st, audit) = s
+        .api(Method::GET, "/api/v1/audit?action=app.create", None)
+        .await;
     assert_eq!(st, 200, "{audit}");
-    assert_eq!(audit["entries"][0]["actor"], "user:ada@example.com", "{audit}");
+    assert_eq!(
+        audit["entries"][0]["actor"], "user:ada@example.com",
+        "{audit}"
+    );
 
     // A Bearer key never needs a CSRF token, even next to a cookie-less call.
     let (st, _) = s
-        .api(Method::PATCH, &format!("/api/v1/apps/{APP}"), Some(&json!({"name": "Renamed"})))
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/apps/{APP}"),
+            Some(&json!({"name": "Renamed"})),
+        )
         .await;
     assert_eq!(st, 200);
 
     // Sign out: the cookie is cleared and no longer accepted.
-    let (st, _) = as_browser(&s, &browser, Some(&browser.csrf), Method::DELETE, "/api/v1/session", None).await;
+    let (st, _) = as_browser(
+        &s,
+        &browser,
+        Some(&browser.csrf),
+        Method::DELETE,
+        "/api/v1/session",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
     let (st, body) = as_browser(&s, &browser, None, Method::GET, "/api/v1/apps", None).await;
-    assert_eq!((st, body["error"].as_str()), (401, Some("session_invalid")), "{body}");
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (401, Some("session_invalid")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +216,11 @@ async fn the_cookie_is_secure_when_the_client_came_over_https() {
     add_user(&s.data_dir, "ada@example.com", "admin");
     // Loopback is a trusted proxy by default: its X-Forwarded-Proto is believed.
     let browser = sign_in_with(&s, "ada@example.com", &[("x-forwarded-proto", "https")]).await;
-    assert!(browser.set_cookie.contains("; Secure"), "{}", browser.set_cookie);
+    assert!(
+        browser.set_cookie.contains("; Secure"),
+        "{}",
+        browser.set_cookie
+    );
 }
 
 #[tokio::test]
@@ -190,7 +237,11 @@ async fn a_viewer_is_refused_a_write_and_roles_apply_as_for_keys() {
         Some(&json!({"app_id": APP, "name": "Example"})),
     )
     .await;
-    assert_eq!((st, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     let (st, _) = as_browser(&s, &browser, None, Method::GET, "/api/v1/apps", None).await;
     assert_eq!(st, 200);
     // Only admins manage users.
@@ -212,7 +263,11 @@ async fn wrong_passwords_are_refused_then_throttled() {
     // The account is throttled now, even with the right password.
     let resp = sign_in_raw(&s, "ada@example.com", PASSWORD, &[]).await;
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "too_many_sign_in_attempts");
@@ -225,14 +280,25 @@ async fn sign_out_everywhere_ends_every_session() {
     let first = sign_in(&s, "ada@example.com").await;
     let second = sign_in(&s, "ada@example.com").await;
     assert_ne!(first.cookie, second.cookie);
-    let (st, _) = as_browser(&s, &second, Some(&second.csrf), Method::DELETE, "/api/v1/sessions", None).await;
+    let (st, _) = as_browser(
+        &s,
+        &second,
+        Some(&second.csrf),
+        Method::DELETE,
+        "/api/v1/sessions",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
     for browser in [&first, &second] {
         let (st, _) = as_browser(&s, browser, None, Method::GET, "/api/v1/session", None).await;
         assert_eq!(st, 401);
     }
     let (_, audit) = s.api(Method::GET, "/api/v1/audit?action=user.", None).await;
-    assert_eq!(audit["entries"][0]["action"], "user.sign_out_everywhere", "{audit}");
+    assert_eq!(
+        audit["entries"][0]["action"], "user.sign_out_everywhere",
+        "{audit}"
+    );
     assert_eq!(audit["entries"][0]["actor"], "user:ada@example.com");
 }
 
@@ -269,22 +335,39 @@ async fn user_commands_refuse_short_passwords_and_change_roles() {
     let data_dir = dir.path().join("data");
     let (code, _, err) = user_cli(
         &data_dir,
-        &["add", "ada@example.com", "--role", "admin", "--password-stdin"],
+        &[
+            "add",
+            "ada@example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
         "short\n",
     );
     assert_ne!(code, 0);
     assert!(err.contains("at least 12 characters"), "{err}");
     // No terminal and no --password-stdin: a clear refusal, not a hang.
-    let (code, _, err) = user_cli(&data_dir, &["add", "ada@example.com", "--role", "admin"], "");
+    let (code, _, err) = user_cli(
+        &data_dir,
+        &["add", "ada@example.com", "--role", "admin"],
+        "",
+    );
     assert_ne!(code, 0);
     assert!(err.contains("--password-stdin"), "{err}");
 
     add_user(&data_dir, "ada@example.com", "publisher");
-    let (code, out, err) = user_cli(&data_dir, &["set-role", "ada@example.com", "viewer", "--json"], "");
+    let (code, out, err) = user_cli(
+        &data_dir,
+        &["set-role", "ada@example.com", "viewer", "--json"],
+        "",
+    );
     assert_eq!(code, 0, "{out} {err}");
     let user: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(user["role"], "viewer");
     let (code, out, _) = user_cli(&data_dir, &["list"], "");
     assert_eq!(code, 0);
-    assert!(out.contains("ada@example.com") && out.contains("viewer"), "{out}");
+    assert!(
+        out.contains("ada@example.com") && out.contains("viewer"),
+        "{out}"
+    );
 }
