@@ -825,13 +825,19 @@ impl Server {
                 cluster::abort_on_stop(task, stop)
             });
         let store = &self.state.store;
-        let old_rows = Arc::new(retention::Retention::new(
-            Arc::clone(store) as Arc<dyn updraft_store::AnalyticsStore>,
-            Arc::clone(store) as Arc<dyn updraft_store::RolloutStore>,
-            Arc::clone(store) as Arc<dyn updraft_store::WebhookStore>,
-            Arc::clone(&self.state.clock),
-            self.state.config.event_retention_days,
-        ));
+        let old_rows = Arc::new(
+            retention::Retention::new(
+                Arc::clone(store) as Arc<dyn updraft_store::AnalyticsStore>,
+                Arc::clone(store) as Arc<dyn updraft_store::RolloutStore>,
+                Arc::clone(store) as Arc<dyn updraft_store::WebhookStore>,
+                Arc::clone(&self.state.clock),
+                self.state.config.event_retention_days,
+            )
+            .with_sessions(
+                Arc::clone(store) as Arc<dyn updraft_store::SessionStore>,
+                self.state.config.accounts.session_idle_timeout_secs,
+            ),
+        );
         let retention_every = Duration::from_secs(self.state.config.retention_interval_secs);
         let retention = cluster::spawn_while_leading(
             "retention",
