@@ -10,6 +10,7 @@
 use crate::error::{ApiError, ErrorCode};
 use crate::limiter::{KeyedLimiter, Quota};
 use crate::metrics::{rate_scope, Metrics};
+use crate::webhook_secrets::SecretBox;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -214,6 +215,8 @@ pub struct AccountService {
     account_failures: KeyedLimiter,
     /// Keyed by client address.
     client_failures: KeyedLimiter,
+    /// Seals TOTP secrets at rest (the webhook secrets' key).
+    secrets: Arc<SecretBox>,
     metrics: Arc<Metrics>,
 }
 
@@ -225,6 +228,7 @@ impl AccountService {
         clock: Arc<dyn Clock>,
         settings: AccountSettings,
         max_keys: usize,
+        secrets: Arc<SecretBox>,
         metrics: Arc<Metrics>,
     ) -> AccountService {
         AccountService {
@@ -235,7 +239,19 @@ impl AccountService {
             account_failures: KeyedLimiter::new(settings.sign_in_account_rate, max_keys),
             client_failures: KeyedLimiter::new(settings.sign_in_client_rate, max_keys),
             settings,
+            secrets,
             metrics,
+        }
+    }
+
+    /// The TOTP secret bytes of a stored (sealed) value; `None` when it cannot be opened.
+    fn open_totp_secret(&self, stored: &str) -> Option<Vec<u8>> {
+        match self.secrets.open(stored) {
+            Ok(encoded) => account::totp_secret_from_base32(&encoded),
+            Err(err) => {
+                tracing::error!(error = %err, "a stored TOTP secret cannot be opened (another webhook_secret_key?)");
+                None
+            }
         }
     }
 
@@ -355,7 +371,7 @@ impl AccountService {
         now: Millis,
     ) -> Result<bool, ApiError> {
         if account::looks_like_totp_code(code) {
-            let Some(secret) = account::totp_secret_from_base32(secret) else {
+            let Some(secret) = self.open_totp_secret(secret) else {
                 return Ok(false);
             };
             return match account::totp_matching_step(&secret, code, now) {
@@ -524,7 +540,11 @@ impl AccountService {
         let secret = account::new_totp_secret();
         let encoded = account::totp_secret_base32(&secret);
         self.users
-            .set_totp_pending(user.id, Some(&encoded), self.clock.now())
+            .set_totp_pending(
+                user.id,
+                Some(&self.secrets.seal(&encoded)),
+                self.clock.now(),
+            )
             .await
             .map_err(user_not_found)?;
         Ok(TotpEnrolment {
@@ -554,7 +574,8 @@ impl AccountService {
                 "no second factor is being enrolled: start with POST /api/v1/account/totp",
             ));
         };
-        let step = account::totp_secret_from_base32(&pending)
+        let step = self
+            .open_totp_secret(&pending)
             .and_then(|secret| account::totp_matching_step(&secret, code, now))
             .ok_or_else(|| {
                 ApiError::bad_request(
@@ -812,6 +833,9 @@ mod tests {
             Arc::clone(&clock) as Arc<dyn Clock>,
             settings,
             10_000,
+            Arc::new(SecretBox::new(
+                &crate::webhook_secrets::SecretKey::from_bytes([7; 32]),
+            )),
             Arc::new(Metrics::new()),
         );
         Fixture {
@@ -1175,6 +1199,17 @@ mod tests {
         assert_eq!(codes.len(), 10);
         let ada = f.store.get_user(ada.id).await.unwrap().unwrap();
         assert!(ada.totp_enabled);
+        // Sealed at rest: the database does not hold the secret itself.
+        let stored = f
+            .store
+            .user_credentials_by_id(ada.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .totp_secret
+            .unwrap();
+        assert!(stored.starts_with("enc:v1:"), "{stored}");
+        assert!(!stored.contains(&enrolment.secret));
 
         // Now the code is needed; the confirming code is used already.
         let err = f

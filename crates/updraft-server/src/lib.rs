@@ -538,6 +538,7 @@ impl Server {
             Arc::clone(&clock),
             config.accounts,
             config.limits.rate_limit_max_keys,
+            Arc::clone(&webhook_secrets),
             Arc::clone(&metrics),
         ));
         let webhooks = Arc::new(webhooks::WebhookService::new(
