@@ -371,3 +371,68 @@ async fn user_commands_refuse_short_passwords_and_change_roles() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_second_factor_is_enrolled_over_http_and_then_required() {
+    use updraft_core::account::{totp_code, totp_secret_from_base32, totp_step};
+    let s = Server::start().await;
+    add_user(&s.data_dir, "ada@example.com", "admin");
+    let browser = sign_in(&s, "ada@example.com").await;
+    let (st, enrolment) = as_browser(
+        &s,
+        &browser,
+        Some(&browser.csrf),
+        Method::POST,
+        "/api/v1/account/totp",
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{enrolment}");
+    let secret = totp_secret_from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let step = totp_step(now);
+    let code = totp_code(&secret, step).unwrap();
+    let (st, confirmed) = as_browser(
+        &s,
+        &browser,
+        Some(&browser.csrf),
+        Method::POST,
+        "/api/v1/account/totp/confirm",
+        Some(&json!({"code": code})),
+    )
+    .await;
+    assert_eq!(st, 200, "{confirmed}");
+    let recovery: Vec<String> = confirmed["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    // The password alone no longer signs in; the used code neither.
+    let resp = sign_in_raw(&s, "ada@example.com", PASSWORD, &[]).await;
+    assert_eq!(resp.status(), 401);
+    let with_code = |code: &str| {
+        s.http
+            .post(format!("{}/api/v1/session", s.url))
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD, "code": code}))
+            .send()
+    };
+    assert_eq!(with_code(&code).await.unwrap().status(), 401);
+    // The next step's code (one step of skew) works once; a recovery code once.
+    let next = totp_code(&secret, step + 1).unwrap();
+    assert_eq!(with_code(&next).await.unwrap().status(), 201);
+    assert_eq!(with_code(&recovery[0]).await.unwrap().status(), 201);
+    assert_eq!(with_code(&recovery[0]).await.unwrap().status(), 401);
+    let (_, audit) = s
+        .api(Method::GET, "/api/v1/audit?action=user.totp_enable", None)
+        .await;
+    assert_eq!(
+        audit["entries"][0]["actor"], "user:ada@example.com",
+        "{audit}"
+    );
+}
