@@ -220,27 +220,30 @@ pub struct AccountService {
     metrics: Arc<Metrics>,
 }
 
+/// What the account service works with.
+pub struct AccountDeps {
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Seals TOTP secrets at rest.
+    pub secrets: Arc<SecretBox>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl AccountService {
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
-        audit: Arc<dyn AuditStore>,
-        clock: Arc<dyn Clock>,
-        settings: AccountSettings,
-        max_keys: usize,
-        secrets: Arc<SecretBox>,
-        metrics: Arc<Metrics>,
-    ) -> AccountService {
+    /// `max_keys`: accounts and addresses each throttle remembers.
+    pub fn new(deps: AccountDeps, settings: AccountSettings, max_keys: usize) -> AccountService {
         AccountService {
-            users,
-            sessions,
-            audit,
-            clock,
+            users: deps.users,
+            sessions: deps.sessions,
+            audit: deps.audit,
+            clock: deps.clock,
             account_failures: KeyedLimiter::new(settings.sign_in_account_rate, max_keys),
             client_failures: KeyedLimiter::new(settings.sign_in_client_rate, max_keys),
             settings,
-            secrets,
-            metrics,
+            secrets: deps.secrets,
+            metrics: deps.metrics,
         }
     }
 
@@ -827,16 +830,18 @@ mod tests {
         );
         let clock = Arc::new(ManualClock::new(T0));
         let service = AccountService::new(
-            Arc::clone(&store) as Arc<dyn UserStore>,
-            Arc::clone(&store) as Arc<dyn SessionStore>,
-            Arc::clone(&store) as Arc<dyn AuditStore>,
-            Arc::clone(&clock) as Arc<dyn Clock>,
+            AccountDeps {
+                users: Arc::clone(&store) as Arc<dyn UserStore>,
+                sessions: Arc::clone(&store) as Arc<dyn SessionStore>,
+                audit: Arc::clone(&store) as Arc<dyn AuditStore>,
+                clock: Arc::clone(&clock) as Arc<dyn Clock>,
+                secrets: Arc::new(SecretBox::new(
+                    &crate::webhook_secrets::SecretKey::from_bytes([7; 32]),
+                )),
+                metrics: Arc::new(Metrics::new()),
+            },
             settings,
             10_000,
-            Arc::new(SecretBox::new(
-                &crate::webhook_secrets::SecretKey::from_bytes([7; 32]),
-            )),
-            Arc::new(Metrics::new()),
         );
         Fixture {
             service,

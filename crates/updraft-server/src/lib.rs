@@ -532,14 +532,16 @@ impl Server {
             Arc::clone(&metrics),
         ));
         let accounts = Arc::new(accounts::AccountService::new(
-            Arc::clone(&store) as Arc<dyn updraft_store::UserStore>,
-            Arc::clone(&store) as Arc<dyn updraft_store::SessionStore>,
-            Arc::clone(&store) as Arc<dyn updraft_store::AuditStore>,
-            Arc::clone(&clock),
+            accounts::AccountDeps {
+                users: Arc::clone(&store) as Arc<dyn updraft_store::UserStore>,
+                sessions: Arc::clone(&store) as Arc<dyn updraft_store::SessionStore>,
+                audit: Arc::clone(&store) as Arc<dyn updraft_store::AuditStore>,
+                clock: Arc::clone(&clock),
+                secrets: Arc::clone(&webhook_secrets),
+                metrics: Arc::clone(&metrics),
+            },
             config.accounts,
             config.limits.rate_limit_max_keys,
-            Arc::clone(&webhook_secrets),
-            Arc::clone(&metrics),
         ));
         let webhooks = Arc::new(webhooks::WebhookService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::WebhookStore>,
