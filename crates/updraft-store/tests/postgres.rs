@@ -544,3 +544,39 @@ async fn a_connection_lost_mid_transaction_is_replaced() {
     assert!(store.get_channel(APP, "blocked").await.unwrap().is_none());
     store.close().await;
 }
+
+/// Nodes starting at once with UPDRAFT_ADMIN_EMAIL set (each with its own
+/// pool, different emails even): exactly one first user exists afterwards.
+#[tokio::test]
+async fn nodes_starting_together_create_one_first_user() {
+    use updraft_core::model::Role;
+    use updraft_store::{NewUser, UserStore};
+    let (first, url) = fresh().await;
+    let mut nodes = vec![first];
+    for _ in 0..3 {
+        nodes.push(PgStore::connect(&url, None).await.unwrap());
+    }
+    let attempts = nodes.iter().enumerate().map(|(i, node)| async move {
+        node.create_first_user(
+            NewUser {
+                email: format!("admin{i}@example.com"),
+                password_hash: "$argon2id$x".to_string(),
+                role: Role::Admin,
+                apps: None,
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+    });
+    let created: Vec<_> = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        created.iter().filter(|c| c.is_some()).count(),
+        1,
+        "{created:?}"
+    );
+    assert_eq!(nodes[0].list_users().await.unwrap().len(), 1);
+    for node in nodes {
+        node.close().await;
+    }
+}

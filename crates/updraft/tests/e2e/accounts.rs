@@ -436,3 +436,67 @@ async fn a_second_factor_is_enrolled_over_http_and_then_required() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn a_user_limited_to_apps_acts_on_those_apps_only() {
+    let s = Server::start().await;
+    for (app, name) in [
+        (APP, "Example"),
+        ("com.example.two", "Two"),
+        ("com.example.other", "Other"),
+    ] {
+        let (st, body) = s
+            .api(
+                Method::POST,
+                "/api/v1/apps",
+                Some(&json!({"app_id": app, "name": name})),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+    }
+    let (code, out, err) = user_cli(
+        &s.data_dir,
+        &[
+            "add",
+            "pub@example.com",
+            "--role",
+            "publisher",
+            "--app",
+            APP,
+            "--app",
+            "com.example.two",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    let browser = sign_in(&s, "pub@example.com").await;
+    // The list shows its apps only.
+    let (st, apps) = as_browser(&s, &browser, None, Method::GET, "/api/v1/apps", None).await;
+    assert_eq!(st, 200, "{apps}");
+    let mut ids: Vec<&str> = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["app_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["com.example.app", "com.example.two"]);
+    let channel = json!({"name": "beta"});
+    for (app, expected) in [
+        (APP, 201),
+        ("com.example.two", 201),
+        ("com.example.other", 403),
+    ] {
+        let (st, body) = as_browser(
+            &s,
+            &browser,
+            Some(&browser.csrf),
+            Method::POST,
+            &format!("/api/v1/apps/{app}/channels"),
+            Some(&channel),
+        )
+        .await;
+        assert_eq!(st, expected, "{app}: {body}");
+    }
+}
