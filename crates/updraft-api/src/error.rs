@@ -192,6 +192,28 @@ error_codes! {
     InvalidUploadOffset = "invalid_upload_offset",
     UploadOverflow = "upload_overflow",
     UploadTooLarge = "upload_too_large",
+    // Console accounts and sessions.
+    /// The email, password or second-factor code is wrong (one code whatever the part).
+    InvalidCredentials = "invalid_credentials",
+    /// Too many failed sign-ins for this account or from this address.
+    TooManySignInAttempts = "too_many_sign_in_attempts",
+    /// A state-changing request with a session cookie lacks the session's `X-CSRF-Token`.
+    CsrfTokenInvalid = "csrf_token_invalid",
+    /// The session cookie is unknown, signed out or expired.
+    SessionInvalid = "session_invalid",
+    InvalidEmail = "invalid_email",
+    PasswordTooShort = "password_too_short",
+    PasswordTooLong = "password_too_long",
+    InvalidAppList = "invalid_app_list",
+    /// The current password given to change it (or to turn TOTP off) is wrong.
+    WrongPassword = "wrong_password",
+    InvalidTotpCode = "invalid_totp_code",
+    TotpNotEnrolling = "totp_not_enrolling",
+    TotpAlreadyEnabled = "totp_already_enabled",
+    UserNotFound = "user_not_found",
+    UserAlreadyExists = "user_already_exists",
+    /// An admin may not remove the last enabled admin (nobody could manage users).
+    LastAdmin = "last_admin",
 }
 
 impl std::fmt::Display for ErrorCode {

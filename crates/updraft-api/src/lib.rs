@@ -10,6 +10,7 @@
 //! The `From` conversions from `updraft_core`'s model are what the server
 //! answers with; they are plain data, no I/O.
 
+pub mod accounts;
 pub mod analytics;
 pub mod audit;
 pub mod compat;
@@ -19,6 +20,7 @@ pub mod management;
 pub mod uploads;
 pub mod webhooks;
 
+pub use accounts::*;
 pub use analytics::*;
 pub use audit::*;
 pub use compat::*;

@@ -168,6 +168,9 @@ pub enum Command {
     /// Release changes planned for a given time
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Console users, directly in the data directory or database (no server needed)
+    #[command(subcommand)]
+    User(crate::users::UserCommand),
 }
 
 #[derive(Args, Clone, Debug)]

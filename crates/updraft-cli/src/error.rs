@@ -194,7 +194,13 @@ fn status_exit(status: u16) -> Exit {
 fn api_exit(code: &ErrorCode) -> Exit {
     use ErrorCode as E;
     match code {
-        E::Unauthorized | E::Forbidden | E::TooManyAuthFailures => Exit::NotAllowed,
+        E::Unauthorized
+        | E::Forbidden
+        | E::TooManyAuthFailures
+        | E::InvalidCredentials
+        | E::TooManySignInAttempts
+        | E::CsrfTokenInvalid
+        | E::SessionInvalid => Exit::NotAllowed,
         E::InternalError | E::DatabaseUnavailable | E::LowDiskSpace => Exit::Unreachable,
         E::IncompatibleBundle => Exit::Incompatible,
         E::NotFound
@@ -289,7 +295,18 @@ fn api_exit(code: &ErrorCode) -> Exit {
         | E::UploadOffsetMismatch
         | E::InvalidUploadOffset
         | E::UploadOverflow
-        | E::UploadTooLarge => Exit::Refused,
+        | E::UploadTooLarge
+        | E::InvalidEmail
+        | E::PasswordTooShort
+        | E::PasswordTooLong
+        | E::InvalidAppList
+        | E::WrongPassword
+        | E::InvalidTotpCode
+        | E::TotpNotEnrolling
+        | E::TotpAlreadyEnabled
+        | E::UserNotFound
+        | E::UserAlreadyExists
+        | E::LastAdmin => Exit::Refused,
         // A newer server's code: a refusal unless it says otherwise.
         E::Other(_) => Exit::Refused,
     }

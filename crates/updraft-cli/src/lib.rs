@@ -31,6 +31,7 @@ pub mod table;
 pub mod term;
 pub mod time;
 pub mod upload;
+pub mod users;
 
 pub use args::{
     ApikeyCommand, AppCommand, BundleCommand, BundleUploadArgs, ChannelCommand, ChannelSetArgs,
@@ -124,6 +125,7 @@ pub async fn execute(
         Command::Audit(args) => ops::audit(&connect(global)?, &args).await,
         Command::Webhook(command) => ops::webhook(&connect(global)?, command).await,
         Command::Schedule(command) => release::schedule(&connect(global)?, command, work_dir).await,
+        Command::User(command) => users::run_user_command(command, global).await,
     }
 }
 

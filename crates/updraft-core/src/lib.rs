@@ -1,6 +1,7 @@
 //! Updraft's domain, free of I/O: the release model, device request parsing
 //! and normalisation, the update decision, and response shaping.
 
+pub mod account;
 pub mod analytics;
 pub mod channel_self;
 pub mod compat;

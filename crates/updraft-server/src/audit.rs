@@ -12,9 +12,9 @@ use std::sync::Arc;
 use updraft_core::model::{AuditEntry, Clock};
 use updraft_store::{AuditQuery, AuditStore, NewAuditEntry};
 
-/// How an API key appears as an actor: `key:<name>`.
+/// How a caller appears as an actor: `key:<name>` or `user:<email>`.
 pub fn actor(caller: &Caller) -> String {
-    format!("key:{}", caller.key.name)
+    caller.actor()
 }
 
 /// The actor of changes made offline on the data directory.
@@ -56,7 +56,7 @@ impl AuditService {
         NewAuditEntry {
             at: self.clock.now(),
             actor: actor(caller),
-            api_key_id: Some(caller.key.id),
+            api_key_id: caller.api_key_id(),
             app_id: app_id.map(str::to_string),
             action: action.to_string(),
             target: target.to_string(),

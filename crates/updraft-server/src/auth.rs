@@ -23,51 +23,133 @@ pub const INVALID_KEY_MESSAGE: &str = "invalid API key: unknown, revoked or expi
 /// apikey list` shows.
 const KEY_PREFIX_LOGGED: usize = 8;
 
-/// The authenticated API key behind a request.
+/// Who is behind an authenticated management request: an API key, or a
+/// console user signed in with a session cookie. A user's role and app
+/// scope apply exactly as a key's do.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Key(ApiKey),
+    User(updraft_core::account::User),
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
 pub struct Caller {
-    pub key: ApiKey,
+    pub principal: Principal,
 }
 
 impl Caller {
-    /// Refuses unless the key has at least `role` and, for an app-scoped key,
-    /// the request is about its app (`app_id: None` = not about one app).
-    pub fn require(&self, role: Role, app_id: Option<&str>) -> Result<(), ApiError> {
-        if self.key.role < role {
-            return Err(ApiError::forbidden(format!(
-                "this API key's role ({}) cannot do this; it needs {}",
-                self.key.role.as_str(),
-                role.as_str()
-            )));
-        }
-        match (&self.key.app_id, app_id) {
-            (Some(scope), Some(app)) if scope != app => Err(ApiError::forbidden(format!(
-                "this API key is limited to app {scope}"
-            ))),
-            (Some(scope), None) => Err(ApiError::forbidden(format!(
-                "this API key is limited to app {scope} and cannot act on the whole server"
-            ))),
-            _ => Ok(()),
+    pub fn key(key: ApiKey) -> Caller {
+        Caller {
+            principal: Principal::Key(key),
         }
     }
 
-    /// Uploading needs the publisher role; app-scoped keys may upload too
-    /// (blobs belong to no app until a bundle of theirs references them).
-    pub fn require_uploader(&self) -> Result<(), ApiError> {
-        if self.key.role < Role::Publisher {
+    pub fn user(user: updraft_core::account::User) -> Caller {
+        Caller {
+            principal: Principal::User(user),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match &self.principal {
+            Principal::Key(key) => key.role,
+            Principal::User(user) => user.role,
+        }
+    }
+
+    /// The apps the caller is limited to; `None` = every app.
+    pub fn apps(&self) -> Option<Vec<String>> {
+        match &self.principal {
+            Principal::Key(key) => key.app_id.clone().map(|app| vec![app]),
+            Principal::User(user) => user.apps.clone(),
+        }
+    }
+
+    /// The one app a caller limited to exactly one app acts on (what lists
+    /// default to); `None` for every other caller.
+    pub fn sole_app(&self) -> Option<String> {
+        match self.apps() {
+            Some(apps) if apps.len() == 1 => apps.into_iter().next(),
+            _ => None,
+        }
+    }
+
+    /// How the caller appears in the audit log: `key:<name>` or `user:<email>`.
+    pub fn actor(&self) -> String {
+        match &self.principal {
+            Principal::Key(key) => format!("key:{}", key.name),
+            Principal::User(user) => user.actor(),
+        }
+    }
+
+    /// The API key's id, for the audit log.
+    pub fn api_key_id(&self) -> Option<i64> {
+        match &self.principal {
+            Principal::Key(key) => Some(key.id),
+            Principal::User(_) => None,
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match &self.principal {
+            Principal::Key(_) => "API key",
+            Principal::User(_) => "user",
+        }
+    }
+
+    /// Refuses unless the caller has at least `role`.
+    pub fn require_role(&self, role: Role) -> Result<(), ApiError> {
+        if self.role() < role {
             return Err(ApiError::forbidden(format!(
-                "this API key's role ({}) cannot upload; it needs publisher",
-                self.key.role.as_str()
+                "this {}'s role ({}) cannot do this; it needs {}",
+                self.noun(),
+                self.role().as_str(),
+                role.as_str()
             )));
         }
         Ok(())
     }
 
-    /// Whether the key may see this app at all.
+    /// Refuses unless the caller has at least `role` and, for an app-scoped
+    /// caller, the request is about one of its apps (`app_id: None` = not
+    /// about one app).
+    pub fn require(&self, role: Role, app_id: Option<&str>) -> Result<(), ApiError> {
+        self.require_role(role)?;
+        match (self.apps(), app_id) {
+            (Some(scope), Some(app)) if !scope.iter().any(|s| s == app) => {
+                Err(ApiError::forbidden(format!(
+                    "this {} is limited to app {}",
+                    self.noun(),
+                    scope.join(", ")
+                )))
+            }
+            (Some(scope), None) => Err(ApiError::forbidden(format!(
+                "this {} is limited to app {} and cannot act on the whole server",
+                self.noun(),
+                scope.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Uploading needs the publisher role; app-scoped callers may upload too
+    /// (blobs belong to no app until a bundle of theirs references them).
+    pub fn require_uploader(&self) -> Result<(), ApiError> {
+        if self.role() < Role::Publisher {
+            return Err(ApiError::forbidden(format!(
+                "this {}'s role ({}) cannot upload; it needs publisher",
+                self.noun(),
+                self.role().as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see this app at all.
     pub fn can_see(&self, app_id: &str) -> bool {
-        self.key
-            .app_id
-            .as_deref()
-            .is_none_or(|scope| scope == app_id)
+        self.apps()
+            .is_none_or(|scope| scope.iter().any(|s| s == app_id))
     }
 }
 
@@ -123,7 +205,7 @@ impl AuthService {
             None => None,
         };
         match (token, found) {
-            (Some(_), Some(key)) if key.is_usable(now) => Ok(Caller { key }),
+            (Some(_), Some(key)) if key.is_usable(now) => Ok(Caller::key(key)),
             (token, found) => {
                 let reason = match (&token, &found) {
                     (None, _) => "missing",

@@ -107,6 +107,7 @@ impl From<StoreError> for ApiError {
                     Entity::Bundle => ErrorCode::BundleNotFound,
                     Entity::Channel => ErrorCode::ChannelNotFound,
                     Entity::ApiKey => ErrorCode::ApikeyNotFound,
+                    Entity::User => ErrorCode::UserNotFound,
                     Entity::Schedule | Entity::Webhook | Entity::Delivery => ErrorCode::NotFound,
                 };
                 ApiError::not_found(code, format!("{what} not found"))
@@ -117,6 +118,7 @@ impl From<StoreError> for ApiError {
                     Entity::Bundle => ErrorCode::BundleAlreadyExists,
                     Entity::Channel => ErrorCode::ChannelAlreadyExists,
                     Entity::ApiKey => ErrorCode::ApikeyAlreadyExists,
+                    Entity::User => ErrorCode::UserAlreadyExists,
                     Entity::Schedule | Entity::Webhook | Entity::Delivery => ErrorCode::AlreadyExists,
                 };
                 ApiError::conflict(code, format!("{what} already exists"))
@@ -296,6 +298,7 @@ mod tests {
             (Entity::Schedule, "not_found", "already_exists"),
             (Entity::Webhook, "not_found", "already_exists"),
             (Entity::Delivery, "not_found", "already_exists"),
+            (Entity::User, "user_not_found", "user_already_exists"),
         ];
         for (entity, missing, taken) in cases {
             let not_found = ApiError::from(StoreError::NotFound(entity));

@@ -2,6 +2,7 @@
 //! health endpoints, and the background writers behind them.
 
 pub mod access_log;
+pub mod accounts;
 pub mod analytics;
 pub mod api;
 pub mod apikeys;
@@ -530,6 +531,18 @@ impl Server {
             Arc::clone(&clock),
             Arc::clone(&metrics),
         ));
+        let accounts = Arc::new(accounts::AccountService::new(
+            accounts::AccountDeps {
+                users: Arc::clone(&store) as Arc<dyn updraft_store::UserStore>,
+                sessions: Arc::clone(&store) as Arc<dyn updraft_store::SessionStore>,
+                audit: Arc::clone(&store) as Arc<dyn updraft_store::AuditStore>,
+                clock: Arc::clone(&clock),
+                secrets: Arc::clone(&webhook_secrets),
+                metrics: Arc::clone(&metrics),
+            },
+            config.accounts,
+            config.limits.rate_limit_max_keys,
+        ));
         let webhooks = Arc::new(webhooks::WebhookService::new(
             Arc::clone(&store) as Arc<dyn updraft_store::WebhookStore>,
             Arc::clone(&clock),
@@ -601,6 +614,7 @@ impl Server {
             apikeys,
             release_changes,
             audit,
+            accounts,
             webhooks,
             control,
             auth,
@@ -815,13 +829,19 @@ impl Server {
                 cluster::abort_on_stop(task, stop)
             });
         let store = &self.state.store;
-        let old_rows = Arc::new(retention::Retention::new(
-            Arc::clone(store) as Arc<dyn updraft_store::AnalyticsStore>,
-            Arc::clone(store) as Arc<dyn updraft_store::RolloutStore>,
-            Arc::clone(store) as Arc<dyn updraft_store::WebhookStore>,
-            Arc::clone(&self.state.clock),
-            self.state.config.event_retention_days,
-        ));
+        let old_rows = Arc::new(
+            retention::Retention::new(
+                Arc::clone(store) as Arc<dyn updraft_store::AnalyticsStore>,
+                Arc::clone(store) as Arc<dyn updraft_store::RolloutStore>,
+                Arc::clone(store) as Arc<dyn updraft_store::WebhookStore>,
+                Arc::clone(&self.state.clock),
+                self.state.config.event_retention_days,
+            )
+            .with_sessions(
+                Arc::clone(store) as Arc<dyn updraft_store::SessionStore>,
+                self.state.config.accounts.session_idle_timeout_secs,
+            ),
+        );
         let retention_every = Duration::from_secs(self.state.config.retention_interval_secs);
         let retention = cluster::spawn_while_leading(
             "retention",

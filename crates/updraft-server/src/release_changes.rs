@@ -62,7 +62,7 @@ impl Actor<'_> {
 
     fn api_key_id(&self) -> Option<i64> {
         match self {
-            Actor::Key(caller) => Some(caller.key.id),
+            Actor::Key(caller) => caller.api_key_id(),
             Actor::ControlLoop | Actor::Schedule(_) => None,
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use updraft_core::analytics::{day_of, MILLIS_PER_DAY};
 use updraft_core::model::Clock;
-use updraft_store::{AnalyticsStore, RolloutStore, StoreResult, WebhookStore};
+use updraft_store::{AnalyticsStore, RolloutStore, SessionStore, StoreResult, WebhookStore};
 
 /// Rows deleted per statement: a few milliseconds of write lock.
 const BATCH_ROWS: i64 = 5_000;
@@ -24,6 +24,8 @@ pub struct RetentionPass {
     pub device_days: u64,
     pub health_minutes: u64,
     pub deliveries: u64,
+    /// Console sessions past their absolute end or idle timeout.
+    pub sessions: u64,
 }
 
 /// The stores retention deletes from, the clock it measures age by, and
@@ -32,6 +34,8 @@ pub struct Retention {
     analytics: Arc<dyn AnalyticsStore>,
     rollouts: Arc<dyn RolloutStore>,
     webhooks: Arc<dyn WebhookStore>,
+    /// Ended console sessions are pruned too, with this idle timeout (ms).
+    sessions: Option<(Arc<dyn SessionStore>, i64)>,
     clock: Arc<dyn Clock>,
     retention_days: u32,
 }
@@ -48,9 +52,25 @@ impl Retention {
             analytics,
             rollouts,
             webhooks,
+            sessions: None,
             clock,
             retention_days,
         }
+    }
+
+    /// Also deletes console sessions that ended (absolute end reached, or
+    /// unused for `idle_timeout_secs`); they are refused anyway, this only
+    /// keeps the table small.
+    pub fn with_sessions(
+        mut self,
+        sessions: Arc<dyn SessionStore>,
+        idle_timeout_secs: u64,
+    ) -> Self {
+        let idle_ms = i64::try_from(idle_timeout_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        self.sessions = Some((sessions, idle_ms));
+        self
     }
 
     /// Deletes raw events received more than `retention_days` before now
@@ -78,6 +98,19 @@ impl Retention {
                     .delete_finished_deliveries_before(cutoff, BATCH_ROWS)
             })
             .await?,
+            sessions: match &self.sessions {
+                Some((sessions, idle_ms)) => {
+                    in_batches(|| {
+                        sessions.delete_expired_sessions(
+                            now,
+                            now.saturating_sub(*idle_ms),
+                            BATCH_ROWS,
+                        )
+                    })
+                    .await?
+                }
+                None => 0,
+            },
         })
     }
 
@@ -95,6 +128,7 @@ impl Retention {
                         device_days = pass.device_days,
                         health_minutes = pass.health_minutes,
                         deliveries = pass.deliveries,
+                        sessions = pass.sessions,
                         retention_days = retention.retention_days,
                         "old raw stats, health minutes and deliveries deleted"
                     ),
@@ -147,6 +181,53 @@ mod tests {
             retention_days,
         );
         (retention, clock)
+    }
+
+    #[tokio::test]
+    async fn ended_console_sessions_are_pruned() {
+        use updraft_core::model::Role;
+        use updraft_store::{NewSession, NewUser, UserStore};
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let user = store
+            .create_user(
+                NewUser {
+                    email: "ada@example.com".into(),
+                    password_hash: "$argon2id$x".into(),
+                    role: Role::Admin,
+                    apps: None,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        for (token, created, expires) in [
+            ("ended", 0, 1_000),
+            ("idle", 0, 10_000_000),
+            ("live", 9_000_000, 20_000_000),
+        ] {
+            store
+                .create_session(NewSession {
+                    token_hash: token.into(),
+                    user_id: user.id,
+                    csrf_token: "c".into(),
+                    created_at: created,
+                    expires_at: expires,
+                })
+                .await
+                .unwrap();
+        }
+        let now = 9_500_000;
+        let (retention, _clock) = retention(&store, 30, now);
+        // Without sessions configured, none are touched.
+        assert_eq!(retention.run_once().await.unwrap().sessions, 0);
+        let shared = Arc::new(store.clone());
+        let retention = retention.with_sessions(shared, 3_600);
+        assert_eq!(retention.run_once().await.unwrap().sessions, 2);
+        assert!(store.get_session("live").await.unwrap().is_some());
+        assert!(store.get_session("idle").await.unwrap().is_none());
     }
 
     fn event(device: &str, received_at: Millis) -> StatsEvent {

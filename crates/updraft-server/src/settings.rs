@@ -27,6 +27,9 @@ pub const KEY_GROUPS: &[(&str, &str)] = &[
     ("limits.app_rate", "app_rate_limit_"),
     ("limits.auth_failure_rate", "auth_failure_limit_"),
     ("edge", ""),
+    ("accounts", ""),
+    ("accounts.sign_in_account_rate", "sign_in_account_limit_"),
+    ("accounts.sign_in_client_rate", "sign_in_client_limit_"),
 ];
 
 /// A number below `MIN` counts as `MIN`.

@@ -106,6 +106,9 @@ pub struct ServerConfig {
     /// TLS, the redirect listener, trusted proxies, the metrics listener.
     #[serde(default)]
     pub edge: crate::edge::EdgeSettings,
+    /// Console sessions and the sign-in throttle.
+    #[serde(default)]
+    pub accounts: crate::accounts::AccountSettings,
 }
 
 impl ServerConfig {
@@ -153,6 +156,7 @@ impl Default for ServerConfig {
             write_check_interval_ms: 2000,
             limits: AbuseLimits::default(),
             edge: crate::edge::EdgeSettings::default(),
+            accounts: crate::accounts::AccountSettings::default(),
         }
     }
 }
@@ -189,6 +193,8 @@ pub struct AppState {
     pub release_changes: Arc<crate::release_changes::ReleaseService>,
     /// The audit log.
     pub audit: Arc<crate::audit::AuditService>,
+    /// Console users, sessions and sign-in.
+    pub accounts: Arc<crate::accounts::AccountService>,
     /// Webhook events: queued here, delivered by its worker.
     pub webhooks: Arc<crate::webhooks::WebhookService>,
     /// The rollout control loop (also asked for its current judgement).

@@ -3,6 +3,7 @@
 //! this crate knows which engine it talks to.
 
 use async_trait::async_trait;
+use updraft_core::account::User;
 use updraft_core::model::{
     ApiKey, App, AuditEntry, Bundle, ChangeContext, Channel, ChannelHistoryEntry, ChannelPatch,
     Device, DeviceOverride, DeviceSighting, Health, ManifestFile, Millis, NativePackage,
@@ -31,6 +32,7 @@ pub enum Entity {
     Schedule,
     Webhook,
     Delivery,
+    User,
 }
 
 impl Entity {
@@ -44,6 +46,7 @@ impl Entity {
             Entity::Schedule => "schedule",
             Entity::Webhook => "webhook",
             Entity::Delivery => "delivery",
+            Entity::User => "user",
         }
     }
 }
@@ -655,6 +658,130 @@ pub trait UploadStore: Send + Sync {
     async fn expired_uploads(&self, before: Millis, limit: i64) -> StoreResult<Vec<UploadSession>>;
 }
 
+/// A console user to create: the email already normalised and the password
+/// already hashed (see `updraft_core::account`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    /// `None` = every app.
+    pub apps: Option<Vec<String>>,
+}
+
+/// A user with what signing in checks: never listed, never sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+    /// Base32 secret of the confirmed second factor.
+    pub totp_secret: Option<String>,
+    /// Base32 secret being enrolled (not yet confirmed).
+    pub totp_pending_secret: Option<String>,
+}
+
+/// Admin changes to a user; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    /// `Some(None)` = every app.
+    pub apps: Option<Option<Vec<String>>>,
+    pub disabled: Option<bool>,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `AlreadyExists(Entity::User)` when the email is taken (whatever its case).
+    async fn create_user(&self, user: NewUser, now: Millis) -> StoreResult<User>;
+    /// Creates `user` only if there is no user at all, in one write
+    /// transaction (safe with several nodes starting at once); `None` when
+    /// some user already existed and nothing was written.
+    async fn create_first_user(&self, user: NewUser, now: Millis) -> StoreResult<Option<User>>;
+    async fn get_user(&self, id: i64) -> StoreResult<Option<User>>;
+    /// By normalised email, with the password hash and TOTP secrets.
+    async fn user_credentials(&self, email: &str) -> StoreResult<Option<UserCredentials>>;
+    /// By id, with the password hash and TOTP secrets.
+    async fn user_credentials_by_id(&self, id: i64) -> StoreResult<Option<UserCredentials>>;
+    /// By id (email order would change with renames; ids do not).
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Applies the patch; a change of role, app scope or a disable also
+    /// ends every session of the user, in the same transaction.
+    /// `NotFound(Entity::User)`.
+    async fn update_user(&self, id: i64, patch: UserPatch, now: Millis) -> StoreResult<User>;
+    /// A new password hash; ends every session of the user in the same transaction.
+    async fn set_password(&self, id: i64, password_hash: &str, now: Millis) -> StoreResult<User>;
+    /// Stores (or with `None` clears) the secret being enrolled.
+    async fn set_totp_pending(
+        &self,
+        id: i64,
+        secret: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<User>;
+    /// Turns the pending secret into the confirmed one (if it still is
+    /// `secret`), records `step` as used and replaces the recovery codes with
+    /// `recovery_hashes`, in one transaction. `false`: the pending secret changed.
+    async fn enable_totp(
+        &self,
+        id: i64,
+        secret: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Clears both secrets and the recovery codes.
+    async fn disable_totp(&self, id: i64, now: Millis) -> StoreResult<User>;
+    /// Records `step` as the last TOTP step used if it is later than the
+    /// recorded one: `false` when it is not (a replayed code). Atomic.
+    async fn claim_totp_step(&self, id: i64, step: i64) -> StoreResult<bool>;
+    /// Deletes the recovery code with this hash: `true` when it existed
+    /// (each code works once, also across nodes).
+    async fn use_recovery_code(&self, id: i64, code_hash: &str) -> StoreResult<bool>;
+    async fn count_recovery_codes(&self, id: i64) -> StoreResult<i64>;
+}
+
+/// A session to store: the token's hash, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user_id: i64,
+    pub csrf_token: String,
+    pub created_at: Millis,
+    /// The absolute end, whatever the activity.
+    pub expires_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub token_hash: String,
+    pub user_id: i64,
+    pub csrf_token: String,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+    pub expires_at: Millis,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// `NotFound(Entity::User)` when the user does not exist.
+    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+    async fn get_session(&self, token_hash: &str) -> StoreResult<Option<Session>>;
+    /// Moves `last_seen_at` forward to `now` (never back).
+    async fn touch_session(&self, token_hash: &str, now: Millis) -> StoreResult<()>;
+    /// `true` when it existed.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
+    /// Every session of the user (sign-out everywhere); how many went.
+    async fn delete_user_sessions(&self, user_id: i64) -> StoreResult<u64>;
+    /// Up to `max_rows` sessions past their absolute end (`expires_at <= now`)
+    /// or idle since `idle_before` (`last_seen_at <= idle_before`).
+    async fn delete_expired_sessions(
+        &self,
+        now: Millis,
+        idle_before: Millis,
+        max_rows: i64,
+    ) -> StoreResult<u64>;
+}
+
 /// Every storage concern, as one object the server can hold.
 pub trait Store:
     AppStore
@@ -673,6 +800,8 @@ pub trait Store:
     + WebhookStore
     + SettingStore
     + UploadStore
+    + UserStore
+    + SessionStore
 {
 }
 
@@ -693,6 +822,8 @@ impl<T> Store for T where
         + WebhookStore
         + SettingStore
         + UploadStore
+        + UserStore
+        + SessionStore
 {
 }
 

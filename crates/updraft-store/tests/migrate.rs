@@ -19,7 +19,8 @@ use updraft_store::{
     AnalyticsStore, ApiKeyStore, AppStore, AuditQuery, AuditStore, BundleStore, ChannelStore,
     ChannelUpdate, DeviceQuery, DeviceStore, DownloadStore, DownloadTally, EventExportQuery,
     NewApiKey, NewAuditEntry, NewBundle, NewChannel, NewSchedule, NewWebhook, OverrideStore,
-    PgStore, ReleaseStore, ScheduleStore, SqliteStore, StatsIngest, Store, WebhookStore,
+    PgStore, ReleaseStore, ScheduleStore, SessionStore, SqliteStore, StatsIngest, Store, UserStore,
+    WebhookStore,
 };
 
 const APP: &str = "com.example.app";
@@ -448,6 +449,42 @@ async fn populate(s: &SqliteStore) -> Seeded {
     .unwrap();
     s.delete_app("com.gone", 100).await.unwrap();
 
+    // A console user with a second factor, recovery codes and a session.
+    let user = s
+        .create_user(
+            updraft_store::NewUser {
+                email: "ada@example.com".to_string(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string(),
+                role: Role::Publisher,
+                apps: Some(vec![APP.to_string()]),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    s.set_totp_pending(user.id, Some("JBSWY3DPEHPK3PXP"), T0)
+        .await
+        .unwrap();
+    assert!(s
+        .enable_totp(
+            user.id,
+            "JBSWY3DPEHPK3PXP",
+            7,
+            &["h1".into(), "h2".into()],
+            T0
+        )
+        .await
+        .unwrap());
+    s.create_session(updraft_store::NewSession {
+        token_hash: sha("session"),
+        user_id: user.id,
+        csrf_token: "csrf".to_string(),
+        created_at: T0,
+        expires_at: T0 + 1_000_000,
+    })
+    .await
+    .unwrap();
+
     Seeded {
         devices,
         webhook_ids,
@@ -567,6 +604,21 @@ impl<S: Store> StoreView for View<'_, S> {
             ));
         }
         out.push(format!("{:?}", s.list_api_keys().await.unwrap()));
+        out.push(format!("{:?}", s.list_users().await.unwrap()));
+        out.push(format!(
+            "{:?}",
+            s.user_credentials("ada@example.com").await.unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            s.get_session(&sha("session")).await.unwrap()
+        ));
+        for user in s.list_users().await.unwrap() {
+            out.push(format!(
+                "{:?}",
+                s.count_recovery_codes(user.id).await.unwrap()
+            ));
+        }
         out.push(format!(
             "{:?}",
             s.list_audit(&AuditQuery {
@@ -656,6 +708,9 @@ async fn a_populated_store_reads_back_identically_from_postgres() {
         ("audit_log", 2),
         ("webhooks", 2),
         ("webhook_deliveries", 1),
+        ("users", 1),
+        ("user_recovery_codes", 2),
+        ("sessions", 1),
     ];
     for (table, count) in expected_rows {
         assert_eq!(rows[table], count, "{table}");

@@ -80,6 +80,15 @@ pg_suite!(
     suite_webhook_finished_deliveries_are_pruned,
 );
 
+// Console users and their sessions.
+pg_suite!(
+    suite_users,
+    suite_first_user,
+    suite_totp_and_recovery_codes,
+    suite_sessions,
+    suite_expired_sessions_are_pruned,
+);
+
 /// A day in the middle of 2026, so every event falls on one UTC day.
 const DAY_START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % 86_400_000;
 const DEVICES: usize = 100;
@@ -534,4 +543,40 @@ async fn a_connection_lost_mid_transaction_is_replaced() {
     assert_eq!(channel.name, "after");
     assert!(store.get_channel(APP, "blocked").await.unwrap().is_none());
     store.close().await;
+}
+
+/// Nodes starting at once with UPDRAFT_ADMIN_EMAIL set (each with its own
+/// pool, different emails even): exactly one first user exists afterwards.
+#[tokio::test]
+async fn nodes_starting_together_create_one_first_user() {
+    use updraft_core::model::Role;
+    use updraft_store::{NewUser, UserStore};
+    let (first, url) = fresh().await;
+    let mut nodes = vec![first];
+    for _ in 0..3 {
+        nodes.push(PgStore::connect(&url, None).await.unwrap());
+    }
+    let attempts = nodes.iter().enumerate().map(|(i, node)| async move {
+        node.create_first_user(
+            NewUser {
+                email: format!("admin{i}@example.com"),
+                password_hash: "$argon2id$x".to_string(),
+                role: Role::Admin,
+                apps: None,
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+    });
+    let created: Vec<_> = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        created.iter().filter(|c| c.is_some()).count(),
+        1,
+        "{created:?}"
+    );
+    assert_eq!(nodes[0].list_users().await.unwrap().len(), 1);
+    for node in nodes {
+        node.close().await;
+    }
 }

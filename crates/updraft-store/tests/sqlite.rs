@@ -57,6 +57,15 @@ sqlite_suite!(
     suite_rollup_cardinality_cap,
 );
 
+// Console users and their sessions.
+sqlite_suite!(
+    suite_users,
+    suite_first_user,
+    suite_totp_and_recovery_codes,
+    suite_sessions,
+    suite_expired_sessions_are_pruned,
+);
+
 // Upload sessions shared by every node.
 sqlite_suite!(
     suite_upload_find_or_create,

@@ -80,6 +80,11 @@ pub struct Settings {
     /// A read-only replica's `postgres://…` for the release-configuration reads.
     #[serde(deserialize_with = "postgres_url")]
     pub database_read_url: Option<String>,
+    /// With `admin_password`: the console admin created at start-up when
+    /// there is no user at all (never changing an existing one).
+    pub admin_email: Option<String>,
+    /// The password of `admin_email`'s admin (at least 12 characters).
+    pub admin_password: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +96,8 @@ impl Default for Settings {
             startup_quick_check: true,
             database_url: None,
             database_read_url: None,
+            admin_email: None,
+            admin_password: None,
         }
     }
 }
@@ -106,11 +113,36 @@ impl std::fmt::Debug for Settings {
             .field("startup_quick_check", &self.startup_quick_check)
             .field("database_url", &redacted(&self.database_url))
             .field("database_read_url", &redacted(&self.database_read_url))
+            .field("admin_email", &self.admin_email)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
 
 impl Settings {
+    /// The start-up admin, when both halves are set; an error when only one is.
+    pub fn bootstrap_admin(&self) -> anyhow::Result<Option<(String, String)>> {
+        let email = self
+            .admin_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        let password = self.admin_password.as_deref().filter(|p| !p.is_empty());
+        match (email, password) {
+            (Some(email), Some(password)) => Ok(Some((email.to_string(), password.to_string()))),
+            (None, None) => Ok(None),
+            (Some(_), None) => bail!(
+                "UPDRAFT_ADMIN_EMAIL is set without UPDRAFT_ADMIN_PASSWORD: set both (or neither)"
+            ),
+            (None, Some(_)) => bail!(
+                "UPDRAFT_ADMIN_PASSWORD is set without UPDRAFT_ADMIN_EMAIL: set both (or neither)"
+            ),
+        }
+    }
+
     /// Where the data lives instead of the embedded SQLite file.
     pub fn database(&self) -> Option<DatabaseUrls> {
         self.database_url.clone().map(|url| DatabaseUrls {

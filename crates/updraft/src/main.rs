@@ -202,6 +202,7 @@ async fn serve(sources: config::Sources) -> anyhow::Result<()> {
     let settings = config::load(&sources)?;
     updraft_server::logging::init(&settings.log, settings.log_format);
     let database_urls = settings.database();
+    let bootstrap_admin = settings.bootstrap_admin()?;
     let server_config = settings.server;
     std::fs::create_dir_all(&server_config.data_dir).with_context(|| {
         format!(
@@ -293,6 +294,16 @@ async fn serve(sources: config::Sources) -> anyhow::Result<()> {
         Arc::new(updraft_core::model::SystemClock),
     )
     .await?;
+    if let Some((email, password)) = bootstrap_admin {
+        server
+            .state()
+            .accounts
+            .bootstrap_admin(&email, &password)
+            .await
+            .map_err(|err| {
+                anyhow::anyhow!("UPDRAFT_ADMIN_EMAIL / UPDRAFT_ADMIN_PASSWORD: {err}")
+            })?;
+    }
     let addr = server.local_addr()?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     tracing::info!(%addr, scheme, data_dir = %data_dir.display(), %database, %storage, "updraft is serving");

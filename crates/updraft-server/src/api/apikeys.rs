@@ -5,7 +5,8 @@ use super::views::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, Whoami};
 use super::{Caller, JsonBody};
 use crate::api::Path;
 use crate::apikeys::ApiKeyService;
-use crate::error::ApiError;
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -58,8 +59,15 @@ pub async fn revoke(
 /// and learns nothing about other keys.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "apikeys", operation_id = "whoami",
     responses((status = 200, body = Whoami, description = "the key the request was made with")))]
-pub async fn whoami(caller: Caller) -> Json<Whoami> {
-    Json(Whoami {
-        apikey: ApiKeyView::from(caller.key),
-    })
+pub async fn whoami(caller: Caller) -> Result<Json<Whoami>, ApiError> {
+    match caller.principal {
+        Principal::Key(key) => Ok(Json(Whoami {
+            apikey: ApiKeyView::from(key),
+        })),
+        // A console session is not a key: `GET /api/v1/session` describes it.
+        Principal::User(_) => Err(ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            "whoami describes the API key of a request; a signed-in user is described by GET /api/v1/session",
+        )),
+    }
 }

@@ -18,7 +18,7 @@ pub async fn list(
     State(apps): State<Arc<AppService>>,
     caller: Caller,
 ) -> Result<Json<AppList>, ApiError> {
-    caller.require(Role::Viewer, caller.key.app_id.as_deref())?;
+    caller.require_role(Role::Viewer)?;
     Ok(Json(AppList {
         apps: apps
             .list(&caller)

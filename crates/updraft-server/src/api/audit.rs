@@ -47,7 +47,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let app_id = super::validate::app_id_filter(q.app_id)?.or_else(|| caller.key.app_id.clone());
+    let app_id = super::validate::app_id_filter(q.app_id)?.or_else(|| caller.sole_app());
     caller.require(Role::Viewer, app_id.as_deref())?;
     let now = state.clock.now();
     let limit = super::validate::page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;

@@ -13,6 +13,7 @@ mod devices;
 mod gc;
 mod openapi;
 mod releases;
+pub mod session;
 mod uploads;
 pub(crate) use crate::validate;
 pub mod views;
@@ -67,6 +68,13 @@ fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::show, webhooks::delete))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(session::sign_in, session::show, session::sign_out))
+        .routes(routes!(session::sign_out_everywhere))
+        .routes(routes!(session::change_password))
+        .routes(routes!(session::totp_enrol, session::totp_disable))
+        .routes(routes!(session::totp_confirm))
+        .routes(routes!(session::list_users, session::create_user))
+        .routes(routes!(session::update_user))
 }
 
 /// The resumable-upload operations, whose bodies are limited by the upload
@@ -119,7 +127,10 @@ pub fn upload_routes() -> Router<AppState> {
 }
 
 /// Authenticates the request's API key (`Authorization: Bearer <key>` or
-/// `X-Api-Key`) from the peer address; see [`crate::auth::AuthService`].
+/// `X-Api-Key`) from the peer address (see [`crate::auth::AuthService`]),
+/// or, without either header, a console session cookie: then a
+/// state-changing method also needs the session's `X-CSRF-Token` (see
+/// [`crate::accounts::AccountService::authenticate`]). A key never needs one.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -127,10 +138,21 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        state
-            .auth
-            .authenticate(bearer_token(parts), client_address(parts))
-            .await
+        let token = bearer_token(parts);
+        if token.is_none() {
+            if let Some(cookie) = session::session_cookie(&parts.headers) {
+                let csrf = parts
+                    .headers
+                    .get(session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                let signed_in = state
+                    .accounts
+                    .authenticate(cookie, csrf, session::is_state_changing(&parts.method))
+                    .await?;
+                return Ok(Caller::user(signed_in.user));
+            }
+        }
+        state.auth.authenticate(token, client_address(parts)).await
     }
 }
 

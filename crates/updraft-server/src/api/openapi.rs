@@ -5,7 +5,7 @@ use crate::storage::{gc, uploads};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ArrayItems, Object, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, Number, OpenApi};
 
@@ -17,6 +17,15 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "apikey",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // A console session (docs/console.md): state-changing requests also
+        // send the session's X-CSRF-Token.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::api::session::SESSION_COOKIE,
+                "console session cookie; writes also need the X-CSRF-Token header",
+            ))),
         );
     }
 }
@@ -438,7 +447,7 @@ fn set_items(schema: &mut RefOr<Schema>, items: RefOr<Schema>) {
         uploads::StoredBlob, gc::GcReport,
         views::ErrorView,
     )),
-    security(("apikey" = [])),
+    security(("apikey" = []), ("session" = [])),
 )]
 struct ApiDoc;
 

@@ -144,7 +144,7 @@ pub async fn missing(
 ) -> Result<Json<MissingBlobs>, ApiError> {
     caller.require_uploader()?;
     let missing = publish
-        .missing_blobs(caller.key.app_id.as_deref(), &body.sha256)
+        .missing_blobs(caller.apps().as_deref(), &body.sha256)
         .await?;
     Ok(Json(missing))
 }

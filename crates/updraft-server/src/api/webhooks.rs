@@ -49,9 +49,9 @@ fn not_found(id: i64) -> ApiError {
 /// app's, or a global one for an app-scoped key).
 async fn visible_webhook(state: &AppState, caller: &Caller, id: i64) -> Result<Webhook, ApiError> {
     let hook = state.webhooks.get(id).await?.ok_or_else(|| not_found(id))?;
-    let visible = match (&hook.app_id, &caller.key.app_id) {
+    let visible = match (&hook.app_id, caller.apps()) {
         (_, None) => true,
-        (Some(app), Some(scope)) => app == scope,
+        (Some(app), Some(_)) => caller.can_see(app),
         (None, Some(_)) => false,
     };
     if !visible {
@@ -76,16 +76,15 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
-    let app_id =
-        super::validate::app_id_filter(query.app_id)?.or_else(|| caller.key.app_id.clone());
+    let app_id = super::validate::app_id_filter(query.app_id)?.or_else(|| caller.sole_app());
     caller.require(Role::Admin, app_id.as_deref())?;
     let hooks = state.webhooks.list(app_id.as_deref()).await?;
-    let scope = caller.key.app_id.as_deref();
+    let scoped = caller.apps().is_some();
     Ok(Json(WebhookList {
         webhooks: hooks
             .into_iter()
-            // A scoped key does not see the global webhooks.
-            .filter(|h| scope.is_none() || h.app_id.as_deref() == scope)
+            // A scoped caller does not see the global webhooks.
+            .filter(|h| !scoped || h.app_id.as_deref().is_some_and(|app| caller.can_see(app)))
             .map(|hook| state.webhooks.masked(hook))
             .collect(),
     }))

@@ -244,7 +244,7 @@ impl PublishService {
     /// touched, so gc keeps them until a bundle references them.
     pub async fn missing_blobs(
         &self,
-        app_scope: Option<&str>,
+        app_scope: Option<&[String]>,
         hashes: &[String],
     ) -> Result<MissingBlobs, ApiError> {
         if hashes.len() > MAX_MISSING_QUERY {
@@ -262,7 +262,13 @@ impl PublishService {
         // whether another app holds a file is none of its business. It may then
         // upload a file that is already stored; the upload answers as usual.
         let visible = match app_scope {
-            Some(app_id) => Some(self.bundles.app_blobs(app_id, &hashes).await?),
+            Some(apps) => {
+                let mut visible = HashSet::new();
+                for app_id in apps {
+                    visible.extend(self.bundles.app_blobs(app_id, &hashes).await?);
+                }
+                Some(visible)
+            }
             None => None,
         };
         let mut seen = HashSet::new();

@@ -20,6 +20,8 @@ macro_rules! not_indexed {
     };
 }
 
+#[path = "../sql/accounts.rs"]
+mod accounts;
 #[path = "../sql/analytics.rs"]
 mod analytics;
 #[path = "../sql/apikeys.rs"]

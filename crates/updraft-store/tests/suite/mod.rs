@@ -1,6 +1,8 @@
 //! Engine-independent behaviour tests of the storage traits. Each function
 //! takes any `Store` and expects it empty, so every engine runs the same suite.
 
+mod accounts;
+pub use accounts::*;
 mod analytics;
 pub use analytics::*;
 mod audit;

@@ -5,6 +5,7 @@
 mod harness;
 
 mod abuse;
+mod accounts;
 
 mod analytics;
 mod audit;
