@@ -105,7 +105,7 @@ async fn upload_defaults_to_web_dir_and_the_package_json_version() {
                     export default config;\n";
     let dynamic = project("capacitor.config.ts", computed, "1.6.0", "www");
     let (code, out, err) = s.cli_in_dir(dynamic.path(), &["bundle", "upload", APP, "--json"]);
-    assert_eq!(code, 1, "stdout={out} stderr={err}");
+    assert_eq!(code, 2, "a usage error: stdout={out} stderr={err}");
     assert_eq!(json_of(&out)["error"], "missing_path", "{out}");
     assert!(
         err.contains("webDir is not a plain string literal") && err.contains("pass --path"),
@@ -114,7 +114,7 @@ async fn upload_defaults_to_web_dir_and_the_package_json_version() {
     // No version anywhere: refused with its own code.
     std::fs::write(plain.path().join("package.json"), r#"{"name": "x"}"#).expect("write");
     let (code, out, _) = s.cli_in_dir(plain.path(), &["bundle", "upload", "--json"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error: {out}");
     assert_eq!(json_of(&out)["error"], "missing_version", "{out}");
     let versions: Vec<Value> = s
         .bundles_json()
@@ -320,7 +320,7 @@ async fn bundle_cleanup_keeps_the_newest_and_every_bundle_in_use() {
 
     // Not on a terminal and without --yes: the plan is said, nothing is deleted.
     let (code, out, err) = s.cli(&["bundle", "cleanup", APP, "--keep", "2", "--json"]);
-    assert_eq!(code, 1, "stdout={out} stderr={err}");
+    assert_eq!(code, 2, "a usage error: stdout={out} stderr={err}");
     assert_eq!(json_of(&out)["error"], "confirmation_required");
     assert!(err.contains("1.0.1"), "{err}");
     let (code, out, _) = s.cli(&["bundle", "cleanup", APP, "-k", "2", "--dry-run", "--json"]);
