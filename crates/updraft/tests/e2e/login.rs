@@ -103,7 +103,7 @@ async fn login_then_key_commands_from_another_directory_go_to_the_server() {
 
     // Not logged in: no key to call with, and nothing made on the way.
     let (code, _, err) = me.run(&["whoami", "--server", &s.url], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(err.contains("[missing_apikey]"), "{err}");
 
     // A key the server refuses is not stored.
@@ -112,7 +112,7 @@ async fn login_then_key_commands_from_another_directory_go_to_the_server() {
         &[],
         "upd_not_a_real_key\n",
     );
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("[unauthorized]") && err.contains("nothing was stored"),
         "{err}"
@@ -192,13 +192,13 @@ async fn login_then_key_commands_from_another_directory_go_to_the_server() {
 
     // Flags and the environment win over the file.
     let (code, _, err) = me.run(&["whoami"], &[("UPDRAFT_APIKEY", "upd_wrong")], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(err.contains("[unauthorized]"), "{err}");
     let who = me.json(&["whoami", "--apikey", &laptop], &[]);
     assert_eq!(who["apikey"]["name"], "laptop");
     // The file's key is never sent to another server.
     let (code, _, err) = me.run(&["whoami", "--server", "http://127.0.0.1:9"], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(err.contains("[missing_apikey]"), "{err}");
 
     // Revoked through the server: the key stops working there.
@@ -218,7 +218,7 @@ async fn login_then_key_commands_from_another_directory_go_to_the_server() {
         .unwrap()
         .to_string();
     let (code, _, err) = me.run(&["apikey", "list", "--apikey", &viewer], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(
         err.contains("[forbidden]") && err.contains("admin key"),
         "{err}"
@@ -232,12 +232,12 @@ async fn login_then_key_commands_from_another_directory_go_to_the_server() {
     );
     assert!(!me.login_file().exists());
     let (code, _, err) = me.run(&["whoami", "--server", &s.url], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(err.contains("[missing_apikey]"), "{err}");
     let out = me.ok(&["logout"], &[]);
     assert!(out.contains("Not logged in"), "{out}");
     let (code, _, err) = me.run(&["apikey", "list", "--server", &s.url], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(
         err.contains("[missing_apikey]") && err.contains("updraft login"),
         "{err}"
@@ -303,7 +303,7 @@ async fn offline_key_commands_bootstrap_but_never_make_a_data_directory_unasked(
 
     // No server configured, no data here: refused, nothing made.
     let (code, _, err) = me.run(&["apikey", "create", "--name", "first"], &[], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         err.contains("[server_not_configured]") && err.contains("--data-dir"),
         "{err}"
@@ -315,7 +315,7 @@ async fn offline_key_commands_bootstrap_but_never_make_a_data_directory_unasked(
         ("UPDRAFT_APIKEY", "upd_x"),
     ];
     let (code, _, err) = me.run(&["apikey", "list"], &down, "");
-    assert_eq!(code, 1);
+    assert_eq!(code, 4);
     assert!(err.contains("[connection_failed]"), "{err}");
     me.no_data_dir_here();
 
