@@ -10,7 +10,9 @@
 //! server allocates from the request entering the router to the response
 //! body read back. The same is counted for the hello-world baseline's route
 //! through the same stack (`examples/hello.rs`), so the figure above it is
-//! Updraft's own. Prints one `ALLOCS ...` line.
+//! Updraft's own, and for the device routes without the router's middleware
+//! (the handler's share). Prints one `ALLOCS ...` line; `by_answer` gives,
+//! per kind of answer, how many checks and their allocations above hello.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a tool: a panic is its error report
 
 use axum::body::{Body, Bytes};
@@ -221,6 +223,11 @@ fn main() {
 
         let requests = bodies.iter().map(|b| check_request(b)).collect();
         let counted = count(&app, requests).await;
+        // The device routes alone, without the router's middleware (metrics,
+        // access log, tracing, CORS, client address): the handler's share.
+        let handler = updraft_server::device::routes().with_state(server.state().clone());
+        let requests = bodies.iter().map(|b| check_request(b)).collect();
+        let handler_counts: Vec<u64> = count(&handler, requests).await.into_iter().map(|(n, _)| n).collect();
 
         let hello = Router::new().route(
             "/updates",
@@ -239,6 +246,7 @@ fn main() {
             by_kind.entry(kind).or_default().push(*allocations);
         }
         let total: u64 = counted.iter().map(|(n, _)| n).sum();
+        let handler_mean = handler_counts.iter().sum::<u64>() as f64 / checks as f64;
         let hello_total: u64 = hello_counts.iter().sum();
         let mean = total as f64 / checks as f64;
         let hello_mean = hello_total as f64 / checks as f64;
@@ -255,10 +263,11 @@ fn main() {
             })
             .collect();
         println!(
-            "ALLOCS checks={checks} updraft_per_check={mean:.1} updraft_median={} hello_per_check={hello_mean:.1} hello_median={} above_hello={:.1} by_answer={}",
+            "ALLOCS checks={checks} updraft_per_check={mean:.1} updraft_median={} hello_per_check={hello_mean:.1} hello_median={} above_hello={:.1} device_routes_only={handler_mean:.1} device_routes_above_hello={:.1} by_answer={}",
             median(&mut all),
             median(&mut hello_counts),
             mean - hello_mean,
+            handler_mean - hello_mean,
             kinds.join(",")
         );
     });

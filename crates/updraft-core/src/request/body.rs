@@ -38,6 +38,8 @@ pub(crate) struct DeviceBody<'a> {
 }
 
 /// A whole body: an object, or anything else (refused as `Cannot parse body`).
+// Read once on the stack: boxing would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub(crate) enum RawBody<'a> {
     Object(DeviceBody<'a>),
