@@ -55,7 +55,7 @@ fn check_body(k: usize) -> String {
         format!("1.0.{}", 5 + k % 20)
     };
     let native = if mix % 25 == 7 { "2.0.0" } else { "1.0.0" };
-    let custom = if k % 7 == 0 {
+    let custom = if k.is_multiple_of(7) {
         format!("user-{k}")
     } else {
         String::new()
