@@ -11,7 +11,10 @@
 # measure start-up, then drives update checks, stats ingest and bundle
 # downloads with wrk. Per scenario it prints requests (or events) per second,
 # p50 / p99 / p99.9 latency, errors, the ratio to hello-world throughput at
-# the same connection count, and the server's peak RSS. See docs/benchmarks.md.
+# the same connection count, and the server's peak RSS; per connection count
+# the p99 of update checks beside hello world's and their ratio; and the heap
+# allocations per update check (examples/alloc_count.rs, counted by dhat's
+# allocator in-process, not timed). See docs/benchmarks.md.
 #
 # Settings (environment):
 #   BENCH_DURATION=15s          each measured wrk run
@@ -23,6 +26,7 @@
 #   BENCH_DL_CONNECTIONS="16 64"      downloads of the big bundle
 #   BENCH_BUNDLE_MB=20          size of the uploaded bundle
 #   BENCH_THREADS=2             wrk threads
+#   BENCH_ALLOC_CHECKS=2000     update checks counted for allocations
 #   BENCH_KEEP=1                keep the temporary data directory
 # Not a test: it prints figures and checks only correctness (nothing
 # acknowledged may be lost); it exits non-zero when a check fails.
@@ -63,9 +67,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "building the release binary and the hello-world baseline..."
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p updraft >&2)
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p updraft-server --example hello >&2)
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p updraft-server --example hello \
+  --example alloc_count >&2)
 BIN="$TARGET_DIR/release/updraft"
 HELLO_BIN="$TARGET_DIR/release/examples/hello"
+ALLOC_BIN="$TARGET_DIR/release/examples/alloc_count"
 
 # --- processes ---------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/updraft-bench.XXXXXX")"
@@ -255,6 +261,12 @@ done
 
 FINAL_DEVICES="$(python3 "$BENCH_DIR/seed.py" device-total "$BASE" "$KEY" "$APPS")"
 
+log "counting heap allocations per update check..."
+ALLOC_CHECKS="${BENCH_ALLOC_CHECKS:-2000}"
+ALLOC_LINE="$("$ALLOC_BIN" "$ALLOC_CHECKS" 2>>"$WORK/alloc.log" | grep '^ALLOCS' || true)"
+[ -n "$ALLOC_LINE" ] || { cat "$WORK/alloc.log" >&2; die "alloc_count printed no result"; }
+ALLOC_LINE="${ALLOC_LINE#ALLOCS }"
+
 # --- summary -----------------------------------------------------------------
 echo
 echo "Updraft benchmark: $(nproc) cores ($CPU_MODEL), ${MEM_GB} GB; $DURATION per run, $THREADS wrk threads"
@@ -277,6 +289,19 @@ while IFS=$'\t' read -r label conns rss line; do
   printf '%-10s %6s %11.1f %11s %9s %9s %9s %8s %9s %8s\n' "$label" "$conns" "$rps" "$eps" \
     "$p50" "$p99" "$p999" "$errors" "$ratio" "$rss"
 done < "$RESULTS"
+echo
+echo "update checks beside hello world, same run (ratios only mean something within one run):"
+printf '  %6s %11s %11s %8s %10s %10s %9s\n' conns "req/s" "hello req/s" "x hello" "p99 ms" "hello p99" "p99 ratio"
+while IFS=$'\t' read -r label conns rss line; do
+  [ "$label" = updates ] || continue
+  hello_line="$(awk -F'\t' -v c="$conns" '$1 == "hello" && $2 == c {print $4}' "$RESULTS")"
+  rps="$(field requests_per_s "$line")"; p99="$(field p99_ms "$line")"
+  hello_rps="$(field requests_per_s "$hello_line")"; hello_p99="$(field p99_ms "$hello_line")"
+  python3 -c "print('  %6s %11.1f %11.1f %8.2f %10s %10s %9.2f' % ('$conns', $rps, $hello_rps, $rps / $hello_rps, '$p99', '$hello_p99', $p99 / $hello_p99))"
+done < "$RESULTS"
+echo
+echo "heap allocations per update check (dhat, in-process, $ALLOC_CHECKS checks of the same mix; not timed):"
+echo "  $ALLOC_LINE"
 echo
 echo "update-check answers (Updraft): what the devices were told"
 while IFS=$'\t' read -r label conns rss line; do

@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use updraft_core::request::{
-    parse_channel_list_query, parse_channel_self_request, parse_json, query_to_body,
-    ChannelSelfMethod,
+    legacy_oracle, parse_channel_list_query, parse_channel_self_bytes,
+    parse_channel_self_request, parse_json, query_to_body, ChannelSelfMethod,
 };
 
 fn query_pairs(data: &[u8]) -> Option<Vec<(String, String)>> {
@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let body = query_to_body(&pairs);
-            if let Ok(req) = parse_channel_self_request(&body, ChannelSelfMethod::Unset) {
+            let method = ChannelSelfMethod::Unset;
+            assert_eq!(
+                parse_channel_self_request(&body, method),
+                legacy_oracle::parse_channel_self_request(&body, method)
+            );
+            if let Ok(req) = parse_channel_self_request(&body, method) {
                 assert_eq!(req.device_id, req.device_id.to_lowercase());
             }
         }
@@ -42,10 +47,12 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 ChannelSelfMethod::Get
             };
-            let Ok(body) = parse_json(rest) else {
-                return;
-            };
-            if let Ok(req) = parse_channel_self_request(&body, method) {
+            // The handler's typed parser against the `Value`-based one.
+            let typed = parse_channel_self_bytes(rest, method);
+            let legacy = parse_json(rest)
+                .and_then(|body| legacy_oracle::parse_channel_self_request(&body, method));
+            assert_eq!(typed, legacy);
+            if let Ok(req) = typed {
                 assert_eq!(req.device_id, req.device_id.to_lowercase());
                 assert!(!req.app_id.is_empty());
             }

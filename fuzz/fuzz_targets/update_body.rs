@@ -1,22 +1,24 @@
 //! `POST /updates` (and `/updates/manifest_size`): raw body bytes through the
-//! same two steps as the handler, `parse_json` then `parse_update_request`.
+//! handler's typed parser (`parse_update_bytes`), checked against the
+//! `Value`-based parser it replaced (`legacy_oracle`) on every input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use updraft_core::request::{parse_json, parse_update_request};
+use updraft_core::request::{legacy_oracle, parse_json, parse_update_bytes, parse_update_request};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(body) = parse_json(data) else {
-        return;
-    };
-    match parse_update_request(&body) {
+    let typed = parse_update_bytes(data);
+    let legacy = parse_json(data).and_then(|body| legacy_oracle::parse_update_request(&body));
+    assert_eq!(typed, legacy);
+    if let Ok(body) = parse_json(data) {
+        assert_eq!(parse_update_request(&body), legacy);
+    }
+    match typed {
         Ok(req) => {
             // What the decision relies on: a lower-cased device id, an app id.
             assert_eq!(req.device_id, req.device_id.to_lowercase());
             assert!(!req.app_id.is_empty());
             assert!(!req.version_name.is_empty());
-            // The same body always parses the same way.
-            assert_eq!(parse_update_request(&body).as_ref(), Ok(&req));
         }
         Err(err) => {
             assert!((200..500).contains(&err.status), "status {}", err.status);

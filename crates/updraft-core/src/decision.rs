@@ -566,7 +566,7 @@ fn channel_flag_refusal<'a, O: Observer<'a>>(
     let channel = resolved.channel;
     let target = resolved.target.name();
     let native = &req.version_build;
-    let running = req.version_name.as_str();
+    let running: &str = &req.version_name;
     let block_vs_running = |why: Refusal, message: &str| {
         why.because(message)
             .with("version", target)
@@ -889,7 +889,7 @@ fn decide<'a, O: Observer<'a>>(
                 Refusal::DeviceNotTargeted
                     .because("This channel's release does not target this device")
                     .with("version", target_name)
-                    .with("old", req.version_name.as_str()),
+                    .with("old", &*req.version_name),
             ),
         );
     }
@@ -1099,12 +1099,12 @@ mod tests {
         }
     }
 
-    fn request() -> UpdateRequest {
+    fn request() -> UpdateRequest<'static> {
         UpdateRequest {
             platform: Platform::Ios,
             device_id: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into(),
             app_id: "com.example.app".into(),
-            custom_id: String::new(),
+            custom_id: "".into(),
             version_build: semver::Version::new(1, 0, 0),
             version_code: None,
             version_os: None,

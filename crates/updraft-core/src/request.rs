@@ -1,41 +1,51 @@
 //! Device request bodies, validated and normalised into typed values
 //! (reference-server-behaviour.md §1.1, §2.1, §3.1, §3.5).
 
+mod body;
 mod channel_self;
+#[cfg(test)]
+mod differential;
 pub(crate) mod fields;
+#[cfg(any(test, feature = "legacy-oracle"))]
+pub mod legacy_oracle;
 pub(crate) mod prelude;
 mod update;
 
 pub use crate::version::{normalize_version_build, parse_semver_lenient};
-pub use channel_self::{parse_channel_list_query, parse_channel_self_request, query_to_body};
-pub use update::parse_update_request;
+pub use channel_self::{
+    parse_channel_list_query, parse_channel_self_bytes, parse_channel_self_request, query_to_body,
+};
+pub use update::{parse_update_bytes, parse_update_request};
 
 use crate::error::{DeviceError, DeviceErrorCode};
 use crate::model::Platform;
 use serde_json::Value;
+use std::borrow::Cow;
 
-/// A validated `POST /updates` (and `/updates/manifest_size`) body.
+/// A validated `POST /updates` (and `/updates/manifest_size`) body. Its
+/// strings are borrowed from the body when it had them verbatim (no escapes,
+/// no normalisation needed): `UpdateRequest<'static>` owns them all.
 #[derive(Clone, Debug, PartialEq)]
-pub struct UpdateRequest {
+pub struct UpdateRequest<'a> {
     pub platform: Platform,
     /// Lower-cased UUID.
-    pub device_id: String,
-    pub app_id: String,
+    pub device_id: Cow<'a, str>,
+    pub app_id: Cow<'a, str>,
     /// Trimmed; empty when not sent.
-    pub custom_id: String,
+    pub custom_id: Cow<'a, str>,
     /// Normalised native version (`1.2` → `1.2.0`, `builtin` → `0.0.0`).
     pub version_build: semver::Version,
-    pub version_code: Option<String>,
-    pub version_os: Option<String>,
+    pub version_code: Option<Cow<'a, str>>,
+    pub version_os: Option<Cow<'a, str>>,
     /// The running bundle; `builtin` replaced by the normalised `version_build`.
-    pub version_name: String,
+    pub version_name: Cow<'a, str>,
     pub plugin_version: semver::Version,
     pub is_emulator: bool,
     pub is_prod: bool,
-    pub install_source: Option<String>,
+    pub install_source: Option<Cow<'a, str>>,
     /// `None` when absent or empty: use the platform's public channel.
-    pub default_channel: Option<String>,
-    pub key_id: Option<String>,
+    pub default_channel: Option<Cow<'a, str>>,
+    pub key_id: Option<Cow<'a, str>>,
 }
 
 /// Which `/channel_self` method a body came with.
@@ -49,26 +59,27 @@ pub enum ChannelSelfMethod {
     Unset,
 }
 
-/// A validated `POST`/`PUT`/`DELETE /channel_self` request.
+/// A validated `POST`/`PUT`/`DELETE /channel_self` request, its strings
+/// borrowed from the body as in [`UpdateRequest`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct ChannelSelfRequest {
+pub struct ChannelSelfRequest<'a> {
     pub platform: Platform,
     /// Lower-cased.
-    pub device_id: String,
-    pub app_id: String,
-    pub custom_id: String,
+    pub device_id: Cow<'a, str>,
+    pub app_id: Cow<'a, str>,
+    pub custom_id: Cow<'a, str>,
     pub version_build: Option<semver::Version>,
-    pub version_name: String,
+    pub version_name: Cow<'a, str>,
     /// `None` when absent; an unparsable one is kept as text in `plugin_version_raw`.
     pub plugin_version: Option<semver::Version>,
-    pub plugin_version_raw: Option<String>,
+    pub plugin_version_raw: Option<Cow<'a, str>>,
     pub is_emulator: bool,
     pub is_prod: bool,
-    pub default_channel: Option<String>,
+    pub default_channel: Option<Cow<'a, str>>,
     /// POST only; `None` when absent or empty.
-    pub channel: Option<String>,
-    pub key_id: Option<String>,
-    pub install_source: Option<String>,
+    pub channel: Option<Cow<'a, str>>,
+    pub key_id: Option<Cow<'a, str>>,
+    pub install_source: Option<Cow<'a, str>>,
 }
 
 /// A validated `GET /channel_self?…` (list compatible channels).
@@ -105,8 +116,10 @@ pub struct StatsBatch {
 /// Helper for handlers: the JSON value of a request body, or the
 /// reference's `invalid_json_parse_body`.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, DeviceError> {
-    serde_json::from_slice(bytes).map_err(|_| {
-        DeviceError::bad_request(DeviceErrorCode::InvalidJsonParseBody, "Invalid JSON body")
-            .with("e", Value::Object(Default::default()))
-    })
+    serde_json::from_slice(bytes).map_err(|_| invalid_json_parse_body())
+}
+
+fn invalid_json_parse_body() -> DeviceError {
+    DeviceError::bad_request(DeviceErrorCode::InvalidJsonParseBody, "Invalid JSON body")
+        .with("e", Value::Object(Default::default()))
 }

@@ -12,7 +12,7 @@
 //!   more than 365 days before it is replaced by the arrival time, so a device
 //!   clock that is wrong cannot misplace events.
 
-mod body;
+pub(crate) mod body;
 #[cfg(test)]
 mod legacy_oracle;
 

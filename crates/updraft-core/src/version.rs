@@ -108,7 +108,8 @@ pub fn normalize_version_build(raw: &str) -> Option<semver::Version> {
         _ => match raw.matches('.').count() {
             0 => format!("{raw}.0.0"),
             1 => format!("{raw}.0"),
-            _ => raw.to_string(),
+            // Already three parts (what devices send): parsed in place.
+            _ => return parse_version(raw, false),
         },
     };
     parse_version(&fixed, false)

@@ -104,12 +104,12 @@ fn release(channels: Vec<Channel>, override_to: Option<i64>) -> ReleaseConfig {
     release
 }
 
-fn update_request(default_channel: Option<&str>, plugin: &str) -> UpdateRequest {
+fn update_request(default_channel: Option<&str>, plugin: &str) -> UpdateRequest<'static> {
     UpdateRequest {
         platform: Platform::Android,
         device_id: DEVICE.into(),
         app_id: APP.into(),
-        custom_id: String::new(),
+        custom_id: "".into(),
         version_build: Version::new(1, 0, 0),
         version_code: None,
         version_os: None,
@@ -118,24 +118,24 @@ fn update_request(default_channel: Option<&str>, plugin: &str) -> UpdateRequest 
         is_emulator: false,
         is_prod: true,
         install_source: None,
-        default_channel: default_channel.map(str::to_string),
+        default_channel: default_channel.map(|c| c.to_string().into()),
         key_id: None,
     }
 }
 
-fn get_request(default_channel: Option<&str>, plugin: &str) -> ChannelSelfRequest {
+fn get_request(default_channel: Option<&str>, plugin: &str) -> ChannelSelfRequest<'static> {
     ChannelSelfRequest {
         platform: Platform::Android,
         device_id: DEVICE.into(),
         app_id: APP.into(),
-        custom_id: String::new(),
+        custom_id: "".into(),
         version_build: Some(Version::new(1, 0, 0)),
         version_name: "1.0.0".into(),
         plugin_version: Version::parse(plugin).ok(),
-        plugin_version_raw: Some(plugin.into()),
+        plugin_version_raw: Some(plugin.to_string().into()),
         is_emulator: false,
         is_prod: true,
-        default_channel: default_channel.map(str::to_string),
+        default_channel: default_channel.map(|c| c.to_string().into()),
         channel: None,
         key_id: None,
         install_source: None,

@@ -111,16 +111,16 @@ impl Release {
     }
 }
 
-fn request(plugin: Option<&str>) -> ChannelSelfRequest {
+fn request(plugin: Option<&str>) -> ChannelSelfRequest<'static> {
     ChannelSelfRequest {
         platform: Platform::Android,
         device_id: DEVICE.into(),
         app_id: APP.into(),
-        custom_id: String::new(),
+        custom_id: "".into(),
         version_build: Some(Version::new(1, 0, 0)),
         version_name: "1.0.0".into(),
         plugin_version: plugin.and_then(|p| Version::parse(p).ok()),
-        plugin_version_raw: plugin.map(str::to_string),
+        plugin_version_raw: plugin.map(|p| p.to_string().into()),
         is_emulator: false,
         is_prod: true,
         default_channel: None,
@@ -130,16 +130,16 @@ fn request(plugin: Option<&str>) -> ChannelSelfRequest {
     }
 }
 
-fn set_request(plugin: &str, channel: &str) -> ChannelSelfRequest {
+fn set_request(plugin: &str, channel: &str) -> ChannelSelfRequest<'static> {
     ChannelSelfRequest {
-        channel: Some(channel.into()),
+        channel: Some(channel.to_string().into()),
         ..request(Some(plugin))
     }
 }
 
-fn get_request(plugin: &str, default_channel: Option<&str>) -> ChannelSelfRequest {
+fn get_request(plugin: &str, default_channel: Option<&str>) -> ChannelSelfRequest<'static> {
     ChannelSelfRequest {
-        default_channel: default_channel.map(str::to_string),
+        default_channel: default_channel.map(|c| c.to_string().into()),
         ..request(Some(plugin))
     }
 }
@@ -172,7 +172,7 @@ fn cannot_override() -> ChannelSelfAnswer {
 fn set_missing_channel() {
     for channel in [None, Some(String::new())] {
         let req = ChannelSelfRequest {
-            channel,
+            channel: channel.map(Into::into),
             ..request(Some(NEW_PLUGIN))
         };
         assert_eq!(

@@ -177,12 +177,12 @@ impl Release {
     }
 }
 
-fn request() -> UpdateRequest {
+fn request() -> UpdateRequest<'static> {
     UpdateRequest {
         platform: Platform::Android,
         device_id: DEVICE.into(),
         app_id: APP.into(),
-        custom_id: String::new(),
+        custom_id: "".into(),
         version_build: Version::new(1, 0, 0),
         version_code: Some("10".into()),
         version_os: Some("14".into()),
@@ -196,7 +196,7 @@ fn request() -> UpdateRequest {
     }
 }
 
-fn with_plugin(version: &str) -> UpdateRequest {
+fn with_plugin(version: &str) -> UpdateRequest<'static> {
     UpdateRequest {
         plugin_version: Version::parse(version).unwrap(),
         ..request()
@@ -663,7 +663,7 @@ fn named_default_channel_self_assignable_or_public_resolves() {
     );
     // Empty defaultChannel means "the public channel".
     let req = UpdateRequest {
-        default_channel: Some(String::new()),
+        default_channel: Some("".into()),
         ..request()
     };
     assert_eq!(
@@ -877,7 +877,7 @@ fn encryption_required_applies_to_manifest_bundles() {
 fn encryption_required_after_equality_and_before_channel_flags() {
     let keyed = |version_name: &str| UpdateRequest {
         key_id: Some("MIIBCgKCAQEAsdxadXKk".into()),
-        version_name: version_name.into(),
+        version_name: version_name.to_string().into(),
         ..request()
     };
     let release = Release::with_override_channel(bundle(11, "1.0.5"), |c| c.android = false);
@@ -901,7 +901,7 @@ fn encryption_not_required_for_builtin_or_without_key() {
     };
     assert_eq!(answer(&req, &release).outcome, "get");
     let empty_key = UpdateRequest {
-        key_id: Some(String::new()),
+        key_id: Some("".into()),
         ..request()
     };
     assert_eq!(answer(&empty_key, &Release::standard()).outcome, "get");

@@ -325,21 +325,21 @@ fn device() -> impl Strategy<Value = Device> {
 }
 
 impl Device {
-    fn request(&self) -> UpdateRequest {
+    fn request(&self) -> UpdateRequest<'static> {
         UpdateRequest {
             platform: self.platform,
-            device_id: self.device_id.clone(),
+            device_id: self.device_id.clone().into(),
             app_id: APP.into(),
-            custom_id: String::new(),
+            custom_id: "".into(),
             version_build: self.native.clone(),
             version_code: Some("10".into()),
             version_os: Some("14".into()),
-            version_name: self.running.to_string(),
+            version_name: self.running.to_string().into(),
             plugin_version: self.plugin.clone(),
             is_emulator: self.is_emulator,
             is_prod: self.is_prod,
             install_source: None,
-            default_channel: self.default_channel.clone(),
+            default_channel: self.default_channel.clone().map(Into::into),
             key_id: None,
         }
     }

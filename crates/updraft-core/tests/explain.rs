@@ -105,12 +105,12 @@ fn standard() -> ReleaseConfig {
     channel_edit(|_| {})
 }
 
-fn request() -> UpdateRequest {
+fn request() -> UpdateRequest<'static> {
     UpdateRequest {
         platform: Platform::Ios,
         device_id: DEVICE.into(),
         app_id: APP.into(),
-        custom_id: String::new(),
+        custom_id: "".into(),
         version_build: Version::new(1, 0, 0),
         version_code: Some("10".into()),
         version_os: Some("17.2".into()),
@@ -230,7 +230,7 @@ fn overridden(mut release: ReleaseConfig) -> ReleaseConfig {
 
 /// One device and release per refusal the decision can give, with the rule
 /// that must name it.
-fn refusal_cases() -> Vec<(Refusal, Rule, UpdateRequest, ReleaseConfig)> {
+fn refusal_cases() -> Vec<(Refusal, Rule, UpdateRequest<'static>, ReleaseConfig)> {
     let req = request();
     let android = UpdateRequest {
         platform: Platform::Android,
@@ -241,7 +241,7 @@ fn refusal_cases() -> Vec<(Refusal, Rule, UpdateRequest, ReleaseConfig)> {
         ..request()
     };
     let keyed = |key: &str| UpdateRequest {
-        key_id: Some(key.into()),
+        key_id: Some(key.to_string().into()),
         ..request()
     };
     let plugin = |v: &str| UpdateRequest {

@@ -94,10 +94,77 @@ fn same_device(a: &DeviceSighting, b: &DeviceSighting) -> bool {
     a.device_id == b.device_id && a.app_id == b.app_id
 }
 
+/// The fields of a [`DeviceSighting`] but its times, borrowed: what the
+/// registry writer compares before it needs the owned sighting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SightingFields<'a> {
+    pub app_id: &'a str,
+    pub device_id: &'a str,
+    pub platform: &'a str,
+    pub plugin_version: Option<&'a str>,
+    pub version_os: Option<&'a str>,
+    pub version_build: Option<&'a str>,
+    pub version_code: Option<&'a str>,
+    pub version_name: Option<&'a str>,
+    pub custom_id: Option<&'a str>,
+    pub is_prod: bool,
+    pub is_emulator: bool,
+    pub default_channel: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub install_source: Option<&'a str>,
+    pub last_offered_version: Option<&'a str>,
+    pub last_update_outcome: Option<&'a str>,
+}
+
+impl<'a> SightingFields<'a> {
+    pub fn of(sighting: &'a DeviceSighting) -> Self {
+        let DeviceSighting {
+            app_id,
+            device_id,
+            platform,
+            plugin_version,
+            version_os,
+            version_build,
+            version_code,
+            version_name,
+            custom_id,
+            is_prod,
+            is_emulator,
+            default_channel,
+            key_id,
+            install_source,
+            last_offered_version,
+            last_update_outcome,
+            seen_at: _,
+            observed: _,
+        } = sighting;
+        SightingFields {
+            app_id,
+            device_id,
+            platform,
+            plugin_version: plugin_version.as_deref(),
+            version_os: version_os.as_deref(),
+            version_build: version_build.as_deref(),
+            version_code: version_code.as_deref(),
+            version_name: version_name.as_deref(),
+            custom_id: custom_id.as_deref(),
+            is_prod: *is_prod,
+            is_emulator: *is_emulator,
+            default_channel: default_channel.as_deref(),
+            key_id: key_id.as_deref(),
+            install_source: install_source.as_deref(),
+            last_offered_version: last_offered_version.as_deref(),
+            last_update_outcome: last_update_outcome.as_deref(),
+        }
+    }
+}
+
 impl Shard {
-    fn is_pending(&self, key: u64, sighting: &DeviceSighting) -> bool {
+    fn is_pending(&self, key: u64, app_id: &str, device_id: &str) -> bool {
         self.pending
-            .find(key, |(k, p)| *k == key && same_device(p, sighting))
+            .find(key, |(k, p)| {
+                *k == key && p.device_id == device_id && p.app_id == app_id
+            })
             .is_some()
     }
 
@@ -199,7 +266,13 @@ impl RegistryWriter {
     /// same row values. (A separate hasher from the key's, so a key collision
     /// alone cannot make two devices look alike.) Never [`FENCED`].
     fn fingerprint(&self, sighting: &DeviceSighting) -> u64 {
-        let DeviceSighting {
+        self.fingerprint_of(&SightingFields::of(sighting))
+    }
+
+    /// [`RegistryWriter::fingerprint`] of borrowed fields: the same hash, as
+    /// `&str` hashes as the `String` it borrows.
+    fn fingerprint_of(&self, fields: &SightingFields<'_>) -> u64 {
+        let SightingFields {
             app_id,
             device_id,
             platform,
@@ -216,9 +289,7 @@ impl RegistryWriter {
             install_source,
             last_offered_version,
             last_update_outcome,
-            seen_at: _,
-            observed: _,
-        } = sighting;
+        } = fields;
         self.fingerprints.hash_one((
             (app_id, device_id, platform, plugin_version, version_os),
             (version_build, version_code, version_name, custom_id),
@@ -235,18 +306,46 @@ impl RegistryWriter {
     /// Queues a sighting for the next flush, unless this node wrote the very
     /// same fields for the device within [`rewrite_after`] (60–90 s).
     pub fn note(&self, sighting: DeviceSighting) {
-        let key = self.key(&sighting.app_id, &sighting.device_id);
-        let fingerprint = self.fingerprint(&sighting);
-        let mut shard = self.shard(key);
-        shard.latest = shard.latest.max(sighting.seen_at);
-        if !shard.is_pending(key, &sighting)
-            && shard.written_recently(key, fingerprint, sighting.seen_at)
-        {
-            drop(shard);
-            self.metrics.record_registry_unchanged_sighting();
+        let seen_at = sighting.seen_at;
+        let fields = SightingFields::of(&sighting);
+        if self.is_unchanged(&fields, seen_at) {
             return;
         }
-        shard.fold_in(key, sighting, true);
+        let key = self.key(&sighting.app_id, &sighting.device_id);
+        self.shard(key).fold_in(key, sighting, true);
+    }
+
+    /// [`RegistryWriter::note`] of a sighting described by borrowed fields:
+    /// the owned one is only built (`build`) when it is to be written, so
+    /// the many checks that change nothing allocate nothing here.
+    pub fn note_with(
+        &self,
+        fields: &SightingFields<'_>,
+        seen_at: Millis,
+        build: impl FnOnce() -> DeviceSighting,
+    ) {
+        if self.is_unchanged(fields, seen_at) {
+            return;
+        }
+        let sighting = build();
+        let key = self.key(&sighting.app_id, &sighting.device_id);
+        self.shard(key).fold_in(key, sighting, true);
+    }
+
+    /// Whether a sighting is dropped as unchanged (and counted so); notes
+    /// its time either way.
+    fn is_unchanged(&self, fields: &SightingFields<'_>, seen_at: Millis) -> bool {
+        let key = self.key(fields.app_id, fields.device_id);
+        let fingerprint = self.fingerprint_of(fields);
+        let mut shard = self.shard(key);
+        shard.latest = shard.latest.max(seen_at);
+        let unchanged = !shard.is_pending(key, fields.app_id, fields.device_id)
+            && shard.written_recently(key, fingerprint, seen_at);
+        drop(shard);
+        if unchanged {
+            self.metrics.record_registry_unchanged_sighting();
+        }
+        unchanged
     }
 
     /// Someone else wrote these devices' rows (the stats writer): their next
@@ -664,6 +763,44 @@ mod tests {
             "due at the latest: written"
         );
         assert_eq!(stored(&store).await.last_seen, due);
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_sighting_is_only_built_when_it_is_written() {
+        let (writer, _store, _dir) = registry().await;
+        let start = 1_000_000;
+        writer.note(sighting(start));
+        writer.flush().await.unwrap();
+        let same = sighting(start + 5_000);
+        let fields = SightingFields::of(&same);
+        writer.note_with(&fields, same.seen_at, || {
+            panic!("an unchanged sighting must not be built")
+        });
+        assert_eq!(writer.pending(), 0);
+        // Each field but the times changes the fingerprint.
+        let mut changed = same.clone();
+        changed.version_name = Some("1.0.1".into());
+        let mut built = false;
+        writer.note_with(&SightingFields::of(&changed), changed.seen_at, || {
+            built = true;
+            changed.clone()
+        });
+        assert!(built);
+        assert_eq!(writer.pending(), 1);
+        let fingerprint = writer.fingerprint(&same);
+        assert_eq!(writer.fingerprint_of(&fields), fingerprint);
+        let mut other = same.clone();
+        for edit in [
+            (|s: &mut DeviceSighting| s.platform = "ios".into()) as fn(&mut DeviceSighting),
+            |s| s.plugin_version = None,
+            |s| s.custom_id = Some(String::new()),
+            |s| s.is_prod = !s.is_prod,
+            |s| s.last_update_outcome = Some("no_new_version_available".into()),
+        ] {
+            edit(&mut other);
+            assert_ne!(writer.fingerprint(&other), fingerprint);
+            other = same.clone();
+        }
     }
 
     #[tokio::test]

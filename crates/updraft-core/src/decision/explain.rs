@@ -15,6 +15,7 @@ use crate::model::{AutoUpdatePolicy, Channel, Device, Platform, ReleaseConfig, B
 use crate::request::UpdateRequest;
 use crate::version;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// One rule of the update decision. Declared (and so ordered) as the
 /// decision applies them; the first that refuses decides.
@@ -319,8 +320,9 @@ pub struct MissingDeviceFacts {
 /// The update check a registered device makes, from what it last reported:
 /// platform, versions, plugin version, build and device kind, stored
 /// `defaultChannel` and key id. Unparsable values count as missing.
-pub fn request_from_device(device: &Device) -> Result<UpdateRequest, MissingDeviceFacts> {
+pub fn request_from_device(device: &Device) -> Result<UpdateRequest<'static>, MissingDeviceFacts> {
     let text = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let owned = |value: &Option<String>| text(value).map(Cow::Owned);
     let platform = Platform::parse(&device.platform);
     let version_build = device
         .version_build
@@ -335,23 +337,23 @@ pub fn request_from_device(device: &Device) -> Result<UpdateRequest, MissingDevi
         (Some(platform), Some(version_build), Some(plugin_version), Some(version_name)) => {
             Ok(UpdateRequest {
                 platform,
-                device_id: device.device_id.to_ascii_lowercase(),
-                app_id: device.app_id.clone(),
-                custom_id: device.custom_id.clone().unwrap_or_default(),
+                device_id: device.device_id.to_ascii_lowercase().into(),
+                app_id: device.app_id.clone().into(),
+                custom_id: device.custom_id.clone().unwrap_or_default().into(),
                 version_name: if version_name == BUILTIN {
-                    version_build.to_string()
+                    version_build.to_string().into()
                 } else {
-                    version_name
+                    version_name.into()
                 },
                 version_build,
-                version_code: device.version_code.clone(),
-                version_os: device.version_os.clone(),
+                version_code: device.version_code.clone().map(Cow::Owned),
+                version_os: device.version_os.clone().map(Cow::Owned),
                 plugin_version,
                 is_emulator: device.is_emulator,
                 is_prod: device.is_prod,
-                install_source: text(&device.install_source),
-                default_channel: text(&device.default_channel),
-                key_id: text(&device.key_id),
+                install_source: owned(&device.install_source),
+                default_channel: owned(&device.default_channel),
+                key_id: owned(&device.key_id),
             })
         }
         (platform, version_build, plugin_version, version_name) => {
@@ -371,7 +373,7 @@ pub fn request_from_device(device: &Device) -> Result<UpdateRequest, MissingDevi
 
 /// What the descriptions are made from.
 struct Facts<'r, 'a> {
-    req: &'r UpdateRequest,
+    req: &'r UpdateRequest<'r>,
     release: &'a ReleaseConfig,
     resolved: Option<ResolvedChannel<'a>>,
 }

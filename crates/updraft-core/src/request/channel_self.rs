@@ -1,13 +1,13 @@
 //! `/channel_self` requests (reference §3.1, §3.5): POST/PUT JSON bodies,
 //! DELETE and GET query strings.
 
+use super::body::{self, into_str, str_of, trimmed, DeviceBody, RawBody};
 use super::fields::{
-    self, check_device_id, flag, non_blank, non_empty, normalize_install_source, optional_str,
-    required_str, Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS, INSTALL_SOURCE_MAX_CHARS,
-    KEY_ID_MAX_CHARS, PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS, VERSION_CODE_MAX_CHARS,
-    VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
+    self, check_device_id, flag, optional_str, Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS,
+    INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS, PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS,
+    VERSION_CODE_MAX_CHARS, VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
 };
-use super::prelude::{coerce_version_build, prelude, resolve_builtin};
+use super::prelude::{coerce_version_build, typed_prelude};
 use super::{ChannelListQuery, ChannelSelfMethod, ChannelSelfRequest};
 use crate::error::{DeviceError, DeviceErrorCode};
 use crate::version::parse_semver_lenient;
@@ -23,72 +23,109 @@ const BOOLEAN_QUERY_FIELDS: [(&str, bool); 2] = [("is_emulator", false), ("is_pr
 pub fn parse_channel_self_request(
     body: &Value,
     method: ChannelSelfMethod,
-) -> Result<ChannelSelfRequest, DeviceError> {
+) -> Result<ChannelSelfRequest<'_>, DeviceError> {
+    validate(RawBody::from_value(body), method)
+}
+
+/// [`parse_channel_self_request`] of a POST or PUT body's raw bytes: not JSON
+/// is `invalid_json_parse_body` (as [`super::parse_json`] answers). Strings
+/// are borrowed from `bytes`.
+pub fn parse_channel_self_bytes(
+    bytes: &[u8],
+    method: ChannelSelfMethod,
+) -> Result<ChannelSelfRequest<'_>, DeviceError> {
+    let body = RawBody::from_slice(bytes).map_err(|_| super::invalid_json_parse_body())?;
+    validate(body, method)
+}
+
+fn validate(
+    body: RawBody<'_>,
+    method: ChannelSelfMethod,
+) -> Result<ChannelSelfRequest<'_>, DeviceError> {
     let invalid_code = match method {
         ChannelSelfMethod::Unset => INVALID_QUERY,
         ChannelSelfMethod::Set | ChannelSelfMethod::Get => INVALID_BODY,
     };
-    let pre = prelude(body, invalid_code)?;
-    let obj = pre.obj;
+    let (body, pre) = typed_prelude(body, invalid_code)?;
     let mut issues = Issues::default();
 
-    let app_id = fields::app_id(obj, &mut issues);
+    let app_id_ok = fields::app_id_field(&body.app_id, &mut issues);
     check_device_id(&mut issues, &pre.device_id);
-    let version_name_raw = required_str(obj, "version_name", &mut issues);
-    issues.max_chars_opt("version_name", version_name_raw, VERSION_NAME_MAX_CHARS);
-    let version_name =
-        version_name_raw.map(|name| resolve_builtin(name, pre.version_build.as_ref()));
+    let version_name = fields::required_str_field(&body.version_name, "version_name", &mut issues);
+    issues.max_chars_opt("version_name", version_name, VERSION_NAME_MAX_CHARS);
+    let version_name_ok = version_name.is_some();
     // May be "" (then `None`); a non-empty one was already coerced by the prelude.
-    let version_build_raw = required_str(obj, "version_build", &mut issues);
-    issues.max_chars_opt("version_build", version_build_raw, VERSION_BUILD_MAX_CHARS);
-    let is_emulator = flag(obj, "is_emulator", false, &mut issues);
-    let is_prod = flag(obj, "is_prod", true, &mut issues);
-    let platform = fields::platform(obj, &mut issues);
-    let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    let version_build =
+        fields::required_str_field(&body.version_build, "version_build", &mut issues);
+    issues.max_chars_opt("version_build", version_build, VERSION_BUILD_MAX_CHARS);
+    let is_emulator = fields::flag_field(&body.is_emulator, "is_emulator", false, &mut issues);
+    let is_prod = fields::flag_field(&body.is_prod, "is_prod", true, &mut issues);
+    let platform = fields::platform_field(&body.platform, &mut issues);
+    let default_channel =
+        fields::optional_str_field(&body.default_channel, "defaultChannel", &mut issues);
     issues.max_chars_opt("defaultChannel", default_channel, CHANNEL_MAX_CHARS);
-    let channel = optional_str(obj, "channel", &mut issues);
+    let channel = fields::optional_str_field(&body.channel, "channel", &mut issues);
     issues.max_chars_opt("channel", channel, CHANNEL_MAX_CHARS);
-    let plugin_version_raw = optional_str(obj, "plugin_version", &mut issues);
+    let plugin_version_raw =
+        fields::optional_str_field(&body.plugin_version, "plugin_version", &mut issues);
     issues.max_chars_opt(
         "plugin_version",
         plugin_version_raw,
         PLUGIN_VERSION_MAX_CHARS,
     );
     // Not validated by type, as below, but bounded like everywhere else.
-    for (field, max) in [
-        ("version_code", VERSION_CODE_MAX_CHARS),
-        ("version_os", VERSION_OS_MAX_CHARS),
-    ] {
-        issues.max_chars_opt(field, obj.get(field).and_then(Value::as_str), max);
-    }
-    let install_source = optional_str(obj, "install_source", &mut issues);
+    issues.max_chars_opt(
+        "version_code",
+        str_of(&body.version_code),
+        VERSION_CODE_MAX_CHARS,
+    );
+    issues.max_chars_opt("version_os", str_of(&body.version_os), VERSION_OS_MAX_CHARS);
+    let install_source =
+        fields::optional_str_field(&body.install_source, "install_source", &mut issues);
     if let Some(source) = install_source {
         issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
     }
-    let key_id = optional_str(obj, "key_id", &mut issues);
+    let key_id = fields::optional_str_field(&body.key_id, "key_id", &mut issues);
     if let Some(key_id) = key_id {
         issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
     }
     // Not in the reference's schema: a custom_id of another type is ignored.
-    let custom_id = obj.get("custom_id").and_then(Value::as_str).unwrap_or("");
+    let custom_id = str_of(&body.custom_id).unwrap_or("");
     issues.max_chars("custom_id", custom_id.trim(), CUSTOM_ID_MAX_CHARS);
+    let plugin_version = plugin_version_raw.and_then(parse_semver_lenient);
 
-    match (issues.is_empty(), app_id, version_name, platform) {
+    let DeviceBody {
+        app_id,
+        custom_id,
+        version_name,
+        plugin_version: plugin_version_raw,
+        install_source,
+        default_channel,
+        key_id,
+        channel,
+        ..
+    } = body;
+    match (
+        issues.is_empty() && app_id_ok && version_name_ok,
+        into_str(app_id),
+        into_str(version_name),
+        platform,
+    ) {
         (true, Some(app_id), Some(version_name), Some(platform)) => Ok(ChannelSelfRequest {
             platform,
             device_id: pre.device_id,
-            app_id: app_id.to_string(),
-            custom_id: custom_id.trim().to_string(),
+            app_id,
+            custom_id: into_str(custom_id).map(trimmed).unwrap_or_default(),
+            version_name: body::resolve_builtin(version_name, pre.version_build.as_ref()),
             version_build: pre.version_build,
-            version_name,
-            plugin_version: plugin_version_raw.and_then(parse_semver_lenient),
-            plugin_version_raw: plugin_version_raw.map(str::to_string),
+            plugin_version,
+            plugin_version_raw: into_str(plugin_version_raw),
             is_emulator,
             is_prod,
-            default_channel: non_blank(default_channel),
-            channel: non_empty(channel),
-            key_id: non_empty(key_id),
-            install_source: normalize_install_source(install_source),
+            default_channel: body::non_blank(into_str(default_channel)),
+            channel: body::non_empty(into_str(channel)),
+            key_id: body::non_empty(into_str(key_id)),
+            install_source: body::install_source(into_str(install_source)),
         }),
         // Every `None` above pushed an issue, so the list is never empty here.
         _ => Err(issues.into_error(invalid_code)),
@@ -236,14 +273,15 @@ mod tests {
 
     #[test]
     fn set_body_parses() {
-        let req = parse_channel_self_request(&valid_body(), ChannelSelfMethod::Set).unwrap();
+        let body = valid_body();
+        let req = parse_channel_self_request(&body, ChannelSelfMethod::Set).unwrap();
         assert_eq!(
             req,
             ChannelSelfRequest {
                 platform: Platform::Ios,
                 device_id: DEVICE.into(),
                 app_id: "com.example.app".into(),
-                custom_id: String::new(),
+                custom_id: "".into(),
                 version_build: Some(semver::Version::new(1, 4, 0)),
                 version_name: "1.4.2".into(),
                 plugin_version: Some(semver::Version::new(8, 51, 14)),

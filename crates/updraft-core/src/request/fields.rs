@@ -2,6 +2,7 @@
 //! the shapes of `app_id` and `device_id`, and typed reads of JSON fields.
 
 use crate::error::{DeviceError, DeviceErrorCode};
+use crate::stats::body::Field;
 use serde_json::{json, Map, Value};
 
 pub(crate) const PARSE_BODY_MESSAGE: &str = "Cannot parse body";
@@ -103,6 +104,7 @@ fn is_canonical_uuid(s: &str) -> bool {
 }
 
 /// What a body says about `device_id` before the schema runs.
+#[cfg(any(test, feature = "legacy-oracle"))]
 #[derive(Debug, PartialEq)]
 pub(crate) enum DeviceIdField {
     /// Absent, null or `""`.
@@ -113,6 +115,7 @@ pub(crate) enum DeviceIdField {
     Text(String),
 }
 
+#[cfg(any(test, feature = "legacy-oracle"))]
 pub(crate) fn device_id_field(obj: &Map<String, Value>) -> DeviceIdField {
     match obj.get("device_id") {
         None | Some(Value::Null) => DeviceIdField::Missing,
@@ -148,6 +151,7 @@ pub(crate) fn optional_str<'a>(
 }
 
 /// A required string (possibly empty): absent, null or another type is an issue.
+#[cfg(any(test, feature = "legacy-oracle"))]
 pub(crate) fn required_str<'a>(
     obj: &'a Map<String, Value>,
     field: &str,
@@ -230,6 +234,78 @@ pub(crate) fn normalize_install_source(value: Option<&str>) -> Option<String> {
 /// `None` for absent and `""`.
 pub(crate) fn non_empty(value: Option<&str>) -> Option<String> {
     value.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// [`optional_str`] of a field read by the typed reader.
+pub(crate) fn optional_str_field<'f>(
+    field: &'f Field<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'f str> {
+    match field {
+        Field::Absent | Field::Null => None,
+        Field::Str(text) => Some(text),
+        _ => {
+            not_a_string(issues, name);
+            None
+        }
+    }
+}
+
+/// [`required_str`] of a field read by the typed reader.
+pub(crate) fn required_str_field<'f>(
+    field: &'f Field<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'f str> {
+    match field {
+        Field::Str(text) => Some(text),
+        _ => {
+            not_a_string(issues, name);
+            None
+        }
+    }
+}
+
+/// [`flag`] of a field read by the typed reader.
+pub(crate) fn flag_field(
+    field: &Field<'_>,
+    name: &str,
+    default: bool,
+    issues: &mut Issues,
+) -> bool {
+    match field {
+        Field::Absent | Field::Null => default,
+        Field::Bool(value) => *value,
+        _ => {
+            not_a_boolean(issues, name);
+            default
+        }
+    }
+}
+
+/// [`app_id`] of a field read by the typed reader: whether it is valid.
+pub(crate) fn app_id_field(field: &Field<'_>, issues: &mut Issues) -> bool {
+    let valid = matches!(field, Field::Str(text) if crate::validate::is_valid_app_id(text));
+    if !valid {
+        issues.push("app_id", APP_ID_ISSUE);
+    }
+    valid
+}
+
+/// [`platform`] of a field read by the typed reader.
+pub(crate) fn platform_field(
+    field: &Field<'_>,
+    issues: &mut Issues,
+) -> Option<crate::model::Platform> {
+    let parsed = match field {
+        Field::Str(text) => crate::model::Platform::parse(text),
+        _ => None,
+    };
+    if parsed.is_none() {
+        issues.push("platform", PLATFORM_ISSUE);
+    }
+    parsed
 }
 
 /// Test bodies: a base body with some fields replaced, or one removed.

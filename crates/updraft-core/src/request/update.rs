@@ -1,65 +1,95 @@
-//! `POST /updates` and `/updates/manifest_size` bodies (reference §1.1).
+//! `POST /updates` and `/updates/manifest_size` bodies (reference §1.1), read
+//! straight from the body's text into borrowed fields (`body.rs`).
 
+use super::body::{self, into_str, is_absent, str_of, trimmed, DeviceBody, RawBody};
 use super::fields::{
-    self, check_device_id, flag, non_blank, non_empty, normalize_install_source, optional_str,
-    Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS, INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS,
-    PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS, VERSION_CODE_MAX_CHARS,
-    VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
+    self, check_device_id, Issues, CHANNEL_MAX_CHARS, CUSTOM_ID_MAX_CHARS,
+    INSTALL_SOURCE_MAX_CHARS, KEY_ID_MAX_CHARS, PLUGIN_VERSION_MAX_CHARS, VERSION_BUILD_MAX_CHARS,
+    VERSION_CODE_MAX_CHARS, VERSION_NAME_MAX_CHARS, VERSION_OS_MAX_CHARS,
 };
-use super::prelude::{prelude, resolve_builtin};
+use super::prelude::typed_prelude;
 use super::UpdateRequest;
 use crate::error::{DeviceError, DeviceErrorCode};
+use crate::stats::body::Field;
 use crate::version::parse_semver_lenient;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 const INVALID_BODY: DeviceErrorCode = DeviceErrorCode::InvalidJsonBody;
 
-/// Validates and normalises an update-check body; every refusal is a 400
-/// with the reference's code and message.
-pub fn parse_update_request(body: &Value) -> Result<UpdateRequest, DeviceError> {
-    let pre = prelude(body, INVALID_BODY)?;
-    let obj = pre.obj;
+/// Validates and normalises an update-check body from its raw bytes: not
+/// JSON is `invalid_json_parse_body` (as [`super::parse_json`] answers), the
+/// rest as [`parse_update_request`]. Strings are borrowed from `bytes`.
+pub fn parse_update_bytes(bytes: &[u8]) -> Result<UpdateRequest<'_>, DeviceError> {
+    let body = RawBody::from_slice(bytes).map_err(|_| super::invalid_json_parse_body())?;
+    validate(body)
+}
+
+/// Validates and normalises an already parsed update-check body; every
+/// refusal is a 400 with the reference's code and message.
+pub fn parse_update_request(body: &Value) -> Result<UpdateRequest<'_>, DeviceError> {
+    validate(RawBody::from_value(body))
+}
+
+fn validate(body: RawBody<'_>) -> Result<UpdateRequest<'_>, DeviceError> {
+    let (body, pre) = typed_prelude(body, INVALID_BODY)?;
     let mut issues = Issues::default();
 
-    let app_id = fields::app_id(obj, &mut issues);
+    let app_id_ok = fields::app_id_field(&body.app_id, &mut issues);
     check_device_id(&mut issues, &pre.device_id);
-    let version_name_raw = non_empty_str(obj, "version_name", &mut issues);
+    let version_name_raw = match &body.version_name {
+        Field::Str(name) if !name.is_empty() => Some(name.as_ref()),
+        _ => {
+            issues.push("version_name", "version_name must be a non-empty string");
+            None
+        }
+    };
     issues.max_chars_opt("version_name", version_name_raw, VERSION_NAME_MAX_CHARS);
-    let version_name =
-        version_name_raw.map(|name| resolve_builtin(name, pre.version_build.as_ref()));
     if pre.version_build.is_none() {
         issues.push("version_build", "version_build must be a non-empty string");
     }
     issues.max_chars_opt(
         "version_build",
-        obj.get("version_build").and_then(Value::as_str),
+        str_of(&body.version_build),
         VERSION_BUILD_MAX_CHARS,
     );
-    let is_emulator = flag(obj, "is_emulator", false, &mut issues);
-    let is_prod = flag(obj, "is_prod", true, &mut issues);
-    let platform = fields::platform(obj, &mut issues);
-    let plugin_version = plugin_version(obj, &mut issues);
-    let default_channel = optional_str(obj, "defaultChannel", &mut issues);
+    let is_emulator = fields::flag_field(&body.is_emulator, "is_emulator", false, &mut issues);
+    let is_prod = fields::flag_field(&body.is_prod, "is_prod", true, &mut issues);
+    let platform = fields::platform_field(&body.platform, &mut issues);
+    let plugin_version = plugin_version(&body.plugin_version, &mut issues);
+    let default_channel =
+        fields::optional_str_field(&body.default_channel, "defaultChannel", &mut issues);
     issues.max_chars_opt("defaultChannel", default_channel, CHANNEL_MAX_CHARS);
-    let install_source = optional_str(obj, "install_source", &mut issues);
+    let install_source =
+        fields::optional_str_field(&body.install_source, "install_source", &mut issues);
     if let Some(source) = install_source {
         issues.max_chars("install_source", source.trim(), INSTALL_SOURCE_MAX_CHARS);
     }
-    let key_id = optional_str(obj, "key_id", &mut issues);
+    let key_id = fields::optional_str_field(&body.key_id, "key_id", &mut issues);
     if let Some(key_id) = key_id {
         issues.max_chars("key_id", key_id, KEY_ID_MAX_CHARS);
     }
-    let custom_id = optional_str(obj, "custom_id", &mut issues);
+    let custom_id = fields::optional_str_field(&body.custom_id, "custom_id", &mut issues);
     issues.max_chars_opt("custom_id", custom_id.map(str::trim), CUSTOM_ID_MAX_CHARS);
-    let version_code = optional_str(obj, "version_code", &mut issues);
+    let version_code = fields::optional_str_field(&body.version_code, "version_code", &mut issues);
     issues.max_chars_opt("version_code", version_code, VERSION_CODE_MAX_CHARS);
-    let version_os = optional_str(obj, "version_os", &mut issues);
+    let version_os = fields::optional_str_field(&body.version_os, "version_os", &mut issues);
     issues.max_chars_opt("version_os", version_os, VERSION_OS_MAX_CHARS);
 
-    match (
-        issues.is_empty(),
+    let DeviceBody {
         app_id,
+        custom_id,
+        version_code,
+        version_os,
         version_name,
+        install_source,
+        default_channel,
+        key_id,
+        ..
+    } = body;
+    match (
+        issues.is_empty() && app_id_ok,
+        into_str(app_id),
+        into_str(version_name),
         pre.version_build,
         platform,
         plugin_version,
@@ -73,60 +103,44 @@ pub fn parse_update_request(body: &Value) -> Result<UpdateRequest, DeviceError> 
             Some(plugin_version),
         ) => Ok(UpdateRequest {
             platform,
+            version_name: body::resolve_builtin(version_name, Some(&version_build)),
             device_id: pre.device_id,
-            app_id: app_id.to_string(),
-            custom_id: custom_id.map(str::trim).unwrap_or_default().to_string(),
+            app_id,
+            custom_id: into_str(custom_id).map(trimmed).unwrap_or_default(),
             version_build,
-            version_code: version_code.map(str::to_string),
-            version_os: version_os.map(str::to_string),
-            version_name,
+            version_code: into_str(version_code),
+            version_os: into_str(version_os),
             plugin_version,
             is_emulator,
             is_prod,
-            install_source: normalize_install_source(install_source),
-            default_channel: non_blank(default_channel),
-            key_id: non_empty(key_id),
+            install_source: body::install_source(into_str(install_source)),
+            default_channel: body::non_blank(into_str(default_channel)),
+            key_id: body::non_empty(into_str(key_id)),
         }),
         // Every `None` above pushed an issue, so the list is never empty here.
         _ => Err(issues.into_error(INVALID_BODY)),
     }
 }
 
-fn non_empty_str<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-    issues: &mut Issues,
-) -> Option<&'a str> {
-    match obj.get(field) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        _ => {
-            issues.push(field, format!("{field} must be a non-empty string"));
-            None
-        }
+fn plugin_version(field: &Field<'_>, issues: &mut Issues) -> Option<semver::Version> {
+    if is_absent(field) {
+        issues.push("plugin_version", "plugin_version is required");
+        return None;
     }
-}
-
-fn plugin_version(obj: &Map<String, Value>, issues: &mut Issues) -> Option<semver::Version> {
-    match obj.get("plugin_version") {
-        None | Some(Value::Null) => {
-            issues.push("plugin_version", "plugin_version is required");
-            None
-        }
-        Some(Value::String(text)) if text.chars().count() > PLUGIN_VERSION_MAX_CHARS => {
+    if let Some(text) = str_of(field) {
+        if text.chars().count() > PLUGIN_VERSION_MAX_CHARS {
             issues.push(
                 "plugin_version",
                 fields::too_long_message(PLUGIN_VERSION_MAX_CHARS),
             );
-            None
-        }
-        Some(value) => {
-            let parsed = value.as_str().and_then(parse_semver_lenient);
-            if parsed.is_none() {
-                issues.push("plugin_version", "Plugin version is invalid");
-            }
-            parsed
+            return None;
         }
     }
+    let parsed = str_of(field).and_then(parse_semver_lenient);
+    if parsed.is_none() {
+        issues.push("plugin_version", "Plugin version is invalid");
+    }
+    parsed
 }
 
 #[cfg(test)]
@@ -182,14 +196,15 @@ mod tests {
 
     #[test]
     fn plugin_example_body_parses() {
-        let req = parse_update_request(&valid_body()).unwrap();
+        let body = valid_body();
+        let req = parse_update_request(&body).unwrap();
         assert_eq!(
             req,
             UpdateRequest {
                 platform: Platform::Android,
                 device_id: DEVICE.into(),
                 app_id: "com.example.app".into(),
-                custom_id: String::new(),
+                custom_id: "".into(),
                 version_build: semver::Version::new(1, 4, 0),
                 version_code: Some("14".into()),
                 version_os: Some("14".into()),
@@ -461,7 +476,7 @@ mod tests {
 
     #[test]
     fn normalisations() {
-        let req = parse_update_request(&with(json!({
+        let body = with(json!({
             "device_id": DEVICE.to_uppercase(),
             "version_build": "v1.2",
             "version_name": "builtin",
@@ -474,8 +489,8 @@ mod tests {
             "is_prod": null,
             "platform": "electron",
             "unknown_field": [1, 2, 3],
-        })))
-        .unwrap();
+        }));
+        let req = parse_update_request(&body).unwrap();
         assert_eq!(req.device_id, DEVICE);
         assert_eq!(req.version_build, semver::Version::new(1, 2, 0));
         assert_eq!(req.version_name, "1.2.0");
@@ -518,10 +533,8 @@ mod tests {
 
     #[test]
     fn builtin_version_build_normalises_to_zero() {
-        let req = parse_update_request(&with(
-            json!({"version_build": "builtin", "version_name": "builtin"}),
-        ))
-        .unwrap();
+        let body = with(json!({"version_build": "builtin", "version_name": "builtin"}));
+        let req = parse_update_request(&body).unwrap();
         assert_eq!(req.version_build, semver::Version::new(0, 0, 0));
         assert_eq!(req.version_name, "0.0.0");
     }

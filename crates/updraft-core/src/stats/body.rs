@@ -167,7 +167,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// Any JSON value, walked and dropped.
-struct Skip;
+pub(crate) struct Skip;
 
 impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
