@@ -280,20 +280,35 @@ fn offline_entry(
     before: Option<Value>,
     after: Option<Value>,
 ) -> NewAuditEntry {
+    offline_audit_entry(now, key.app_id.clone(), action, &key.name, before, after)
+}
+
+/// Who an offline command acts as in the audit log: no API key or user acted.
+pub const OFFLINE_ACTOR: &str = "cli:offline";
+
+/// The audit entry of a change made on the database directly.
+pub fn offline_audit_entry(
+    now: Millis,
+    app_id: Option<String>,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> NewAuditEntry {
     NewAuditEntry {
         at: now,
-        actor: "cli:offline".to_string(),
+        actor: OFFLINE_ACTOR.to_string(),
         api_key_id: None,
-        app_id: key.app_id.clone(),
+        app_id,
         action: action.to_string(),
-        target: key.name.clone(),
+        target: target.to_string(),
         before,
         after,
     }
 }
 
 /// Records the entry; the change is made already, so a failure is only a warning.
-async fn record_audit<S: AuditStore + ?Sized>(
+pub async fn record_audit<S: AuditStore + ?Sized>(
     store: &S,
     entry: NewAuditEntry,
     outcome: Outcome,

@@ -42,8 +42,11 @@ pub fn init(json: bool, wide: bool) {
     let no_color = std::env::var_os("NO_COLOR");
     let no_color = no_color.as_deref();
     let size = terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0));
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
     let style = Style {
-        width: table_width(stdout.is_terminal(), wide, json, size),
+        width: table_width(stdout.is_terminal(), wide, json, size, columns),
         stdout_color: color_allowed(stdout.is_terminal(), no_color, json),
         stderr_color: color_allowed(stderr.is_terminal(), no_color, json),
     };
@@ -61,15 +64,25 @@ pub fn color_allowed(is_terminal: bool, no_color: Option<&OsStr>, json: bool) ->
     is_terminal && !json && no_color.is_none_or(OsStr::is_empty)
 }
 
-/// The width tables fit in: the terminal's (80 when it does not say), or
-/// none (full values) with `--wide`, `--json` or when stdout is not a terminal.
+/// The width tables fit in: an exported `COLUMNS` (shells do not export
+/// theirs, so one in the environment was set on purpose, e.g. `COLUMNS=80
+/// updraft channel list | less`), else the terminal's (80 when it does not
+/// say); none (full values) with `--wide`, `--json`, or when stdout is not a
+/// terminal and `COLUMNS` is not set: scripts get everything.
 pub fn table_width(
     is_terminal: bool,
     wide: bool,
     json: bool,
     terminal_width: Option<usize>,
+    columns_env: Option<usize>,
 ) -> Option<usize> {
-    if wide || json || !is_terminal {
+    if wide || json {
+        return None;
+    }
+    if let Some(columns) = columns_env.filter(|w| *w > 0) {
+        return Some(columns);
+    }
+    if !is_terminal {
         return None;
     }
     Some(terminal_width.filter(|w| *w > 0).unwrap_or(FALLBACK_WIDTH))
@@ -110,13 +123,33 @@ mod tests {
 
     #[test]
     fn tables_fit_the_terminal_unless_wide_or_piped() {
-        assert_eq!(table_width(true, false, false, Some(80)), Some(80));
-        assert_eq!(table_width(true, false, false, Some(132)), Some(132));
-        assert_eq!(table_width(true, false, false, None), Some(80));
-        assert_eq!(table_width(true, false, false, Some(0)), Some(80));
-        assert_eq!(table_width(true, true, false, Some(80)), None);
-        assert_eq!(table_width(false, false, false, Some(80)), None);
-        assert_eq!(table_width(true, false, true, Some(80)), None);
+        assert_eq!(table_width(true, false, false, Some(80), None), Some(80));
+        assert_eq!(table_width(true, false, false, Some(132), None), Some(132));
+        assert_eq!(table_width(true, false, false, None, None), Some(80));
+        assert_eq!(table_width(true, false, false, Some(0), None), Some(80));
+        assert_eq!(table_width(true, true, false, Some(80), None), None);
+        assert_eq!(table_width(false, false, false, Some(80), None), None);
+        assert_eq!(table_width(true, false, true, Some(80), None), None);
+    }
+
+    #[test]
+    fn an_exported_columns_is_the_width_even_when_piped() {
+        assert_eq!(table_width(false, false, false, None, Some(80)), Some(80));
+        assert_eq!(
+            table_width(true, false, false, Some(200), Some(80)),
+            Some(80)
+        );
+        assert_eq!(table_width(false, false, false, None, Some(0)), None);
+        assert_eq!(
+            table_width(false, true, false, None, Some(80)),
+            None,
+            "--wide wins"
+        );
+        assert_eq!(
+            table_width(false, false, true, None, Some(80)),
+            None,
+            "--json wins"
+        );
     }
 
     #[test]

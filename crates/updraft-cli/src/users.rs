@@ -6,6 +6,7 @@
 
 use crate::args::RoleArg;
 use crate::error::{CliError, LocalCode};
+use crate::offline::{offline_audit_entry, record_audit};
 use crate::output::Outcome;
 use crate::table::Table;
 use crate::time::{now_millis, rfc3339, short_time};
@@ -18,7 +19,6 @@ use updraft_core::model::{Millis, Role};
 use updraft_store::{AuditStore, NewAuditEntry, NewUser, StoreError, UserPatch, UserStore};
 
 /// The actor of changes made here.
-const OFFLINE_ACTOR: &str = "cli:offline";
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum UserCommand {
@@ -277,30 +277,7 @@ fn entry(
     before: Option<Value>,
     after: Option<Value>,
 ) -> NewAuditEntry {
-    NewAuditEntry {
-        at: now,
-        actor: OFFLINE_ACTOR.to_string(),
-        api_key_id: None,
-        app_id: None,
-        action: action.to_string(),
-        target: user.email.clone(),
-        before,
-        after,
-    }
-}
-
-/// The change is made already: a failed audit write is only a warning.
-async fn record_audit<S: AuditStore + ?Sized>(
-    store: &S,
-    entry: NewAuditEntry,
-    outcome: Outcome,
-) -> Outcome {
-    match store.record_audit(entry).await {
-        Ok(_) => outcome,
-        Err(error) => outcome.with_warning(format!(
-            "warning: the change is made but its audit entry could not be stored: {error}"
-        )),
-    }
+    offline_audit_entry(now, None, action, &user.email, before, after)
 }
 
 fn user_json(user: &User) -> Value {

@@ -52,6 +52,21 @@ fn on_terminal(s: &Server, cols: u16, args: &[&str], env: &[(&str, &str)]) -> (i
     )
 }
 
+/// The CLI's stdout through a pipe, with `COLUMNS` exported.
+fn piped_with_columns(s: &Server, cols: u16, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .env("UPDRAFT_SERVER", &s.url)
+        .env("UPDRAFT_APIKEY", &s.key)
+        .env("UPDRAFT_DATA_DIR", &s.data_dir)
+        .env("COLUMNS", cols.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run updraft");
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `text` without ANSI escape sequences (`ESC [ … final`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::new();
@@ -179,6 +194,13 @@ async fn tables_fit_an_80_column_terminal_and_wide_or_piped_show_everything() {
         assert!(
             plain.lines().count() >= piped.lines().count(),
             "no row is lost:\n{plain}"
+        );
+        // Piped with an exported COLUMNS=80: the same fitted table, no colour.
+        let fitted = piped_with_columns(&s, 80, args);
+        assert_eq!(
+            fitted.trim_end(),
+            plain.trim_end(),
+            "{args:?} with COLUMNS=80"
         );
         // --wide on the same terminal: every column, full values.
         let (code, wide) = on_terminal(&s, 80, &[args, &["--wide"]].concat(), &[]);

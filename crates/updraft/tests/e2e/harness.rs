@@ -37,6 +37,8 @@ pub fn cli_in(
         .env("UPDRAFT_DATA_DIR", data_dir)
         .env_remove("UPDRAFT_SERVER")
         .env_remove("UPDRAFT_APIKEY")
+        // Piped output is whole unless COLUMNS is exported: never the caller's.
+        .env_remove("COLUMNS")
         // No `updraft login` file of the machine's user: one that does not exist.
         .env("XDG_CONFIG_HOME", data_dir.with_extension("no-login"));
     if let Some(server) = server {
