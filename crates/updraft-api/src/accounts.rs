@@ -106,10 +106,14 @@ pub struct DisableTotp {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     pub email: String,
+    /// At least 12 characters, at most 1,024 bytes.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
+    #[schema(value_type = crate::management::RoleName)]
     pub role: String,
-    /// `null` or absent = every app.
+    /// `null` or absent = every app; else at least one app id.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub apps: Option<Vec<String>>,
 }
 
@@ -118,10 +122,11 @@ pub struct CreateUserBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
     #[serde(default)]
+    #[schema(value_type = Option<crate::management::RoleName>)]
     pub role: Option<String>,
-    /// `[..]` = these apps; `null` = every app; absent = unchanged.
+    /// `[..]` = these apps (at least one); `null` = every app; absent = unchanged.
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1)]
     pub apps: Option<Option<Vec<String>>>,
     #[serde(default)]
     pub disabled: Option<bool>,
